@@ -1,0 +1,83 @@
+/* Devices, streams and buffers.
+ *
+ * A device (the CPU, or one CUDA GPU) owns its worker threads and its
+ * allocator; nothing is shared between devices, so two devices (and two
+ * models) live side by side in one process. A stream is where ops run, in
+ * order; every device has a default stream, and more can be made. A buffer
+ * is a block of device memory, or host memory the caller lends (an mmap'd
+ * weight file), that tensors view. */
+#ifndef MLXN_DEVICE_H
+#define MLXN_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mlxn/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mlxn_device mlxn_device;
+typedef struct mlxn_stream mlxn_stream;
+typedef struct mlxn_buffer mlxn_buffer;
+
+typedef enum mlxn_device_kind {
+    MLXN_DEVICE_CPU = 0,
+    MLXN_DEVICE_CUDA = 1,
+} mlxn_device_kind;
+
+/* Highest instruction set the CPU backend may use. AUTO picks the best the
+ * processor has; a lower cap forces slower paths (tests use it to check
+ * every path against the scalar reference on one machine). */
+typedef enum mlxn_cpu_isa {
+    MLXN_CPU_ISA_AUTO = 0,
+    MLXN_CPU_ISA_SCALAR,
+    MLXN_CPU_ISA_AVX2,
+    MLXN_CPU_ISA_AVX512,
+} mlxn_cpu_isa;
+
+typedef struct mlxn_device_params {
+    mlxn_device_kind kind;
+    int index;          /* CUDA ordinal; ignored for the CPU */
+    int n_threads;      /* CPU worker threads; 0 = one per online core */
+    mlxn_cpu_isa isa;   /* CPU only */
+} mlxn_device_params;
+
+/* Open a device. params may be NULL (CPU, all cores, best ISA). */
+mlxn_status mlxn_device_new(const mlxn_device_params *params, mlxn_device **out);
+/* Parse "cpu", "cuda", "cuda:N" into params->kind/index. */
+mlxn_status mlxn_device_parse(const char *spec, mlxn_device_params *params);
+void mlxn_device_free(mlxn_device *dev);
+mlxn_device_kind mlxn_device_get_kind(const mlxn_device *dev);
+/* Human description, e.g. "cpu (2 threads, avx512)". */
+const char *mlxn_device_name(const mlxn_device *dev);
+int mlxn_device_threads(const mlxn_device *dev);
+/* The device's default stream (owned by the device; do not free). */
+mlxn_stream *mlxn_device_stream(mlxn_device *dev);
+
+mlxn_status mlxn_stream_new(mlxn_device *dev, mlxn_stream **out);
+void mlxn_stream_free(mlxn_stream *s);
+mlxn_device *mlxn_stream_device(mlxn_stream *s);
+/* Wait until every op queued on the stream has finished. */
+mlxn_status mlxn_stream_sync(mlxn_stream *s);
+
+/* Allocate `bytes` of device memory (64-byte aligned on the CPU). */
+mlxn_status mlxn_buffer_new(mlxn_device *dev, size_t bytes, mlxn_buffer **out);
+/* Wrap caller-owned host memory without copying (CPU devices only).
+ * release(user) is called when the buffer is freed; it may be NULL. */
+mlxn_status mlxn_buffer_wrap(mlxn_device *dev, void *host, size_t bytes,
+                             void (*release)(void *user), void *user, mlxn_buffer **out);
+void mlxn_buffer_free(mlxn_buffer *buf);
+size_t mlxn_buffer_size(const mlxn_buffer *buf);
+mlxn_device *mlxn_buffer_device(const mlxn_buffer *buf);
+/* Host pointer to the contents, or NULL when the memory is not host-visible. */
+void *mlxn_buffer_host(mlxn_buffer *buf);
+/* Copy host -> buffer and buffer -> host (any device), bounds-checked. */
+mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t offset, const void *src, size_t n);
+mlxn_status mlxn_buffer_read(mlxn_buffer *buf, size_t offset, void *dst, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

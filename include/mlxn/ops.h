@@ -1,0 +1,129 @@
+/* The op API: one function per op. Each validates shapes and dtypes once
+ * (a bad call returns MLXN_ERR_SHAPE / MLXN_ERR_DTYPE with a message naming
+ * the op and the argument) and then runs on the stream's device. Tensors
+ * must live on that device. Activations are f32; weights (matmul, norms,
+ * embeddings) may be f32, f16 or bf16, converted to f32 as they are read.
+ * Unless an op says otherwise, inputs may be strided views and outputs must
+ * be contiguous, and outputs must not alias inputs. The model's forward
+ * pass is written once against these calls; backends implement them. */
+#ifndef MLXN_OPS_H
+#define MLXN_OPS_H
+
+#include <stdbool.h>
+
+#include "mlxn/quant.h"
+#include "mlxn/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- matrix products ---------------------------------------------------- */
+
+/* out[..., N] = x[..., K] @ W^T  when transpose (W is [N, K], the layout of
+ * nn.Linear and of every MLX checkpoint), or x @ W when not (W is [K, N]).
+ * x: f32 [..., K]; w: f32/f16/bf16, 2-D; out: f32 [..., N]. */
+mlxn_status mlxn_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
+                        mlxn_tensor *out);
+
+/* Same products with a quantized W (layout in mlxn/quant.h), as
+ * mlx.core.quantized_matmul: transpose -> W logical [N, K], wq [N, K*bits/32],
+ * scales/biases [N, K/group]; not transposed -> W logical [K, N], wq
+ * [K, N*bits/32], scales/biases [K, N/group]. biases is NULL for fp modes.
+ * x: f32 [..., K]; out: f32 [..., N]. */
+mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                  const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                  const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+
+/* ---- gathers ------------------------------------------------------------- */
+
+/* out[i, :] = table[ids[i], :]. ids: i32/u32 [n]; table f32/f16/bf16 [V, D];
+ * out f32 [n, D]. An id outside [0, V) is MLXN_ERR_INVALID_ARGUMENT. */
+mlxn_status mlxn_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table,
+                           mlxn_tensor *out);
+/* The same from a quantized table: wq [V, D*bits/32], scales/biases
+ * [V, D/group]; rows are dequantized as they are gathered. */
+mlxn_status mlxn_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,
+                                     const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                     const mlxn_quant_params *q, mlxn_tensor *out);
+
+/* ---- normalization ------------------------------------------------------- */
+
+/* out = x * rsqrt(mean(x^2, -1) + eps) * (w_offset + w), as mx.fast.rms_norm
+ * (w_offset = 1 gives Gemma's 1 + w). x, out: f32 [..., D]; w [D] or NULL. */
+mlxn_status mlxn_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
+                          float w_offset, mlxn_tensor *out);
+
+/* out = (x - mean) * rsqrt(var + eps) * w + b over the last axis, as
+ * mx.fast.layer_norm; w and b [D] may each be NULL. */
+mlxn_status mlxn_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
+                            const mlxn_tensor *b, float eps, mlxn_tensor *out);
+
+/* ---- rotary embedding ---------------------------------------------------- */
+
+typedef struct mlxn_rope_params {
+    int dims;          /* rotated leading dims of the last axis (even, <= D); rest pass through */
+    bool traditional;  /* true: rotate adjacent pairs (x0,x1); false: halves (x[i], x[i+dims/2]) */
+    float base;        /* theta base, used when freqs is NULL */
+    float scale;       /* positions are multiplied by this (1 = none) */
+    int offset;        /* position of the first row along T */
+    const mlxn_tensor *offset_tensor; /* optional i32 [1] on the device, overrides offset */
+    const mlxn_tensor *freqs;         /* optional f32 [dims/2]: angle = pos / freqs[i] */
+} mlxn_rope_params;
+
+/* As mx.fast.rope: x, out f32 [..., T, D] (T is the second-to-last axis). */
+mlxn_status mlxn_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p,
+                      mlxn_tensor *out);
+
+/* ---- attention ----------------------------------------------------------- */
+
+typedef struct mlxn_sdpa_params {
+    float scale;              /* multiplies q.k (typically 1/sqrt(head_dim)) */
+    bool causal;              /* lower-right aligned: query i sees keys j <= i + (Tk - Tq) */
+    int window;               /* > 0: query i also only sees keys j > i + (Tk - Tq) - window */
+    float softcap;            /* > 0: scores = softcap * tanh(scores / softcap) before masking */
+    const mlxn_tensor *mask;  /* optional, broadcastable to [B, Hq, Tq, Tk]: bool (true = keep)
+                                 or f32 (added to the scores) */
+    const mlxn_tensor *sinks; /* optional f32 [Hq]: a per-head logit that joins the softmax
+                                 denominator and attends to nothing */
+} mlxn_sdpa_params;
+
+/* As mx.fast.scaled_dot_product_attention, softmax in f32. q [B, Hq, Tq, D],
+ * k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] with Hq a multiple of Hkv (grouped-
+ * query attention, K/V never tiled); out f32 [B, Hq, Tq, Dv]. q/k/v may be
+ * f32, f16 or bf16. A query row that sees no key gives zeros. */
+mlxn_status mlxn_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
+                      const mlxn_tensor *v, const mlxn_sdpa_params *p, mlxn_tensor *out);
+
+/* ---- elementwise and reductions ------------------------------------------ */
+
+/* Softmax over the last axis, f32 [..., N]. */
+mlxn_status mlxn_softmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+
+typedef enum mlxn_gelu_kind {
+    MLXN_GELU_ERF = 0,  /* x * 0.5 * (1 + erf(x / sqrt(2)))  (nn.gelu) */
+    MLXN_GELU_TANH,     /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (nn.gelu_approx) */
+} mlxn_gelu_kind;
+
+mlxn_status mlxn_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out);
+mlxn_status mlxn_silu(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+/* out = silu(gate) * up (SwiGLU MLP), all f32 of one shape. */
+mlxn_status mlxn_swiglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up,
+                        mlxn_tensor *out);
+/* out = gelu(gate) * up (GeGLU MLP, Gemma uses the tanh form). */
+mlxn_status mlxn_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up,
+                       mlxn_gelu_kind kind, mlxn_tensor *out);
+
+/* Index of the largest value along the last axis (the first one on ties;
+ * NaN counts as largest, as in MLX). x f32 [..., N]; out i32 [...]. */
+mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+
+/* Fast Walsh-Hadamard transform over the last axis (a power of two, up to
+ * 2^15), times `scale`, as mx.hadamard_transform (scale 1/sqrt(n) makes it
+ * orthonormal). x, out f32 [..., n]; out may equal x (in place). */
+mlxn_status mlxn_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,84 @@
+/* The private backend interface: one vtable per backend (cpu, cuda) plus
+ * the device, stream and buffer structs that carry it. src/ops validates
+ * every call and then dispatches through s->dev->be; a backend may assume
+ * its arguments are valid (shapes agree, dtypes accepted, tensors on this
+ * device, outputs contiguous). */
+#ifndef MLXN_BACKEND_H
+#define MLXN_BACKEND_H
+
+#include "mlxn/ops.h"
+
+typedef struct mlxn_backend_i {
+    const char *name;
+    /* device */
+    mlxn_status (*device_init)(mlxn_device *dev, const mlxn_device_params *p);
+    void (*device_free)(mlxn_device *dev);
+    /* memory; host_visible backends give pointers usable from the CPU */
+    int host_visible;
+    mlxn_status (*alloc)(mlxn_device *dev, size_t bytes, void **ptr);
+    void (*free)(mlxn_device *dev, void *ptr);
+    mlxn_status (*upload)(mlxn_device *dev, void *dst, const void *src, size_t n);
+    mlxn_status (*download)(mlxn_device *dev, void *dst, const void *src, size_t n);
+    /* streams */
+    mlxn_status (*stream_init)(mlxn_stream *s);
+    void (*stream_free)(mlxn_stream *s);
+    mlxn_status (*stream_sync)(mlxn_stream *s);
+    /* ops: the same arguments as the public functions in mlxn/ops.h */
+    mlxn_status (*matmul)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
+                          mlxn_tensor *out);
+    mlxn_status (*quantized_matmul)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                    const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                    const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+    mlxn_status (*embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table,
+                             mlxn_tensor *out);
+    mlxn_status (*quantized_embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,
+                                       const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                       const mlxn_quant_params *q, mlxn_tensor *out);
+    mlxn_status (*rms_norm)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
+                            float w_offset, mlxn_tensor *out);
+    mlxn_status (*layer_norm)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
+                              const mlxn_tensor *b, float eps, mlxn_tensor *out);
+    mlxn_status (*rope)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p,
+                        mlxn_tensor *out);
+    mlxn_status (*sdpa)(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
+                        const mlxn_tensor *v, const mlxn_sdpa_params *p, mlxn_tensor *out);
+    mlxn_status (*softmax)(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+    mlxn_status (*gelu)(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out);
+    mlxn_status (*silu)(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+    mlxn_status (*swiglu)(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up,
+                          mlxn_tensor *out);
+    mlxn_status (*geglu)(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up,
+                         mlxn_gelu_kind kind, mlxn_tensor *out);
+    mlxn_status (*argmax)(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+    mlxn_status (*hadamard)(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+} mlxn_backend_i;
+
+struct mlxn_device {
+    const mlxn_backend_i *be;
+    void *ctx;                 /* the backend's per-device state */
+    mlxn_device_kind kind;
+    int index;
+    char name[128];
+    mlxn_stream *default_stream;
+};
+
+struct mlxn_stream {
+    mlxn_device *dev;
+    void *ctx;                 /* the backend's per-stream state */
+};
+
+struct mlxn_buffer {
+    mlxn_device *dev;
+    void *ptr;                 /* device (or host) address of byte 0 */
+    size_t size;
+    int owned;                 /* 1: free ptr through the backend on release */
+    void (*release)(void *user);
+    void *user;
+};
+
+/* The backends compiled into this build. cuda's device_init fails with
+ * MLXN_ERR_DEVICE when the library was built without CUDA or no GPU is present. */
+extern const mlxn_backend_i mlxn_cpu_backend;
+extern const mlxn_backend_i mlxn_cuda_backend;
+
+#endif

@@ -1,0 +1,125 @@
+/* The CPU backend: host memory, a thread pool per device, and the vtable
+ * that points at the op kernels in this folder. Streams on the CPU run ops
+ * synchronously, so stream_sync has nothing to wait for. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/cpu/cpu_ops.h"
+#include "core/internal.h"
+
+const char *mlxn_cpu_isa_name(mlxn_cpu_isa isa) {
+    switch (isa) {
+    case MLXN_CPU_ISA_SCALAR: return "scalar";
+    case MLXN_CPU_ISA_AVX2: return "avx2";
+    case MLXN_CPU_ISA_AVX512: return "avx512";
+    default: return "auto";
+    }
+}
+
+mlxn_cpu_isa mlxn_cpu_detect_isa(mlxn_cpu_isa cap) {
+    mlxn_cpu_isa best = MLXN_CPU_ISA_SCALAR;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        best = MLXN_CPU_ISA_AVX2;
+    if (best == MLXN_CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        best = MLXN_CPU_ISA_AVX512;
+#endif
+    if (cap != MLXN_CPU_ISA_AUTO && cap < best) best = cap;
+    return best;
+}
+
+static mlxn_status cpu_device_init(mlxn_device *dev, const mlxn_device_params *p) {
+    cpu_device *c = calloc(1, sizeof *c);
+    if (!c) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cpu device: out of memory");
+    int n = p->n_threads;
+    if (n <= 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = online > 0 ? (int)online : 1;
+    }
+    mlxn_status st = mlxn_threadpool_new(n, &c->pool);
+    if (st != MLXN_OK) {
+        free(c);
+        return st;
+    }
+    c->isa = mlxn_cpu_detect_isa(p->isa);
+    dev->ctx = c;
+    snprintf(dev->name, sizeof dev->name, "cpu (%d thread%s, %s)", n, n == 1 ? "" : "s",
+             mlxn_cpu_isa_name(c->isa));
+    return MLXN_OK;
+}
+
+static void cpu_device_free(mlxn_device *dev) {
+    cpu_device *c = dev->ctx;
+    if (!c) return;
+    mlxn_threadpool_free(c->pool);
+    free(c);
+}
+
+int mlxn_device_threads(const mlxn_device *dev) {
+    if (!dev || dev->kind != MLXN_DEVICE_CPU) return 1;
+    return mlxn_threadpool_size(((const cpu_device *)dev->ctx)->pool);
+}
+
+static mlxn_status cpu_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
+    (void)dev;
+    /* 64-byte alignment: one cache line, and the widest vector load */
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cpu: could not allocate %zu bytes", bytes);
+    *ptr = p;
+    return MLXN_OK;
+}
+
+static void cpu_free(mlxn_device *dev, void *ptr) {
+    (void)dev;
+    free(ptr);
+}
+
+static mlxn_status cpu_copy(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    (void)dev;
+    memmove(dst, src, n);
+    return MLXN_OK;
+}
+
+static mlxn_status cpu_stream_init(mlxn_stream *s) {
+    s->ctx = NULL;
+    return MLXN_OK;
+}
+static void cpu_stream_free(mlxn_stream *s) { (void)s; }
+static mlxn_status cpu_stream_sync(mlxn_stream *s) {
+    (void)s;
+    return MLXN_OK;
+}
+
+const mlxn_backend_i mlxn_cpu_backend = {
+    .name = "cpu",
+    .device_init = cpu_device_init,
+    .device_free = cpu_device_free,
+    .host_visible = 1,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_copy,
+    .download = cpu_copy,
+    .stream_init = cpu_stream_init,
+    .stream_free = cpu_stream_free,
+    .stream_sync = cpu_stream_sync,
+    .matmul = cpu_matmul,
+    .quantized_matmul = cpu_quantized_matmul,
+    .embedding = cpu_embedding,
+    .quantized_embedding = cpu_quantized_embedding,
+    .rms_norm = cpu_rms_norm,
+    .layer_norm = cpu_layer_norm,
+    .rope = cpu_rope,
+    .sdpa = cpu_sdpa,
+    .softmax = cpu_softmax,
+    .gelu = cpu_gelu,
+    .silu = cpu_silu,
+    .swiglu = cpu_swiglu,
+    .geglu = cpu_geglu,
+    .argmax = cpu_argmax,
+    .hadamard = cpu_hadamard,
+};

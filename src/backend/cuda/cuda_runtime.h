@@ -1,0 +1,27 @@
+/* extern "C" entry points of the CUDA runtime glue (cuda_runtime.cu), used
+ * by the C vtable in cuda_backend.c. Only compiled with MLXN_HAVE_CUDA. */
+#ifndef MLXN_CUDA_RUNTIME_H
+#define MLXN_CUDA_RUNTIME_H
+
+#include <stddef.h>
+
+#include "mlxn/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Selects GPU `index`; writes its name ("NVIDIA H100 80GB HBM3") into name. */
+mlxn_status mlxn_cuda_open(int index, char *name, size_t name_cap);
+mlxn_status mlxn_cuda_malloc(int index, size_t bytes, void **ptr);
+void mlxn_cuda_free(int index, void *ptr);
+mlxn_status mlxn_cuda_memcpy_h2d(int index, void *dst, const void *src, size_t n);
+mlxn_status mlxn_cuda_memcpy_d2h(int index, void *dst, const void *src, size_t n);
+mlxn_status mlxn_cuda_stream_create(int index, void **stream);
+void mlxn_cuda_stream_destroy(int index, void *stream);
+mlxn_status mlxn_cuda_stream_sync(int index, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,40 @@
+/* Argument checks shared by the public op functions: every op validates
+ * once here, so backends can trust their inputs. Each check records a
+ * message naming the op and the argument ("rms_norm: w: expected [4096],
+ * got bf16[2048]") and returns the status to pass up. */
+#ifndef MLXN_OP_CHECK_H
+#define MLXN_OP_CHECK_H
+
+#include "backend/backend.h"
+#include "core/internal.h"
+
+/* dtype masks for op_check_dtype */
+#define DT(d) (1u << (d))
+#define DT_FLOAT16_32 (DT(MLXN_DTYPE_F32) | DT(MLXN_DTYPE_F16) | DT(MLXN_DTYPE_BF16))
+#define DT_F32 DT(MLXN_DTYPE_F32)
+#define DT_INDEX (DT(MLXN_DTYPE_I32) | DT(MLXN_DTYPE_U32))
+
+/* The stream is usable. */
+mlxn_status op_check_stream(const char *op, mlxn_stream *s);
+/* t is non-NULL, has a buffer on the stream's device, a sane rank, and its
+ * elements lie inside the buffer. */
+mlxn_status op_check_tensor(const char *op, const char *arg, mlxn_stream *s, const mlxn_tensor *t);
+/* t's dtype is one of `mask`. */
+mlxn_status op_check_dtype(const char *op, const char *arg, const mlxn_tensor *t, unsigned mask);
+/* An output: checked as a tensor, f32 unless said otherwise, contiguous. */
+mlxn_status op_check_output(const char *op, mlxn_stream *s, const mlxn_tensor *out, unsigned mask);
+/* a and b have identical shapes. */
+mlxn_status op_check_same_shape(const char *op, const char *an, const mlxn_tensor *a, const char *bn,
+                                const mlxn_tensor *b);
+/* t has rank `ndim` (or >= ndim when at_least). */
+mlxn_status op_check_rank(const char *op, const char *arg, const mlxn_tensor *t, int ndim, int at_least);
+/* t is 1-D with `n` elements. */
+mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *t, int64_t n);
+
+/* wq/scales/biases describe a logical [rows, cols] matrix quantized along
+ * cols with params q (mode, bits, group and dtypes all checked). */
+mlxn_status op_check_quantized(const char *op, mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                               const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t *rows,
+                               int64_t *cols);
+
+#endif

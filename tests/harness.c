@@ -1,0 +1,127 @@
+/* Test harness implementation; see harness.h. */
+#include "harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int t_passed, t_failed;
+static const char *t_name = "test";
+static uint64_t rng[4], seed0;
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void t_init(int argc, char **argv, const char *name) {
+    t_name = name;
+    if (argc > 1) {
+        seed0 = strtoull(argv[1], NULL, 0);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed0 = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
+    }
+    uint64_t x = seed0;
+    for (int i = 0; i < 4; i++) rng[i] = splitmix(&x);
+    printf("%s: seed %llu (replay: %s %llu)\n", name, (unsigned long long)seed0, argv[0],
+           (unsigned long long)seed0);
+}
+
+uint64_t t_seed(void) { return seed0; }
+
+int t_finish(void) {
+    printf("%s: %d passed, %d failed\n", t_name, t_passed, t_failed);
+    fflush(stdout);
+    return t_failed ? 1 : (t_passed ? 0 : 1); /* a test that checked nothing fails */
+}
+
+int t_skip(const char *why) {
+    printf("%s: skipped: %s\n", t_name, why);
+    fflush(stdout);
+    return 77;
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t t_rand_u64(void) {
+    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
+}
+
+float t_uniform(float lo, float hi) {
+    return lo + (hi - lo) * (float)((t_rand_u64() >> 40) * (1.0 / 16777216.0));
+}
+
+float t_randn(void) {
+    double u1 = ((t_rand_u64() >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = (t_rand_u64() >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+void t_fill_randn(float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * t_randn();
+}
+
+void t_poison(void *p, size_t bytes) { memset(p, 0xFF, bytes); }
+
+double t_nmse(const float *ref, const float *got, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(ref[i]) || !isfinite(got[i])) {
+            if (isinf(ref[i]) && ref[i] == got[i]) continue; /* matching infinities */
+            return INFINITY;
+        }
+        double d = (double)ref[i] - (double)got[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+double t_max_abs_diff(const float *ref, const float *got, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)ref[i] - (double)got[i]);
+        if (isnan(d)) return INFINITY;
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+mlxn_weights *t_golden_open(const char *rel) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", MLXN_TEST_GOLDEN_DIR, rel);
+    mlxn_weights *w = NULL;
+    mlxn_status st = mlxn_weights_open(path, &w);
+    CHECK(st == MLXN_OK, "open golden %s: %s", path, mlxn_last_error());
+    return st == MLXN_OK ? w : NULL;
+}
+
+const void *t_golden_get(mlxn_weights *g, const char *name, mlxn_dtype dtype, size_t *n_out) {
+    const mlxn_weight_info *info = g ? mlxn_weights_find(g, name) : NULL;
+    CHECK(info != NULL, "golden tensor %s missing", name);
+    if (!info) return NULL;
+    CHECK(info->dtype == dtype, "golden tensor %s is %s, expected %s", name, mlxn_dtype_name(info->dtype),
+          mlxn_dtype_name(dtype));
+    if (info->dtype != dtype) return NULL;
+    if (n_out) *n_out = info->nbytes / mlxn_dtype_size(dtype);
+    return mlxn_weights_data(g, info);
+}
+
+mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa) {
+    mlxn_device_params p = {.kind = MLXN_DEVICE_CPU, .n_threads = threads, .isa = isa};
+    mlxn_device *dev = NULL;
+    CHECK_OK(mlxn_device_new(&p, &dev));
+    return dev;
+}

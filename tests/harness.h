@@ -1,0 +1,82 @@
+/* A small test harness: checks that count, seeded random inputs, poisoned
+ * outputs, normalized error, and golden files written by MLX.
+ *
+ * Each test program calls t_init(argc, argv, "name") first (the seed is
+ * fresh each run, printed, and can be replayed with `test_x SEED`), then
+ * CHECKs, then returns t_finish(). The last line it prints is
+ * "name: N passed, N failed". NaN never passes a numeric check. */
+#ifndef MLXN_TEST_HARNESS_H
+#define MLXN_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mlxn/mlxn.h"
+
+extern int t_passed, t_failed;
+
+void t_init(int argc, char **argv, const char *name);
+/* Prints the summary; returns the process exit code (0 = all passed). */
+int t_finish(void);
+/* Exit code 77 after printing "skipped: <why>": ctest reports a skip. */
+int t_skip(const char *why);
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (cond) {                                                           \
+            t_passed++;                                                       \
+        } else {                                                              \
+            t_failed++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);              \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+        }                                                                     \
+    } while (0)
+
+/* A call that must succeed; on failure prints the library's message. */
+#define CHECK_OK(expr)                                                        \
+    do {                                                                      \
+        mlxn_status t_st_ = (expr);                                           \
+        CHECK(t_st_ == MLXN_OK, "%s -> %s: %s", #expr, mlxn_status_str(t_st_), \
+              mlxn_last_error());                                             \
+    } while (0)
+
+/* A call that must fail with `want` and leave a non-empty message. */
+#define CHECK_FAILS(expr, want)                                               \
+    do {                                                                      \
+        mlxn_clear_error();                                                   \
+        mlxn_status t_st_ = (expr);                                           \
+        CHECK(t_st_ == (want) && mlxn_last_error()[0] != '\0',                \
+              "%s -> %s (wanted %s), message '%s'", #expr,                    \
+              mlxn_status_str(t_st_), mlxn_status_str(want), mlxn_last_error()); \
+    } while (0)
+
+/* Random numbers from the run's seed (xoshiro256**). */
+uint64_t t_rand_u64(void);
+float t_uniform(float lo, float hi);
+float t_randn(void);
+void t_fill_randn(float *x, size_t n, float scale);
+uint64_t t_seed(void);
+
+/* Fill bytes with 0xFF: as f32/f16/bf16 that is NaN, so an output element a
+ * kernel forgot to write fails every numeric check. */
+void t_poison(void *p, size_t bytes);
+
+/* sum((ref - got)^2) / sum(ref^2) (plain squared error when ref is all
+ * zero); +inf when any value is NaN/inf or differs in finiteness. */
+double t_nmse(const float *ref, const float *got, size_t n);
+/* max |ref - got|; +inf on any NaN. */
+double t_max_abs_diff(const float *ref, const float *got, size_t n);
+
+/* Open a golden file tests/golden/<rel> written by the committed MLX
+ * script; NULL (with a failed check) when it cannot be read. */
+mlxn_weights *t_golden_open(const char *rel);
+/* Pointer to a golden tensor's bytes, checking its dtype; NULL + failed
+ * check when absent. n_out (optional) receives the element count. */
+const void *t_golden_get(mlxn_weights *g, const char *name, mlxn_dtype dtype, size_t *n_out);
+
+/* A CPU device with `threads` threads (0 = all) and an ISA cap. */
+mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa);
+
+#endif
