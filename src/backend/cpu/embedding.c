@@ -9,14 +9,3 @@ mlxn_status cpu_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_ten
     (void)out;
     return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "embedding: not implemented on the CPU yet");
 }
-
-mlxn_status cpu_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq, const mlxn_tensor *scales, const mlxn_tensor *biases, const mlxn_quant_params *q, mlxn_tensor *out) {
-    (void)s;
-    (void)ids;
-    (void)wq;
-    (void)scales;
-    (void)biases;
-    (void)q;
-    (void)out;
-    return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "quantized_embedding: not implemented on the CPU yet");
-}
