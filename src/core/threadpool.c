@@ -88,14 +88,16 @@ mlxn_status mlxn_threadpool_new(int n_threads, mlxn_threadpool **out) {
         }
         for (int i = 1; i < n_threads; i++) {
             worker_arg *wa = malloc(sizeof *wa);
+            if (wa) {
+                wa->pool = p; /* filled before the thread can read it */
+                wa->index = i;
+            }
             if (!wa || pthread_create(&p->workers[i - 1], NULL, worker_main, wa) != 0) {
                 free(wa);
                 p->n_threads = i; /* only join the ones that started */
                 mlxn_threadpool_free(p);
                 return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "thread pool: could not start thread %d", i);
             }
-            wa->pool = p;
-            wa->index = i;
         }
     }
     *out = p;
