@@ -9,6 +9,16 @@
 #include "backend/cpu/cpu_ops.h"
 #include "core/internal.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+/* F16C straight from CPUID leaf 1: clang 14's __builtin_cpu_supports does
+ * not know "f16c" (a compile error), gcc's does. */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 const char *mlxn_cpu_isa_name(mlxn_cpu_isa isa) {
     switch (isa) {
     case MLXN_CPU_ISA_SCALAR: return "scalar";
@@ -22,7 +32,7 @@ mlxn_cpu_isa mlxn_cpu_detect_isa(mlxn_cpu_isa cap) {
     mlxn_cpu_isa best = MLXN_CPU_ISA_SCALAR;
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
         best = MLXN_CPU_ISA_AVX2;
     if (best == MLXN_CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
