@@ -43,6 +43,9 @@ const void *mlxn_weights_data(const mlxn_weights *w, const mlxn_weight_info *inf
 /* A value of the "__metadata__" object (of the first shard that has the
  * key), e.g. "format" -> "mlx"; NULL when absent. */
 const char *mlxn_weights_metadata(const mlxn_weights *w, const char *key);
+/* The i-th distinct "__metadata__" key across the shards (in file order),
+ * for listing them; NULL when i is out of range. */
+const char *mlxn_weights_metadata_key(const mlxn_weights *w, size_t i);
 /* A tensor on `dev`: on the CPU a zero-copy view of the mapping (valid
  * while the weight set is open); elsewhere a fresh copy (release it with
  * mlxn_tensor_release). MLXN_ERR_INVALID_ARGUMENT names a missing tensor. */

@@ -227,6 +227,23 @@ const char *mlxn_weights_metadata(const mlxn_weights *w, const char *key) {
     return NULL;
 }
 
+/* Whether key k of file fi was already seen in an earlier position. */
+static bool meta_seen_before(const mlxn_weights *w, size_t fi, size_t k) {
+    const char *key = w->files[fi].meta[k].key;
+    for (size_t i = 0; i <= fi; i++)
+        for (size_t j = 0; j < (i == fi ? k : w->files[i].n_meta); j++)
+            if (!strcmp(w->files[i].meta[j].key, key)) return true;
+    return false;
+}
+
+const char *mlxn_weights_metadata_key(const mlxn_weights *w, size_t i) {
+    if (!w) return NULL;
+    for (size_t f = 0; f < w->n_files; f++)
+        for (size_t k = 0; k < w->files[f].n_meta; k++)
+            if (!meta_seen_before(w, f, k) && i-- == 0) return w->files[f].meta[k].key;
+    return NULL;
+}
+
 mlxn_status mlxn_weights_tensor(mlxn_weights *w, mlxn_device *dev, const char *name, mlxn_tensor *out) {
     if (!w || !dev || !name || !out) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_weights_tensor: NULL argument");
     st_tensor *t = find(w, name);
