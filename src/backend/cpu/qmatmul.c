@@ -1,15 +1,139 @@
-/* CPU qmatmul: placeholder until the kernels land. */
+/* CPU quantized matmul: picks a kernel family for the ISA level the device
+ * allows and spreads the work over the device's thread pool.
+ *
+ * transpose (out = x @ W^T, W [N, K]): threads split the N output rows in
+ * balanced chunks of whole row blocks.
+ *   - AVX-512 with VNNI, affine, few x rows (decode): the integer mat-vec in
+ *     qmatmul_avx512.c (x quantized to 16 bits per group once per call).
+ *   - otherwise: a block of RB weight rows x KC columns is dequantized to f32
+ *     (L1-sized) and multiplied by every x row with the ISA's tile kernel,
+ *     so each weight is decoded once however many x rows there are.
+ * not transposed (out = x @ W, W [K, N] quantized along N): threads split
+ * the N columns in group-aligned chunks; KB weight rows at a time are
+ * dequantized and added into every output row (axpy kernel). */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/cpu_tensor.h"
+#include "backend/cpu/qmatmul.h"
 #include "core/internal.h"
 
-mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq, const mlxn_tensor *scales, const mlxn_tensor *biases, const mlxn_quant_params *q, bool transpose, mlxn_tensor *out) {
-    (void)s;
-    (void)x;
-    (void)wq;
-    (void)scales;
-    (void)biases;
-    (void)q;
-    (void)transpose;
-    (void)out;
-    return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "quantized_matmul: not implemented on the CPU yet");
+enum {
+    RB = 4,   /* weight rows per dequantized tile (transpose) */
+    KC = 512, /* columns per tile: a multiple of every group size; 4 x 512 f32 = 8 KB stays in L1 */
+    MB = 4,   /* x rows per tile-kernel call (its register block) */
+    KB = 4,   /* weight rows per axpy step (not transposed) */
+    CB = 256, /* output columns per axpy chunk: KB x 256 f32 = 4 KB in L1 */
+    /* The integer kernel re-reads its prepared x per weight row; past a few
+     * x rows the float tile path, which decodes a weight once for all x
+     * rows and runs 16-wide FMAs, is as fast (see docs/perf.md). */
+    VNNI_MAX_M = 4,
+};
+
+typedef struct qm_job {
+    const qmat *w;
+    const qm_kernels *k;
+    const float *x;     /* [M, ldx] */
+    int64_t ldx, M, K, N;
+    float *out;         /* [M, N] */
+    const qm_xprep *xp; /* the VNNI path's prepared x, else NULL */
+} qm_job;
+
+static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
+    const qm_job *j = arg;
+    qm_vnni_rows(j->w, j->xp, r0, r1, j->out, j->N, thread);
+}
+
+/* transpose: output columns [r0, r1) = W rows [r0, r1). */
+static void task_t(void *arg, int64_t r0, int64_t r1, int thread) {
+    (void)thread;
+    const qm_job *j = arg;
+    float tile[RB * KC]; /* [RB, KC] dequantized weights */
+    for (int64_t rb0 = r0; rb0 < r1; rb0 += RB) {
+        int rb = (int)(r1 - rb0 < RB ? r1 - rb0 : RB);
+        for (int64_t m = 0; m < j->M; m++)
+            for (int i = 0; i < rb; i++) j->out[m * j->N + rb0 + i] = 0.0f;
+        for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
+            int64_t kc = j->K - k0 < KC ? j->K - k0 : KC;
+            for (int i = 0; i < rb; i++) j->k->dequant(j->w, rb0 + i, k0, kc, tile + i * KC);
+            for (int64_t m0 = 0; m0 < j->M; m0 += MB) {
+                int mb = (int)(j->M - m0 < MB ? j->M - m0 : MB);
+                j->k->tile(j->x + m0 * j->ldx + k0, j->ldx, mb, tile, KC, rb, kc, j->out + m0 * j->N + rb0, j->N);
+            }
+        }
+    }
+}
+
+/* not transposed: output columns [c0, c1) (group aligned). */
+static void task_n(void *arg, int64_t c0, int64_t c1, int thread) {
+    (void)thread;
+    const qm_job *j = arg;
+    float buf[KB * CB]; /* [KB, CB] dequantized rows of W */
+    for (int64_t cb0 = c0; cb0 < c1; cb0 += CB) {
+        int64_t n = c1 - cb0 < CB ? c1 - cb0 : CB;
+        for (int64_t m = 0; m < j->M; m++) memset(j->out + m * j->N + cb0, 0, (size_t)n * sizeof(float));
+        for (int64_t k0 = 0; k0 < j->K; k0 += KB) {
+            int kb = (int)(j->K - k0 < KB ? j->K - k0 : KB);
+            for (int i = 0; i < kb; i++) j->k->dequant(j->w, k0 + i, cb0, n, buf + i * CB);
+            for (int64_t m0 = 0; m0 < j->M; m0 += MB) {
+                int mb = (int)(j->M - m0 < MB ? j->M - m0 : MB);
+                j->k->axpy(j->x + m0 * j->ldx + k0, j->ldx, mb, buf, CB, kb, n, j->out + m0 * j->N + cb0, j->N);
+            }
+        }
+    }
+}
+
+static const qm_kernels *kernels_for(mlxn_cpu_isa isa) {
+    switch (isa) {
+    case MLXN_CPU_ISA_AVX512: return &qm_kernels_avx512;
+    case MLXN_CPU_ISA_AVX2: return &qm_kernels_avx2;
+    default: return &qm_kernels_ref;
+    }
+}
+
+mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                 const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                 const mlxn_quant_params *q, bool transpose, mlxn_tensor *out) {
+    const char *op = "quantized_matmul";
+    qmat w;
+    MLXN_TRY(qmat_from_tensors(op, wq, scales, biases, q, &w));
+    cpu_device *dev = cpu_dev(s);
+    const int64_t M = cpu_rows(x), K = x->shape[x->ndim - 1], N = out->shape[out->ndim - 1];
+    float *o = mlxn_tensor_host(out);
+    if (M == 0 || N == 0) return MLXN_OK;
+    if (K == 0) {
+        memset(o, 0, (size_t)(M * N) * sizeof(float));
+        return MLXN_OK;
+    }
+    /* x as [M, K] rows K apart: used in place when contiguous, else gathered */
+    const float *xp = mlxn_tensor_host(x);
+    float *xcopy = NULL;
+    if (!mlxn_tensor_is_contiguous(x)) {
+        xcopy = malloc((size_t)(M * K) * sizeof(float));
+        if (!xcopy) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "%s: no memory to gather x (%lld x %lld)", op,
+                                     (long long)M, (long long)K);
+        for (int64_t m = 0; m < M; m++)
+            cpu_row_to_f32(cpu_row_ptr(x, m), x->dtype, x->strides[x->ndim - 1], K, xcopy + m * K);
+        xp = xcopy;
+    }
+    qm_job j = {.w = &w, .k = kernels_for(dev->isa), .x = xp, .ldx = K, .M = M, .K = K, .N = N, .out = o};
+    if (transpose) {
+        qm_xprep *prep = NULL;
+        if (dev->isa == MLXN_CPU_ISA_AVX512 && M <= VNNI_MAX_M && qm_vnni_supported(&w))
+            prep = qm_vnni_prepare(&w, xp, K, M, mlxn_threadpool_size(dev->pool)); /* NULL (non-finite x, no memory): float path */
+        if (prep) {
+            j.xp = prep;
+            mlxn_parallel_for(dev->pool, N, RB, task_vnni, &j);
+            qm_vnni_free(prep);
+        } else {
+            mlxn_parallel_for(dev->pool, N, RB, task_t, &j);
+        }
+    } else {
+        int64_t grain = w.group > 64 ? w.group : 64; /* group aligned, and whole cache lines of out */
+        mlxn_parallel_for(dev->pool, N, grain, task_n, &j);
+    }
+    free(xcopy);
+    return MLXN_OK;
 }

@@ -1,0 +1,94 @@
+/* Private interface of the CPU quantized matmul and embedding kernels.
+ *
+ * A `qmat` is a quantized logical [rows, cols] matrix, quantized along cols
+ * (layout in mlxn/quant.h); every kernel reads it through this struct so
+ * strided rows (a view into a bigger weight) cost nothing extra.
+ *
+ * The kernels are split by instruction set, one file each:
+ *   qmatmul_decode.c   scalar decode: codes -> bytes -> f32 (any mode/width)
+ *   qmatmul_ref.c      scalar kernels (the SCALAR ISA level), float-exact
+ *   qmatmul_avx2.c     AVX2+FMA float kernels
+ *   qmatmul_avx512.c   AVX-512 float kernels + the VNNI integer mat-vec
+ * and qmatmul.c picks one per call and spreads it over the thread pool. */
+#ifndef MLXN_CPU_QMATMUL_H
+#define MLXN_CPU_QMATMUL_H
+
+#include <stdint.h>
+
+#include "mlxn/quant.h"
+#include "mlxn/tensor.h"
+
+typedef struct qmat {
+    const uint32_t *wq;   /* [rows, wq_stride]: row r at wq + r * wq_stride */
+    int64_t wq_stride;    /* u32 words between rows (>= cols * bits / 32) */
+    const void *scales;   /* [rows, s_stride] of sdt */
+    int64_t s_stride;
+    const void *biases;   /* [rows, b_stride] of sdt; NULL for the fp modes */
+    int64_t b_stride;
+    mlxn_dtype sdt;       /* f32/f16/bf16 (affine) or u8 (e8m0 / e4m3) */
+    mlxn_quant_mode mode;
+    int bits, group;
+    float gscale;         /* nvfp4 global scale (1 when none) */
+    int64_t rows, cols;
+} qmat;
+
+/* Fill a qmat from validated op arguments; fails (SHAPE) when the last axis
+ * of wq/scales/biases is not unit-stride. */
+mlxn_status qmat_from_tensors(const char *op, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                              const mlxn_tensor *biases, const mlxn_quant_params *q, qmat *m);
+
+/* ---- scalar decode (qmatmul_decode.c) ----------------------------------- */
+
+/* Codes [c0, c0 + n) of row `r` as bytes. c0 is a multiple of 16 codes and
+ * of 32 / gcd(bits, 32) (true for every group start), n a multiple of 16. */
+void qm_unpack_codes(const qmat *m, int64_t r, int64_t c0, int64_t n, uint8_t *dst /* [n] */);
+/* Group g of row r: scale (mx/nv scale bytes decoded, global scale folded
+ * in) and bias (0 for the fp modes). */
+float qm_scale(const qmat *m, int64_t r, int64_t g);
+float qm_bias(const qmat *m, int64_t r, int64_t g);
+/* Value of code q in the fp modes (e2m1 or e4m3), before the scale. */
+float qm_fp_code(const qmat *m, uint32_t q);
+/* Weights [c0, c0 + n) of row r as f32, exactly w = scale*q + bias (affine)
+ * or w = fp(q) * scale: the float-exact dequantization. c0 and n are
+ * multiples of the group size (n may end at cols). */
+void qm_dequant_span(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst /* [n] */);
+
+/* ---- per-ISA kernels ---------------------------------------------------- */
+
+/* out[m * ldo + j] += sum_k x[m * ldx + k] * w[j * ldw + k] for m < mb, j < rb,
+ * k < kc. kc is a multiple of 16; x and w may be unaligned. */
+typedef void (*qm_tile_fn)(const float *x, int64_t ldx, int mb, const float *w, int64_t ldw, int rb,
+                           int64_t kc, float *out, int64_t ldo);
+/* out[m * ldo + j] += sum_i x[m * ldx + i] * b[i * ldb + j] for m < mb,
+ * i < kb, j < n (the transpose=false update: kb dequantized W rows). */
+typedef void (*qm_axpy_fn)(const float *x, int64_t ldx, int mb, const float *b, int64_t ldb, int kb,
+                           int64_t n, float *out, int64_t ldo);
+
+typedef struct qm_kernels {
+    void (*dequant)(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst);
+    qm_tile_fn tile;
+    qm_axpy_fn axpy;
+} qm_kernels;
+
+extern const qm_kernels qm_kernels_ref;
+extern const qm_kernels qm_kernels_avx2;
+extern const qm_kernels qm_kernels_avx512;
+
+/* ---- the AVX-512 VNNI mat-vec (affine, transpose, few x rows) ------------ */
+
+/* x prepared once per call: per x row, quantized per weight group to
+ * 16-bit integers split into two signed bytes (see qmatmul_avx512.c). */
+typedef struct qm_xprep qm_xprep;
+
+/* Whether the integer kernel handles this matrix on this CPU. */
+int qm_vnni_supported(const qmat *m);
+/* Prepare x [M, K] (rows ldx apart, M <= 4) for up to n_threads callers;
+ * NULL when out of memory or when x holds a non-finite (or absurdly tiny)
+ * value: the float path then handles (and propagates) it. */
+qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads);
+void qm_vnni_free(qm_xprep *p);
+/* out[i * ldo + r] = dot(x_i, W_r) for W rows [r0, r1) and every x row i;
+ * `thread` (< n_threads) picks the caller's scratch. */
+void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo, int thread);
+
+#endif
