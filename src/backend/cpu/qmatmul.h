@@ -28,7 +28,7 @@ typedef struct qmat {
     mlxn_dtype sdt;       /* f32/f16/bf16 (affine) or u8 (e8m0 / e4m3) */
     mlxn_quant_mode mode;
     int bits, group;
-    float gscale;         /* nvfp4 global scale (1 when none) */
+    float gscale;         /* nvfp4: global_scale / 2688 as MLX applies it (1 when none) */
     int64_t rows, cols;
 } qmat;
 

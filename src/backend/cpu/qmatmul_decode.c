@@ -24,7 +24,9 @@ mlxn_status qmat_from_tensors(const char *op, const mlxn_tensor *wq, const mlxn_
     m->mode = q->mode;
     m->bits = q->bits;
     m->group = q->group_size;
-    m->gscale = (q->mode == MLXN_QUANT_NVFP4 && q->global_scale != 0.0f) ? q->global_scale : 1.0f;
+    /* MLX's nvfp4 global scale g multiplies each block scale by g / (6 * 448)
+     * (6 and 448: the largest e2m1 and e4m3 values); none (0) means 1 */
+    m->gscale = (q->mode == MLXN_QUANT_NVFP4 && q->global_scale > 0.0f) ? q->global_scale / 2688.0f : 1.0f;
     m->rows = wq->shape[0];
     m->cols = wq->shape[1] * 32 / q->bits;
     if (!m->wq || !m->scales || (biases && !m->biases))

@@ -1,0 +1,421 @@
+/* mlxn_quantized_matmul on the CPU.
+ *
+ * 1. Goldens from real MLX (tests/golden/gen_qmm.py): every affine width x
+ *    group x scale dtype, transpose true/false, batches [1,K], [3,K],
+ *    [2,3,K]; mxfp4, mxfp8, nvfp4 (and nvfp4 with a global scale), run at
+ *    every ISA level this processor has.
+ * 2. Fresh random codes/scales/x against a reference written here,
+ *    independently of the library's kernels: each weight decoded with
+ *    quant/quant_layout.h, sums in double. Every ISA level (levels the CPU
+ *    lacks are skipped and reported), 1/2/3 threads, poisoned outputs, K
+ *    and N that are not multiples of the vector width, strided x.
+ * 3. NaN in x propagates; bad arguments return a status.
+ *
+ * Tolerances (normalized squared error, sum (ref-got)^2 / sum ref^2):
+ *   float paths (scalar, AVX2, AVX-512 tiles): 1e-10 — only f32 rounding
+ *   of the sums (~K * 2^-48 ~ 1e-12 here).
+ *   AVX-512 VNNI mat-vec (affine, transpose, <= 4 x rows): 1e-7 — x is
+ *   rounded to 16 bits per group (rms error ~ max|x| / 113000, i.e. NMSE
+ *   ~1e-9 on Gaussian x); see src/backend/cpu/qmatmul_avx512.c.
+ *   against MLX's output the same bounds plus MLX's own f32 rounding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "harness.h"
+#include "quant/quant_layout.h"
+
+#define TOL_FLOAT 1e-10
+#define TOL_VNNI 1e-7
+
+static double worst_float = 0, worst_vnni = 0;
+
+/* ---- the independent reference ------------------------------------------ */
+
+typedef struct qcase {
+    mlxn_quant_params q;
+    mlxn_dtype sdt;         /* affine: f32/f16/bf16; fp modes: u8 */
+    int64_t rows, cols;     /* W's quantized layout [rows, cols] */
+    const uint32_t *wq;     /* [rows, cols*bits/32] */
+    const void *scales;     /* [rows, cols/group] */
+    const void *biases;     /* [rows, cols/group] or NULL */
+} qcase;
+
+static double ref_scale_f(mlxn_dtype dt, const void *p, int64_t i) {
+    if (dt == MLXN_DTYPE_F16) return mlxn_f16_to_f32(((const uint16_t *)p)[i]);
+    if (dt == MLXN_DTYPE_BF16) return mlxn_bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* W[r][c] as the format defines it */
+static double ref_weight(const qcase *c, int64_t r, int64_t col) {
+    const int bits = c->q.bits;
+    uint32_t code = mlxn_unpack_code(c->wq + r * (c->cols * bits / 32), col, bits);
+    int64_t gi = r * (c->cols / c->q.group_size) + col / c->q.group_size;
+    switch (c->q.mode) {
+    case MLXN_QUANT_AFFINE:
+        return (double)(float)(ref_scale_f(c->sdt, c->scales, gi) * code + ref_scale_f(c->sdt, c->biases, gi));
+    case MLXN_QUANT_MXFP4:
+        return (double)mlxn_e2m1_to_f32(code) * mlxn_e8m0_to_f32(((const uint8_t *)c->scales)[gi]);
+    case MLXN_QUANT_MXFP8:
+        return (double)mlxn_e4m3_to_f32((uint8_t)code) * mlxn_e8m0_to_f32(((const uint8_t *)c->scales)[gi]);
+    default: {
+        /* MLX: a global scale g makes the block scale e4m3(s) * (g / (6 * 448)) */
+        float gs = c->q.global_scale > 0.0f ? c->q.global_scale / 2688.0f : 1.0f;
+        return (double)mlxn_e2m1_to_f32(code) * (double)(mlxn_e4m3_to_f32(((const uint8_t *)c->scales)[gi]) * gs);
+    }
+    }
+}
+
+/* out [M, N] = x [M, K] @ W^T (transpose, W [N, K]) or x @ W (W [K, N]) */
+static void ref_qmm(const qcase *c, int transpose, const float *x, int64_t M, float *out) {
+    int64_t K = transpose ? c->cols : c->rows, N = transpose ? c->rows : c->cols;
+    double *acc = calloc((size_t)(M * N), sizeof(double));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) {
+            double w = transpose ? ref_weight(c, n, k) : ref_weight(c, k, n);
+            for (int64_t m = 0; m < M; m++) acc[m * N + n] += (double)x[m * K + k] * w;
+        }
+    for (int64_t i = 0; i < M * N; i++) out[i] = (float)acc[i];
+    free(acc);
+}
+
+/* ---- tensors ------------------------------------------------------------ */
+
+static mlxn_tensor make(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    mlxn_tensor t;
+    memset(&t, 0, sizeof t);
+    CHECK_OK(mlxn_tensor_alloc(dev, dt, ndim, shape, &t));
+    if (data) CHECK_OK(mlxn_buffer_write(t.buf, t.offset, data, mlxn_tensor_nbytes(&t)));
+    return t;
+}
+
+static mlxn_cpu_isa best_isa;
+
+static double tolerance(mlxn_cpu_isa isa, const qcase *c, int transpose, int64_t M) {
+    mlxn_cpu_isa eff = isa < best_isa ? isa : best_isa;
+    return (eff == MLXN_CPU_ISA_AVX512 && transpose && c->q.mode == MLXN_QUANT_AFFINE && M <= 4) ? TOL_VNNI
+                                                                                                   : TOL_FLOAT;
+}
+
+static void note(double tol, double e) {
+    if (tol == TOL_VNNI) worst_vnni = e > worst_vnni ? e : worst_vnni;
+    else worst_float = e > worst_float ? e : worst_float;
+}
+
+/* Run the op on device `dev` with x given as (possibly strided) host
+ * data; compare with `want` [M, N]. x_lead: the leading dims. */
+static void run_and_check(mlxn_device *dev, mlxn_cpu_isa isa, const qcase *c, int transpose, int nlead,
+                          const int64_t *lead, const float *x, int strided, const float *want,
+                          const char *what) {
+    int64_t K = transpose ? c->cols : c->rows, N = transpose ? c->rows : c->cols, M = 1;
+    for (int i = 0; i < nlead; i++) M *= lead[i];
+    int64_t ws[2] = {c->rows, c->cols * c->q.bits / 32}, ss[2] = {c->rows, c->cols / c->q.group_size};
+    mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, c->wq);
+    mlxn_tensor sc = make(dev, c->sdt, 2, ss, c->scales);
+    mlxn_tensor bi;
+    memset(&bi, 0, sizeof bi);
+    if (c->biases) bi = make(dev, c->sdt, 2, ss, c->biases);
+    /* x: contiguous, or each row padded by 3 elements and every element 2
+     * apart (strided leading dims and a strided last axis) */
+    int64_t xshape[4], oshape[4];
+    for (int i = 0; i < nlead; i++) xshape[i] = oshape[i] = lead[i];
+    xshape[nlead] = K;
+    oshape[nlead] = N;
+    mlxn_tensor xt;
+    if (!strided) {
+        xt = make(dev, MLXN_DTYPE_F32, nlead + 1, xshape, x);
+    } else {
+        int64_t rowlen = 2 * K + 3, flat[1] = {M * rowlen + 8};
+        float *pad = malloc((size_t)flat[0] * sizeof(float));
+        for (int64_t i = 0; i < flat[0]; i++) pad[i] = NAN; /* never read */
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t k = 0; k < K; k++) pad[8 + m * rowlen + 2 * k] = x[m * K + k];
+        xt = make(dev, MLXN_DTYPE_F32, 1, flat, pad);
+        free(pad);
+        xt.ndim = nlead + 1;
+        xt.offset = 8 * sizeof(float);
+        int64_t st = rowlen;
+        for (int i = nlead - 1; i >= 0; i--) {
+            xt.shape[i] = lead[i];
+            xt.strides[i] = st;
+            st *= lead[i];
+        }
+        xt.shape[nlead] = K;
+        xt.strides[nlead] = 2;
+    }
+    mlxn_tensor out = make(dev, MLXN_DTYPE_F32, nlead + 1, oshape, NULL);
+    float *o = mlxn_tensor_host(&out);
+    t_poison(o, (size_t)(M * N) * sizeof(float));
+    CHECK_OK(mlxn_quantized_matmul(mlxn_device_stream(dev), &xt, &wq, &sc, c->biases ? &bi : NULL, &c->q,
+                                   transpose, &out));
+    double e = t_nmse(want, o, (size_t)(M * N));
+    double tol = tolerance(isa, c, transpose, M);
+    note(tol, e);
+    CHECK(e < tol, "%s: %s bits=%d group=%d sdt=%s transpose=%d M=%lld K=%lld N=%lld isa=%s threads=%d "
+          "strided=%d: nmse %.3g (tol %.0e)", what, mlxn_quant_mode_name(c->q.mode), c->q.bits, c->q.group_size,
+          mlxn_dtype_name(c->sdt), transpose, (long long)M, (long long)K, (long long)N, mlxn_cpu_isa_name(isa),
+          mlxn_device_threads(dev), strided, e, tol);
+    mlxn_tensor_release(&out);
+    mlxn_tensor_release(&xt);
+    if (c->biases) mlxn_tensor_release(&bi);
+    mlxn_tensor_release(&sc);
+    mlxn_tensor_release(&wq);
+}
+
+/* ---- goldens ------------------------------------------------------------ */
+
+static const mlxn_cpu_isa ISAS[3] = {MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_AVX2, MLXN_CPU_ISA_AVX512};
+
+static void golden_case(mlxn_weights *g, const char *name, mlxn_quant_params q, mlxn_device **devs) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.x", name);
+    const mlxn_weight_info *xi = mlxn_weights_find(g, key);
+    snprintf(key, sizeof key, "%s.wq", name);
+    const mlxn_weight_info *wi = mlxn_weights_find(g, key);
+    snprintf(key, sizeof key, "%s.scales", name);
+    const mlxn_weight_info *si = mlxn_weights_find(g, key);
+    CHECK(xi && wi && si, "golden case %s incomplete", name);
+    if (!xi || !wi || !si) return;
+    int transpose = name[strlen(name) - 1] == '1';
+    qcase c = {.q = q, .sdt = si->dtype, .rows = wi->shape[0], .cols = wi->shape[1] * 32 / q.bits};
+    c.wq = mlxn_weights_data(g, wi);
+    c.scales = mlxn_weights_data(g, si);
+    if (q.mode == MLXN_QUANT_AFFINE) {
+        snprintf(key, sizeof key, "%s.biases", name);
+        c.biases = t_golden_get(g, key, si->dtype, NULL);
+    }
+    snprintf(key, sizeof key, "%s.global_scale", name);
+    if (mlxn_weights_find(g, key)) c.q.global_scale = *(const float *)t_golden_get(g, key, MLXN_DTYPE_F32, NULL);
+    snprintf(key, sizeof key, "%s.x", name);
+    const float *x = t_golden_get(g, key, MLXN_DTYPE_F32, NULL);
+    snprintf(key, sizeof key, "%s.out", name);
+    size_t nout = 0;
+    const float *want = t_golden_get(g, key, MLXN_DTYPE_F32, &nout);
+    if (!x || !want) return;
+    int nlead = xi->ndim - 1;
+    int64_t M = 1;
+    for (int i = 0; i < nlead; i++) M *= xi->shape[i];
+    /* the reference written here must agree with MLX too */
+    float *mine = malloc(nout * sizeof(float));
+    ref_qmm(&c, transpose, x, M, mine);
+    double e = t_nmse(want, mine, nout);
+    note(TOL_FLOAT, e);
+    CHECK(e < TOL_FLOAT, "golden %s: the test's reference disagrees with MLX: nmse %.3g", name, e);
+    free(mine);
+    for (int i = 0; i < 3; i++)
+        if (devs[i]) run_and_check(devs[i], ISAS[i], &c, transpose, nlead, xi->shape, x, 0, want, name);
+}
+
+static void goldens(mlxn_device **devs) {
+    static const char *const sdts[3] = {"f32", "f16", "bf16"};
+    for (int bits = 1; bits <= 8; bits++) {
+        if (bits == 7) continue;
+        char file[64];
+        snprintf(file, sizeof file, "qmm/affine_b%d.safetensors", bits);
+        mlxn_weights *g = t_golden_open(file);
+        if (!g) continue;
+        for (int group = 32; group <= 128; group *= 2)
+            for (int s = 0; s < 3; s++)
+                for (int t = 1; t >= 0; t--) {
+                    char name[64];
+                    snprintf(name, sizeof name, "g%d_%s_t%d", group, sdts[s], t);
+                    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = bits, .group_size = group};
+                    golden_case(g, name, q, devs);
+                }
+        mlxn_weights_free(g);
+    }
+    mlxn_weights *g = t_golden_open("qmm/fp.safetensors");
+    if (!g) return;
+    static const struct { const char *name; mlxn_quant_params q; } fp[] = {
+        {"mxfp4_t1", {MLXN_QUANT_MXFP4, 4, 32, 0}}, {"mxfp4_t0", {MLXN_QUANT_MXFP4, 4, 32, 0}},
+        {"mxfp8_t1", {MLXN_QUANT_MXFP8, 8, 32, 0}}, {"mxfp8_t0", {MLXN_QUANT_MXFP8, 8, 32, 0}},
+        {"nvfp4_t1", {MLXN_QUANT_NVFP4, 4, 16, 0}}, {"nvfp4_t0", {MLXN_QUANT_NVFP4, 4, 16, 0}},
+        {"nvfp4gs_t1", {MLXN_QUANT_NVFP4, 4, 16, 0}},
+    };
+    for (size_t i = 0; i < sizeof fp / sizeof fp[0]; i++) golden_case(g, fp[i].name, fp[i].q, devs);
+    mlxn_weights_free(g);
+}
+
+/* ---- random cases ------------------------------------------------------- */
+
+typedef struct rnd {
+    qcase c;
+    uint32_t *wq;
+    void *scales, *biases;
+} rnd;
+
+static void store_f(mlxn_dtype dt, void *p, int64_t i, float v) {
+    if (dt == MLXN_DTYPE_F16) ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
+    else if (dt == MLXN_DTYPE_BF16) ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
+    else ((float *)p)[i] = v;
+}
+
+static void rnd_make(rnd *r, mlxn_quant_params q, mlxn_dtype sdt, int64_t rows, int64_t cols) {
+    memset(r, 0, sizeof *r);
+    int64_t words = rows * cols * q.bits / 32, ng = rows * cols / q.group_size;
+    r->wq = malloc((size_t)words * 4);
+    for (int64_t i = 0; i < words; i++) r->wq[i] = (uint32_t)t_rand_u64();
+    if (q.mode == MLXN_QUANT_MXFP8) /* no NaN codes (0x7f, 0xff): MLX never writes them */
+        for (int64_t i = 0; i < words * 4; i++) {
+            uint8_t *b = (uint8_t *)r->wq + i;
+            if ((*b & 0x7f) == 0x7f) *b = 0x3e;
+        }
+    if (q.mode == MLXN_QUANT_AFFINE) {
+        size_t es = mlxn_dtype_size(sdt);
+        r->scales = malloc((size_t)ng * es);
+        r->biases = malloc((size_t)ng * es);
+        for (int64_t i = 0; i < ng; i++) {
+            store_f(sdt, r->scales, i, t_uniform(-0.1f, 0.1f));
+            store_f(sdt, r->biases, i, t_uniform(-1.0f, 1.0f));
+        }
+    } else {
+        uint8_t *s = malloc((size_t)ng);
+        for (int64_t i = 0; i < ng; i++)
+            s[i] = q.mode == MLXN_QUANT_NVFP4 ? (uint8_t)(t_rand_u64() % 0x7f) /* any finite e4m3 >= 0 */
+                                              : (uint8_t)(120 + t_rand_u64() % 12); /* 2^-7 .. 2^4 */
+        r->scales = s;
+        sdt = MLXN_DTYPE_U8;
+    }
+    r->c = (qcase){.q = q, .sdt = sdt, .rows = rows, .cols = cols, .wq = r->wq, .scales = r->scales,
+                   .biases = r->biases};
+}
+
+static void rnd_free(rnd *r) {
+    free(r->wq);
+    free(r->scales);
+    free(r->biases);
+}
+
+/* One configuration at every ISA level; threads and batch rotate. */
+static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype sdt, int transpose, int salt) {
+    static const int64_t kmul[3] = {3, 5, 13};
+    static const int64_t leads[4][3] = {{1, 1, 1}, {3, 1, 1}, {4, 1, 1}, {3, 3, 1}};
+    static const int nleads[4] = {1, 1, 1, 2};
+    int64_t G = q.group_size;
+    /* transpose: W [N, K], N odd; K = group * (3 | 5 | 13). Not transposed:
+     * W [K, N] with N = group * (3 | 5), K odd. */
+    int64_t rows = transpose ? 37 : 7 + 2 * (salt % 3);
+    int64_t cols = transpose ? G * kmul[salt % 3] : G * kmul[salt % 2];
+    rnd r;
+    rnd_make(&r, q, sdt, rows, cols);
+    int li = salt % 4;
+    int64_t M = leads[li][0] * (nleads[li] > 1 ? leads[li][1] : 1);
+    int64_t K = transpose ? cols : rows, N = transpose ? rows : cols;
+    float *x = malloc((size_t)(M * K) * sizeof(float));
+    t_fill_randn(x, (size_t)(M * K), 1.0f);
+    float *want = malloc((size_t)(M * N) * sizeof(float));
+    ref_qmm(&r.c, transpose, x, M, want);
+    int threads = 1 + salt % 3;
+    for (int i = 0; i < 3; i++)
+        if (devs[i][threads])
+            run_and_check(devs[i][threads], ISAS[i], &r.c, transpose, nleads[li], leads[li], x, salt % 5 == 0,
+                          want, "random");
+    free(x);
+    free(want);
+    rnd_free(&r);
+}
+
+static void randoms(mlxn_device *devs[3][4]) {
+    static const mlxn_dtype sdts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    int salt = 0;
+    for (int bits = 1; bits <= 8; bits++) {
+        if (bits == 7) continue;
+        for (int group = 32; group <= 128; group *= 2)
+            for (int s = 0; s < 3; s++)
+                for (int t = 0; t < 2; t++) {
+                    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = bits, .group_size = group};
+                    random_case(devs, q, sdts[s], t, salt++);
+                }
+    }
+    for (int t = 0; t < 2; t++)
+        for (int rep = 0; rep < 4; rep++) {
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP4, 4, 32, 0}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP8, 8, 32, 0}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f}, MLXN_DTYPE_U8, t, salt++);
+        }
+    /* every thread count on one larger decode-shaped case per ISA */
+    for (int th = 1; th <= 3; th++) {
+        mlxn_device *one[3][4] = {{0}};
+        for (int i = 0; i < 3; i++) one[i][1 + (salt % 3)] = devs[i][th];
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+        random_case(one, q, MLXN_DTYPE_BF16, 1, salt);
+        random_case(one, q, MLXN_DTYPE_BF16, 0, salt);
+    }
+}
+
+/* ---- NaN and bad arguments ---------------------------------------------- */
+
+static void nan_and_errors(mlxn_device *dev) {
+    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+    rnd r;
+    rnd_make(&r, q, MLXN_DTYPE_BF16, 20, 128);
+    int64_t ws[2] = {20, 16}, ss[2] = {20, 2}, xs[2] = {2, 128}, os[2] = {2, 20};
+    mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
+    mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases);
+    float x[256];
+    t_fill_randn(x, 256, 1.0f);
+    x[5] = NAN; /* row 0 only */
+    mlxn_tensor xt = make(dev, MLXN_DTYPE_F32, 2, xs, x), out = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    float *o = mlxn_tensor_host(&out);
+    mlxn_stream *s = mlxn_device_stream(dev);
+    CHECK_OK(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &q, true, &out));
+    int nan_row0 = 1;
+    for (int i = 0; i < 20; i++) nan_row0 &= isnan(o[i]);
+    CHECK(nan_row0, "a NaN in x row 0 must make every output of row 0 NaN");
+    float want[40];
+    ref_qmm(&r.c, 1, x, 2, want);
+    CHECK(t_nmse(want + 20, o + 20, 20) < TOL_VNNI, "row 1 (finite x) must still be right next to a NaN row");
+    /* bad arguments */
+    mlxn_quant_params bad = q;
+    bad.bits = 7;
+    CHECK_FAILS(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &bad, true, &out), MLXN_ERR_INVALID_ARGUMENT);
+    bad = q;
+    bad.group_size = 48;
+    CHECK_FAILS(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &bad, true, &out), MLXN_ERR_UNSUPPORTED);
+    CHECK_FAILS(mlxn_quantized_matmul(s, &xt, &wq, &sc, NULL, &q, true, &out), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK_FAILS(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &q, false, &out), MLXN_ERR_SHAPE); /* K mismatch */
+    mlxn_quant_params mx = {.mode = MLXN_QUANT_MXFP4, .bits = 4, .group_size = 32};
+    CHECK_FAILS(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &mx, true, &out), MLXN_ERR_SHAPE);
+    /* a weight view whose last axis is not unit-stride */
+    mlxn_tensor wv = wq;
+    wv.shape[1] = 8;
+    wv.strides[1] = 2;
+    mlxn_tensor sv = sc, bv = bi;
+    sv.shape[1] = bv.shape[1] = 1;
+    int64_t xs2[2] = {2, 64};
+    mlxn_tensor x2 = make(dev, MLXN_DTYPE_F32, 2, xs2, x);
+    CHECK_FAILS(mlxn_quantized_matmul(s, &x2, &wv, &sv, &bv, &q, true, &out), MLXN_ERR_SHAPE);
+    mlxn_tensor_release(&x2);
+    mlxn_tensor_release(&xt);
+    mlxn_tensor_release(&out);
+    mlxn_tensor_release(&wq);
+    mlxn_tensor_release(&sc);
+    mlxn_tensor_release(&bi);
+    rnd_free(&r);
+}
+
+int main(int argc, char **argv) {
+    t_init(argc, argv, "test_qmatmul");
+    best_isa = mlxn_cpu_detect_isa(MLXN_CPU_ISA_AUTO);
+    mlxn_device *devs[3][4] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        if (ISAS[i] > best_isa) {
+            printf("skipping ISA level %s: this processor lacks it\n", mlxn_cpu_isa_name(ISAS[i]));
+            continue;
+        }
+        for (int th = 1; th <= 3; th++) devs[i][th] = t_cpu_device(th, ISAS[i]);
+    }
+    mlxn_device *gdevs[3] = {devs[0][2], devs[1][2], devs[2][2]};
+    goldens(gdevs);
+    randoms(devs);
+    nan_and_errors(devs[0][2]);
+    if (devs[2][2]) nan_and_errors(devs[2][2]);
+    printf("worst nmse: float paths %.3g (tol %.0e), vnni path %.3g (tol %.0e)\n", worst_float, TOL_FLOAT,
+           worst_vnni, TOL_VNNI);
+    for (int i = 0; i < 3; i++)
+        for (int th = 1; th <= 3; th++) mlxn_device_free(devs[i][th]);
+    return t_finish();
+}
