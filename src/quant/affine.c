@@ -9,8 +9,8 @@
  *              the end with the larger magnitude is the "edge" (hi wins a
  *              tie |lo| == |hi|); scale = step if the edge is lo, else -step
  *              q0 = rint(edge / scale); if q0 != 0: scale = edge / q0 and
- *              bias = edge (so the edge, and with it 0, is hit exactly),
- *              else bias = 0 and scale stays.
+ *              bias = edge (the edge comes back exactly and 0 lies on the
+ *              grid up to rounding), else bias = 0 and scale stays.
  *   bits == 1: scale = max(hi - lo, 1e-7), bias = lo (code 0 = lo, 1 = hi).
  *   code      = clamp(rint((w - bias) / scale), 0, 2^bits - 1), using the
  *              f32 scale; only the stored scale/bias are rounded to the
@@ -18,18 +18,23 @@
  * rint rounds half to even. A NaN input makes a NaN code, whose conversion
  * MLX leaves undefined; we write code 0 there.
  *
- * Where MLX's GPU quantize kernels differ (Metal: backend/metal/kernels/
- * quantized.h affine_quantize; CUDA: backend/cuda/quantized/
- * affine_quantize.cu): they start the group maximum at 0 instead of -inf,
- * so for an all-negative group they use hi = 0 where the CPU uses the true
- * maximum (different scale, bias and codes); they round with round()
- * (half away from zero) where the CPU uses rint (half to even), both for
- * q0 and for the codes; and they clamp the code only from above
- * (min(round(.), 2^bits - 1)) before converting to an unsigned byte, where
- * the CPU clamps to [0, 2^bits - 1]. The 1-bit rule above is the Metal
- * kernel's, and MLX's CPU results follow it too. Their dequantize kernels
- * compute scale * q + bias as one expression in the scale dtype, where the
- * CPU path rounds the product and the sum separately (below).
+ * Where MLX's GPU kernels round differently (read in the Metal kernels
+ * shipped with MLX 0.32.4, backend/metal/kernels/quantized.h, and the CUDA
+ * kernels of MLX 0.32.2, backend/cuda/quantized/affine_quantize.cu):
+ *   - they start the group maximum at 0 (the CPU: at -inf), so an
+ *     all-negative group is quantized as if its maximum were 0: a different
+ *     scale, bias and codes;
+ *   - they round with round() (half away from zero) where the CPU uses rint
+ *     (half to even), both for q0 and for every code;
+ *   - they clamp a code only from above, min(round(.), 2^bits - 1), before
+ *     converting it to an unsigned byte; the CPU clamps to [0, 2^bits - 1];
+ *   - 1 bit: the Metal kernel has the scale = hi - lo, bias = lo rule above,
+ *     and MLX 0.32.4's CPU results follow it; the CUDA kernel read has no
+ *     1-bit branch;
+ *   - dequantize: they evaluate scale * q + bias as one expression in the
+ *     scale dtype (a compiler may contract it into a fused multiply-add,
+ *     one rounding), where the CPU rounds the product and the sum
+ *     separately, as below.
  *
  * Dequantize (MLX's CPU path is a graph of ops in the scale dtype T):
  *   out = T(T(T(q) * scale) + bias), each op computed in f32 and rounded to

@@ -37,7 +37,15 @@
  *   nvfp4:  without global scale R(value(code) * e4m3value(byte)); with one,
  *           value(code) * (e4m3value(byte) * (global_scale / 2688)) in f32,
  *           then rounded to T (MLX returns that f32 array whatever dtype was
- *           asked for; our f32 output equals it). */
+ *           asked for; our f32 output equals it).
+ *
+ * MLX's GPU kernels differ (Metal, MLX 0.32.4: backend/metal/kernels/
+ * fp_quantized.h, fp4.h, fp8.h): an FP4 code rounds half to even (0.75 ->
+ * 1, 1.75 -> 2, 3.5 -> 4, 5 -> 4), keeps the sign of small negatives
+ * (-0.1 -> -0, code 8) and maps NaN to 6; elements are multiplied by an f32
+ * reciprocal of the scale instead of divided in T; the E8M0 scale is
+ * rounded up from the f32 amax / M (not from its T-rounded value), with the
+ * exponent clamped to [-127, 127] and byte 255 for a non-finite scale. */
 #include <math.h>
 
 #include "quant/quant_layout.h"
