@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every libFuzzer target built in BUILD_DIR/fuzz for SECONDS each.
 #   bash fuzz/run.sh BUILD_DIR SECONDS
-# Seeds: the golden files (tests/golden/**/*.safetensors). The growing
+# Seeds: the golden files named like the target (fuzz_gguf: tests/golden/**/*.gguf). The growing
 # corpus is kept in BUILD_DIR/fuzz/corpus/<target>, crashes go to
 # BUILD_DIR/fuzz/crashes/. Exits non-zero when a target finds a crash.
 set -euo pipefail
@@ -21,7 +21,7 @@ for bin in "${targets[@]}"; do
   mkdir -p "$corpus" "$crashes"
   seeds="$build/fuzz/seeds/$name"
   mkdir -p "$seeds"
-  find "$root/tests/golden" -name '*.safetensors' -size -64k -exec cp {} "$seeds/" \;
+  find "$root/tests/golden" -name "*.${name#fuzz_}" -size -64k -exec cp {} "$seeds/" \;
   dict=()
   base=${name#fuzz_}
   [ -f "$here/$base.dict" ] && dict=(-dict="$here/$base.dict")
