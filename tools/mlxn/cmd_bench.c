@@ -60,6 +60,14 @@ static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
     return z ^ (z >> 31);
 }
 
+/* CPU time of the calling thread: with --threads 1 it is the kernel's own
+ * time even when other processes preempt it (a shared machine). */
+static double thread_cpu_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -236,14 +244,17 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
             goto done;
         }
-    double *t = malloc((size_t)o.reps * sizeof(double));
+    double *t = malloc((size_t)o.reps * 2 * sizeof(double)), *tc = t + o.reps;
     if (!t) goto done;
     for (int i = 0; i < o.reps; i++) {
-        double t0 = now_us();
+        double c0 = thread_cpu_us(), t0 = now_us();
         mlxn_quantized_matmul(s, &x, &wq, &sc, affine ? &bi : NULL, &q, o.transpose, &out);
         t[i] = now_us() - t0;
+        tc[i] = thread_cpu_us() - c0;
     }
     qsort(t, (size_t)o.reps, sizeof(double), cmp_double);
+    qsort(tc, (size_t)o.reps, sizeof(double), cmp_double);
+    double med_cpu = o.reps % 2 ? tc[o.reps / 2] : 0.5 * (tc[o.reps / 2 - 1] + tc[o.reps / 2]);
     double med = o.reps % 2 ? t[o.reps / 2] : 0.5 * (t[o.reps / 2 - 1] + t[o.reps / 2]);
     double tmin = t[0], tmax = t[o.reps - 1];
     free(t);
@@ -265,11 +276,11 @@ int cmd_bench(int argc, char **argv) {
     const char *dname = mlxn_device_name(dev);
     if (o.json) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:I, s:f, s:f, s:f, "
-                              "s:f, s:f, s:s, s:s}",
+                              "s:f, s:f, s:f, s:s, s:s}",
                               "bench", o.what, "mode", mlxn_quant_mode_name(o.mode), "bits", o.bits, "group_size",
                               o.group, "rows", (json_int_t)o.rows, "cols", (json_int_t)o.cols, "n",
                               (json_int_t)o.n, "transpose", o.transpose, "reps", o.reps, "median_us", med,
-                              "min_us", tmin, "max_us", tmax, "bytes", (json_int_t)bytes, "gb_s", gbs, "gflop_s",
+                              "min_us", tmin, "max_us", tmax, "median_caller_cpu_us", med_cpu, "bytes", (json_int_t)bytes, "gb_s", gbs, "gflop_s",
                               gflops, "mem_read_gb_s", bw_dram, "mem_read_same_size_gb_s", bw_same,
                               "pct_of_mem_read", bw_dram > 0 ? 100.0 * gbs / bw_dram : 0.0, "device", dname,
                               "cpu", model);
@@ -287,8 +298,8 @@ int cmd_bench(int argc, char **argv) {
                mlxn_quant_mode_name(o.mode), o.bits, o.group, (long long)o.rows, (long long)o.cols,
                o.transpose ? "out = x @ W^T" : "out = x @ W", (long long)o.n, (long long)o.cols, dname);
         printf("cpu: %s\n", model);
-        printf("time: median %.1f us (min %.1f, max %.1f) over %d reps after %d warm-up\n", med, tmin, tmax, o.reps,
-               o.warmup);
+        printf("time: median %.1f us (min %.1f, max %.1f) over %d reps after %d warm-up; calling thread's CPU "
+               "time median %.1f us\n", med, tmin, tmax, o.reps, o.warmup, med_cpu);
         printf("traffic: %.2f MB -> %.2f GB/s effective, %.1f GFLOP/s\n", (double)bytes / 1e6, gbs, gflops);
         printf("memory read: %.2f GB/s over 512 MiB (%.0f%% reached), %.2f GB/s over %.1f MB (%.0f%%)\n", bw_dram,
                bw_dram > 0 ? 100.0 * gbs / bw_dram : 0.0, bw_same, (double)bytes / 1e6,

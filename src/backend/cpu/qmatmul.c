@@ -21,15 +21,12 @@
 #include "core/internal.h"
 
 enum {
-    RB = 4,   /* weight rows per dequantized tile (transpose) */
-    KC = 512, /* columns per tile: a multiple of every group size; 4 x 512 f32 = 8 KB stays in L1 */
+    NR = 64,  /* weight rows per dequantized panel (transpose) */
+    RB = 4,   /* weight rows per tile-kernel call (its register block) */
+    KC = 512, /* panel columns: a multiple of every group size */
     MB = 4,   /* x rows per tile-kernel call (its register block) */
     KB = 4,   /* weight rows per axpy step (not transposed) */
     CB = 256, /* output columns per axpy chunk: KB x 256 f32 = 4 KB in L1 */
-    /* The integer kernel re-reads its prepared x per weight row; past a few
-     * x rows the float tile path, which decodes a weight once for all x
-     * rows and runs 16-wide FMAs, is as fast (see docs/perf.md). */
-    VNNI_MAX_M = 4,
 };
 
 typedef struct qm_job {
@@ -39,6 +36,7 @@ typedef struct qm_job {
     int64_t ldx, M, K, N;
     float *out;         /* [M, N] */
     const qm_xprep *xp; /* the VNNI path's prepared x, else NULL */
+    float *panels;      /* [threads, NR, KC] scratch of the float transpose path */
 } qm_job;
 
 static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
@@ -46,21 +44,28 @@ static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
     qm_vnni_rows(j->w, j->xp, r0, r1, j->out, j->N, thread);
 }
 
-/* transpose: output columns [r0, r1) = W rows [r0, r1). */
+/* transpose: output columns [r0, r1) = W rows [r0, r1). A panel of NR
+ * weight rows x KC columns is dequantized once (128 KB: stays in L2), then
+ * every block of MB x rows (8 KB of x: L1) runs against it RB rows at a
+ * time. Looping x blocks inside the panel, not panels inside x blocks,
+ * means x is read from memory once per panel rather than once per RB
+ * weight rows (for prefill, x is far larger than any cache). */
 static void task_t(void *arg, int64_t r0, int64_t r1, int thread) {
-    (void)thread;
     const qm_job *j = arg;
-    float tile[RB * KC]; /* [RB, KC] dequantized weights */
-    for (int64_t rb0 = r0; rb0 < r1; rb0 += RB) {
-        int rb = (int)(r1 - rb0 < RB ? r1 - rb0 : RB);
-        for (int64_t m = 0; m < j->M; m++)
-            for (int i = 0; i < rb; i++) j->out[m * j->N + rb0 + i] = 0.0f;
+    float *panel = j->panels + (int64_t)thread * NR * KC; /* [NR, KC] dequantized weights */
+    for (int64_t p0 = r0; p0 < r1; p0 += NR) {
+        int64_t nr = r1 - p0 < NR ? r1 - p0 : NR;
+        for (int64_t m = 0; m < j->M; m++) memset(j->out + m * j->N + p0, 0, (size_t)nr * sizeof(float));
         for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
             int64_t kc = j->K - k0 < KC ? j->K - k0 : KC;
-            for (int i = 0; i < rb; i++) j->k->dequant(j->w, rb0 + i, k0, kc, tile + i * KC);
+            for (int64_t i = 0; i < nr; i++) j->k->dequant(j->w, p0 + i, k0, kc, panel + i * KC);
             for (int64_t m0 = 0; m0 < j->M; m0 += MB) {
                 int mb = (int)(j->M - m0 < MB ? j->M - m0 : MB);
-                j->k->tile(j->x + m0 * j->ldx + k0, j->ldx, mb, tile, KC, rb, kc, j->out + m0 * j->N + rb0, j->N);
+                for (int64_t b0 = 0; b0 < nr; b0 += RB) {
+                    int rb = (int)(nr - b0 < RB ? nr - b0 : RB);
+                    j->k->tile(j->x + m0 * j->ldx + k0, j->ldx, mb, panel + b0 * KC, KC, rb, kc,
+                               j->out + m0 * j->N + p0 + b0, j->N);
+                }
             }
         }
     }
@@ -121,14 +126,21 @@ mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlx
     qm_job j = {.w = &w, .k = kernels_for(dev->isa), .x = xp, .ldx = K, .M = M, .K = K, .N = N, .out = o};
     if (transpose) {
         qm_xprep *prep = NULL;
-        if (dev->isa == MLXN_CPU_ISA_AVX512 && M <= VNNI_MAX_M && qm_vnni_supported(&w))
+        if (dev->isa == MLXN_CPU_ISA_AVX512 && qm_vnni_supported(&w, M))
             prep = qm_vnni_prepare(&w, xp, K, M, mlxn_threadpool_size(dev->pool)); /* NULL (non-finite x, no memory): float path */
         if (prep) {
             j.xp = prep;
             mlxn_parallel_for(dev->pool, N, RB, task_vnni, &j);
             qm_vnni_free(prep);
         } else {
+            int nt = mlxn_threadpool_size(dev->pool);
+            j.panels = malloc((size_t)nt * NR * KC * sizeof(float));
+            if (!j.panels) {
+                free(xcopy);
+                return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "%s: no memory for %d dequantization panels", op, nt);
+            }
             mlxn_parallel_for(dev->pool, N, RB, task_t, &j);
+            free(j.panels);
         }
     } else {
         int64_t grain = w.group > 64 ? w.group : 64; /* group aligned, and whole cache lines of out */

@@ -80,9 +80,10 @@ extern const qm_kernels qm_kernels_avx512;
  * 16-bit integers split into two signed bytes (see qmatmul_avx512.c). */
 typedef struct qm_xprep qm_xprep;
 
-/* Whether the integer kernel handles this matrix on this CPU. */
-int qm_vnni_supported(const qmat *m);
-/* Prepare x [M, K] (rows ldx apart, M <= 4) for up to n_threads callers;
+/* Whether the integer kernel handles this matrix with M x rows on this CPU
+ * (affine, M <= 8). */
+int qm_vnni_supported(const qmat *m, int64_t M);
+/* Prepare x [M, K] (rows ldx apart, M <= 8) for up to n_threads callers;
  * NULL when out of memory or when x holds a non-finite (or absurdly tiny)
  * value: the float path then handles (and propagates) it. */
 qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads);

@@ -203,6 +203,7 @@ const qm_kernels qm_kernels_avx512 = {.dequant = dequant_avx512, .tile = tile_av
 
 /* ---- the VNNI integer mat-vec -------------------------------------------- */
 
+#define VNNI_MAX_ROWS 8 /* x rows one call handles (the kernels are unrolled per count) */
 #define XQ_MAX 32639 /* largest |xi|: keeps xh = (xi + 128) >> 8 within [-127, 127] */
 
 struct qm_xprep {
@@ -216,8 +217,8 @@ struct qm_xprep {
     float *sf;       /* [n_threads, M, ngroups + 16]: per-thread scratch, scale * xs per group */
 };
 
-int qm_vnni_supported(const qmat *m) {
-    if (m->mode != MLXN_QUANT_AFFINE) return 0;
+int qm_vnni_supported(const qmat *m, int64_t M) {
+    if (m->mode != MLXN_QUANT_AFFINE || M < 1 || M > VNNI_MAX_ROWS) return 0;
     return m->bits == 4 || m->bits == 8 || has_vbmi();
 }
 
@@ -228,6 +229,15 @@ void qm_vnni_free(qm_xprep *p) {
     free(p->sumx);
     free(p->sf);
     free(p);
+}
+
+/* Quantize 16 x values to xi and split into (xh, xl) int32 lanes. */
+static inline void split16(__m512 xv, __m512 inv, __m512i *xh, __m512i *xl) {
+    /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
+    __m512i xi = _mm512_cvtps_epi32(_mm512_mul_ps(xv, inv));
+    xi = _mm512_max_epi32(_mm512_min_epi32(xi, _mm512_set1_epi32(XQ_MAX)), _mm512_set1_epi32(-XQ_MAX));
+    *xh = _mm512_srai_epi32(_mm512_add_epi32(xi, _mm512_set1_epi32(128)), 8); /* floor((xi + 128) / 256) */
+    *xl = _mm512_sub_epi32(xi, _mm512_slli_epi32(*xh, 8));
 }
 
 qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads) {
@@ -250,40 +260,47 @@ qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M,
         qm_vnni_free(p);
         return NULL;
     }
+    /* evens of 16 lanes first, then odds: the nibble layout's two planes */
+    const __m512i eo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     for (int64_t i = 0; i < M; i++) {
         const float *xr = x + i * ldx;
         int8_t *xq = p->xq + i * p->nblk * planes * 64;
+        __mmask16 bad = 0;
         for (int64_t g = 0; g < ng; g++) {
-            float amax = 0.0f, sum = 0.0f;
-            for (int64_t c = g * G; c < (g + 1) * G; c++) {
-                float a = xr[c] < 0 ? -xr[c] : xr[c];
-                if (!(a <= 3.4e38f)) { /* inf or NaN: let the float path propagate it */
-                    qm_vnni_free(p);
-                    return NULL;
-                }
-                amax = a > amax ? a : amax;
-                sum += xr[c];
+            __m512 vmax = _mm512_setzero_ps(), vsum = _mm512_setzero_ps();
+            for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
+                __m512 xv = _mm512_loadu_ps(xr + c);
+                bad |= _mm512_fpclass_ps_mask(xv, 0x99); /* NaN or +-inf */
+                vmax = _mm512_max_ps(vmax, _mm512_and_ps(xv, absmask));
+                vsum = _mm512_add_ps(vsum, xv);
             }
-            if (amax > 0.0f && amax < 0x1p-96f) { /* 1/xs would overflow: the float path is exact */
+            float amax = _mm512_reduce_max_ps(vmax);
+            if (bad || (amax > 0.0f && amax < 0x1p-96f)) {
+                /* non-finite x: the float path propagates it; tiny x: 1/xs
+                 * would overflow, and the float path is exact anyway */
                 qm_vnni_free(p);
                 return NULL;
             }
             float inv = amax > 0.0f ? (float)XQ_MAX / amax : 0.0f;
             p->xs[i * ng + g] = amax / (float)XQ_MAX;
-            p->sumx[i * (ng + 16) + g] = sum;
-            for (int64_t c = g * G; c < (g + 1) * G; c++) {
-                int xi = (int)__builtin_rintf(xr[c] * inv);
-                xi = xi > XQ_MAX ? XQ_MAX : xi < -XQ_MAX ? -XQ_MAX : xi;
-                int xh = ((xi + 128 + 65536) >> 8) - 256; /* floor((xi + 128) / 256) */
-                int xl = xi - 256 * xh;
+            p->sumx[i * (ng + 16) + g] = _mm512_reduce_add_ps(vsum);
+            __m512 vinv = _mm512_set1_ps(inv);
+            for (int64_t c = g * G; c < (g + 1) * G; c += 16) {
+                __m512i xh, xl;
+                split16(_mm512_loadu_ps(xr + c), vinv, &xh, &xl);
                 int64_t b = c / blk, cc = c % blk;
                 int8_t *base = xq + b * planes * 64;
                 if (p->nib) { /* code cc sits in byte cc/2 of the even (low nibble) or odd plane */
-                    base[(cc & 1) * 64 + (cc >> 1)] = (int8_t)xh;
-                    base[(2 + (cc & 1)) * 64 + (cc >> 1)] = (int8_t)xl;
+                    __m128i h = _mm512_cvtepi32_epi8(_mm512_permutexvar_epi32(eo, xh));
+                    __m128i l = _mm512_cvtepi32_epi8(_mm512_permutexvar_epi32(eo, xl));
+                    _mm_storel_epi64((__m128i *)(base + cc / 2), h);
+                    _mm_storel_epi64((__m128i *)(base + 64 + cc / 2), _mm_unpackhi_epi64(h, h));
+                    _mm_storel_epi64((__m128i *)(base + 128 + cc / 2), l);
+                    _mm_storel_epi64((__m128i *)(base + 192 + cc / 2), _mm_unpackhi_epi64(l, l));
                 } else {
-                    base[cc] = (int8_t)xh;
-                    base[64 + cc] = (int8_t)xl;
+                    _mm_storeu_si128((__m128i *)(base + cc), _mm512_cvtepi32_epi8(xh));
+                    _mm_storeu_si128((__m128i *)(base + 64 + cc), _mm512_cvtepi32_epi8(xl));
                 }
             }
         }
@@ -310,119 +327,127 @@ static float row_setup(const qmat *m, const qm_xprep *p, int64_t r, int64_t i, f
     return _mm512_reduce_add_ps(bacc);
 }
 
-/* Finish one block for one x row: lanes' int32 = 256 * hi + lo, to f32,
- * times the lanes' scale * xs, into the float accumulator. */
-static inline __m512 finish(__m512i hi, __m512i lo, __m512 lane_sf, __m512 acc) {
-    __m512i d = _mm512_add_epi32(_mm512_slli_epi32(hi, 8), lo);
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), lane_sf, acc);
+/* Lane j's group offset from its block's first group, when lane j covers
+ * codes [per_lane * j, per_lane * (j + 1)) of the block. */
+static inline __m512i lane_groups(int per_lane, int G) {
+    __m512i j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_srli_epi32(_mm512_mullo_epi32(j, _mm512_set1_epi32(per_lane)), __builtin_ctz((unsigned)G));
 }
 
+/* The kernels below are always_inline bodies instantiated for each x-row
+ * count MM = 1..8 (a switch picks one): with MM a constant the per-x-row
+ * accumulators stay in registers; with a run-time count they would live on
+ * the stack and every block would wait on a store/reload. */
+#define SWITCH_M(fn, ...)                                                                           \
+    switch (p->M) {                                                                                 \
+    case 1: fn(__VA_ARGS__, 1); break;                                                              \
+    case 2: fn(__VA_ARGS__, 2); break;                                                              \
+    case 3: fn(__VA_ARGS__, 3); break;                                                              \
+    case 4: fn(__VA_ARGS__, 4); break;                                                              \
+    case 5: fn(__VA_ARGS__, 5); break;                                                              \
+    case 6: fn(__VA_ARGS__, 6); break;                                                              \
+    case 7: fn(__VA_ARGS__, 7); break;                                                              \
+    default: fn(__VA_ARGS__, 8); break;                                                             \
+    }
+
 /* 4-bit rows [r0, r1): 128 codes per 64-byte load. */
-static void rows_nib(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
-                     float *sf) {
-    const int64_t K = p->K, ng = p->ngroups, M = p->M, G = m->group;
-    const __m512i low4 = _mm512_set1_epi8(0x0F);
-    /* lane j covers codes 8j..8j+7: group offset 8j / G from the block's first group */
-    __m512i gidx = _mm512_srli_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                                                           13, 14, 15),
-                                                        _mm512_set1_epi32(8)),
-                                     __builtin_ctz((unsigned)G));
-    float bias[4];
+static inline __attribute__((always_inline)) void nib_body(const qmat *m, const qm_xprep *p, int64_t r0,
+                                                           int64_t r1, float *out, int64_t ldo, float *sf,
+                                                           const int MM) {
+    const int64_t K = p->K, ng = p->ngroups, G = m->group;
+    const __m512i low4 = _mm512_set1_epi8(0x0F), gidx = lane_groups(8, (int)G);
+    float bias[VNNI_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
-        for (int64_t i = 0; i < M; i++) bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc[VNNI_MAX_ROWS];
+        for (int i = 0; i < MM; i++) {
+            bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));
+            acc[i] = _mm512_setzero_ps();
+        }
         for (int64_t b = 0; b < p->nblk; b++) {
             int64_t left = K - b * 128;
             __m512i w = _mm512_maskz_loadu_epi8(mask64(left < 128 ? left / 2 : 64), wrow + b * 64);
-            __m512i ev = _mm512_and_si512(w, low4);                        /* codes 0, 2, 4, ... */
-            __m512i od = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);  /* codes 1, 3, 5, ... */
+            __m512i ev = _mm512_and_si512(w, low4);                       /* codes 0, 2, 4, ... */
+            __m512i od = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
             int64_t g0 = b * 128 / G;
-            for (int64_t i = 0; i < M; i++) {
+            for (int i = 0; i < MM; i++) {
                 const int8_t *xb = p->xq + (i * p->nblk + b) * 256;
-                __m512i z = _mm512_setzero_si512();
-                /* four independent accumulators: no VPDPBUSD waits on another */
-                __m512i he = _mm512_dpbusd_epi32(z, ev, _mm512_loadu_si512(xb));
-                __m512i ho = _mm512_dpbusd_epi32(z, od, _mm512_loadu_si512(xb + 64));
-                __m512i le = _mm512_dpbusd_epi32(z, ev, _mm512_loadu_si512(xb + 128));
-                __m512i lo = _mm512_dpbusd_epi32(z, od, _mm512_loadu_si512(xb + 192));
+                /* 256 * (q . xh) + (q . xl) as one chain: shift the high part's
+                 * sum before the low products join it. Blocks are independent,
+                 * so out-of-order execution overlaps the chains of
+                 * consecutive blocks and the chain's latency is hidden. */
+                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ev, _mm512_loadu_si512(xb));
+                d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 64));
+                d = _mm512_slli_epi32(d, 8);
+                d = _mm512_dpbusd_epi32(d, ev, _mm512_loadu_si512(xb + 128));
+                d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 192));
                 __m512 lsf = _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));
-                acc[i] = finish(_mm512_add_epi32(he, ho), _mm512_add_epi32(le, lo), lsf, acc[i]);
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), lsf, acc[i]);
             }
         }
-        for (int64_t i = 0; i < M; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];
+        for (int i = 0; i < MM; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];
     }
 }
 
-/* Any width as bytes (VBMI unpack, or 8-bit codes as they are): 64 codes
- * per block. */
-VBMI_TARGET static void rows_byte(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out,
-                                  int64_t ldo, float *sf) {
-    const int64_t K = p->K, ng = p->ngroups, M = p->M, G = m->group;
-    const int bits = m->bits;
-    vbmi_unpack u = vbmi_unpack_init(bits);
-    /* lane j covers codes 4j..4j+3 */
-    __m512i gidx = _mm512_srli_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                                                           13, 14, 15),
-                                                        _mm512_set1_epi32(4)),
-                                     __builtin_ctz((unsigned)G));
-    float bias[4];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
-        for (int64_t i = 0; i < M; i++) bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int64_t b = 0; b < p->nblk; b++) {
-            int64_t left = K - b * 64;
-            __m512i q = vbmi_unpack64(&u, wrow + b * 8 * bits, left < 64 ? left : 64);
-            int64_t g0 = b * 64 / G;
-            for (int64_t i = 0; i < M; i++) {
-                const int8_t *xb = p->xq + (i * p->nblk + b) * 128;
-                __m512i z = _mm512_setzero_si512();
-                __m512i h = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(xb));
-                __m512i l = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(xb + 64));
-                __m512 lsf = _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));
-                acc[i] = finish(h, l, lsf, acc[i]);
-            }
-        }
-        for (int64_t i = 0; i < M; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];
-    }
+static void rows_nib(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
+                     float *sf) {
+    SWITCH_M(nib_body, m, p, r0, r1, out, ldo, sf)
 }
 
-/* 8-bit rows without VBMI: the same loop, codes loaded as they are. */
+/* Rows of byte codes, 64 codes per block: 8-bit codes are loaded as they
+ * are; other widths are unpacked with VBMI (the VBMI_TARGET copy). */
+#define BYTE_BODY(NAME, ATTR, LOAD_CODES)                                                                 \
+    ATTR static inline __attribute__((always_inline)) void NAME(const qmat *m, const qm_xprep *p, int64_t r0, \
+                                                                int64_t r1, float *out, int64_t ldo,      \
+                                                                float *sf, const int MM) {                \
+        const int64_t K = p->K, ng = p->ngroups, G = m->group;                                            \
+        const int bits = m->bits;                                                                         \
+        vbmi_unpack u;                                                                                    \
+        memset(&u, 0, sizeof u);                                                                          \
+        if (bits != 8) u = vbmi_unpack_init(bits);                                                        \
+        const __m512i gidx = lane_groups(4, (int)G);                                                      \
+        float bias[VNNI_MAX_ROWS];                                                                        \
+        for (int64_t r = r0; r < r1; r++) {                                                               \
+            const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);                            \
+            __m512 acc[VNNI_MAX_ROWS];                                                                    \
+            for (int i = 0; i < MM; i++) {                                                                \
+                bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));                                      \
+                acc[i] = _mm512_setzero_ps();                                                             \
+            }                                                                                             \
+            for (int64_t b = 0; b < p->nblk; b++) {                                                       \
+                int64_t left = K - b * 64, n = left < 64 ? left : 64;                                     \
+                __m512i q = LOAD_CODES;                                                                   \
+                int64_t g0 = b * 64 / G;                                                                  \
+                for (int i = 0; i < MM; i++) {                                                            \
+                    const int8_t *xb = p->xq + (i * p->nblk + b) * 128;                                   \
+                    __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(xb));   \
+                    d = _mm512_dpbusd_epi32(_mm512_slli_epi32(d, 8), q, _mm512_loadu_si512(xb + 64));     \
+                    __m512 lsf = _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));   \
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), lsf, acc[i]);                         \
+                }                                                                                         \
+            }                                                                                             \
+            for (int i = 0; i < MM; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];       \
+        }                                                                                                 \
+    }
+
+BYTE_BODY(u8_body, , _mm512_maskz_loadu_epi8(mask64(n), wrow + b * 64))
+BYTE_BODY(vbmi_body, VBMI_TARGET, vbmi_unpack64(&u, wrow + b * 8 * bits, n))
+
 static void rows_u8(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                     float *sf) {
-    const int64_t K = p->K, ng = p->ngroups, M = p->M, G = m->group;
-    __m512i gidx = _mm512_srli_epi32(_mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                                                           13, 14, 15),
-                                                        _mm512_set1_epi32(4)),
-                                     __builtin_ctz((unsigned)G));
-    float bias[4];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
-        for (int64_t i = 0; i < M; i++) bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int64_t b = 0; b < p->nblk; b++) {
-            int64_t left = K - b * 64;
-            __m512i q = _mm512_maskz_loadu_epi8(mask64(left < 64 ? left : 64), wrow + b * 64);
-            int64_t g0 = b * 64 / G;
-            for (int64_t i = 0; i < M; i++) {
-                const int8_t *xb = p->xq + (i * p->nblk + b) * 128;
-                __m512i z = _mm512_setzero_si512();
-                __m512i h = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(xb));
-                __m512i l = _mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(xb + 64));
-                __m512 lsf = _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));
-                acc[i] = finish(h, l, lsf, acc[i]);
-            }
-        }
-        for (int64_t i = 0; i < M; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];
-    }
+    SWITCH_M(u8_body, m, p, r0, r1, out, ldo, sf)
+}
+
+VBMI_TARGET static void rows_vbmi(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out,
+                                  int64_t ldo, float *sf) {
+    SWITCH_M(vbmi_body, m, p, r0, r1, out, ldo, sf)
 }
 
 void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo, int thread) {
     float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + 16);
     if (p->nib) rows_nib(m, p, r0, r1, out, ldo, sf);
-    else if (p->vbmi) rows_byte(m, p, r0, r1, out, ldo, sf);
-    else rows_u8(m, p, r0, r1, out, ldo, sf);
+    else if (m->bits == 8) rows_u8(m, p, r0, r1, out, ldo, sf);
+    else rows_vbmi(m, p, r0, r1, out, ldo, sf);
 }
 
 #pragma GCC pop_options
@@ -430,8 +455,8 @@ void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, floa
 #else /* not x86-64 GCC/Clang: the AVX512 level is never selected */
 
 const qm_kernels qm_kernels_avx512 = {.dequant = qm_dequant_span, .tile = NULL, .axpy = NULL};
-int qm_vnni_supported(const qmat *m) {
-    (void)m;
+int qm_vnni_supported(const qmat *m, int64_t M) {
+    (void)m, (void)M;
     return 0;
 }
 qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads) {
