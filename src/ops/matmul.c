@@ -31,6 +31,8 @@ mlxn_status mlxn_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor 
     int64_t K = transpose ? w->shape[1] : w->shape[0];
     int64_t N = transpose ? w->shape[0] : w->shape[1];
     MLXN_TRY(check_xo(op, x, out, K, N));
+    MLXN_TRY(op_check_no_alias(op, "x", out, x));
+    MLXN_TRY(op_check_no_alias(op, "w", out, w));
     return s->dev->be->matmul(s, x, w, transpose, out);
 }
 

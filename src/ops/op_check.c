@@ -71,3 +71,12 @@ mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *
     return mlxn_fail(MLXN_ERR_SHAPE, "%s: %s must be [%lld], got %s", op, arg, (long long)n,
                      mlxn_tensor_describe(t, d, sizeof d));
 }
+
+mlxn_status op_check_no_alias(const char *op, const char *arg, const mlxn_tensor *out, const mlxn_tensor *in) {
+    if (!in || !out || in->buf != out->buf) return MLXN_OK;
+    size_t a0 = out->offset, a1 = a0 + mlxn_tensor_nbytes(out);
+    size_t b0 = in->offset, b1 = b0 + mlxn_tensor_nbytes(in);
+    if (a0 < b1 && b0 < a1)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: out overlaps %s (outputs must not alias inputs)", op, arg);
+    return MLXN_OK;
+}

@@ -31,6 +31,11 @@ mlxn_status op_check_rank(const char *op, const char *arg, const mlxn_tensor *t,
 /* t is 1-D with `n` elements. */
 mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *t, int64_t n);
 
+/* out shares no bytes with in (in may be NULL): the op API forbids
+ * aliasing, and a kernel that reads in while writing out would produce
+ * garbage rather than an error. */
+mlxn_status op_check_no_alias(const char *op, const char *arg, const mlxn_tensor *out, const mlxn_tensor *in);
+
 /* wq/scales/biases describe a logical [rows, cols] matrix quantized along
  * cols with params q (mode, bits, group and dtypes all checked). */
 mlxn_status op_check_quantized(const char *op, mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
