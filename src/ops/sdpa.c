@@ -1,6 +1,7 @@
 /* Public scaled dot-product attention. */
 #include "ops/op_check.h"
 
+#include <math.h>
 #include <stdio.h>
 
 /* mask must broadcast to [B, Hq, Tq, Tk]: rank <= 4, each dim 1 or equal. */
@@ -50,8 +51,10 @@ mlxn_status mlxn_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k
         return mlxn_fail(MLXN_ERR_SHAPE, "sdpa: out is %s, expected [%lld, %lld, %lld, %lld]",
                          mlxn_tensor_describe(out, d1, sizeof d1), (long long)B, (long long)Hq, (long long)Tq,
                          (long long)Dv);
-    if (p->window < 0) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: window must be >= 0");
-    if (p->softcap < 0) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: softcap must be >= 0");
+    if (p->window < 0) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: window must be >= 0, got %d", p->window);
+    if (!(p->softcap >= 0) || isinf(p->softcap)) /* also rejects NaN */
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: softcap must be finite and >= 0, got %g", p->softcap);
+    if (!isfinite(p->scale)) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: scale must be finite, got %g", p->scale);
     if (p->mask) {
         const int64_t full[4] = {B, Hq, Tq, Tk};
         MLXN_TRY(check_mask(s, p->mask, full));
@@ -61,5 +64,10 @@ mlxn_status mlxn_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k
         MLXN_TRY(op_check_dtype(op, "sinks", p->sinks, DT_F32));
         MLXN_TRY(op_check_vector(op, "sinks", p->sinks, Hq));
     }
+    MLXN_TRY(op_check_no_alias(op, "q", out, q));
+    MLXN_TRY(op_check_no_alias(op, "k", out, k));
+    MLXN_TRY(op_check_no_alias(op, "v", out, v));
+    MLXN_TRY(op_check_no_alias(op, "mask", out, p->mask));
+    MLXN_TRY(op_check_no_alias(op, "sinks", out, p->sinks));
     return s->dev->be->sdpa(s, q, k, v, p, out);
 }

@@ -1,0 +1,254 @@
+/* Flash-style attention on the CPU (semantics in sdpa_kernels.h).
+ *
+ * Work item = (batch, kv head, block of query positions, key split). An
+ * item takes every query head of its kv head's group (G = Hq / Hkv) for its
+ * query positions, so one K/V block, converted to f32 once, serves G * QB
+ * query rows (why: grouped-query attention without tiling K/V, and f16/bf16
+ * caches converted once per block instead of once per query head). Keys are
+ * visited in blocks of SDPA_KB with an online softmax per row: running max
+ * m, running denominator l, unnormalized output acc; a block raising the max
+ * rescales l and acc by exp(m_old - m_new). A sink starts a row at m = sink,
+ * l = 1 (its value row is zero).
+ *
+ * Scheduling: items are taken from an atomic counter, latest query blocks
+ * first (why: under a causal mask they see the most keys; handing out the
+ * big ones first keeps threads from idling at the end). When there are too
+ * few (batch, kv head, query block) groups for the threads, e.g. decode
+ * with few kv heads, each group's keys are split into S ranges whose
+ * partial (m, l, acc) are merged afterwards. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_tensor.h"
+#include "backend/cpu/sdpa_kernels.h"
+#include "core/internal.h"
+#include "core/threadpool.h"
+
+/* Keys per block: a 64 x 128 f32 K block is 32 KiB, so K and V of a
+ * block stay in L1/L2 while every row of the item uses them. */
+#define SDPA_KB 64
+/* Target query rows per item (G * QB): enough rows to amortize a block's
+ * conversion, few enough that the per-row state stays in cache. */
+#define SDPA_ROWS 64
+/* Smallest key range worth a split of its own. */
+#define SDPA_MIN_SPLIT (4 * SDPA_KB)
+
+typedef struct flash_job {
+    const sdpa_problem *p;
+    const sdpa_kernels *kr;
+    int64_t QB, nqb, S, n_items, max_rows;
+    atomic_llong next;  /* next item to hand out */
+    char *scratch;      /* [threads][per_thread] bytes */
+    size_t per_thread;
+    float *part;        /* S > 1: [groups][S][max_rows][Dv + 2]: acc, then m and l */
+} flash_job;
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Per-thread scratch layout, in bytes. */
+typedef struct flash_scratch {
+    float *q;          /* [max_rows][D] scaled queries */
+    float *kbuf;       /* [SDPA_KB][D] converted keys */
+    float *vbuf;       /* [SDPA_KB][Dv] converted values */
+    float *s;          /* [SDPA_KB] scores / weights */
+    float *m, *l;      /* [max_rows] running max and denominator */
+    int64_t *lo, *hi;  /* [max_rows] visible key range */
+    float **acc;       /* [max_rows] output accumulators */
+    const char **mask; /* [max_rows] mask rows */
+} flash_scratch;
+
+/* Carves fs out of base (0 when only the size is wanted); returns the size. */
+static size_t scratch_layout(const sdpa_problem *p, int64_t rows, uintptr_t base, flash_scratch *fs) {
+    size_t off = 0;
+#define TAKE(field, bytes)                                   \
+    do {                                                     \
+        fs->field = (void *)(base + off);                    \
+        off += align64((size_t)(bytes));                     \
+    } while (0)
+    TAKE(q, rows * p->D * 4);
+    TAKE(kbuf, SDPA_KB * p->D * 4);
+    TAKE(vbuf, SDPA_KB * p->Dv * 4);
+    TAKE(s, SDPA_KB * 4);
+    TAKE(m, rows * 4);
+    TAKE(l, rows * 4);
+    TAKE(lo, rows * 8);
+    TAKE(hi, rows * 8);
+    TAKE(acc, rows * sizeof(float *));
+    TAKE(mask, rows * sizeof(char *));
+#undef TAKE
+    return off;
+}
+
+/* Rows n0 .. n0+n of a K or V view for (b, hk) as f32 rows of stride *ld:
+ * the tensor itself when it is f32 with unit inner stride, else converted
+ * into buf. */
+static const float *kv_block(const sdpa_kernels *kr, const sdpa_view *v, int64_t b, int64_t hk, int64_t n0,
+                             int64_t n, int64_t dim, float *buf, int64_t *ld) {
+    if (v->dt == MLXN_DTYPE_F32 && (v->s[3] == 1 || dim <= 1)) {
+        *ld = v->s[2];
+        return (const float *)sdpa_row(v, b, hk, n0);
+    }
+    for (int64_t j = 0; j < n; j++) kr->to_f32(sdpa_row(v, b, hk, n0 + j), v->dt, v->s[3], dim, buf + j * dim);
+    *ld = dim;
+    return buf;
+}
+
+static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
+    const sdpa_problem *p = job->p;
+    const sdpa_kernels *kr = job->kr;
+    const int64_t S = job->S, per_qb = p->B * p->Hkv * S;
+    const int64_t qb = job->nqb - 1 - idx / per_qb, rem = idx % per_qb;
+    const int64_t split = rem % S, b = (rem / S) / p->Hkv, hk = (rem / S) % p->Hkv;
+    const int64_t t0 = qb * job->QB, t1 = t0 + job->QB < p->Tq ? t0 + job->QB : p->Tq, nt = t1 - t0;
+    const int64_t M = p->G * nt, Dv = p->Dv;
+    const int use_sink = p->sinks && split == 0;
+    float *part = NULL;
+    if (S > 1) {
+        int64_t group = ((qb * p->B + b) * p->Hkv + hk);
+        part = job->part + (group * S + split) * job->max_rows * (Dv + 2);
+    }
+
+    /* per-row setup: query, visible range, state, where the output goes */
+    int64_t ulo = p->Tk, uhi = 0;
+    for (int64_t r = 0; r < M; r++) {
+        const int64_t h = hk * p->G + r / nt, t = t0 + r % nt;
+        float *q = fs->q + r * p->D;
+        kr->to_f32(sdpa_row(&p->q, b, h, t), p->q.dt, p->q.s[3], p->D, q);
+        for (int64_t d = 0; d < p->D; d++) q[d] *= p->scale;
+        sdpa_key_range(p, t, &fs->lo[r], &fs->hi[r]);
+        if (fs->lo[r] < fs->hi[r]) {
+            if (fs->lo[r] < ulo) ulo = fs->lo[r];
+            if (fs->hi[r] > uhi) uhi = fs->hi[r];
+        }
+        fs->m[r] = use_sink ? p->sinks[h * p->sink_stride] : -INFINITY;
+        fs->l[r] = use_sink ? 1.0f : 0.0f;
+        fs->acc[r] = S > 1 ? part + r * (Dv + 2) : p->out + ((b * p->Hq + h) * p->Tq + t) * Dv;
+        memset(fs->acc[r], 0, (size_t)Dv * sizeof(float));
+        fs->mask[r] = p->mask ? sdpa_mask_row(p, b, h, t) : NULL;
+    }
+    /* this split's share of the keys, whole blocks each */
+    int64_t ks = ulo, ke = uhi;
+    if (S > 1 && ulo < uhi) {
+        int64_t per = ((uhi - ulo + S - 1) / S + SDPA_KB - 1) / SDPA_KB * SDPA_KB;
+        ks = ulo + split * per;
+        ke = ks + per < uhi ? ks + per : uhi;
+    }
+
+    for (int64_t kb = ks; kb < ke; kb += SDPA_KB) {
+        const int64_t n = ke - kb < SDPA_KB ? ke - kb : SDPA_KB;
+        const float *kp = NULL, *vp = NULL;
+        int64_t ldk = 0, ldv = 0;
+        for (int64_t r = 0; r < M; r++) {
+            const int64_t a = fs->lo[r] > kb ? fs->lo[r] : kb, e = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
+            if (a >= e) continue;
+            if (!kp) { /* converted on first use: a window may skip whole blocks */
+                kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
+                vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);
+            }
+            float *s = fs->s;
+            kr->dots(fs->q + r * p->D, kp + (a - kb) * ldk, ldk, e - a, p->D, s);
+            if (p->softcap > 0.0f || fs->mask[r]) sdpa_cap_and_mask(p, fs->mask[r], a, e - a, s);
+            const float bm = kr->max(s, e - a);
+            if (bm == -INFINITY) continue; /* all masked here */
+            const float mo = fs->m[r], mn = bm > mo ? bm : mo;
+            const float corr = mo == -INFINITY ? 0.0f : expf(mo - mn);
+            const float sum = kr->exp_sum(s, e - a, mn);
+            fs->l[r] = fs->l[r] * corr + sum;
+            kr->pv(s, vp + (a - kb) * ldv, ldv, e - a, Dv, corr, fs->acc[r]);
+            fs->m[r] = mn;
+        }
+    }
+
+    for (int64_t r = 0; r < M; r++) {
+        float *acc = fs->acc[r];
+        if (S > 1) {
+            acc[Dv] = fs->m[r];
+            acc[Dv + 1] = fs->l[r];
+            continue;
+        }
+        const float inv = fs->l[r] > 0.0f ? 1.0f / fs->l[r] : 0.0f; /* no visible key: zeros */
+        for (int64_t d = 0; d < Dv; d++) acc[d] = fs->l[r] > 0.0f ? acc[d] * inv : 0.0f;
+    }
+}
+
+static void flash_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)begin;
+    (void)end;
+    flash_job *job = arg;
+    flash_scratch fs;
+    scratch_layout(job->p, job->max_rows, (uintptr_t)(job->scratch + (size_t)thread * job->per_thread), &fs);
+    for (;;) {
+        long long i = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+        if (i >= job->n_items) break;
+        run_item(job, i, &fs);
+    }
+}
+
+/* Merge the S partial results of each (query block, batch, kv head) group. */
+static void combine_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const flash_job *job = arg;
+    const sdpa_problem *p = job->p;
+    const int64_t S = job->S, Dv = p->Dv, stride = job->max_rows * (Dv + 2);
+    for (int64_t g = begin; g < end; g++) {
+        const int64_t qb = g / (p->B * p->Hkv), b = (g / p->Hkv) % p->B, hk = g % p->Hkv;
+        const int64_t t0 = qb * job->QB, t1 = t0 + job->QB < p->Tq ? t0 + job->QB : p->Tq, nt = t1 - t0;
+        const float *base = job->part + g * S * stride;
+        for (int64_t r = 0; r < p->G * nt; r++) {
+            const int64_t h = hk * p->G + r / nt, t = t0 + r % nt;
+            float *o = p->out + ((b * p->Hq + h) * p->Tq + t) * Dv;
+            float mx = -INFINITY, l = 0.0f;
+            for (int64_t sp = 0; sp < S; sp++) {
+                float ms = base[sp * stride + r * (Dv + 2) + Dv];
+                if (ms > mx) mx = ms;
+            }
+            for (int64_t d = 0; d < Dv; d++) o[d] = 0.0f;
+            if (mx == -INFINITY) continue;
+            for (int64_t sp = 0; sp < S; sp++) {
+                const float *pa = base + sp * stride + r * (Dv + 2);
+                if (pa[Dv] == -INFINITY) continue;
+                const float w = expf(pa[Dv] - mx);
+                l += pa[Dv + 1] * w;
+                for (int64_t d = 0; d < Dv; d++) o[d] += pa[d] * w;
+            }
+            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            for (int64_t d = 0; d < Dv; d++) o[d] *= inv;
+        }
+    }
+}
+
+mlxn_status sdpa_flash(struct mlxn_threadpool *pool, const sdpa_problem *p, const sdpa_kernels *kr) {
+    const int64_t threads = mlxn_threadpool_size(pool);
+    int64_t QB = SDPA_ROWS / p->G > 1 ? SDPA_ROWS / p->G : 1;
+    if (QB > p->Tq) QB = p->Tq;
+    /* smaller query blocks until every thread has a few groups to take */
+    while (QB > 1 && p->B * p->Hkv * ((p->Tq + QB - 1) / QB) < 4 * threads) QB = (QB + 1) / 2;
+    const int64_t nqb = (p->Tq + QB - 1) / QB, groups = p->B * p->Hkv * nqb;
+    int64_t S = 1;
+    if (threads > 1 && groups < 2 * threads) { /* decode-like: split the keys as well */
+        S = (2 * threads + groups - 1) / groups;
+        int64_t max_s = p->Tk / SDPA_MIN_SPLIT;
+        if (S > max_s) S = max_s;
+        if (S < 1) S = 1;
+    }
+    flash_job job = {.p = p, .kr = kr, .QB = QB, .nqb = nqb, .S = S, .n_items = groups * S, .max_rows = p->G * QB};
+    atomic_init(&job.next, 0);
+    flash_scratch sizing;
+    job.per_thread = scratch_layout(p, job.max_rows, 0, &sizing);
+    job.scratch = aligned_alloc(64, job.per_thread * (size_t)threads);
+    if (S > 1) job.part = malloc((size_t)(groups * S * job.max_rows * (p->Dv + 2)) * sizeof(float));
+    if (!job.scratch || (S > 1 && !job.part)) {
+        free(job.scratch);
+        free(job.part);
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "sdpa: no memory for %lld threads' scratch", (long long)threads);
+    }
+    /* one task per thread; each pulls items until none are left */
+    mlxn_parallel_for(pool, threads < job.n_items ? threads : job.n_items, 1, flash_task, &job);
+    if (S > 1) mlxn_parallel_for(pool, groups, 1, combine_task, &job);
+    free(job.scratch);
+    free(job.part);
+    return MLXN_OK;
+}
