@@ -36,15 +36,15 @@ static void dequant_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, float 
     for (int64_t cc = 0; cc < n; cc += 512) {
         int64_t len = n - cc < 512 ? n - cc : 512;
         qm_unpack_codes(m, r, c0 + cc, len, codes);
-        for (int64_t i = 0; i < len; i += 16) { /* 16 codes share one group */
-            int64_t g = (c0 + cc + i) / G;
+        for (int64_t i0 = 0; i0 < len; i0 += G) { /* chunks start on group boundaries */
+            int64_t g = (c0 + cc + i0) / G;
             __m256 s = _mm256_set1_ps(qm_scale(m, r, g));
             __m256 b = _mm256_set1_ps(qm_bias(m, r, g));
-            for (int h = 0; h < 16; h += 8) {
-                __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i + h)));
+            for (int64_t i = i0; i < i0 + G; i += 8) {
+                __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i)));
                 __m256 v = m->mode == MLXN_QUANT_AFFINE ? _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(q), b)
                                                         : _mm256_mul_ps(fp_codes8(m->mode, q), s);
-                _mm256_storeu_ps(dst + cc + i + h, v);
+                _mm256_storeu_ps(dst + cc + i, v);
             }
         }
     }

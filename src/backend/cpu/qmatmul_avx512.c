@@ -134,16 +134,15 @@ static void dequant_avx512(const qmat *m, int64_t r, int64_t c0, int64_t n, floa
         int64_t len = n - cc < 512 ? n - cc : 512;
         if (vbmi) unpack_span_vbmi(m, r, c0 + cc, len, codes);
         else qm_unpack_codes(m, r, c0 + cc, len, codes);
-        for (int64_t i = 0; i < len; i += 16) { /* 16 codes never straddle a group (groups >= 16) */
-            int64_t g = (c0 + cc + i) / G;
-            __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + i)));
-            __m512 s = _mm512_set1_ps(qm_scale(m, r, g));
-            __m512 v;
-            if (m->mode == MLXN_QUANT_AFFINE)
-                v = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), _mm512_set1_ps(qm_bias(m, r, g)));
-            else
-                v = _mm512_mul_ps(fp_codes16(m->mode, q), s);
-            _mm512_storeu_ps(dst + cc + i, v);
+        for (int64_t i0 = 0; i0 < len; i0 += G) { /* chunks start on group boundaries */
+            int64_t g = (c0 + cc + i0) / G;
+            __m512 s = _mm512_set1_ps(qm_scale(m, r, g)), b = _mm512_set1_ps(qm_bias(m, r, g));
+            for (int64_t i = i0; i < i0 + G; i += 16) {
+                __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(codes + i)));
+                __m512 v = m->mode == MLXN_QUANT_AFFINE ? _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(q), b)
+                                                        : _mm512_mul_ps(fp_codes16(m->mode, q), s);
+                _mm512_storeu_ps(dst + cc + i, v);
+            }
         }
     }
 }
