@@ -7,7 +7,8 @@
  * median, min and max are printed with the effective bandwidth
  * (weights + scales + biases + x + out bytes / median time) and, measured
  * in the same process with the same number of threads, the machine's
- * memory read bandwidth over a 512 MiB buffer (far past any cache) and
+ * memory read bandwidth over a 512 MiB buffer (--mem-mib; far past the
+ * caches of most machines) and
  * over a buffer the size of the weights (what a warm cache can give). */
 #include <jansson.h>
 #include <math.h>
@@ -24,7 +25,7 @@
 
 typedef struct bench_opts {
     const char *what;
-    int bits, group, transpose, threads, reps, warmup, json;
+    int bits, group, transpose, threads, reps, warmup, json, mem_mib;
     int64_t rows, cols, n;
     mlxn_quant_mode mode;
     mlxn_cpu_isa isa;
@@ -44,6 +45,7 @@ static void usage(FILE *f) {
             "  --reps R          timed calls (default 30)\n"
             "  --warmup W        untimed calls first (default 5)\n"
             "  --transpose 0|1   1: out = x @ W^T (default), 0: out = x @ W\n"
+            "  --mem-mib S       size of the memory-bandwidth read buffer (default 512; 0 skips)\n"
             "  --json            one JSON object instead of text\n");
 }
 
@@ -132,7 +134,7 @@ static double read_bandwidth(mlxn_threadpool *pool, size_t bytes, int reps) {
 
 static int parse(int argc, char **argv, bench_opts *o) {
     *o = (bench_opts){.what = argv[1], .bits = 4, .group = 64, .transpose = 1, .threads = 0, .reps = 30,
-                      .warmup = 5, .rows = 4096, .cols = 14336, .n = -1, .mode = MLXN_QUANT_AFFINE,
+                      .warmup = 5, .mem_mib = 512, .rows = 4096, .cols = 14336, .n = -1, .mode = MLXN_QUANT_AFFINE,
                       .isa = MLXN_CPU_ISA_AUTO};
     int group_set = 0, bits_set = 0;
     for (int i = 2; i < argc; i++) {
@@ -149,6 +151,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+        else if (!strcmp(a, "--mem-mib")) o->mem_mib = atoi(v);
         else if (!strcmp(a, "--transpose")) o->transpose = atoi(v) != 0;
         else if (!strcmp(a, "--mode")) {
             if (mlxn_quant_mode_parse(v, &o->mode) != MLXN_OK) {
@@ -171,7 +174,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         if (!group_set) o->group = o->mode == MLXN_QUANT_NVFP4 ? 16 : 32;
     }
     if (o->n < 0) o->n = !strcmp(o->what, "qmm") ? 8 : 1;
-    if (o->rows < 1 || o->cols < 1 || o->n < 1 || o->reps < 1 || o->warmup < 0 || o->threads < 0) {
+    if (o->rows < 1 || o->cols < 1 || o->n < 1 || o->reps < 1 || o->warmup < 0 || o->threads < 0 || o->mem_mib < 0) {
         fprintf(stderr, "mlxn bench: sizes, --n and --reps must be positive\n");
         return 2;
     }
@@ -267,7 +270,7 @@ int cmd_bench(int argc, char **argv) {
     mlxn_threadpool *pool = NULL;
     double bw_dram = 0, bw_same = 0;
     if (mlxn_threadpool_new(mlxn_device_threads(dev), &pool) == MLXN_OK) {
-        bw_dram = read_bandwidth(pool, (size_t)512 << 20, 3);
+        if (o.mem_mib > 0) bw_dram = read_bandwidth(pool, (size_t)o.mem_mib << 20, 3);
         bw_same = read_bandwidth(pool, (bytes + 63) & ~(size_t)63, 10);
         mlxn_threadpool_free(pool);
     }
@@ -275,8 +278,8 @@ int cmd_bench(int argc, char **argv) {
     cpu_model(model, sizeof model);
     const char *dname = mlxn_device_name(dev);
     if (o.json) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:I, s:f, s:f, s:f, "
-                              "s:f, s:f, s:f, s:s, s:s}",
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, "
+                              "s:f, s:s, s:s}",
                               "bench", o.what, "mode", mlxn_quant_mode_name(o.mode), "bits", o.bits, "group_size",
                               o.group, "rows", (json_int_t)o.rows, "cols", (json_int_t)o.cols, "n",
                               (json_int_t)o.n, "transpose", o.transpose, "reps", o.reps, "median_us", med,
@@ -301,7 +304,8 @@ int cmd_bench(int argc, char **argv) {
         printf("time: median %.1f us (min %.1f, max %.1f) over %d reps after %d warm-up; calling thread's CPU "
                "time median %.1f us\n", med, tmin, tmax, o.reps, o.warmup, med_cpu);
         printf("traffic: %.2f MB -> %.2f GB/s effective, %.1f GFLOP/s\n", (double)bytes / 1e6, gbs, gflops);
-        printf("memory read: %.2f GB/s over 512 MiB (%.0f%% reached), %.2f GB/s over %.1f MB (%.0f%%)\n", bw_dram,
+        printf("memory read: %.2f GB/s over %d MiB (%.0f%% reached), %.2f GB/s over %.1f MB (%.0f%%)\n", bw_dram,
+               o.mem_mib,
                bw_dram > 0 ? 100.0 * gbs / bw_dram : 0.0, bw_same, (double)bytes / 1e6,
                bw_same > 0 ? 100.0 * gbs / bw_same : 0.0);
     }

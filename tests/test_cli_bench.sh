@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `mlxn bench qmv|qmm` on small sizes (no timing is checked): text and JSON
+# output for each mode and both transposes, and exit codes for bad usage.
+#   bash tests/test_cli_bench.sh PATH_TO_MLXN BUILD_DIR
+set -u
+mlxn=${1:?usage: test_cli_bench.sh PATH_TO_MLXN BUILD_DIR}
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+run() { # NAME EXPECTED_RC ARGS...
+  local name=$1 want=$2
+  shift 2
+  out=$("$mlxn" "$@" 2>/dev/null)
+  local rc=$?
+  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want"; fi
+}
+has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no match for /$2/ in: $3"; fi; }
+
+small=(--rows 128 --cols 256 --reps 3 --warmup 1 --mem-mib 4)
+run help 0 bench --help
+has help '^usage: mlxn bench' "$out"
+run text 0 bench qmv "${small[@]}"
+has text '^time: median [0-9.]+ us' "$out"
+has text 'GB/s effective' "$out"
+has text '^cpu: ' "$out"
+for args in "--mode affine --bits 3 --group-size 32" "--mode mxfp4" "--mode mxfp8" "--mode nvfp4"; do
+  for t in 0 1; do
+    # shellcheck disable=SC2086
+    run "json $args t=$t" 0 bench qmm --n 3 --transpose $t $args "${small[@]}" --json
+    has "json $args t=$t" '^\{.*"median_us": ?[0-9.e+-]+.*"gb_s": ?[0-9.e+-]+.*\}$' "$out"
+  done
+done
+run "bad mode" 2 bench qmv --mode q4_0
+run "bad option" 2 bench qmv --frobnicate 1
+run "bad group" 2 bench qmv --group-size 48 "${small[@]}"
+run "unknown kernel" 2 bench gemm
+# transpose 0 quantizes along --rows, which must then be a multiple of the group
+run "t=0 rows not a multiple of the group" 2 bench qmv --transpose 0 --rows 40 --cols 256 --reps 1 --mem-mib 4
+
+echo "test_cli_bench: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
