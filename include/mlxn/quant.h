@@ -13,7 +13,9 @@
  * Affine:  w = scale * q + bias, q in [0, 2^bits).
  * mxfp4:   w = e2m1(q) * 2^(scale - 127), group 32.
  * mxfp8:   w = e4m3(q) * 2^(scale - 127), group 32 (q is one byte).
- * nvfp4:   w = e2m1(q) * e4m3(scale) * global_scale, group 16. */
+ * nvfp4:   w = e2m1(q) * e4m3(scale), group 16; with a global scale g, MLX
+ *          multiplies by g / 2688 (2688 = 6 * 448, the largest fp4 code times
+ *          the largest e4m3 scale). */
 #ifndef MLXN_QUANT_H
 #define MLXN_QUANT_H
 
@@ -37,7 +39,7 @@ typedef struct mlxn_quant_params {
     mlxn_quant_mode mode;
     int bits;           /* affine: 1,2,3,4,5,6,8; mxfp4/nvfp4: 4; mxfp8: 8 */
     int group_size;     /* affine: 32,64,128; mxfp*: 32; nvfp4: 16 */
-    float global_scale; /* nvfp4 only; 0 means none (treated as 1) */
+    float global_scale; /* nvfp4 only; 0 means none, else dequantized values are scaled by g / 2688 */
 } mlxn_quant_params;
 
 /* "affine", "mxfp4", ... and back. */
