@@ -114,6 +114,14 @@ static void check_tensor(mlxn_weights *w, const spec *s, const char *file_suffix
     free(want);
 }
 
+/* MLX's metadata keys, each listed once, in header order (MLX sorts keys). */
+static void check_meta_keys(const mlxn_weights *w, const char *what) {
+    const char *k0 = mlxn_weights_metadata_key(w, 0), *k1 = mlxn_weights_metadata_key(w, 1);
+    CHECK(k0 && !strcmp(k0, "format"), "%s: metadata key 0 = %s", what, k0 ? k0 : "(null)");
+    CHECK(k1 && !strcmp(k1, "mlx_version"), "%s: metadata key 1 = %s", what, k1 ? k1 : "(null)");
+    CHECK(mlxn_weights_metadata_key(w, 2) == NULL, "%s: a third metadata key", what);
+}
+
 static void test_dtypes_file(void) {
     mlxn_weights *w = t_golden_open("safetensors/dtypes.safetensors");
     if (!w) return;
@@ -130,6 +138,7 @@ static void test_dtypes_file(void) {
     CHECK(fmt && !strcmp(fmt, "mlx"), "metadata format = %s", fmt ? fmt : "(null)");
     CHECK(ver && ver[0] >= '0' && ver[0] <= '9', "metadata mlx_version = %s", ver ? ver : "(null)");
     CHECK(mlxn_weights_metadata(w, "absent") == NULL, "absent metadata key found");
+    check_meta_keys(w, "dtypes.safetensors");
     /* an info pointer from another weight set is not this one's */
     mlxn_weight_info fake = *mlxn_weights_at(w, 0);
     CHECK(mlxn_weights_data(w, &fake) == NULL, "data() accepted a foreign info pointer");
@@ -167,6 +176,7 @@ static void test_nometa(void) {
     CHECK(mlxn_weights_count(w) == 1, "count %zu", mlxn_weights_count(w));
     check_tensor(w, &x, "/nometa.safetensors");
     CHECK(mlxn_weights_metadata(w, "format") == NULL, "metadata from a file without any");
+    CHECK(mlxn_weights_metadata_key(w, 0) == NULL, "metadata key from a file without any");
     mlxn_weights_free(w);
 }
 
@@ -181,6 +191,7 @@ static void test_sharded(void) {
     }
     const char *fmt = mlxn_weights_metadata(w, "format");
     CHECK(fmt && !strcmp(fmt, "mlx"), "sharded metadata format = %s", fmt ? fmt : "(null)");
+    check_meta_keys(w, "sharded"); /* both shards hold both keys: listed once */
     mlxn_weights_free(w);
     /* one shard alone is a file like any other */
     w = t_golden_open("safetensors/sharded/model-00002-of-00002.safetensors");

@@ -5,8 +5,10 @@
  * at an address aligned to their element size; MLX does not pad its
  * header, so in files it writes they often do not, and reading a float
  * through a misaligned pointer is undefined behaviour in C. Such tensors
- * get one 64-byte-aligned private copy, made at open time (so every
- * accessor is const and thread-safe for readers).
+ * get one 64-byte-aligned private copy, made at open time (so the const
+ * accessors never write and any number of threads may call them at once;
+ * mlxn_weights_tensor caches CPU view buffers and so needs one caller at a
+ * time per weight set).
  *
  * Tensors are kept sorted by name: lookups are a binary search, and
  * duplicates across shards show up as neighbours. */
