@@ -160,7 +160,8 @@ T256 static void pv(const float *p, const float *v, int64_t ldv, int64_t n, int6
     }
 }
 
-static const sdpa_kernels kernels = {to_f32, dots, vmax, exp_sum, pv};
+/* no two-row kernels: 16 ymm registers cannot hold two rows' accumulators */
+static const sdpa_kernels kernels = {to_f32, dots, vmax, exp_sum, pv, NULL, NULL};
 const sdpa_kernels *sdpa_kernels_avx2(void) { return &kernels; }
 
 #else

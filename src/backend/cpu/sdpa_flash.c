@@ -27,9 +27,10 @@
 #include "core/internal.h"
 #include "core/threadpool.h"
 
-/* Keys per block: a 64 x 128 f32 K block is 32 KiB, so K and V of a
- * block stay in L1/L2 while every row of the item uses them. */
-#define SDPA_KB 64
+/* Keys per block: K and V of a 32-key block of head dim 128 in f32 are
+ * 2 x 16 KiB, so both stay in L1 while every row of the item reuses them
+ * (64 keys spilled to L2 and ran 25% slower in decode). */
+#define SDPA_KB 32
 /* Target query rows per item (G * QB): enough rows to amortize a block's
  * conversion, few enough that the per-row state stays in cache. */
 #define SDPA_ROWS 64
@@ -53,7 +54,7 @@ typedef struct flash_scratch {
     float *q;          /* [max_rows][D] scaled queries */
     float *kbuf;       /* [SDPA_KB][D] converted keys */
     float *vbuf;       /* [SDPA_KB][Dv] converted values */
-    float *s;          /* [SDPA_KB] scores / weights */
+    float *s, *s2;     /* [SDPA_KB] scores / weights of one or two rows */
     float *m, *l;      /* [max_rows] running max and denominator */
     int64_t *lo, *hi;  /* [max_rows] visible key range */
     float **acc;       /* [max_rows] output accumulators */
@@ -72,6 +73,7 @@ static size_t scratch_layout(const sdpa_problem *p, int64_t rows, uintptr_t base
     TAKE(kbuf, SDPA_KB * p->D * 4);
     TAKE(vbuf, SDPA_KB * p->Dv * 4);
     TAKE(s, SDPA_KB * 4);
+    TAKE(s2, SDPA_KB * 4);
     TAKE(m, rows * 4);
     TAKE(l, rows * 4);
     TAKE(lo, rows * 8);
@@ -94,6 +96,22 @@ static const float *kv_block(const sdpa_kernels *kr, const sdpa_view *v, int64_t
     for (int64_t j = 0; j < n; j++) kr->to_f32(sdpa_row(v, b, hk, n0 + j), v->dt, v->s[3], dim, buf + j * dim);
     *ld = dim;
     return buf;
+}
+
+/* Online-softmax step for row r over scores s[0..n) of keys a .. a+n:
+ * applies softcap and mask, turns s into weights exp(s - m_new), updates
+ * the row's m and l, and returns in *corr the factor its acc must be
+ * scaled by. Returns 0 (state untouched) when every key is masked. */
+static int row_softmax(const sdpa_problem *p, const sdpa_kernels *kr, const flash_scratch *fs, int64_t r,
+                       int64_t a, float *s, int64_t n, float *corr) {
+    if (p->softcap > 0.0f || fs->mask[r]) sdpa_cap_and_mask(p, fs->mask[r], a, n, s);
+    const float bm = kr->max(s, n);
+    if (bm == -INFINITY) return 0;
+    const float mo = fs->m[r], mn = bm > mo ? bm : mo;
+    *corr = mo == -INFINITY ? 0.0f : expf(mo - mn);
+    fs->l[r] = fs->l[r] * *corr + kr->exp_sum(s, n, mn);
+    fs->m[r] = mn;
+    return 1;
 }
 
 static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
@@ -148,17 +166,27 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
                 kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
                 vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);
             }
-            float *s = fs->s;
-            kr->dots(fs->q + r * p->D, kp + (a - kb) * ldk, ldk, e - a, p->D, s);
-            if (p->softcap > 0.0f || fs->mask[r]) sdpa_cap_and_mask(p, fs->mask[r], a, e - a, s);
-            const float bm = kr->max(s, e - a);
-            if (bm == -INFINITY) continue; /* all masked here */
-            const float mo = fs->m[r], mn = bm > mo ? bm : mo;
-            const float corr = mo == -INFINITY ? 0.0f : expf(mo - mn);
-            const float sum = kr->exp_sum(s, e - a, mn);
-            fs->l[r] = fs->l[r] * corr + sum;
-            kr->pv(s, vp + (a - kb) * ldv, ldv, e - a, Dv, corr, fs->acc[r]);
-            fs->m[r] = mn;
+            const int64_t g = r / nt;
+            if (kr->dots2 && g % 2 == 1) continue; /* done with its partner row r - nt */
+            const int64_t n1 = e - a;
+            const float *kj = kp + (a - kb) * ldk, *vj = vp + (a - kb) * ldv;
+            float *s = fs->s, *s2 = fs->s2, c1 = 1.0f, c2 = 1.0f;
+            if (kr->dots2 && g + 1 < p->G) {
+                /* heads g and g + 1 at the same position see the same keys:
+                 * one pass over the block serves both (why: halves the K/V
+                 * loads per FMA) */
+                const int64_t r2 = r + nt;
+                kr->dots2(fs->q + r * p->D, fs->q + r2 * p->D, kj, ldk, n1, p->D, s, s2);
+                int ok1 = row_softmax(p, kr, fs, r, a, s, n1, &c1);
+                int ok2 = row_softmax(p, kr, fs, r2, a, s2, n1, &c2);
+                if (!ok1 && !ok2) continue;
+                if (!ok1) memset(s, 0, (size_t)n1 * sizeof(float));
+                if (!ok2) memset(s2, 0, (size_t)n1 * sizeof(float));
+                kr->pv2(s, s2, vj, ldv, n1, Dv, c1, c2, fs->acc[r], fs->acc[r2]);
+            } else {
+                kr->dots(fs->q + r * p->D, kj, ldk, n1, p->D, s);
+                if (row_softmax(p, kr, fs, r, a, s, n1, &c1)) kr->pv(s, vj, ldv, n1, Dv, c1, fs->acc[r]);
+            }
         }
     }
 

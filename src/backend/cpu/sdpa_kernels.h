@@ -97,6 +97,12 @@ typedef struct sdpa_kernels {
     float (*exp_sum)(float *s, int64_t n, float m);
     /* acc[0..Dv) = acc * corr + sum_j p[j] * v_j; v_j = v + j * ldv */
     void (*pv)(const float *p, const float *v, int64_t ldv, int64_t n, int64_t Dv, float corr, float *acc);
+    /* Optional (NULL: the driver calls dots/pv per row): the same for two
+     * query rows that see the same keys, sharing every K/V load. */
+    void (*dots2)(const float *q0, const float *q1, const float *k, int64_t ldk, int64_t n, int64_t D, float *s0,
+                  float *s1);
+    void (*pv2)(const float *p0, const float *p1, const float *v, int64_t ldv, int64_t n, int64_t Dv, float corr0,
+                float corr1, float *acc0, float *acc1);
 } sdpa_kernels;
 
 const sdpa_kernels *sdpa_kernels_avx2(void);   /* NULL without x86 SIMD */
