@@ -50,7 +50,9 @@ mlxn_status mlxn_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, con
 /* ---- normalization ------------------------------------------------------- */
 
 /* out = x * rsqrt(mean(x^2, -1) + eps) * (w_offset + w), as mx.fast.rms_norm
- * (w_offset = 1 gives Gemma's 1 + w). x, out: f32 [..., D]; w [D] or NULL. */
+ * (w_offset = 1 gives Gemma's 1 + w; the sum is rounded to w's dtype, as
+ * mlx-lm's `1.0 + weight` is). x, out: f32 [..., D]; w [D] or NULL (no
+ * weight: w_offset is then unused). */
 mlxn_status mlxn_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
                           float w_offset, mlxn_tensor *out);
 

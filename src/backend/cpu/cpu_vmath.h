@@ -8,16 +8,18 @@
  * device's resolved ISA (cpu_dev(s)->isa). On other architectures
  * CPU_VMATH_X86 is 0 and only the scalar forms exist.
  *
- * The approximations are the ones MLX's CPU backend evaluates, so results
- * agree with it to an ulp or two rather than to libm's:
+ * exp and erf are the approximations MLX's CPU backend evaluates, so
+ * results agree with MLX to an ulp or two:
  *   exp(x) = 2^n * p(f), n = round(x log2 e), f = x log2 e - n in [-1/2, 1/2],
  *            p a degree-6 polynomial for 2^f (Cephes' exp2 coefficients);
  *            x > 88 gives inf, x < -88 gives 0, NaN stays NaN.
  *   erf(x) = sign(x) (1 - t (a1 + t (a2 + ...)) e^(-x^2)), t = 1 / (1 + p|x|)
  *            (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
+ * The others are built on that exp (MLX calls libm's tanh; ours is within
+ * ~1e-7 absolute of it):
  *   tanh(u) = sign(u) (1 - 2 / (e^(2|u|) + 1)).
- *   sigmoid(x) = x < 0 ? y : 1 - y with y = 1 / (1 + e^|x|), which never
- *            overflows into inf/inf. */
+ *   sigmoid(x) = x < 0 ? y : 1 - y with y = 1 / (1 + e^|x|) (MLX's form),
+ *            which never overflows into inf/inf. */
 #ifndef MLXN_CPU_VMATH_H
 #define MLXN_CPU_VMATH_H
 

@@ -90,9 +90,8 @@ TGT_AVX2 static void norm_apply_avx2(const float *x, int64_t D, float sub, float
     }
 }
 
-/* sum((x - c)^2) and, when sum_out, sum(x); two accumulators per lane group
- * hide the add latency. Masked-off tail lanes load as 0 and add nothing
- * (they contribute (0 - c)^2, so the tail is masked again after the subtract). */
+/* sum((x - c)^2); two accumulators hide the FMA latency. Masked-off tail
+ * lanes load as 0 and would add (0 - c)^2, so the difference is masked again. */
 TGT_AVX2 static float sumsq_avx2(const float *x, int64_t D, float c) {
     __m256 vc = _mm256_set1_ps(c), a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t i = 0;
