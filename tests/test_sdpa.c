@@ -9,7 +9,8 @@
  *  - fresh random inputs against a double-precision reference written here,
  *    at every ISA level (scalar, AVX2, AVX-512) with 1, 2 and 3 threads:
  *    odd head dims, D != Dv, long decode rows (the key-split path), rows
- *    that see no key (zeros, with and without sinks), strided q/k/v/mask/
+ *    that see no key and an empty K/V (zeros, with and without sinks),
+ *    strided q/k/v/mask/
  *    sinks views (a transposed q, K/V inside a larger cache, a V with inner
  *    stride 2), f16/bf16 q/k/v; NMSE < 1e-9; outputs poisoned first.
  *  - bad arguments return the documented status. */
@@ -253,6 +254,7 @@ static const attn_case cases[] = {
     {"add_full",           2, 2, 1,  5,   19,  256, 256, 0,  0,  0,   2,   4, {2, 2, 5, 19},    0, F32, F32, F32, 1, 0},
     {"add_rows",           1, 4, 2,  8,   8,   16,  16, 1,   0,  0,   2,   3, {1, 8, 8},        1, F32, F32, F32, 0, 0},
     {"add_1d",             1, 2, 2,  1,   300, 128, 64, 0,   0,  0,   2,   1, {300},            0, F32, F16, BF16, 1, 0},
+    {"no_keys",            1, 4, 2,  3,   0,   8,   8,  1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 0, 0},
     {"tiny_d1",            1, 1, 1,  3,   3,   1,   1,  1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0},
 };
 

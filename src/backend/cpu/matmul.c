@@ -9,8 +9,10 @@
  *   M > 4           blocked GEMM: per (column block, k block) W is converted
  *                   once into f32 panels that every row tile reuses; an
  *                   mr x nr register-blocked micro-kernel does the FMAs.
- * f16/bf16 W is always widened to f32 and multiplied in f32 (no bf16 dot
- * instructions: they would round X to bf16, ~1e-5 relative error). */
+ * f16/bf16 W is always widened to f32 and multiplied in f32. The AVX512-BF16
+ * dot instruction (vdpbf16ps) is not used: it needs X rounded to bf16, which
+ * measured NMSE 2.8e-6 against the f32 product (random x, K = 4096), where
+ * the f32 kernels give ~1e-13. */
 #include <stdlib.h>
 #include <string.h>
 

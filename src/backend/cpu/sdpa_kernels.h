@@ -13,7 +13,25 @@
  *   s_j += mask[b,h,i,j]                     (f32 mask; -inf hides the key)
  *   out = sum_j softmax_j * v_j, where the softmax runs over the visible
  *   keys plus, with sinks, one extra logit sinks[h] (not scaled) whose
- *   value row is zero. A row with no visible key gives zeros. */
+ *   value row is zero. A row with no visible key gives zeros.
+ *
+ * How this lines up with MLX / mlx-lm (checked against mlx/fast.cpp and
+ * mlx_lm/models/{base,cache,gemma2}.py):
+ *   - causal is MLX's mask="causal" (lower-right aligned when Tq < Tk).
+ *   - window is mlx-lm's create_causal_mask(window_size=W): the query at
+ *     position p sees keys p - W < j <= p, i.e. its last W keys including
+ *     itself. Key index j is taken as the key's position, which holds for a
+ *     linear cache and for RotatingKVCache before it wraps; a wrapped
+ *     rotating buffer must be passed in position order or with a mask.
+ *   - sinks are concatenated to the already scaled scores, unscaled and not
+ *     softcapped, exactly as MLX's fallback does.
+ *   - softcap is Gemma 2's tanh(s / c) * c after scaling, before the mask.
+ *   - a bool mask and causal/window may be combined (all must allow a
+ *     key); MLX's API takes only one of mask="causal" or an array.
+ *   - a row with nothing visible: MLX fills masked scores with finfo.min and
+ *     returns the plain mean of V for such a row (NaN for an all -inf
+ *     additive mask); we return zeros, which is also what MLX returns when
+ *     a sink is present. */
 #ifndef MLXN_CPU_SDPA_KERNELS_H
 #define MLXN_CPU_SDPA_KERNELS_H
 
