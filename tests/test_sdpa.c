@@ -10,9 +10,9 @@
  *    at every ISA level (scalar, AVX2, AVX-512) with 1, 2 and 3 threads:
  *    odd head dims, D != Dv, long decode rows (the key-split path), rows
  *    that see no key and an empty K/V (zeros, with and without sinks),
- *    strided q/k/v/mask/
- *    sinks views (a transposed q, K/V inside a larger cache, a V with inner
- *    stride 2), f16/bf16 q/k/v; NMSE < 1e-9; outputs poisoned first.
+ *    strided q/k/v/mask/sinks views (a transposed q, K/V inside a larger
+ *    cache, a V with inner stride 2), f16/bf16 q/k/v; NMSE < 1e-9;
+ *    outputs poisoned first.
  *  - bad arguments return the documented status. */
 #include <math.h>
 #include <stdlib.h>
