@@ -9,6 +9,7 @@
 #include "mlxn/quant.h"
 #include "mlxn/ops.h"
 #include "mlxn/safetensors.h"
+#include "mlxn/model.h"
 #include "mlxn/gguf.h"
 
 #define MLXN_VERSION_MAJOR 0

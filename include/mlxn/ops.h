@@ -125,6 +125,24 @@ mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
  * orthonormal). x, out f32 [..., n]; out may equal x (in place). */
 mlxn_status mlxn_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
 
+/* ---- copies and elementwise arithmetic ----------------------------------- */
+
+/* out = a + b. a: f32 [..., N]; b: f32/f16/bf16 with a's shape, or with a's
+ * trailing dims only (broadcast over a's leading dims: a bias [N] added to
+ * every row); out: f32 of a's shape. out may be a itself (in place: the same
+ * buffer, offset and shape), otherwise it must not overlap a or b. */
+mlxn_status mlxn_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
+
+/* out = x * alpha. x, out: f32 of one shape; out may be x itself. */
+mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
+
+/* dst = src element by element over one shape, converting dtypes (to f16 /
+ * bf16 by round-to-nearest-even). Unlike other ops, dst may be a strided
+ * view (a slot range of a KV cache, a transposed layout). src: f32/f16/bf16,
+ * any strides; dst: f32/f16/bf16, no zero stride on an axis longer than 1,
+ * not overlapping src. */
+mlxn_status mlxn_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
+
 #ifdef __cplusplus
 }
 #endif

@@ -51,6 +51,9 @@ typedef struct mlxn_backend_i {
                          mlxn_gelu_kind kind, mlxn_tensor *out);
     mlxn_status (*argmax)(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
     mlxn_status (*hadamard)(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+    mlxn_status (*add)(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
+    mlxn_status (*scale)(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
+    mlxn_status (*copy)(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
 } mlxn_backend_i;
 
 struct mlxn_device {

@@ -132,4 +132,7 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .geglu = cpu_geglu,
     .argmax = cpu_argmax,
     .hadamard = cpu_hadamard,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .copy = cpu_copy_tensor,
 };

@@ -117,6 +117,18 @@ static mlxn_status cu_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale
     UNUSED(s), UNUSED(x), UNUSED(scale), UNUSED(o);
     NOT_BUILT("hadamard");
 }
+static mlxn_status cu_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *o) {
+    UNUSED(s), UNUSED(a), UNUSED(b), UNUSED(o);
+    NOT_BUILT("add");
+}
+static mlxn_status cu_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *o) {
+    UNUSED(s), UNUSED(x), UNUSED(alpha), UNUSED(o);
+    NOT_BUILT("scale");
+}
+static mlxn_status cu_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst) {
+    UNUSED(s), UNUSED(src), UNUSED(dst);
+    NOT_BUILT("copy");
+}
 
 const mlxn_backend_i mlxn_cuda_backend = {
     .name = "cuda",
@@ -145,4 +157,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .geglu = cu_geglu,
     .argmax = cu_unary,
     .hadamard = cu_hadamard,
+    .add = cu_add,
+    .scale = cu_scale,
+    .copy = cu_copy,
 };

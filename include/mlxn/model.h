@@ -1,0 +1,106 @@
+/* Models and sessions: run an mlx-lm model directory (config.json plus
+ * model*.safetensors) on a device, token ids in, logits out.
+ *
+ * A model is the immutable part (configuration and weights, mmap'd and
+ * shared); a session is one conversation's state (the KV cache and scratch
+ * buffers). Several sessions may use one model, one at a time per session;
+ * a session is not safe to use from two threads at once.
+ *
+ * Supported: the architectures mlxn_model_supported() lists (llama and
+ * mistral, qwen2, qwen3, gemma3_text and the text part of gemma3
+ * checkpoints, whose tensors carry a `language_model.` prefix), dense
+ * f32/f16/bf16 weights and every quantization mlx-lm writes
+ * (config["quantization"]: affine 2..8 bits, mxfp4, mxfp8, nvfp4, with
+ * per-layer overrides; quantized embeddings; tied embeddings used as the
+ * output head). Anything else is an error that names it.
+ *
+ * Numerics: activations are f32 whatever the weight dtype (mlx-lm computes
+ * in the weight dtype); the KV cache holds f32. */
+#ifndef MLXN_MODEL_H
+#define MLXN_MODEL_H
+
+#include <stdint.h>
+
+#include "mlxn/device.h"
+#include "mlxn/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mlxn_model mlxn_model;
+typedef struct mlxn_session mlxn_session;
+
+typedef struct mlxn_model_params {
+    /* 0 (default): a tensor in the files that the architecture does not
+     * use is an error naming it, as mlx-lm's strict load; 1: ignore it. */
+    int allow_unused_tensors;
+} mlxn_model_params;
+
+/* What a loaded model is (strings owned by the model). */
+typedef struct mlxn_model_info {
+    const char *arch;          /* "llama", "qwen3", "gemma3_text", ... (after aliases) */
+    const char *model_type;    /* config.json's model_type as written */
+    int vocab_size;
+    int hidden_size;
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int intermediate_size;
+    int max_position_embeddings; /* 0 when the config has none */
+    int n_sliding_layers;      /* layers with a sliding window (rotating cache) */
+    int sliding_window;        /* their window, 0 when none */
+    int tied_embeddings;       /* the output head is the embedding */
+    int n_quantized;           /* linear/embedding weights that are quantized */
+} mlxn_model_info;
+
+/* Load an mlx-lm model directory onto `dev`. params may be NULL. Errors name
+ * the file and the tensor or config key at fault. */
+mlxn_status mlxn_model_load(const char *path, mlxn_device *dev, const mlxn_model_params *params,
+                            mlxn_model **out);
+void mlxn_model_free(mlxn_model *m);
+const mlxn_model_info *mlxn_model_get_info(const mlxn_model *m);
+/* Comma-separated model_type values this build runs. */
+const char *mlxn_model_supported(void);
+
+typedef struct mlxn_session_params {
+    int prefill_chunk;   /* tokens per forward pass of a long prompt; 0 = 2048 */
+    int max_context;     /* positions the session may hold; 0 = the model's
+                            max_position_embeddings (unbounded when it has none) */
+    mlxn_stream *stream; /* NULL = the device's default stream */
+} mlxn_session_params;
+
+/* A fresh session (empty cache) on model m; params may be NULL. The model
+ * must outlive its sessions. */
+mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *params, mlxn_session **out);
+void mlxn_session_free(mlxn_session *s);
+
+/* Tokens the session holds (the position of the next token). */
+int64_t mlxn_session_position(const mlxn_session *s);
+/* Forget every token (keeps the allocated cache for reuse). */
+void mlxn_session_reset(mlxn_session *s);
+/* Keep only the first n tokens, so a shared prefix is not recomputed. A
+ * sliding-window layer keeps a bounded history; when the positions it would
+ * need are gone the call fails with MLXN_ERR_UNSUPPORTED and changes
+ * nothing (reset and run the prefix again). */
+mlxn_status mlxn_session_truncate(mlxn_session *s, int64_t n);
+
+typedef enum mlxn_logits_mode {
+    MLXN_LOGITS_NONE = 0, /* only fill the cache */
+    MLXN_LOGITS_LAST,     /* logits of the last token: [vocab] */
+    MLXN_LOGITS_ALL,      /* logits of every token: [n, vocab] */
+} mlxn_logits_mode;
+
+/* Run n tokens (ids in [0, vocab)) after what the session holds, in chunks
+ * of prefill_chunk, appending them to the cache. logits: host memory of
+ * the size `mode` says (NULL with MLXN_LOGITS_NONE). On failure the
+ * session goes back to the position it had before the call (or is reset,
+ * when a sliding-window layer has already dropped what that needs). */
+mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t n, mlxn_logits_mode mode,
+                                 float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

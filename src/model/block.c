@@ -1,0 +1,209 @@
+/* The forward pass, written once against the op API (mlxn/ops.h) for every
+ * architecture and every backend. One call runs a chunk of T tokens at
+ * the session's position through embedding, the shared transformer block
+ * of each layer, the final norm and (for the requested rows) the head.
+ *
+ * The block, with the configuration's switches:
+ *   xn = rms_norm(x, input_layernorm)
+ *   q, k, v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
+ *   [qk_norm]  q, k = rms_norm per head (head_dim)
+ *   q, k = rope(q, k) at positions pos .. pos + T - 1 (layer's base/scaling)
+ *   append k, v to the layer's cache; a = sdpa(q, cache, causal, window)
+ *   o = a Wo^T (+bo)
+ *   x += [sandwich] ? rms_norm(o, post_attention_layernorm) : o
+ *   xn = rms_norm(x, sandwich ? pre_feedforward_layernorm : post_attention_layernorm)
+ *   m = down(act(gate(xn)) * up(xn))        act: silu, or gelu(tanh)
+ *   x += [sandwich] ? rms_norm(m, post_feedforward_layernorm) : m
+ * Layouts: token-major activations [T, heads * head_dim] from the
+ * projections; head-major [heads, T, head_dim] for rope output, the cache
+ * and attention; mlxn_copy moves between them (strided views, no extra
+ * transposes elsewhere). */
+#include <string.h>
+
+#include "core/internal.h"
+#include "model/model_internal.h"
+
+/* A contiguous f32 view [d0, d1, d2] (ndim 1..3) at the start of scratch t. */
+static mlxn_tensor view(const mlxn_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+    mlxn_tensor v = *t;
+    int64_t dims[3] = {d0, d1, d2};
+    v.ndim = ndim;
+    int64_t stride = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        v.shape[i] = dims[i];
+        v.strides[i] = stride;
+        stride *= dims[i];
+    }
+    return v;
+}
+
+/* [T, H, D] contiguous seen as [H, T, D] (or back): swap the first two axes. */
+static mlxn_tensor swap01(mlxn_tensor t) {
+    int64_t s = t.shape[0], st = t.strides[0];
+    t.shape[0] = t.shape[1];
+    t.strides[0] = t.strides[1];
+    t.shape[1] = s;
+    t.strides[1] = st;
+    return t;
+}
+
+/* Add a leading axis of 1: [H, T, D] -> [1, H, T, D]. */
+static mlxn_tensor batch1(mlxn_tensor t) {
+    for (int i = t.ndim; i > 0; i--) {
+        t.shape[i] = t.shape[i - 1];
+        t.strides[i] = t.strides[i - 1];
+    }
+    t.shape[0] = 1;
+    t.strides[0] = t.shape[1] * t.strides[1];
+    t.ndim++;
+    return t;
+}
+
+static mlxn_status linear(mlxn_stream *st, const mlxn_tensor *x, const model_linear *L, mlxn_tensor *out) {
+    if (L->quantized)
+        MLXN_TRY(mlxn_quantized_matmul(st, x, &L->w, &L->scales, L->q.mode == MLXN_QUANT_AFFINE ? &L->biases : NULL,
+                                       &L->q, true, out));
+    else
+        MLXN_TRY(mlxn_matmul(st, x, &L->w, true, out));
+    if (L->has_bias) MLXN_TRY(mlxn_add(st, out, &L->bias, out));
+    return MLXN_OK;
+}
+
+static mlxn_status norm(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x, const mlxn_tensor *w,
+                        mlxn_tensor *out) {
+    return mlxn_rms_norm(st, x, w, c->norm_eps, c->norm_offset, out);
+}
+
+/* rope of [T, H, D] (token-major) into out [H, T, D] (head-major). */
+static mlxn_status rope(mlxn_stream *st, const model_layer_cfg *lc, const model_layer *L, int64_t pos,
+                        const mlxn_tensor *x_thd, mlxn_tensor *out_htd) {
+    mlxn_rope_params p = {
+        .dims = (int)x_thd->shape[2],
+        .traditional = lc->rope.traditional,
+        .base = lc->rope.base,
+        .scale = lc->rope.kind == ROPE_DEFAULT ? lc->rope.scale : 1.0f,
+        .offset = (int)pos,
+        .freqs = lc->rope.kind == ROPE_FREQS ? &L->rope_freqs : NULL,
+    };
+    mlxn_tensor x = swap01(*x_thd);
+    return mlxn_rope(st, &x, &p, out_htd);
+}
+
+/* Slots [from, from + n) of a cache buffer [Hkv, cap, D] as a [Hkv, n, D] view. */
+static mlxn_tensor cache_slots(const mlxn_tensor *buf, int64_t from, int64_t n) {
+    mlxn_tensor v = *buf;
+    v.shape[1] = n;
+    v.offset += (size_t)(from * buf->strides[1]) * mlxn_dtype_size(buf->dtype);
+    return v;
+}
+
+static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
+    mlxn_model *m = s->m;
+    const mlxn_model_config *c = &m->cfg;
+    const model_layer *L = &m->layers[l];
+    const model_layer_cfg *lc = &c->layers[l];
+    model_scratch *sc = &s->sc;
+    mlxn_stream *st = s->st;
+    int64_t H = c->hidden, D = c->head_dim, Hq = c->n_heads, Hk = c->n_kv_heads;
+
+    mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
+    MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
+    mlxn_tensor q = view(&sc->q, 2, T, Hq * D, 0), k = view(&sc->k, 2, T, Hk * D, 0), v = view(&sc->v, 2, T, Hk * D, 0);
+    MLXN_TRY(linear(st, &xn, &L->q, &q));
+    MLXN_TRY(linear(st, &xn, &L->k, &k));
+    MLXN_TRY(linear(st, &xn, &L->v, &v));
+
+    mlxn_tensor q3 = view(&sc->q, 3, T, Hq, D), k3 = view(&sc->k, 3, T, Hk, D);
+    if (c->qk_norm) {
+        mlxn_tensor qn = view(&sc->qn, 3, T, Hq, D), kn = view(&sc->kn, 3, T, Hk, D);
+        MLXN_TRY(norm(st, c, &q3, &L->q_norm, &qn));
+        MLXN_TRY(norm(st, c, &k3, &L->k_norm, &kn));
+        q3 = qn;
+        k3 = kn;
+    }
+    mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
+    MLXN_TRY(rope(st, lc, L, s->pos, &q3, &qr));
+    MLXN_TRY(rope(st, lc, L, s->pos, &k3, &kr));
+
+    /* append to the cache (model_kv_reserve made room) */
+    model_kv *kv = &s->kv[l];
+    mlxn_tensor kslot = cache_slots(&kv->k, kv->len, T), vslot = cache_slots(&kv->v, kv->len, T);
+    MLXN_TRY(mlxn_copy(st, &kr, &kslot));
+    mlxn_tensor vt = swap01(view(&sc->v, 3, T, Hk, D));
+    MLXN_TRY(mlxn_copy(st, &vt, &vslot));
+    kv->len += T;
+
+    mlxn_tensor kall = batch1(cache_slots(&kv->k, 0, kv->len)), vall = batch1(cache_slots(&kv->v, 0, kv->len));
+    mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
+    mlxn_tensor att4 = batch1(att);
+    /* causal is lower-right aligned: the T queries are the cache's last T
+       keys; a sliding layer also only sees its last `window` keys */
+    mlxn_sdpa_params sp = {.scale = c->attn_scale, .causal = true, .window = lc->window};
+    MLXN_TRY(mlxn_sdpa(st, &q4, &kall, &vall, &sp, &att4));
+
+    /* [Hq, T, D] -> [T, Hq * D] for the output projection */
+    mlxn_tensor att_thd = swap01(att), att_t = view(&sc->att_t, 3, T, Hq, D);
+    MLXN_TRY(mlxn_copy(st, &att_thd, &att_t));
+    mlxn_tensor a2 = view(&sc->att_t, 2, T, Hq * D, 0), o = view(&sc->o, 2, T, H, 0);
+    MLXN_TRY(linear(st, &a2, &L->o, &o));
+    if (c->sandwich_norms) {
+        mlxn_tensor t = view(&sc->tmp, 2, T, H, 0);
+        MLXN_TRY(norm(st, c, &o, &L->post_attn_norm, &t));
+        return mlxn_add(st, x, &t, x);
+    }
+    return mlxn_add(st, x, &o, x);
+}
+
+static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
+    const mlxn_model_config *c = &s->m->cfg;
+    const model_layer *L = &s->m->layers[l];
+    model_scratch *sc = &s->sc;
+    mlxn_stream *st = s->st;
+    int64_t H = c->hidden, I = c->inter;
+    mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
+    MLXN_TRY(norm(st, c, x, &L->mlp_norm, &xn));
+    mlxn_tensor g = view(&sc->gate, 2, T, I, 0), u = view(&sc->up, 2, T, I, 0), a = view(&sc->act, 2, T, I, 0);
+    MLXN_TRY(linear(st, &xn, &L->gate, &g));
+    MLXN_TRY(linear(st, &xn, &L->up, &u));
+    if (c->gelu_mlp) MLXN_TRY(mlxn_geglu(st, &g, &u, MLXN_GELU_TANH, &a));
+    else MLXN_TRY(mlxn_swiglu(st, &g, &u, &a));
+    mlxn_tensor d = view(&sc->mlp_out, 2, T, H, 0);
+    MLXN_TRY(linear(st, &a, &L->down, &d));
+    if (c->sandwich_norms) {
+        mlxn_tensor t = view(&sc->tmp, 2, T, H, 0);
+        MLXN_TRY(norm(st, c, &d, &L->post_mlp_norm, &t));
+        return mlxn_add(st, x, &t, x);
+    }
+    return mlxn_add(st, x, &d, x);
+}
+
+mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_row) {
+    mlxn_model *m = s->m;
+    const mlxn_model_config *c = &m->cfg;
+    model_scratch *sc = &s->sc;
+    mlxn_stream *st = s->st;
+    int64_t H = c->hidden;
+
+    mlxn_tensor ids = view(&sc->ids, 1, T, 0, 0), x = view(&sc->x, 2, T, H, 0);
+    const model_linear *E = &m->embed;
+    if (E->quantized)
+        MLXN_TRY(mlxn_quantized_embedding(st, &ids, &E->w, &E->scales,
+                                          E->q.mode == MLXN_QUANT_AFFINE ? &E->biases : NULL, &E->q, &x));
+    else
+        MLXN_TRY(mlxn_embedding(st, &ids, &E->w, &x));
+    if (c->embed_scale != 0) MLXN_TRY(mlxn_scale(st, &x, c->embed_scale, &x));
+
+    for (int l = 0; l < c->n_layers; l++) {
+        mlxn_status rc = attention(s, l, T, &x);
+        if (rc == MLXN_OK) rc = mlp(s, l, T, &x);
+        if (rc != MLXN_OK) return mlxn_fail_context(rc, "layer %d: ", l);
+    }
+
+    int64_t n = T - first_logit_row;
+    if (n <= 0) return MLXN_OK;
+    mlxn_tensor rows = view(&sc->x, 2, n, H, 0);
+    rows.offset += (size_t)(first_logit_row * H) * sizeof(float);
+    mlxn_tensor xn = view(&sc->xn, 2, n, H, 0), logits = view(&sc->logits, 2, n, c->vocab, 0);
+    MLXN_TRY(norm(st, c, &rows, &m->final_norm, &xn));
+    return linear(st, &xn, c->tied ? &m->embed : &m->head, &logits);
+}

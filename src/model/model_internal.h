@@ -1,0 +1,184 @@
+/* The model runner's private structures.
+ *
+ * One configuration struct (mlxn_model_config) describes every supported
+ * architecture: what differs between llama, qwen2/3 and gemma3 is data
+ * (norm offset, q/k norms, sandwich norms, MLP activation, biases, scales,
+ * per-layer window and rope). An architecture is therefore a table entry
+ * (src/model/arch_*.c) whose parse hook fills this struct from config.json;
+ * the one transformer block (block.c) reads it. Adding an architecture that
+ * fits this block is a short file plus one line in arch.c. */
+#ifndef MLXN_MODEL_INTERNAL_H
+#define MLXN_MODEL_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "mlxn/model.h"
+#include "mlxn/ops.h"
+#include "mlxn/safetensors.h"
+
+/* ---- configuration -------------------------------------------------------- */
+
+typedef enum model_rope_kind {
+    ROPE_DEFAULT = 0, /* theta base, positions times `scale` (linear scaling: 1/factor) */
+    ROPE_FREQS,       /* explicit per-pair frequencies (llama3 scaling) */
+} model_rope_kind;
+
+typedef struct model_rope {
+    model_rope_kind kind;
+    float base;
+    float scale;     /* ROPE_DEFAULT */
+    float *freqs;    /* ROPE_FREQS: host [dims/2], owned by the config */
+    bool traditional;
+} model_rope;
+
+typedef struct model_layer_cfg {
+    int window;      /* > 0: sliding-window attention over this many keys (rotating cache) */
+    model_rope rope; /* rope of this layer (gemma3: local vs global) */
+} model_layer_cfg;
+
+typedef struct mlxn_model_config {
+    char arch[32];        /* canonical architecture name */
+    char model_type[64];  /* config.json's model_type */
+    char prefix[32];      /* tensor-name prefix: "" or "language_model." */
+    int vocab, hidden, n_layers, n_heads, n_kv_heads, head_dim, inter;
+    int max_pos;          /* max_position_embeddings, 0 = none */
+    float norm_eps;
+    float norm_offset;    /* 0, or 1 for Gemma's (1 + w) RMSNorm */
+    float attn_scale;     /* multiplies q.k */
+    float embed_scale;    /* 0 = none; Gemma: sqrt(hidden) rounded to bf16 */
+    bool qk_norm;         /* per-head RMSNorm of q and k before rope */
+    bool sandwich_norms;  /* Gemma: post-attention and pre/post-feedforward norms */
+    bool gelu_mlp;        /* gelu(tanh) gate (GeGLU) instead of SwiGLU */
+    bool q_bias, k_bias, v_bias, o_bias, mlp_bias;
+    bool tied;            /* the head is the embedding */
+    bool tie_from_files;  /* Gemma: tied unless the files hold lm_head.weight */
+    model_layer_cfg *layers; /* [n_layers] */
+} mlxn_model_config;
+
+/* ---- architectures -------------------------------------------------------- */
+
+typedef struct model_arch {
+    const char *name;             /* canonical model_type */
+    const char *const *aliases;   /* other model_type values that map here (NULL-terminated), or NULL */
+    /* Fill c from the parsed config.json (root) for this architecture. The
+     * common helpers below read keys with defaults and name missing ones. */
+    mlxn_status (*parse)(const json_t *root, const char *path, mlxn_model_config *c);
+} model_arch;
+
+extern const model_arch model_arch_llama;
+extern const model_arch model_arch_qwen2;
+extern const model_arch model_arch_qwen3;
+extern const model_arch model_arch_gemma3_text;
+extern const model_arch model_arch_gemma3;
+
+/* The architecture for a model_type, or NULL. */
+const model_arch *model_arch_find(const char *model_type);
+/* "llama, mistral, qwen2, ..." */
+const char *model_arch_list(void);
+
+/* config.json readers: `path` names the file in messages. A key that is
+ * absent takes `def` unless `required`; a key of the wrong type is an error. */
+mlxn_status cfg_int(const json_t *o, const char *path, const char *key, int def, bool required, int *out);
+mlxn_status cfg_float(const json_t *o, const char *path, const char *key, double def, bool required,
+                      double *out);
+mlxn_status cfg_bool(const json_t *o, const char *path, const char *key, bool def, bool *out);
+/* The common shape keys (hidden_size, num_hidden_layers, intermediate_size,
+ * num_attention_heads, num_key_value_heads (default = heads), vocab_size,
+ * rms_norm_eps, max_position_embeddings) and allocation of c->layers. */
+mlxn_status cfg_common(const json_t *o, const char *path, mlxn_model_config *c, bool eps_required,
+                       double eps_default);
+/* The rope of config `o` with base `theta` and an optional rope_scaling
+ * object (default, linear, llama3; others are MLXN_ERR_UNSUPPORTED). */
+mlxn_status cfg_rope(const json_t *scaling, const char *path, int dims, double theta, bool traditional,
+                     model_rope *out);
+/* A copy of rope r (duplicating the freqs array). */
+mlxn_status cfg_rope_copy(const model_rope *r, int dims, model_rope *out);
+void cfg_free(mlxn_model_config *c);
+
+/* ---- weights -------------------------------------------------------------- */
+
+/* A linear layer y = x W^T (+ b), W logical [out, in], dense or quantized. */
+typedef struct model_linear {
+    int64_t in, out;
+    bool quantized;
+    mlxn_quant_params q;
+    mlxn_tensor w;              /* dense [out, in] f32/f16/bf16, or u32 [out, in*bits/32] */
+    mlxn_tensor scales, biases; /* quantized: [out, in/group]; biases affine only */
+    bool has_bias;
+    mlxn_tensor bias;           /* [out] */
+} model_linear;
+
+typedef struct model_layer {
+    mlxn_tensor attn_norm;      /* input_layernorm [hidden] */
+    mlxn_tensor mlp_norm;       /* post_attention_layernorm (llama) or pre_feedforward_layernorm (gemma) */
+    mlxn_tensor post_attn_norm; /* gemma: post_attention_layernorm */
+    mlxn_tensor post_mlp_norm;  /* gemma: post_feedforward_layernorm */
+    mlxn_tensor q_norm, k_norm; /* [head_dim] when qk_norm */
+    model_linear q, k, v, o;
+    model_linear gate, up, down;
+    mlxn_tensor rope_freqs;     /* f32 [head_dim/2] on the device when the rope has freqs */
+} model_layer;
+
+struct mlxn_model {
+    mlxn_device *dev;
+    mlxn_weights *weights;
+    mlxn_model_config cfg;
+    mlxn_model_info info;
+    model_linear embed;         /* [vocab, hidden]; also the head when tied */
+    model_linear head;          /* lm_head when untied */
+    mlxn_tensor final_norm;
+    model_layer *layers;
+    /* tensors this model allocated (weights copied to a non-host device,
+       rope frequency tables); released on free */
+    mlxn_tensor *owned;
+    int n_owned, cap_owned;
+};
+
+/* Map every tensor of the architecture from m->weights into m (shapes,
+ * dtypes and quantization checked); quant is config["quantization"] or NULL. */
+mlxn_status model_bind_weights(mlxn_model *m, const char *dir, const json_t *quant, bool allow_unused);
+
+/* ---- the forward pass ------------------------------------------------------ */
+
+/* One layer's KV cache: keys/values of positions [start, start + len) in
+ * slots [0, len) of buffers [n_kv_heads, cap, head_dim]. Full-attention
+ * layers keep start = 0 and grow; sliding-window layers drop their oldest
+ * keys (keeping at least window - 1) when they need room, as mlx-lm's
+ * RotatingKVCache does, so what attention sees is the same window. */
+typedef struct model_kv {
+    mlxn_tensor k, v; /* f32 [n_kv_heads, cap, head_dim] */
+    int64_t cap, start, len;
+} model_kv;
+
+/* Scratch activations for chunks of up to `rows` tokens. */
+typedef struct model_scratch {
+    int64_t rows;
+    mlxn_tensor ids;                    /* i32 [rows] */
+    mlxn_tensor x, xn, o, mlp_out, tmp; /* f32 [rows, hidden] */
+    mlxn_tensor q, qn, qr, att, att_t;  /* f32 [rows * n_heads * head_dim] */
+    mlxn_tensor k, kn, kr, v;           /* f32 [rows * n_kv_heads * head_dim] */
+    mlxn_tensor gate, up, act;          /* f32 [rows, inter] */
+    mlxn_tensor logits;                 /* f32 [rows, vocab] */
+} model_scratch;
+
+struct mlxn_session {
+    mlxn_model *m;
+    mlxn_stream *st;
+    int chunk;
+    int64_t max_context;
+    int64_t pos;       /* tokens held */
+    model_kv *kv;      /* [n_layers] */
+    model_scratch sc;
+};
+
+/* Run T = ids->shape[0] tokens at position s->pos through the model,
+ * appending to the caches (the caller has made room). Logits of the rows
+ * [first_logit_row, T) go to s->sc.logits rows [0, T - first_logit_row);
+ * first_logit_row == T computes none. */
+mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_row);
+
+/* Make room for T more tokens in every layer's cache. */
+mlxn_status model_kv_reserve(mlxn_session *s, int64_t T);
+
+#endif

@@ -1,0 +1,242 @@
+/* Sessions: the KV caches, scratch activations, chunked prefill, reset
+ * and truncation.
+ *
+ * Caches (model_kv): per layer, keys and values of positions
+ * [start, start + len) in slots [0, len) of f32 [n_kv_heads, cap, head_dim]
+ * buffers, always in temporal order, so attention reads one strided view.
+ *  - full-attention layers: start stays 0; the buffers grow in steps of 256
+ *    slots (mlx-lm's KVCache step).
+ *  - sliding-window layers (window W): when a chunk of T tokens does not
+ *    fit, the oldest keys are dropped, never below the last W - 1, which is
+ *    what mlx-lm's RotatingKVCache keeps before appending a chunk (and
+ *    exactly what the first new query can see). Their buffers are sized
+ *    max(2W, W - 1 + T) rounded to the step, so a layer holds between W - 1
+ *    and about 2W tokens: bounded memory, and a truncation back by up to
+ *    about W tokens still finds the keys it needs. Attention applies the
+ *    window, so queries see exactly the keys mlx-lm's rotating cache shows
+ *    them (its decode buffer holds exactly W keys in rotated slot order;
+ *    ours holds them in order: the same set, summed in another order). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "model/model_internal.h"
+
+#define KV_STEP 256
+#define DEFAULT_CHUNK 2048
+
+static int64_t round_up(int64_t n, int64_t step) { return (n + step - 1) / step * step; }
+
+/* ---- scratch ---------------------------------------------------------------- */
+
+static void scratch_free(model_scratch *sc) {
+    mlxn_tensor *all[] = {&sc->ids, &sc->x, &sc->xn, &sc->o, &sc->mlp_out, &sc->tmp, &sc->q, &sc->qn, &sc->qr,
+                          &sc->att, &sc->att_t, &sc->k, &sc->kn, &sc->kr, &sc->v, &sc->gate, &sc->up, &sc->act,
+                          &sc->logits};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i]->buf) mlxn_tensor_release(all[i]);
+    sc->rows = 0;
+}
+
+static mlxn_status alloc1(mlxn_device *dev, mlxn_dtype dt, int64_t n, mlxn_tensor *t) {
+    return mlxn_tensor_alloc(dev, dt, 1, &n, t);
+}
+
+/* Scratch for chunks of up to `rows` tokens (grow only). */
+static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
+    model_scratch *sc = &s->sc;
+    if (rows <= sc->rows) return MLXN_OK;
+    scratch_free(sc);
+    const mlxn_model_config *c = &s->m->cfg;
+    mlxn_device *dev = s->m->dev;
+    int64_t H = c->hidden, qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
+    mlxn_status st = alloc1(dev, MLXN_DTYPE_I32, rows, &sc->ids);
+    mlxn_tensor *hid[] = {&sc->x, &sc->xn, &sc->o, &sc->mlp_out, &sc->tmp};
+    for (size_t i = 0; st == MLXN_OK && i < 5; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * H, hid[i]);
+    mlxn_tensor *qs[] = {&sc->q, &sc->qn, &sc->qr, &sc->att, &sc->att_t};
+    for (size_t i = 0; st == MLXN_OK && i < 5; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * qd, qs[i]);
+    mlxn_tensor *ks[] = {&sc->k, &sc->kn, &sc->kr, &sc->v};
+    for (size_t i = 0; st == MLXN_OK && i < 4; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * kd, ks[i]);
+    mlxn_tensor *is[] = {&sc->gate, &sc->up, &sc->act};
+    for (size_t i = 0; st == MLXN_OK && i < 3; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->inter, is[i]);
+    if (st == MLXN_OK) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->vocab, &sc->logits);
+    if (st != MLXN_OK) {
+        scratch_free(sc);
+        return mlxn_fail_context(st, "session: scratch for %lld tokens: ", (long long)rows);
+    }
+    sc->rows = rows;
+    return MLXN_OK;
+}
+
+/* ---- KV caches ---------------------------------------------------------------- */
+
+static void kv_free(model_kv *kv) {
+    if (kv->k.buf) mlxn_tensor_release(&kv->k);
+    if (kv->v.buf) mlxn_tensor_release(&kv->v);
+    kv->cap = kv->start = kv->len = 0;
+}
+
+/* Move the last `keep` positions of kv into fresh buffers of `cap` slots. */
+static mlxn_status kv_rebuild(mlxn_session *s, model_kv *kv, int64_t cap, int64_t keep) {
+    const mlxn_model_config *c = &s->m->cfg;
+    int64_t shape[3] = {c->n_kv_heads, cap, c->head_dim};
+    model_kv nk = {.cap = cap, .start = kv->start + kv->len - keep, .len = keep};
+    mlxn_status st = mlxn_tensor_alloc(s->m->dev, MLXN_DTYPE_F32, 3, shape, &nk.k);
+    if (st == MLXN_OK) st = mlxn_tensor_alloc(s->m->dev, MLXN_DTYPE_F32, 3, shape, &nk.v);
+    if (st == MLXN_OK && keep > 0) {
+        mlxn_tensor sk = kv->k, sv = kv->v, dk = nk.k, dv = nk.v;
+        sk.shape[1] = sv.shape[1] = dk.shape[1] = dv.shape[1] = keep;
+        size_t from = (size_t)((kv->len - keep) * kv->k.strides[1]) * sizeof(float);
+        sk.offset += from;
+        sv.offset += from;
+        st = mlxn_copy(s->st, &sk, &dk);
+        if (st == MLXN_OK) st = mlxn_copy(s->st, &sv, &dv);
+    }
+    if (st != MLXN_OK) {
+        kv_free(&nk);
+        return mlxn_fail_context(st, "session: KV cache of %lld slots: ", (long long)cap);
+    }
+    kv_free(kv);
+    *kv = nk;
+    return MLXN_OK;
+}
+
+mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
+    const mlxn_model_config *c = &s->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        model_kv *kv = &s->kv[l];
+        int64_t W = c->layers[l].window;
+        if (kv->len + T <= kv->cap) continue;
+        if (W <= 0) {
+            MLXN_TRY(kv_rebuild(s, kv, round_up(kv->len + T, KV_STEP), kv->len));
+            continue;
+        }
+        /* sliding window: keep as much history as fits, never less than W - 1 */
+        int64_t want = round_up(W - 1 + T > 2 * W ? W - 1 + T : 2 * W, KV_STEP);
+        int64_t cap = kv->cap > want ? kv->cap : want;
+        int64_t keep = cap - T < kv->len ? cap - T : kv->len;
+        MLXN_TRY(kv_rebuild(s, kv, cap, keep));
+    }
+    return MLXN_OK;
+}
+
+/* ---- public API ------------------------------------------------------------------ */
+
+mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_session **out) {
+    if (!out) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: out is NULL");
+    *out = NULL;
+    if (!m) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: model is NULL");
+    if (p && (p->prefill_chunk < 0 || p->max_context < 0))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: prefill_chunk and max_context must be >= 0");
+    if (p && p->stream && mlxn_stream_device(p->stream) != m->dev)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: the stream is not on the model's device");
+    mlxn_session *s = calloc(1, sizeof *s);
+    if (!s) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "session_new: out of memory");
+    s->kv = calloc((size_t)m->cfg.n_layers, sizeof *s->kv);
+    if (!s->kv) {
+        free(s);
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "session_new: out of memory");
+    }
+    s->m = m;
+    s->st = p && p->stream ? p->stream : mlxn_device_stream(m->dev);
+    s->chunk = p && p->prefill_chunk ? p->prefill_chunk : DEFAULT_CHUNK;
+    s->max_context = p && p->max_context ? p->max_context : m->cfg.max_pos;
+    *out = s;
+    return MLXN_OK;
+}
+
+void mlxn_session_free(mlxn_session *s) {
+    if (!s) return;
+    for (int l = 0; l < s->m->cfg.n_layers; l++) kv_free(&s->kv[l]);
+    free(s->kv);
+    scratch_free(&s->sc);
+    free(s);
+}
+
+int64_t mlxn_session_position(const mlxn_session *s) { return s ? s->pos : 0; }
+
+void mlxn_session_reset(mlxn_session *s) {
+    if (!s) return;
+    for (int l = 0; l < s->m->cfg.n_layers; l++) s->kv[l].start = s->kv[l].len = 0;
+    s->pos = 0;
+}
+
+mlxn_status mlxn_session_truncate(mlxn_session *s, int64_t n) {
+    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_truncate: session is NULL");
+    if (n < 0 || n > s->pos)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_truncate: %lld is outside [0, %lld] (the tokens held)",
+                         (long long)n, (long long)s->pos);
+    const mlxn_model_config *c = &s->m->cfg;
+    /* a sliding layer must still hold every position the next query sees */
+    for (int l = 0; l < c->n_layers; l++) {
+        int64_t W = c->layers[l].window, need = n - (W - 1);
+        if (need < 0) need = 0;
+        if (W > 0 && s->kv[l].start > need)
+            return mlxn_fail(MLXN_ERR_UNSUPPORTED,
+                             "session_truncate: layer %d (sliding window %lld) no longer holds position %lld "
+                             "(it keeps %lld and later); reset the session and run the first %lld tokens again",
+                             l, (long long)W, (long long)need, (long long)s->kv[l].start, (long long)n);
+    }
+    for (int l = 0; l < c->n_layers; l++) s->kv[l].len = n - s->kv[l].start;
+    s->pos = n;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t n, mlxn_logits_mode mode,
+                                 float *logits) {
+    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: session is NULL");
+    if (n < 0 || (n > 0 && !tokens))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: %lld tokens at %p", (long long)n,
+                         (const void *)tokens);
+    if (mode != MLXN_LOGITS_NONE && mode != MLXN_LOGITS_LAST && mode != MLXN_LOGITS_ALL)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: unknown logits mode %d", (int)mode);
+    if (mode != MLXN_LOGITS_NONE && !logits)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: logits is NULL");
+    if (mode != MLXN_LOGITS_NONE && n == 0)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: logits of zero tokens");
+    const mlxn_model_config *c = &s->m->cfg;
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: token %d at index %lld is outside [0, %d)",
+                             tokens[i], (long long)i, c->vocab);
+    if (s->max_context > 0 && s->pos + n > s->max_context)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "session_forward: context overflow: %lld tokens held + %lld new > max_context %lld",
+                         (long long)s->pos, (long long)n, (long long)s->max_context);
+    if (s->pos + n > 2147483647)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: positions beyond 2^31 are not supported");
+
+    int64_t pos0 = s->pos, done = 0;
+    mlxn_status st = MLXN_OK;
+    while (st == MLXN_OK && done < n) {
+        int64_t T = n - done < s->chunk ? n - done : s->chunk;
+        bool last = done + T == n;
+        int64_t first = mode == MLXN_LOGITS_ALL ? 0 : (mode == MLXN_LOGITS_LAST && last ? T - 1 : T);
+        st = scratch_reserve(s, T);
+        if (st == MLXN_OK) st = model_kv_reserve(s, T);
+        if (st == MLXN_OK) st = mlxn_buffer_write(s->sc.ids.buf, s->sc.ids.offset, tokens + done, sizeof(int32_t) * (size_t)T);
+        if (st == MLXN_OK) st = model_forward_chunk(s, T, first);
+        if (st == MLXN_OK) st = mlxn_stream_sync(s->st);
+        if (st == MLXN_OK && T - first > 0) {
+            float *dst = mode == MLXN_LOGITS_ALL ? logits + done * (int64_t)c->vocab : logits;
+            st = mlxn_buffer_read(s->sc.logits.buf, s->sc.logits.offset, dst,
+                                  sizeof(float) * (size_t)((T - first) * c->vocab));
+        }
+        if (st == MLXN_OK) {
+            s->pos += T;
+            done += T;
+        }
+    }
+    if (st != MLXN_OK) {
+        /* back to where the call started (the layers may have appended part of a chunk) */
+        s->pos = pos0 + done;
+        for (int l = 0; l < c->n_layers; l++) s->kv[l].len = s->pos - s->kv[l].start;
+        mlxn_status keep = st;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mlxn_last_error());
+        if (mlxn_session_truncate(s, pos0) != MLXN_OK) mlxn_session_reset(s);
+        return mlxn_fail(keep, "%s", msg);
+    }
+    return MLXN_OK;
+}
