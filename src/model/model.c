@@ -66,7 +66,7 @@ static void fill_info(mlxn_model *m) {
         }
 }
 
-static mlxn_status load(const char *path, mlxn_device *dev, const mlxn_model_params *params, mlxn_model *m) {
+static mlxn_status load(const char *path, const mlxn_model_params *params, mlxn_model *m) {
     char cfgpath[4096];
     snprintf(cfgpath, sizeof cfgpath, "%s/config.json", path);
     json_error_t jerr;
@@ -115,7 +115,7 @@ mlxn_status mlxn_model_load(const char *path, mlxn_device *dev, const mlxn_model
     mlxn_model *m = calloc(1, sizeof *m);
     if (!m) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "model_load: out of memory");
     m->dev = dev;
-    mlxn_status st = load(path, dev, params, m);
+    mlxn_status st = load(path, params, m);
     if (st != MLXN_OK) {
         model_release(m);
         return st;

@@ -19,6 +19,8 @@ For every case below the script
                            token at a time
        stepped f32 [T, V]  the logits of that cached run, every position
        tokens  i32 [T]     the token ids
+       full_f32 f32 [T, V] (bf16 models only) the logits mlx-lm computes
+                           from the same weights with f32 activations
      into tests/golden/models/<case>/logits.safetensors, with the mlx and
      mlx-lm versions in the metadata.
 
@@ -186,7 +188,18 @@ def make_case(name, cfg, seed, dtype=mx.float32, quant=None, tie_gemma=None):
         outs.append(model(toks[:, pos : pos + n], cache=cache).astype(mx.float32)[0])
         pos += n
     stepped = mx.concatenate(outs, axis=0)
-    mx.eval(full, stepped)
+    arrays = {
+        "tokens": mx.array(tokens),
+        "steps": mx.array(np.array(STEPS, dtype=np.int32)),
+        "full": full,
+        "stepped": stepped,
+    }
+    if dtype != mx.float32:
+        # the same weights run by mlx-lm with f32 activations: what our f32
+        # dataflow must match tightly (the bf16 run differs by bf16 rounding)
+        model.set_dtype(mx.float32)
+        arrays["full_f32"] = model(toks).astype(mx.float32)[0]
+    mx.eval(arrays)
     meta = {
         "mlx_version": mx.__version__,
         "mlx_lm_version": mlx_lm.__version__,
@@ -195,12 +208,7 @@ def make_case(name, cfg, seed, dtype=mx.float32, quant=None, tie_gemma=None):
     }
     mx.save_safetensors(
         os.path.join(path, "logits.safetensors"),
-        {
-            "tokens": mx.array(tokens),
-            "steps": mx.array(np.array(STEPS, dtype=np.int32)),
-            "full": full,
-            "stepped": stepped,
-        },
+        arrays,
         metadata=meta,
     )
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
