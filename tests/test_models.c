@@ -11,7 +11,8 @@
  *             prompt, so its RotatingKVCache behaviour (a chunk overflowing
  *             the window, decode past it) is what we are compared with;
  *  - reuse:   truncate back to 11 tokens and run the rest again; reset and
- *             run again: the same logits.
+ *             run again: the same logits;
+ *  - a bf16 KV cache: within the bf16 tolerance.
  * Tolerance, per position: max |ours - mlx| relative to the std of mlx-lm's
  * logits, and NMSE (TOL_* below). Every case runs twice: with the ISA
  * capped at AVX2 (float paths only: the same f32 math as mlx-lm, so a tight
@@ -24,7 +25,7 @@
  * an extra and a mis-shaped tensor, a vocab size that disagrees with the
  * embedding, wrong quantization metadata, bad tokens, context overflow and
  * a truncation a sliding-window layer cannot serve: each a clear error
- * naming the culprit. */
+ * naming the culprit (and allow_unused_tensors accepting the extra one). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,18 @@ static void run_case(mlxn_device *dev, const model_case *mc, int exact, int full
         CHECK_OK(mlxn_session_forward(s, tokens + T - 1, 1, MLXN_LOGITS_LAST, out));
         compare(label, "none+last", full + (T - 1) * (size_t)V, out, 1, V, tl, sd);
         mlxn_session_free(s);
+
+        /* a bf16 KV cache (mlx-lm's for bf16 models): bf16-sized differences */
+        mlxn_session_params kb = {.kv_dtype = MLXN_DTYPE_BF16, .prefill_chunk = 5};
+        CHECK_OK(mlxn_session_new(m, &kb, &s));
+        t_poison(out, sizeof(float) * nfull);
+        int64_t pos = 0;
+        for (size_t i = 0; i < nsteps; i++) {
+            CHECK_OK(mlxn_session_forward(s, tokens + pos, steps[i], MLXN_LOGITS_ALL, out + pos * V));
+            pos += steps[i];
+        }
+        compare(label, "bf16 cache", stepped, out, (int64_t)T, V, TOL_BF16, sd);
+        mlxn_session_free(s);
     }
     free(out);
     mlxn_model_free(m);
@@ -283,6 +296,10 @@ static void test_bad_models(mlxn_device *dev) {
     rm_variant(d);
     d = variant("llama_f32", "extra", NULL, NULL, "model.layers.0.mlp.extra_proj.weight", NULL);
     load_fails(dev, d, MLXN_ERR_FORMAT, "model.layers.0.mlp.extra_proj.weight", "not used");
+    mlxn_model_params allow = {.allow_unused_tensors = 1};
+    mlxn_model *mu = NULL;
+    CHECK_OK(mlxn_model_load(d, dev, &allow, &mu)); /* the same files, when unused tensors are allowed */
+    mlxn_model_free(mu);
     rm_variant(d);
     d = variant("llama_f32", "shape", NULL, NULL, NULL, "model.layers.0.self_attn.k_proj.weight");
     load_fails(dev, d, MLXN_ERR_SHAPE, "model.layers.0.self_attn.k_proj.weight", "model.safetensors");
@@ -353,6 +370,8 @@ static void test_sessions(mlxn_device *dev) {
     mlxn_session_free(s);
     mlxn_session_params neg = {.prefill_chunk = -1};
     CHECK_FAILS(mlxn_session_new(m, &neg, &s), MLXN_ERR_INVALID_ARGUMENT);
+    mlxn_session_params i8 = {.kv_dtype = MLXN_DTYPE_I8};
+    CHECK_FAILS(mlxn_session_new(m, &i8, &s), MLXN_ERR_INVALID_ARGUMENT);
 
     /* reference: all N tokens in one session, chunks of 100 */
     mlxn_session_params c100 = {.prefill_chunk = 100};
@@ -372,6 +391,14 @@ static void test_sessions(mlxn_device *dev) {
     for (int i = 590; i < N; i++) CHECK_OK(mlxn_session_forward(s, tok + i, 1, MLXN_LOGITS_LAST, b + (i - 590) * V));
     double sd = std_of(a, (size_t)(N * V));
     compare("gemma3_text_f32", "long run", a + 590 * V, b, 10, V, TOL_EXACT, sd);
+    mlxn_session_free(s);
+    /* the same with a bf16 cache (its sliding layers move bf16 keys) */
+    mlxn_session_params kb = {.kv_dtype = MLXN_DTYPE_BF16};
+    CHECK_OK(mlxn_session_new(m, &kb, &s));
+    CHECK_OK(mlxn_session_forward(s, tok, 300, MLXN_LOGITS_NONE, NULL));
+    CHECK_OK(mlxn_session_forward(s, tok + 300, 290, MLXN_LOGITS_NONE, NULL));
+    CHECK_OK(mlxn_session_forward(s, tok + 590, 10, MLXN_LOGITS_ALL, b));
+    compare("gemma3_text_f32", "long bf16kv", a + 590 * V, b, 10, V, TOL_BF16, sd);
     mlxn_session_free(s);
     free(tok);
     free(a);

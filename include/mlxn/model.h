@@ -15,13 +15,16 @@
  * output head). Anything else is an error that names it.
  *
  * Numerics: activations are f32 whatever the weight dtype (mlx-lm computes
- * in the weight dtype); the KV cache holds f32. */
+ * in the weight dtype: for f32 models the results agree to summation
+ * order, for bf16 ones to bf16 rounding); the KV cache holds f32 unless the
+ * session asks for bf16/f16. */
 #ifndef MLXN_MODEL_H
 #define MLXN_MODEL_H
 
 #include <stdint.h>
 
 #include "mlxn/device.h"
+#include "mlxn/dtype.h"
 #include "mlxn/status.h"
 
 #ifdef __cplusplus
@@ -69,6 +72,9 @@ typedef struct mlxn_session_params {
     int max_context;     /* positions the session may hold; 0 = the model's
                             max_position_embeddings (unbounded when it has none) */
     mlxn_stream *stream; /* NULL = the device's default stream */
+    mlxn_dtype kv_dtype; /* KV cache element type: MLXN_DTYPE_F32 (0 means f32 too),
+                            MLXN_DTYPE_BF16 or MLXN_DTYPE_F16 (half the memory;
+                            mlx-lm's cache has the model's dtype) */
 } mlxn_session_params;
 
 /* A fresh session (empty cache) on model m; params may be NULL. The model

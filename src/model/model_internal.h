@@ -147,7 +147,7 @@ mlxn_status model_bind_weights(mlxn_model *m, const char *dir, const json_t *qua
  * keys (keeping at least window - 1) when they need room, as mlx-lm's
  * RotatingKVCache does, so what attention sees is the same window. */
 typedef struct model_kv {
-    mlxn_tensor k, v; /* f32 [n_kv_heads, cap, head_dim] */
+    mlxn_tensor k, v; /* kv_dtype [n_kv_heads, cap, head_dim] */
     int64_t cap, start, len;
 } model_kv;
 
@@ -167,6 +167,7 @@ struct mlxn_session {
     mlxn_stream *st;
     int chunk;
     int64_t max_context;
+    mlxn_dtype kv_dtype;
     int64_t pos;       /* tokens held */
     model_kv *kv;      /* [n_layers] */
     model_scratch sc;

@@ -2,8 +2,9 @@
  * and truncation.
  *
  * Caches (model_kv): per layer, keys and values of positions
- * [start, start + len) in slots [0, len) of f32 [n_kv_heads, cap, head_dim]
- * buffers, always in temporal order, so attention reads one strided view.
+ * [start, start + len) in slots [0, len) of [n_kv_heads, cap, head_dim]
+ * buffers (f32, or bf16/f16 when the session asks: mlxn_copy rounds on the
+ * way in), always in temporal order, so attention reads one strided view.
  *  - full-attention layers: start stays 0; the buffers grow in steps of 256
  *    slots (mlx-lm's KVCache step).
  *  - sliding-window layers (window W): when a chunk of T tokens does not
@@ -82,12 +83,12 @@ static mlxn_status kv_rebuild(mlxn_session *s, model_kv *kv, int64_t cap, int64_
     const mlxn_model_config *c = &s->m->cfg;
     int64_t shape[3] = {c->n_kv_heads, cap, c->head_dim};
     model_kv nk = {.cap = cap, .start = kv->start + kv->len - keep, .len = keep};
-    mlxn_status st = mlxn_tensor_alloc(s->m->dev, MLXN_DTYPE_F32, 3, shape, &nk.k);
-    if (st == MLXN_OK) st = mlxn_tensor_alloc(s->m->dev, MLXN_DTYPE_F32, 3, shape, &nk.v);
+    mlxn_status st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &nk.k);
+    if (st == MLXN_OK) st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &nk.v);
     if (st == MLXN_OK && keep > 0) {
         mlxn_tensor sk = kv->k, sv = kv->v, dk = nk.k, dv = nk.v;
         sk.shape[1] = sv.shape[1] = dk.shape[1] = dv.shape[1] = keep;
-        size_t from = (size_t)((kv->len - keep) * kv->k.strides[1]) * sizeof(float);
+        size_t from = (size_t)((kv->len - keep) * kv->k.strides[1]) * mlxn_dtype_size(kv->k.dtype);
         sk.offset += from;
         sv.offset += from;
         st = mlxn_copy(s->st, &sk, &dk);
@@ -129,6 +130,10 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     if (!m) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: model is NULL");
     if (p && (p->prefill_chunk < 0 || p->max_context < 0))
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: prefill_chunk and max_context must be >= 0");
+    if (p && p->kv_dtype != 0 && p->kv_dtype != MLXN_DTYPE_F32 && p->kv_dtype != MLXN_DTYPE_BF16 &&
+        p->kv_dtype != MLXN_DTYPE_F16)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: kv_dtype %s is not f32, bf16 or f16",
+                         mlxn_dtype_name(p->kv_dtype));
     if (p && p->stream && mlxn_stream_device(p->stream) != m->dev)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: the stream is not on the model's device");
     mlxn_session *s = calloc(1, sizeof *s);
@@ -142,6 +147,7 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     s->st = p && p->stream ? p->stream : mlxn_device_stream(m->dev);
     s->chunk = p && p->prefill_chunk ? p->prefill_chunk : DEFAULT_CHUNK;
     s->max_context = p && p->max_context ? p->max_context : m->cfg.max_pos;
+    s->kv_dtype = p && p->kv_dtype ? p->kv_dtype : MLXN_DTYPE_F32;
     *out = s;
     return MLXN_OK;
 }
