@@ -110,8 +110,8 @@ static mlxn_status params_from_json(binder *b, const char *mod, const json_t *o,
     if (q->mode == MLXN_QUANT_MXFP4) dg = 32, db = 4;
     if (q->mode == MLXN_QUANT_MXFP8) dg = 32, db = 8;
     if (q->mode == MLXN_QUANT_NVFP4) dg = 16, db = 4;
-    char path[64];
-    snprintf(path, sizeof path, "config.json quantization");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.json: quantization of %s", b->dir, mod);
     MLXN_TRY(cfg_int(o, path, "group_size", dg, false, &q->group_size));
     MLXN_TRY(cfg_int(o, path, "bits", db, false, &q->bits));
     return MLXN_OK;
@@ -150,6 +150,9 @@ static mlxn_status bind_linear(binder *b, const char *mod, int64_t in, int64_t o
     const mlxn_weight_info *wi = find(b, name);
     snprintf(name, sizeof name, "%s.scales", mod);
     const mlxn_weight_info *si = find(b, name);
+    if (entry && !json_is_object(entry) && !json_is_boolean(entry))
+        return mlxn_fail(MLXN_ERR_FORMAT, "%s/config.json: quantization entry for %s must be an object or false", b->dir,
+                         mod);
     if (json_is_object(entry)) {
         MLXN_TRY(params_from_json(b, mod, entry, &L->q));
         L->quantized = true;
