@@ -11,6 +11,7 @@
 #include "mlxn/safetensors.h"
 #include "mlxn/model.h"
 #include "mlxn/gguf.h"
+#include "mlxn/convert.h"
 
 #define MLXN_VERSION_MAJOR 0
 #define MLXN_VERSION_MINOR 1

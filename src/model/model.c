@@ -1,11 +1,15 @@
 /* mlxn_model_load / mlxn_model_free: read config.json, pick the
  * architecture by model_type, parse it into the shared configuration, open
- * the safetensors files and bind the weights. */
+ * the safetensors files and bind the weights. A .gguf file is converted in
+ * memory to the MLX model `mlxn convert` would write (convert_gguf.c) and
+ * bound from there, so the same tensors and kernels run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/internal.h"
+#include "model/convert_internal.h"
 #include "model/model_internal.h"
 
 static void model_release(mlxn_model *m) {
@@ -15,6 +19,9 @@ static void model_release(mlxn_model *m) {
     free(m->layers);
     cfg_free(&m->cfg);
     mlxn_weights_free(m->weights);
+    if (m->mem) cv_free(m->mem);
+    free(m->mem);
+    free(m->mem_info);
     free(m);
 }
 
@@ -66,12 +73,11 @@ static void fill_info(mlxn_model *m) {
         }
 }
 
-static mlxn_status load(const char *path, const mlxn_model_params *params, mlxn_model *m) {
-    char cfgpath[4096];
-    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", path);
-    json_error_t jerr;
-    json_t *root = json_load_file(cfgpath, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return mlxn_fail(MLXN_ERR_FORMAT, "%s: cannot read: %s (line %d)", cfgpath, jerr.text, jerr.line);
+/* Configure m from a parsed config (cfgpath names it in messages) and bind
+ * its tensors: from the safetensors of directory `path`, or from m->mem
+ * when set. */
+static mlxn_status load_config(const char *path, const char *cfgpath, const json_t *root,
+                               const mlxn_model_params *params, mlxn_model *m) {
     mlxn_status st = MLXN_OK;
     const json_t *jt = json_object_get(root, "model_type");
     const char *type = json_string_value(jt);
@@ -94,7 +100,7 @@ static mlxn_status load(const char *path, const mlxn_model_params *params, mlxn_
     if (st == MLXN_OK && qa)
         st = mlxn_fail(MLXN_ERR_UNSUPPORTED, "%s: quantize_activations is not supported", cfgpath);
     if (st == MLXN_OK) st = find_quant(root, cfgpath, &quant);
-    if (st == MLXN_OK) {
+    if (st == MLXN_OK && !m->mem) {
         st = mlxn_weights_open(path, &m->weights);
         if (st != MLXN_OK) mlxn_fail_context(st, "loading model %s: ", path);
     }
@@ -104,7 +110,52 @@ static mlxn_status load(const char *path, const mlxn_model_params *params, mlxn_
     }
     if (st == MLXN_OK) st = model_bind_weights(m, path, quant, params && params->allow_unused_tensors);
     if (st == MLXN_OK) fill_info(m);
+    return st;
+}
+
+static mlxn_status load(const char *path, const mlxn_model_params *params, mlxn_model *m) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode)) {
+        /* a file: GGUF, converted in memory exactly as `mlxn convert` would */
+        cv_set *set = calloc(1, sizeof *set);
+        if (!set) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "model_load: out of memory");
+        cv_opts o;
+        mlxn_status st = cv_resolve_opts(NULL, &o);
+        if (st == MLXN_OK) st = cv_from_gguf(path, &o, false, set);
+        if (st != MLXN_OK) {
+            free(set);
+            return st;
+        }
+        /* every tensor was copied out of the file: let the mapping go */
+        mlxn_gguf_free(set->src_gguf);
+        set->src_gguf = NULL;
+        st = model_src_set(m, set);
+        if (st != MLXN_OK) {
+            cv_free(set);
+            free(set);
+            m->mem = NULL;
+            return st;
+        }
+        return load_config(path, path, set->config, params, m);
+    }
+    char cfgpath[4096];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", path);
+    json_error_t jerr;
+    json_t *root = json_load_file(cfgpath, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) return mlxn_fail(MLXN_ERR_FORMAT, "%s: cannot read: %s (line %d)", cfgpath, jerr.text, jerr.line);
+    mlxn_status st = load_config(path, cfgpath, root, params, m);
     json_decref(root);
+    return st;
+}
+
+mlxn_status model_check_set(cv_set *set, const char *label) {
+    mlxn_model *m = calloc(1, sizeof *m);
+    if (!m) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "%s: out of memory", label);
+    m->dry = true;
+    mlxn_status st = model_src_set(m, set);
+    if (st == MLXN_OK) st = load_config(label, label, set->config, NULL, m);
+    m->mem = NULL; /* the caller keeps the set */
+    model_release(m);
     return st;
 }
 

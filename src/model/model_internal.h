@@ -120,9 +120,14 @@ typedef struct model_layer {
     mlxn_tensor rope_freqs;     /* f32 [head_dim/2] on the device when the rope has freqs */
 } model_layer;
 
+struct cv_set;
+
 struct mlxn_model {
     mlxn_device *dev;
-    mlxn_weights *weights;
+    mlxn_weights *weights;      /* safetensors files, or NULL when `mem` holds the tensors */
+    struct cv_set *mem;         /* an in-memory MLX model (a GGUF converted at load), or NULL */
+    mlxn_weight_info *mem_info; /* [mem->n] views of mem's tensors, in name order */
+    bool dry;                   /* check names, shapes and dtypes only (no device, no tensors) */
     mlxn_model_config cfg;
     mlxn_model_info info;
     model_linear embed;         /* [vocab, hidden]; also the head when tied */
@@ -135,9 +140,26 @@ struct mlxn_model {
     int n_owned, cap_owned;
 };
 
-/* Map every tensor of the architecture from m->weights into m (shapes,
- * dtypes and quantization checked); quant is config["quantization"] or NULL. */
+/* Map every tensor of the architecture from m->weights (or m->mem) into m
+ * (shapes, dtypes and quantization checked); quant is config["quantization"]
+ * or NULL. */
 mlxn_status model_bind_weights(mlxn_model *m, const char *dir, const json_t *quant, bool allow_unused);
+
+/* The tensors a model reads: its safetensors files or its in-memory set. */
+size_t model_src_count(const mlxn_model *m);
+const mlxn_weight_info *model_src_at(const mlxn_model *m, size_t i);
+const mlxn_weight_info *model_src_find(const mlxn_model *m, const char *name);
+/* A tensor of the source on m->dev (zero-copy on the CPU). */
+mlxn_status model_src_tensor(mlxn_model *m, const mlxn_weight_info *info, mlxn_tensor *out);
+/* Read tensors from an in-memory set (kept; freed with the model). */
+mlxn_status model_src_set(mlxn_model *m, struct cv_set *set);
+/* Remember a tensor the model must release. */
+mlxn_status model_own(mlxn_model *m, const mlxn_tensor *t);
+
+/* Check that an in-memory MLX model (config and tensors) is one this
+ * runner accepts, exactly as loading it would, without a device. `label`
+ * names it in messages. */
+mlxn_status model_check_set(struct cv_set *set, const char *label);
 
 /* ---- the forward pass ------------------------------------------------------ */
 

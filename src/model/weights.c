@@ -44,7 +44,7 @@ static mlxn_status mark_used(binder *b, const mlxn_weight_info *info) {
     return MLXN_OK;
 }
 
-static mlxn_status own(mlxn_model *m, const mlxn_tensor *t) {
+mlxn_status model_own(mlxn_model *m, const mlxn_tensor *t) {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? 2 * m->cap_owned : 64;
         mlxn_tensor *o = realloc(m->owned, (size_t)cap * sizeof *o);
@@ -56,7 +56,7 @@ static mlxn_status own(mlxn_model *m, const mlxn_tensor *t) {
     return MLXN_OK;
 }
 
-static const mlxn_weight_info *find(binder *b, const char *name) { return mlxn_weights_find(b->m->weights, name); }
+static const mlxn_weight_info *find(binder *b, const char *name) { return model_src_find(b->m, name); }
 
 static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t k = (size_t)snprintf(buf, n, "[");
@@ -83,8 +83,7 @@ static mlxn_status bind(binder *b, const char *name, int ndim, const int64_t *sh
     if (!((unsigned)info->dtype < 32 && (dtypes & DTM(info->dtype))))
         return mlxn_fail(MLXN_ERR_DTYPE, "%s: tensor %s in %s has dtype %s, not usable as %s", b->dir, name, info->file,
                          mlxn_dtype_name(info->dtype), what);
-    MLXN_TRY(mlxn_weights_tensor(b->m->weights, b->m->dev, name, out));
-    if (mlxn_device_get_kind(b->m->dev) != MLXN_DEVICE_CPU) MLXN_TRY(own(b->m, out));
+    MLXN_TRY(model_src_tensor(b->m, info, out));
     return mark_used(b, info);
 }
 
@@ -229,10 +228,10 @@ static mlxn_status bind_layer(binder *b, int i) {
 #undef NAME
     /* the rope frequency table, when the layer's rope has one */
     const model_rope *r = &c->layers[i].rope;
-    if (r->kind == ROPE_FREQS) {
+    if (r->kind == ROPE_FREQS && !m->dry) {
         int64_t half = D / 2;
         MLXN_TRY(mlxn_tensor_alloc(m->dev, MLXN_DTYPE_F32, 1, &half, &L->rope_freqs));
-        MLXN_TRY(own(m, &L->rope_freqs));
+        MLXN_TRY(model_own(m, &L->rope_freqs));
         MLXN_TRY(mlxn_buffer_write(L->rope_freqs.buf, L->rope_freqs.offset, r->freqs, sizeof(float) * (size_t)half));
     }
     return MLXN_OK;
@@ -284,10 +283,10 @@ mlxn_status model_bind_weights(mlxn_model *m, const char *dir, const json_t *qua
     /* every tensor must have been used */
     if (st == MLXN_OK && !allow_unused) {
         qsort(b.used, b.n_used, sizeof *b.used, by_ptr);
-        size_t n = mlxn_weights_count(m->weights), unused = 0;
+        size_t n = model_src_count(m), unused = 0;
         const mlxn_weight_info *first = NULL;
         for (size_t i = 0; i < n; i++) {
-            const mlxn_weight_info *info = mlxn_weights_at(m->weights, i);
+            const mlxn_weight_info *info = model_src_at(m, i);
             if (ignorable(m, info->name)) continue;
             if (b.n_used && bsearch(&info, b.used, b.n_used, sizeof *b.used, by_ptr)) continue;
             if (!first) first = info;

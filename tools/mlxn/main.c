@@ -12,6 +12,8 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "list the tensors of a safetensors file or model directory"},
     {"bench", cmd_bench, "time kernels (qmv: quantized mat-vec)"},
+    {"convert", cmd_convert, "write an MLX model directory from GGUF, a HF checkpoint or a random shape"},
+    {"eval", cmd_eval, "run token ids through a model; top-1 ids, logits as .npy"},
 };
 
 static void usage(FILE *f) {

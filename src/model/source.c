@@ -1,0 +1,98 @@
+/* Where a model's tensors come from: its safetensors files (mlxn_weights)
+ * or an in-memory MLX model (a GGUF converted at load, convert_internal.h).
+ * The binder (weights.c) sees both through these calls. In-memory tensors
+ * are viewed in place on the CPU (a wrapped buffer, no copy) and copied to
+ * other devices; a dry model (validation only) gets the dtype and shape
+ * with no buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "model/convert_internal.h"
+#include "model/model_internal.h"
+
+size_t model_src_count(const mlxn_model *m) { return m->mem ? m->mem->n : mlxn_weights_count(m->weights); }
+
+const mlxn_weight_info *model_src_at(const mlxn_model *m, size_t i) {
+    if (!m->mem) return mlxn_weights_at(m->weights, i);
+    return i < m->mem->n ? &m->mem_info[i] : NULL;
+}
+
+static int key_cmp(const void *key, const void *elem) {
+    return strcmp(key, ((const mlxn_weight_info *)elem)->name);
+}
+
+const mlxn_weight_info *model_src_find(const mlxn_model *m, const char *name) {
+    if (!m->mem) return mlxn_weights_find(m->weights, name);
+    if (!m->mem->n) return NULL;
+    return bsearch(name, m->mem_info, m->mem->n, sizeof *m->mem_info, key_cmp);
+}
+
+static void shape_only(const mlxn_weight_info *info, mlxn_tensor *out) {
+    memset(out, 0, sizeof *out);
+    out->dtype = info->dtype;
+    out->ndim = info->ndim;
+    int64_t stride = 1;
+    for (int i = info->ndim - 1; i >= 0; i--) {
+        out->shape[i] = info->shape[i];
+        out->strides[i] = stride;
+        stride *= info->shape[i];
+    }
+}
+
+mlxn_status model_src_tensor(mlxn_model *m, const mlxn_weight_info *info, mlxn_tensor *out) {
+    if (m->dry) {
+        shape_only(info, out);
+        return MLXN_OK;
+    }
+    if (!m->mem) {
+        MLXN_TRY(mlxn_weights_tensor(m->weights, m->dev, info->name, out));
+        if (mlxn_device_get_kind(m->dev) != MLXN_DEVICE_CPU) MLXN_TRY(model_own(m, out));
+        return MLXN_OK;
+    }
+    const cv_tensor *t = &m->mem->t[info - m->mem_info];
+    const void *bytes = t->data ? t->data : t->borrowed;
+    if (!bytes) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "model: tensor %s has no data", t->name);
+    mlxn_tensor x;
+    if (mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU) {
+        mlxn_buffer *buf;
+        MLXN_TRY(mlxn_buffer_wrap(m->dev, (void *)bytes, t->nbytes ? t->nbytes : 1, NULL, NULL, &buf));
+        mlxn_status st = mlxn_tensor_view(buf, t->dtype, t->ndim, t->shape, 0, &x);
+        if (st != MLXN_OK) {
+            mlxn_buffer_free(buf);
+            return st;
+        }
+    } else {
+        MLXN_TRY(mlxn_tensor_alloc(m->dev, t->dtype, t->ndim, t->shape, &x));
+        mlxn_status st = mlxn_buffer_write(x.buf, 0, bytes, t->nbytes);
+        if (st != MLXN_OK) {
+            mlxn_tensor_release(&x);
+            return st;
+        }
+    }
+    mlxn_status st = model_own(m, &x);
+    if (st != MLXN_OK) {
+        mlxn_tensor_release(&x);
+        return st;
+    }
+    *out = x;
+    return MLXN_OK;
+}
+
+/* Views of a set's tensors for the binder. */
+mlxn_status model_src_set(mlxn_model *m, cv_set *set) {
+    m->mem = set;
+    m->mem_info = calloc(set->n ? set->n : 1, sizeof *m->mem_info);
+    if (!m->mem_info) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "model: out of memory");
+    for (size_t i = 0; i < set->n; i++) {
+        const cv_tensor *t = &set->t[i];
+        mlxn_weight_info *w = &m->mem_info[i];
+        w->name = t->name;
+        w->file = t->origin ? t->origin : "(converted in memory)";
+        w->dtype = t->dtype;
+        w->ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) w->shape[d] = t->shape[d];
+        w->nbytes = t->nbytes;
+    }
+    return MLXN_OK;
+}
