@@ -99,8 +99,11 @@ mlxn_status cv_gguf_tokenizer(const mlxn_gguf *g, const char *path, cv_set *s) {
     mlxn_status st = mlxn_gguf_get_array(g, "tokenizer.ggml.tokens", &et, &n, &toks);
     if (st == MLXN_OK && et != MLXN_GGUF_STRING)
         st = mlxn_fail(MLXN_ERR_FORMAT, "%s: tokenizer.ggml.tokens is not an array of strings", path);
-    if (st == MLXN_OK) st = mlxn_gguf_get_array(g, "tokenizer.ggml.merges", &et, &nm, &merges);
-    if (st == MLXN_OK && et != MLXN_GGUF_STRING)
+    if (st == MLXN_OK && mlxn_gguf_find(g, "tokenizer.ggml.merges")) { /* absent: no merges */
+        st = mlxn_gguf_get_array(g, "tokenizer.ggml.merges", &et, &nm, &merges);
+        if (st == MLXN_OK && nm == 0) et = MLXN_GGUF_STRING;
+    }
+    if (st == MLXN_OK && merges && et != MLXN_GGUF_STRING)
         st = mlxn_fail(MLXN_ERR_FORMAT, "%s: tokenizer.ggml.merges is not an array of strings", path);
     if (st == MLXN_OK && mlxn_gguf_find(g, "tokenizer.ggml.token_type")) {
         st = mlxn_gguf_get_array(g, "tokenizer.ggml.token_type", &et, &ntt, &types);
@@ -143,7 +146,8 @@ mlxn_status cv_gguf_tokenizer(const mlxn_gguf *g, const char *path, cv_set *s) {
         }
     }
     for (size_t i = 0; !oom && st == MLXN_OK && i < nm; i++) oom = json_array_append_new(mj, json_string(token_at(merges, i))) != 0;
-    if (oom && st == MLXN_OK) st = mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "convert: tokenizer: out of memory");
+    if (oom && st == MLXN_OK)
+        st = mlxn_fail(MLXN_ERR_FORMAT, "%s: tokenizer: out of memory, or a token or merge that is not UTF-8", path);
     if (st != MLXN_OK) {
         json_decref(vocab), json_decref(mj), json_decref(added), json_decref(decoder), json_decref(pt), json_decref(norm);
         return st;
