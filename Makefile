@@ -10,7 +10,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 600
 # Debian packages the build needs (the CUDA toolkit is optional: used when nvcc is on PATH).
-DEB_PACKAGES := build-essential cmake pkg-config libjansson-dev
+DEB_PACKAGES := build-essential cmake pkg-config libjansson-dev libpcre2-dev libutf8proc-dev
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 
 .PHONY: all build check test asan deps demo install fuzz goldens clean

@@ -12,6 +12,7 @@
 #include "mlxn/model.h"
 #include "mlxn/gguf.h"
 #include "mlxn/convert.h"
+#include "mlxn/text.h"
 
 #define MLXN_VERSION_MAJOR 0
 #define MLXN_VERSION_MINOR 1
