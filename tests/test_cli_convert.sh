@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `mlxn convert` and `mlxn eval` from the command line: usage errors, a
+# GGUF and a random preset converted, evaluated, the .npy logits file
+# (numpy's format 1.0 header, [n_tokens, vocab] f32), greedy output, and
+# a failed convert leaving nothing behind.
+#   bash tests/test_cli_convert.sh PATH_TO_MLXN BUILD_DIR
+set -u
+mlxn=${1:?usage: test_cli_convert.sh PATH_TO_MLXN BUILD_DIR}
+golden=$(cd "$(dirname "$0")" && pwd)/golden/convert
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_convert_XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+ok() { passed=$((passed + 1)); }
+bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+run() {
+  local name=$1 want=$2
+  shift 2
+  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
+  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
+}
+has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
+
+run "convert help" 0 convert --help
+has "convert help" '^usage: mlxn convert' "$out"
+has "convert help" 'tiny-llama' "$out"
+run "convert no args" 2 convert
+run "convert both inputs" 2 convert -i "$golden/tiny.gguf" --random tiny-llama -o "$tmp/x"
+run "convert bad mode" 2 convert --random tiny-llama -o "$tmp/x" --mode int3
+run "convert bad dtype" 2 convert --random tiny-llama -o "$tmp/x" --dtype f8
+run "eval help" 0 eval --help
+has "eval help" '^usage: mlxn eval' "$out"
+run "eval no tokens" 2 eval -m "$golden/tiny.gguf"
+run "eval bad tokens" 2 eval -m "$golden/tiny.gguf" --tokens "1 x 3"
+
+# GGUF -> directory; eval both; the logits file
+run "convert gguf" 0 convert -i "$golden/tiny.gguf" -o "$tmp/tiny"
+for f in config.json model.safetensors model.safetensors.index.json tokenizer.json tokenizer_config.json; do
+  if [ -f "$tmp/tiny/$f" ]; then ok; else bad "convert gguf: no $f"; fi
+done
+run "eval dir" 0 eval -m "$tmp/tiny" --tokens "3 71 200 5" --logits-out "$tmp/a.npy" --greedy 4
+has "eval dir" '^top1:( [0-9]+){4}$' "$out"
+has "eval dir" '^greedy:( [0-9]+){4}$' "$out"
+run "eval gguf" 0 eval -m "$golden/tiny.gguf" --tokens "3,71,200,5" --logits-out "$tmp/b.npy" --quiet
+if cmp -s "$tmp/a.npy" "$tmp/b.npy"; then ok; else bad "GGUF and converted directory logits differ"; fi
+magic=$(head -c 8 "$tmp/a.npy" | od -An -c | tr -s ' ')
+has "npy magic" '^ 223 N U M P Y 001 \\0$' "$magic"
+hdr=$(head -c 128 "$tmp/a.npy" | tail -c +11 | head -c 117)
+has "npy header" "\{'descr': '<f4', 'fortran_order': False, 'shape': \(4, 262\), \}" "$hdr"
+size=$(wc -c <"$tmp/a.npy")
+if [ "$size" -eq $((128 + 4 * 262 * 4)) ]; then ok; else bad "npy size $size"; fi
+
+# a random preset, sharded
+run "convert random" 0 convert --random tiny-qwen3 -q --seed 5 --max-shard-mb 0.01 -o "$tmp/r"
+n=$(ls "$tmp/r" | grep -c '^model-0000[0-9]-of-0000[0-9]\.safetensors$')
+if [ "$n" -ge 2 ]; then ok; else bad "expected shards, got $n"; fi
+run "eval random" 0 eval -m "$tmp/r" --tokens "1 2 3"
+
+# failures: named, nothing left
+run "convert exists" 1 convert --random tiny-llama -o "$tmp/r"
+has "convert exists" 'already exists' "$err"
+run "convert bad gguf" 1 convert -i "$golden/mini_missing.gguf" -o "$tmp/bad"
+has "convert bad gguf" 'missing tensor blk.0.ffn_up.weight' "$err"
+if [ -e "$tmp/bad" ] || ls "$tmp" | grep -q '\.tmp-'; then bad "a failed convert left files"; else ok; fi
+run "eval bad model" 1 eval -m "$golden/mini_shape.gguf" --tokens "1"
+has "eval bad model" 'blk.0.attn_k.weight' "$err"
+
+echo "test_cli_convert: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
