@@ -1,0 +1,639 @@
+/* Every op on every available non-CPU backend (today: cuda), compared with
+ * the CPU backend on the same inputs — a small cousin of ggml's
+ * test-backend-ops.
+ *
+ * Each case draws fresh random inputs (the run's seed is printed and can be
+ * replayed), builds identical byte images on the CPU and on the device
+ * (contiguous, or strided views whose gaps are 0xFF, so a kernel that reads
+ * outside its view gets NaN), poisons every output with 0xFF (NaN) on both,
+ * runs the op on both and compares: normalized squared error under a
+ * threshold per op (NaN or a differing inf never passes), exact equality
+ * for indices and for copies (whole buffers, gaps included: the copy may
+ * write nothing outside its view), and NaN positions for special values.
+ * Shapes are odd on purpose (non-multiples of warp and vector widths).
+ *
+ * An op a backend reports as MLXN_ERR_NOT_IMPLEMENTED ("not built yet") is
+ * listed, not failed; any other failure fails. With no device of a kind the
+ * kind is skipped; with none at all the program prints "skipped: no CUDA
+ * device" and exits 77 (ctest reports a skip). The CPU reference runs with
+ * the AVX2 cap: its float paths compute the exact dequantized products (the
+ * AVX-512 VNNI mat-vec rounds x to 16 bits). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+enum { MAX_BUFS = 512, MAX_NB = 32 };
+
+/* One backend under test, its CPU twin and what the current case allocated. */
+typedef struct bk {
+    const char *name;
+    mlxn_device *cpu, *dev;
+    mlxn_stream *cs, *ds;
+    mlxn_buffer *bufs[MAX_BUFS];
+    int nbufs;
+    void *host[MAX_BUFS];
+    int nhost;
+    const char *not_built[MAX_NB];
+    int n_not_built;
+} bk;
+
+/* A tensor and its twin: c on the CPU, g on the device, same geometry. */
+typedef struct tp {
+    mlxn_tensor c, g;
+} tp;
+
+/* Strided layouts of a [..., D] tensor. */
+enum { CONTIG = 0, GAPPY = 1, TRANS = 2 };
+
+/* ---- allocation --------------------------------------------------------- */
+
+static void *hmem(bk *b, size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p || b->nhost == MAX_BUFS) {
+        fprintf(stderr, "test_backend_ops: out of host memory\n");
+        exit(1);
+    }
+    b->host[b->nhost++] = p;
+    return p;
+}
+
+static mlxn_buffer *dbuf(bk *b, mlxn_device *d, const void *image, size_t bytes) {
+    mlxn_buffer *buf = NULL;
+    CHECK_OK(mlxn_buffer_new(d, bytes, &buf));
+    if (!buf || b->nbufs == MAX_BUFS) {
+        fprintf(stderr, "test_backend_ops: could not allocate a %zu-byte buffer on %s\n", bytes, mlxn_device_name(d));
+        exit(1);
+    }
+    b->bufs[b->nbufs++] = buf;
+    if (bytes) CHECK_OK(mlxn_buffer_write(buf, 0, image, bytes));
+    return buf;
+}
+
+/* Free everything the case allocated. */
+static void reset(bk *b) {
+    mlxn_stream_sync(b->ds);
+    for (int i = 0; i < b->nbufs; i++) mlxn_buffer_free(b->bufs[i]);
+    for (int i = 0; i < b->nhost; i++) free(b->host[i]);
+    b->nbufs = b->nhost = 0;
+}
+
+static int64_t numel(int nd, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= shape[i];
+    return n;
+}
+
+/* Element strides of a layout of shape. */
+static void layout_strides(int layout, int nd, const int64_t *shape, int64_t *st) {
+    int64_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= shape[i];
+    }
+    if (layout == GAPPY && nd >= 1) {
+        /* last axis every 2nd element, rows 3 elements apart past that */
+        s = 2;
+        st[nd - 1] = s;
+        s = 2 * shape[nd - 1] + 3;
+        for (int i = nd - 2; i >= 0; i--) {
+            st[i] = s;
+            s *= shape[i];
+        }
+    } else if (layout == TRANS && nd >= 2) {
+        /* stored with the last two axes swapped, contiguous */
+        int64_t A = shape[nd - 2], B = shape[nd - 1];
+        st[nd - 2] = 1;
+        st[nd - 1] = A;
+        s = A * B;
+        for (int i = nd - 3; i >= 0; i--) {
+            st[i] = s;
+            s *= shape[i];
+        }
+    }
+}
+
+/* A view with strides st of logical row-major data (dtype dt); bytes the
+ * view does not cover are 0xFF. */
+static tp tp_strided(bk *b, mlxn_dtype dt, int nd, const int64_t *shape, const int64_t *st, const void *data) {
+    size_t es = mlxn_dtype_size(dt);
+    int64_t n = numel(nd, shape), span = 1;
+    for (int i = 0; i < nd; i++) span += (shape[i] - 1) * st[i];
+    if (n == 0) span = 1;
+    char *img = hmem(b, (size_t)span * es);
+    memset(img, 0xFF, (size_t)span * es);
+    for (int64_t e = 0; e < n; e++) {
+        int64_t off = 0, r = e;
+        for (int i = nd - 1; i >= 0; i--) {
+            off += (r % shape[i]) * st[i];
+            r /= shape[i];
+        }
+        memcpy(img + off * (int64_t)es, (const char *)data + e * (int64_t)es, es);
+    }
+    tp t;
+    memset(&t, 0, sizeof t);
+    t.c.dtype = t.g.dtype = dt;
+    t.c.ndim = t.g.ndim = nd;
+    for (int i = 0; i < nd; i++) {
+        t.c.shape[i] = t.g.shape[i] = shape[i];
+        t.c.strides[i] = t.g.strides[i] = st[i];
+    }
+    t.c.buf = dbuf(b, b->cpu, img, (size_t)span * es);
+    t.g.buf = dbuf(b, b->dev, img, (size_t)span * es);
+    return t;
+}
+
+static tp tp_make(bk *b, mlxn_dtype dt, int nd, const int64_t *shape, const void *data, int layout) {
+    int64_t st[MLXN_MAX_DIMS];
+    layout_strides(layout, nd, shape, st);
+    return tp_strided(b, dt, nd, shape, st, data);
+}
+
+/* A poisoned contiguous output. */
+static tp tp_out(bk *b, mlxn_dtype dt, int nd, const int64_t *shape) {
+    size_t bytes = (size_t)numel(nd, shape) * mlxn_dtype_size(dt);
+    void *img = hmem(b, bytes);
+    memset(img, 0xFF, bytes);
+    int64_t st[MLXN_MAX_DIMS];
+    layout_strides(CONTIG, nd, shape, st);
+    tp t = tp_strided(b, dt, nd, shape, st, img);
+    return t;
+}
+
+/* n random values of dtype dt, N(0, scale^2). */
+static void *rnd(bk *b, mlxn_dtype dt, int64_t n, float scale) {
+    void *p = hmem(b, (size_t)n * mlxn_dtype_size(dt));
+    for (int64_t i = 0; i < n; i++) {
+        float v = t_randn() * scale;
+        if (dt == MLXN_DTYPE_F32) ((float *)p)[i] = v;
+        else if (dt == MLXN_DTYPE_BF16) ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
+        else ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
+    }
+    return p;
+}
+
+static tp tp_rand(bk *b, mlxn_dtype dt, int nd, const int64_t *shape, float scale, int layout) {
+    return tp_make(b, dt, nd, shape, rnd(b, dt, numel(nd, shape), scale), layout);
+}
+
+/* ---- running and comparing ---------------------------------------------- */
+
+/* The CPU call must succeed; the device call too, unless it reports "not
+ * built yet". Returns 1 when both ran. */
+static int ran(bk *b, const char *label, mlxn_status sc, mlxn_status sd) {
+    CHECK(sc == MLXN_OK, "%s: cpu: %s: %s", label, mlxn_status_str(sc), mlxn_last_error());
+    if (sd == MLXN_ERR_NOT_IMPLEMENTED) {
+        int seen = 0;
+        for (int i = 0; i < b->n_not_built; i++) seen |= !strcmp(b->not_built[i], label);
+        if (!seen && b->n_not_built < MAX_NB) {
+            b->not_built[b->n_not_built++] = label;
+            printf("  %s: %s: not built yet (%s)\n", b->name, label, mlxn_last_error());
+        }
+        return 0;
+    }
+    CHECK(sd == MLXN_OK, "%s: %s: %s: %s", label, b->name, mlxn_status_str(sd), mlxn_last_error());
+    if (sd == MLXN_OK) CHECK_OK(mlxn_stream_sync(b->ds));
+    return sc == MLXN_OK && sd == MLXN_OK;
+}
+
+/* The bytes of a tensor's whole buffer. */
+static void *bytes_of(bk *b, const mlxn_tensor *t) {
+    size_t n = mlxn_buffer_size(t->buf);
+    void *p = hmem(b, n);
+    CHECK_OK(mlxn_buffer_read(t->buf, 0, p, n));
+    return p;
+}
+
+/* Contiguous f32 outputs: NMSE(cpu, device) <= thr. */
+static void cmp_f32(bk *b, const char *label, const tp *o, double thr) {
+    size_t n = (size_t)mlxn_tensor_numel(&o->c);
+    const float *rc = (const float *)((char *)bytes_of(b, &o->c) + o->c.offset);
+    const float *rg = (const float *)((char *)bytes_of(b, &o->g) + o->g.offset);
+    double e = t_nmse(rc, rg, n);
+    CHECK(e <= thr, "%s: %s vs cpu: nmse %.3g > %.1g (%zu elements; max |diff| %.3g)", label, b->name, e, thr, n,
+          t_max_abs_diff(rc, rg, n));
+}
+
+/* Whole buffers byte for byte (indices, copies with their gaps). */
+static void cmp_exact(bk *b, const char *label, const tp *o) {
+    size_t n = mlxn_buffer_size(o->c.buf);
+    const unsigned char *rc = bytes_of(b, &o->c), *rg = bytes_of(b, &o->g);
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rc[i] != rg[i] && !bad++) first = i;
+    CHECK(bad == 0, "%s: %s: %zu of %zu bytes differ from the cpu (first at byte %zu)", label, b->name, bad, n, first);
+}
+
+/* Special values: same NaN positions and infinities, finite values close. */
+static void cmp_special(bk *b, const char *label, const tp *o) {
+    size_t n = (size_t)mlxn_tensor_numel(&o->c);
+    const float *rc = bytes_of(b, &o->c), *rg = bytes_of(b, &o->g);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float x = rc[i], y = rg[i];
+        int ok = isnan(x) ? isnan(y) : isinf(x) ? x == y : (isfinite(y) && fabsf(x - y) <= 1e-6f * (1.0f + fabsf(x)));
+        bad += !ok;
+    }
+    CHECK(bad == 0, "%s: %s: %zu of %zu special values differ from the cpu", label, b->name, bad, n);
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+
+/* ---- elementwise --------------------------------------------------------- */
+
+static void case_add_scale_copy(bk *b) {
+    {   /* bias broadcast, bf16 b */
+        tp a = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(3, 37), 1, CONTIG), v = tp_rand(b, MLXN_DTYPE_BF16, 1, SHAPE(37), 1, CONTIG);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(3, 37));
+        if (ran(b, "add", mlxn_add(b->cs, &a.c, &v.c, &o.c), mlxn_add(b->ds, &a.g, &v.g, &o.g))) cmp_f32(b, "add", &o, 0);
+    }
+    {   /* strided a, transposed f16 b */
+        tp a = tp_rand(b, MLXN_DTYPE_F32, 3, SHAPE(2, 5, 33), 1, GAPPY), v = tp_rand(b, MLXN_DTYPE_F16, 3, SHAPE(2, 5, 33), 1, TRANS);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 3, SHAPE(2, 5, 33));
+        if (ran(b, "add", mlxn_add(b->cs, &a.c, &v.c, &o.c), mlxn_add(b->ds, &a.g, &v.g, &o.g))) cmp_f32(b, "add strided", &o, 0);
+    }
+    {   /* in place */
+        tp a = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(4, 65), 1, CONTIG), v = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(65), 1, CONTIG);
+        if (ran(b, "add", mlxn_add(b->cs, &a.c, &v.c, &a.c), mlxn_add(b->ds, &a.g, &v.g, &a.g))) cmp_f32(b, "add in place", &a, 0);
+    }
+    {
+        tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(7, 129), 1, GAPPY), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(7, 129));
+        if (ran(b, "scale", mlxn_scale(b->cs, &x.c, 0.37f, &o.c), mlxn_scale(b->ds, &x.g, 0.37f, &o.g))) cmp_f32(b, "scale", &o, 0);
+        tp y = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(1001), 1, CONTIG);
+        if (ran(b, "scale", mlxn_scale(b->cs, &y.c, -3.0f, &y.c), mlxn_scale(b->ds, &y.g, -3.0f, &y.g))) cmp_f32(b, "scale in place", &y, 0);
+    }
+    /* copies: every dtype pair in a few layouts; whole destination buffers must match */
+    const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            int sl = (i + j) % 3, dl = (i + 2 * j) % 3;
+            tp src = tp_rand(b, dts[i], 3, SHAPE(3, 4, 37), 2, sl);
+            void *zero = hmem(b, 3 * 4 * 37 * 4);
+            tp dst = tp_make(b, dts[j], 3, SHAPE(3, 4, 37), zero, dl);
+            if (ran(b, "copy", mlxn_copy(b->cs, &src.c, &dst.c), mlxn_copy(b->ds, &src.g, &dst.g))) cmp_exact(b, "copy", &dst);
+        }
+    reset(b);
+}
+
+static void case_activations(bk *b) {
+    for (int layout = 0; layout < 2; layout++) {
+        const int64_t *sh = layout ? SHAPE(5, 1031) : SHAPE(3, 7, 64);
+        int nd = layout ? 2 : 3;
+        tp x = tp_rand(b, MLXN_DTYPE_F32, nd, sh, 3, layout), u = tp_rand(b, MLXN_DTYPE_F32, nd, sh, 1, layout ? CONTIG : GAPPY);
+        tp o = tp_out(b, MLXN_DTYPE_F32, nd, sh);
+        if (ran(b, "silu", mlxn_silu(b->cs, &x.c, &o.c), mlxn_silu(b->ds, &x.g, &o.g))) cmp_f32(b, "silu", &o, 1e-12);
+        for (int k = 0; k < 2; k++) {
+            mlxn_gelu_kind kind = k ? MLXN_GELU_TANH : MLXN_GELU_ERF;
+            if (ran(b, "gelu", mlxn_gelu(b->cs, &x.c, kind, &o.c), mlxn_gelu(b->ds, &x.g, kind, &o.g))) cmp_f32(b, "gelu", &o, 1e-12);
+            if (ran(b, "geglu", mlxn_geglu(b->cs, &x.c, &u.c, kind, &o.c), mlxn_geglu(b->ds, &x.g, &u.g, kind, &o.g)))
+                cmp_f32(b, "geglu", &o, 1e-12);
+        }
+        if (ran(b, "swiglu", mlxn_swiglu(b->cs, &x.c, &u.c, &o.c), mlxn_swiglu(b->ds, &x.g, &u.g, &o.g)))
+            cmp_f32(b, "swiglu", &o, 1e-12);
+    }
+    reset(b);
+}
+
+/* ---- reductions ---------------------------------------------------------- */
+
+static void case_softmax_argmax(bk *b) {
+    for (int layout = 0; layout < 2; layout++) {
+        const int64_t *sh = layout ? SHAPE(2, 3, 17) : SHAPE(7, 1000);
+        int nd = layout ? 3 : 2;
+        tp x = tp_rand(b, MLXN_DTYPE_F32, nd, sh, 4, layout);
+        tp o = tp_out(b, MLXN_DTYPE_F32, nd, sh), am = tp_out(b, MLXN_DTYPE_I32, nd - 1, sh);
+        if (ran(b, "softmax", mlxn_softmax(b->cs, &x.c, &o.c), mlxn_softmax(b->ds, &x.g, &o.g))) cmp_f32(b, "softmax", &o, 1e-12);
+        if (ran(b, "argmax", mlxn_argmax(b->cs, &x.c, &am.c), mlxn_argmax(b->ds, &x.g, &am.g))) cmp_exact(b, "argmax", &am);
+    }
+    {   /* special rows: NaN, only -inf, +inf, ties */
+        enum { R = 5, N = 300 };
+        float *v = hmem(b, R * N * sizeof(float));
+        for (int i = 0; i < R * N; i++) v[i] = t_randn();
+        v[0 * N + 123] = NAN, v[0 * N + 200] = NAN;
+        for (int i = 0; i < N; i++) v[1 * N + i] = -INFINITY;
+        v[2 * N + 7] = INFINITY;
+        v[3 * N + 50] = 9.0f, v[3 * N + 250] = 9.0f, v[3 * N + 10] = 9.0f;
+        v[4 * N + 299] = NAN;
+        tp x = tp_make(b, MLXN_DTYPE_F32, 2, SHAPE(R, N), v, CONTIG);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(R, N)), am = tp_out(b, MLXN_DTYPE_I32, 1, SHAPE(R));
+        if (ran(b, "softmax", mlxn_softmax(b->cs, &x.c, &o.c), mlxn_softmax(b->ds, &x.g, &o.g))) cmp_special(b, "softmax special", &o);
+        if (ran(b, "argmax", mlxn_argmax(b->cs, &x.c, &am.c), mlxn_argmax(b->ds, &x.g, &am.g))) cmp_exact(b, "argmax special", &am);
+    }
+    reset(b);
+}
+
+static void case_norms(bk *b) {
+    {
+        tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(6, 4097), 2, CONTIG), w = tp_rand(b, MLXN_DTYPE_BF16, 1, SHAPE(4097), 1, CONTIG);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(6, 4097));
+        if (ran(b, "rms_norm", mlxn_rms_norm(b->cs, &x.c, &w.c, 1e-6f, 1.0f, &o.c), mlxn_rms_norm(b->ds, &x.g, &w.g, 1e-6f, 1.0f, &o.g)))
+            cmp_f32(b, "rms_norm w_offset", &o, 1e-11);
+        if (ran(b, "rms_norm", mlxn_rms_norm(b->cs, &x.c, NULL, 1e-5f, 0, &o.c), mlxn_rms_norm(b->ds, &x.g, NULL, 1e-5f, 0, &o.g)))
+            cmp_f32(b, "rms_norm no w", &o, 1e-11);
+    }
+    {
+        tp x = tp_rand(b, MLXN_DTYPE_F32, 3, SHAPE(2, 3, 77), 1, GAPPY), w = tp_rand(b, MLXN_DTYPE_F16, 1, SHAPE(77), 1, GAPPY);
+        tp bb = tp_rand(b, MLXN_DTYPE_BF16, 1, SHAPE(77), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 3, SHAPE(2, 3, 77));
+        if (ran(b, "rms_norm", mlxn_rms_norm(b->cs, &x.c, &w.c, 1e-6f, 0, &o.c), mlxn_rms_norm(b->ds, &x.g, &w.g, 1e-6f, 0, &o.g)))
+            cmp_f32(b, "rms_norm strided", &o, 1e-11);
+        if (ran(b, "layer_norm", mlxn_layer_norm(b->cs, &x.c, &w.c, &bb.c, 1e-5f, &o.c),
+                mlxn_layer_norm(b->ds, &x.g, &w.g, &bb.g, 1e-5f, &o.g)))
+            cmp_f32(b, "layer_norm", &o, 1e-11);
+        if (ran(b, "layer_norm", mlxn_layer_norm(b->cs, &x.c, NULL, NULL, 1e-5f, &o.c),
+                mlxn_layer_norm(b->ds, &x.g, NULL, NULL, 1e-5f, &o.g)))
+            cmp_f32(b, "layer_norm bare", &o, 1e-11);
+    }
+    {
+        tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(5, 1000), 1, CONTIG), w = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(1000), 1, CONTIG);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(5, 1000));
+        if (ran(b, "layer_norm", mlxn_layer_norm(b->cs, &x.c, &w.c, NULL, 1e-5f, &o.c), mlxn_layer_norm(b->ds, &x.g, &w.g, NULL, 1e-5f, &o.g)))
+            cmp_f32(b, "layer_norm w only", &o, 1e-11);
+    }
+    reset(b);
+}
+
+/* ---- rope, hadamard ------------------------------------------------------ */
+
+static void case_rope(bk *b) {
+    const int64_t *sh = SHAPE(2, 3, 9, 64);
+    tp x = tp_rand(b, MLXN_DTYPE_F32, 4, sh, 1, CONTIG), xs = tp_rand(b, MLXN_DTYPE_F32, 4, sh, 1, GAPPY);
+    tp o = tp_out(b, MLXN_DTYPE_F32, 4, sh);
+    float fr[16];
+    for (int i = 0; i < 16; i++) fr[i] = 1.0f + 3.0f * (float)i * (float)i;
+    tp freqs = tp_make(b, MLXN_DTYPE_F32, 1, SHAPE(16), fr, CONTIG);
+    int32_t off7 = 7;
+    tp offt = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &off7, CONTIG);
+    struct { int dims; bool trad; float base, scale; int offset; int use_freqs, use_offt, strided; double thr; } cs[] = {
+        {64, false, 10000.0f, 1.0f, 100, 0, 0, 0, 1e-11},  {32, true, 10000.0f, 1.0f, 3, 0, 0, 1, 1e-11},
+        {32, false, 500000.0f, 0.5f, 0, 1, 0, 0, 1e-11},   {64, true, 10000.0f, 1.0f, 0, 0, 1, 0, 1e-11},
+        {48, false, 10000.0f, 1.0f, 100000, 0, 0, 1, 1e-9},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        mlxn_rope_params pc = {.dims = cs[i].dims, .traditional = cs[i].trad, .base = cs[i].base, .scale = cs[i].scale,
+                               .offset = cs[i].offset};
+        mlxn_rope_params pg = pc;
+        if (cs[i].use_freqs) pc.freqs = &freqs.c, pg.freqs = &freqs.g;
+        if (cs[i].use_offt) pc.offset_tensor = &offt.c, pg.offset_tensor = &offt.g;
+        tp *in = cs[i].strided ? &xs : &x;
+        if (ran(b, "rope", mlxn_rope(b->cs, &in->c, &pc, &o.c), mlxn_rope(b->ds, &in->g, &pg, &o.g))) cmp_f32(b, "rope", &o, cs[i].thr);
+    }
+    reset(b);
+}
+
+static void case_hadamard(bk *b) {
+    const int64_t ns[4] = {1, 64, 1024, 32768};
+    for (int i = 0; i < 4; i++) {
+        int64_t rows = ns[i] > 4096 ? 2 : 3;
+        const int64_t sh[2] = {rows, ns[i]};
+        tp x = tp_rand(b, MLXN_DTYPE_F32, 2, sh, 1, i == 1 ? GAPPY : CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, sh);
+        float sc = 1.0f / sqrtf((float)ns[i]);
+        if (ran(b, "hadamard", mlxn_hadamard(b->cs, &x.c, sc, &o.c), mlxn_hadamard(b->ds, &x.g, sc, &o.g))) cmp_exact(b, "hadamard", &o);
+        if (i != 1 && ran(b, "hadamard", mlxn_hadamard(b->cs, &x.c, 0.5f, &x.c), mlxn_hadamard(b->ds, &x.g, 0.5f, &x.g)))
+            cmp_exact(b, "hadamard in place", &x);
+    }
+    reset(b);
+}
+
+/* ---- gathers ------------------------------------------------------------- */
+
+static tp ids_of(bk *b, mlxn_dtype dt, int64_t n, int64_t V) {
+    int32_t *ids = hmem(b, (size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    if (n > 2) ids[n - 1] = (int32_t)(V - 1), ids[0] = 0;
+    return tp_make(b, dt, 1, SHAPE(n), ids, CONTIG);
+}
+
+/* A random quantized [R, C] matrix (scales of dtype sdt for affine). */
+typedef struct qm {
+    tp wq, sc, bi;
+    int has_bi;
+} qm;
+
+static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R, int64_t C) {
+    qm m;
+    memset(&m, 0, sizeof m);
+    mlxn_dtype wdt = q->mode == MLXN_QUANT_AFFINE ? sdt : MLXN_DTYPE_F32;
+    void *w = rnd(b, wdt, R * C, 0.5f);
+    int64_t wpr = mlxn_quant_words_per_row(q, C), ng = C / q->group_size;
+    mlxn_dtype st = mlxn_quant_scale_dtype(q, wdt);
+    uint32_t *codes = hmem(b, (size_t)(R * wpr) * 4);
+    void *sc = hmem(b, (size_t)(R * ng) * mlxn_dtype_size(st));
+    void *bi = q->mode == MLXN_QUANT_AFFINE ? hmem(b, (size_t)(R * ng) * mlxn_dtype_size(st)) : NULL;
+    CHECK_OK(mlxn_quantize(q, wdt, w, R, C, codes, sc, bi));
+    m.wq = tp_make(b, MLXN_DTYPE_U32, 2, SHAPE(R, wpr), codes, CONTIG);
+    m.sc = tp_make(b, st, 2, SHAPE(R, ng), sc, CONTIG);
+    if (bi) m.bi = tp_make(b, st, 2, SHAPE(R, ng), bi, CONTIG), m.has_bi = 1;
+    return m;
+}
+
+static void case_embedding(bk *b) {
+    {
+        tp tb = tp_rand(b, MLXN_DTYPE_BF16, 2, SHAPE(100, 77), 1, CONTIG), ids = ids_of(b, MLXN_DTYPE_I32, 9, 100);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(9, 77));
+        if (ran(b, "embedding", mlxn_embedding(b->cs, &ids.c, &tb.c, &o.c), mlxn_embedding(b->ds, &ids.g, &tb.g, &o.g)))
+            cmp_exact(b, "embedding", &o);
+        tp t2 = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(50, 33), 1, TRANS), i2 = ids_of(b, MLXN_DTYPE_U32, 5, 50);
+        tp o2 = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(5, 33));
+        if (ran(b, "embedding", mlxn_embedding(b->cs, &i2.c, &t2.c, &o2.c), mlxn_embedding(b->ds, &i2.g, &t2.g, &o2.g)))
+            cmp_exact(b, "embedding strided", &o2);
+        int32_t bad[3] = {1, 100, 2};
+        tp ib = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(3), bad, CONTIG);
+        tp o3 = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(3, 77));
+        CHECK_FAILS(mlxn_embedding(b->ds, &ib.g, &tb.g, &o3.g), MLXN_ERR_INVALID_ARGUMENT);
+    }
+    const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; float gs; int64_t C; } qs[] = {
+        {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_BF16, 0, 256}, {MLXN_QUANT_AFFINE, 3, 32, MLXN_DTYPE_F16, 0, 96},
+        {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0, 128},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 3.5f, 80},
+        {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0, 64},
+    };
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
+        qm m = quantized(b, &q, qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt, 40, qs[i].C);
+        tp ids = ids_of(b, MLXN_DTYPE_I32, 7, 40), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(7, qs[i].C));
+        if (ran(b, "quantized_embedding",
+                mlxn_quantized_embedding(b->cs, &ids.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, &o.c),
+                mlxn_quantized_embedding(b->ds, &ids.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, &o.g)))
+            cmp_exact(b, "quantized_embedding", &o);
+    }
+    reset(b);
+}
+
+/* ---- matrix products ----------------------------------------------------- */
+
+static void case_qmatmul(bk *b) {
+    const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; float gs; } qs[] = {
+        {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 4, 32, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 4, 128, MLXN_DTYPE_F32, 0}, {MLXN_QUANT_AFFINE, 2, 64, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 3, 64, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 5, 32, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 6, 64, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 8, 128, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0},
+        {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
+    };
+    const int64_t nxs[4] = {1, 3, 8, 13};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
+        mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
+        for (int t = 0; t < 2; t++) {
+            /* quantized [R, C]; transpose: x [n, C] -> [n, R]; else x [n, R] -> [n, C] */
+            int64_t R = t ? 67 : 45, C = t ? (q.mode == MLXN_QUANT_NVFP4 ? 400 : 384) : 256;
+            qm m = quantized(b, &q, sdt, R, C);
+            for (int k = 0; k < 4; k++) {
+                int64_t n = nxs[k], K = t ? C : R, N = t ? R : C;
+                tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, K), 1, (k == 1 && t) ? GAPPY : CONTIG);
+                tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(n, N));
+                char label[96];
+                snprintf(label, sizeof label, "quantized_matmul %s %d-bit g%d t=%d n=%lld", mlxn_quant_mode_name(q.mode),
+                         q.bits, q.group_size, t, (long long)n);
+                if (ran(b, "quantized_matmul",
+                        mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, t, &o.c),
+                        mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, t, &o.g)))
+                    cmp_f32(b, label, &o, 1e-10);
+            }
+            reset(b);
+        }
+    }
+    {   /* a decode-sized matrix, and x at an offset that is not 16-byte aligned (gathered) */
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+        qm m = quantized(b, &q, MLXN_DTYPE_BF16, 1024, 4096);
+        float *xv = rnd(b, MLXN_DTYPE_F32, 4097, 1);
+        tp xb = tp_make(b, MLXN_DTYPE_F32, 1, SHAPE(4097), xv, CONTIG);
+        tp x = xb;
+        x.c.ndim = x.g.ndim = 2;
+        x.c.shape[0] = x.g.shape[0] = 1;
+        x.c.shape[1] = x.g.shape[1] = 4096;
+        x.c.strides[0] = x.g.strides[0] = 4096;
+        x.c.strides[1] = x.g.strides[1] = 1;
+        x.c.offset = x.g.offset = 4;
+        tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, 1024));
+        if (ran(b, "quantized_matmul", mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, true, &o.c),
+                mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, true, &o.g)))
+            cmp_f32(b, "quantized_matmul 1024x4096 unaligned x", &o, 1e-10);
+        reset(b);
+    }
+}
+
+static void case_matmul(bk *b) {
+    const mlxn_dtype dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_F16, MLXN_DTYPE_BF16};
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < 2; t++)
+            for (int v = 0; v < 2; v++) {
+                int64_t K = 77, N = 45;
+                tp w = tp_rand(b, dts[i], 2, t ? SHAPE(N, K) : SHAPE(K, N), 0.2f, v ? TRANS : CONTIG);
+                tp x = v ? tp_rand(b, MLXN_DTYPE_F32, 3, SHAPE(2, 5, K), 1, GAPPY) : tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(3, K), 1, CONTIG);
+                tp o = v ? tp_out(b, MLXN_DTYPE_F32, 3, SHAPE(2, 5, N)) : tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(3, N));
+                char label[64];
+                snprintf(label, sizeof label, "matmul %s t=%d layout=%d", mlxn_dtype_name(dts[i]), t, v);
+                /* bf16 W: the device rounds x to bf16 (see cu_matmul.cu) */
+                if (ran(b, "matmul", mlxn_matmul(b->cs, &x.c, &w.c, t, &o.c), mlxn_matmul(b->ds, &x.g, &w.g, t, &o.g)))
+                    cmp_f32(b, label, &o, dts[i] == MLXN_DTYPE_BF16 ? 1e-4 : 1e-10);
+            }
+    reset(b);
+}
+
+/* ---- attention ----------------------------------------------------------- */
+
+static void case_sdpa(bk *b) {
+    struct { int64_t B, Hq, Hkv, Tq, Tk, D, Dv; mlxn_dtype dt; bool causal; int window; float softcap;
+             int mask; /* 0 none, 1 bool [Tq, Tk], 2 f32 [B, 1, Tq, Tk] */
+             int sinks, qlayout; } cs[] = {
+        {1, 8, 2, 1, 37, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 0, 0, 0},
+        {2, 4, 4, 19, 19, 80, 48, MLXN_DTYPE_BF16, true, 0, 0, 0, 0, 0},
+        {1, 4, 2, 5, 23, 128, 128, MLXN_DTYPE_F16, true, 7, 30.0f, 0, 0, 0},
+        {1, 4, 4, 9, 33, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 1, 1, 0},
+        {2, 6, 2, 7, 41, 256, 256, MLXN_DTYPE_BF16, true, 0, 0, 2, 0, 1},
+        {1, 2, 1, 3, 17, 512, 512, MLXN_DTYPE_F32, false, 0, 0, 0, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        int64_t B = cs[i].B, Hq = cs[i].Hq, Hkv = cs[i].Hkv, Tq = cs[i].Tq, Tk = cs[i].Tk, D = cs[i].D, Dv = cs[i].Dv;
+        tp q;
+        if (cs[i].qlayout) { /* stored [B, Tq, Hq, D], viewed [B, Hq, Tq, D] */
+            int64_t st[4] = {Tq * Hq * D, D, Hq * D, 1};
+            q = tp_strided(b, cs[i].dt, 4, SHAPE(B, Hq, Tq, D), st, rnd(b, cs[i].dt, B * Hq * Tq * D, 1));
+        } else {
+            q = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hq, Tq, D), 1, CONTIG);
+        }
+        tp k = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, D), 1, CONTIG), v = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, Dv), 1, CONTIG);
+        tp o = tp_out(b, MLXN_DTYPE_F32, 4, SHAPE(B, Hq, Tq, Dv));
+        mlxn_sdpa_params pc = {.scale = 1.0f / sqrtf((float)D), .causal = cs[i].causal, .window = cs[i].window,
+                               .softcap = cs[i].softcap};
+        mlxn_sdpa_params pg = pc;
+        tp m, sk;
+        memset(&m, 0, sizeof m);
+        memset(&sk, 0, sizeof sk);
+        if (cs[i].mask == 1) {
+            uint8_t *mb = hmem(b, (size_t)(Tq * Tk));
+            for (int64_t j = 0; j < Tq * Tk; j++) mb[j] = (t_rand_u64() % 4) != 0;
+            for (int64_t j = 0; j < Tk; j++) mb[2 * Tk + j] = 0; /* row 2 sees nothing */
+            m = tp_make(b, MLXN_DTYPE_BOOL, 2, SHAPE(Tq, Tk), mb, CONTIG);
+            pc.mask = &m.c, pg.mask = &m.g;
+        } else if (cs[i].mask == 2) {
+            float *mf = rnd(b, MLXN_DTYPE_F32, B * Tq * Tk, 1);
+            for (int64_t j = 0; j < B * Tq * Tk; j += 5) mf[j] = -INFINITY;
+            m = tp_make(b, MLXN_DTYPE_F32, 4, SHAPE(B, 1, Tq, Tk), mf, CONTIG);
+            pc.mask = &m.c, pg.mask = &m.g;
+        }
+        if (cs[i].sinks) {
+            sk = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(Hq), 1, CONTIG);
+            pc.sinks = &sk.c, pg.sinks = &sk.g;
+        }
+        char label[64];
+        snprintf(label, sizeof label, "sdpa case %zu", i);
+        if (ran(b, "sdpa", mlxn_sdpa(b->cs, &q.c, &k.c, &v.c, &pc, &o.c), mlxn_sdpa(b->ds, &q.g, &k.g, &v.g, &pg, &o.g)))
+            cmp_f32(b, label, &o, 1e-10);
+        reset(b);
+    }
+}
+
+/* ---- bad arguments on the device ----------------------------------------- */
+
+static void case_bad(bk *b) {
+    tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(2, 8), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(2, 8));
+    CHECK_FAILS(mlxn_silu(b->ds, &x.c, &o.g), MLXN_ERR_INVALID_ARGUMENT); /* a CPU tensor on the device stream */
+    CHECK_FAILS(mlxn_copy(b->ds, &x.g, &x.g), MLXN_ERR_INVALID_ARGUMENT);    /* dst overlaps src */
+    tp ids = ids_of(b, MLXN_DTYPE_I32, 3, 5), oi = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(3));
+    CHECK_FAILS(mlxn_silu(b->ds, &ids.g, &oi.g), MLXN_ERR_DTYPE);
+    reset(b);
+}
+
+static void run_backend(bk *b) {
+    printf("backend %s: %s vs %s\n", b->name, mlxn_device_name(b->dev), mlxn_device_name(b->cpu));
+    case_add_scale_copy(b);
+    case_activations(b);
+    case_softmax_argmax(b);
+    case_norms(b);
+    case_rope(b);
+    case_hadamard(b);
+    case_embedding(b);
+    case_qmatmul(b);
+    case_matmul(b);
+    case_sdpa(b);
+    case_bad(b);
+    printf("backend %s: %d op(s) not built yet\n", b->name, b->n_not_built);
+}
+
+int main(int argc, char **argv) {
+    t_init(argc, argv, "test_backend_ops");
+    const struct { const char *name; mlxn_device_kind kind; } kinds[] = {{"cuda", MLXN_DEVICE_CUDA}};
+    int tested = 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        mlxn_device_params p = {.kind = kinds[i].kind, .index = 0};
+        bk b;
+        memset(&b, 0, sizeof b);
+        b.name = kinds[i].name;
+        if (mlxn_device_new(&p, &b.dev) != MLXN_OK) {
+            printf("%s: not available (%s)\n", kinds[i].name, mlxn_last_error());
+            continue;
+        }
+        b.cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
+        b.cs = mlxn_device_stream(b.cpu);
+        b.ds = mlxn_device_stream(b.dev);
+        run_backend(&b);
+        reset(&b);
+        mlxn_device_free(b.cpu);
+        mlxn_device_free(b.dev);
+        tested++;
+    }
+    if (!tested) return t_skip("no CUDA device");
+    return t_finish();
+}
