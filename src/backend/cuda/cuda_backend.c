@@ -1,11 +1,15 @@
-/* The CUDA backend's vtable. Memory and streams are real when the library
- * is built with CUDA (MLXN_HAVE_CUDA); every op reports "not built yet"
- * until the CUDA backend issue lands its kernels. Without CUDA, opening a
- * cuda device fails with a message saying how to get one. */
+/* The CUDA backend's vtable. With CUDA (MLXN_HAVE_CUDA) memory, streams and
+ * every op run on the GPU through the entry points in cuda_ops.h; an op
+ * variant that has no kernel yet returns MLXN_ERR_NOT_IMPLEMENTED ("not
+ * built yet"), never a wrong answer. Without CUDA, opening a cuda device
+ * fails with a message saying how to get one, and the bench helpers of
+ * cuda_bench.h fail the same way. */
 #include "backend/backend.h"
+#include "backend/cuda/cuda_bench.h"
 #include "core/internal.h"
 
 #ifdef MLXN_HAVE_CUDA
+#include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
 
 static mlxn_status cuda_device_init(mlxn_device *dev, const mlxn_device_params *p) {
@@ -26,109 +30,6 @@ static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, s
 static mlxn_status cuda_stream_init(mlxn_stream *s) { return mlxn_cuda_stream_create(s->dev->index, &s->ctx); }
 static void cuda_stream_free(mlxn_stream *s) { mlxn_cuda_stream_destroy(s->dev->index, s->ctx); }
 static mlxn_status cuda_stream_sync(mlxn_stream *s) { return mlxn_cuda_stream_sync(s->dev->index, s->ctx); }
-#else
-static mlxn_status cuda_device_init(mlxn_device *dev, const mlxn_device_params *p) {
-    (void)dev;
-    return mlxn_fail(MLXN_ERR_DEVICE,
-                     "cuda:%d: this build of mlx-native has no CUDA backend (configure with nvcc on PATH "
-                     "and -DMLXN_CUDA=ON); use --device cpu",
-                     p->index);
-}
-/* Unreachable without a device, but the vtable is complete. */
-static void cuda_device_free(mlxn_device *dev) { (void)dev; }
-static mlxn_status cuda_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
-    (void)dev, (void)bytes, (void)ptr;
-    return mlxn_fail(MLXN_ERR_DEVICE, "cuda: not built");
-}
-static void cuda_free(mlxn_device *dev, void *ptr) { (void)dev, (void)ptr; }
-static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, size_t n) {
-    (void)dev, (void)dst, (void)src, (void)n;
-    return mlxn_fail(MLXN_ERR_DEVICE, "cuda: not built");
-}
-#define cuda_download cuda_upload
-static mlxn_status cuda_stream_init(mlxn_stream *s) {
-    (void)s;
-    return mlxn_fail(MLXN_ERR_DEVICE, "cuda: not built");
-}
-static void cuda_stream_free(mlxn_stream *s) { (void)s; }
-#define cuda_stream_sync cuda_stream_init
-#endif
-
-/* Every op: a clear "not built yet" status, never a wrong answer. */
-#define NOT_BUILT(op) return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: op %s is not built yet", op)
-#define UNUSED(x) (void)(x)
-
-static mlxn_status cu_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool t, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(w), UNUSED(t), UNUSED(o);
-    NOT_BUILT("matmul");
-}
-static mlxn_status cu_qmm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq, const mlxn_tensor *sc,
-                          const mlxn_tensor *bi, const mlxn_quant_params *q, bool t, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(wq), UNUSED(sc), UNUSED(bi), UNUSED(q), UNUSED(t), UNUSED(o);
-    NOT_BUILT("quantized_matmul");
-}
-static mlxn_status cu_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *tb, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(ids), UNUSED(tb), UNUSED(o);
-    NOT_BUILT("embedding");
-}
-static mlxn_status cu_qembedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,
-                                 const mlxn_tensor *sc, const mlxn_tensor *bi, const mlxn_quant_params *q,
-                                 mlxn_tensor *o) {
-    UNUSED(s), UNUSED(ids), UNUSED(wq), UNUSED(sc), UNUSED(bi), UNUSED(q), UNUSED(o);
-    NOT_BUILT("quantized_embedding");
-}
-static mlxn_status cu_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps, float off,
-                               mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(w), UNUSED(eps), UNUSED(off), UNUSED(o);
-    NOT_BUILT("rms_norm");
-}
-static mlxn_status cu_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *b,
-                                 float eps, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(w), UNUSED(b), UNUSED(eps), UNUSED(o);
-    NOT_BUILT("layer_norm");
-}
-static mlxn_status cu_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(p), UNUSED(o);
-    NOT_BUILT("rope");
-}
-static mlxn_status cu_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
-                           const mlxn_sdpa_params *p, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(q), UNUSED(k), UNUSED(v), UNUSED(p), UNUSED(o);
-    NOT_BUILT("sdpa");
-}
-static mlxn_status cu_unary(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(o);
-    NOT_BUILT("softmax/silu/argmax");
-}
-static mlxn_status cu_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind k, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(k), UNUSED(o);
-    NOT_BUILT("gelu");
-}
-static mlxn_status cu_swiglu(mlxn_stream *s, const mlxn_tensor *g, const mlxn_tensor *u, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(g), UNUSED(u), UNUSED(o);
-    NOT_BUILT("swiglu");
-}
-static mlxn_status cu_geglu(mlxn_stream *s, const mlxn_tensor *g, const mlxn_tensor *u, mlxn_gelu_kind k,
-                            mlxn_tensor *o) {
-    UNUSED(s), UNUSED(g), UNUSED(u), UNUSED(k), UNUSED(o);
-    NOT_BUILT("geglu");
-}
-static mlxn_status cu_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(scale), UNUSED(o);
-    NOT_BUILT("hadamard");
-}
-static mlxn_status cu_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(a), UNUSED(b), UNUSED(o);
-    NOT_BUILT("add");
-}
-static mlxn_status cu_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *o) {
-    UNUSED(s), UNUSED(x), UNUSED(alpha), UNUSED(o);
-    NOT_BUILT("scale");
-}
-static mlxn_status cu_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst) {
-    UNUSED(s), UNUSED(src), UNUSED(dst);
-    NOT_BUILT("copy");
-}
 
 const mlxn_backend_i mlxn_cuda_backend = {
     .name = "cuda",
@@ -142,22 +43,117 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .stream_init = cuda_stream_init,
     .stream_free = cuda_stream_free,
     .stream_sync = cuda_stream_sync,
-    .matmul = cu_matmul,
-    .quantized_matmul = cu_qmm,
-    .embedding = cu_embedding,
-    .quantized_embedding = cu_qembedding,
-    .rms_norm = cu_rms_norm,
-    .layer_norm = cu_layer_norm,
-    .rope = cu_rope,
-    .sdpa = cu_sdpa,
-    .softmax = cu_unary,
-    .gelu = cu_gelu,
-    .silu = cu_unary,
-    .swiglu = cu_swiglu,
-    .geglu = cu_geglu,
-    .argmax = cu_unary,
-    .hadamard = cu_hadamard,
-    .add = cu_add,
-    .scale = cu_scale,
-    .copy = cu_copy,
+    .matmul = cu_op_matmul,
+    .quantized_matmul = cu_op_quantized_matmul,
+    .embedding = cu_op_embedding,
+    .quantized_embedding = cu_op_quantized_embedding,
+    .rms_norm = cu_op_rms_norm,
+    .layer_norm = cu_op_layer_norm,
+    .rope = cu_op_rope,
+    .sdpa = cu_op_sdpa,
+    .softmax = cu_op_softmax,
+    .gelu = cu_op_gelu,
+    .silu = cu_op_silu,
+    .swiglu = cu_op_swiglu,
+    .geglu = cu_op_geglu,
+    .argmax = cu_op_argmax,
+    .hadamard = cu_op_hadamard,
+    .add = cu_op_add,
+    .scale = cu_op_scale,
+    .copy = cu_op_copy,
 };
+
+#else /* no CUDA in this build */
+
+#define NO_CUDA() return mlxn_fail(MLXN_ERR_DEVICE, "cuda: this build of mlx-native has no CUDA backend; use --device cpu")
+#define UNUSED(x) (void)(x)
+
+static mlxn_status cuda_device_init(mlxn_device *dev, const mlxn_device_params *p) {
+    (void)dev;
+    return mlxn_fail(MLXN_ERR_DEVICE,
+                     "cuda:%d: this build of mlx-native has no CUDA backend (configure with nvcc on PATH "
+                     "and -DMLXN_CUDA=ON); use --device cpu",
+                     p->index);
+}
+/* Unreachable without a device, but the vtable is complete. */
+static void cuda_device_free(mlxn_device *dev) { (void)dev; }
+static mlxn_status cuda_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
+    UNUSED(dev), UNUSED(bytes), UNUSED(ptr);
+    NO_CUDA();
+}
+static void cuda_free(mlxn_device *dev, void *ptr) { (void)dev, (void)ptr; }
+static mlxn_status cuda_upload(mlxn_device *dev, void *dst, const void *src, size_t n) {
+    UNUSED(dev), UNUSED(dst), UNUSED(src), UNUSED(n);
+    NO_CUDA();
+}
+static mlxn_status cuda_stream_init(mlxn_stream *s) {
+    UNUSED(s);
+    NO_CUDA();
+}
+static void cuda_stream_free(mlxn_stream *s) { (void)s; }
+
+/* Every op: unreachable (no device can be opened), but never a wrong answer. */
+#define STUB(name, ...)                               \
+    static mlxn_status name(__VA_ARGS__) { NO_CUDA(); }
+#define P mlxn_stream *s, const mlxn_tensor *
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+STUB(st_matmul, P x, const mlxn_tensor *w, bool t, mlxn_tensor *o)
+STUB(st_qmm, P x, const mlxn_tensor *wq, const mlxn_tensor *sc, const mlxn_tensor *bi, const mlxn_quant_params *q,
+     bool t, mlxn_tensor *o)
+STUB(st_emb, P ids, const mlxn_tensor *tb, mlxn_tensor *o)
+STUB(st_qemb, P ids, const mlxn_tensor *wq, const mlxn_tensor *sc, const mlxn_tensor *bi, const mlxn_quant_params *q,
+     mlxn_tensor *o)
+STUB(st_rms, P x, const mlxn_tensor *w, float eps, float off, mlxn_tensor *o)
+STUB(st_ln, P x, const mlxn_tensor *w, const mlxn_tensor *b, float eps, mlxn_tensor *o)
+STUB(st_rope, P x, const mlxn_rope_params *p, mlxn_tensor *o)
+STUB(st_sdpa, P q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p, mlxn_tensor *o)
+STUB(st_unary, P x, mlxn_tensor *o)
+STUB(st_gelu, P x, mlxn_gelu_kind k, mlxn_tensor *o)
+STUB(st_gated, P g, const mlxn_tensor *u, mlxn_tensor *o)
+STUB(st_geglu, P g, const mlxn_tensor *u, mlxn_gelu_kind k, mlxn_tensor *o)
+STUB(st_hadamard, P x, float scale, mlxn_tensor *o)
+STUB(st_add, P a, const mlxn_tensor *b, mlxn_tensor *o)
+STUB(st_scale, P x, float alpha, mlxn_tensor *o)
+STUB(st_copy, P src, mlxn_tensor *dst)
+
+mlxn_status mlxn_cuda_timer_begin(mlxn_stream *s, int n_marks, double hold_us, mlxn_cuda_timer **out) { NO_CUDA(); }
+mlxn_status mlxn_cuda_timer_mark(mlxn_cuda_timer *t, int i) { NO_CUDA(); }
+mlxn_status mlxn_cuda_timer_end(mlxn_cuda_timer *t, double *us) { NO_CUDA(); }
+mlxn_status mlxn_cuda_device_info(mlxn_device *dev, size_t *l2_bytes, int *sm_count) { NO_CUDA(); }
+mlxn_status mlxn_cuda_copy_bandwidth(mlxn_device *dev, size_t bytes, int reps, double *gb_s) { NO_CUDA(); }
+#pragma GCC diagnostic pop
+#undef P
+
+const mlxn_backend_i mlxn_cuda_backend = {
+    .name = "cuda",
+    .device_init = cuda_device_init,
+    .device_free = cuda_device_free,
+    .host_visible = 0,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_upload,
+    .stream_init = cuda_stream_init,
+    .stream_free = cuda_stream_free,
+    .stream_sync = cuda_stream_init,
+    .matmul = st_matmul,
+    .quantized_matmul = st_qmm,
+    .embedding = st_emb,
+    .quantized_embedding = st_qemb,
+    .rms_norm = st_rms,
+    .layer_norm = st_ln,
+    .rope = st_rope,
+    .sdpa = st_sdpa,
+    .softmax = st_unary,
+    .gelu = st_gelu,
+    .silu = st_unary,
+    .swiglu = st_gated,
+    .geglu = st_geglu,
+    .argmax = st_unary,
+    .hadamard = st_hadamard,
+    .add = st_add,
+    .scale = st_scale,
+    .copy = st_copy,
+};
+#endif

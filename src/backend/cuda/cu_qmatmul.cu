@@ -1,0 +1,376 @@
+/* CUDA quantized matmul for decode: out[m, n] = sum_k x[m, k] * W[n, k]
+ * with W quantized along k (MLX layout, mlxn/quant.h), every MLX mode and
+ * width, few x rows.
+ *
+ * transpose (W [N, K], the decode case): qmv_kernel (see docs/perf.md for
+ * the versions and their measurements).
+ *   - A block of 256 threads owns R = 4 consecutive W rows and splits K
+ *     over all its threads. Why: each x
+ *     value a thread loads (from L1) serves R rows, so x costs 2 bytes per
+ *     4-bit weight byte instead of 8, while N / R = 1024 blocks of 8 warps
+ *     keep 24 warps on every SM busy (the first version gave each warp its
+ *     own 4 rows: 8 warps per SM could not hide the ALU latency and it ran
+ *     at a fifth of the bandwidth).
+ *   - A thread step covers CPL = 32 consecutive codes of a row (16 for
+ *     nvfp4, whose groups are 16 wide), which lie in one group: one scale
+ *     (and bias) per row and step. Threads take consecutive steps, so a
+ *     warp reads 512 contiguous bytes of a 4-bit row per load instruction.
+ *   - Codes are read with the widest load the row alignment allows (16
+ *     bytes for 4/8-bit, 8 for 2/6-bit and nvfp4) without allocating in L1
+ *     (weights are streamed once; L1 is left to x). Up to 4 bits, two steps'
+ *     loads are issued before either is used (wider codes fill the same
+ *     registers with one step).
+ *   - Affine: per step and row, d = sum q * x and acc += s * d + b * sum x
+ *     (sum x is shared by the rows). A code becomes a float by placing it
+ *     in the mantissa of 2^23 and subtracting 2^23 (exact; an int->float
+ *     conversion runs at a quarter of the FP32 rate). For 4 and 8 bits the
+ *     byte holding the code is moved there by one byte permute (4-bit
+ *     words are first split into their even and odd nibbles), so a weight
+ *     costs a permute, an add and an FMA. The fp modes multiply each
+ *     step's sum fp(q) * x by the group scale; e4m3 codes use the hardware
+ *     fp8 conversion where there is one (sm_89+).
+ *   - Threads reduce by warp shuffles, then across warps through shared
+ *     memory; out is written once.
+ *   x rows must be unit-stride, 16-byte aligned and evenly spaced; other
+ *   views are gathered into scratch first. NX (x rows per launch) is 1 or
+ *   8; more rows run in chunks of 8 (a prefill-sized x re-reads W per
+ *   chunk: the tensor-core mat-mat is separate work).
+ *
+ * not transposed (W [K, N] quantized along N): qmv_n_kernel, one thread per
+ * output column walking k, scalar decode; correct and simple, not fast.
+ *
+ * The instantiation matrix is QMV_KINDS below (10 modes/widths x NX 1, 8). */
+#include <cuda_fp8.h>
+
+#include "backend/cuda/cu_quant.cuh"
+
+extern "C" {
+#include "backend/cuda/cuda_ops.h"
+}
+
+enum { QMV_THREADS = 256, QMV_WARPS = QMV_THREADS / 32, QMV_NX_MAX = 8 };
+
+/* W rows per block for NX x rows. */
+#define QMV_ROWS(NX) 4
+
+/* What a qmv launch reads and writes. */
+typedef struct qmv_args {
+    cu_qmat w;          /* [N, K] quantized along K */
+    const float *x;     /* [M, ldx], unit stride along K, 16-byte aligned rows */
+    int64_t ldx;
+    int M;              /* x rows of this launch, <= NX */
+    int K;              /* columns (codes per row) */
+    int64_t N;
+    float *out;         /* [M, ldo] */
+    int64_t ldo;
+    int gshift;         /* log2(group size) */
+    int vec;            /* rows allow the kernel's vector code loads */
+} qmv_args;
+
+/* Load the WPL words of one step at p: 16-byte loads that skip L1 when
+ * WPL % 4 == 0 and vec, 8-byte loads when WPL % 2 == 0 and vec, else
+ * 4-byte loads. */
+template <int WPL>
+__device__ __forceinline__ void load_words(const uint32_t *p, uint32_t (&w)[WPL], int vec) {
+    if (WPL % 4 == 0 && vec) {
+#pragma unroll
+        for (int i = 0; i < WPL / 4; i++)
+            asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                         : "=r"(w[4 * i]), "=r"(w[4 * i + 1]), "=r"(w[4 * i + 2]), "=r"(w[4 * i + 3])
+                         : "l"(p + 4 * i));
+    } else if (WPL % 2 == 0 && vec) {
+#pragma unroll
+        for (int i = 0; i < WPL / 2; i++) {
+            uint2 v = __ldg((const uint2 *)(p + 2 * i));
+            w[2 * i] = v.x;
+            w[2 * i + 1] = v.y;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < WPL; i++) w[i] = __ldg(p + i);
+    }
+}
+
+/* Code i of a step's words (compile-time i after unrolling). */
+template <int BITS, int WPL>
+__device__ __forceinline__ uint32_t code_at(const uint32_t (&w)[WPL], int i) {
+    const int bit = i * BITS, word = bit >> 5, sh = bit & 31;
+    uint32_t v = (sh + BITS <= 32) ? (w[word] >> sh) : __funnelshift_r(w[word], w[word + 1 < WPL ? word + 1 : word], sh);
+    return v & ((1u << BITS) - 1u);
+}
+
+/* Integer code -> float, exact for codes < 2^23. */
+__device__ __forceinline__ float code_f32(uint32_t q) { return __uint_as_float(q | 0x4B000000u) - 8388608.0f; }
+
+/* Byte k of v as a float (v's bytes are codes): one permute puts the byte
+ * under the exponent of 2^23, one add removes the 2^23. */
+__device__ __forceinline__ float byte_f32(uint32_t v, int k) {
+    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | (unsigned)k)) - 8388608.0f;
+}
+
+/* e2m1 code -> 2 * value: magnitudes 0, 1, 2, 3, 4, 6, 8, 12 picked by a
+ * byte permute, the sign OR-ed in (the 1/2 is folded into the scale). */
+__device__ __forceinline__ float e2m1_x2(uint32_t q) {
+    uint32_t mag = __byte_perm(0x03020100u, 0x0C080604u, q & 7u) & 0xffu;
+    return __uint_as_float(__float_as_uint(code_f32(mag)) | ((q & 8u) << 28));
+}
+
+__device__ __forceinline__ float e4m3_f32(uint32_t q) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    /* the hardware conversion (e4m3 "fn": 0x7f / 0xff are NaN, as MLX decodes them) */
+    return __half2float(__half(__nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)q, __NV_E4M3)));
+#else
+    return mlxn_e4m3_to_f32((uint8_t)q);
+#endif
+}
+
+template <int MODE, int BITS>
+__device__ __forceinline__ float code_value(uint32_t q) {
+    if (MODE == MLXN_QUANT_AFFINE) return code_f32(q);
+    if (MODE == MLXN_QUANT_MXFP8) return e4m3_f32(q);
+    return e2m1_x2(q);
+}
+
+/* The 8 code values 8c .. 8c + 7 of one step's words, in order. */
+template <int MODE, int BITS, int WPL>
+__device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&q)[8]) {
+    if (MODE == MLXN_QUANT_AFFINE && BITS == 4) {
+        const uint32_t v = w[c], lo = v & 0x0F0F0F0Fu, hi = (v >> 4) & 0x0F0F0F0Fu; /* even / odd codes */
+#pragma unroll
+        for (int k = 0; k < 4; k++) q[2 * k] = byte_f32(lo, k), q[2 * k + 1] = byte_f32(hi, k);
+    } else if (MODE == MLXN_QUANT_AFFINE && BITS == 8) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) q[k] = byte_f32(w[2 * c], k), q[4 + k] = byte_f32(w[2 * c + 1], k);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 8; i++) q[i] = code_value<MODE, BITS>(code_at<BITS, WPL>(w, 8 * c + i));
+    }
+}
+
+template <int MODE, int BITS, int NX>
+__global__ void __launch_bounds__(QMV_THREADS, NX == 1 ? 3 : 2) qmv_kernel(qmv_args a) {
+    constexpr int R = QMV_ROWS(NX);
+    constexpr int CPL = MODE == MLXN_QUANT_NVFP4 ? 16 : 32; /* codes per step */
+    constexpr int WPL = CPL * BITS / 32;                     /* words per step */
+    constexpr int U = (WPL <= 4 && NX == 1) ? 2 : 1; /* steps loaded before use: 16 bytes x R rows x 2 in flight */
+    /* NX > 1: dequantize each weight once (s * q + b) and use it for every x
+     * row; NX = 1: d = sum q * x per step, scaled once (one FMA less per weight) */
+    constexpr bool DQ = NX > 1;
+    constexpr bool AFF = MODE == MLXN_QUANT_AFFINE;
+    __shared__ float red[QMV_WARPS][R * NX];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int64_t row0 = (int64_t)blockIdx.x * R;
+    const int nsteps = a.K / CPL;
+    /* e2m1 values come out doubled (see e2m1_x2); halve through the scale */
+    const float vscale = (MODE == MLXN_QUANT_MXFP4 || MODE == MLXN_QUANT_NVFP4) ? 0.5f : 1.0f;
+
+    /* rows past N (last block only) read row N - 1 and are never stored */
+    int64_t rows[R];
+    const uint32_t *wrow[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        rows[r] = row0 + r < a.N ? row0 + r : a.N - 1;
+        wrow[r] = a.w.wq + rows[r] * a.w.wq_st;
+    }
+
+    float acc[R][NX];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < NX; m++) acc[r][m] = 0.0f;
+
+    for (int st0 = tid; st0 < nsteps; st0 += QMV_THREADS * U) {
+        uint32_t w[U][R][WPL];
+        float sc[U][R], bi[U][R];
+        /* issue every load of U steps first */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int st = st0 + QMV_THREADS * u;
+            const int g = (st * CPL) >> a.gshift;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                if (st < nsteps) {
+                    load_words<WPL>(wrow[r] + st * WPL, w[u][r], a.vec);
+                    sc[u][r] = cu_q_scale(a.w, rows[r], g) * vscale;
+                    bi[u][r] = AFF ? cu_load(a.w.bi, a.w.sdt, rows[r] * a.w.bi_st + g) : 0.0f;
+                } else {
+#pragma unroll
+                    for (int i = 0; i < WPL; i++) w[u][r][i] = 0;
+                    sc[u][r] = bi[u][r] = 0.0f;
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int st = st0 + QMV_THREADS * u;
+            if (st >= nsteps) break;
+            float d[R][NX], sx[NX];
+#pragma unroll
+            for (int m = 0; m < NX; m++) {
+                sx[m] = 0.0f;
+#pragma unroll
+                for (int r = 0; r < R; r++) d[r][m] = 0.0f;
+            }
+#pragma unroll
+            for (int c = 0; c < CPL / 8; c++) { /* 8 codes at a time */
+                if (NX == 1) { /* x first, then one row's codes at a time (fewest live registers) */
+                    const float4 *xp = (const float4 *)(a.x + st * CPL + 8 * c);
+                    const float4 x0 = xp[0], x1 = xp[1];
+                    const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+                    if (AFF)
+#pragma unroll
+                        for (int i = 0; i < 8; i++) sx[0] += xv[i];
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        float q[8];
+                        codes8<MODE, BITS, WPL>(w[u][r], c, q);
+#pragma unroll
+                        for (int i = 0; i < 8; i++) d[r][0] = fmaf(q[i], xv[i], d[r][0]);
+                    }
+                } else {
+                    float q[R][8]; /* every row's weights first: each x load then serves R rows */
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        codes8<MODE, BITS, WPL>(w[u][r], c, q[r]);
+#pragma unroll
+                        for (int i = 0; i < 8; i++) q[r][i] = AFF ? fmaf(sc[u][r], q[r][i], bi[u][r]) : q[r][i] * sc[u][r];
+                    }
+#pragma unroll
+                    for (int m = 0; m < NX; m++) {
+                        if (m >= a.M) break;
+                        const float4 *xp = (const float4 *)(a.x + m * a.ldx + st * CPL + 8 * c);
+                        const float4 x0 = xp[0], x1 = xp[1];
+                        const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+                        for (int r = 0; r < R; r++)
+#pragma unroll
+                            for (int i = 0; i < 8; i++) acc[r][m] = fmaf(q[r][i], xv[i], acc[r][m]);
+                    }
+                }
+            }
+            if (!DQ)
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int m = 0; m < NX; m++)
+                    acc[r][m] = AFF ? fmaf(sc[u][r], d[r][m], fmaf(bi[u][r], sx[m], acc[r][m]))
+                                    : fmaf(sc[u][r], d[r][m], acc[r][m]);
+        }
+    }
+    /* reduce: warps by shuffles, then the warps' partials through shared memory */
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int m = 0; m < NX; m++) {
+            float v = cu_warp_sum(acc[r][m]);
+            if (lane == 0) red[warp][r * NX + m] = v;
+        }
+    __syncthreads();
+    if (tid < R * NX) {
+        const int r = tid / NX, m = tid % NX;
+        float v = 0.0f;
+#pragma unroll
+        for (int i = 0; i < QMV_WARPS; i++) v += red[i][tid];
+        if (row0 + r < a.N && m < a.M) a.out[m * a.ldo + row0 + r] = v;
+    }
+}
+
+/* Not transposed: W logical [K, N] stored as [K rows, N cols] quantized
+ * along N; out[m, n] = sum_k x[m, k] * W[k, n]. One thread per column n;
+ * x reads are broadcasts. x [M, ldx] contiguous along K. */
+__global__ void qmv_n_kernel(cu_qmat w, const float *x, int64_t ldx, int M, int64_t K, int64_t N, float *out,
+                             int64_t ldo) {
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < N; n += (int64_t)gridDim.x * blockDim.x) {
+        float acc[QMV_NX_MAX];
+#pragma unroll
+        for (int m = 0; m < QMV_NX_MAX; m++) acc[m] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            float wv = cu_q_weight(w, k, n);
+#pragma unroll
+            for (int m = 0; m < QMV_NX_MAX; m++)
+                if (m < M) acc[m] = fmaf(x[m * ldx + k], wv, acc[m]);
+        }
+#pragma unroll
+        for (int m = 0; m < QMV_NX_MAX; m++)
+            if (m < M) out[m * ldo + n] = acc[m];
+    }
+}
+
+/* ---- the instantiation matrix: every (mode, bits) the kernel is built for ---- */
+#define QMV_KINDS(X)                                                                                       \
+    X(MLXN_QUANT_AFFINE, 1) X(MLXN_QUANT_AFFINE, 2) X(MLXN_QUANT_AFFINE, 3) X(MLXN_QUANT_AFFINE, 4)           \
+    X(MLXN_QUANT_AFFINE, 5) X(MLXN_QUANT_AFFINE, 6) X(MLXN_QUANT_AFFINE, 8) X(MLXN_QUANT_MXFP4, 4)            \
+    X(MLXN_QUANT_MXFP8, 8) X(MLXN_QUANT_NVFP4, 4)
+
+typedef void (*qmv_fn)(qmv_args);
+
+static qmv_fn qmv_pick(int mode, int bits, int nx) {
+#define PICK(M, B)                                                                                         \
+    if (mode == (M) && bits == (B)) return nx == 1 ? qmv_kernel<(M), (B), 1> : qmv_kernel<(M), (B), QMV_NX_MAX>;
+    QMV_KINDS(PICK)
+#undef PICK
+    return NULL;
+}
+
+/* Bytes of alignment the vector code loads of this mode/width need. */
+static int qmv_align(int mode, int bits) {
+    int wpl = (mode == MLXN_QUANT_NVFP4 ? 16 : 32) * bits / 32;
+    return wpl % 4 == 0 ? 16 : wpl % 2 == 0 ? 8 : 4;
+}
+
+extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                              const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                              const mlxn_quant_params *q, bool transpose, mlxn_tensor *out) {
+    const char *op = "quantized_matmul";
+    MLXN_TRY(cu_begin(s, op));
+    cu_qmat w;
+    MLXN_TRY(cu_qmat_of(op, wq, scales, biases, q, &w));
+    cu_view xv = cu_view_of(x);
+    const int64_t M = cu_rows(xv), K = cu_last(xv), N = out->shape[out->ndim - 1];
+    float *o = (float *)cu_ptr(out);
+    cudaStream_t cs = cu_ctx(s)->s;
+    if (M == 0 || N == 0) return MLXN_OK;
+    if (K == 0)
+        return cu_check(cudaMemsetAsync(o, 0, (size_t)(M * N) * sizeof(float), cs), op, "cudaMemsetAsync",
+                        cu_ctx(s)->index);
+    qmv_fn fn = transpose ? qmv_pick(q->mode, q->bits, 1) : NULL;
+    if (transpose && !fn)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: quantized_matmul for %s %d-bit is not built yet",
+                         mlxn_quant_mode_name(q->mode), q->bits);
+    if (K > INT32_MAX / 2 || N > INT32_MAX)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: quantized_matmul with %lld x %lld weights is not built yet",
+                         (long long)N, (long long)K);
+
+    /* x as [M, ldx] rows, unit stride, 16-byte aligned: in place or gathered */
+    int64_t ldx = 0;
+    const float *xp = (const float *)cu_ptr(x);
+    float *xs = NULL;
+    if (!(xv.st[xv.nd - 1] == 1 || K == 1) || !cu_rows_uniform(xv, &ldx) || ldx % 4 || ((uintptr_t)xp & 15)) {
+        MLXN_TRY(cu_scratch(s, op, (size_t)(M * K) * sizeof(float), (void **)&xs));
+        mlxn_status st = cu_gather_f32(s, op, x, xs);
+        if (st != MLXN_OK) {
+            cu_scratch_free(s, xs);
+            return st;
+        }
+        xp = xs;
+        ldx = K;
+    }
+    mlxn_status st = MLXN_OK;
+    for (int64_t m0 = 0; m0 < M && st == MLXN_OK; m0 += QMV_NX_MAX) {
+        int mc = (int)(M - m0 < QMV_NX_MAX ? M - m0 : QMV_NX_MAX);
+        if (transpose) {
+            int al = qmv_align(q->mode, q->bits), nx = mc == 1 ? 1 : QMV_NX_MAX, gshift = 0;
+            while ((1 << gshift) < q->group_size) gshift++;
+            qmv_args a = {w, xp + m0 * ldx, ldx, mc, (int)K, N, o + m0 * N, N, gshift,
+                          ((uintptr_t)w.wq % al == 0 && (w.wq_st * 4) % al == 0) ? 1 : 0};
+            int64_t blocks = (N + QMV_ROWS(nx) - 1) / QMV_ROWS(nx);
+            qmv_pick(q->mode, q->bits, nx)<<<(unsigned)blocks, QMV_THREADS, 0, cs>>>(a);
+            st = cu_launched(s, op, "qmv_kernel");
+        } else {
+            qmv_n_kernel<<<cu_blocks(N, 128), 128, 0, cs>>>(w, xp + m0 * ldx, ldx, mc, K, N, o + m0 * N, N);
+            st = cu_launched(s, op, "qmv_n_kernel");
+        }
+    }
+    cu_scratch_free(s, xs);
+    return st;
+}

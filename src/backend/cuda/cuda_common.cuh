@@ -1,0 +1,213 @@
+/* Shared by every CUDA kernel file (C++ only, never included from C):
+ * the per-stream state, the device view of a tensor (a strided [..., D]
+ * description passed to kernels by value), float loads/stores for the
+ * f32/f16/bf16 dtypes, warp/block reductions, launch checks and
+ * stream-ordered scratch memory.
+ *
+ * Op entry points (extern "C", declared in cuda_ops.h) follow one pattern:
+ * cu_begin() selects the stream's GPU, the kernels are launched on the
+ * stream, and cu_launched() turns a launch error into a status carrying
+ * CUDA's own text. Execution errors surface at the next stream sync. */
+#ifndef MLXN_CUDA_COMMON_CUH
+#define MLXN_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "core/internal.h"
+}
+
+/* ---- per-stream state --------------------------------------------------- */
+
+typedef struct cu_stream {
+    cudaStream_t s;
+    cublasHandle_t blas; /* created on the first dense matmul (cuBLAS init costs ~ms) */
+    int index;           /* the GPU ordinal */
+} cu_stream;
+
+static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
+
+static inline mlxn_status cu_check(cudaError_t e, const char *op, const char *what, int index) {
+    if (e == cudaSuccess) return MLXN_OK;
+    return mlxn_fail(e == cudaErrorMemoryAllocation ? MLXN_ERR_OUT_OF_MEMORY : MLXN_ERR_DEVICE,
+                     "cuda:%d: %s: %s failed: %s", index, op, what, cudaGetErrorString(e));
+}
+
+/* Select the stream's GPU (cheap when it already is current). */
+static inline mlxn_status cu_begin(mlxn_stream *s, const char *op) {
+    return cu_check(cudaSetDevice(cu_ctx(s)->index), op, "cudaSetDevice", cu_ctx(s)->index);
+}
+
+/* After a launch: a bad configuration or a sticky error becomes a status. */
+static inline mlxn_status cu_launched(mlxn_stream *s, const char *op, const char *kernel) {
+    return cu_check(cudaGetLastError(), op, kernel, cu_ctx(s)->index);
+}
+
+/* Stream-ordered scratch (cudaMallocAsync: plain device memory from the
+ * stream's pool, freed in stream order, so no host sync is needed). */
+static inline mlxn_status cu_scratch(mlxn_stream *s, const char *op, size_t bytes, void **p) {
+    cudaError_t e = cudaMallocAsync(p, bytes ? bytes : 1, cu_ctx(s)->s);
+    if (e == cudaSuccess) return MLXN_OK;
+    (void)cudaGetLastError(); /* an allocation failure is not sticky: clear it */
+    return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: %s: could not allocate %zu bytes of scratch: %s",
+                     cu_ctx(s)->index, op, bytes, cudaGetErrorString(e));
+}
+static inline void cu_scratch_free(mlxn_stream *s, void *p) {
+    if (p) cudaFreeAsync(p, cu_ctx(s)->s);
+}
+
+/* Device address of element 0 of a tensor. */
+static inline void *cu_ptr(const mlxn_tensor *t) { return (char *)t->buf->ptr + t->offset; }
+
+/* ---- tensors as kernels see them ---------------------------------------- */
+
+/* A tensor of up to MLXN_MAX_DIMS dims: base pointer, dtype and strides in
+ * elements. A 0-d tensor is described as [1]. Passed by value. */
+typedef struct cu_view {
+    const char *p;
+    int dt;                         /* mlxn_dtype */
+    int nd;                         /* >= 1 */
+    int64_t shape[MLXN_MAX_DIMS];
+    int64_t st[MLXN_MAX_DIMS];      /* elements */
+} cu_view;
+
+static inline cu_view cu_view_of(const mlxn_tensor *t) {
+    cu_view v;
+    v.p = (const char *)cu_ptr(t);
+    v.dt = (int)t->dtype;
+    v.nd = t->ndim ? t->ndim : 1;
+    for (int i = 0; i < MLXN_MAX_DIMS; i++) {
+        v.shape[i] = i < t->ndim ? t->shape[i] : 1;
+        v.st[i] = i < t->ndim ? t->strides[i] : 1;
+    }
+    return v;
+}
+
+/* Rows of a [..., D] view (product of the leading dims) and D. */
+static inline int64_t cu_rows(const cu_view &v) {
+    int64_t n = 1;
+    for (int i = 0; i < v.nd - 1; i++) n *= v.shape[i];
+    return n;
+}
+static inline int64_t cu_last(const cu_view &v) { return v.shape[v.nd - 1]; }
+
+/* The view is row-major contiguous. */
+static inline bool cu_contig(const cu_view &v) {
+    int64_t want = 1;
+    for (int i = v.nd - 1; i >= 0; i--) {
+        if (v.shape[i] != 1 && v.st[i] != want) return false;
+        want *= v.shape[i];
+    }
+    return true;
+}
+
+/* Element offset of row r (row-major over the leading dims). */
+__device__ __forceinline__ int64_t cu_row_off(const cu_view &v, int64_t r) {
+    int64_t off = 0;
+    for (int i = v.nd - 2; i >= 0; i--) {
+        int64_t d = v.shape[i];
+        int64_t q = r / d;
+        off += (r - q * d) * v.st[i];
+        r = q;
+    }
+    return off;
+}
+
+/* Element offset of flat (row-major) element index e. */
+__device__ __forceinline__ int64_t cu_elem_off(const cu_view &v, int64_t e) {
+    int64_t off = 0;
+    for (int i = v.nd - 1; i >= 0; i--) {
+        int64_t d = v.shape[i];
+        int64_t q = e / d;
+        off += (e - q * d) * v.st[i];
+        e = q;
+    }
+    return off;
+}
+
+/* ---- float dtypes ------------------------------------------------------- */
+
+__device__ __forceinline__ float cu_bf16_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+__device__ __forceinline__ float cu_f16_f32(uint16_t h) { return __half2float(__ushort_as_half(h)); }
+
+/* f32 -> bf16 exactly as mlxn_f32_to_bf16: NaN stays a quiet NaN with its
+ * top bits, everything else rounds to nearest, ties to even. */
+__device__ __forceinline__ uint16_t cu_f32_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+/* f32 -> f16, round to nearest even (the hardware conversion; NaN payloads
+ * are not preserved bit for bit, which no op contract relies on). */
+__device__ __forceinline__ uint16_t cu_f32_f16(float f) { return __half_as_ushort(__float2half_rn(f)); }
+
+/* Element i of a float array of dtype dt (f32/f16/bf16). */
+__device__ __forceinline__ float cu_load(const void *p, int dt, int64_t i) {
+    switch (dt) {
+    case MLXN_DTYPE_F16: return cu_f16_f32(((const uint16_t *)p)[i]);
+    case MLXN_DTYPE_BF16: return cu_bf16_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+__device__ __forceinline__ void cu_store(void *p, int dt, int64_t i, float v) {
+    switch (dt) {
+    case MLXN_DTYPE_F16: ((uint16_t *)p)[i] = cu_f32_f16(v); break;
+    case MLXN_DTYPE_BF16: ((uint16_t *)p)[i] = cu_f32_bf16(v); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+/* ---- reductions ---------------------------------------------------------- */
+
+__device__ __forceinline__ float cu_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over a block of blockDim.x threads (a multiple of 32, <= 1024);
+ * every thread gets the result. sh: 32 floats of shared memory. */
+__device__ __forceinline__ float cu_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = cu_warp_sum(v);
+    __syncthreads(); /* sh may still be read from a previous reduction */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return cu_warp_sum(v);
+}
+
+/* The leading dims of a [..., D] view collapse to rows a single stride
+ * (*ld, elements) apart: each dim longer than 1 steps by the next inner
+ * such dim's stride times its length. */
+static inline bool cu_rows_uniform(const cu_view &v, int64_t *ld) {
+    int first = -1, prev = -1; /* innermost / last seen leading dim longer than 1 */
+    for (int i = v.nd - 2; i >= 0; i--) {
+        if (v.shape[i] == 1) continue;
+        if (prev >= 0 && v.st[i] != v.st[prev] * v.shape[prev]) return false;
+        if (first < 0) first = i;
+        prev = i;
+    }
+    *ld = first >= 0 ? v.st[first] : v.shape[v.nd - 1];
+    return true;
+}
+
+/* Copy any f32/f16/bf16 view into a contiguous f32 array (cu_elementwise.cu). */
+mlxn_status cu_gather_f32(mlxn_stream *s, const char *op, const mlxn_tensor *t, float *dst);
+/* Copy any f32/f16/bf16 view into a contiguous array of dtype dt. */
+mlxn_status cu_gather_as(mlxn_stream *s, const char *op, const mlxn_tensor *t, mlxn_dtype dt, void *dst);
+
+/* Grid size for n items at `per_block` items per block, capped (kernels
+ * loop with a grid stride past the cap). */
+static inline unsigned cu_blocks(int64_t n, int per_block) {
+    int64_t b = (n + per_block - 1) / per_block;
+    if (b < 1) b = 1;
+    return (unsigned)(b > 65535 * 16 ? 65535 * 16 : b);
+}
+
+#endif

@@ -1,0 +1,58 @@
+/* extern "C" entry points of the CUDA kernels, one per backend op, with
+ * the vtable's arguments (validated by src/ops). Each lives in a .cu file
+ * of this directory:
+ *   cu_elementwise.cu  add, scale, copy, silu, gelu, swiglu, geglu
+ *   cu_reduce.cu       rms_norm, layer_norm, softmax, argmax
+ *   cu_rope.cu         rope
+ *   cu_hadamard.cu     hadamard
+ *   cu_embedding.cu    embedding, quantized_embedding
+ *   cu_qmatmul.cu      quantized_matmul (mat-vec kernels, one matrix of
+ *                      instantiations)
+ *   cu_matmul.cu       matmul (cuBLAS)
+ *   cu_sdpa.cu         sdpa
+ * Only compiled with MLXN_HAVE_CUDA. */
+#ifndef MLXN_CUDA_OPS_H
+#define MLXN_CUDA_OPS_H
+
+#include "mlxn/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+mlxn_status cu_op_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
+mlxn_status cu_op_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
+mlxn_status cu_op_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
+mlxn_status cu_op_silu(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+mlxn_status cu_op_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out);
+mlxn_status cu_op_swiglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_tensor *out);
+mlxn_status cu_op_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_gelu_kind kind,
+                        mlxn_tensor *out);
+
+mlxn_status cu_op_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps, float w_offset,
+                           mlxn_tensor *out);
+mlxn_status cu_op_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *b,
+                             float eps, mlxn_tensor *out);
+mlxn_status cu_op_softmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+mlxn_status cu_op_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+
+mlxn_status cu_op_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p, mlxn_tensor *out);
+mlxn_status cu_op_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+
+mlxn_status cu_op_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table, mlxn_tensor *out);
+mlxn_status cu_op_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,
+                                      const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                      const mlxn_quant_params *q, mlxn_tensor *out);
+
+mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                   const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                   const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
+                         mlxn_tensor *out);
+mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                       const mlxn_sdpa_params *p, mlxn_tensor *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
