@@ -1,4 +1,4 @@
-/* mlxn bench qmv | qmm: time the quantized matmul on the CPU.
+/* mlxn bench qmv | qmm: time the quantized matmul on the CPU or a GPU.
  *
  * Random codes and scales (the kernels' speed does not depend on the
  * values) for W [rows, cols] (out = x @ W^T; with --transpose 0, W is
@@ -9,7 +9,18 @@
  * in the same process with the same number of threads, the machine's
  * memory read bandwidth over a 512 MiB buffer (--mem-mib; far past the
  * caches of most machines) and
- * over a buffer the size of the weights (what a warm cache can give). */
+ * over a buffer the size of the weights (what a warm cache can give).
+ *
+ * --device cuda[:N] times the op on a GPU with device events (cuda_bench.h):
+ * after at least 300 ms of warm-up calls (the clocks ramp up from idle),
+ * every timed call is queued behind a short device-side wait, with an event
+ * between calls, so each interval is device time (the kernel plus the gap
+ * between two queued launches), never host launch latency. The weights are
+ * replicated over enough copies to exceed 3x the L2 cache and the calls
+ * rotate through them, so every call reads its weights from device memory
+ * (one 4096 x 14336 4-bit matrix, 33 MB, would otherwise sit in an H100's
+ * 50 MB L2). The ceiling printed beside it is a device-to-device copy
+ * measured in the same process (bytes read + written per second). */
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
@@ -19,12 +30,13 @@
 #include <time.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_bench.h"
 #include "commands.h"
 #include "core/threadpool.h"
 #include "mlxn/mlxn.h"
 
 typedef struct bench_opts {
-    const char *what;
+    const char *what, *device;
     int bits, group, transpose, threads, reps, warmup, json, mem_mib;
     int64_t rows, cols, n;
     mlxn_quant_mode mode;
@@ -46,6 +58,7 @@ static void usage(FILE *f) {
             "  --warmup W        untimed calls first (default 5)\n"
             "  --transpose 0|1   1: out = x @ W^T (default), 0: out = x @ W\n"
             "  --mem-mib S       size of the memory-bandwidth read buffer (default 512; 0 skips)\n"
+            "  --device D        cpu (default), cuda or cuda:N\n"
             "  --json            one JSON object instead of text\n");
 }
 
@@ -133,7 +146,7 @@ static double read_bandwidth(mlxn_threadpool *pool, size_t bytes, int reps) {
 /* ---- the benchmark ------------------------------------------------------ */
 
 static int parse(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.what = argv[1], .bits = 4, .group = 64, .transpose = 1, .threads = 0, .reps = 30,
+    *o = (bench_opts){.what = argv[1], .device = "cpu", .bits = 4, .group = 64, .transpose = 1, .threads = 0, .reps = 30,
                       .warmup = 5, .mem_mib = 512, .rows = 4096, .cols = 14336, .n = -1, .mode = MLXN_QUANT_AFFINE,
                       .isa = MLXN_CPU_ISA_AUTO};
     int group_set = 0, bits_set = 0;
@@ -152,6 +165,7 @@ static int parse(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--reps")) o->reps = atoi(v);
         else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
         else if (!strcmp(a, "--mem-mib")) o->mem_mib = atoi(v);
+        else if (!strcmp(a, "--device")) o->device = v;
         else if (!strcmp(a, "--transpose")) o->transpose = atoi(v) != 0;
         else if (!strcmp(a, "--mode")) {
             if (mlxn_quant_mode_parse(v, &o->mode) != MLXN_OK) {
@@ -181,6 +195,154 @@ static int parse(int argc, char **argv, bench_opts *o) {
     return 0;
 }
 
+/* Random codes (no mxfp8 NaN codes), scales/biases of a realistic size and
+ * x in [-1, 1]; the kernels' speed does not depend on the values. */
+static void fill_inputs(const bench_opts *o, uint64_t *seed, uint32_t *w, int64_t nw, void *sc, void *bi, int64_t ng,
+                        float *xp) {
+    int affine = o->mode == MLXN_QUANT_AFFINE;
+    for (int64_t i = 0; i < nw; i++) w[i] = (uint32_t)rng_next(seed);
+    if (o->mode == MLXN_QUANT_MXFP8) /* no NaN codes */
+        for (int64_t i = 0; i < nw * 4; i++)
+            if ((((uint8_t *)w)[i] & 0x7f) == 0x7f) ((uint8_t *)w)[i] = 0x30;
+    for (int64_t i = 0; i < ng; i++) {
+        if (affine) {
+            ((uint16_t *)sc)[i] = mlxn_f32_to_bf16(0.01f + (float)(rng_next(seed) % 100) * 1e-4f);
+            ((uint16_t *)bi)[i] = mlxn_f32_to_bf16(-0.08f);
+        } else {
+            ((uint8_t *)sc)[i] = (uint8_t)(o->mode == MLXN_QUANT_NVFP4 ? 0x30 : 120);
+        }
+    }
+    for (int64_t i = 0; i < o->n * o->cols; i++) xp[i] = (float)((int64_t)(rng_next(seed) % 2001) - 1000) * 1e-3f;
+}
+
+static double median_of(double *t, int n) {
+    qsort(t, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* The --device cuda[:N] path: see the top of the file. */
+static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlxn_device_params *dp, int64_t qrows,
+                      int64_t qcols) {
+    mlxn_device *dev = NULL;
+    if (mlxn_device_new(dp, &dev) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
+        return 1;
+    }
+    enum { MAX_SETS = 64 };
+    int rc = 1, affine = o->mode == MLXN_QUANT_AFFINE, nsets = 0, sms = 0;
+    size_t l2 = 0;
+    mlxn_dtype sdt = affine ? MLXN_DTYPE_BF16 : MLXN_DTYPE_U8;
+    int64_t wshape[2] = {qrows, mlxn_quant_words_per_row(q, qcols)}, sshape[2] = {qrows, qcols / o->group};
+    int64_t xshape[2] = {o->n, o->cols}, oshape[2] = {o->n, o->rows};
+    int64_t nw = wshape[0] * wshape[1], ng = sshape[0] * sshape[1];
+    size_t ssz = mlxn_dtype_size(sdt);
+    mlxn_tensor wq[MAX_SETS], sc[MAX_SETS], bi[MAX_SETS], x = {0}, out = {0};
+    memset(wq, 0, sizeof wq), memset(sc, 0, sizeof sc), memset(bi, 0, sizeof bi);
+    uint32_t *hw = malloc((size_t)nw * 4);
+    void *hs = malloc((size_t)ng * ssz), *hb = malloc((size_t)ng * ssz);
+    float *hx = malloc((size_t)(o->n * o->cols) * sizeof(float));
+    double *t = malloc((size_t)o->reps * sizeof(double));
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_cuda_timer *tm = NULL;
+    if (!hw || !hs || !hb || !hx || !t) {
+        fprintf(stderr, "mlxn bench: out of host memory\n");
+        goto done;
+    }
+    uint64_t seed = 12345;
+    fill_inputs(o, &seed, hw, nw, hs, hb, ng, hx);
+    if (mlxn_cuda_device_info(dev, &l2, &sms) != MLXN_OK) goto fail;
+    size_t wbytes = (size_t)nw * 4 + (size_t)ng * ssz * (affine ? 2 : 1);
+    /* enough weight copies that a rotation through them spans 3x L2 (every call misses) */
+    nsets = (int)((3 * l2 + wbytes - 1) / wbytes);
+    nsets = nsets < 1 ? 1 : nsets > MAX_SETS ? MAX_SETS : nsets;
+    for (int i = 0; i < nsets; i++) {
+        if (mlxn_tensor_alloc(dev, MLXN_DTYPE_U32, 2, wshape, &wq[i]) != MLXN_OK ||
+            mlxn_tensor_alloc(dev, sdt, 2, sshape, &sc[i]) != MLXN_OK ||
+            (affine && mlxn_tensor_alloc(dev, sdt, 2, sshape, &bi[i]) != MLXN_OK) ||
+            mlxn_buffer_write(wq[i].buf, 0, hw, (size_t)nw * 4) != MLXN_OK ||
+            mlxn_buffer_write(sc[i].buf, 0, hs, (size_t)ng * ssz) != MLXN_OK ||
+            (affine && mlxn_buffer_write(bi[i].buf, 0, hb, (size_t)ng * ssz) != MLXN_OK))
+            goto fail;
+    }
+    if (mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, xshape, &x) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, oshape, &out) != MLXN_OK ||
+        mlxn_buffer_write(x.buf, 0, hx, (size_t)(o->n * o->cols) * sizeof(float)) != MLXN_OK)
+        goto fail;
+    /* warm-up: --warmup calls and at least 300 ms of them, so the GPU's clocks
+     * have ramped up from idle before anything is timed */
+    double w0 = now_us();
+    for (int i = 0; i < o->warmup + nsets || now_us() - w0 < 300e3; i++) {
+        int k = i % nsets;
+        if (mlxn_quantized_matmul(s, &x, &wq[k], &sc[k], affine ? &bi[k] : NULL, q, o->transpose, &out) != MLXN_OK)
+            goto fail;
+        if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
+    }
+    if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
+    /* the device waits ~20 us per call to be queued (host-side validation and launch are a few us) */
+    if (mlxn_cuda_timer_begin(s, o->reps + 1, 1000.0 + 20.0 * o->reps, &tm) != MLXN_OK) goto fail;
+    if (mlxn_cuda_timer_mark(tm, 0) != MLXN_OK) goto fail;
+    for (int i = 0; i < o->reps; i++) {
+        int k = i % nsets;
+        if (mlxn_quantized_matmul(s, &x, &wq[k], &sc[k], affine ? &bi[k] : NULL, q, o->transpose, &out) != MLXN_OK ||
+            mlxn_cuda_timer_mark(tm, i + 1) != MLXN_OK)
+            goto fail;
+    }
+    mlxn_status st = mlxn_cuda_timer_end(tm, t);
+    tm = NULL;
+    if (st != MLXN_OK) goto fail;
+    double mean = 0;
+    for (int i = 0; i < o->reps; i++) mean += t[i] / o->reps;
+    double med = median_of(t, o->reps), tmin = t[0], tmax = t[o->reps - 1];
+    double copy_gbs = 0;
+    if (mlxn_cuda_copy_bandwidth(dev, (size_t)256 << 20, 20, &copy_gbs) != MLXN_OK) goto fail;
+    size_t bytes = wbytes + (size_t)(o->n * o->cols + o->n * o->rows) * sizeof(float);
+    double gbs = (double)bytes / (med * 1e3), pct = copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0;
+    const char *dname = mlxn_device_name(dev);
+    if (o->json) {
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, "
+                              "s:f, s:i, s:I, s:i}",
+                              "bench", o->what, "device", dname, "mode", mlxn_quant_mode_name(o->mode), "bits", o->bits,
+                              "group_size", o->group, "rows", (json_int_t)o->rows, "cols", (json_int_t)o->cols, "n",
+                              (json_int_t)o->n, "transpose", o->transpose, "reps", o->reps, "median_us", med, "mean_us",
+                              mean, "min_us", tmin, "max_us", tmax, "bytes", (json_int_t)bytes, "gb_s", gbs,
+                              "copy_gb_s", copy_gbs, "pct_of_copy", pct, "weight_sets", nsets, "l2_bytes",
+                              (json_int_t)l2, "sms", sms);
+        char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!txt) {
+            fprintf(stderr, "mlxn bench: could not build the JSON output\n");
+            goto done;
+        }
+        printf("%s\n", txt);
+        free(txt);
+    } else {
+        printf("%s: %s %d-bit group %d, W %lld x %lld (%s), x %lld x %lld, %s\n", o->what,
+               mlxn_quant_mode_name(o->mode), o->bits, o->group, (long long)o->rows, (long long)o->cols,
+               o->transpose ? "out = x @ W^T" : "out = x @ W", (long long)o->n, (long long)o->cols, dname);
+        printf("time: median %.2f us (mean %.2f, min %.2f, max %.2f) over %d device-timed calls after %d warm-up, "
+               "rotating %d weight copies (L2 %.0f MB, %d SMs)\n",
+               med, mean, tmin, tmax, o->reps, o->warmup, nsets, (double)l2 / 1e6, sms);
+        printf("traffic: %.2f MB -> %.1f GB/s effective, %.0f%% of the device-to-device copy (%.1f GB/s)\n",
+               (double)bytes / 1e6, gbs, pct, copy_gbs);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
+done:
+    if (tm) mlxn_cuda_timer_end(tm, t);
+    mlxn_tensor_release(&out);
+    mlxn_tensor_release(&x);
+    for (int i = 0; i < nsets; i++) {
+        mlxn_tensor_release(&wq[i]);
+        mlxn_tensor_release(&sc[i]);
+        if (affine) mlxn_tensor_release(&bi[i]);
+    }
+    free(hw), free(hs), free(hb), free(hx), free(t);
+    mlxn_device_free(dev);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || (strcmp(argv[1], "qmv") && strcmp(argv[1], "qmm"))) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -202,6 +364,11 @@ int cmd_bench(int argc, char **argv) {
         return 2;
     }
     mlxn_device_params dp = {.kind = MLXN_DEVICE_CPU, .n_threads = o.threads, .isa = o.isa};
+    if (mlxn_device_parse(o.device, &dp) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
+        return 2;
+    }
+    if (dp.kind == MLXN_DEVICE_CUDA) return bench_cuda(&o, &q, &dp, qrows, qcols);
     mlxn_device *dev = NULL;
     if (mlxn_device_new(&dp, &dev) != MLXN_OK) {
         fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
@@ -222,25 +389,8 @@ int cmd_bench(int argc, char **argv) {
         goto done;
     }
     uint64_t seed = 12345;
-    {
-        uint32_t *w = mlxn_tensor_host(&wq);
-        int64_t nw = mlxn_tensor_numel(&wq);
-        for (int64_t i = 0; i < nw; i++) w[i] = (uint32_t)rng_next(&seed);
-        if (o.mode == MLXN_QUANT_MXFP8) /* no NaN codes */
-            for (int64_t i = 0; i < nw * 4; i++)
-                if ((((uint8_t *)w)[i] & 0x7f) == 0x7f) ((uint8_t *)w)[i] = 0x30;
-        int64_t ng = mlxn_tensor_numel(&sc);
-        for (int64_t i = 0; i < ng; i++) {
-            if (affine) {
-                ((uint16_t *)mlxn_tensor_host(&sc))[i] = mlxn_f32_to_bf16(0.01f + (float)(rng_next(&seed) % 100) * 1e-4f);
-                ((uint16_t *)mlxn_tensor_host(&bi))[i] = mlxn_f32_to_bf16(-0.08f);
-            } else {
-                ((uint8_t *)mlxn_tensor_host(&sc))[i] = (uint8_t)(o.mode == MLXN_QUANT_NVFP4 ? 0x30 : 120);
-            }
-        }
-        float *xp = mlxn_tensor_host(&x);
-        for (int64_t i = 0; i < o.n * o.cols; i++) xp[i] = (float)((int64_t)(rng_next(&seed) % 2001) - 1000) * 1e-3f;
-    }
+    fill_inputs(&o, &seed, mlxn_tensor_host(&wq), mlxn_tensor_numel(&wq), mlxn_tensor_host(&sc),
+                affine ? mlxn_tensor_host(&bi) : NULL, mlxn_tensor_numel(&sc), mlxn_tensor_host(&x));
     mlxn_stream *s = mlxn_device_stream(dev);
     for (int i = 0; i < o.warmup; i++)
         if (mlxn_quantized_matmul(s, &x, &wq, &sc, affine ? &bi : NULL, &q, o.transpose, &out) != MLXN_OK) {

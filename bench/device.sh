@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One run on a GPU machine: build with nvcc for sm_90a (Hopper), run the
+# whole test suite (the CUDA op tests among it), compute-sanitizer
+# (memcheck, then racecheck) over tests/test_backend_ops, and the CUDA
+# quantized mat-vec benchmarks; full logs go to OUTDIR and a short table is
+# printed last.
+#   bash bench/device.sh OUTDIR
+# Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
+# MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 to skip a
+# stage. Needs cmake, nvcc, a C compiler, pkg-config and jansson
+# (PKG_CONFIG_PATH may point at a jansson installed elsewhere).
+set -u
+OUT=${1:?usage: bench/device.sh OUTDIR}
+mkdir -p "$OUT"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+B=${MLXN_BUILD_DIR:-$ROOT/build-device}
+JOBS=${MLXN_JOBS:-16}
+REPS=${MLXN_BENCH_REPS:-200}
+summary=()
+note() { summary+=("$1"); echo "== $1"; }
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem,driver_version --format=csv \
+  > "$OUT/gpu.txt" 2>&1
+note "gpu: $(tail -n +2 "$OUT/gpu.txt" | head -1)"
+
+t0=$(date +%s)
+if ! { cmake -S "$ROOT" -B "$B" -DMLXN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build "$B" -j "$JOBS"; } > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"
+  echo "build failed (log: $OUT/build.log)"
+  exit 1
+fi
+note "build: ok in $(($(date +%s) - t0)) s"
+
+# the CUDA op tests first, verbose (their output names any op not built yet)
+"$B/tests/test_backend_ops" > "$OUT/test_backend_ops.log" 2>&1
+rc=$?
+note "test_backend_ops: exit $rc, $(tail -1 "$OUT/test_backend_ops.log")"
+grep -E "not built yet|FAIL" "$OUT/test_backend_ops.log" | head -20
+
+if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
+  t0=$(date +%s)
+  ctest --test-dir "$B" -j "$JOBS" --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1
+  note "ctest: exit $? in $(($(date +%s) - t0)) s, $(grep -E 'tests passed' "$OUT/ctest.log")"
+  grep -E "\*\*\*|Failed|Not Run" "$OUT/ctest.log" | head -20
+fi
+
+if [ "${MLXN_SKIP_SANITIZER:-0}" != 1 ]; then
+  for tool in memcheck racecheck; do
+    t0=$(date +%s)
+    compute-sanitizer --tool "$tool" --error-exitcode 3 "$B/tests/test_backend_ops" > "$OUT/sanitizer_$tool.log" 2>&1
+    rc=$?
+    note "compute-sanitizer $tool: exit $rc in $(($(date +%s) - t0)) s, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
+  done
+fi
+
+# quantized mat-vec, W 4096 x 14336 (out = x @ W^T), every mode the kernels cover;
+# the SM/memory clocks are sampled meanwhile (clocks.log)
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 200 \
+  > "$OUT/clocks.log" 2>&1 &
+smi_pid=$!
+bench() { "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --reps "$REPS" --warmup 10 --json "$@"; }
+: > "$OUT/bench.jsonl"
+for args in "--bits 4 --group-size 64 --n 1" "--bits 4 --group-size 64 --n 8" "--bits 4 --group-size 32 --n 1" \
+            "--bits 4 --group-size 128 --n 1" "--bits 2 --group-size 64 --n 1" "--bits 3 --group-size 64 --n 1" \
+            "--bits 5 --group-size 64 --n 1" "--bits 6 --group-size 64 --n 1" "--bits 8 --group-size 64 --n 1" \
+            "--mode mxfp4 --n 1" "--mode nvfp4 --n 1" "--mode mxfp8 --n 1"; do
+  # shellcheck disable=SC2086
+  bench $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $args failed: $(tail -1 "$OUT/bench.err")"
+done
+kill "$smi_pid" 2>/dev/null
+note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/clocks.log" | sort -n | uniq -c | sort -rn | head -3 | tr '\n' ' ')"
+
+# hardware counters of the 4-bit kernel (n = 1 and 8), clocks left as they are
+if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
+  for n in 1 8; do
+    ncu --clock-control none --kernel-name regex:qmv_kernel --launch-skip 100 --launch-count 1 \
+      --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__cycles_elapsed.avg.per_second,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active \
+      "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --n "$n" --reps 5 --warmup 150 > "$OUT/ncu_n$n.log" 2>&1
+    note "ncu n=$n: $(grep -E 'gpu__time_duration.sum|dram__throughput|issue_active|warps_active' "$OUT/ncu_n$n.log" | awk '{print $1"="$(NF)}' | tr '\n' ' ')"
+  done
+fi
+
+echo
+for line in "${summary[@]}"; do echo "$line"; done
+python3 - "$OUT/bench.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+if rows:
+    print(f"qmv on {rows[0]['device']}, copy {rows[0]['copy_gb_s']:.0f} GB/s, {rows[0]['weight_sets']} weight copies")
+    print(f"{'mode':7} {'bits':>4} {'group':>5} {'n':>2} {'median us':>10} {'min us':>8} {'GB/s':>7} {'% copy':>7}")
+for r in rows:
+    print(f"{r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
+          f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}%")
+PY
