@@ -96,6 +96,33 @@ static void check_config(const char *dir) {
     mlxn_weights_free(w);
 }
 
+/* Our tokenizer.json, read by the library's tokenizer, encodes the golden
+ * text to the ids Hugging Face's `tokenizers` gives with a tokenizer built
+ * from the same vocabulary; so does the tokenizer read from the GGUF. */
+static void check_encoding(const char *dir, mlxn_weights *g) {
+    size_t n = 0;
+    const int32_t *want = t_golden_get(g, "gguf_text_ids", MLXN_DTYPE_I32, &n);
+    const char *text = mlxn_weights_metadata(g, "gguf_text");
+    mlxn_tokenizer *t = NULL, *tg = NULL;
+    mlxn_gguf *gg = NULL;
+    CHECK_OK(mlxn_tokenizer_load(dir, &t));
+    CHECK_OK(mlxn_gguf_open(tiny(), &gg));
+    if (gg) CHECK_OK(mlxn_tokenizer_from_gguf(gg, &tg));
+    mlxn_tokenizer *both[2] = {t, tg};
+    for (int k = 0; k < 2 && want && text; k++) {
+        int32_t *ids = NULL;
+        size_t m = 0;
+        if (!both[k]) continue;
+        CHECK_OK(mlxn_tokenizer_encode(both[k], text, strlen(text), 0, &ids, &m));
+        CHECK(m == n && ids && !memcmp(ids, want, sizeof(int32_t) * n), "%s encodes the golden text differently (%zu ids, "
+              "want %zu)", k ? "the GGUF's tokenizer" : "our tokenizer.json", m, n);
+        free(ids);
+    }
+    mlxn_tokenizer_free(t);
+    mlxn_tokenizer_free(tg);
+    mlxn_gguf_free(gg);
+}
+
 static void check_tokenizer(const char *dir) {
     char p[1500];
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
@@ -272,6 +299,7 @@ static void test_tiny(mlxn_device *exact, mlxn_device *fast) {
     CHECK_OK(mlxn_convert(tiny(), dir, NULL));
     check_config(dir);
     check_tokenizer(dir);
+    check_encoding(dir, g);
     check_exact(dir);
     float *conv = cu_logits(exact, dir, tokens, (int64_t)T, &V);
     CHECK(direct && conv && !memcmp(direct, conv, sizeof(float) * n), "converted directory and GGUF logits differ");

@@ -9,6 +9,8 @@
  *    our logits at mlx-lm's top-8 ids stay within LOGIT_TOL of its values;
  *  - greedy 64-token continuations of three prompts: identical to
  *    mlx-lm's up to the first near-tie (reported);
+ *  - the library's tokenizer, on our tokenizer.json and on the GGUF, encodes
+ *    the text to the ids mlx-lm (HF tokenizers on our tokenizer.json) used;
  *  - the GGUF run directly and our converted directory give bit-identical
  *    teacher-forced logits and the same greedy tokens (first prompt).
  * Our activations are f32 (mlx-lm's here: f16 out of the embedding, whose
@@ -101,6 +103,32 @@ int main(int argc, char **argv) {
     float *direct = cu_logits(dev, path, ids, Tn, &V);
     const char *dir = cu_path("smollm2");
     CHECK_OK(mlxn_convert(path, dir, NULL));
+
+    /* the text's ids (mlx-lm tokenized it with HF tokenizers reading our
+       tokenizer.json): the library's tokenizer on that file and on the GGUF
+       gives the same */
+    char tpath[1500];
+    snprintf(tpath, sizeof tpath, "%s/smollm2/text.txt", MLXN_TEST_GOLDEN_DIR);
+    FILE *tf = fopen(tpath, "rb");
+    char *text = calloc(1, 65536);
+    size_t tlen = tf && text ? fread(text, 1, 65535, tf) : 0;
+    if (tf) fclose(tf);
+    mlxn_tokenizer *tk[2] = {NULL, NULL};
+    mlxn_gguf *gf = NULL;
+    CHECK_OK(mlxn_tokenizer_load(dir, &tk[0]));
+    CHECK_OK(mlxn_gguf_open(path, &gf));
+    if (gf) CHECK_OK(mlxn_tokenizer_from_gguf(gf, &tk[1]));
+    for (int k = 0; k < 2; k++) {
+        int32_t *e = NULL;
+        size_t m = 0;
+        if (tk[k]) CHECK_OK(mlxn_tokenizer_encode(tk[k], text, tlen, 0, &e, &m));
+        CHECK(m == T && e && !memcmp(e, ids, sizeof(int32_t) * T), "%s: text.txt encodes to %zu ids, mlx-lm had %zu",
+              k ? "tokenizer from the GGUF" : "tokenizer from our tokenizer.json", m, T);
+        free(e);
+        mlxn_tokenizer_free(tk[k]);
+    }
+    mlxn_gguf_free(gf);
+    free(text);
     float *conv = cu_logits(dev, dir, ids, Tn, &V2);
     CHECK(direct && conv && V == V2 && !memcmp(direct, conv, sizeof(float) * (size_t)(Tn * V)),
           "GGUF and converted directory logits differ");

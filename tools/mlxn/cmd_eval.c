@@ -2,7 +2,9 @@
  * file) and report the logits: every position's [vocab] row as an f32
  * .npy file ([n_tokens, vocab], numpy's format 1.0: a fixed magic, a
  * little header dictionary padded to 64 bytes, then the raw floats), the
- * top-1 id of each position, and optionally a greedy continuation. */
+ * top-1 id of each position, and optionally a greedy continuation, with
+ * prefill and decode tok/s (--last computes only the last row's logits, as
+ * generation does, for a prefill timing comparable with mlx_lm.generate). */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -23,6 +25,8 @@ static void usage(FILE *f) {
             "  --tokens-file FILE    the same, read from a file\n"
             "  --logits-out FILE     write the logits as an f32 .npy [n_tokens, vocab]\n"
             "  --greedy N            then generate N tokens greedily (argmax) and print them\n"
+            "  --last                only the last position's logits (a prompt's prefill, as\n"
+            "                        generation runs it; not with --logits-out)\n"
             "  --threads T           CPU threads (default: one per core)\n"
             "  --chunk N             prefill chunk (default 2048)\n"
             "  --quiet               print nothing but errors\n"
@@ -110,7 +114,7 @@ static double now(void) {
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *tokens_file = NULL, *npy = NULL;
-    int threads = 0, chunk = 0, greedy = 0, quiet = 0;
+    int threads = 0, chunk = 0, greedy = 0, quiet = 0, last = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -119,6 +123,10 @@ int cmd_eval(int argc, char **argv) {
         }
         if (!strcmp(a, "--quiet")) {
             quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--last")) {
+            last = 1;
             continue;
         }
         if (!v) {
@@ -140,7 +148,7 @@ int cmd_eval(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || (!tokens == !tokens_file) || greedy < 0 || threads < 0 || chunk < 0) {
+    if (!model || (!tokens == !tokens_file) || greedy < 0 || threads < 0 || chunk < 0 || (last && npy)) {
         fprintf(stderr, "mlxn eval: give -m MODEL and one of --tokens or --tokens-file\n\n");
         usage(stderr);
         return 2;
@@ -179,7 +187,8 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "mlxn eval: out of memory for %lld x %lld logits\n", (long long)n, (long long)V);
         goto done;
     }
-    if (mlxn_session_forward(s, ids, n, MLXN_LOGITS_ALL, logits) != MLXN_OK) {
+    int64_t rows = last ? 1 : n; /* rows of logits computed */
+    if (mlxn_session_forward(s, ids, n, last ? MLXN_LOGITS_LAST : MLXN_LOGITS_ALL, logits) != MLXN_OK) {
         fprintf(stderr, "mlxn eval: %s\n", mlxn_last_error());
         goto done;
     }
@@ -191,11 +200,11 @@ int cmd_eval(int argc, char **argv) {
     if (!quiet) {
         printf("model %s: %lld tokens, vocab %lld, load %.2f s, forward %.3f s (%.1f tok/s)\ntop1:", model,
                (long long)n, (long long)V, t1 - t0, t2 - t1, (double)n / (t2 - t1));
-        for (int64_t i = 0; i < n; i++) printf(" %d", argmax(logits + i * V, V));
+        for (int64_t i = 0; i < rows; i++) printf(" %d", argmax(logits + i * V, V));
         printf("\n");
     }
     if (greedy > 0) {
-        int32_t next = argmax(logits + (n - 1) * V, V);
+        int32_t next = argmax(logits + (rows - 1) * V, V);
         if (!quiet) printf("greedy:");
         double g0 = now();
         for (int k = 0; k < greedy; k++) {
