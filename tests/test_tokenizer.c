@@ -245,6 +245,11 @@ static void test_bad_input(mlxn_tokenizer *t) {
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"decoder\":{\"type\":\"WordPiece\"}}",
          MLXN_ERR_UNSUPPORTED},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"id\":1}]}", MLXN_ERR_FORMAT},
+        /* a post-processor id the vocabulary does not have */
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"post_processor\":{\"type\":\"TemplateProcessing\","
+         "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},{\"Sequence\":{\"id\":\"A\"}}],"
+         "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[5]}}}}",
+         MLXN_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_FAILS(mlxn_tokenizer_load_json("bad.json", bad[i].json, strlen(bad[i].json), NULL, 0, &b), bad[i].want);

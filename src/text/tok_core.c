@@ -147,6 +147,12 @@ mlxn_status tx_tokenizer_finish(mlxn_tokenizer *t) {
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].id > max_id) max_id = t->added[i].id;
     t->vocab_size = (size_t)(max_id + 1);
+    for (size_t i = 0; i < t->post.n_pre + t->post.n_post; i++) {
+        int32_t id = i < t->post.n_pre ? t->post.pre[i] : t->post.post[i - t->post.n_pre];
+        if (id < 0 || (size_t)id >= t->vocab_size)
+            return mlxn_fail(MLXN_ERR_FORMAT, "%s: post_processor adds id %d, outside the vocabulary [0, %zu)", t->name, id,
+                             t->vocab_size);
+    }
     size_t n = t->vocab_size ? t->vocab_size : 1;
     t->id_to_token = calloc(n, sizeof *t->id_to_token);
     t->added_index = malloc(n * sizeof *t->added_index);
@@ -296,7 +302,7 @@ static mlxn_status word_ids(const mlxn_tokenizer *t, const char *w, size_t len, 
         tx_cache_slot *c = &mt->cache[slot];
         if (c->word && c->len == len && memcmp(c->word, w, len) == 0) {
             mlxn_status st = tx_vec_reserve(ids, c->n);
-            if (!st) {
+            if (!st && c->n) {
                 memcpy((int32_t *)ids->v + ids->n, c->ids, c->n * sizeof(int32_t));
                 ids->n += c->n;
             }
@@ -317,7 +323,7 @@ static mlxn_status word_ids(const mlxn_tokenizer *t, const char *w, size_t len, 
             return MLXN_OK; /* caching is optional */
         }
         memcpy(word, w, len);
-        memcpy(v, (int32_t *)ids->v + before, n * sizeof *v);
+        if (n) memcpy(v, (int32_t *)ids->v + before, n * sizeof *v);
         pthread_mutex_lock(&mt->cache_lock);
         tx_cache_slot *c = &mt->cache[slot];
         free(c->word);
