@@ -8,8 +8,14 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* Every function below is compiled for this ISA (dispatch checks the CPU
+ * first). GCC and clang spell the region differently. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 /* 8 codes (int32 lanes) to their fp-mode values before the scale. */
 static inline __m256 fp_codes8(mlxn_quant_mode mode, __m256i q) {
@@ -110,7 +116,11 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
 
 const qm_kernels qm_kernels_avx2 = {.dequant = dequant_avx2, .tile = tile_avx2, .axpy = axpy_avx2};
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #else
 const qm_kernels qm_kernels_avx2 = {.dequant = qm_dequant_span, .tile = NULL, .axpy = NULL};

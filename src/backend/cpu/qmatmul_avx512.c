@@ -35,8 +35,14 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* Every function below is compiled for this ISA (dispatch checks the CPU
+ * first). GCC and clang spell the region differently. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")
+#endif
 
 #define VBMI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512vbmi,avx2,fma,f16c")))
 
@@ -449,7 +455,11 @@ void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, floa
     else rows_vbmi(m, p, r0, r1, out, ldo, sf);
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #else /* not x86-64 GCC/Clang: the AVX512 level is never selected */
 
