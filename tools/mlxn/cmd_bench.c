@@ -1,6 +1,8 @@
-/* mlxn bench qmv | qmm: time the quantized matmul on the CPU or a GPU.
+/* mlxn bench model | qmv | qmm.
  *
- * Random codes and scales (the kernels' speed does not depend on the
+ * `bench model` (bench_model.c) times a model's prompt processing and
+ * generation, like llama-bench. `bench qmv|qmm` time the quantized matmul
+ * on the CPU or a GPU: random codes and scales (the kernels' speed does not depend on the
  * values) for W [rows, cols] (out = x @ W^T; with --transpose 0, W is
  * [cols, rows] quantized along rows and out = x @ W), x [n, cols] random
  * normal. After --warmup calls, --reps calls are timed one by one; the
@@ -23,6 +25,7 @@
  * measured in the same process (bytes read + written per second). */
 #include <jansson.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,7 @@
 #include "commands.h"
 #include "core/threadpool.h"
 #include "mlxn/mlxn.h"
+#include "options.h"
 
 typedef struct bench_opts {
     const char *what, *device;
@@ -43,24 +47,73 @@ typedef struct bench_opts {
     mlxn_cpu_isa isa;
 } bench_opts;
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mlxn bench qmv|qmm [options]\n"
-            "  --bits B          code width (affine 1,2,3,4,5,6,8; default 4)\n"
-            "  --group-size G    group size (default 64; mxfp* 32, nvfp4 16)\n"
-            "  --mode M          affine | mxfp4 | mxfp8 | nvfp4 (default affine)\n"
-            "  --rows N          output features (W rows; default 4096)\n"
-            "  --cols K          input features (default 14336)\n"
-            "  --n NX            x rows (default 1 for qmv, 8 for qmm)\n"
-            "  --threads T       worker threads (default: one per core)\n"
-            "  --isa I           cap the ISA: scalar | avx2 | avx512 (default: best)\n"
-            "  --reps R          timed calls (default 30)\n"
-            "  --warmup W        untimed calls first (default 5)\n"
-            "  --transpose 0|1   1: out = x @ W^T (default), 0: out = x @ W\n"
-            "  --mem-mib S       size of the memory-bandwidth read buffer (default 512; 0 skips)\n"
-            "  --device D        cpu (default), cuda or cuda:N\n"
-            "  --json            one JSON object instead of text\n");
-}
+typedef struct kernel_opts {
+    int bits, group, transpose, threads, reps, warmup, json, mem_mib, rows, cols, n, isa;
+    const char *mode, *device;
+} kernel_opts;
+
+static const opt_spec kernel_rows[] = {
+    {"bits", 0, OPT_INT, offsetof(kernel_opts, bits), "B", "Code width (affine: 1, 2, 3, 4, 5, 6, 8).",
+     "4 (mxfp8: 8)", 1, 8, NULL},
+    {"group-size", 0, OPT_INT, offsetof(kernel_opts, group), "G", "Quantization group size.",
+     "64 (mxfp*: 32, nvfp4: 16)", 1, 1 << 20, NULL},
+    {"mode", 0, OPT_STRING, offsetof(kernel_opts, mode), "M", "affine, mxfp4, mxfp8 or nvfp4.", "affine", 0, 0,
+     NULL},
+    {"rows", 0, OPT_INT, offsetof(kernel_opts, rows), "N", "Output features (rows of W).", "4096", 1, 1 << 30,
+     NULL},
+    {"cols", 0, OPT_INT, offsetof(kernel_opts, cols), "K", "Input features.", "14336", 1, 1 << 30, NULL},
+    {"n", 0, OPT_INT, offsetof(kernel_opts, n), "NX", "Rows of x.", "1 for qmv, 8 for qmm", 1, 1 << 20, NULL},
+    {"device", 0, OPT_STRING, offsetof(kernel_opts, device), "DEV",
+     "cpu, cuda or cuda:N (a GPU is timed with device events over rotating weight copies).", "cpu", 0, 0, NULL},
+    {"threads", 't', OPT_INT, offsetof(kernel_opts, threads), "T", "CPU worker threads (0: one per core).", "0",
+     0, 4096, NULL},
+    {"isa", 0, OPT_CHOICE, offsetof(kernel_opts, isa), "I", "Cap the CPU instruction set.", "auto", 0, 0,
+     "auto|scalar|avx2|avx512"},
+    {"reps", 0, OPT_INT, offsetof(kernel_opts, reps), "R", "Timed calls.", "30", 1, 1 << 30, NULL},
+    {"warmup", 0, OPT_INT, offsetof(kernel_opts, warmup), "W", "Untimed calls first.", "5", 0, 1 << 30, NULL},
+    {"transpose", 0, OPT_INT, offsetof(kernel_opts, transpose), "0|1",
+     "1: out = x @ W^T (W is [rows, cols]); 0: out = x @ W (W is [cols, rows], quantized along rows).", "1", 0,
+     1, NULL},
+    {"mem-mib", 0, OPT_INT, offsetof(kernel_opts, mem_mib), "S",
+     "Size of the CPU memory-bandwidth read buffer in MiB (0 skips it).", "512", 0, 1 << 20, NULL},
+    {"json", 0, OPT_FLAG, offsetof(kernel_opts, json), NULL, "Print one JSON object instead of text.", NULL, 0, 0,
+     NULL},
+    {0},
+};
+
+#define KERNEL_DESCRIPTION                                                                                      \
+    "Random codes and scales (the speed does not depend on the values). On the CPU, after --warmup calls, "    \
+    "--reps calls are timed one by one; the median, min and max are printed with the effective bandwidth "      \
+    "(weights, scales, biases, x and out bytes over the median time) and the machine's memory read bandwidth "  \
+    "measured in the same process with the same threads, over --mem-mib MiB and over a buffer the size of the " \
+    "weights. On a GPU the calls are timed with device events, after at least 300 ms of warm-up, rotating "     \
+    "through enough weight copies to exceed 3x the L2 cache, beside a device-to-device copy's bandwidth."
+
+const opt_command bench_qmv_command = {
+    .name = "bench qmv",
+    .synopsis = "[options]",
+    .summary = "Time the quantized matrix-vector product (decode's kernel).",
+    .description = KERNEL_DESCRIPTION,
+    .opts = kernel_rows,
+    .examples = "mlxn bench qmv --bits 4 --group-size 64 --rows 4096 --cols 14336",
+};
+
+const opt_command bench_qmm_command = {
+    .name = "bench qmm",
+    .synopsis = "[options]",
+    .summary = "Time the quantized matrix-matrix product (prefill's kernel).",
+    .description = KERNEL_DESCRIPTION,
+    .opts = kernel_rows,
+    .examples = "mlxn bench qmm --n 64 --mode mxfp4 --json",
+};
+
+const opt_command bench_command = {
+    .name = "bench",
+    .synopsis = "model|qmv|qmm [options]",
+    .summary = "Time a model (prompt and generation tok/s, like llama-bench) or the quantized matmul kernels.",
+    .description = "`mlxn bench model`, `mlxn bench qmv` and `mlxn bench qmm` each have their own --help.",
+    .opts = NULL,
+};
 
 static double now_us(void) {
     struct timespec ts;
@@ -146,53 +199,27 @@ static double read_bandwidth(mlxn_threadpool *pool, size_t bytes, int reps) {
 /* ---- the benchmark ------------------------------------------------------ */
 
 static int parse(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.what = argv[1], .device = "cpu", .bits = 4, .group = 64, .transpose = 1, .threads = 0, .reps = 30,
-                      .warmup = 5, .mem_mib = 512, .rows = 4096, .cols = 14336, .n = -1, .mode = MLXN_QUANT_AFFINE,
-                      .isa = MLXN_CPU_ISA_AUTO};
-    int group_set = 0, bits_set = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--json")) { o->json = 1; continue; }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 1; }
-        if (!v) { fprintf(stderr, "mlxn bench: %s needs a value\n", a); return 2; }
-        i++;
-        if (!strcmp(a, "--bits")) o->bits = atoi(v), bits_set = 1;
-        else if (!strcmp(a, "--group-size")) o->group = atoi(v), group_set = 1;
-        else if (!strcmp(a, "--rows")) o->rows = atoll(v);
-        else if (!strcmp(a, "--cols")) o->cols = atoll(v);
-        else if (!strcmp(a, "--n")) o->n = atoll(v);
-        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
-        else if (!strcmp(a, "--reps")) o->reps = atoi(v);
-        else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
-        else if (!strcmp(a, "--mem-mib")) o->mem_mib = atoi(v);
-        else if (!strcmp(a, "--device")) o->device = v;
-        else if (!strcmp(a, "--transpose")) o->transpose = atoi(v) != 0;
-        else if (!strcmp(a, "--mode")) {
-            if (mlxn_quant_mode_parse(v, &o->mode) != MLXN_OK) {
-                fprintf(stderr, "mlxn bench: unknown mode '%s'\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--isa")) {
-            if (!strcmp(v, "scalar")) o->isa = MLXN_CPU_ISA_SCALAR;
-            else if (!strcmp(v, "avx2")) o->isa = MLXN_CPU_ISA_AVX2;
-            else if (!strcmp(v, "avx512")) o->isa = MLXN_CPU_ISA_AVX512;
-            else { fprintf(stderr, "mlxn bench: unknown ISA '%s'\n", v); return 2; }
-        } else {
-            fprintf(stderr, "mlxn bench: unknown option %s\n\n", a);
-            usage(stderr);
-            return 2;
-        }
+    const opt_command *c = !strcmp(argv[1], "qmm") ? &bench_qmm_command : &bench_qmv_command;
+    kernel_opts k = {.bits = 4, .group = 64, .transpose = 1, .reps = 30, .warmup = 5, .mem_mib = 512,
+                     .rows = 4096, .cols = 14336, .n = -1, .mode = "affine", .device = "cpu"};
+    opt_args a;
+    opt_given given;
+    int pr = opt_parse(c, argc, argv, 2, &k, &a, &given);
+    if (pr != OPT_OK) return pr;
+    *o = (bench_opts){.what = argv[1], .device = k.device, .bits = k.bits, .group = k.group,
+                      .transpose = k.transpose, .threads = k.threads, .reps = k.reps, .warmup = k.warmup,
+                      .json = k.json, .mem_mib = k.mem_mib, .rows = k.rows, .cols = k.cols, .n = k.n,
+                      .isa = (mlxn_cpu_isa)k.isa};
+    if (mlxn_quant_mode_parse(k.mode, &o->mode) != MLXN_OK) {
+        opt_error(c, "--mode must be affine, mxfp4, mxfp8 or nvfp4, got '%s'", k.mode);
+        return OPT_ERROR;
     }
     if (o->mode != MLXN_QUANT_AFFINE) { /* the fp modes fix both */
-        if (!bits_set) o->bits = o->mode == MLXN_QUANT_MXFP8 ? 8 : 4;
-        if (!group_set) o->group = o->mode == MLXN_QUANT_NVFP4 ? 16 : 32;
+        if (!opt_was_given(c, &given, "bits")) o->bits = o->mode == MLXN_QUANT_MXFP8 ? 8 : 4;
+        if (!opt_was_given(c, &given, "group-size")) o->group = o->mode == MLXN_QUANT_NVFP4 ? 16 : 32;
     }
     if (o->n < 0) o->n = !strcmp(o->what, "qmm") ? 8 : 1;
-    if (o->rows < 1 || o->cols < 1 || o->n < 1 || o->reps < 1 || o->warmup < 0 || o->threads < 0 || o->mem_mib < 0) {
-        fprintf(stderr, "mlxn bench: sizes, --n and --reps must be positive\n");
-        return 2;
-    }
-    return 0;
+    return OPT_OK;
 }
 
 /* Random codes (no mxfp8 NaN codes), scales/biases of a realistic size and
@@ -344,17 +371,20 @@ done:
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "model")) return cmd_bench_model(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "qmv") && strcmp(argv[1], "qmm"))) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            usage(stdout);
+            opt_help(&bench_command, stdout);
             return 0;
         }
-        usage(stderr);
+        if (argc >= 2) fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv or qmm\n", argv[1]);
+        else fprintf(stderr, "mlxn bench: say what to time: model, qmv or qmm\n");
+        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm) for the options.\n");
         return 2;
     }
     bench_opts o;
     int pr = parse(argc, argv, &o);
-    if (pr) return pr == 1 ? 0 : pr;
+    if (pr) return pr == OPT_HELP ? 0 : 2;
 
     mlxn_quant_params q = {.mode = o.mode, .bits = o.bits, .group_size = o.group};
     /* W's quantized layout: [N, K] (transpose) or [K, N], quantized along its last axis */

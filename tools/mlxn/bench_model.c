@@ -1,0 +1,221 @@
+/* mlxn bench model: a model's prompt-processing and generation speed, in
+ * the manner of llama-bench. Each test starts from an empty KV cache:
+ *   ppN  runs N prompt tokens (in --prefill-chunk chunks), logits of the
+ *        last one: N / seconds;
+ *   tgN  runs N single-token forward passes, each with its logits (what
+ *        decoding does, without sampling): N / seconds.
+ * Token ids are seeded random ids of the vocabulary (speed does not
+ * depend on them). Each test runs --warmup untimed times, then -r timed
+ * times; the median is the figure, with mean, standard deviation, min and
+ * max. */
+#include <jansson.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+
+#include "commands.h"
+#include "progress.h"
+#include "textgen.h"
+
+typedef struct bm_opts {
+    tg_model_opts mo;
+    const char *pp, *tg;
+    int reps, warmup, json;
+} bm_opts;
+
+static const opt_spec bm_rows[] = {
+    TG_MODEL_ROWS(bm_opts, mo),
+    {"n-prompt", 'p', OPT_STRING, offsetof(bm_opts, pp), "N[,N...]",
+     "Prompt lengths to time (0 skips the prompt tests).", "512", 0, 0, NULL},
+    {"n-gen", 'n', OPT_STRING, offsetof(bm_opts, tg), "N[,N...]",
+     "Generation lengths to time (0 skips the generation tests).", "128", 0, 0, NULL},
+    {"repetitions", 'r', OPT_INT, offsetof(bm_opts, reps), "R", "Timed runs of each test.", "3", 1, 1000, NULL},
+    {"warmup", 0, OPT_INT, offsetof(bm_opts, warmup), "W", "Untimed runs of each test first.", "1", 0, 1000,
+     NULL},
+    {"json", 0, OPT_FLAG, offsetof(bm_opts, json), NULL, "Print a JSON array, one object per test.", NULL, 0, 0,
+     NULL},
+    {0},
+};
+
+const opt_command bench_model_command = {
+    .name = "bench model",
+    .synopsis = "-m MODEL [-p 512] [-n 128] [-r 3] [options]",
+    .summary = "Time a model's prompt processing (ppN) and generation (tgN) in tokens per second.",
+    .description =
+        "Like llama-bench: every test starts from an empty KV cache. ppN runs an N-token prompt; tgN runs N "
+        "one-token steps (the decoding loop without sampling). Token ids are seeded random ids. Each test runs "
+        "--warmup untimed times and then -r timed times; the table shows the median tokens per second with "
+        "mean, standard deviation, min and max.",
+    .opts = bm_rows,
+    .examples = "mlxn bench model -m SmolLM2-135M-Instruct-4bit -p 512 -n 128 -r 3\n"
+                "mlxn bench model -m model.gguf -p 128,512 -n 0 -t 1 --json",
+};
+
+static int parse_list(const char *s, int *v, int cap) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x < 0 || x > (1 << 24) || (*end && *end != ',') || n == cap) return -1;
+        if (x > 0) v[n++] = (int)x;
+        s = *end ? end + 1 : end;
+    }
+    return n;
+}
+
+static double model_bytes(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return (double)st.st_size;
+    double total = 0;
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 12 || strcmp(e->d_name + l - 12, ".safetensors")) continue;
+        char f[4096];
+        snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+        if (stat(f, &st) == 0) total += (double)st.st_size;
+    }
+    if (d) closedir(d);
+    return total;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One run of a test; returns seconds, or < 0 after printing the error. */
+static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen) {
+    mlxn_session_reset(c->session);
+    double t0 = progress_now();
+    if (!gen) {
+        if (mlxn_session_forward(c->session, ids, n, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (mlxn_session_forward(c->session, &ids[i], 1, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
+    }
+    return progress_now() - t0;
+fail:
+    fprintf(stderr, "mlxn bench model: %s\n", mlxn_last_error());
+    return -1;
+}
+
+int cmd_bench_model(int argc, char **argv) {
+    bm_opts o = {.pp = "512", .tg = "128", .reps = 3, .warmup = 1};
+    opt_args a;
+    int pr = opt_parse(&bench_model_command, argc, argv, 2, &o, &a, NULL);
+    if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
+    int pp[32], tg[32];
+    int npp = parse_list(o.pp, pp, 32), ntg = parse_list(o.tg, tg, 32);
+    if (npp < 0 || ntg < 0) {
+        opt_error(&bench_model_command, "-p and -n want lengths separated by commas (e.g. 128,512), got '%s'",
+                  npp < 0 ? o.pp : o.tg);
+        return 2;
+    }
+    if (npp + ntg == 0) {
+        opt_error(&bench_model_command, "nothing to time: give a non-zero -p or -n");
+        return 2;
+    }
+    if (!o.mo.model) {
+        opt_error(&bench_model_command, "no model given: add -m PATH (an MLX model directory or a .gguf file)");
+        return 2;
+    }
+    tg_ctx c;
+    int rc = tg_open(&c, "bench model", &o.mo, 1);
+    if (rc) {
+        tg_close(&c);
+        return rc;
+    }
+    rc = 1;
+    int longest = 0;
+    for (int i = 0; i < npp; i++) longest = pp[i] > longest ? pp[i] : longest;
+    for (int i = 0; i < ntg; i++) longest = tg[i] > longest ? tg[i] : longest;
+    json_t *results = o.json ? json_array() : NULL;
+    double *samples = malloc(sizeof(double) * (size_t)o.reps);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)longest);
+    if (!samples || !ids || (o.json && !results)) {
+        fprintf(stderr, "mlxn bench model: out of memory\n");
+        goto done;
+    }
+    if (c.ctx > 0 && longest > c.ctx) {
+        fprintf(stderr, "mlxn bench model: a test of %d tokens does not fit the context of %lld (--ctx-size)\n",
+                longest, (long long)c.ctx);
+        goto done;
+    }
+    uint64_t s = 0x853c49e6748fea9bull;
+    for (int i = 0; i < longest; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((s >> 33) % (uint64_t)c.info->vocab_size);
+    }
+    double bytes = model_bytes(o.mo.model);
+    const char *dev = mlxn_device_name(c.dev);
+    if (!o.json) {
+        printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s\n", o.mo.model, c.info->arch,
+               bytes / 1048576.0, c.info->n_layers, dev, c.kv_name);
+        printf("| test   |     t/s (median) |       mean ± sd |      min |      max | runs |\n");
+        printf("| ------ | ---------------: | --------------: | -------: | -------: | ---: |\n");
+        fflush(stdout);
+    }
+    for (int t = 0; t < npp + ntg; t++) {
+        int gen = t >= npp, n = gen ? tg[t - npp] : pp[t];
+        char name[32];
+        snprintf(name, sizeof name, "%s%d", gen ? "tg" : "pp", n);
+        progress p;
+        progress_start(&p, name);
+        for (int r = 0; r < o.warmup + o.reps; r++) {
+            progress_update(&p, r, o.warmup + o.reps, "runs");
+            double sec = run_once(&c, ids, n, gen);
+            if (sec < 0) {
+                progress_end(&p);
+                goto done;
+            }
+            if (r >= o.warmup) samples[r - o.warmup] = (double)n / sec;
+        }
+        progress_end(&p);
+        double mean = 0, var = 0;
+        for (int r = 0; r < o.reps; r++) mean += samples[r] / o.reps;
+        for (int r = 0; r < o.reps; r++) var += (samples[r] - mean) * (samples[r] - mean);
+        double sd = o.reps > 1 ? sqrt(var / (o.reps - 1)) : 0.0;
+        json_t *arr = o.json ? json_array() : NULL;
+        for (int r = 0; arr && r < o.reps; r++) json_array_append_new(arr, json_real(samples[r]));
+        qsort(samples, (size_t)o.reps, sizeof *samples, cmp_double);
+        double med = o.reps % 2 ? samples[o.reps / 2] : 0.5 * (samples[o.reps / 2 - 1] + samples[o.reps / 2]);
+        if (o.json) {
+            json_t *j = json_pack("{s:s, s:s, s:f, s:s, s:i, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f}",
+                                  "model", o.mo.model, "arch", c.info->arch, "model_bytes", bytes, "device", dev,
+                                  "threads", mlxn_device_threads(c.dev), "kv_dtype", c.kv_name, "test", name,
+                                  "n_prompt", gen ? 0 : n, "n_gen", gen ? n : 0, "reps", o.reps, "samples_ts",
+                                  arr ? arr : json_null(), "median_ts", med, "mean_ts", mean, "stddev_ts", sd,
+                                  "min_ts", samples[0], "max_ts", samples[o.reps - 1]);
+            if (!j || json_array_append_new(results, j)) {
+                fprintf(stderr, "mlxn bench model: cannot build the JSON output\n");
+                goto done;
+            }
+        } else {
+            printf("| %-6s | %16.2f | %7.2f ± %5.2f | %8.2f | %8.2f | %4d |\n", name, med, mean, sd, samples[0],
+                   samples[o.reps - 1], o.reps);
+            fflush(stdout);
+        }
+    }
+    if (o.json) {
+        char *txt = json_dumps(results, JSON_INDENT(2));
+        if (!txt) {
+            fprintf(stderr, "mlxn bench model: cannot build the JSON output\n");
+            goto done;
+        }
+        printf("%s\n", txt);
+        free(txt);
+    }
+    rc = 0;
+done:
+    json_decref(results);
+    free(samples);
+    free(ids);
+    tg_close(&c);
+    return rc;
+}
