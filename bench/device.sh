@@ -74,7 +74,7 @@ note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/
 # hardware counters of the 4-bit kernel (n = 1 and 8), clocks left as they are
 if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
   for n in 1 8; do
-    ncu --clock-control none --kernel-name regex:qmv_kernel --launch-skip 100 --launch-count 1 \
+    ncu --clock-control none --kernel-name regex:qmv --launch-skip 100 --launch-count 1 \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__cycles_elapsed.avg.per_second,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active \
       "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --n "$n" --reps 5 --warmup 150 > "$OUT/ncu_n$n.log" 2>&1
     note "ncu n=$n: $(grep -E 'gpu__time_duration.sum|dram__throughput|issue_active|warps_active' "$OUT/ncu_n$n.log" | awk '{print $1"="$(NF)}' | tr '\n' ' ')"

@@ -2,8 +2,10 @@
  * with W quantized along k (MLX layout, mlxn/quant.h), every MLX mode and
  * width, few x rows.
  *
- * transpose (W [N, K], the decode case): qmv_kernel (see docs/perf.md for
- * the versions and their measurements).
+ * transpose (W [N, K], the decode case); docs/perf.md has every version's
+ * measurements. One x row of affine 4-bit weights with bf16/f16 scales (the
+ * decode hot path) runs qmv1_kernel, described above it; everything else
+ * runs qmv_kernel:
  *   - A block of 256 threads owns R = 4 consecutive W rows and splits K
  *     over all its threads. Why: each x
  *     value a thread loads (from L1) serves R rows, so x costs 2 bytes per
@@ -39,7 +41,8 @@
  * not transposed (W [K, N] quantized along N): qmv_n_kernel, one thread per
  * output column walking k, scalar decode; correct and simple, not fast.
  *
- * The instantiation matrix is QMV_KINDS below (10 modes/widths x NX 1, 8). */
+ * The instantiation matrix: QMV_KINDS below (10 modes/widths) x qmv_kernel
+ * NX = 1 and 8, plus qmv1_kernel for affine 4-bit with bf16 or f16 scales. */
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cu_quant.cuh"
@@ -275,6 +278,141 @@ __global__ void __launch_bounds__(QMV_THREADS, NX == 1 ? 3 : 2) qmv_kernel(qmv_a
     }
 }
 
+/* One x row (decode), persistent blocks with x in shared memory. The
+ * block stages x once (padded: 16 bytes after every step's codes, so the
+ * 16-byte reads of 8 consecutive threads hit distinct banks), then walks
+ * groups of R rows (grid-stride). A thread owns S fixed steps of K (64
+ * codes) in every row; the block sums each row's slices (shuffles, one
+ * shared-memory exchange per group). The next group's codes and scales are
+ * loaded before the current group is computed. Why: reading x from L1 with
+ * threads 128 bytes apart (qmv_kernel) touched 32 cache lines per warp load
+ * and cost more than the weights; and short-lived blocks could not overlap
+ * their one load latency with compute. The scale dtype is a template
+ * parameter and rows are known to be aligned, so the loads of a group are
+ * straight-line code (with a runtime dtype switch between them the kernel
+ * ran 38 us instead of 28 us on an H100). T = ceil(nsteps / S) threads
+ * (<= 256: K up to 16384). */
+template <int MODE, int BITS, int SDT>
+__global__ void __launch_bounds__(256, 2) qmv1_kernel(qmv_args a) {
+    constexpr int CPL = MODE == MLXN_QUANT_NVFP4 ? 16 : 32;
+    constexpr int WPL = CPL * BITS / 32;
+    constexpr int S = 64 / CPL;              /* steps per thread */
+    constexpr int R = WPL <= 4 ? 4 : 2;      /* rows per group: two groups of codes fit in registers */
+    constexpr int XS = CPL + 4;              /* padded floats per step in shared memory */
+    constexpr bool AFF = MODE == MLXN_QUANT_AFFINE;
+    extern __shared__ float4 xs4[];          /* [nsteps][XS] x, padded */
+    float *xs = (float *)xs4;
+    __shared__ float red[2][8][R];
+    const int T = blockDim.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = T >> 5;
+    const int nsteps = a.K / CPL;
+    const float vscale = (MODE == MLXN_QUANT_MXFP4 || MODE == MLXN_QUANT_NVFP4) ? 0.5f : 1.0f;
+
+    for (int i = tid * 4; i < a.K; i += T * 4) { /* coalesced 16-byte reads of x */
+        const float4 v = *(const float4 *)(a.x + i);
+        *(float4 *)(xs + (i / CPL) * XS + i % CPL) = v;
+    }
+    __syncthreads();
+    int woff[S], gix[S];
+    bool has[S];
+    float sxr[S];
+#pragma unroll
+    for (int s = 0; s < S; s++) {
+        const int st = tid + s * T;
+        has[s] = st < nsteps;
+        woff[s] = (has[s] ? st : 0) * WPL;
+        gix[s] = ((has[s] ? st : 0) * CPL) >> a.gshift;
+        sxr[s] = 0.0f;
+        if (AFF && has[s])
+            for (int i = 0; i < CPL; i++) sxr[s] += xs[st * XS + i];
+    }
+    const int64_t ngroups = (a.N + R - 1) / R;
+    uint32_t w[S][R][WPL], wn[S][R][WPL];
+    float sc[S][R], bi[S][R], scn[S][R], bin[S][R];
+
+    /* codes and scales of group g; rows past N read row N - 1 */
+    auto load_group = [&](int64_t g, uint32_t (&ww)[S][R][WPL], float (&ss)[S][R], float (&bb)[S][R]) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int64_t row = g * R + r < a.N ? g * R + r : a.N - 1;
+            const uint32_t *wrow = a.w.wq + row * a.w.wq_st;
+            const int64_t srow = row * a.w.sc_st, brow = row * a.w.bi_st;
+#pragma unroll
+            for (int s = 0; s < S; s++) {
+                if (has[s]) {
+                    load_words<WPL>(wrow + woff[s], ww[s][r], 1); /* launched only for aligned rows */
+                    if (AFF) { /* the scale dtype is a template parameter: no branch between the loads */
+                        const uint16_t sv = __ldg((const unsigned short *)a.w.sc + srow + gix[s]);
+                        const uint16_t bv = __ldg((const unsigned short *)a.w.bi + brow + gix[s]);
+                        ss[s][r] = SDT == MLXN_DTYPE_BF16 ? cu_bf16_f32(sv) : cu_f16_f32(sv);
+                        bb[s][r] = SDT == MLXN_DTYPE_BF16 ? cu_bf16_f32(bv) : cu_f16_f32(bv);
+                    } else {
+                        ss[s][r] = cu_q_scale(a.w, row, gix[s]) * vscale;
+                        bb[s][r] = 0.0f;
+                    }
+                } else {
+#pragma unroll
+                    for (int i = 0; i < WPL; i++) ww[s][r][i] = 0;
+                    ss[s][r] = bb[s][r] = 0.0f;
+                }
+            }
+        }
+    };
+
+    int64_t g = blockIdx.x;
+    if (g < ngroups) load_group(g, w, sc, bi);
+    for (int it = 0; g < ngroups; g += gridDim.x, it++) {
+        const int64_t gn = g + gridDim.x;
+        if (gn < ngroups) load_group(gn, wn, scn, bin); /* in flight while this group computes */
+        float acc[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < S; s++) {
+            if (!has[s]) continue;
+            const float *xp = xs + (tid + s * T) * XS;
+            float d[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) d[r] = 0.0f;
+#pragma unroll
+            for (int c = 0; c < CPL / 8; c++) {
+                const float4 x0 = *(const float4 *)(xp + 8 * c), x1 = *(const float4 *)(xp + 8 * c + 4);
+                const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    float q[8];
+                    codes8<MODE, BITS, WPL>(w[s][r], c, q);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) d[r] = fmaf(q[i], xv[i], d[r]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                acc[r] = AFF ? fmaf(sc[s][r], d[r], fmaf(bi[s][r], sxr[s], acc[r])) : fmaf(sc[s][r], d[r], acc[r]);
+        }
+        /* block sum of each row's slices; red is double-buffered, so one barrier per group */
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float v = cu_warp_sum(acc[r]);
+            if (lane == 0) red[it & 1][warp][r] = v;
+        }
+        __syncthreads();
+        if (tid < R && g * R + tid < a.N) {
+            float v = 0.0f;
+            for (int i = 0; i < nw; i++) v += red[it & 1][i][tid];
+            a.out[g * R + tid] = v;
+        }
+#pragma unroll
+        for (int s = 0; s < S; s++)
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+#pragma unroll
+                for (int i = 0; i < WPL; i++) w[s][r][i] = wn[s][r][i];
+                sc[s][r] = scn[s][r];
+                bi[s][r] = bin[s][r];
+            }
+    }
+}
+
 /* Not transposed: W logical [K, N] stored as [K rows, N cols] quantized
  * along N; out[m, n] = sum_k x[m, k] * W[k, n]. One thread per column n;
  * x reads are broadcasts. x [M, ldx] contiguous along K. */
@@ -309,6 +447,15 @@ static qmv_fn qmv_pick(int mode, int bits, int nx) {
     if (mode == (M) && bits == (B)) return nx == 1 ? qmv_kernel<(M), (B), 1> : qmv_kernel<(M), (B), QMV_NX_MAX>;
     QMV_KINDS(PICK)
 #undef PICK
+    return NULL;
+}
+
+/* The decode fast path: affine 4-bit with 16-bit scales (what MLX writes
+ * for bf16/f16 models), vector-aligned rows, one x row. */
+static qmv_fn qmv1_pick(int mode, int bits, int sdt, int vec) {
+    if (mode != MLXN_QUANT_AFFINE || bits != 4 || !vec) return NULL;
+    if (sdt == MLXN_DTYPE_BF16) return qmv1_kernel<MLXN_QUANT_AFFINE, 4, MLXN_DTYPE_BF16>;
+    if (sdt == MLXN_DTYPE_F16) return qmv1_kernel<MLXN_QUANT_AFFINE, 4, MLXN_DTYPE_F16>;
     return NULL;
 }
 
@@ -363,8 +510,23 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
             while ((1 << gshift) < q->group_size) gshift++;
             qmv_args a = {w, xp + m0 * ldx, ldx, mc, (int)K, N, o + m0 * N, N, gshift,
                           ((uintptr_t)w.wq % al == 0 && (w.wq_st * 4) % al == 0) ? 1 : 0};
-            int64_t blocks = (N + QMV_ROWS(nx) - 1) / QMV_ROWS(nx);
-            qmv_pick(q->mode, q->bits, nx)<<<(unsigned)blocks, QMV_THREADS, 0, cs>>>(a);
+            const int cpl = q->mode == MLXN_QUANT_NVFP4 ? 16 : 32, nsteps = (int)(K / cpl);
+            const int t1 = ((nsteps + 64 / cpl - 1) / (64 / cpl) + 31) / 32 * 32; /* qmv1 block size */
+            qmv_fn k1 = mc == 1 && t1 <= QMV_THREADS ? qmv1_pick(q->mode, q->bits, w.sdt, a.vec) : NULL;
+            if (k1) {
+                int sms = 132;
+                cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cu_ctx(s)->index);
+                const int rows = 4;
+                const size_t smem = (size_t)nsteps * (cpl + 4) * sizeof(float);
+                if (smem > 48 * 1024)
+                    st = cu_check(cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
+                                  "cudaFuncSetAttribute", cu_ctx(s)->index);
+                int64_t groups = (N + rows - 1) / rows, blocks = groups < 2 * sms ? groups : 2 * sms;
+                if (st == MLXN_OK) k1<<<(unsigned)blocks, t1, smem, cs>>>(a);
+            } else {
+                int64_t blocks = (N + QMV_ROWS(nx) - 1) / QMV_ROWS(nx);
+                qmv_pick(q->mode, q->bits, nx)<<<(unsigned)blocks, QMV_THREADS, 0, cs>>>(a);
+            }
             st = cu_launched(s, op, "qmv_kernel");
         } else {
             qmv_n_kernel<<<cu_blocks(N, 128), 128, 0, cs>>>(w, xp + m0 * ldx, ldx, mc, K, N, o + m0 * N, N);
