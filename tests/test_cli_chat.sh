@@ -10,7 +10,8 @@
 #    /reset starts over and answers turn one again, identically;
 #  - Ctrl-C at the prompt clears it; Ctrl-D exits with status 0;
 #  - the terminal's settings (stty -g) are the same before and after.
-# Also without a terminal: messages one per line from a pipe.
+# Also without a terminal: messages one per line from a pipe, and a small
+# context (oldest turns dropped, a message too long for it refused).
 #   bash tests/test_cli_chat.sh PATH_TO_MLXN BUILD_DIR
 set -u
 mlxn=${1:?usage: test_cli_chat.sh PATH_TO_MLXN BUILD_DIR}
@@ -35,6 +36,15 @@ sed 's/^/>>> /' "$tmp/pipe.out" >"$tmp/pipe.prefixed"
 same_file "piped chat" "$tmp/pipe.prefixed" "$golden/chat.out"
 # turn two ran only what follows turn one in the cache
 has "cache reuse" '^\[[0-9]+ tokens, .*prompt [0-9]+ tokens, [1-9][0-9]* from the cache' "$(sed -n 2p "$tmp/pipe.err")"
+
+# a small context: the oldest turn is dropped, a message too long for it is refused, the REPL goes on
+printf '%s\n' "${turns[@]}" "And of Spain?" "$(printf 'word %.0s' $(seq 200))" "And of Italy?" |
+  "$mlxn" chat -m "$model" -t 1 -c 100 -n 16 --stats >"$tmp/small.out" 2>"$tmp/small.err"
+rc=$?
+[ "$rc" -eq 0 ] && ok || bad "small context: exit $rc: $(cat "$tmp/small.err")"
+has "small context" 'the oldest turn is dropped' "$(cat "$tmp/small.err")"
+has "small context" 'does not fit the context of 100 tokens' "$(cat "$tmp/small.err")"
+[ "$(wc -l <"$tmp/small.out")" -eq 4 ] && ok || bad "small context: want 4 answers, got: $(cat "$tmp/small.out")"
 
 # ---- on a terminal ----------------------------------------------------------------
 t() { tmux -L "$sock" "$@"; }

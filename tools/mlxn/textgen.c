@@ -108,8 +108,9 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
     }
     dp.n_threads = o->threads;
     if (mlxn_device_new(&dp, &c->dev) != MLXN_OK) {
-        fprintf(stderr, "mlxn %s: cannot open device '%s': %s\n(use --device cpu)\n", cmd,
-                o->device ? o->device : "cpu", mlxn_last_error());
+        const char *why = mlxn_last_error();
+        fprintf(stderr, "mlxn %s: cannot open device '%s': %s%s\n", cmd, o->device ? o->device : "cpu", why,
+                strstr(why, "--device cpu") ? "" : " (use --device cpu)");
         return 1;
     }
     progress_prefetch(o->model);
