@@ -30,16 +30,18 @@ extern "C" {
 static mlxn_status blas_check(cublasStatus_t e, mlxn_stream *s, const char *what) {
     if (e == CUBLAS_STATUS_SUCCESS) return MLXN_OK;
     return mlxn_fail(e == CUBLAS_STATUS_ALLOC_FAILED ? MLXN_ERR_OUT_OF_MEMORY : MLXN_ERR_DEVICE,
-                     "cuda:%d: matmul: %s failed: %s", cu_ctx(s)->index, what, cublasGetStatusString(e));
+                     "cuda:%d: matmul: %s failed: %s", cu_ctx(s)->index, what,
+                     cu_ctx(s)->blas_api.status_string(e));
 }
 
 static mlxn_status blas_handle(mlxn_stream *s, cublasHandle_t *h) {
     cu_stream *c = cu_ctx(s);
     if (!c->blas) {
-        MLXN_TRY(blas_check(cublasCreate(&c->blas), s, "cublasCreate"));
-        cublasStatus_t e = cublasSetStream(c->blas, c->s);
+        MLXN_TRY(cu_blas_load(&c->blas_api, c->index));
+        MLXN_TRY(blas_check(c->blas_api.create(&c->blas), s, "cublasCreate"));
+        cublasStatus_t e = c->blas_api.set_stream(c->blas, c->s);
         if (e != CUBLAS_STATUS_SUCCESS) {
-            cublasDestroy(c->blas);
+            c->blas_api.destroy(c->blas);
             c->blas = NULL;
             return blas_check(e, s, "cublasSetStream");
         }
@@ -112,12 +114,12 @@ extern "C" mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const 
         cublasOperation_t opw = (transpose == w_rowmajor) ? CUBLAS_OP_T : CUBLAS_OP_N;
         const float one = 1.0f, zero = 0.0f;
         if (bf16)
-            st = blas_check(cublasGemmEx(h, opw, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, wp, CUDA_R_16BF, (int)ldw,
+            st = blas_check(cu_ctx(s)->blas_api.gemm_ex(h, opw, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, wp, CUDA_R_16BF, (int)ldw,
                                          xp, CUDA_R_16BF, (int)ldx, &zero, o, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F,
                                          CUBLAS_GEMM_DEFAULT),
                             s, "cublasGemmEx (bf16)");
         else
-            st = blas_check(cublasSgemm(h, opw, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, (const float *)wp, (int)ldw,
+            st = blas_check(cu_ctx(s)->blas_api.sgemm(h, opw, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, (const float *)wp, (int)ldw,
                                         (const float *)xp, (int)ldx, &zero, o, (int)N),
                             s, "cublasSgemm");
     }

@@ -22,11 +22,14 @@ extern "C" {
 #include "core/internal.h"
 }
 
+#include "backend/cuda/cu_blas.cuh"
+
 /* ---- per-stream state --------------------------------------------------- */
 
 typedef struct cu_stream {
     cudaStream_t s;
     cublasHandle_t blas; /* created on the first dense matmul (cuBLAS init costs ~ms) */
+    cu_blas_api blas_api; /* cuBLAS entry points, loaded with it (cu_blas.cuh) */
     int index;           /* the GPU ordinal */
 } cu_stream;
 

@@ -88,7 +88,8 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
     if (!c) return;
     if (cudaSetDevice(index) == cudaSuccess) {
         cudaStreamSynchronize(c->s);
-        if (c->blas) cublasDestroy(c->blas);
+        if (c->blas) c->blas_api.destroy(c->blas);
+        cu_blas_unload(&c->blas_api);
         cudaStreamDestroy(c->s);
     }
     free(c);
