@@ -58,8 +58,12 @@ typedef struct mlxn_model_info {
     int n_quantized;           /* linear/embedding weights that are quantized */
 } mlxn_model_info;
 
-/* Load an mlx-lm model directory onto `dev`. params may be NULL. Errors name
- * the file and the tensor or config key at fault. */
+/* Load an mlx-lm model directory onto `dev`, or a llama-architecture .gguf
+ * file: it is converted in memory to exactly the MLX model `mlxn convert`
+ * writes (mlxn/convert.h: GGML blocks mapped onto MLX affine quantization
+ * without loss where the math allows), so the same kernels run and the
+ * results equal the converted directory's. params may be NULL. Errors name
+ * the file and the tensor or config/metadata key at fault. */
 mlxn_status mlxn_model_load(const char *path, mlxn_device *dev, const mlxn_model_params *params,
                             mlxn_model **out);
 void mlxn_model_free(mlxn_model *m);
