@@ -125,3 +125,46 @@ mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa) {
     CHECK_OK(mlxn_device_new(&p, &dev));
     return dev;
 }
+
+mlxn_tensor t_tensor_strided(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
+                             const int64_t *strides) {
+    mlxn_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dt;
+    t.ndim = ndim;
+    int64_t span = 1; /* elements from the first to the last one, inclusive */
+    for (int i = 0; i < ndim; i++) {
+        t.shape[i] = shape[i];
+        t.strides[i] = strides[i];
+        if (shape[i] > 0) span += (shape[i] - 1) * strides[i];
+    }
+    size_t bytes = (size_t)span * mlxn_dtype_size(dt);
+    CHECK_OK(mlxn_buffer_new(dev, bytes ? bytes : 1, &t.buf));
+    if (!t.buf) return t;
+    void *host = mlxn_buffer_host(t.buf);
+    if (host) {
+        t_poison(host, bytes);
+    } else { /* device memory: poison through a host copy */
+        void *p = malloc(bytes ? bytes : 1);
+        if (p) {
+            t_poison(p, bytes);
+            CHECK_OK(mlxn_buffer_write(t.buf, 0, p, bytes));
+            free(p);
+        }
+    }
+    return t;
+}
+
+mlxn_tensor t_tensor_contig(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape) {
+    int64_t st[MLXN_MAX_DIMS], s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        st[i] = s;
+        s *= shape[i];
+    }
+    return t_tensor_strided(dev, dt, ndim, shape, st);
+}
+
+void t_tensor_free(mlxn_tensor *t) {
+    mlxn_buffer_free(t->buf);
+    t->buf = NULL;
+}

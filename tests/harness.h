@@ -76,6 +76,15 @@ mlxn_weights *t_golden_open(const char *rel);
  * check when absent. n_out (optional) receives the element count. */
 const void *t_golden_get(mlxn_weights *g, const char *name, mlxn_dtype dtype, size_t *n_out);
 
+/* A tensor over a fresh buffer on `dev` just large enough for `shape` with
+ * element `strides`, every byte poisoned (so the gaps between strided rows
+ * read as NaN). t_tensor_contig is the same with row-major strides. Free
+ * either with t_tensor_free. */
+mlxn_tensor t_tensor_strided(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
+                             const int64_t *strides);
+mlxn_tensor t_tensor_contig(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape);
+void t_tensor_free(mlxn_tensor *t);
+
 /* A CPU device with `threads` threads (0 = all) and an ISA cap. */
 mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa);
 

@@ -17,40 +17,6 @@
 
 /* ---- tensors with chosen strides ------------------------------------------ */
 
-/* A view of a fresh buffer holding `span` elements; the caller sets shape and
- * strides. Free with free_view. */
-static mlxn_tensor make_view(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
-                             const int64_t *strides) {
-    mlxn_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = dt;
-    t.ndim = ndim;
-    int64_t span = 1;
-    for (int i = 0; i < ndim; i++) {
-        t.shape[i] = shape[i];
-        t.strides[i] = strides[i];
-        span += (shape[i] - 1) * strides[i];
-    }
-    size_t bytes = (size_t)span * mlxn_dtype_size(dt);
-    CHECK_OK(mlxn_buffer_new(dev, bytes ? bytes : 1, &t.buf));
-    if (t.buf) t_poison(mlxn_buffer_host(t.buf), bytes); /* gaps between strided rows are NaN */
-    return t;
-}
-
-static void free_view(mlxn_tensor *t) {
-    mlxn_buffer_free(t->buf);
-    t->buf = NULL;
-}
-
-static mlxn_tensor make_contig(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape) {
-    int64_t st[MLXN_MAX_DIMS], s = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        st[i] = s;
-        s *= shape[i];
-    }
-    return make_view(dev, dt, ndim, shape, st);
-}
-
 /* Store v (rounded to dt) at element index i; returns the stored value. */
 static float put(void *base, mlxn_dtype dt, int64_t i, float v) {
     switch (dt) {
@@ -97,7 +63,7 @@ static double case_nmse(mlxn_device *dev, const mm_case *c) {
         xstr[i] = s;
         s *= xshape[i] + (c->xlay == X_STRIDED ? 1 : 0);
     }
-    mlxn_tensor x = make_view(dev, MLXN_DTYPE_F32, xnd, xshape, xstr);
+    mlxn_tensor x = t_tensor_strided(dev, MLXN_DTYPE_F32, xnd, xshape, xstr);
 
     /* W's stored shape, then the view */
     int64_t wr = c->transpose ? c->N : c->K, wc = c->transpose ? c->K : c->N;
@@ -105,12 +71,12 @@ static double case_nmse(mlxn_device *dev, const mm_case *c) {
     if (c->wlay == W_CONTIG) wstr[0] = wc, wstr[1] = 1;
     else if (c->wlay == W_PADDED) wstr[0] = wc + 7, wstr[1] = 1;
     else wstr[0] = 1, wstr[1] = wr; /* column-major storage seen as [wr, wc] */
-    mlxn_tensor w = make_view(dev, c->wdt, 2, wshape, wstr);
+    mlxn_tensor w = t_tensor_strided(dev, c->wdt, 2, wshape, wstr);
 
     int64_t oshape[4];
     memcpy(oshape, xshape, sizeof oshape);
     oshape[c->ndim_lead] = c->N;
-    mlxn_tensor out = make_contig(dev, MLXN_DTYPE_F32, xnd, oshape);
+    mlxn_tensor out = t_tensor_contig(dev, MLXN_DTYPE_F32, xnd, oshape);
 
     float *xv = malloc((size_t)(M * c->K) * sizeof(float));  /* [M, K] logical */
     float *wv = malloc((size_t)(wr * wc) * sizeof(float));   /* [wr, wc] logical, as stored */
@@ -136,9 +102,9 @@ done:
     free(xv);
     free(wv);
     free(ref);
-    free_view(&x);
-    free_view(&w);
-    free_view(&out);
+    t_tensor_free(&x);
+    t_tensor_free(&w);
+    t_tensor_free(&out);
     return nm;
 }
 
@@ -214,14 +180,14 @@ static void test_golden(mlxn_device *dev) {
         snprintf(key, sizeof key, "%s.out", name);
         CHECK_OK(mlxn_weights_tensor(g, dev, key, &want));
         int transpose = name[0] == 't'; /* "t_...": x @ w.T, "n_...": x @ w */
-        mlxn_tensor out = make_contig(dev, MLXN_DTYPE_F32, want.ndim, want.shape);
+        mlxn_tensor out = t_tensor_contig(dev, MLXN_DTYPE_F32, want.ndim, want.shape);
         size_t numel = (size_t)mlxn_tensor_numel(&want);
         t_poison(mlxn_tensor_host(&out), numel * sizeof(float));
         CHECK_OK(mlxn_matmul(mlxn_device_stream(dev), &x, &w, transpose, &out));
         double nm = t_nmse(mlxn_tensor_host(&want), mlxn_tensor_host(&out), numel);
         CHECK(nm < 1e-10, "golden %s (%s): nmse %.3g", name, mlxn_device_name(dev), nm);
         if (nm > worst) worst = nm;
-        free_view(&out);
+        t_tensor_free(&out);
         n++;
     }
     printf("golden %s: %d cases, worst nmse %.3g\n", mlxn_device_name(dev), n, worst);
@@ -234,14 +200,14 @@ static void test_golden(mlxn_device *dev) {
 static void test_bad_args(mlxn_device *dev) {
     mlxn_stream *s = mlxn_device_stream(dev);
     int64_t xs[2] = {3, 8}, ws[2] = {5, 8}, os[2] = {3, 5}, w3[3] = {1, 5, 8}, ob[2] = {3, 6};
-    mlxn_tensor x = make_contig(dev, MLXN_DTYPE_F32, 2, xs);
-    mlxn_tensor w = make_contig(dev, MLXN_DTYPE_BF16, 2, ws);
-    mlxn_tensor out = make_contig(dev, MLXN_DTYPE_F32, 2, os);
-    mlxn_tensor xb = make_contig(dev, MLXN_DTYPE_BF16, 2, xs);
-    mlxn_tensor wi = make_contig(dev, MLXN_DTYPE_I32, 2, ws);
-    mlxn_tensor wbig = make_contig(dev, MLXN_DTYPE_F32, 3, w3);
-    mlxn_tensor obad = make_contig(dev, MLXN_DTYPE_F32, 2, ob);
-    mlxn_tensor of16 = make_contig(dev, MLXN_DTYPE_F16, 2, os);
+    mlxn_tensor x = t_tensor_contig(dev, MLXN_DTYPE_F32, 2, xs);
+    mlxn_tensor w = t_tensor_contig(dev, MLXN_DTYPE_BF16, 2, ws);
+    mlxn_tensor out = t_tensor_contig(dev, MLXN_DTYPE_F32, 2, os);
+    mlxn_tensor xb = t_tensor_contig(dev, MLXN_DTYPE_BF16, 2, xs);
+    mlxn_tensor wi = t_tensor_contig(dev, MLXN_DTYPE_I32, 2, ws);
+    mlxn_tensor wbig = t_tensor_contig(dev, MLXN_DTYPE_F32, 3, w3);
+    mlxn_tensor obad = t_tensor_contig(dev, MLXN_DTYPE_F32, 2, ob);
+    mlxn_tensor of16 = t_tensor_contig(dev, MLXN_DTYPE_F16, 2, os);
     t_fill_randn(mlxn_tensor_host(&x), 24, 1.0f);
     memset(mlxn_tensor_host(&w), 0, 80);
     CHECK_OK(mlxn_matmul(s, &x, &w, true, &out));
@@ -257,24 +223,24 @@ static void test_bad_args(mlxn_device *dev) {
     CHECK_FAILS(mlxn_matmul(s, &x, &w, true, &obad), MLXN_ERR_SHAPE);     /* N mismatch */
     /* out overlapping x (shapes agree: W is [8, 8]) */
     int64_t w8s[2] = {8, 8};
-    mlxn_tensor w8 = make_contig(dev, MLXN_DTYPE_F32, 2, w8s);
+    mlxn_tensor w8 = t_tensor_contig(dev, MLXN_DTYPE_F32, 2, w8s);
     CHECK_FAILS(mlxn_matmul(s, &x, &w8, true, &x), MLXN_ERR_INVALID_ARGUMENT);
-    free_view(&w8);
+    t_tensor_free(&w8);
     /* a non-contiguous out */
     int64_t ost[2] = {6, 1};
-    mlxn_tensor ostr = make_view(dev, MLXN_DTYPE_F32, 2, os, ost);
+    mlxn_tensor ostr = t_tensor_strided(dev, MLXN_DTYPE_F32, 2, os, ost);
     CHECK_FAILS(mlxn_matmul(s, &x, &w, true, &ostr), MLXN_ERR_SHAPE);
-    free_view(&ostr);
+    t_tensor_free(&ostr);
     /* a tensor from another device */
     mlxn_device *other = t_cpu_device(1, MLXN_CPU_ISA_AUTO);
     if (other) {
-        mlxn_tensor xo = make_contig(other, MLXN_DTYPE_F32, 2, xs);
+        mlxn_tensor xo = t_tensor_contig(other, MLXN_DTYPE_F32, 2, xs);
         CHECK_FAILS(mlxn_matmul(s, &xo, &w, true, &out), MLXN_ERR_INVALID_ARGUMENT);
-        free_view(&xo);
+        t_tensor_free(&xo);
         mlxn_device_free(other);
     }
     mlxn_tensor *all[] = {&x, &w, &out, &xb, &wi, &wbig, &obad, &of16};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_view(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) t_tensor_free(all[i]);
 }
 
 int main(int argc, char **argv) {

@@ -14,31 +14,13 @@
 
 #include "harness.h"
 
-static mlxn_tensor alloc_view(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
-                              const int64_t *strides) {
-    mlxn_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = dt;
-    t.ndim = ndim;
-    int64_t span = 1;
-    for (int i = 0; i < ndim; i++) {
-        t.shape[i] = shape[i];
-        t.strides[i] = strides[i];
-        span += (shape[i] - 1) * strides[i];
-    }
-    size_t bytes = (size_t)span * mlxn_dtype_size(dt);
-    CHECK_OK(mlxn_buffer_new(dev, bytes ? bytes : 1, &t.buf));
-    if (t.buf) t_poison(mlxn_buffer_host(t.buf), bytes);
-    return t;
-}
-
 static mlxn_tensor alloc_contig(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape) {
     int64_t st[MLXN_MAX_DIMS], s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
         st[i] = s;
         s *= shape[i];
     }
-    return alloc_view(dev, dt, ndim, shape, st);
+    return t_tensor_strided(dev, dt, ndim, shape, st);
 }
 
 static int64_t offset_of(const mlxn_tensor *t, int64_t flat) {
@@ -91,7 +73,7 @@ static void test_add(mlxn_device *dev) {
             for (int strided = 0; strided < 2; strided++) {
                 /* a: [3, 5, 37], contiguous or with padded rows (stride 40) */
                 int64_t ast[3] = {5 * 40, 40, 1};
-                mlxn_tensor a = strided ? alloc_view(dev, MLXN_DTYPE_F32, 3, shape, ast)
+                mlxn_tensor a = strided ? t_tensor_strided(dev, MLXN_DTYPE_F32, 3, shape, ast)
                                         : alloc_contig(dev, MLXN_DTYPE_F32, 3, shape);
                 mlxn_tensor b = bcast ? alloc_contig(dev, FLOATS[bd], 1, shape + 2)
                                       : alloc_contig(dev, FLOATS[bd], 3, shape);

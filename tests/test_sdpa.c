@@ -22,38 +22,6 @@
 
 /* ---- tensors with chosen strides ------------------------------------------ */
 
-static mlxn_tensor make_view(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
-                             const int64_t *strides) {
-    mlxn_tensor t;
-    memset(&t, 0, sizeof t);
-    t.dtype = dt;
-    t.ndim = ndim;
-    int64_t span = 1;
-    for (int i = 0; i < ndim; i++) {
-        t.shape[i] = shape[i];
-        t.strides[i] = strides[i];
-        if (shape[i] > 0) span += (shape[i] - 1) * strides[i];
-    }
-    size_t bytes = (size_t)span * mlxn_dtype_size(dt);
-    CHECK_OK(mlxn_buffer_new(dev, bytes, &t.buf));
-    if (t.buf) t_poison(mlxn_buffer_host(t.buf), bytes); /* gaps between strided rows are NaN */
-    return t;
-}
-
-static void free_view(mlxn_tensor *t) {
-    mlxn_buffer_free(t->buf);
-    t->buf = NULL;
-}
-
-static mlxn_tensor make_contig(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape) {
-    int64_t st[MLXN_MAX_DIMS], s = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        st[i] = s;
-        s *= shape[i];
-    }
-    return make_view(dev, dt, ndim, shape, st);
-}
-
 /* A [d0, d1, d2, d3] view whose storage orders the axes as perm (outermost
  * first) and pads the innermost stored axis by `pad` elements; inner > 1
  * spaces the elements of the last logical axis. */
@@ -64,7 +32,7 @@ static mlxn_tensor make_4d(mlxn_device *dev, mlxn_dtype dt, const int64_t *shape
         st[perm[i]] = s;
         s *= shape[perm[i]] + (i == 3 ? pad : 0) + (i == 2 ? pad : 0);
     }
-    return make_view(dev, dt, 4, shape, st);
+    return t_tensor_strided(dev, dt, 4, shape, st);
 }
 
 static float put(void *base, mlxn_dtype dt, int64_t i, float v) {
@@ -169,7 +137,7 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
     mlxn_tensor q = make_4d(dev, c->qdt, qs, c->strided ? tr : id, 0, 1);
     mlxn_tensor k = make_4d(dev, c->kdt, ks, id, c->strided ? 5 : 0, 1);
     mlxn_tensor v = make_4d(dev, c->vdt, vs, id, c->strided ? 3 : 0, c->strided && c->vdt == MLXN_DTYPE_F32 ? 2 : 1);
-    mlxn_tensor out = make_contig(dev, MLXN_DTYPE_F32, 4, os);
+    mlxn_tensor out = t_tensor_contig(dev, MLXN_DTYPE_F32, 4, os);
     mlxn_tensor mask = {0}, sinks = {0};
     attn_data a = {0};
     size_t nq = (size_t)(c->B * c->Hq * c->Tq * c->D), nk = (size_t)(c->B * c->Hkv * c->Tk * c->D),
@@ -190,7 +158,7 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
             s *= c->mshape[i] + (c->strided && i == c->mask_nd - 1 ? 3 : 0);
             n *= c->mshape[i];
         }
-        mask = make_view(dev, c->mask == 1 ? MLXN_DTYPE_BOOL : MLXN_DTYPE_F32, c->mask_nd, c->mshape, mst);
+        mask = t_tensor_strided(dev, c->mask == 1 ? MLXN_DTYPE_BOOL : MLXN_DTYPE_F32, c->mask_nd, c->mshape, mst);
         a.mask = malloc((size_t)n * sizeof(float));
         fill(&mask, a.mask, c->mask == 1 ? gen_keep : gen_additive);
         /* broadcast strides of the row-major logical values */
@@ -204,7 +172,7 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
     }
     if (c->sinks) {
         int64_t sh[1] = {c->Hq}, st[1] = {c->strided ? 2 : 1};
-        sinks = make_view(dev, MLXN_DTYPE_F32, 1, sh, st);
+        sinks = t_tensor_strided(dev, MLXN_DTYPE_F32, 1, sh, st);
         a.sinks = malloc((size_t)c->Hq * sizeof(float));
         fill(&sinks, a.sinks, gen_randn);
         p.sinks = &sinks;
@@ -221,12 +189,12 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
     free(a.mask);
     free(a.sinks);
     free(ref);
-    free_view(&q);
-    free_view(&k);
-    free_view(&v);
-    free_view(&out);
-    if (c->mask) free_view(&mask);
-    if (c->sinks) free_view(&sinks);
+    t_tensor_free(&q);
+    t_tensor_free(&k);
+    t_tensor_free(&v);
+    t_tensor_free(&out);
+    if (c->mask) t_tensor_free(&mask);
+    if (c->sinks) t_tensor_free(&sinks);
     return nm;
 }
 
@@ -286,8 +254,8 @@ static void test_random(void) {
  * values, not only against the reference above. */
 static void test_empty_rows(mlxn_device *dev) {
     int64_t qs[4] = {1, 2, 4, 8}, ks[4] = {1, 1, 2, 8}, os[4] = {1, 2, 4, 8};
-    mlxn_tensor q = make_contig(dev, F32, 4, qs), k = make_contig(dev, F32, 4, ks), v = make_contig(dev, F32, 4, ks);
-    mlxn_tensor out = make_contig(dev, F32, 4, os);
+    mlxn_tensor q = t_tensor_contig(dev, F32, 4, qs), k = t_tensor_contig(dev, F32, 4, ks), v = t_tensor_contig(dev, F32, 4, ks);
+    mlxn_tensor out = t_tensor_contig(dev, F32, 4, os);
     t_fill_randn(mlxn_tensor_host(&q), 64, 1.0f);
     t_fill_randn(mlxn_tensor_host(&k), 16, 1.0f);
     t_fill_randn(mlxn_tensor_host(&v), 16, 1.0f);
@@ -303,10 +271,10 @@ static void test_empty_rows(mlxn_device *dev) {
     double diff = 0;
     for (int d = 0; d < 8; d++) diff += fabs(o[16 + d] - vv[d]);
     CHECK(diff < 1e-6, "sdpa: a row with one visible key must return that value row, off by %g", diff);
-    free_view(&q);
-    free_view(&k);
-    free_view(&v);
-    free_view(&out);
+    t_tensor_free(&q);
+    t_tensor_free(&k);
+    t_tensor_free(&v);
+    t_tensor_free(&out);
 }
 
 /* ---- goldens from MLX -------------------------------------------------------- */
@@ -350,14 +318,14 @@ static void test_golden(mlxn_device *dev) {
             CHECK_OK(mlxn_weights_tensor(g, dev, key, &sinks));
             p.sinks = &sinks;
         }
-        mlxn_tensor out = make_contig(dev, F32, 4, want.shape);
+        mlxn_tensor out = t_tensor_contig(dev, F32, 4, want.shape);
         size_t numel = (size_t)mlxn_tensor_numel(&want);
         t_poison(mlxn_tensor_host(&out), numel * sizeof(float));
         CHECK_OK(mlxn_sdpa(mlxn_device_stream(dev), &q, &k, &v, &p, &out));
         double nm = t_nmse(mlxn_tensor_host(&want), mlxn_tensor_host(&out), numel);
         CHECK(nm < 1e-10, "golden %s (%s): nmse %.3g", name, mlxn_device_name(dev), nm);
         if (nm > worst) worst = nm;
-        free_view(&out);
+        t_tensor_free(&out);
         n++;
     }
     printf("golden %s: %d cases, worst nmse %.3g\n", mlxn_device_name(dev), n, worst);
@@ -372,13 +340,13 @@ static void test_bad_args(mlxn_device *dev) {
     int64_t qs[4] = {1, 4, 3, 8}, ks[4] = {1, 2, 5, 8}, os[4] = {1, 4, 3, 8};
     int64_t k3[4] = {1, 3, 5, 8}, kd[4] = {1, 2, 5, 6}, vb[4] = {1, 2, 4, 8}, q3[3] = {4, 3, 8};
     int64_t mbad[2] = {3, 4}, mok[2] = {3, 5}, s4[1] = {4}, s3[1] = {3}, ob[4] = {1, 4, 3, 7};
-    mlxn_tensor q = make_contig(dev, F32, 4, qs), k = make_contig(dev, BF16, 4, ks), v = make_contig(dev, BF16, 4, ks);
-    mlxn_tensor out = make_contig(dev, F32, 4, os);
-    mlxn_tensor kh = make_contig(dev, F32, 4, k3), kdim = make_contig(dev, F32, 4, kd), vbad = make_contig(dev, F32, 4, vb);
-    mlxn_tensor qr3 = make_contig(dev, F32, 3, q3), qi = make_contig(dev, MLXN_DTYPE_I32, 4, qs);
-    mlxn_tensor mb = make_contig(dev, MLXN_DTYPE_BOOL, 2, mbad), mi = make_contig(dev, MLXN_DTYPE_I32, 2, mok);
-    mlxn_tensor sk = make_contig(dev, F32, 1, s4), sk3 = make_contig(dev, F32, 1, s3), skh = make_contig(dev, F16, 1, s4);
-    mlxn_tensor of16 = make_contig(dev, F16, 4, os), obad = make_contig(dev, F32, 4, ob);
+    mlxn_tensor q = t_tensor_contig(dev, F32, 4, qs), k = t_tensor_contig(dev, BF16, 4, ks), v = t_tensor_contig(dev, BF16, 4, ks);
+    mlxn_tensor out = t_tensor_contig(dev, F32, 4, os);
+    mlxn_tensor kh = t_tensor_contig(dev, F32, 4, k3), kdim = t_tensor_contig(dev, F32, 4, kd), vbad = t_tensor_contig(dev, F32, 4, vb);
+    mlxn_tensor qr3 = t_tensor_contig(dev, F32, 3, q3), qi = t_tensor_contig(dev, MLXN_DTYPE_I32, 4, qs);
+    mlxn_tensor mb = t_tensor_contig(dev, MLXN_DTYPE_BOOL, 2, mbad), mi = t_tensor_contig(dev, MLXN_DTYPE_I32, 2, mok);
+    mlxn_tensor sk = t_tensor_contig(dev, F32, 1, s4), sk3 = t_tensor_contig(dev, F32, 1, s3), skh = t_tensor_contig(dev, F16, 1, s4);
+    mlxn_tensor of16 = t_tensor_contig(dev, F16, 4, os), obad = t_tensor_contig(dev, F32, 4, ob);
     memset(mlxn_tensor_host(&q), 0, 96 * 4);
     memset(mlxn_tensor_host(&k), 0, 80 * 2);
     memset(mlxn_tensor_host(&v), 0, 80 * 2);
@@ -421,7 +389,7 @@ static void test_bad_args(mlxn_device *dev) {
     bad.scale = INFINITY;
     CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_INVALID_ARGUMENT);
     mlxn_tensor *all[] = {&q, &k, &v, &out, &kh, &kdim, &vbad, &qr3, &qi, &mb, &mi, &sk, &sk3, &skh, &of16, &obad};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free_view(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) t_tensor_free(all[i]);
 }
 
 int main(int argc, char **argv) {
