@@ -32,6 +32,40 @@ static const struct {
 };
 #define N_CASES (sizeof CASES / sizeof CASES[0])
 
+/* The progress callback: calls counted, bytes never go backwards, the
+ * last call reports everything, and the total is what the files hold. */
+typedef struct progress_log {
+    int calls, monotonic;
+    int64_t last_done, last_total;
+} progress_log;
+
+static void on_progress(void *user, int64_t done, int64_t total) {
+    progress_log *l = user;
+    if (done < l->last_done || done > total || (l->calls && total != l->last_total)) l->monotonic = 0;
+    l->calls++;
+    l->last_done = done;
+    l->last_total = total;
+}
+
+static void check_progress(void) {
+    progress_log log = {.monotonic = 1};
+    mlxn_convert_params p = {.random_preset = "tiny-llama", .quantize = 1, .seed = 3,
+                             .progress = on_progress, .progress_user = &log};
+    const char *dst = cu_path("progress");
+    CHECK_OK(mlxn_convert(NULL, dst, &p));
+    mlxn_weights *w = NULL;
+    CHECK_OK(mlxn_weights_open(dst, &w));
+    int64_t bytes = 0;
+    for (size_t i = 0; w && i < mlxn_weights_count(w); i++) bytes += (int64_t)mlxn_weights_at(w, i)->nbytes;
+    CHECK(log.calls == (int)(w ? mlxn_weights_count(w) : 0), "progress: %d calls for %zu tensors", log.calls,
+          w ? mlxn_weights_count(w) : 0);
+    CHECK(log.monotonic, "progress: bytes went backwards or past the total");
+    CHECK(log.last_done == bytes && log.last_total == bytes, "progress: ended at %lld of %lld, files hold %lld",
+          (long long)log.last_done, (long long)log.last_total, (long long)bytes);
+    mlxn_weights_free(w);
+    cu_rm_tree(dst);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_convert_random");
     cu_init_root("test_convert_random");
@@ -84,6 +118,7 @@ int main(int argc, char **argv) {
         free(b);
         cu_rm_tree(dst);
     }
+    check_progress();
     json_decref(cases);
     json_decref(tokens);
     mlxn_weights_free(g);

@@ -64,6 +64,11 @@ typedef struct mlxn_convert_params {
      * stored); random: bf16; GGUF: as stored. Or F16, BF16, F32. */
     mlxn_dtype dtype;
     int64_t max_shard_bytes; /* 0 = 5 GiB, mlx-lm's shard size */
+    /* Optional: called after each tensor is produced and added to its shard
+     * (where the time goes: tensors are converted as they are written) with
+     * the bytes written so far and the total. */
+    void (*progress)(void *user, int64_t done_bytes, int64_t total_bytes);
+    void *progress_user;
 } mlxn_convert_params;
 
 /* Convert `src` (a .gguf file or a Hugging Face model directory; ignored

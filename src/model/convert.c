@@ -32,7 +32,8 @@ mlxn_status mlxn_convert(const char *src, const char *dst, const mlxn_convert_pa
        architecture needs, nothing extra, shapes, quantization metadata) */
     st = model_check_set(&s, params && params->random_preset ? params->random_preset : src);
     if (st != MLXN_OK) mlxn_fail_context(st, "convert: the converted model does not load: ");
-    if (st == MLXN_OK) st = cv_write_dir(&s, dst, o.max_shard_bytes);
+    if (st == MLXN_OK) st = cv_write_dir(&s, dst, o.max_shard_bytes, params ? params->progress : NULL,
+                                          params ? params->progress_user : NULL);
     cv_free(&s);
     return st;
 }

@@ -108,7 +108,9 @@ mlxn_status cv_from_random(const char *preset, const cv_opts *o, cv_set *s);
 mlxn_status cv_gguf_tokenizer(const mlxn_gguf *g, const char *path, cv_set *s);
 
 /* Write s as an MLX model directory at dst (atomically). */
-mlxn_status cv_write_dir(const cv_set *s, const char *dst, int64_t max_shard_bytes);
+/* progress (optional) is called with bytes written / total after each tensor. */
+mlxn_status cv_write_dir(const cv_set *s, const char *dst, int64_t max_shard_bytes,
+                         void (*progress)(void *user, int64_t done, int64_t total), void *progress_user);
 
 /* A float that prints as the shortest decimal that reads back as the same
  * f32 (1e-05, not 9.999999747378752e-06). */

@@ -92,7 +92,8 @@ static int64_t count_params(const cv_set *s) {
     return total;
 }
 
-static mlxn_status write_all(const cv_set *s, const char *tmp, int64_t max_shard) {
+static mlxn_status write_all(const cv_set *s, const char *tmp, int64_t max_shard,
+                             void (*progress)(void *user, int64_t done, int64_t total), void *user) {
     /* shard boundaries */
     size_t *start = malloc(sizeof(size_t) * (s->n + 1));
     if (!start) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "convert: out of memory");
@@ -108,6 +109,7 @@ static mlxn_status write_all(const cv_set *s, const char *tmp, int64_t max_shard
         total += nb;
     }
     start[nshards] = s->n;
+    int64_t done = 0;
     json_t *wmap = json_object();
     mlxn_status st = wmap ? MLXN_OK : mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "convert: out of memory");
     for (size_t k = 0; st == MLXN_OK && k < nshards; k++) {
@@ -125,6 +127,8 @@ static mlxn_status write_all(const cv_set *s, const char *tmp, int64_t max_shard
             const void *bytes;
             st = cv_bytes(t, &bytes, &tmps[i]);
             if (st == MLXN_OK) st = mlxn_st_writer_add(wr, t->name, t->dtype, t->ndim, t->shape, bytes);
+            done += (int64_t)t->nbytes;
+            if (st == MLXN_OK && progress) progress(user, done, total);
             if (st == MLXN_OK && json_object_set_new(wmap, t->name, json_string(fname)) != 0)
                 st = mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "convert: out of memory");
         }
@@ -162,7 +166,8 @@ static mlxn_status write_all(const cv_set *s, const char *tmp, int64_t max_shard
     return st;
 }
 
-mlxn_status cv_write_dir(const cv_set *s, const char *dst, int64_t max_shard_bytes) {
+mlxn_status cv_write_dir(const cv_set *s, const char *dst, int64_t max_shard_bytes,
+                         void (*progress)(void *user, int64_t done, int64_t total), void *progress_user) {
     struct stat sb;
     if (stat(dst, &sb) == 0)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "convert: %s already exists (convert writes a new directory)", dst);
@@ -173,7 +178,7 @@ mlxn_status cv_write_dir(const cv_set *s, const char *dst, int64_t max_shard_byt
     snprintf(tmp, sizeof tmp, "%.*s.tmp-XXXXXX", (int)len, dst);
     if (!mkdtemp(tmp)) return mlxn_fail(MLXN_ERR_IO, "convert: cannot create a directory next to %s: %s", dst, strerror(errno));
     chmod(tmp, 0755); /* mkdtemp makes it private; a model directory is not */
-    mlxn_status st = write_all(s, tmp, max_shard_bytes);
+    mlxn_status st = write_all(s, tmp, max_shard_bytes, progress, progress_user);
     if (st == MLXN_OK && rename(tmp, dst) != 0)
         st = mlxn_fail(MLXN_ERR_IO, "convert: cannot rename %s to %s: %s", tmp, dst, strerror(errno));
     if (st != MLXN_OK) remove_tree(tmp);

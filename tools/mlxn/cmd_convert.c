@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "progress.h"
 #include "mlxn/mlxn.h"
 
 static void usage(FILE *f) {
@@ -36,6 +37,12 @@ static void usage(FILE *f) {
             "For GGUF blocks without an exact MLX form (Q6_K): requantized with --bits/--group-size/\n"
             "--mode when --bits is given, else affine 8-bit group 32.\n",
             mlxn_convert_presets());
+}
+
+/* The library reports bytes written after each tensor; the bar draws only
+ * when stderr is a terminal. */
+static void convert_progress(void *user, int64_t done, int64_t total) {
+    progress_update((progress *)user, (double)done, (double)total, "MB");
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -89,7 +96,12 @@ int cmd_convert(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    progress bar;
+    progress_start(&bar, "converting");
+    p.progress = convert_progress;
+    p.progress_user = &bar;
     mlxn_status st = mlxn_convert(in, out, &p);
+    progress_end(&bar);
     if (st != MLXN_OK) {
         fprintf(stderr, "mlxn convert: %s: %s\n", mlxn_status_str(st), mlxn_last_error());
         return 1;
