@@ -12,7 +12,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn-install.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pcdir=$(dirname "$(find "$tmp/prefix" -name mlxn.pc | head -n1)")
-export PKG_CONFIG_PATH="$pcdir"
+export PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"  # keep where the dependencies were found
 want="silu(rms_norm([1 2 3 4])) = 0.2155 0.4929 0.8209 1.1855"
 # a sanitizer build's library needs the sanitizer runtimes at link time
 san=""
