@@ -26,14 +26,53 @@ has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2
 run "convert help" 0 convert --help
 has "convert help" '^usage: mlxn convert' "$out"
 has "convert help" 'tiny-llama' "$out"
+has "convert help" '^ +--group-size N +Weights per scale' "$out"
+has "convert help" '^ +-q, --quantize ' "$out"
 run "convert no args" 2 convert
+has "convert no args" 'no output given: add -o DIR' "$err"
+run "convert no source" 2 convert -o "$tmp/x"
+has "convert no source" 'no source given' "$err"
 run "convert both inputs" 2 convert -i "$golden/tiny.gguf" --random tiny-llama -o "$tmp/x"
+has "convert both inputs" 'not both' "$err"
 run "convert bad mode" 2 convert --random tiny-llama -o "$tmp/x" --mode int3
+has "convert bad mode" "--mode must be one of affine\|mxfp4\|mxfp8\|nvfp4, got 'int3'" "$err"
 run "convert bad dtype" 2 convert --random tiny-llama -o "$tmp/x" --dtype f8
+has "convert bad dtype" "--dtype must be one of .*got 'f8'" "$err"
+run "convert unknown flag" 2 convert --random tiny-llama -o "$tmp/x" --frobnicate
+has "convert unknown flag" "^mlxn convert: unknown option '--frobnicate'" "$err"
+has "convert unknown flag" 'mlxn convert --help' "$err"
+run "convert typo flag" 2 convert --random tiny-llama -o "$tmp/x" --group 32
+has "convert typo flag" "unknown option '--group'" "$err"
+run "convert missing value" 2 convert --random tiny-llama -o
+has "convert missing value" '-o needs a value \(DIR\)' "$err"
+run "convert bad bits" 2 convert --random tiny-llama -o "$tmp/x" -q --bits four
+has "convert bad bits" "--bits wants a whole number >= 0, got 'four'" "$err"
+run "convert bad seed" 2 convert --random tiny-llama -o "$tmp/x" --seed -3
+has "convert bad seed" "--seed wants a non-negative whole number, got '-3'" "$err"
+run "convert positional" 2 convert --random tiny-llama -o "$tmp/x" extra
+has "convert positional" "unexpected argument 'extra'" "$err"
+if [ -e "$tmp/x" ]; then bad "a refused convert wrote $tmp/x"; else ok; fi
 run "eval help" 0 eval --help
 has "eval help" '^usage: mlxn eval' "$out"
+has "eval help" '^ +--tokens-file FILE +Read the token ids' "$out"
+run "eval no model" 2 eval --tokens "1 2"
+has "eval no model" 'no model given: add -m PATH' "$err"
 run "eval no tokens" 2 eval -m "$golden/tiny.gguf"
+has "eval no tokens" 'no tokens given' "$err"
+run "eval both tokens" 2 eval -m "$golden/tiny.gguf" --tokens "1" --tokens-file "$tmp/ids"
+has "eval both tokens" 'not both' "$err"
 run "eval bad tokens" 2 eval -m "$golden/tiny.gguf" --tokens "1 x 3"
+run "eval unknown flag" 2 eval -m "$golden/tiny.gguf" --tokens "1" --frobnicate
+has "eval unknown flag" "^mlxn eval: unknown option '--frobnicate'" "$err"
+has "eval unknown flag" 'mlxn eval --help' "$err"
+run "eval typo flag" 2 eval -m "$golden/tiny.gguf" --tokens "1" --greed 2
+has "eval typo flag" "unknown option '--greed' \(did you mean --greedy\?\)" "$err"
+run "eval missing value" 2 eval -m "$golden/tiny.gguf" --tokens
+has "eval missing value" '--tokens needs a value' "$err"
+run "eval bad greedy" 2 eval -m "$golden/tiny.gguf" --tokens "1" --greedy -1
+has "eval bad greedy" "--greedy wants a whole number >= 0, got '-1'" "$err"
+run "eval last and logits" 2 eval -m "$golden/tiny.gguf" --tokens "1" --last --logits-out "$tmp/l.npy"
+has "eval last and logits" '--last computes one row' "$err"
 
 # GGUF -> directory; eval both; the logits file
 run "convert gguf" 0 convert -i "$golden/tiny.gguf" -o "$tmp/tiny"
@@ -57,6 +96,18 @@ run "convert random" 0 convert --random tiny-qwen3 -q --seed 5 --max-shard-mb 0.
 n=$(ls "$tmp/r" | grep -c '^model-0000[0-9]-of-0000[0-9]\.safetensors$')
 if [ "$n" -ge 2 ]; then ok; else bad "expected shards, got $n"; fi
 run "eval random" 0 eval -m "$tmp/r" --tokens "1 2 3"
+# --last: one top-1 id, the same as the last of the full run's
+full=$(grep '^top1:' <<<"$out" | awk '{print $NF}')
+printf '1,2,3\n' >"$tmp/ids"
+run "eval last" 0 eval -m "$tmp/r" --tokens-file "$tmp/ids" --last --threads 1 --chunk 2
+has "eval last" "^top1: $full\$" "$out"
+# mlx_lm.convert's spellings: --quant-predicate for --recipe, float16 for f16
+run "convert recipe" 0 convert --random tiny-qwen3 --recipe mixed_4_6 --group-size 32 --seed 2 -o "$tmp/rr"
+run "convert predicate" 0 convert --random=tiny-qwen3 --quant-predicate mixed_4_6 --group-size=32 --seed 2 -o "$tmp/rp"
+if cmp -s "$tmp/rr/model.safetensors" "$tmp/rp/model.safetensors"; then ok; else bad "--quant-predicate differs from --recipe"; fi
+run "convert float16" 0 convert --random tiny-llama --dtype float16 -o "$tmp/f16"
+run "info float16" 0 info -m "$tmp/f16"
+has "info float16" '^  model\.embed_tokens\.weight +f16 ' "$out"
 
 # failures: named, nothing left
 run "convert exists" 1 convert --random tiny-llama -o "$tmp/r"

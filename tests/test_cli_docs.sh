@@ -21,16 +21,16 @@ fi
 for c in generate chat tokenize bench "bench model" "bench qmv" "bench qmm" info convert eval; do
   if grep -q "^## mlxn $c\$" "$tmp/cli.md"; then ok; else bad "no section for mlxn $c"; fi
 done
-# every documented long option of generate, chat and tokenize reaches its
-# parser: with --help after it, a known option gives the help (exit 0), an
-# unknown one exit 2
-for c in generate chat tokenize; do
+# every documented long option of the commands reaches its parser: with
+# --help after it, a known option gives the help (exit 0), an unknown one
+# exit 2 naming it
+for c in generate chat tokenize info convert eval; do
   opts=$(sed -n "/^## mlxn $c\$/,/^## /p" "$tmp/cli.md" | grep -o '^| \(`-[a-z]`, \)\?`--[a-z0-9-]*`' | grep -o -- '--[a-z0-9-]*')
   [ -n "$opts" ] && ok || bad "no options found for $c"
   for o in $opts; do
     "$mlxn" $c "$o" x --help >/dev/null 2>"$tmp/err"
     rc=$?
-    # a flag takes no value: "x" is then a positional, refused by generate/chat (exit 2) but not by tokenize
+    # a flag takes no value: "x" is then a positional, refused where none is taken (exit 2, but no "unknown option")
     if [ "$rc" -eq 0 ] || ! grep -q "unknown option" "$tmp/err"; then ok; else bad "$c $o: $(cat "$tmp/err")"; fi
   done
 done

@@ -186,7 +186,7 @@ run "tokenize two texts" 2 tokenize -m "$model" a b
 run "chat unknown flag" 2 chat -m "$model" --frobnicate
 
 # ---- --help everywhere ------------------------------------------------------------
-for c in generate chat tokenize "bench model" "bench qmv" "bench qmm" bench; do
+for c in generate chat tokenize "bench model" "bench qmv" "bench qmm" bench info convert eval; do
   # shellcheck disable=SC2086
   run "help $c" 0 $c --help
   has "help $c" "^usage: mlxn $c" "$out"

@@ -27,8 +27,23 @@ hasnt() { if grep -Eq -- "$2" <<<"$3"; then bad "$1: unexpected /$2/ in:"$'\n'"$
 
 run help 0 info --help
 has help '^usage: mlxn info' "$out"
+has help '^ +--json +Print one JSON object' "$out"
+has help '^ +-m, --model PATH' "$out"
 run "no args" 2 info
+has "no args" 'no file given: add -m PATH' "$err"
 run "bad option" 2 info -m "$golden/dtypes.safetensors" --frobnicate
+has "bad option" "^mlxn info: unknown option '--frobnicate'" "$err"
+has "bad option" 'mlxn info --help' "$err"
+run "typo option" 2 info -m "$golden/dtypes.safetensors" --jsn
+has "typo option" "unknown option '--jsn' \(did you mean --json\?\)" "$err"
+run "missing value" 2 info -m
+has "missing value" '-m needs a value \(PATH\)' "$err"
+run "path twice" 2 info -m "$golden/dtypes.safetensors" "$golden/nometa.safetensors"
+has "path twice" 'the path is given twice' "$err"
+run "two paths" 2 info "$golden/dtypes.safetensors" "$golden/nometa.safetensors"
+has "two paths" "unexpected argument" "$err"
+run "path=" 0 info --model="$golden/dtypes.safetensors"
+has "path=" '^  t_bf16 +bf16 +\[7, 5\]$' "$out"
 
 # every dtype MLX writes, odd shapes, 0-d and empty tensors
 run dtypes 0 info -m "$golden/dtypes.safetensors"

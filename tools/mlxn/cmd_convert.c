@@ -3,6 +3,7 @@
  * The options follow mlx_lm.convert (-q, --q-bits, --q-group-size,
  * --q-mode, --quant-predicate, --dtype) under shorter names; the work is
  * mlxn_convert (include/mlxn/convert.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,33 +12,69 @@
 #include "progress.h"
 #include "mlxn/mlxn.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mlxn convert -i SRC -o DIR [options]\n"
-            "       mlxn convert --random PRESET -o DIR [options]\n\n"
-            "Write an MLX model directory (config.json, model*.safetensors, index, tokenizer).\n"
-            "SRC is a .gguf file (llama architecture; Q4_0/Q4_1/Q8_0/Q4_K/Q5_K map onto MLX\n"
-            "affine quantization without loss, Q6_K is requantized, tokenizer.json is written\n"
-            "from the GGUF vocabulary) or a Hugging Face directory (config.json + safetensors\n"
-            "in bf16/f16/f32). DIR must not exist; it appears only when complete.\n\n"
-            "  -i, --input SRC        the GGUF file or HF directory\n"
-            "  -o, --output DIR       the directory to create\n"
-            "  --random PRESET        random weights of a named shape (%s)\n"
-            "  --seed N               seed for --random (default 0)\n"
-            "  -q, --quantize         quantize linear and embedding weights (HF, --random, dense GGUF tensors)\n"
-            "  --bits N               bits per weight (default: 4; mxfp8: 8)\n"
-            "  --group-size N         group size (default: affine 64, mxfp4/mxfp8 32, nvfp4 16)\n"
-            "  --mode M               affine | mxfp4 | mxfp8 | nvfp4 (default affine)\n"
-            "  --recipe R             mlx-lm's mixed recipe: mixed_2_6 | mixed_3_4 | mixed_3_6 | mixed_4_6\n"
-            "                         (implies -q; also spelled --quant-predicate)\n"
-            "  --dtype T              f16 | bf16 | f32 for dense tensors (default: HF torch_dtype,\n"
-            "                         GGUF as stored, random bf16)\n"
-            "  --max-shard-mb N       shard size (default 5120, as mlx-lm)\n"
-            "  -h, --help             this help\n"
-            "For GGUF blocks without an exact MLX form (Q6_K): requantized with --bits/--group-size/\n"
-            "--mode when --bits is given, else affine 8-bit group 32.\n",
-            mlxn_convert_presets());
-}
+typedef struct convert_opts {
+    const char *in, *out, *random, *recipe;
+    uint64_t seed;
+    int quantize, bits, group_size, mode, dtype;
+    float max_shard_mb;
+} convert_opts;
+
+/* The --mode and --dtype choices, in the order of their `choices` text. */
+static const mlxn_quant_mode modes[] = {MLXN_QUANT_AFFINE, MLXN_QUANT_MXFP4, MLXN_QUANT_MXFP8, MLXN_QUANT_NVFP4};
+static const mlxn_dtype dtypes[] = {MLXN_DTYPE_F16,  MLXN_DTYPE_BF16, MLXN_DTYPE_F32,
+                                    MLXN_DTYPE_F16,  MLXN_DTYPE_BF16, MLXN_DTYPE_F32};
+#define DTYPE_UNSET (-1)
+
+static const opt_spec convert_rows[] = {
+    {"input", 'i', OPT_STRING, offsetof(convert_opts, in), "SRC",
+     "The source: a .gguf file (llama architecture) or a Hugging Face directory (config.json + safetensors in "
+     "bf16/f16/f32).",
+     NULL, 0, 0, NULL},
+    {"output", 'o', OPT_STRING, offsetof(convert_opts, out), "DIR",
+     "The directory to create; it must not exist, and appears only when complete.", NULL, 0, 0, NULL},
+    {"random", 0, OPT_STRING, offsetof(convert_opts, random), "PRESET",
+     "Write random weights of a named shape instead of reading a source (the presets are listed below).", NULL, 0,
+     0, NULL},
+    {"seed", 0, OPT_U64, offsetof(convert_opts, seed), "N", "The seed of --random.", "0", 0, 0, NULL},
+    {"quantize", 'q', OPT_FLAG, offsetof(convert_opts, quantize), NULL,
+     "Quantize linear and embedding weights (HF input, --random, dense GGUF tensors).", NULL, 0, 0, NULL},
+    {"bits", 0, OPT_INT, offsetof(convert_opts, bits), "N", "Bits per weight.", "4; mxfp8: 8", 0, OPT_NO_MAX,
+     NULL},
+    {"group-size", 0, OPT_INT, offsetof(convert_opts, group_size), "N", "Weights per scale (the group size).",
+     "affine 64, mxfp4/mxfp8 32, nvfp4 16", 0, OPT_NO_MAX, NULL},
+    {"mode", 0, OPT_CHOICE, offsetof(convert_opts, mode), "MODE", "The quantization mode.", "affine", 0, 0,
+     "affine|mxfp4|mxfp8|nvfp4"},
+    {"recipe", 0, OPT_STRING, offsetof(convert_opts, recipe), "RECIPE",
+     "mlx-lm's mixed recipe: mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6 (affine; implies -q).", NULL, 0, 0,
+     NULL},
+    {"quant-predicate", 0, OPT_STRING, offsetof(convert_opts, recipe), "RECIPE",
+     "The same as --recipe (mlx_lm.convert's name for it).", NULL, 0, 0, NULL},
+    {"dtype", 0, OPT_CHOICE, offsetof(convert_opts, dtype), "T", "The dtype of dense tensors.",
+     "HF: config.json's torch_dtype; GGUF: as stored; random: bf16", 0, 0,
+     "f16|bf16|f32|float16|bfloat16|float32"},
+    {"max-shard-mb", 0, OPT_FLOAT, offsetof(convert_opts, max_shard_mb), "MB",
+     "The largest safetensors shard, in MiB (0: the default).", "5120, as mlx-lm", 0, OPT_NO_MAX, NULL},
+    {0},
+};
+
+/* The library owns the list of presets. */
+static void presets_note(FILE *f) { fprintf(f, "Presets of --random: %s.", mlxn_convert_presets()); }
+
+const opt_command convert_command = {
+    .name = "convert",
+    .synopsis = "(-i SRC | --random PRESET) -o DIR [options]",
+    .summary = "Write an MLX model directory from GGUF, a Hugging Face checkpoint or a random shape.",
+    .description = "Writes what mlx-lm loads: config.json, model*.safetensors (with their index) and the "
+                   "tokenizer. A GGUF file's Q4_0/Q4_1/Q8_0/Q4_K/Q5_K blocks map onto MLX affine quantization "
+                   "without loss; Q6_K is requantized (with --bits/--group-size/--mode when --bits is given, else "
+                   "affine 8-bit group 32), and tokenizer.json is written from the GGUF vocabulary. The options "
+                   "follow mlx_lm.convert.",
+    .opts = convert_rows,
+    .examples = "mlxn convert -i SmolLM2-135M-Instruct.Q4_1.gguf -o SmolLM2-135M-Instruct-4bit\n"
+                "mlxn convert -i Llama-3.2-1B-Instruct -o llama-1b-4bit -q\n"
+                "mlxn convert --random tiny-llama -q --mode mxfp4 -o tiny",
+    .note = presets_note,
+};
 
 /* The library reports bytes written after each tensor; the bar draws only
  * when stderr is a terminal. */
@@ -46,56 +83,32 @@ static void convert_progress(void *user, int64_t done, int64_t total) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
-    mlxn_convert_params p = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quantize")) {
-            p.quantize = 1;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "mlxn convert: unknown option or missing value: %s\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "-i") || !strcmp(a, "--input")) in = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
-        else if (!strcmp(a, "--random")) p.random_preset = v;
-        else if (!strcmp(a, "--seed")) p.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--bits")) p.bits = atoi(v);
-        else if (!strcmp(a, "--group-size")) p.group_size = atoi(v);
-        else if (!strcmp(a, "--recipe") || !strcmp(a, "--quant-predicate")) p.recipe = v;
-        else if (!strcmp(a, "--max-shard-mb")) p.max_shard_bytes = (int64_t)(atof(v) * 1048576.0);
-        else if (!strcmp(a, "--mode")) {
-            if (mlxn_quant_mode_parse(v, &p.mode) != MLXN_OK) {
-                fprintf(stderr, "mlxn convert: --mode %s: %s\n", v, mlxn_last_error());
-                return 2;
-            }
-        } else if (!strcmp(a, "--dtype")) {
-            if (!strcmp(v, "f16") || !strcmp(v, "float16")) p.dtype = MLXN_DTYPE_F16;
-            else if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16")) p.dtype = MLXN_DTYPE_BF16;
-            else if (!strcmp(v, "f32") || !strcmp(v, "float32")) p.dtype = MLXN_DTYPE_F32;
-            else {
-                fprintf(stderr, "mlxn convert: --dtype must be f16, bf16 or f32 (got %s)\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "mlxn convert: unknown option %s\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!out || (!in && !p.random_preset) || (in && p.random_preset)) {
-        fprintf(stderr, "mlxn convert: give -o DIR and exactly one of -i SRC or --random PRESET\n\n");
-        usage(stderr);
+    convert_opts o = {.dtype = DTYPE_UNSET};
+    opt_args a;
+    int pr = opt_parse(&convert_command, argc, argv, 1, &o, &a, NULL);
+    if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
+    if (!o.out) {
+        opt_error(&convert_command, "no output given: add -o DIR (the model directory to create)");
         return 2;
     }
+    if (!o.in == !o.random) {
+        opt_error(&convert_command, o.in ? "give either -i SRC or --random PRESET, not both"
+                                         : "no source given: add -i SRC (a .gguf file or HF directory) or "
+                                           "--random PRESET");
+        return 2;
+    }
+    mlxn_convert_params p = {
+        .random_preset = o.random,
+        .seed = o.seed,
+        .quantize = o.quantize,
+        .mode = modes[o.mode],
+        .bits = o.bits,
+        .group_size = o.group_size,
+        .recipe = o.recipe,
+        .dtype = o.dtype == DTYPE_UNSET ? (mlxn_dtype)0 : dtypes[o.dtype], /* 0: the source's own */
+        .max_shard_bytes = (int64_t)((double)o.max_shard_mb * 1048576.0),
+    };
+    const char *in = o.in, *out = o.out;
     progress bar;
     progress_start(&bar, "converting");
     p.progress = convert_progress;

@@ -7,6 +7,7 @@
  * generation does, for a prefill timing comparable with mlx_lm.generate). */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,23 +16,44 @@
 #include "commands.h"
 #include "mlxn/mlxn.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mlxn eval -m MODEL (--tokens \"1 2 3\" | --tokens-file FILE) [options]\n\n"
-            "Run the token ids through MODEL (an MLX model directory or a .gguf file) and\n"
-            "print the top-1 id at every position.\n\n"
-            "  -m, --model PATH      the model\n"
-            "  --tokens \"IDS\"        token ids separated by spaces or commas\n"
-            "  --tokens-file FILE    the same, read from a file\n"
-            "  --logits-out FILE     write the logits as an f32 .npy [n_tokens, vocab]\n"
-            "  --greedy N            then generate N tokens greedily (argmax) and print them\n"
-            "  --last                only the last position's logits (a prompt's prefill, as\n"
-            "                        generation runs it; not with --logits-out)\n"
-            "  --threads T           CPU threads (default: one per core)\n"
-            "  --chunk N             prefill chunk (default 2048)\n"
-            "  --quiet               print nothing but errors\n"
-            "  -h, --help            this help\n");
-}
+typedef struct eval_opts {
+    const char *model, *tokens, *tokens_file, *logits_out;
+    int greedy, last, threads, chunk, quiet;
+} eval_opts;
+
+static const opt_spec eval_rows[] = {
+    {"model", 'm', OPT_STRING, offsetof(eval_opts, model), "PATH",
+     "The model: an MLX model directory or a .gguf file.", NULL, 0, 0, NULL},
+    {"tokens", 0, OPT_STRING, offsetof(eval_opts, tokens), "IDS",
+     "The token ids, separated by spaces or commas (one argument: quote it).", NULL, 0, 0, NULL},
+    {"tokens-file", 0, OPT_STRING, offsetof(eval_opts, tokens_file), "FILE",
+     "Read the token ids from FILE instead (the same format).", NULL, 0, 0, NULL},
+    {"logits-out", 0, OPT_STRING, offsetof(eval_opts, logits_out), "FILE",
+     "Write the logits as an f32 .npy file of shape [n_tokens, vocab].", NULL, 0, 0, NULL},
+    {"greedy", 0, OPT_INT, offsetof(eval_opts, greedy), "N",
+     "Then generate N tokens greedily (argmax) and print them, with the decode tok/s.", "0", 0, OPT_NO_MAX, NULL},
+    {"last", 0, OPT_FLAG, offsetof(eval_opts, last), NULL,
+     "Compute only the last position's logits, as generation runs a prompt's prefill (not with --logits-out).",
+     NULL, 0, 0, NULL},
+    {"threads", 0, OPT_INT, offsetof(eval_opts, threads), "N", "CPU threads (0: one per core).", "0", 0,
+     OPT_NO_MAX, NULL},
+    {"chunk", 0, OPT_INT, offsetof(eval_opts, chunk), "N", "Prefill chunk, in tokens (0: the default).", "2048",
+     0, OPT_NO_MAX, NULL},
+    {"quiet", 0, OPT_FLAG, offsetof(eval_opts, quiet), NULL, "Print nothing but errors.", NULL, 0, 0, NULL},
+    {0},
+};
+
+const opt_command eval_command = {
+    .name = "eval",
+    .synopsis = "-m MODEL (--tokens IDS | --tokens-file FILE) [options]",
+    .summary = "Run token ids through a model: top-1 ids, logits as .npy.",
+    .description = "Runs the token ids through MODEL on the CPU and prints the load and forward times, then the "
+                   "top-1 id at every position (with --last, of the last one only). --logits-out writes every "
+                   "position's logits as numpy's .npy format 1.0.",
+    .opts = eval_rows,
+    .examples = "mlxn eval -m SmolLM2-135M-Instruct-4bit --tokens \"1 2 3\" --greedy 8\n"
+                "mlxn eval -m model.gguf --tokens-file ids.txt --logits-out logits.npy --quiet",
+};
 
 static int parse_tokens(const char *s, int32_t **out, int64_t *n) {
     int64_t cap = 64, k = 0;
@@ -113,46 +135,25 @@ static double now(void) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *tokens = NULL, *tokens_file = NULL, *npy = NULL;
-    int threads = 0, chunk = 0, greedy = 0, quiet = 0, last = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--quiet")) {
-            quiet = 1;
-            continue;
-        }
-        if (!strcmp(a, "--last")) {
-            last = 1;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "mlxn eval: unknown option or missing value: %s\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--tokens")) tokens = v;
-        else if (!strcmp(a, "--tokens-file")) tokens_file = v;
-        else if (!strcmp(a, "--logits-out")) npy = v;
-        else if (!strcmp(a, "--greedy")) greedy = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--chunk")) chunk = atoi(v);
-        else {
-            fprintf(stderr, "mlxn eval: unknown option %s\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!model || (!tokens == !tokens_file) || greedy < 0 || threads < 0 || chunk < 0 || (last && npy)) {
-        fprintf(stderr, "mlxn eval: give -m MODEL and one of --tokens or --tokens-file\n\n");
-        usage(stderr);
+    eval_opts o = {0};
+    opt_args a;
+    int pr = opt_parse(&eval_command, argc, argv, 1, &o, &a, NULL);
+    if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
+    if (!o.model) {
+        opt_error(&eval_command, "no model given: add -m PATH (an MLX model directory or a .gguf file)");
         return 2;
     }
+    if (!o.tokens == !o.tokens_file) {
+        opt_error(&eval_command, o.tokens ? "give either --tokens or --tokens-file, not both"
+                                          : "no tokens given: add --tokens \"IDS\" or --tokens-file FILE");
+        return 2;
+    }
+    if (o.last && o.logits_out) {
+        opt_error(&eval_command, "--last computes one row of logits: --logits-out wants them all, leave one out");
+        return 2;
+    }
+    const char *model = o.model, *tokens = o.tokens, *tokens_file = o.tokens_file, *npy = o.logits_out;
+    int threads = o.threads, chunk = o.chunk, greedy = o.greedy, quiet = o.quiet, last = o.last;
     char *text = tokens_file ? read_file(tokens_file) : NULL;
     if (tokens_file && !text) {
         fprintf(stderr, "mlxn eval: cannot read %s\n", tokens_file);

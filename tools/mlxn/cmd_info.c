@@ -12,6 +12,7 @@
  * inferred), ambiguous for affine (4-bit g64 and 8-bit g32 look alike),
  * which is then shown as "affine ?-bit". */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +34,35 @@ typedef struct qinfo {
     int64_t bits_x_group; /* 32 * packed_cols / scales_cols: what the shapes alone tell */
 } qinfo;
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: mlxn info -m FILE_OR_DIR [--json]\n\n"
-            "List the tensors of a .safetensors file or an MLX model directory (every\n"
-            "model*.safetensors in it, checked against model.safetensors.index.json):\n"
-            "metadata, then name, dtype, shape and quantization of each tensor, then totals.\n\n"
-            "  -m, --model PATH   the file or directory\n"
-            "  --json             print JSON instead of text\n"
-            "  -h, --help         this help\n");
-}
+typedef struct info_opts {
+    const char *model;
+    int json;
+} info_opts;
+
+static const opt_spec info_rows[] = {
+    {"model", 'm', OPT_STRING, offsetof(info_opts, model), "PATH",
+     "The .safetensors file or MLX model directory (may also be given as the one positional argument).", NULL, 0,
+     0, NULL},
+    {"json", 0, OPT_FLAG, offsetof(info_opts, json), NULL, "Print one JSON object instead of text.", NULL, 0, 0,
+     NULL},
+    {0},
+};
+
+const opt_command info_command = {
+    .name = "info",
+    .synopsis = "-m FILE_OR_DIR [--json]",
+    .summary = "List the tensors of a safetensors file or model directory.",
+    .description = "Reads a .safetensors file or an MLX model directory (every model*.safetensors in it, checked "
+                   "against model.safetensors.index.json) and prints the metadata, then the name, dtype, shape and "
+                   "quantization of each tensor, then totals. Bits and group size of quantized weights come from "
+                   "the directory's config.json; without one they are inferred from the shapes where that is "
+                   "unambiguous (the fp modes), else shown as \"affine ?-bit\".",
+    .opts = info_rows,
+    .positional = "FILE_OR_DIR",
+    .max_positional = 1,
+    .examples = "mlxn info -m SmolLM2-135M-Instruct-4bit\n"
+                "mlxn info --json model.safetensors",
+};
 
 static bool ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -170,26 +190,19 @@ static void shape_str(const mlxn_weight_info *t, char *buf, size_t n) {
 }
 
 int cmd_info(int argc, char **argv) {
-    const char *path = NULL;
-    bool as_json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if ((!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) && i + 1 < argc) {
-            path = argv[++i];
-        } else if (!strcmp(argv[i], "--json")) {
-            as_json = true;
-        } else if (argv[i][0] != '-' && !path) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "mlxn info: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
+    info_opts o = {0};
+    opt_args a;
+    int pr = opt_parse(&info_command, argc, argv, 1, &o, &a, NULL);
+    if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
+    if (o.model && a.n_pos) {
+        opt_error(&info_command, "the path is given twice ('%s' and '%s'): give one, with -m or alone", o.model,
+                  a.pos[0]);
+        return 2;
     }
+    const char *path = o.model ? o.model : a.n_pos ? a.pos[0] : NULL;
+    bool as_json = o.json;
     if (!path) {
-        usage(stderr);
+        opt_error(&info_command, "no file given: add -m PATH (a .safetensors file or an MLX model directory)");
         return 2;
     }
     mlxn_weights *w = NULL;

@@ -1,7 +1,7 @@
 /* The mlxn subcommands: each takes argc/argv after the subcommand name and
- * returns a process exit code (0 ok, 1 failure, 2 bad usage). Commands
- * built on option tables (options.h) export them for `mlxn --help` and
- * the generated docs/cli.md. */
+ * returns a process exit code (0 ok, 1 failure, 2 bad usage). Each
+ * exports its option tables (options.h) for `mlxn --help` and the
+ * generated docs/cli.md. */
 #ifndef MLXN_TOOL_COMMANDS_H
 #define MLXN_TOOL_COMMANDS_H
 
@@ -17,6 +17,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
 extern const opt_command generate_command, chat_command, tokenize_command;
+extern const opt_command info_command, convert_command, eval_command;
 extern const opt_command bench_command, bench_model_command, bench_qmv_command, bench_qmm_command;
 
 #endif

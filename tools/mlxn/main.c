@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "mlxn/mlxn.h"
@@ -12,25 +11,22 @@
 typedef struct command {
     const char *name;
     int (*fn)(int, char **);
-    const char *summary;
-    /* the option tables documented for it (NULL: its --help text is quoted) */
+    /* the option tables it parses with, documented in this order */
     const opt_command *tables[4];
 } command;
 
 static const command commands[] = {
-    {"generate", cmd_generate, NULL, {&generate_command}},
-    {"chat", cmd_chat, NULL, {&chat_command}},
-    {"tokenize", cmd_tokenize, NULL, {&tokenize_command}},
-    {"bench", cmd_bench, NULL, {&bench_model_command, &bench_qmv_command, &bench_qmm_command}},
-    {"info", cmd_info, "List the tensors of a safetensors file or model directory.", {NULL}},
-    {"convert", cmd_convert, "Write an MLX model directory from GGUF, a Hugging Face checkpoint or a random shape.",
-     {NULL}},
-    {"eval", cmd_eval, "Run token ids through a model: top-1 ids, logits as .npy.", {NULL}},
+    {"generate", cmd_generate, {&generate_command}},
+    {"chat", cmd_chat, {&chat_command}},
+    {"tokenize", cmd_tokenize, {&tokenize_command}},
+    {"bench", cmd_bench, {&bench_model_command, &bench_qmv_command, &bench_qmm_command}},
+    {"info", cmd_info, {&info_command}},
+    {"convert", cmd_convert, {&convert_command}},
+    {"eval", cmd_eval, {&eval_command}},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static const char *summary(const command *c) {
-    if (c->summary) return c->summary;
     return !strcmp(c->name, "bench") ? bench_command.summary : c->tables[0]->summary;
 }
 
@@ -38,33 +34,6 @@ static void usage(FILE *f) {
     fprintf(f, "mlx-native %s\nusage: mlxn <command> [options]\n\ncommands:\n", MLXN_VERSION_STRING);
     for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i].name, summary(&commands[i]));
     fprintf(f, "\n`mlxn <command> --help` describes each command's options.\n");
-}
-
-/* A command without tables: quote its --help output (stdout captured). */
-static int quote_help(const command *c, FILE *out) {
-    fflush(stdout);
-    FILE *tmp = tmpfile();
-    int saved = dup(STDOUT_FILENO);
-    if (!tmp || saved < 0 || dup2(fileno(tmp), STDOUT_FILENO) < 0) {
-        if (tmp) fclose(tmp);
-        if (saved >= 0) close(saved);
-        return 1;
-    }
-    char name[32], help[] = "--help";
-    snprintf(name, sizeof name, "%s", c->name);
-    char *argv[] = {name, help, NULL};
-    c->fn(2, argv);
-    fflush(stdout);
-    dup2(saved, STDOUT_FILENO);
-    close(saved);
-    rewind(tmp);
-    fprintf(out, "## mlxn %s\n\n%s\n\n```\n", c->name, c->summary);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, tmp)) > 0) fwrite(buf, 1, n, out);
-    fprintf(out, "```\n\n");
-    fclose(tmp);
-    return 0;
 }
 
 static int markdown(void) {
@@ -80,10 +49,6 @@ static int markdown(void) {
     printf("\n");
     for (size_t i = 0; i < N_COMMANDS; i++) {
         const command *c = &commands[i];
-        if (!c->tables[0]) {
-            if (quote_help(c, stdout)) return 1;
-            continue;
-        }
         if (!strcmp(c->name, "bench"))
             printf("## mlxn bench\n\n%s\n\n%s\n\n", bench_command.summary, bench_command.description);
         for (int k = 0; k < 4 && c->tables[k]; k++) opt_markdown(c->tables[k], stdout);

@@ -272,7 +272,7 @@ void opt_help(const opt_command *c, FILE *f) {
             memcpy(head, "    ", 4);
         }
         int col = fprintf(f, "  %-26s", head);
-        if (col > 27) { /* no room for a space before the text */
+        if (strlen(head) > 25) { /* no room for a space before the text */
             fprintf(f, "\n%28s", "");
             col = 28;
         }
@@ -281,6 +281,11 @@ void opt_help(const opt_command *c, FILE *f) {
                  o->def ? o->def : "");
         if (o->def) strncat(text, ".", sizeof text - strlen(text) - 1);
         wrap(f, text, col, 28, 100);
+        fputc('\n', f);
+    }
+    if (c->note) {
+        fputc('\n', f);
+        c->note(f);
         fputc('\n', f);
     }
     if (c->examples) {
@@ -322,6 +327,10 @@ void opt_markdown(const opt_command *c, FILE *f) {
             fputs(" |\n", f);
         }
         fputc('\n', f);
+    }
+    if (c->note) {
+        c->note(f);
+        fputs("\n\n", f);
     }
     if (c->examples) fprintf(f, "Examples:\n\n```\n%s\n```\n\n", c->examples);
 }

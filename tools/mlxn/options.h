@@ -54,6 +54,10 @@ typedef struct opt_command {
     const char *positional;  /* what positional arguments are, e.g. "TEXT", or NULL for none */
     int max_positional;      /* how many are allowed */
     const char *examples;    /* command lines, one per line, or NULL */
+    /* Optional: writes a paragraph known only at run time (a list the
+     * library provides, so it is spelled in one place) to f, shown after
+     * the options in help and docs. */
+    void (*note)(FILE *f);
 } opt_command;
 
 typedef struct opt_args {
