@@ -8,6 +8,7 @@
 #include "mlxn/tensor.h"
 #include "mlxn/quant.h"
 #include "mlxn/ops.h"
+#include "mlxn/turboquant.h"
 #include "mlxn/safetensors.h"
 #include "mlxn/model.h"
 #include "mlxn/gguf.h"

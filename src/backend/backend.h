@@ -6,6 +6,7 @@
 #ifndef MLXN_BACKEND_H
 #define MLXN_BACKEND_H
 
+#include "backend/tq_cache.h"
 #include "mlxn/ops.h"
 
 typedef struct mlxn_backend_i {
@@ -54,6 +55,16 @@ typedef struct mlxn_backend_i {
     mlxn_status (*add)(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
     mlxn_status (*scale)(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
     mlxn_status (*copy)(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
+    /* TurboQuant KV cache (mlxn/turboquant.h); NULL = not built yet for this
+     * backend (the op then fails with MLXN_ERR_NOT_IMPLEMENTED). Positions are
+     * resolved by the caller only when no pos tensor is given: a backend reads
+     * pos_tensor itself (on the device, for graph replay). which_v: 0 keys, 1 values. */
+    mlxn_status (*tq_append)(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v,
+                             int64_t pos, const mlxn_tensor *pos_tensor);
+    mlxn_status (*tq_sdpa)(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q,
+                           const mlxn_tq_sdpa_params *p, mlxn_tensor *out);
+    mlxn_status (*tq_dequantize)(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos,
+                                 mlxn_tensor *out);
 } mlxn_backend_i;
 
 struct mlxn_device {

@@ -135,4 +135,7 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .add = cpu_add,
     .scale = cpu_scale,
     .copy = cpu_copy_tensor,
+    .tq_append = cpu_tq_append,
+    .tq_sdpa = cpu_tq_sdpa,
+    .tq_dequantize = cpu_tq_dequantize,
 };

@@ -162,6 +162,11 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
         for (int64_t r = 0; r < M; r++) {
             const int64_t a = fs->lo[r] > kb ? fs->lo[r] : kb, e = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
             if (a >= e) continue;
+            if (!kp && p->fetch) { /* decoded on first use, like the conversion below */
+                p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
+                p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
+                kp = fs->kbuf, vp = fs->vbuf, ldk = p->D, ldv = Dv;
+            }
             if (!kp) { /* converted on first use: a window may skip whole blocks */
                 kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
                 vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);

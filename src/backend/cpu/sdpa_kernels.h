@@ -60,6 +60,11 @@ typedef struct sdpa_problem {
     const float *sinks;                   /* NULL or [Hq] at stride sink_stride */
     int64_t sink_stride;
     float *out;                           /* [B, Hq, Tq, Dv] contiguous */
+    /* Optional source of K/V rows instead of the k/v views (the TurboQuant
+     * cache decodes its codes here): fills buf with keys (is_v 0, [n][D]) or
+     * values (is_v 1, [n][Dv]) n0 .. n0+n of (b, hk) as f32. Flash path only. */
+    void (*fetch)(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, int64_t n, float *buf);
+    const void *fetch_ctx;
 } sdpa_problem;
 
 /* Keys [*lo, *hi) that causal/window leave visible to query row i

@@ -1,0 +1,199 @@
+/* CPU entry points of the TurboQuant KV cache (semantics:
+ * mlxn/turboquant.h; format: src/quant/tq_layout.h).
+ *  - append: every (kv head, token) vector is encoded by one thread:
+ *    rotate, norm, quantize, pack (tq_encode_row), keys and values together.
+ *  - attention: at the SCALAR ISA the reference (tq_ref.c) runs one query
+ *    row per task. Otherwise the queries are rotated once, the flash driver
+ *    of mlxn_sdpa (sdpa_flash.c: online softmax over key blocks, every query
+ *    head of a kv head's group per block, keys split across threads when
+ *    there are few kv heads, as in decode) runs in the rotated domain with
+ *    its K/V blocks decoded from the codes (fetch hook: codebook lookups
+ *    times norm / sqrt(D), SIMD per ISA), and the outputs are rotated back
+ *    once. Key index j of that problem is position lo + j, in slot
+ *    (lo + j) % capacity, so a wrapped ring reads in position order.
+ *  - dequantize: decode and un-rotate, one row per task. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu_ops.h"
+#include "backend/cpu/cpu_tensor.h"
+#include "backend/cpu/sdpa_kernels.h"
+#include "backend/cpu/tq_kernels.h"
+#include "core/internal.h"
+#include "quant/tq_layout.h"
+#include "quant/tq_tables.h"
+
+static mlxn_status read_pos(const char *op, int64_t pos, const mlxn_tensor *pt, int64_t *out) {
+    if (pt) pos = *(const int32_t *)mlxn_tensor_host(pt);
+    if (pos < 0) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: pos_tensor holds %lld (must be >= 0)", op, (long long)pos);
+    *out = pos;
+    return MLXN_OK;
+}
+
+/* ---- append ------------------------------------------------------------------ */
+
+typedef struct append_job {
+    mlxn_tq_cache *c;
+    const mlxn_tensor *k, *v; /* f32 [Hkv, T, D] */
+    int64_t T, pos;
+} append_job;
+
+static void append_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const append_job *j = arg;
+    const mlxn_tq_cache *c = j->c;
+    const int64_t D = c->p.head_dim, cap = c->p.capacity;
+    const float *signs = mlxn_tensor_host(&c->signs);
+    uint8_t *kc = mlxn_tensor_host(&c->k_codes), *vc = mlxn_tensor_host(&c->v_codes);
+    float *kn = mlxn_tensor_host(&c->k_norms), *vn = mlxn_tensor_host(&c->v_norms);
+    float tmp[MLXN_TQ_MAX_HEAD_DIM];
+    for (int64_t r = begin; r < end; r++) {
+        const int64_t h = r / j->T, t = r % j->T, slot = h * cap + (j->pos + t) % cap;
+        tq_encode_row(cpu_row_ptr(j->k, r), j->k->strides[2], D, signs, c->p.k_bits, kc + slot * c->k_row,
+                      kn + slot, tmp);
+        tq_encode_row(cpu_row_ptr(j->v, r), j->v->strides[2], D, signs, c->p.v_bits, vc + slot * c->v_row,
+                      vn + slot, tmp);
+    }
+}
+
+mlxn_status cpu_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v, int64_t pos,
+                          const mlxn_tensor *pos_tensor) {
+    append_job j = {.c = c, .k = k, .v = v, .T = k->shape[1]};
+    MLXN_TRY(read_pos("tq_append", pos, pos_tensor, &j.pos));
+    /* ~4 vectors per chunk: each is a few microseconds of work */
+    mlxn_parallel_for(cpu_dev(s)->pool, c->p.n_kv_heads * j.T, 4, append_task, &j);
+    return MLXN_OK;
+}
+
+/* ---- dequantize -------------------------------------------------------------- */
+
+typedef struct deq_job {
+    const mlxn_tq_cache *c;
+    int is_v;
+    int64_t pos, n;
+    float *out; /* [Hkv, n, D] */
+} deq_job;
+
+static void deq_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const deq_job *j = arg;
+    const mlxn_tq_cache *c = j->c;
+    const int64_t D = c->p.head_dim, cap = c->p.capacity, rb = j->is_v ? c->v_row : c->k_row;
+    const int bits = j->is_v ? c->p.v_bits : c->p.k_bits;
+    const uint8_t *codes = mlxn_tensor_host(j->is_v ? &c->v_codes : &c->k_codes);
+    const float *norms = mlxn_tensor_host(j->is_v ? &c->v_norms : &c->k_norms);
+    const float *signs = mlxn_tensor_host(&c->signs), *lv = mlxn_tq_levels(bits);
+    for (int64_t r = begin; r < end; r++) {
+        const int64_t h = r / j->n, t = r % j->n, slot = h * cap + (j->pos + t) % cap;
+        float *y = j->out + r * D;
+        tq_decode_scalar(codes + slot * rb, bits, lv, norms[slot] / sqrtf((float)D), D, y);
+        tq_unrotate(y, D, signs);
+    }
+}
+
+mlxn_status cpu_tq_dequantize(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos, mlxn_tensor *out) {
+    deq_job j = {.c = c, .is_v = which_v, .pos = pos, .n = out->shape[1], .out = mlxn_tensor_host(out)};
+    mlxn_parallel_for(cpu_dev(s)->pool, c->p.n_kv_heads * j.n, 8, deq_task, &j);
+    return MLXN_OK;
+}
+
+/* ---- attention --------------------------------------------------------------- */
+
+typedef struct ref_job {
+    const tq_attn *a;
+    float *scratch; /* [threads][n_held + 2 D] */
+} ref_job;
+
+static void ref_task(void *arg, int64_t begin, int64_t end, int thread) {
+    const ref_job *j = arg;
+    tq_ref_attn_rows(j->a, begin, end, j->scratch + (int64_t)thread * (j->a->n_held + 2 * j->a->D));
+}
+
+typedef struct fast_ctx {
+    const tq_attn *a;
+    tq_decode_fn dec;
+    float *qr; /* [Hq, Tq, D] rotated queries */
+} fast_ctx;
+
+/* sdpa_flash's K/V source: keys (or values) of positions lo + n0 .. + n of
+ * kv head hk, decoded into buf [n][D] in the rotated domain. */
+static void fetch(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, int64_t n, float *buf) {
+    (void)b;
+    const fast_ctx *f = ctx;
+    const tq_attn *a = f->a;
+    const int64_t D = a->D, rb = is_v ? a->c->v_row : a->c->k_row;
+    const int bits = is_v ? a->c->p.v_bits : a->c->p.k_bits;
+    const uint8_t *codes = is_v ? a->vc : a->kc;
+    const float *norms = is_v ? a->vn : a->kn, *lv = is_v ? a->vlv : a->klv;
+    const float r = 1.0f / sqrtf((float)D);
+    for (int64_t j = 0; j < n; j++) {
+        const int64_t slot = hk * a->cap + (a->lo + n0 + j) % a->cap;
+        f->dec(codes + slot * rb, bits, lv, norms[slot] * r, D, buf + j * D);
+    }
+}
+
+static void rotate_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const fast_ctx *f = arg;
+    const tq_attn *a = f->a;
+    for (int64_t r = begin; r < end; r++)
+        tq_rotate(a->q + (r / a->Tq) * a->qs[0] + (r % a->Tq) * a->qs[1], a->qs[2], a->D, a->signs, f->qr + r * a->D);
+}
+
+static void unrotate_task(void *arg, int64_t begin, int64_t end, int thread) {
+    (void)thread;
+    const tq_attn *a = arg;
+    for (int64_t r = begin; r < end; r++) tq_unrotate(a->out + r * a->D, a->D, a->signs);
+}
+
+static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa_kernels *kr, tq_decode_fn dec) {
+    fast_ctx f = {.a = a, .dec = dec, .qr = malloc((size_t)(a->Hq * a->Tq * a->D) * sizeof(float))};
+    if (!f.qr) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_sdpa: no memory for the rotated queries");
+    mlxn_parallel_for(pool, a->Hq * a->Tq, 8, rotate_task, &f);
+    sdpa_problem p = {
+        .B = 1, .Hq = a->Hq, .Hkv = a->Hkv, .G = a->G, .Tq = a->Tq, .Tk = a->n_held, .D = a->D, .Dv = a->D,
+        .scale = a->scale, .softcap = a->softcap, .causal = a->causal, .window = a->window, .out = a->out,
+        .fetch = fetch, .fetch_ctx = &f,
+    };
+    p.q = (sdpa_view){.base = (const char *)f.qr, .dt = MLXN_DTYPE_F32,
+                      .s = {a->Hq * a->Tq * a->D, a->Tq * a->D, a->D, 1}};
+    p.k.dt = p.v.dt = MLXN_DTYPE_F32; /* unused: fetch supplies K and V */
+    mlxn_status st = sdpa_flash(pool, &p, kr);
+    free(f.qr);
+    MLXN_TRY(st);
+    mlxn_parallel_for(pool, a->Hq * a->Tq, 8, unrotate_task, (void *)a);
+    return MLXN_OK;
+}
+
+mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tq_sdpa_params *prm,
+                        mlxn_tensor *out) {
+    cpu_device *dev = cpu_dev(s);
+    tq_attn a = {
+        .c = c, .Hq = q->shape[1], .Hkv = c->p.n_kv_heads, .Tq = q->shape[2], .D = c->p.head_dim,
+        .cap = c->p.capacity, .scale = prm->scale, .softcap = prm->softcap, .causal = prm->causal,
+        .window = prm->window, .q = mlxn_tensor_host(q), .qs = {q->strides[1], q->strides[2], q->strides[3]},
+        .kc = mlxn_tensor_host(&c->k_codes), .vc = mlxn_tensor_host(&c->v_codes),
+        .kn = mlxn_tensor_host(&c->k_norms), .vn = mlxn_tensor_host(&c->v_norms),
+        .signs = mlxn_tensor_host(&c->signs), .klv = mlxn_tq_levels(c->p.k_bits), .vlv = mlxn_tq_levels(c->p.v_bits),
+        .out = mlxn_tensor_host(out),
+    };
+    MLXN_TRY(read_pos("tq_sdpa", prm->pos, prm->pos_tensor, &a.pos));
+    a.G = a.Hq / a.Hkv;
+    const int64_t end = a.pos + a.Tq;
+    a.lo = end > a.cap ? end - a.cap : 0;
+    a.n_held = end - a.lo;
+
+    const sdpa_kernels *kr = NULL;
+    tq_decode_fn dec = NULL;
+    if (dev->isa >= MLXN_CPU_ISA_AVX512) kr = sdpa_kernels_avx512(), dec = tq_decode_avx512();
+    else if (dev->isa >= MLXN_CPU_ISA_AVX2) kr = sdpa_kernels_avx2(), dec = tq_decode_avx2();
+    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_scalar);
+
+    int threads = mlxn_threadpool_size(dev->pool);
+    ref_job j = {&a, malloc((size_t)threads * (size_t)(a.n_held + 2 * a.D) * sizeof(float))};
+    if (!j.scratch)
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_sdpa: no memory for score rows of %lld keys", (long long)a.n_held);
+    mlxn_parallel_for(dev->pool, a.Hq * a.Tq, 1, ref_task, &j);
+    free(j.scratch);
+    return MLXN_OK;
+}
