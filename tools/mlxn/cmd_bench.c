@@ -1,4 +1,4 @@
-/* mlxn bench model | qmv | qmm.
+/* mlxn bench model | qmv | qmm | tq (bench_tq.c).
  *
  * `bench model` (bench_model.c) times a model's prompt processing and
  * generation, like llama-bench. `bench qmv|qmm` time the quantized matmul
@@ -109,9 +109,11 @@ const opt_command bench_qmm_command = {
 
 const opt_command bench_command = {
     .name = "bench",
-    .synopsis = "model|qmv|qmm [options]",
-    .summary = "Time a model (prompt and generation tok/s, like llama-bench) or the quantized matmul kernels.",
-    .description = "`mlxn bench model`, `mlxn bench qmv` and `mlxn bench qmm` each have their own --help.",
+    .synopsis = "model|qmv|qmm|tq [options]",
+    .summary = "Time a model (prompt and generation tok/s, like llama-bench), the quantized matmul kernels or "
+               "TurboQuant KV-cache attention.",
+    .description = "`mlxn bench model`, `mlxn bench qmv`, `mlxn bench qmm` and `mlxn bench tq` each have their own "
+                   "--help.",
     .opts = NULL,
 };
 
@@ -372,14 +374,15 @@ done:
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "model")) return cmd_bench_model(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "tq")) return cmd_bench_tq(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "qmv") && strcmp(argv[1], "qmm"))) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             opt_help(&bench_command, stdout);
             return 0;
         }
-        if (argc >= 2) fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv or qmm\n", argv[1]);
-        else fprintf(stderr, "mlxn bench: say what to time: model, qmv or qmm\n");
-        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm) for the options.\n");
+        if (argc >= 2) fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv, qmm or tq\n", argv[1]);
+        else fprintf(stderr, "mlxn bench: say what to time: model, qmv, qmm or tq\n");
+        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm/tq) for the options.\n");
         return 2;
     }
     bench_opts o;

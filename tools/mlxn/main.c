@@ -19,7 +19,7 @@ static const command commands[] = {
     {"generate", cmd_generate, {&generate_command}},
     {"chat", cmd_chat, {&chat_command}},
     {"tokenize", cmd_tokenize, {&tokenize_command}},
-    {"bench", cmd_bench, {&bench_model_command, &bench_qmv_command, &bench_qmm_command}},
+    {"bench", cmd_bench, {&bench_model_command, &bench_qmv_command, &bench_qmm_command, &bench_tq_command}},
     {"info", cmd_info, {&info_command}},
     {"convert", cmd_convert, {&convert_command}},
     {"eval", cmd_eval, {&eval_command}},

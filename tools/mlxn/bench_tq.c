@@ -1,0 +1,276 @@
+/* mlxn bench tq: decode attention over a TurboQuant KV cache
+ * (mlxn_tq_sdpa, one query token) against the same attention over a dense
+ * f32 cache (mlxn_sdpa), at several context lengths, on the CPU.
+ *
+ * Keys and values are seeded random normal vectors, appended through
+ * mlxn_tq_append (the attention's speed does not depend on their values);
+ * the query sits at the last position (causal). After --warmup untimed
+ * calls, --reps calls of each are timed one by one and the medians
+ * printed, with the bytes each reads from its cache (the dense cache is
+ * 4 * head_dim * 2 bytes per kv head and token; the TurboQuant one is its
+ * code bytes plus two f32 norms), the effective GB/s over the median, and
+ * the machine's memory read bandwidth measured in the same process with
+ * the same threads over 512 MiB. With one thread the medians of the
+ * thread's CPU time are printed too (a shared machine preempts the wall
+ * clock, not the CPU time). */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "commands.h"
+#include "core/threadpool.h"
+#include "mlxn/mlxn.h"
+
+typedef struct tq_bench_opts {
+    const char *ctx;
+    int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, reps, warmup;
+} tq_bench_opts;
+
+static const opt_spec tq_rows[] = {
+    {"ctx", 'c', OPT_STRING, offsetof(tq_bench_opts, ctx), "N[,N...]", "Context lengths (tokens in the cache).",
+     "1024,4096,16384,32768", 0, 0, NULL},
+    {"head-dim", 0, OPT_INT, offsetof(tq_bench_opts, head_dim), "D", "Head dim (a power of two, 64..512).", "128",
+     64, 512, NULL},
+    {"q-heads", 0, OPT_INT, offsetof(tq_bench_opts, q_heads), "HQ", "Query heads.", "32", 1, 4096, NULL},
+    {"kv-heads", 0, OPT_INT, offsetof(tq_bench_opts, kv_heads), "HKV", "Key/value heads (divides the query heads).",
+     "8", 1, 4096, NULL},
+    {"k-bits", 0, OPT_INT, offsetof(tq_bench_opts, k_bits), "B", "Key code width (2..8).", "4", 2, 8, NULL},
+    {"v-bits", 0, OPT_INT, offsetof(tq_bench_opts, v_bits), "B", "Value code width (2..8).", "4", 2, 8, NULL},
+    {"threads", 't', OPT_INT, offsetof(tq_bench_opts, threads), "T", "CPU worker threads (0: one per core).", "0",
+     0, 4096, NULL},
+    {"isa", 0, OPT_CHOICE, offsetof(tq_bench_opts, isa), "I", "Cap the CPU instruction set.", "auto", 0, 0,
+     "auto|scalar|avx2|avx512"},
+    {"reps", 0, OPT_INT, offsetof(tq_bench_opts, reps), "R", "Timed calls of each attention.", "20", 1, 1 << 20,
+     NULL},
+    {"warmup", 0, OPT_INT, offsetof(tq_bench_opts, warmup), "W", "Untimed calls first.", "3", 0, 1 << 20, NULL},
+    {0},
+};
+
+const opt_command bench_tq_command = {
+    .name = "bench tq",
+    .synopsis = "[--ctx 1024,4096,16384,32768] [--head-dim 128 --q-heads 32 --kv-heads 8] [options]",
+    .summary = "Time decode attention over a TurboQuant KV cache against a dense f32 cache (CPU).",
+    .description =
+        "For each context length, fills a TurboQuant cache (--k-bits/--v-bits) and a dense f32 cache with the "
+        "same seeded random keys and values, then times one-token causal attention over each: --warmup untimed "
+        "calls, then --reps timed calls one by one. Prints the median time of each, the speedup, the bytes each "
+        "reads from its cache with the effective GB/s, and the machine's memory read bandwidth measured in the "
+        "same process.",
+    .opts = tq_rows,
+    .examples = "mlxn bench tq\nmlxn bench tq --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 4096,20000",
+};
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+/* CPU time of the calling thread: with --threads 1 it is the kernel's own
+ * time even while other processes preempt it (a shared machine). */
+static double cpu_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void cpu_model(char *buf, size_t n) {
+    snprintf(buf, n, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        char *c = strchr(line, ':');
+        if (!c) break;
+        c += 1 + (c[1] == ' ');
+        c[strcspn(c, "\n")] = '\0';
+        snprintf(buf, n, "%s", c);
+        break;
+    }
+    fclose(f);
+}
+
+typedef struct rd_job {
+    const uint64_t *p;
+    uint64_t sink[64];
+} rd_job;
+
+static void rd_task(void *arg, int64_t b, int64_t e, int thread) {
+    rd_job *j = arg;
+    uint64_t acc[8] = {0}; /* 8 independent lanes: bound by loads, not a dependency chain */
+    for (int64_t i = b; i + 8 <= e; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] ^= j->p[i + k];
+    uint64_t x = 0;
+    for (int k = 0; k < 8; k++) x ^= acc[k];
+    j->sink[(thread % 8) * 8] ^= x;
+}
+
+/* best-of-5 read bandwidth in GB/s over `bytes` */
+static double read_gbs(mlxn_threadpool *pool, size_t bytes) {
+    uint64_t *p = aligned_alloc(64, bytes);
+    if (!p) return 0.0;
+    int64_t words = (int64_t)(bytes / 8);
+    for (int64_t i = 0; i < words; i++) p[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+    rd_job j = {.p = p};
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t0 = now_us();
+        mlxn_parallel_for(pool, words, 4096, rd_task, &j);
+        double dt = now_us() - t0;
+        if (r > 0 && dt < best) best = dt;
+    }
+    free(p);
+    return (double)bytes / (best * 1e3);
+}
+
+static double median_us(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* One context length: returns 0 on success. */
+static int one_ctx(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, uint64_t *seed) {
+    const int threads1 = mlxn_device_threads(dev) == 1;
+    mlxn_stream *s = mlxn_device_stream(dev);
+    const int64_t H = o->kv_heads, Hq = o->q_heads, D = o->head_dim;
+    mlxn_tq_cache_params tp = {.n_kv_heads = (int)H, .capacity = ctx, .head_dim = (int)D, .k_bits = o->k_bits,
+                               .v_bits = o->v_bits, .seed = mlxn_tq_seed(0)};
+    mlxn_tq_cache *c = NULL;
+    mlxn_tensor k = {0}, v = {0}, q = {0}, out = {0};
+    const int64_t kshape[4] = {1, H, ctx, D}, qshape[4] = {1, Hq, 1, D};
+    int rc = 1;
+    double *t_tq = malloc(sizeof(double) * 4 * (size_t)o->reps), *t_f32 = t_tq + o->reps, *c_tq = t_f32 + o->reps,
+           *c_f32 = c_tq + o->reps;
+    if (!t_tq || mlxn_tq_cache_new(dev, &tp, &c) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, kshape, &k) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, kshape, &v) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qshape, &q) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qshape, &out) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+        goto done;
+    }
+    float *kh = mlxn_tensor_host(&k), *vh = mlxn_tensor_host(&v), *qh = mlxn_tensor_host(&q);
+    /* seeded normal-ish values: sums of uniforms (fast, and the speed does not depend on them) */
+    float *all[] = {kh, vh, qh};
+    const int64_t sizes[] = {H * ctx * D, H * ctx * D, Hq * D};
+    for (int a = 0; a < 3; a++)
+        for (int64_t i = 0; i < sizes[a]; i++) {
+            *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t r = *seed >> 16;
+            all[a][i] = (float)((int)(r & 0xFFF) + (int)((r >> 12) & 0xFFF) + (int)((r >> 24) & 0xFFF) - 6142) / 2048.0f;
+        }
+    /* append in chunks of up to 4096 tokens, as [H, T, D] views of the dense cache */
+    for (int64_t p0 = 0; p0 < ctx; p0 += 4096) {
+        int64_t T = ctx - p0 < 4096 ? ctx - p0 : 4096;
+        mlxn_tensor ks = k, vs = v;
+        ks.ndim = vs.ndim = 3;
+        ks.shape[0] = vs.shape[0] = H, ks.shape[1] = vs.shape[1] = T, ks.shape[2] = vs.shape[2] = D;
+        ks.strides[0] = vs.strides[0] = ctx * D, ks.strides[1] = vs.strides[1] = D, ks.strides[2] = vs.strides[2] = 1;
+        ks.offset = vs.offset = (size_t)(p0 * D) * sizeof(float);
+        if (mlxn_tq_append(s, c, &ks, &vs, p0, NULL) != MLXN_OK) {
+            fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+            goto done;
+        }
+    }
+    mlxn_tq_sdpa_params tq = {.scale = 1.0f / sqrtf((float)D), .causal = true, .pos = ctx - 1};
+    mlxn_sdpa_params dp = {.scale = tq.scale, .causal = true};
+    for (int i = 0; i < o->warmup + o->reps; i++) {
+        double t0 = now_us(), u0 = cpu_us();
+        mlxn_status st = mlxn_tq_sdpa(s, c, &q, &tq, &out);
+        double t1 = now_us(), u1 = cpu_us();
+        if (st == MLXN_OK) st = mlxn_sdpa(s, &q, &k, &v, &dp, &out);
+        double t2 = now_us(), u2 = cpu_us();
+        if (st != MLXN_OK) {
+            fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+            goto done;
+        }
+        if (i >= o->warmup) {
+            const int r = i - o->warmup;
+            t_tq[r] = t1 - t0, t_f32[r] = t2 - t1, c_tq[r] = u1 - u0, c_f32[r] = u2 - u1;
+        }
+    }
+    double mt = median_us(t_tq, o->reps), mf = median_us(t_f32, o->reps);
+    double bt = (double)mlxn_tq_bytes_per_token(&tp) * (double)ctx, bf = 8.0 * (double)(H * D) * (double)ctx;
+    printf("%7lld  %9.1f  %7.2f  %10.1f  %7.2f  %6.2fx  %9.1f  %9.1f", (long long)ctx, mt, bt / (mt * 1e3), mf,
+           bf / (mf * 1e3), mf / mt, bt / 1048576.0, bf / 1048576.0);
+    if (threads1) {
+        double ct = median_us(c_tq, o->reps), cf = median_us(c_f32, o->reps);
+        printf("  %9.1f  %10.1f  %6.2fx", ct, cf, cf / ct);
+    }
+    printf("\n");
+    rc = 0;
+done:
+    mlxn_tq_cache_free(c);
+    mlxn_tensor *ts[] = {&k, &v, &q, &out};
+    for (int i = 0; i < 4; i++)
+        if (ts[i]->buf) mlxn_tensor_release(ts[i]);
+    free(t_tq);
+    return rc;
+}
+
+int cmd_bench_tq(int argc, char **argv) {
+    tq_bench_opts o = {.ctx = "1024,4096,16384,32768", .head_dim = 128, .q_heads = 32, .kv_heads = 8, .k_bits = 4,
+                       .v_bits = 4, .reps = 20, .warmup = 3};
+    opt_args a;
+    int pr = opt_parse(&bench_tq_command, argc, argv, 2, &o, &a, NULL);
+    if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
+    if (o.q_heads % o.kv_heads != 0) {
+        opt_error(&bench_tq_command, "--q-heads %d is not a multiple of --kv-heads %d", o.q_heads, o.kv_heads);
+        return 2;
+    }
+    mlxn_tq_cache_params check = {.n_kv_heads = o.kv_heads, .capacity = 1, .head_dim = o.head_dim,
+                                  .k_bits = o.k_bits, .v_bits = o.v_bits};
+    if (mlxn_tq_check_params(&check) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+        return 2;
+    }
+    int64_t ctxs[32];
+    int n = 0;
+    for (const char *p = o.ctx; *p && n < 32;) {
+        char *end;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || x < 1 || x > (1ll << 30)) {
+            opt_error(&bench_tq_command, "--ctx wants positive whole numbers separated by commas, got '%s'", o.ctx);
+            return 2;
+        }
+        ctxs[n++] = x;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') {
+            opt_error(&bench_tq_command, "--ctx wants positive whole numbers separated by commas, got '%s'", o.ctx);
+            return 2;
+        }
+    }
+    mlxn_device_params dpar = {.kind = MLXN_DEVICE_CPU, .n_threads = o.threads, .isa = (mlxn_cpu_isa)o.isa};
+    mlxn_device *dev = NULL;
+    if (mlxn_device_new(&dpar, &dev) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+        return 1;
+    }
+    char model[256];
+    cpu_model(model, sizeof model);
+    double bw = read_gbs(((cpu_device *)dev->ctx)->pool, (size_t)512 << 20);
+    printf("machine: %s, %s; memory read %.1f GB/s (512 MiB)\n", model, mlxn_device_name(dev), bw);
+    printf("decode attention, head_dim %d, %d q heads / %d kv heads, tq k%d v%d vs dense f32; medians of %d calls\n",
+           o.head_dim, o.q_heads, o.kv_heads, o.k_bits, o.v_bits, o.reps);
+    printf("%7s  %9s  %7s  %10s  %7s  %7s  %9s  %9s", "ctx", "tq us", "GB/s", "f32 us", "GB/s", "speedup", "tq MiB",
+           "f32 MiB");
+    /* one thread: also the thread's CPU time, which preemption does not inflate */
+    if (mlxn_device_threads(dev) == 1) printf("  %9s  %10s  %7s", "tq cpu us", "f32 cpu us", "cpu x");
+    printf("\n");
+    uint64_t seed = 0x5eed;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = one_ctx(dev, &o, ctxs[i], &seed);
+    mlxn_device_free(dev);
+    return rc;
+}
