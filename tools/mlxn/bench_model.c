@@ -7,7 +7,15 @@
  * Token ids are seeded random ids of the vocabulary (speed does not
  * depend on them). Each test runs --warmup untimed times, then -r timed
  * times; the median is the figure, with mean, standard deviation, min and
- * max. */
+ * max. The clock is read after the device's stream is synchronized, so a
+ * GPU's queued work is inside the interval.
+ *
+ * Beside each tgN figure: the time per token and the weight bytes one
+ * decode step reads (every weight tensor once, except an untied input
+ * embedding, of which a step reads one row), so bytes x tok/s is the
+ * achieved weight bandwidth; on a GPU it is also given as a percentage of
+ * a device-to-device copy measured in the same process (the practical
+ * ceiling of a memory-bound decode). */
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
@@ -16,6 +24,7 @@
 #include <sys/stat.h>
 #include <dirent.h>
 
+#include "backend/cuda/cuda_bench.h"
 #include "commands.h"
 #include "progress.h"
 #include "textgen.h"
@@ -48,10 +57,15 @@ const opt_command bench_model_command = {
         "Like llama-bench: every test starts from an empty KV cache. ppN runs an N-token prompt; tgN runs N "
         "one-token steps (the decoding loop without sampling). Token ids are seeded random ids. Each test runs "
         "--warmup untimed times and then -r timed times; the table shows the median tokens per second with "
-        "mean, standard deviation, min and max.",
+        "mean, standard deviation, min and max. The clock is read with the device's stream synchronized. Beside "
+        "each tgN: milliseconds per token and the achieved weight bandwidth (the bytes of weights one decode step "
+        "reads, every tensor once except an untied input embedding, times tokens per second); on a GPU also its "
+        "percentage of a device-to-device copy measured in the same process. Random-weight models (`mlxn convert "
+        "--random PRESET -q`) need no tokenizer.",
     .opts = bm_rows,
     .examples = "mlxn bench model -m SmolLM2-135M-Instruct-4bit -p 512 -n 128 -r 3\n"
-                "mlxn bench model -m model.gguf -p 128,512 -n 0 -t 1 --json",
+                "mlxn bench model -m model.gguf -p 128,512 -n 0 -t 1 --json\n"
+                "mlxn bench model -m llama-1b-4bit --device cuda --kv-dtype bf16 -p 512 -n 128 -r 5",
 };
 
 static int parse_list(const char *s, int *v, int cap) {
@@ -84,6 +98,25 @@ static double model_bytes(const char *path) {
     return total;
 }
 
+/* Bytes of weights one decode step reads: every tensor of the weight files
+ * once, except an untied input embedding (a step reads one row of it).
+ * A .gguf counts its file (an upper bound). 0 when unknown. */
+static double decode_weight_bytes(const char *path, const mlxn_model_info *info, double file_bytes) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return file_bytes;
+    mlxn_weights *w = NULL;
+    if (mlxn_weights_open(path, &w) != MLXN_OK) return file_bytes;
+    double total = 0, embed = 0;
+    for (size_t i = 0; i < mlxn_weights_count(w); i++) {
+        const mlxn_weight_info *t = mlxn_weights_at(w, i);
+        total += (double)t->nbytes;
+        if (strstr(t->name, "embed_tokens.")) embed += (double)t->nbytes;
+    }
+    mlxn_weights_free(w);
+    if (!info->tied_embeddings && info->vocab_size > 0) total -= embed - embed / info->vocab_size;
+    return total;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -92,6 +125,8 @@ static int cmp_double(const void *a, const void *b) {
 /* One run of a test; returns seconds, or < 0 after printing the error. */
 static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen) {
     mlxn_session_reset(c->session);
+    mlxn_stream *s = mlxn_device_stream(c->dev);
+    if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     double t0 = progress_now();
     if (!gen) {
         if (mlxn_session_forward(c->session, ids, n, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
@@ -99,6 +134,7 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen) {
         for (int i = 0; i < n; i++)
             if (mlxn_session_forward(c->session, &ids[i], 1, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
     }
+    if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     return progress_now() - t0;
 fail:
     fprintf(stderr, "mlxn bench model: %s\n", mlxn_last_error());
@@ -126,7 +162,7 @@ int cmd_bench_model(int argc, char **argv) {
         return 2;
     }
     tg_ctx c;
-    int rc = tg_open(&c, "bench model", &o.mo, 1);
+    int rc = tg_open(&c, "bench model", &o.mo, TG_OPEN_MODEL_ONLY);
     if (rc) {
         tg_close(&c);
         return rc;
@@ -153,12 +189,28 @@ int cmd_bench_model(int argc, char **argv) {
         ids[i] = (int32_t)((s >> 33) % (uint64_t)c.info->vocab_size);
     }
     double bytes = model_bytes(o.mo.model);
+    double wtok = decode_weight_bytes(o.mo.model, c.info, bytes);
     const char *dev = mlxn_device_name(c.dev);
+    const mlxn_model_info *mi = c.info;
+    /* the ceiling beside the decode figures: a device-to-device copy in this process (GPU only) */
+    double copy_gbs = 0;
+    if (mlxn_device_get_kind(c.dev) == MLXN_DEVICE_CUDA &&
+        mlxn_cuda_copy_bandwidth(c.dev, (size_t)256 << 20, 20, &copy_gbs) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench model: copy bandwidth: %s\n", mlxn_last_error());
+        goto done;
+    }
     if (!o.json) {
-        printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s\n", o.mo.model, c.info->arch,
-               bytes / 1048576.0, c.info->n_layers, dev, c.kv_name);
-        printf("| test   |     t/s (median) |       mean ± sd |      min |      max | runs |\n");
-        printf("| ------ | ---------------: | --------------: | -------: | -------: | ---: |\n");
+        printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s\n", o.mo.model, mi->arch,
+               bytes / 1048576.0, mi->n_layers, dev, c.kv_name);
+        printf("shape: hidden %d, %d heads (%d KV) of %d, FFN %d, vocab %d, %s embeddings, %d quantized "
+               "matrices; a decode step reads %.1f MB of weights\n",
+               mi->hidden_size, mi->n_heads, mi->n_kv_heads, mi->head_dim, mi->intermediate_size, mi->vocab_size,
+               mi->tied_embeddings ? "tied" : "untied", mi->n_quantized, wtok / 1e6);
+        if (copy_gbs > 0) printf("device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
+        printf("| test   |     t/s (median) |       mean ± sd |      min |      max | runs | ms/token |    GB/s "
+               "| %% copy |\n");
+        printf("| ------ | ---------------: | --------------: | -------: | -------: | ---: | -------: | ------: "
+               "| -----: |\n");
         fflush(stdout);
     }
     for (int t = 0; t < npp + ntg; t++) {
@@ -185,20 +237,41 @@ int cmd_bench_model(int argc, char **argv) {
         for (int r = 0; arr && r < o.reps; r++) json_array_append_new(arr, json_real(samples[r]));
         qsort(samples, (size_t)o.reps, sizeof *samples, cmp_double);
         double med = o.reps % 2 ? samples[o.reps / 2] : 0.5 * (samples[o.reps / 2 - 1] + samples[o.reps / 2]);
+        /* decode only: a prompt reads the weights once for many tokens */
+        double ms_tok = 1e3 / med, gbs = gen ? wtok * med / 1e9 : 0, pct = copy_gbs > 0 ? 100 * gbs / copy_gbs : 0;
         if (o.json) {
             json_t *j = json_pack("{s:s, s:s, s:f, s:s, s:i, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:f, s:f, s:f, s:f}",
-                                  "model", o.mo.model, "arch", c.info->arch, "model_bytes", bytes, "device", dev,
+                                  "model", o.mo.model, "arch", mi->arch, "model_bytes", bytes, "device", dev,
                                   "threads", mlxn_device_threads(c.dev), "kv_dtype", c.kv_name, "test", name,
                                   "n_prompt", gen ? 0 : n, "n_gen", gen ? n : 0, "reps", o.reps, "samples_ts",
                                   arr ? arr : json_null(), "median_ts", med, "mean_ts", mean, "stddev_ts", sd,
                                   "min_ts", samples[0], "max_ts", samples[o.reps - 1]);
+            json_t *shape = json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b, s:i}", "hidden_size", mi->hidden_size,
+                                      "n_layers", mi->n_layers, "n_heads", mi->n_heads, "n_kv_heads", mi->n_kv_heads,
+                                      "head_dim", mi->head_dim, "intermediate_size", mi->intermediate_size,
+                                      "vocab_size", mi->vocab_size, "tied_embeddings", mi->tied_embeddings,
+                                      "n_quantized", mi->n_quantized);
+            if (j && (!shape || json_object_set_new(j, "shape", shape) ||
+                      json_object_set_new(j, "ms_per_token", json_real(ms_tok)) ||
+                      json_object_set_new(j, "decode_weight_bytes", json_real(wtok)) ||
+                      json_object_set_new(j, "gb_s", gen ? json_real(gbs) : json_null()) ||
+                      json_object_set_new(j, "copy_gb_s", copy_gbs > 0 ? json_real(copy_gbs) : json_null()) ||
+                      json_object_set_new(j, "pct_of_copy", gen && copy_gbs > 0 ? json_real(pct) : json_null()))) {
+                json_decref(j);
+                j = NULL;
+            } else if (!j) {
+                json_decref(shape);
+            }
             if (!j || json_array_append_new(results, j)) {
                 fprintf(stderr, "mlxn bench model: cannot build the JSON output\n");
                 goto done;
             }
         } else {
-            printf("| %-6s | %16.2f | %7.2f ± %5.2f | %8.2f | %8.2f | %4d |\n", name, med, mean, sd, samples[0],
-                   samples[o.reps - 1], o.reps);
+            char gb[16] = "", pc[16] = "";
+            if (gen) snprintf(gb, sizeof gb, "%.1f", gbs);
+            if (gen && copy_gbs > 0) snprintf(pc, sizeof pc, "%.0f%%", pct);
+            printf("| %-6s | %16.2f | %7.2f ± %5.2f | %8.2f | %8.2f | %4d | %8.3f | %7s | %6s |\n", name, med, mean, sd,
+                   samples[0], samples[o.reps - 1], o.reps, ms_tok, gb, pc);
             fflush(stdout);
         }
     }

@@ -94,9 +94,11 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
         return 1;
     }
     double t0 = progress_now();
-    if (open_tokenizer(c, o->model, is_dir)) return 1;
-    const char *warn = NULL;
-    c->chat = mlxn_chat_detect(mlxn_tokenizer_chat_template(c->tok), &warn);
+    if (with_model != TG_OPEN_MODEL_ONLY) {
+        if (open_tokenizer(c, o->model, is_dir)) return 1;
+        const char *warn = NULL;
+        c->chat = mlxn_chat_detect(mlxn_tokenizer_chat_template(c->tok), &warn);
+    }
     if (!with_model) {
         c->load_s = progress_now() - t0;
         return 0;

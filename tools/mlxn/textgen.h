@@ -63,8 +63,11 @@ typedef struct tg_ctx {
 } tg_ctx;
 
 /* Open the tokenizer and, when with_model, the device, model and one
- * session. Prints the error (naming what to do) and returns non-zero on
- * failure; tg_close is safe either way. */
+ * session; with_model == TG_OPEN_MODEL_ONLY opens no tokenizer (timing
+ * needs none, and random-weight models have none). Prints the error
+ * (naming what to do) and returns non-zero on failure; tg_close is safe
+ * either way. */
+#define TG_OPEN_MODEL_ONLY 2
 int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model);
 void tg_close(tg_ctx *c);
 
