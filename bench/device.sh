@@ -2,13 +2,21 @@
 # One run on a GPU machine: build with nvcc for sm_90a (Hopper), run the
 # whole test suite (the CUDA op tests among it), compute-sanitizer
 # (memcheck, then racecheck) over tests/test_backend_ops, and the CUDA
-# quantized mat-vec benchmarks; full logs go to OUTDIR and a short table is
-# printed last.
+# quantized mat-vec benchmarks, then end-to-end model benchmarks: random
+# 4-bit models of real shapes (`mlxn convert --random PRESET -q`) timed by
+# `mlxn bench model --device cuda` beside the same shapes in PyTorch
+# (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
+# python3 has torch; full logs go to OUTDIR and a short table is printed last.
 #   bash bench/device.sh OUTDIR
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
-# MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 to skip a
-# stage. Needs cmake, nvcc, a C compiler, pkg-config and jansson
-# (PKG_CONFIG_PATH may point at a jansson installed elsewhere).
+# MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
+# MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
+# MLXN_SKIP_KERNELS=1 / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a stage;
+# MLXN_MODELS (presets, default "llama-3.2-1b llama-3-8b gemma-3-4b"),
+# MLXN_MODEL_TIMEOUT (seconds per command of the model stage, default 240),
+# MLXN_MODELS_BUDGET (seconds for the whole model stage; presets not started
+# by then are skipped, default 900), MLXN_MODEL_REPS (5). Needs cmake, nvcc, a C compiler, pkg-config and
+# jansson (PKG_CONFIG_PATH may point at a jansson installed elsewhere).
 set -u
 OUT=${1:?usage: bench/device.sh OUTDIR}
 mkdir -p "$OUT"
@@ -25,7 +33,7 @@ note "gpu: $(tail -n +2 "$OUT/gpu.txt" | head -1)"
 
 t0=$(date +%s)
 if ! { cmake -S "$ROOT" -B "$B" -DMLXN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release &&
-       cmake --build "$B" -j "$JOBS"; } > "$OUT/build.log" 2>&1; then
+       cmake --build "$B" -j "$JOBS" ${MLXN_BUILD_TARGETS:+--target $MLXN_BUILD_TARGETS}; } > "$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"
   echo "build failed (log: $OUT/build.log)"
   exit 1
@@ -33,10 +41,12 @@ fi
 note "build: ok in $(($(date +%s) - t0)) s"
 
 # the CUDA op tests first, verbose (their output names any op not built yet)
-"$B/tests/test_backend_ops" > "$OUT/test_backend_ops.log" 2>&1
-rc=$?
-note "test_backend_ops: exit $rc, $(tail -1 "$OUT/test_backend_ops.log")"
-grep -E "not built yet|FAIL" "$OUT/test_backend_ops.log" | head -20
+if [ -x "$B/tests/test_backend_ops" ]; then
+  "$B/tests/test_backend_ops" > "$OUT/test_backend_ops.log" 2>&1
+  rc=$?
+  note "test_backend_ops: exit $rc, $(tail -1 "$OUT/test_backend_ops.log")"
+  grep -E "not built yet|FAIL" "$OUT/test_backend_ops.log" | head -20
+fi
 
 if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
   t0=$(date +%s)
@@ -56,11 +66,12 @@ fi
 
 # quantized mat-vec, W 4096 x 14336 (out = x @ W^T), every mode the kernels cover;
 # the SM/memory clocks are sampled meanwhile (clocks.log)
+: > "$OUT/bench.jsonl"
+if [ "${MLXN_SKIP_KERNELS:-0}" != 1 ]; then
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 200 \
   > "$OUT/clocks.log" 2>&1 &
 smi_pid=$!
 bench() { "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --reps "$REPS" --warmup 10 --json "$@"; }
-: > "$OUT/bench.jsonl"
 for args in "--bits 4 --group-size 64 --n 1" "--bits 4 --group-size 64 --n 8" "--bits 4 --group-size 32 --n 1" \
             "--bits 4 --group-size 128 --n 1" "--bits 2 --group-size 64 --n 1" "--bits 3 --group-size 64 --n 1" \
             "--bits 5 --group-size 64 --n 1" "--bits 6 --group-size 64 --n 1" "--bits 8 --group-size 64 --n 1" \
@@ -70,6 +81,7 @@ for args in "--bits 4 --group-size 64 --n 1" "--bits 4 --group-size 64 --n 8" "-
 done
 kill "$smi_pid" 2>/dev/null
 note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/clocks.log" | sort -n | uniq -c | sort -rn | head -3 | tr '\n' ' ')"
+fi
 
 # hardware counters of the 4-bit kernel (n = 1 and 8), clocks left as they are
 if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
@@ -79,6 +91,56 @@ if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
       "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --n "$n" --reps 5 --warmup 150 > "$OUT/ncu_n$n.log" 2>&1
     note "ncu n=$n: $(grep -E 'gpu__time_duration.sum|dram__throughput|issue_active|warps_active' "$OUT/ncu_n$n.log" | awk '{print $1"="$(NF)}' | tr '\n' ' ')"
   done
+fi
+
+# end to end: random 4-bit models, ours (bf16 KV cache) beside PyTorch bf16 on the same shapes;
+# every command bounded by MLXN_MODEL_TIMEOUT, the converted models deleted afterwards
+: > "$OUT/models.jsonl"
+if [ "${MLXN_SKIP_MODELS:-0}" != 1 ]; then
+  MT=${MLXN_MODEL_TIMEOUT:-240}
+  MREPS=${MLXN_MODEL_REPS:-5}
+  MD=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_models_XXXXXX")
+  have_torch=0
+  python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2> /dev/null && have_torch=1
+  stage0=$(date +%s)
+  for preset in ${MLXN_MODELS:-llama-3.2-1b llama-3-8b gemma-3-4b}; do
+    if [ $(($(date +%s) - stage0)) -ge "${MLXN_MODELS_BUDGET:-900}" ]; then
+      note "model $preset: skipped (the model stage's budget of ${MLXN_MODELS_BUDGET:-900} s is spent)"
+      continue
+    fi
+    t0=$(date +%s)
+    if ! timeout "$MT" "$B/mlxn" convert --random "$preset" -q -o "$MD/$preset" > "$OUT/convert_$preset.log" 2>&1; then
+      note "model $preset: convert failed: $(tail -1 "$OUT/convert_$preset.log")"
+      continue
+    fi
+    note "model $preset: converted in $(($(date +%s) - t0)) s ($(du -sh "$MD/$preset" | cut -f1))"
+    t0=$(date +%s)
+    if timeout "$MT" "$B/mlxn" bench model -m "$MD/$preset" --device cuda --kv-dtype bf16 -p 512 -n 128 \
+         -r "$MREPS" --warmup 1 --json > "$OUT/model_$preset.json" 2> "$OUT/model_$preset.err"; then
+      python3 -c 'import json, sys
+for r in json.load(open(sys.argv[1])): r["peer"] = "mlxn"; r["preset"] = sys.argv[2]; print(json.dumps(r))' \
+        "$OUT/model_$preset.json" "$preset" >> "$OUT/models.jsonl"
+      note "model $preset: mlxn bench model ok in $(($(date +%s) - t0)) s"
+    else
+      note "model $preset: mlxn bench model failed (exit $?): $(tail -1 "$OUT/model_$preset.err")"
+    fi
+    if [ "$have_torch" = 1 ]; then
+      t0=$(date +%s)
+      if timeout "$MT" python3 "$ROOT/bench/peer_torch_model.py" --config "$MD/$preset" --name "$preset" -p 512 \
+           -n 128 -r "$MREPS" --json > "$OUT/peer_$preset.jsonl" 2> "$OUT/peer_$preset.err"; then
+        python3 -c 'import json, sys
+for l in open(sys.argv[1]):
+    r = json.loads(l); r["preset"] = sys.argv[2]; print(json.dumps(r))' "$OUT/peer_$preset.jsonl" "$preset" \
+          >> "$OUT/models.jsonl"
+        note "model $preset: PyTorch peer ok in $(($(date +%s) - t0)) s"
+      else
+        note "model $preset: PyTorch peer failed (exit $?): $(grep -v Warning "$OUT/peer_$preset.err" | tail -1)"
+      fi
+    fi
+    rm -rf "${MD:?}/$preset"
+  done
+  [ "$have_torch" = 1 ] || note "models: python3 has no CUDA torch + transformers: no PyTorch rows"
+  rm -rf "$MD"
 fi
 
 echo
@@ -92,4 +154,16 @@ if rows:
 for r in rows:
     print(f"{r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
           f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}%")
+PY
+python3 - "$OUT/models.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+if rows:
+    print(f"end to end on {rows[0]['device']}: mlxn 4-bit (bf16 KV) vs PyTorch bf16 (mode per row in models.jsonl)")
+    print(f"{'model':13} {'test':6} {'who':8} {'tok/s':>9} {'ms/tok':>7} {'GB/s':>7} {'% copy':>7} {'copy GB/s':>9}")
+for r in rows:
+    gb = f"{r['gb_s']:7.0f}" if r.get("gb_s") else " " * 7
+    pc = f"{r['pct_of_copy']:6.0f}%" if r.get("pct_of_copy") else " " * 7
+    cp = f"{r['copy_gb_s']:9.0f}" if r.get("copy_gb_s") else " " * 9
+    print(f"{r['preset']:13} {r['test']:6} {r['peer']:8} {r['median_ts']:9.1f} {r['ms_per_token']:7.3f} {gb} {pc} {cp}")
 PY
