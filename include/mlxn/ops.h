@@ -125,6 +125,34 @@ mlxn_status mlxn_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
  * orthonormal). x, out f32 [..., n]; out may equal x (in place). */
 mlxn_status mlxn_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
 
+/* ---- sampling -------------------------------------------------------------- */
+
+/* The token filters and draw of mlx-lm's make_sampler, in its order (the
+ * host sampler of mlxn/text.h documents them): log-softmax; then, when
+ * temperature > 0, top_p, min_p (keeping min_tokens_to_keep), top_k, each
+ * on the untempered log-probabilities; then one draw from
+ * softmax(logprobs / temperature) by inverse CDF over token ids in order.
+ * The draw's uniform number is the counter-th output of splitmix64 seeded
+ * with `seed` (the n-th number the host sampler draws with that seed has
+ * counter n), so device and host pick the same token for the same draw.
+ * Penalties and logit_bias are not applied here (mlxn_sampler_apply_penalties
+ * does them on host logits). */
+typedef struct mlxn_sample_params {
+    float temperature;          /* 0: argmax (NaN ignored, first index on ties) */
+    float top_p;                /* in (0, 1) keeps the nucleus; 0 or 1: off */
+    float min_p;                /* in (0, 1]; 0: off */
+    int32_t min_tokens_to_keep; /* min_p keeps at least this many (< 1 counts as 1) */
+    int32_t top_k;              /* 0 or >= vocab: off */
+    uint64_t seed;
+    uint64_t counter;           /* >= 1 */
+} mlxn_sample_params;
+
+/* token = one token drawn from logits. logits: f32 [V] or [1, V] (a strided
+ * view is fine); token: i32 with one element, on the same device, so a GPU
+ * decode loop needs only 4 bytes back per step. When no logit is a number
+ * above -inf, token is -1. */
+mlxn_status mlxn_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p, mlxn_tensor *token);
+
 /* ---- copies and elementwise arithmetic ----------------------------------- */
 
 /* out = a + b. a: f32 [..., N]; b: f32/f16/bf16 with a's shape, or with a's

@@ -65,6 +65,8 @@ typedef struct mlxn_backend_i {
                            const mlxn_tq_sdpa_params *p, mlxn_tensor *out);
     mlxn_status (*tq_dequantize)(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos,
                                  mlxn_tensor *out);
+    mlxn_status (*sample)(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p,
+                          mlxn_tensor *token);
 } mlxn_backend_i;
 
 struct mlxn_device {

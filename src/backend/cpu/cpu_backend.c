@@ -138,4 +138,5 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .tq_append = cpu_tq_append,
     .tq_sdpa = cpu_tq_sdpa,
     .tq_dequantize = cpu_tq_dequantize,
+    .sample = cpu_sample,
 };

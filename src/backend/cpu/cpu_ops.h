@@ -30,6 +30,7 @@ mlxn_status cpu_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor
                       mlxn_tensor *out);
 mlxn_status cpu_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
 mlxn_status cpu_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+mlxn_status cpu_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p, mlxn_tensor *token);
 mlxn_status cpu_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
 mlxn_status cpu_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
 mlxn_status cpu_copy_tensor(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);

@@ -61,6 +61,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .add = cu_op_add,
     .scale = cu_op_scale,
     .copy = cu_op_copy,
+    .sample = cu_op_sample,
 };
 
 #else /* no CUDA in this build */
@@ -116,6 +117,7 @@ STUB(st_hadamard, P x, float scale, mlxn_tensor *o)
 STUB(st_add, P a, const mlxn_tensor *b, mlxn_tensor *o)
 STUB(st_scale, P x, float alpha, mlxn_tensor *o)
 STUB(st_copy, P src, mlxn_tensor *dst)
+STUB(st_sample, P logits, const mlxn_sample_params *p, mlxn_tensor *tok)
 
 mlxn_status mlxn_cuda_timer_begin(mlxn_stream *s, int n_marks, double hold_us, mlxn_cuda_timer **out) { NO_CUDA(); }
 mlxn_status mlxn_cuda_timer_mark(mlxn_cuda_timer *t, int i) { NO_CUDA(); }
@@ -155,5 +157,6 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .add = st_add,
     .scale = st_scale,
     .copy = st_copy,
+    .sample = st_sample,
 };
 #endif

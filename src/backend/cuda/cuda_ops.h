@@ -10,6 +10,7 @@
  *                      instantiations)
  *   cu_matmul.cu       matmul (cuBLAS)
  *   cu_sdpa.cu         sdpa
+ *   cu_sample.cu       sample (log-softmax, filters, draw; CUB sort)
  * Only compiled with MLXN_HAVE_CUDA. */
 #ifndef MLXN_CUDA_OPS_H
 #define MLXN_CUDA_OPS_H
@@ -35,6 +36,7 @@ mlxn_status cu_op_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_te
                              float eps, mlxn_tensor *out);
 mlxn_status cu_op_softmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
 mlxn_status cu_op_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
+mlxn_status cu_op_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p, mlxn_tensor *token);
 
 mlxn_status cu_op_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p, mlxn_tensor *out);
 mlxn_status cu_op_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);

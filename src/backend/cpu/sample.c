@@ -1,0 +1,113 @@
+/* CPU mlxn_sample (semantics in mlxn/ops.h). Unlike the host sampler,
+ * which applies each filter by masking the whole vocabulary, this sorts
+ * the log-probabilities once (descending, ties by lower id: the order the
+ * filters' "keep the k best, lower ids first on ties" implies) and turns
+ * every filter into a prefix length of that order:
+ *   top_p   the first tie group whose preceding mass (sum of exp over the
+ *           positions before it, in double) reaches top_p * total ends the
+ *           prefix (total summed from the smallest up, as the host does);
+ *   min_p   the positions with logprob >= max + log(min_p), or the first
+ *           min_tokens_to_keep when more;
+ *   top_k   the first k.
+ * Each filter sees the previous ones' output, and the tokens they removed
+ * are at the end of the order, so the kept set is the prefix of the
+ * shortest length. The draw then walks ids in order, as the host does.
+ * Scratch is allocated per call (4 x V bytes + 8 x V bytes). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "backend/cpu/cpu_ops.h"
+#include "backend/sample_draw.h"
+#include "core/internal.h"
+
+typedef struct lp_id {
+    float lp;
+    int32_t id;
+} lp_id;
+
+static int by_lp_desc(const void *a, const void *b) {
+    const lp_id *x = a, *y = b;
+    if (x->lp != y->lp) return x->lp < y->lp ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* logits f32 [V] (stride st); writes the token to *tok. */
+static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_sample_params *p, int32_t *tok) {
+    float mx = -INFINITY;
+    int32_t best = -1;
+    for (int32_t i = 0; i < V; i++) {
+        float v = x[i * st];
+        if (v > mx || (best < 0 && v == mx)) mx = v, best = i;
+    }
+    if (best < 0 || !(mx > -INFINITY)) {
+        *tok = -1;
+        return MLXN_OK;
+    }
+    if (p->temperature == 0.0f) {
+        *tok = best;
+        return MLXN_OK;
+    }
+    lp_id *o = malloc((size_t)V * sizeof *o);
+    uint8_t *keep = calloc((size_t)V, 1);
+    if (!o || !keep) {
+        free(o), free(keep);
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "sample: out of memory for %d tokens", V);
+    }
+    double sum = 0.0;
+    for (int32_t i = 0; i < V; i++) {
+        float v = x[i * st];
+        if (v == v) sum += exp((double)v - (double)mx);
+    }
+    float lse = mx + (float)log(sum);
+    for (int32_t i = 0; i < V; i++) {
+        float v = x[i * st];
+        o[i] = (lp_id){v == v ? v - lse : -INFINITY, i};
+    }
+    qsort(o, (size_t)V, sizeof *o, by_lp_desc);
+    int32_t L = V;
+    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+        double total = 0.0, above = 0.0, cut = 0.0;
+        for (int32_t j = V - 1; j >= 0; j--) total += exp((double)o[j].lp);
+        cut = (double)p->top_p * total;
+        for (int32_t j = 0; j < V; j++) {
+            if ((j == 0 || o[j].lp != o[j - 1].lp) && above >= cut) {
+                L = j;
+                break;
+            }
+            above += exp((double)o[j].lp);
+        }
+    }
+    if (p->min_p != 0.0f) {
+        float cut = o[0].lp + logf(p->min_p);
+        int32_t c = 0;
+        while (c < V && o[c].lp >= cut) c++;
+        int32_t keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
+        if (c < keep_n) c = keep_n > V ? V : keep_n;
+        if (c < L) L = c;
+    }
+    if (p->top_k > 0 && p->top_k < L) L = p->top_k;
+    for (int32_t j = 0; j < L; j++) keep[o[j].id] = 1;
+    /* categorical(logprobs / T): inverse CDF over ids in order */
+    float top = o[0].lp;
+    double inv_t = 1.0 / (double)p->temperature, total = 0.0;
+    for (int32_t i = 0; i < V; i++) /* a kept token may be -inf (top_k past the finite ones): weight 0 */
+        if (keep[i] && x[i * st] - lse > -INFINITY) total += exp(((double)(x[i * st] - lse) - top) * inv_t);
+    double u = mlxn_sample_uniform(p->seed, p->counter) * total, acc = 0.0;
+    int32_t pick = -1;
+    for (int32_t i = 0; i < V && pick < 0; i++) {
+        if (!keep[i] || !(x[i * st] - lse > -INFINITY)) continue;
+        acc += exp(((double)(x[i * st] - lse) - top) * inv_t);
+        best = i; /* the last kept id: the pick when rounding leaves u at the top */
+        if (u < acc) pick = i;
+    }
+    *tok = pick >= 0 ? pick : best;
+    free(o), free(keep);
+    return MLXN_OK;
+}
+
+mlxn_status cpu_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p, mlxn_tensor *token) {
+    (void)s;
+    int32_t V = (int32_t)logits->shape[logits->ndim - 1];
+    return sample_row(mlxn_tensor_host(logits), logits->strides[logits->ndim - 1], V, p,
+                      (int32_t *)mlxn_tensor_host(token));
+}
