@@ -11,7 +11,8 @@
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
-# MLXN_SKIP_KERNELS=1 / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a stage;
+# MLXN_SKIP_KERNELS=1 (qmv and sampling benchmarks; MLXN_SAMPLE_BENCH=1 keeps
+# the sampling one) / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a stage;
 # MLXN_MODELS (presets, default "llama-3.2-1b llama-3-8b gemma-3-4b"),
 # MLXN_MODEL_TIMEOUT (seconds per command of the model stage, default 240),
 # MLXN_MODELS_BUDGET (seconds for the whole model stage; presets not started
@@ -93,6 +94,17 @@ if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
   done
 fi
 
+# picking a token: the sampling op on the GPU (4 bytes back) vs the logits read back to the host sampler
+: > "$OUT/sample.jsonl"
+if [ "${MLXN_SKIP_KERNELS:-0}" != 1 ] || [ "${MLXN_SAMPLE_BENCH:-0}" = 1 ]; then
+  for args in "--vocab 128256 --temp 0" "--vocab 128256 --temp 0.7 --top-p 0.9" \
+              "--vocab 128256 --temp 0.7 --top-k 40 --min-p 0.05" "--vocab 262208 --temp 0.7 --top-p 0.9"; do
+    # shellcheck disable=SC2086
+    "$B/mlxn" bench sample --device cuda $args --reps 200 --json >> "$OUT/sample.jsonl" 2>> "$OUT/sample.err" ||
+      echo "bench sample $args failed: $(tail -1 "$OUT/sample.err")"
+  done
+fi
+
 # end to end: random 4-bit models, ours (bf16 KV cache) beside PyTorch bf16 on the same shapes;
 # every command bounded by MLXN_MODEL_TIMEOUT, the converted models deleted afterwards
 : > "$OUT/models.jsonl"
@@ -154,6 +166,16 @@ if rows:
 for r in rows:
     print(f"{r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
           f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}%")
+PY
+python3 - "$OUT/sample.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+if rows:
+    print(f"sampling one token on {rows[0]['device']}: op on the device + 4-byte read vs logits read + host sampler")
+    print(f"{'vocab':>7} {'temp':>4} {'top_p':>5} {'top_k':>5} {'min_p':>5} {'device us':>9} {'host us':>9}")
+for r in rows:
+    print(f"{r['vocab']:7d} {r['temp']:4.1f} {r['top_p']:5.2f} {r['top_k']:5d} {r['min_p']:5.2f} "
+          f"{r['device_median_us']:9.1f} {r['host_median_us']:9.1f}")
 PY
 python3 - "$OUT/models.jsonl" <<'PY'
 import json, sys

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `mlxn bench model` on random-weight models (no tokenizer needed): the
 # table and JSON fields (shape, ms/token, weight bytes per decode step,
-# GB/s), the byte count checked against the tensor sizes listed by
-# `mlxn info` for a tied and an untied model, and --device cuda (skipped
-# in the output check when the machine has no GPU). No timing is checked.
+# GB/s), the byte count checked against the tensor sizes in the
+# safetensors headers for a tied and an untied model, --device cuda (skipped
+# in the output check when the machine has no GPU); `mlxn bench sample`.
+# No timing is checked.
 #   bash tests/test_cli_bench_model.sh PATH_TO_MLXN BUILD_DIR
 set -u
 mlxn=${1:?usage: test_cli_bench_model.sh PATH_TO_MLXN BUILD_DIR}
@@ -99,6 +100,15 @@ if "$mlxn" bench model -m "$tmp/tied" -p 8 -n 2 -r 1 --warmup 0 --device cuda > 
 else
   has "cuda unavailable" 'cannot open device|CUDA|cuda' "$(cat "$tmp/err")"
 fi
+
+# bench sample: the op beside the host sampler (no timing checked)
+run "sample text" 0 bench sample --vocab 1000 --reps 3 --warmup 1 -t 1
+has "sample text" '^device op \+ 4-byte read: +median +[0-9.]+ us' "$out"
+has "sample text" '^logits read back \+ host sampler: +median +[0-9.]+ us' "$out"
+run "sample json" 0 bench sample --vocab 33 --temp 0 --reps 2 --warmup 0 -t 1 --json
+has "sample json" '^\{"bench": ?"sample".*"device_median_us": ?[0-9.e+-]+.*"host_median_us": ?[0-9.e+-]+.*\}$' "$out"
+run "sample bad" 2 bench sample --top-p 2
+run "sample no device" 1 bench sample --device cuda:99 --reps 1
 
 echo "test_cli_bench_model: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -109,11 +109,11 @@ const opt_command bench_qmm_command = {
 
 const opt_command bench_command = {
     .name = "bench",
-    .synopsis = "model|qmv|qmm|tq [options]",
-    .summary = "Time a model (prompt and generation tok/s, like llama-bench), the quantized matmul kernels or "
-               "TurboQuant KV-cache attention.",
-    .description = "`mlxn bench model`, `mlxn bench qmv`, `mlxn bench qmm` and `mlxn bench tq` each have their own "
-                   "--help.",
+    .synopsis = "model|qmv|qmm|tq|sample [options]",
+    .summary = "Time a model (prompt and generation tok/s, like llama-bench), the quantized matmul kernels, "
+               "TurboQuant KV-cache attention or token sampling.",
+    .description = "`mlxn bench model`, `mlxn bench qmv`, `mlxn bench qmm`, `mlxn bench tq` and `mlxn bench sample` "
+                   "each have their own --help.",
     .opts = NULL,
 };
 
@@ -375,14 +375,16 @@ done:
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "model")) return cmd_bench_model(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "tq")) return cmd_bench_tq(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "sample")) return cmd_bench_sample(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "qmv") && strcmp(argv[1], "qmm"))) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             opt_help(&bench_command, stdout);
             return 0;
         }
-        if (argc >= 2) fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv, qmm or tq\n", argv[1]);
-        else fprintf(stderr, "mlxn bench: say what to time: model, qmv, qmm or tq\n");
-        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm/tq) for the options.\n");
+        if (argc >= 2)
+            fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv, qmm, tq or sample\n", argv[1]);
+        else fprintf(stderr, "mlxn bench: say what to time: model, qmv, qmm, tq or sample\n");
+        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm/tq/sample) for the options.\n");
         return 2;
     }
     bench_opts o;
