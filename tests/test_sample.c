@@ -37,6 +37,7 @@ static void fill_logits(float *x, int V, int kind) {
         if (kind == 2 && t_rand_u64() % 7 == 0) v = -INFINITY;
         x[i] = v;
     }
+    if (kind == 2) x[t_rand_u64() % (uint64_t)V] = t_randn(); /* at least one finite logit */
     if (kind == 3) x[t_rand_u64() % (uint64_t)V] = 25.0f;
 }
 

@@ -14,8 +14,13 @@
  * (~128k-262k f32, at most 1 MB) is read a few times from L2, which costs
  * a few microseconds per pass, less than launching a multi-block reduction
  * and its second pass. Sums are in double, like the host's; their order
- * differs, so only a draw within rounding of a boundary could pick
- * differently. Scratch comes from the stream's pool (cudaMallocAsync).
+ * and their terms differ (f32 exp here: the FP64 unit of one SM would
+ * take ~30 us per pass over 128k tokens), so only a draw within ~1e-7 of
+ * a boundary could pick differently. Greedy (temperature 0) is one kernel
+ * and needs no scratch; sampling takes its scratch from the stream's pool
+ * (cudaMallocAsync), whose release threshold is raised here: at the
+ * default (0) the pool returns its memory at every stream sync, so each
+ * decode step would map fresh memory again (~150 us measured on an H100).
  * The only bytes a decode loop copies back are the token id. */
 #include <cub/cub.cuh>
 #include <math.h>
@@ -83,13 +88,16 @@ __global__ void __launch_bounds__(SB) sample_prep(const float *x, int64_t xs, in
     b = best;
     const int ok = b.v > -INFINITY;
     if (greedy || !ok) {
-        if (threadIdx.x == 0) *tok = ok ? b.i : -1, m->ok = ok, m->L = 0;
+        if (threadIdx.x == 0) {
+            *tok = ok ? b.i : -1;
+            if (m) m->ok = ok, m->L = 0;
+        }
         return;
     }
     double sum = 0.0;
     for (int i = threadIdx.x; i < V; i += SB) {
         float v = x[i * xs];
-        if (v == v) sum += exp((double)v - (double)b.v);
+        if (v == v) sum += (double)expf(v - b.v); /* f32 terms (FP64 exp is ~30x slower), f64 sum */
     }
     sum = RD(sh.d).Sum(sum);
     __shared__ float lse_sh;
@@ -119,7 +127,7 @@ __global__ void __launch_bounds__(SB) sample_cut(const float *lps, int V, float 
     int L = V;
     if (top_p > 0.0f && top_p < 1.0f) {
         double mine = 0.0, before = 0.0, total = 0.0;
-        for (int j = a; j < b; j++) mine += exp((double)lps[j]);
+        for (int j = a; j < b; j++) mine += (double)expf(lps[j]);
         SD(sh.s).ExclusiveSum(mine, before, total);
         __syncthreads();
         const double cut = (double)top_p * total;
@@ -129,7 +137,7 @@ __global__ void __launch_bounds__(SB) sample_cut(const float *lps, int V, float 
                 first = j;
                 break;
             }
-            before += exp((double)lps[j]);
+            before += (double)expf(lps[j]);
         }
         first = RI(sh.r).Reduce(first, min_op());
         __syncthreads();
@@ -166,19 +174,19 @@ __global__ void __launch_bounds__(SB) sample_draw(const float *lp, const float *
     __syncthreads();
     for (int j = threadIdx.x; j < L; j += SB) keep[idss[j]] = 1;
     __syncthreads();
-    const double top = (double)lps[0];
+    const float top = lps[0], inv_tf = (float)inv_t;
     int a, b;
     segment(V, &a, &b);
     double mine = 0.0, before = 0.0, total = 0.0;
     for (int i = a; i < b; i++)
-        if (keep[i] && lp[i] > -INFINITY) mine += exp(((double)lp[i] - top) * inv_t);
+        if (keep[i] && lp[i] > -INFINITY) mine += (double)expf((lp[i] - top) * inv_tf);
     SD(sh.s).ExclusiveSum(mine, before, total);
     __syncthreads();
     const double target = u * total;
     int pick = INT32_MAX, last = -1;
     for (int i = a; i < b; i++) {
         if (!keep[i] || !(lp[i] > -INFINITY)) continue;
-        before += exp(((double)lp[i] - top) * inv_t);
+        before += (double)expf((lp[i] - top) * inv_tf);
         last = i;
         if (target < before) {
             pick = i;
@@ -211,27 +219,36 @@ extern "C" mlxn_status cu_op_sample(mlxn_stream *s, const mlxn_tensor *logits, c
         return mlxn_fail(MLXN_ERR_DEVICE, "cuda: sample: sizing the sort's scratch failed");
     const size_t fv = align256((size_t)V * 4), bv = align256((size_t)V);
     const size_t o_lp = 0, o_ids = fv, o_lps = 2 * fv, o_idss = 3 * fv, o_keep = 4 * fv, o_meta = 4 * fv + bv,
-                 o_cub = o_meta + 256, bytes = greedy ? 256 : o_cub + cub_bytes;
+                 o_cub = o_meta + 256, bytes = o_cub + cub_bytes;
     char *w = NULL;
+    if (greedy) {
+        sample_prep<<<1, SB, 0, st>>>(x, xs, V, 1, NULL, NULL, NULL, tok);
+        return cu_launched(s, op, "sample_prep");
+    }
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, cu_ctx(s)->index) == cudaSuccess) {
+        uint64_t keep_all = UINT64_MAX; /* see the top of the file */
+        (void)cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep_all);
+    }
     MLXN_TRY(cu_scratch(s, op, bytes, (void **)&w));
-    sample_meta *m = (sample_meta *)(w + (greedy ? 0 : o_meta));
+    sample_meta *m = (sample_meta *)(w + o_meta);
     float *lp = (float *)(w + o_lp), *lps = (float *)(w + o_lps);
     int32_t *ids = (int32_t *)(w + o_ids), *idss = (int32_t *)(w + o_idss);
-    sample_prep<<<1, SB, 0, st>>>(x, xs, V, greedy, lp, ids, m, tok);
+    sample_prep<<<1, SB, 0, st>>>(x, xs, V, 0, lp, ids, m, tok);
     mlxn_status r = cu_launched(s, op, "sample_prep");
-    if (r == MLXN_OK && !greedy) {
+    if (r == MLXN_OK) {
         cudaError_t e = cub::DeviceRadixSort::SortPairsDescending(w + o_cub, cub_bytes, lp, lps, ids, idss, V, 0, 32,
                                                                   st);
         r = cu_check(e, op, "cub::DeviceRadixSort", cu_ctx(s)->index);
     }
-    if (r == MLXN_OK && !greedy) {
+    if (r == MLXN_OK) {
         const int use_min_p = p->min_p != 0.0f;
         const float log_min_p = use_min_p ? logf(p->min_p) : 0.0f;
         const int keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
         sample_cut<<<1, SB, 0, st>>>(lps, V, p->top_p, use_min_p, log_min_p, keep_n, p->top_k, m);
         r = cu_launched(s, op, "sample_cut");
     }
-    if (r == MLXN_OK && !greedy) {
+    if (r == MLXN_OK) {
         const double u = mlxn_sample_uniform(p->seed, p->counter);
         sample_draw<<<1, SB, 0, st>>>(lp, lps, idss, (uint8_t *)(w + o_keep), V, 1.0 / (double)p->temperature, u, m,
                                       tok);
