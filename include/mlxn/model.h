@@ -25,6 +25,7 @@
 
 #include "mlxn/device.h"
 #include "mlxn/dtype.h"
+#include "mlxn/tensor.h"
 #include "mlxn/status.h"
 
 #ifdef __cplusplus
@@ -109,6 +110,12 @@ typedef enum mlxn_logits_mode {
  * when a sliding-window layer has already dropped what that needs). */
 mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t n, mlxn_logits_mode mode,
                                  float *logits);
+
+/* The logits of the last token the last mlxn_session_forward call computed
+ * with MLXN_LOGITS_LAST, as a view (f32 [vocab]) of the session's buffer on
+ * its device: valid until the next call on the session. A GPU decode loop
+ * samples there (mlxn_sample) and reads back only the token id. */
+mlxn_status mlxn_session_logits(mlxn_session *s, mlxn_tensor *out);
 
 #ifdef __cplusplus
 }

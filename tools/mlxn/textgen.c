@@ -148,6 +148,7 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
 }
 
 void tg_close(tg_ctx *c) {
+    if (c->dev_token.buf) mlxn_tensor_release(&c->dev_token);
     free(c->logits);
     free(c->held);
     mlxn_session_free(c->session);
@@ -298,6 +299,57 @@ int tg_make_sampler(tg_ctx *c, const tg_sample_opts *s, int seed_given, mlxn_sam
         fprintf(stderr, "mlxn %s: bad sampling options: %s\n", c->cmd, mlxn_last_error());
         return 2;
     }
+    /* penalties and logit bias need the history and the host's logits: host sampler only */
+    int host_only = nb || (s->repetition_penalty != 0.0f && s->repetition_penalty != 1.0f) ||
+                    s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f;
+    if (s->where == 2 && host_only) {
+        fprintf(stderr,
+                "mlxn %s: --sampler device does not apply penalties or --logit-bias (they run on the host): drop "
+                "them or use --sampler host\n",
+                c->cmd);
+        return 2;
+    }
+    c->dev_sampling = s->where == 2 || (s->where == 0 && !host_only && mlxn_device_get_kind(c->dev) != MLXN_DEVICE_CPU);
+    if (c->dev_sampling) {
+        int64_t one[1] = {1};
+        c->dev_sample = (mlxn_sample_params){.temperature = s->temp, .top_p = s->top_p, .min_p = s->min_p,
+                                             .min_tokens_to_keep = s->min_tokens_to_keep, .top_k = s->top_k,
+                                             .seed = seed};
+        c->dev_draws = 0;
+        if (mlxn_tensor_alloc(c->dev, MLXN_DTYPE_I32, 1, one, &c->dev_token) != MLXN_OK) {
+            err(c, "cannot allocate the sampled token on the device");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The next token from the logits of the last forward pass: on the device
+ * (only the id comes back) or with the host sampler on c->logits; prints
+ * the error and returns non-zero on failure. The device path numbers its
+ * draws as the host sampler does, so the same seed picks the same tokens
+ * either way. */
+static int pick_token(tg_ctx *c, const tg_gen_opts *g, int32_t *tok) {
+    if (!c->dev_sampling) {
+        if (mlxn_sampler_sample(g->sampler, c->logits, c->held, (size_t)c->n_held, tok) == MLXN_OK) return 0;
+        err(c, "sampling failed");
+        return 1;
+    }
+    mlxn_tensor lt;
+    mlxn_stream *s = mlxn_device_stream(c->dev);
+    mlxn_sample_params p = c->dev_sample;
+    if (p.temperature != 0.0f) c->dev_draws++;
+    p.counter = c->dev_draws ? c->dev_draws : 1; /* greedy draws nothing; the op wants a counter >= 1 */
+    if (mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &p, &c->dev_token) != MLXN_OK ||
+        mlxn_stream_sync(s) != MLXN_OK ||
+        mlxn_buffer_read(c->dev_token.buf, c->dev_token.offset, tok, sizeof *tok) != MLXN_OK) {
+        err(c, "sampling on the device failed");
+        return 1;
+    }
+    if (*tok < 0) {
+        fprintf(stderr, "mlxn %s: sampling failed: every logit is -inf or NaN\n", c->cmd);
+        return 1;
+    }
     return 0;
 }
 
@@ -401,8 +453,7 @@ int tg_generate(tg_ctx *c, const int32_t *prompt, int64_t n, const tg_gen_opts *
             break;
         }
         int32_t tok;
-        if (mlxn_sampler_sample(g->sampler, c->logits, c->held, (size_t)c->n_held, &tok) != MLXN_OK) {
-            err(c, "sampling failed");
+        if (pick_token(c, g, &tok)) {
             rc = 1;
             break;
         }

@@ -60,6 +60,12 @@ typedef struct tg_ctx {
     int32_t *held;            /* [n_held] the tokens in the session's cache */
     int64_t n_held, cap_held;
     mlxn_chat_format chat;    /* from the template (or --chat-format) */
+    /* sampling on the model's device (mlxn_sample on the session's logits,
+       4 bytes back) instead of the host sampler; see --sampler */
+    int dev_sampling;
+    mlxn_sample_params dev_sample;
+    uint64_t dev_draws;       /* random draws so far (temperature > 0) */
+    mlxn_tensor dev_token;    /* i32 [1] on dev */
 } tg_ctx;
 
 /* Open the tokenizer and, when with_model, the device, model and one
@@ -94,7 +100,11 @@ typedef struct tg_sample_opts {
     int repetition_context_size, presence_context_size, frequency_context_size;
     opt_list logit_bias;
     uint64_t seed;
+    int where;          /* index in TG_SAMPLER_CHOICES */
 } tg_sample_opts;
+
+#define TG_SAMPLER_CHOICES "auto|host|device"
+
 
 #define TG_SAMPLE_ROWS(T, M)                                                                                    \
     {"temp", 0, OPT_FLOAT, offsetof(T, M.temp), "T", "Sampling temperature; 0 is greedy (argmax).", "0", 0,  \
@@ -124,7 +134,12 @@ typedef struct tg_sample_opts {
     {"logit-bias", 0, OPT_LIST, offsetof(T, M.logit_bias), "ID=BIAS",                                        \
      "Add BIAS to token ID's logit; repeat the option or separate pairs by commas.", NULL, 0, 0, NULL},      \
     {"seed", 0, OPT_U64, offsetof(T, M.seed), "N", "Seed of the sampler's random numbers.",                  \
-     "from the clock (printed with the statistics)", 0, 0, NULL}
+     "from the clock (printed with the statistics)", 0, 0, NULL},                                              \
+    {"sampler", 0, OPT_CHOICE, offsetof(T, M.where), "WHERE",                                                 \
+     "Where tokens are picked: device (the sampling op on the model's device: only the token id comes back "  \
+     "each step; penalties and logit bias are host-only), host (the host sampler), or auto (device on a GPU " \
+     "when no penalty or logit bias is set, else host). Both draw the same tokens for the same seed.",        \
+     "auto", 0, 0, TG_SAMPLER_CHOICES}
 
 void tg_sample_defaults(tg_sample_opts *s);
 /* Build the sampler (seed from the clock when not given). Prints the error. */
