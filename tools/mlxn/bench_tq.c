@@ -10,7 +10,7 @@
  * 4 * head_dim * 2 bytes per kv head and token; the TurboQuant one is its
  * code bytes plus two f32 norms), the effective GB/s over the median, and
  * the machine's memory read bandwidth measured in the same process with
- * the same threads over 512 MiB. With one thread the medians of the
+ * the same threads over --mem-mib MiB. With one thread the medians of the
  * thread's CPU time are printed too (a shared machine preempts the wall
  * clock, not the CPU time). */
 #include <math.h>
@@ -24,11 +24,13 @@
 #include "backend/cpu/cpu_backend.h"
 #include "commands.h"
 #include "core/threadpool.h"
+#include "quant/tq_layout.h"
+#include "quant/tq_tables.h"
 #include "mlxn/mlxn.h"
 
 typedef struct tq_bench_opts {
     const char *ctx;
-    int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, reps, warmup;
+    int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, reps, warmup, quality, mem_mib, vectors;
 } tq_bench_opts;
 
 static const opt_spec tq_rows[] = {
@@ -48,6 +50,15 @@ static const opt_spec tq_rows[] = {
     {"reps", 0, OPT_INT, offsetof(tq_bench_opts, reps), "R", "Timed calls of each attention.", "20", 1, 1 << 20,
      NULL},
     {"warmup", 0, OPT_INT, offsetof(tq_bench_opts, warmup), "W", "Untimed calls first.", "3", 0, 1 << 20, NULL},
+    {"mem-mib", 0, OPT_INT, offsetof(tq_bench_opts, mem_mib), "S",
+     "Size of the memory-bandwidth read buffer in MiB (0 skips it).", "512", 0, 1 << 20, NULL},
+    {"vectors", 0, OPT_INT, offsetof(tq_bench_opts, vectors), "N",
+     "--quality: random unit vectors per (head dim, width) cell of the error table.", "4000", 1, 1 << 20, NULL},
+    {"quality", 0, OPT_FLAG, offsetof(tq_bench_opts, quality), NULL,
+     "Measure quality instead of time: the mean squared error per unit vector for head dims 64..512 and every "
+     "width, and the cosine of decode attention outputs against the dense f32 cache at --ctx lengths "
+     "(--head-dim, --q-heads, --kv-heads).",
+     NULL, 0, 0, NULL},
     {0},
 };
 
@@ -62,7 +73,8 @@ const opt_command bench_tq_command = {
         "reads from its cache with the effective GB/s, and the machine's memory read bandwidth measured in the "
         "same process.",
     .opts = tq_rows,
-    .examples = "mlxn bench tq\nmlxn bench tq --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 4096,20000",
+    .examples = "mlxn bench tq\nmlxn bench tq --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 4096,20000\n"
+                "mlxn bench tq --quality --ctx 256,1024,4096,16384",
 };
 
 static double now_us(void) {
@@ -219,9 +231,182 @@ done:
     return rc;
 }
 
+/* ---- quality ------------------------------------------------------------- */
+
+static uint64_t q_rng(uint64_t *st) { /* splitmix64 */
+    uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static float q_randn(uint64_t *st) { /* Box-Muller */
+    double u1 = ((double)(q_rng(st) >> 11) + 0.5) / 9007199254740992.0, u2 = (double)(q_rng(st) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static const int q_widths[] = {2, 3, 4, 5, 6, 8};
+#define N_WIDTHS 6
+
+/* Mean ||x - dequantize(append(x))||^2 over n random unit vectors. */
+static int unit_mse(mlxn_device *dev, int D, int bits, int n, uint64_t *st, double *mse) {
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_tq_cache_params p = {.n_kv_heads = 1, .capacity = n, .head_dim = D, .k_bits = bits, .v_bits = bits,
+                              .seed = mlxn_tq_seed(0)};
+    mlxn_tq_cache *c = NULL;
+    mlxn_tensor x = {0}, y = {0};
+    const int64_t shp[3] = {1, n, D};
+    int rc = 1;
+    if (mlxn_tq_cache_new(dev, &p, &c) != MLXN_OK || mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 3, shp, &x) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 3, shp, &y) != MLXN_OK)
+        goto done;
+    float *xh = mlxn_tensor_host(&x), *yh = mlxn_tensor_host(&y);
+    for (int i = 0; i < n; i++) {
+        double nn = 0.0;
+        for (int d = 0; d < D; d++) {
+            xh[i * D + d] = q_randn(st);
+            nn += (double)xh[i * D + d] * xh[i * D + d];
+        }
+        for (int d = 0; d < D; d++) xh[i * D + d] = (float)(xh[i * D + d] / sqrt(nn));
+    }
+    if (mlxn_tq_append(s, c, &x, &x, 0, NULL) != MLXN_OK || mlxn_tq_dequantize(s, c, 'k', 0, &y) != MLXN_OK) goto done;
+    double e = 0.0;
+    for (int64_t i = 0; i < (int64_t)n * D; i++) e += ((double)xh[i] - yh[i]) * ((double)xh[i] - yh[i]);
+    *mse = e / n;
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+    mlxn_tq_cache_free(c);
+    if (x.buf) mlxn_tensor_release(&x);
+    if (y.buf) mlxn_tensor_release(&y);
+    return rc;
+}
+
+/* Decode attention at the last of ctx positions over structured random
+ * K/V: keys have 8 outlier channels with large per-channel offsets (as real
+ * key projections do after RoPE-free layers), values are normal, and each
+ * query is a scaled copy of one random earlier key plus noise, so the
+ * softmax is peaked rather than flat. Returns the mean over query heads of
+ * cos(out_tq, out_f32) and the worst head. */
+static int attn_cosine(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, int kb, int vb, uint64_t *st,
+                       double *mean_cos, double *min_cos) {
+    mlxn_stream *s = mlxn_device_stream(dev);
+    const int64_t H = o->kv_heads, Hq = o->q_heads, D = o->head_dim, G = Hq / H;
+    mlxn_tq_cache_params p = {.n_kv_heads = (int)H, .capacity = ctx, .head_dim = (int)D, .k_bits = kb,
+                              .v_bits = vb, .seed = mlxn_tq_seed(5)};
+    mlxn_tq_cache *c = NULL;
+    mlxn_tensor k = {0}, v = {0}, q = {0}, o1 = {0}, o2 = {0};
+    const int64_t ks[4] = {1, H, ctx, D}, qs[4] = {1, Hq, 1, D};
+    int rc = 1;
+    if (mlxn_tq_cache_new(dev, &p, &c) != MLXN_OK || mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, ks, &k) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, ks, &v) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qs, &q) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qs, &o1) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qs, &o2) != MLXN_OK)
+        goto done;
+    float *kh = mlxn_tensor_host(&k), *vh = mlxn_tensor_host(&v), *qh = mlxn_tensor_host(&q);
+    for (int64_t h = 0; h < H; h++) {
+        float off[MLXN_TQ_MAX_HEAD_DIM] = {0};
+        for (int i = 0; i < 8; i++) off[q_rng(st) % (uint64_t)D] = 4.0f * q_randn(st);
+        for (int64_t t = 0; t < ctx; t++)
+            for (int64_t d = 0; d < D; d++) {
+                kh[(h * ctx + t) * D + d] = off[d] + q_randn(st);
+                vh[(h * ctx + t) * D + d] = q_randn(st);
+            }
+        for (int64_t g = 0; g < G; g++) {
+            int64_t j = (int64_t)(q_rng(st) % (uint64_t)ctx);
+            for (int64_t d = 0; d < D; d++)
+                qh[(h * G + g) * D + d] = 0.25f * (kh[(h * ctx + j) * D + d] - off[d]) + 0.5f * q_randn(st);
+        }
+    }
+    for (int64_t p0 = 0; p0 < ctx; p0 += 4096) {
+        int64_t T = ctx - p0 < 4096 ? ctx - p0 : 4096;
+        mlxn_tensor kv[2] = {k, v};
+        for (int a = 0; a < 2; a++) {
+            kv[a].ndim = 3;
+            kv[a].shape[0] = H, kv[a].shape[1] = T, kv[a].shape[2] = D;
+            kv[a].strides[0] = ctx * D, kv[a].strides[1] = D, kv[a].strides[2] = 1;
+            kv[a].offset = (size_t)(p0 * D) * sizeof(float);
+        }
+        if (mlxn_tq_append(s, c, &kv[0], &kv[1], p0, NULL) != MLXN_OK) goto done;
+    }
+    mlxn_tq_sdpa_params tp = {.scale = 1.0f / sqrtf((float)D), .causal = true, .pos = ctx - 1};
+    mlxn_sdpa_params dp = {.scale = tp.scale, .causal = true};
+    if (mlxn_tq_sdpa(s, c, &q, &tp, &o1) != MLXN_OK || mlxn_sdpa(s, &q, &k, &v, &dp, &o2) != MLXN_OK) goto done;
+    const float *a = mlxn_tensor_host(&o1), *b = mlxn_tensor_host(&o2);
+    double sum = 0.0, worst = 1.0;
+    for (int64_t h = 0; h < Hq; h++) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t d = 0; d < D; d++) {
+            ab += (double)a[h * D + d] * b[h * D + d];
+            aa += (double)a[h * D + d] * a[h * D + d];
+            bb += (double)b[h * D + d] * b[h * D + d];
+        }
+        double cs = ab / sqrt(aa * bb);
+        sum += cs;
+        if (cs < worst) worst = cs;
+    }
+    *mean_cos = sum / (double)Hq;
+    *min_cos = worst;
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+    mlxn_tq_cache_free(c);
+    mlxn_tensor *ts[] = {&k, &v, &q, &o1, &o2};
+    for (int i = 0; i < 5; i++)
+        if (ts[i]->buf) mlxn_tensor_release(ts[i]);
+    return rc;
+}
+
+static int quality(mlxn_device *dev, const tq_bench_opts *o, const int64_t *ctxs, int n_ctx) {
+    uint64_t st = 0x7451;
+    const int n_vec = o->vectors;
+    printf("mean squared error per unit vector (%d random unit vectors per cell) vs the Lloyd-Max distortion of "
+           "N(0,1)\n",
+           n_vec);
+    printf("%5s", "bits");
+    for (int D = 64; D <= 512; D *= 2) printf("  %10s %7s", D == 64 ? "D=64" : D == 128 ? "D=128" : D == 256 ? "D=256" : "D=512", "dev");
+    printf("  %10s\n", "Lloyd-Max");
+    for (int w = 0; w < N_WIDTHS; w++) {
+        const int bits = q_widths[w];
+        const double lm = mlxn_tq_distortion(bits);
+        printf("%5d", bits);
+        for (int D = 64; D <= 512; D *= 2) {
+            double mse = 0;
+            if (unit_mse(dev, D, bits, n_vec, &st, &mse)) return 1;
+            printf("  %10.4g %+6.1f%%", mse, 100.0 * (mse / lm - 1.0));
+        }
+        printf("  %10.4g\n", lm);
+    }
+    printf("\ndecode attention output cosine vs the dense f32 cache: head_dim %d, %d q / %d kv heads, mean over "
+           "heads (worst head)\n",
+           o->head_dim, o->q_heads, o->kv_heads);
+    static const int pairs[][2] = {{2, 2}, {3, 3}, {4, 4}, {5, 5}, {6, 6}, {8, 8}, {4, 8}, {3, 4}};
+    printf("%7s", "ctx");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char name[16];
+        if (pairs[i][0] == pairs[i][1]) snprintf(name, sizeof name, "tq%d", pairs[i][0]);
+        else snprintf(name, sizeof name, "k%dv%d", pairs[i][0], pairs[i][1]);
+        printf("  %17s", name);
+    }
+    printf("\n");
+    for (int i = 0; i < n_ctx; i++) {
+        printf("%7lld", (long long)ctxs[i]);
+        for (size_t j = 0; j < sizeof pairs / sizeof pairs[0]; j++) {
+            double mc = 0, wc = 0;
+            if (attn_cosine(dev, o, ctxs[i], pairs[j][0], pairs[j][1], &st, &mc, &wc)) return 1;
+            printf("  %8.6f (%6.4f)", mc, wc);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int cmd_bench_tq(int argc, char **argv) {
     tq_bench_opts o = {.ctx = "1024,4096,16384,32768", .head_dim = 128, .q_heads = 32, .kv_heads = 8, .k_bits = 4,
-                       .v_bits = 4, .reps = 20, .warmup = 3};
+                       .v_bits = 4, .reps = 20, .warmup = 3, .mem_mib = 512,
+                       .vectors = 4000};
     opt_args a;
     int pr = opt_parse(&bench_tq_command, argc, argv, 2, &o, &a, NULL);
     if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
@@ -259,8 +444,17 @@ int cmd_bench_tq(int argc, char **argv) {
     }
     char model[256];
     cpu_model(model, sizeof model);
-    double bw = read_gbs(((cpu_device *)dev->ctx)->pool, (size_t)512 << 20);
-    printf("machine: %s, %s; memory read %.1f GB/s (512 MiB)\n", model, mlxn_device_name(dev), bw);
+    if (o.quality) {
+        printf("machine: %s, %s\n", model, mlxn_device_name(dev));
+        int qr = quality(dev, &o, ctxs, n);
+        mlxn_device_free(dev);
+        return qr;
+    }
+    printf("machine: %s, %s", model, mlxn_device_name(dev));
+    if (o.mem_mib > 0)
+        printf("; memory read %.1f GB/s (%d MiB)", read_gbs(((cpu_device *)dev->ctx)->pool, (size_t)o.mem_mib << 20),
+               o.mem_mib);
+    printf("\n");
     printf("decode attention, head_dim %d, %d q heads / %d kv heads, tq k%d v%d vs dense f32; medians of %d calls\n",
            o.head_dim, o.q_heads, o.kv_heads, o.k_bits, o.v_bits, o.reps);
     printf("%7s  %9s  %7s  %10s  %7s  %7s  %9s  %9s", "ctx", "tq us", "GB/s", "f32 us", "GB/s", "speedup", "tq MiB",
