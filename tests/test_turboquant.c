@@ -19,10 +19,11 @@ static int popcount(unsigned x) { return __builtin_popcount(x); }
 
 /* y = H S x / sqrt(D) in double, by the matrix */
 static void rotate_d(const float *x, int64_t D, uint32_t seed, double *y) {
+    double sx[MLXN_TQ_MAX_HEAD_DIM];
+    for (int64_t j = 0; j < D; j++) sx[j] = mlxn_tq_sign(seed, j) * (double)x[j];
     for (int64_t i = 0; i < D; i++) {
         double s = 0.0;
-        for (int64_t j = 0; j < D; j++)
-            s += (popcount((unsigned)(i & j)) & 1 ? -1.0 : 1.0) * mlxn_tq_sign(seed, j) * (double)x[j];
+        for (int64_t j = 0; j < D; j++) s += (popcount((unsigned)(i & j)) & 1) ? -sx[j] : sx[j];
         y[i] = s / sqrt((double)D);
     }
 }
