@@ -120,19 +120,16 @@ static inline MLXN_HD void mlxn_tq_put_code(uint8_t *row, int64_t d, int bits, u
 }
 
 /* Code of a scaled coordinate u: the number of the 2^bits - 1 sorted
- * boundaries strictly below u (binary search; NaN gives code 0). */
+ * boundaries strictly below u (NaN gives code 0). A branchless binary
+ * search in power-of-two steps, exact because there are 2^bits - 1
+ * boundaries (why: the comparisons are data-dependent and unpredictable, so
+ * a branchy search costs a mispredict per level on the CPU, and divergence
+ * on a GPU; this is bits loads and selects). */
 static inline MLXN_HD uint32_t mlxn_tq_encode(const float *bounds, int bits, float u) {
-    uint32_t lo = 0, n = (1u << bits) - 1u; /* answer in [lo, lo + n] */
-    while (n > 0) {
-        uint32_t half = (n + 1) / 2;
-        if (bounds[lo + half - 1] < u) {
-            lo += half;
-            n -= half;
-        } else {
-            n = half - 1;
-        }
-    }
-    return lo;
+    uint32_t idx = 0;
+    for (uint32_t step = 1u << (bits - 1); step > 0; step >>= 1)
+        idx += (bounds[idx + step - 1] < u) ? step : 0u;
+    return idx;
 }
 
 /* In-place unnormalized FWHT of y[0..n) (n a power of two): stages
