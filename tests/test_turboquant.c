@@ -151,6 +151,9 @@ static void bad_input(mlxn_device *dev) {
     p = ok;
     p.capacity = 0;
     CHECK_FAILS(mlxn_tq_cache_new(dev, &p, &c), MLXN_ERR_INVALID_ARGUMENT);
+    p = ok;
+    p.capacity = INT64_MAX / 4; /* more bytes than a size_t holds: a clear failure, not a wrapped size */
+    CHECK_FAILS(mlxn_tq_cache_new(dev, &p, &c), MLXN_ERR_OUT_OF_MEMORY);
     CHECK_FAILS(mlxn_tq_cache_new(dev, NULL, &c), MLXN_ERR_INVALID_ARGUMENT);
     CHECK_FAILS(mlxn_tq_cache_new(NULL, &ok, &c), MLXN_ERR_INVALID_ARGUMENT);
 

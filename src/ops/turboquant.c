@@ -3,6 +3,7 @@
  * by the device's backend (a backend without them reports "not built
  * yet"). Format: src/quant/tq_layout.h. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,7 +60,11 @@ void mlxn_tq_cache_free(mlxn_tq_cache *c) {
 static mlxn_status tensor_zeroed(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape, size_t pad,
                                  mlxn_tensor *t) {
     size_t bytes = mlxn_dtype_size(dt);
-    for (int i = 0; i < ndim; i++) bytes *= (size_t)shape[i];
+    for (int i = 0; i < ndim; i++) {
+        if ((uint64_t)shape[i] > (SIZE_MAX - pad) / 2 / bytes)
+            return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "turboquant: a cache tensor is too large for this machine");
+        bytes *= (size_t)shape[i];
+    }
     mlxn_buffer *buf = NULL;
     MLXN_TRY(mlxn_buffer_new(dev, bytes + pad, &buf));
     mlxn_status st = mlxn_tensor_view(buf, dt, ndim, shape, 0, t);
@@ -86,6 +91,12 @@ mlxn_status mlxn_tq_cache_new(mlxn_device *dev, const mlxn_tq_cache_params *p, m
     c->k_row = mlxn_tq_code_bytes(p->head_dim, p->k_bits);
     c->v_row = mlxn_tq_code_bytes(p->head_dim, p->v_bits);
     const int64_t H = p->n_kv_heads, C = p->capacity, D = p->head_dim;
+    /* the largest tensor, codes of 8 bits, must have a size_t byte count */
+    if ((uint64_t)C > SIZE_MAX / 4 / (uint64_t)(H * (D + 4))) {
+        free(c);
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_cache_new: capacity %lld x %lld kv heads is too large",
+                         (long long)C, (long long)H);
+    }
     const int64_t ks[3] = {H, C, c->k_row}, vs[3] = {H, C, c->v_row}, ns[2] = {H, C};
     mlxn_status st = tensor_zeroed(dev, MLXN_DTYPE_U8, 3, ks, MLXN_TQ_PAD, &c->k_codes);
     if (st == MLXN_OK) st = tensor_zeroed(dev, MLXN_DTYPE_U8, 3, vs, MLXN_TQ_PAD, &c->v_codes);
