@@ -65,18 +65,23 @@ if [ "${MLXN_SKIP_SANITIZER:-0}" != 1 ]; then
   done
 fi
 
-# quantized mat-vec, W 4096 x 14336 (out = x @ W^T), every mode the kernels cover;
+# quantized mat-vec (out = x @ W^T): W 4096 x 14336 in every mode the kernels cover,
+# then the decode shapes of Llama-3.2-1B (attention, K/V, MLP up/gate, MLP down, vocabulary);
 # the SM/memory clocks are sampled meanwhile (clocks.log)
 : > "$OUT/bench.jsonl"
 if [ "${MLXN_SKIP_KERNELS:-0}" != 1 ]; then
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 200 \
   > "$OUT/clocks.log" 2>&1 &
 smi_pid=$!
-bench() { "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --reps "$REPS" --warmup 10 --json "$@"; }
-for args in "--bits 4 --group-size 64 --n 1" "--bits 4 --group-size 64 --n 8" "--bits 4 --group-size 32 --n 1" \
-            "--bits 4 --group-size 128 --n 1" "--bits 2 --group-size 64 --n 1" "--bits 3 --group-size 64 --n 1" \
-            "--bits 5 --group-size 64 --n 1" "--bits 6 --group-size 64 --n 1" "--bits 8 --group-size 64 --n 1" \
-            "--mode mxfp4 --n 1" "--mode nvfp4 --n 1" "--mode mxfp8 --n 1"; do
+bench() { "$B/mlxn" bench qmv --device cuda --reps "$REPS" --warmup 10 --json "$@"; }
+W="--rows 4096 --cols 14336"
+for args in "$W --bits 4 --group-size 64 --n 1" "$W --bits 4 --group-size 64 --n 8" "$W --bits 4 --group-size 32 --n 1" \
+            "$W --bits 4 --group-size 128 --n 1" "$W --bits 2 --group-size 64 --n 1" "$W --bits 3 --group-size 64 --n 1" \
+            "$W --bits 5 --group-size 64 --n 1" "$W --bits 6 --group-size 64 --n 1" "$W --bits 8 --group-size 64 --n 1" \
+            "$W --mode mxfp4 --n 1" "$W --mode nvfp4 --n 1" "$W --mode mxfp8 --n 1" \
+            "--rows 2048 --cols 2048 --bits 4 --group-size 64 --n 1" "--rows 512 --cols 2048 --bits 4 --group-size 64 --n 1" \
+            "--rows 8192 --cols 2048 --bits 4 --group-size 64 --n 1" "--rows 2048 --cols 8192 --bits 4 --group-size 64 --n 1" \
+            "--rows 128256 --cols 2048 --bits 4 --group-size 64 --n 1" "--rows 128256 --cols 2048 --bits 8 --group-size 64 --n 1"; do
   # shellcheck disable=SC2086
   bench $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $args failed: $(tail -1 "$OUT/bench.err")"
 done
@@ -162,9 +167,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 if rows:
     print(f"qmv on {rows[0]['device']}, copy {rows[0]['copy_gb_s']:.0f} GB/s, {rows[0]['weight_sets']} weight copies")
-    print(f"{'mode':7} {'bits':>4} {'group':>5} {'n':>2} {'median us':>10} {'min us':>8} {'GB/s':>7} {'% copy':>7}")
+    print(f"{'rows':>6} {'cols':>5} {'mode':7} {'bits':>4} {'group':>5} {'n':>2} {'median us':>10} {'min us':>8} {'GB/s':>7} {'% copy':>7}")
 for r in rows:
-    print(f"{r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
+    print(f"{r.get('rows', 0):6d} {r.get('cols', 0):5d} {r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
           f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}%")
 PY
 python3 - "$OUT/sample.jsonl" <<'PY'

@@ -493,6 +493,30 @@ static void case_qmatmul(bk *b) {
             reset(b);
         }
     }
+    /* the streaming kernels at their tails: one x row with many rows per warp
+     * and a one-item row (K = 128, lanes past K idle), one x row whose last
+     * item is partial (K = 2176 = 17 x 128) with a row count that fills no
+     * block evenly; 3 and 8 x rows with K split into several slices, the
+     * last one partial (K = 6208), and rows that are not a multiple of 4 */
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
+        mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
+        const int64_t shapes[4][3] = {{6001, 128, 1}, {1501, 2176, 1}, {301, 6208, 3}, {301, 6208, 8}};
+        for (int k = 0; k < 4; k++) {
+            int64_t R = shapes[k][0], C = shapes[k][1], n = shapes[k][2];
+            qm m = quantized(b, &q, sdt, R, C);
+            tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, C), 1, CONTIG);
+            tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(n, R));
+            char label[96];
+            snprintf(label, sizeof label, "quantized_matmul %s %d-bit g%d %lldx%lld n=%lld", mlxn_quant_mode_name(q.mode),
+                     q.bits, q.group_size, (long long)R, (long long)C, (long long)n);
+            if (ran(b, "quantized_matmul",
+                    mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, true, &o.c),
+                    mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, true, &o.g)))
+                cmp_f32(b, label, &o, 1e-10);
+            reset(b);
+        }
+    }
     {   /* a decode-sized matrix, and x at an offset that is not 16-byte aligned (gathered) */
         mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
         qm m = quantized(b, &q, MLXN_DTYPE_BF16, 1024, 4096);

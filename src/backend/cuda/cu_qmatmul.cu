@@ -3,9 +3,11 @@
  * width, few x rows.
  *
  * transpose (W [N, K], the decode case); docs/perf.md has every version's
- * measurements. One x row of affine 4-bit weights with bf16/f16 scales (the
- * decode hot path) runs qmv1_kernel, described above it; everything else
- * runs qmv_kernel:
+ * measurements. 1..8 x rows whose shape and alignment the streaming kernels
+ * take (cu_qmv_fast.cu: K a multiple of the lane unit, 16-byte aligned rows,
+ * affine groups >= 32) run there; of the rest, one x row of affine 4-bit
+ * weights with bf16/f16 scales runs qmv1_kernel, described above it, and
+ * everything else runs qmv_kernel:
  *   - A block of 256 threads owns R = 4 consecutive W rows and splits K
  *     over all its threads. Why: each x
  *     value a thread loads (from L1) serves R rows, so x costs 2 bytes per
@@ -43,9 +45,7 @@
  *
  * The instantiation matrix: QMV_KINDS below (10 modes/widths) x qmv_kernel
  * NX = 1 and 8, plus qmv1_kernel for affine 4-bit with bf16 or f16 scales. */
-#include <cuda_fp8.h>
-
-#include "backend/cuda/cu_quant.cuh"
+#include "backend/cuda/cu_qmv.cuh"
 
 extern "C" {
 #include "backend/cuda/cuda_ops.h"
@@ -55,100 +55,6 @@ enum { QMV_THREADS = 256, QMV_WARPS = QMV_THREADS / 32, QMV_NX_MAX = 8 };
 
 /* W rows per block for NX x rows. */
 #define QMV_ROWS(NX) 4
-
-/* What a qmv launch reads and writes. */
-typedef struct qmv_args {
-    cu_qmat w;          /* [N, K] quantized along K */
-    const float *x;     /* [M, ldx], unit stride along K, 16-byte aligned rows */
-    int64_t ldx;
-    int M;              /* x rows of this launch, <= NX */
-    int K;              /* columns (codes per row) */
-    int64_t N;
-    float *out;         /* [M, ldo] */
-    int64_t ldo;
-    int gshift;         /* log2(group size) */
-    int vec;            /* rows allow the kernel's vector code loads */
-} qmv_args;
-
-/* Load the WPL words of one step at p: 16-byte loads that skip L1 when
- * WPL % 4 == 0 and vec, 8-byte loads when WPL % 2 == 0 and vec, else
- * 4-byte loads. */
-template <int WPL>
-__device__ __forceinline__ void load_words(const uint32_t *p, uint32_t (&w)[WPL], int vec) {
-    if (WPL % 4 == 0 && vec) {
-#pragma unroll
-        for (int i = 0; i < WPL / 4; i++)
-            asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                         : "=r"(w[4 * i]), "=r"(w[4 * i + 1]), "=r"(w[4 * i + 2]), "=r"(w[4 * i + 3])
-                         : "l"(p + 4 * i));
-    } else if (WPL % 2 == 0 && vec) {
-#pragma unroll
-        for (int i = 0; i < WPL / 2; i++) {
-            uint2 v = __ldg((const uint2 *)(p + 2 * i));
-            w[2 * i] = v.x;
-            w[2 * i + 1] = v.y;
-        }
-    } else {
-#pragma unroll
-        for (int i = 0; i < WPL; i++) w[i] = __ldg(p + i);
-    }
-}
-
-/* Code i of a step's words (compile-time i after unrolling). */
-template <int BITS, int WPL>
-__device__ __forceinline__ uint32_t code_at(const uint32_t (&w)[WPL], int i) {
-    const int bit = i * BITS, word = bit >> 5, sh = bit & 31;
-    uint32_t v = (sh + BITS <= 32) ? (w[word] >> sh) : __funnelshift_r(w[word], w[word + 1 < WPL ? word + 1 : word], sh);
-    return v & ((1u << BITS) - 1u);
-}
-
-/* Integer code -> float, exact for codes < 2^23. */
-__device__ __forceinline__ float code_f32(uint32_t q) { return __uint_as_float(q | 0x4B000000u) - 8388608.0f; }
-
-/* Byte k of v as a float (v's bytes are codes): one permute puts the byte
- * under the exponent of 2^23, one add removes the 2^23. */
-__device__ __forceinline__ float byte_f32(uint32_t v, int k) {
-    return __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7440u | (unsigned)k)) - 8388608.0f;
-}
-
-/* e2m1 code -> 2 * value: magnitudes 0, 1, 2, 3, 4, 6, 8, 12 picked by a
- * byte permute, the sign OR-ed in (the 1/2 is folded into the scale). */
-__device__ __forceinline__ float e2m1_x2(uint32_t q) {
-    uint32_t mag = __byte_perm(0x03020100u, 0x0C080604u, q & 7u) & 0xffu;
-    return __uint_as_float(__float_as_uint(code_f32(mag)) | ((q & 8u) << 28));
-}
-
-__device__ __forceinline__ float e4m3_f32(uint32_t q) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-    /* the hardware conversion (e4m3 "fn": 0x7f / 0xff are NaN, as MLX decodes them) */
-    return __half2float(__half(__nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)q, __NV_E4M3)));
-#else
-    return mlxn_e4m3_to_f32((uint8_t)q);
-#endif
-}
-
-template <int MODE, int BITS>
-__device__ __forceinline__ float code_value(uint32_t q) {
-    if (MODE == MLXN_QUANT_AFFINE) return code_f32(q);
-    if (MODE == MLXN_QUANT_MXFP8) return e4m3_f32(q);
-    return e2m1_x2(q);
-}
-
-/* The 8 code values 8c .. 8c + 7 of one step's words, in order. */
-template <int MODE, int BITS, int WPL>
-__device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&q)[8]) {
-    if (MODE == MLXN_QUANT_AFFINE && BITS == 4) {
-        const uint32_t v = w[c], lo = v & 0x0F0F0F0Fu, hi = (v >> 4) & 0x0F0F0F0Fu; /* even / odd codes */
-#pragma unroll
-        for (int k = 0; k < 4; k++) q[2 * k] = byte_f32(lo, k), q[2 * k + 1] = byte_f32(hi, k);
-    } else if (MODE == MLXN_QUANT_AFFINE && BITS == 8) {
-#pragma unroll
-        for (int k = 0; k < 4; k++) q[k] = byte_f32(w[2 * c], k), q[4 + k] = byte_f32(w[2 * c + 1], k);
-    } else {
-#pragma unroll
-        for (int i = 0; i < 8; i++) q[i] = code_value<MODE, BITS>(code_at<BITS, WPL>(w, 8 * c + i));
-    }
-}
 
 template <int MODE, int BITS, int NX>
 __global__ void __launch_bounds__(QMV_THREADS, NX == 1 ? 3 : 2) qmv_kernel(qmv_args a) {
@@ -513,7 +419,9 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
             const int cpl = q->mode == MLXN_QUANT_NVFP4 ? 16 : 32, nsteps = (int)(K / cpl);
             const int t1 = ((nsteps + 64 / cpl - 1) / (64 / cpl) + 31) / 32 * 32; /* qmv1 block size */
             qmv_fn k1 = mc == 1 && t1 <= QMV_THREADS ? qmv1_pick(q->mode, q->bits, w.sdt, a.vec) : NULL;
-            if (k1) {
+            if (cu_qmv_fast(a, s, &st)) {
+                if (st != MLXN_OK) break;
+            } else if (k1) {
                 int sms = 132;
                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cu_ctx(s)->index);
                 const int rows = 4;
