@@ -31,7 +31,8 @@ void tq_encode_row(const float *x, int64_t xs, int64_t D, const float *signs, in
     const float n = sqrtf(ss);
     const float inv = n > 0.0f ? sqrtf((float)D) / n : 0.0f; /* a zero (or NaN) vector codes as zeros */
     const float *bd = mlxn_tq_bounds(bits);
-    memset(row, 0, (size_t)mlxn_tq_code_bytes(D, bits));
+    const int64_t nbytes = mlxn_tq_code_bytes(D, bits); /* > 0 for a validated cache; the guard tells the compiler */
+    if (nbytes > 0) memset(row, 0, (size_t)nbytes);
     for (int64_t d = 0; d < D; d++) mlxn_tq_put_code(row, d, bits, mlxn_tq_encode(bd, bits, tmp[d] * inv));
     *norm = n;
 }
