@@ -440,7 +440,11 @@ static void case_embedding(bk *b) {
         int32_t bad[3] = {1, 100, 2};
         tp ib = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(3), bad, CONTIG);
         tp o3 = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(3, 77));
-        CHECK_FAILS(mlxn_embedding(b->ds, &ib.g, &tb.g, &o3.g), MLXN_ERR_INVALID_ARGUMENT);
+        /* the device reads the ids, so the bad one is reported by the next sync, naming it */
+        CHECK_OK(mlxn_embedding(b->ds, &ib.g, &tb.g, &o3.g));
+        CHECK_FAILS(mlxn_stream_sync(b->ds), MLXN_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(mlxn_last_error(), "ids[1] = 100") != NULL, "bad id message: %s", mlxn_last_error());
+        CHECK_OK(mlxn_stream_sync(b->ds)); /* reported once */
     }
     const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; float gs; int64_t C; } qs[] = {
         {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_BF16, 0, 256}, {MLXN_QUANT_AFFINE, 3, 32, MLXN_DTYPE_F16, 0, 96},

@@ -16,8 +16,14 @@
  *
  * Numerics: activations are f32 whatever the weight dtype (mlx-lm computes
  * in the weight dtype: for f32 models the results agree to summation
- * order, for bf16 ones to bf16 rounding); the KV cache holds f32 unless the
- * session asks for bf16/f16. */
+ * order, for bf16 ones to bf16 rounding); the KV cache holds f32 on the CPU
+ * and bf16 on a GPU unless the session asks otherwise.
+ *
+ * Devices: a model lives on the device it was loaded onto (cpu, cuda,
+ * cuda:N); its sessions run there, one stream each. Errors on a GPU (out of
+ * device memory, with the bytes needed; a failed kernel, with CUDA's text)
+ * come back as statuses from the call that meets them. Models on several
+ * devices, or several models on one, live side by side in one process. */
 #ifndef MLXN_MODEL_H
 #define MLXN_MODEL_H
 
@@ -39,6 +45,12 @@ typedef struct mlxn_model_params {
     /* 0 (default): a tensor in the files that the architecture does not
      * use is an error naming it, as mlx-lm's strict load; 1: ignore it. */
     int allow_unused_tensors;
+    /* Optional: called after each tensor is placed on the device (on a GPU,
+     * uploaded from the mapped file through pinned staging memory) with
+     * the bytes done so far and the total, and once at the end with
+     * done == total. */
+    void (*progress)(void *user, int64_t done_bytes, int64_t total_bytes);
+    void *progress_user;
 } mlxn_model_params;
 
 /* What a loaded model is (strings owned by the model). */
@@ -77,9 +89,11 @@ typedef struct mlxn_session_params {
     int max_context;     /* positions the session may hold; 0 = the model's
                             max_position_embeddings (unbounded when it has none) */
     mlxn_stream *stream; /* NULL = the device's default stream */
-    mlxn_dtype kv_dtype; /* KV cache element type: MLXN_DTYPE_F32 (0 means f32 too),
-                            MLXN_DTYPE_BF16 or MLXN_DTYPE_F16 (half the memory;
-                            mlx-lm's cache has the model's dtype) */
+    mlxn_dtype kv_dtype; /* KV cache element type: MLXN_DTYPE_F32, MLXN_DTYPE_BF16 or
+                            MLXN_DTYPE_F16 (half the memory; mlx-lm's cache has the
+                            model's dtype); 0 = the device's default: f32 on the
+                            CPU, bf16 on a GPU (decode there reads the whole cache
+                            every token, so half the bytes is most of the speed) */
 } mlxn_session_params;
 
 /* A fresh session (empty cache) on model m; params may be NULL. The model

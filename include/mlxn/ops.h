@@ -38,7 +38,10 @@ mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const ml
 /* ---- gathers ------------------------------------------------------------- */
 
 /* out[i, :] = table[ids[i], :]. ids: i32/u32 [n]; table f32/f16/bf16 [V, D];
- * out f32 [n, D]. An id outside [0, V) is MLXN_ERR_INVALID_ARGUMENT. */
+ * out f32 [n, D]. An id outside [0, V) is MLXN_ERR_INVALID_ARGUMENT: on the
+ * CPU at once (nothing written); on a GPU the ids live in device memory, so
+ * the kernel records the first bad one (its row is written as zeros) and
+ * the next stream sync reports it, naming the id. */
 mlxn_status mlxn_embedding(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table,
                            mlxn_tensor *out);
 /* The same from a quantized table: wq [V, D*bits/32], scales/biases
@@ -170,6 +173,16 @@ mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_t
  * any strides; dst: f32/f16/bf16, no zero stride on an axis longer than 1,
  * not overlapping src. */
 mlxn_status mlxn_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
+
+/* Append rows to a cache at a slot the device reads when the op runs:
+ * dst[..., slot + t, :] = src[..., t, :] for t < T, converting dtypes as
+ * mlxn_copy. src: f32/f16/bf16 [..., T, D], any strides; dst: f32/f16/bf16
+ * [..., cap, D] with src's other dims; slot: i32 [1] on the device. Because
+ * the slot is data, a captured decode step appends at whatever position the
+ * replay is given. A slot outside [0, cap - T] is MLXN_ERR_INVALID_ARGUMENT
+ * and writes nothing: at once on the CPU; a GPU records it and reports it
+ * (naming the slot) at the next stream sync. */
+mlxn_status mlxn_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
 
 #ifdef __cplusplus
 }

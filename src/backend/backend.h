@@ -24,6 +24,22 @@ typedef struct mlxn_backend_i {
     mlxn_status (*stream_init)(mlxn_stream *s);
     void (*stream_free)(mlxn_stream *s);
     mlxn_status (*stream_sync)(mlxn_stream *s);
+    /* Host memory the device copies from fastest (page-locked on CUDA). */
+    mlxn_status (*host_alloc)(mlxn_device *dev, size_t bytes, void **ptr);
+    void (*host_free)(mlxn_device *dev, void *ptr);
+    /* Stream-ordered copies (after everything queued on s). upload: src may
+     * be reused when the call returns, unless src_pinned (src came from
+     * host_alloc and is read when the copy runs: a captured graph re-reads
+     * it on every replay). download: waits for the stream, so dst holds the
+     * data (and any device-side error is reported) when it returns. */
+    mlxn_status (*stream_upload)(mlxn_stream *s, void *dst, const void *src, size_t n, int src_pinned);
+    mlxn_status (*stream_download)(mlxn_stream *s, void *dst, const void *src, size_t n);
+    /* Graphs (NULL when the backend has none): capture the ops queued on s
+     * between begin and end into an executable graph, replay it on s, free it. */
+    mlxn_status (*graph_begin)(mlxn_stream *s);
+    mlxn_status (*graph_end)(mlxn_stream *s, void **graph);
+    mlxn_status (*graph_launch)(mlxn_stream *s, void *graph);
+    void (*graph_free)(mlxn_device *dev, void *graph);
     /* ops: the same arguments as the public functions in mlxn/ops.h */
     mlxn_status (*matmul)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
                           mlxn_tensor *out);
@@ -67,6 +83,7 @@ typedef struct mlxn_backend_i {
                                  mlxn_tensor *out);
     mlxn_status (*sample)(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p,
                           mlxn_tensor *token);
+    mlxn_status (*kv_write)(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
 } mlxn_backend_i;
 
 struct mlxn_device {

@@ -168,3 +168,51 @@ mlxn_status mlxn_buffer_read(mlxn_buffer *b, size_t offset, void *dst, size_t n)
     if (n == 0) return MLXN_OK;
     return b->dev->be->download(b->dev, dst, (const char *)b->ptr + offset, n);
 }
+
+/* ---- stream-level helpers (core/internal.h) ---- */
+
+mlxn_status mlxn_host_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
+    if (!dev || !ptr) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_host_alloc: NULL argument");
+    return dev->be->host_alloc(dev, bytes ? bytes : 1, ptr);
+}
+
+void mlxn_host_free(mlxn_device *dev, void *ptr) {
+    if (dev && ptr) dev->be->host_free(dev, ptr);
+}
+
+mlxn_status mlxn_stream_write(mlxn_stream *s, mlxn_buffer *b, size_t offset, const void *src, size_t n,
+                              int src_pinned) {
+    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_stream_write: stream is NULL");
+    MLXN_TRY(check_range(b, offset, n, "mlxn_stream_write"));
+    if (b->dev != s->dev)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_stream_write: the buffer is on %s, the stream on %s",
+                         b->dev->name, s->dev->name);
+    if (n == 0) return MLXN_OK;
+    return s->dev->be->stream_upload(s, (char *)b->ptr + offset, src, n, src_pinned);
+}
+
+mlxn_status mlxn_stream_read(mlxn_stream *s, mlxn_buffer *b, size_t offset, void *dst, size_t n) {
+    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_stream_read: stream is NULL");
+    MLXN_TRY(check_range(b, offset, n, "mlxn_stream_read"));
+    if (b->dev != s->dev)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_stream_read: the buffer is on %s, the stream on %s",
+                         b->dev->name, s->dev->name);
+    if (n == 0) return s->dev->be->stream_sync(s);
+    return s->dev->be->stream_download(s, dst, (const char *)b->ptr + offset, n);
+}
+
+int mlxn_stream_has_graphs(const mlxn_stream *s) { return s && s->dev->be->graph_begin != NULL; }
+
+mlxn_status mlxn_stream_capture_begin(mlxn_stream *s) {
+    if (!mlxn_stream_has_graphs(s))
+        return mlxn_fail(MLXN_ERR_UNSUPPORTED, "graph capture: device %s has no graphs", s ? s->dev->name : "(null)");
+    return s->dev->be->graph_begin(s);
+}
+
+mlxn_status mlxn_stream_capture_end(mlxn_stream *s, void **graph) { return s->dev->be->graph_end(s, graph); }
+
+mlxn_status mlxn_stream_graph_launch(mlxn_stream *s, void *graph) { return s->dev->be->graph_launch(s, graph); }
+
+void mlxn_stream_graph_free(mlxn_stream *s, void *graph) {
+    if (s && graph && s->dev->be->graph_free) s->dev->be->graph_free(s->dev, graph);
+}

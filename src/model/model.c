@@ -108,7 +108,21 @@ static mlxn_status load_config(const char *path, const char *cfgpath, const json
         m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
         if (!m->layers) st = mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     }
+    if (st == MLXN_OK && !m->dry) {
+        if (params) {
+            m->progress = params->progress;
+            m->progress_user = params->progress_user;
+        }
+        size_t n = model_src_count(m);
+        for (size_t i = 0; i < n; i++) m->up_total += (int64_t)model_src_at(m, i)->nbytes;
+    }
     if (st == MLXN_OK) st = model_bind_weights(m, path, quant, params && params->allow_unused_tensors);
+    if (st == MLXN_OK && !m->dry) {
+        /* the uploads were queued on the device's stream: wait for them once */
+        st = mlxn_stream_sync(mlxn_device_stream(m->dev));
+        if (st != MLXN_OK) mlxn_fail_context(st, "loading model %s: ", path);
+        else if (m->progress) m->progress(m->progress_user, m->up_total, m->up_total);
+    }
     if (st == MLXN_OK) fill_info(m);
     return st;
 }

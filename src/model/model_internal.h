@@ -138,6 +138,10 @@ struct mlxn_model {
        rope frequency tables); released on free */
     mlxn_tensor *owned;
     int n_owned, cap_owned;
+    /* upload progress (mlxn_model_params.progress) */
+    void (*progress)(void *user, int64_t done_bytes, int64_t total_bytes);
+    void *progress_user;
+    int64_t up_done, up_total;
 };
 
 /* Map every tensor of the architecture from m->weights (or m->mem) into m

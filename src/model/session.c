@@ -147,7 +147,8 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     s->st = p && p->stream ? p->stream : mlxn_device_stream(m->dev);
     s->chunk = p && p->prefill_chunk ? p->prefill_chunk : DEFAULT_CHUNK;
     s->max_context = p && p->max_context ? p->max_context : m->cfg.max_pos;
-    s->kv_dtype = p && p->kv_dtype ? p->kv_dtype : MLXN_DTYPE_F32;
+    s->kv_dtype = p && p->kv_dtype ? p->kv_dtype
+                                   : mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU ? MLXN_DTYPE_F32 : MLXN_DTYPE_BF16;
     *out = s;
     return MLXN_OK;
 }
@@ -221,13 +222,17 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
         int64_t first = mode == MLXN_LOGITS_ALL ? 0 : (mode == MLXN_LOGITS_LAST && last ? T - 1 : T);
         st = scratch_reserve(s, T);
         if (st == MLXN_OK) st = model_kv_reserve(s, T);
-        if (st == MLXN_OK) st = mlxn_buffer_write(s->sc.ids.buf, s->sc.ids.offset, tokens + done, sizeof(int32_t) * (size_t)T);
+        /* in order on the session's stream: ids up, the forward pass, logits
+           down (the read waits for the stream and reports device errors) */
+        if (st == MLXN_OK)
+            st = mlxn_stream_write(s->st, s->sc.ids.buf, s->sc.ids.offset, tokens + done, sizeof(int32_t) * (size_t)T, 0);
         if (st == MLXN_OK) st = model_forward_chunk(s, T, first);
-        if (st == MLXN_OK) st = mlxn_stream_sync(s->st);
         if (st == MLXN_OK && T - first > 0) {
             float *dst = mode == MLXN_LOGITS_ALL ? logits + done * (int64_t)c->vocab : logits;
-            st = mlxn_buffer_read(s->sc.logits.buf, s->sc.logits.offset, dst,
+            st = mlxn_stream_read(s->st, s->sc.logits.buf, s->sc.logits.offset, dst,
                                   sizeof(float) * (size_t)((T - first) * c->vocab));
+        } else if (st == MLXN_OK) {
+            st = mlxn_stream_sync(s->st);
         }
         if (st == MLXN_OK) {
             s->pos += T;

@@ -1,9 +1,11 @@
 /* Where a model's tensors come from: its safetensors files (mlxn_weights)
  * or an in-memory MLX model (a GGUF converted at load, convert_internal.h).
- * The binder (weights.c) sees both through these calls. In-memory tensors
- * are viewed in place on the CPU (a wrapped buffer, no copy) and copied to
- * other devices; a dry model (validation only) gets the dtype and shape
- * with no buffer. */
+ * The binder (weights.c) sees both through these calls. Tensors are viewed
+ * in place on the CPU (a wrapped buffer, no copy) and uploaded to other
+ * devices in order on the device's stream (from the mapping, through the
+ * stream's pinned staging: no device-wide wait per tensor; the load waits
+ * once at the end), reporting progress; a dry model (validation only) gets
+ * the dtype and shape with no buffer. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,33 +42,43 @@ static void shape_only(const mlxn_weight_info *info, mlxn_tensor *out) {
     }
 }
 
+/* Upload n bytes into a fresh tensor of info's dtype and shape on m->dev. */
+static mlxn_status upload(mlxn_model *m, const mlxn_weight_info *info, const void *bytes, size_t n, mlxn_tensor *out) {
+    mlxn_tensor x;
+    MLXN_TRY(mlxn_tensor_alloc(m->dev, info->dtype, info->ndim, info->shape, &x));
+    mlxn_status st = mlxn_stream_write(mlxn_device_stream(m->dev), x.buf, 0, bytes, n, 0);
+    if (st == MLXN_OK) st = model_own(m, &x);
+    if (st != MLXN_OK) {
+        mlxn_tensor_release(&x);
+        return mlxn_fail_context(st, "%s: tensor %s: ", info->file, info->name);
+    }
+    m->up_done += (int64_t)n;
+    if (m->progress) m->progress(m->progress_user, m->up_done, m->up_total > m->up_done ? m->up_total : m->up_done);
+    *out = x;
+    return MLXN_OK;
+}
+
 mlxn_status model_src_tensor(mlxn_model *m, const mlxn_weight_info *info, mlxn_tensor *out) {
     if (m->dry) {
         shape_only(info, out);
         return MLXN_OK;
     }
+    bool cpu = mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU;
     if (!m->mem) {
-        MLXN_TRY(mlxn_weights_tensor(m->weights, m->dev, info->name, out));
-        if (mlxn_device_get_kind(m->dev) != MLXN_DEVICE_CPU) MLXN_TRY(model_own(m, out));
-        return MLXN_OK;
+        if (!cpu) return upload(m, info, mlxn_weights_data(m->weights, info), info->nbytes, out);
+        return mlxn_weights_tensor(m->weights, m->dev, info->name, out);
     }
     const cv_tensor *t = &m->mem->t[info - m->mem_info];
     const void *bytes = t->data ? t->data : t->borrowed;
     if (!bytes) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "model: tensor %s has no data", t->name);
+    if (!cpu) return upload(m, info, bytes, t->nbytes, out);
     mlxn_tensor x;
-    if (mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU) {
+    {
         mlxn_buffer *buf;
         MLXN_TRY(mlxn_buffer_wrap(m->dev, (void *)bytes, t->nbytes ? t->nbytes : 1, NULL, NULL, &buf));
         mlxn_status st = mlxn_tensor_view(buf, t->dtype, t->ndim, t->shape, 0, &x);
         if (st != MLXN_OK) {
             mlxn_buffer_free(buf);
-            return st;
-        }
-    } else {
-        MLXN_TRY(mlxn_tensor_alloc(m->dev, t->dtype, t->ndim, t->shape, &x));
-        mlxn_status st = mlxn_buffer_write(x.buf, 0, bytes, t->nbytes);
-        if (st != MLXN_OK) {
-            mlxn_tensor_release(&x);
             return st;
         }
     }

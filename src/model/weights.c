@@ -232,7 +232,8 @@ static mlxn_status bind_layer(binder *b, int i) {
         int64_t half = D / 2;
         MLXN_TRY(mlxn_tensor_alloc(m->dev, MLXN_DTYPE_F32, 1, &half, &L->rope_freqs));
         MLXN_TRY(model_own(m, &L->rope_freqs));
-        MLXN_TRY(mlxn_buffer_write(L->rope_freqs.buf, L->rope_freqs.offset, r->freqs, sizeof(float) * (size_t)half));
+        MLXN_TRY(mlxn_stream_write(mlxn_device_stream(m->dev), L->rope_freqs.buf, L->rope_freqs.offset, r->freqs,
+                                   sizeof(float) * (size_t)half, 0));
     }
     return MLXN_OK;
 }

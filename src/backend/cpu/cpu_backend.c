@@ -105,6 +105,31 @@ static mlxn_status cpu_stream_sync(mlxn_stream *s) {
     return MLXN_OK;
 }
 
+static mlxn_status cpu_host_alloc(mlxn_device *dev, size_t bytes, void **ptr) { return cpu_alloc(dev, bytes, ptr); }
+
+/* The CPU runs every op at its call, so a stream-ordered copy is a copy. */
+static mlxn_status cpu_stream_upload(mlxn_stream *s, void *dst, const void *src, size_t n, int src_pinned) {
+    (void)src_pinned;
+    return cpu_copy(s->dev, dst, src, n);
+}
+static mlxn_status cpu_stream_download(mlxn_stream *s, void *dst, const void *src, size_t n) {
+    return cpu_copy(s->dev, dst, src, n);
+}
+
+/* kv_write: the slot is host-visible here; a view of the destination rows
+ * and a plain copy. */
+static mlxn_status cpu_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst) {
+    int n = src->ndim;
+    int64_t at = *(const int32_t *)mlxn_tensor_host(slot), T = src->shape[n - 2], cap = dst->shape[n - 2];
+    if (at < 0 || at > cap - T)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "kv_write: slot %lld is outside [0, %lld] (%lld rows into %lld slots)",
+                         (long long)at, (long long)(cap - T), (long long)T, (long long)cap);
+    mlxn_tensor d = *dst;
+    d.shape[n - 2] = T;
+    d.offset += (size_t)(at * dst->strides[n - 2]) * mlxn_dtype_size(dst->dtype);
+    return cpu_copy_tensor(s, src, &d);
+}
+
 const mlxn_backend_i mlxn_cpu_backend = {
     .name = "cpu",
     .device_init = cpu_device_init,
@@ -117,6 +142,10 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .stream_init = cpu_stream_init,
     .stream_free = cpu_stream_free,
     .stream_sync = cpu_stream_sync,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_free,
+    .stream_upload = cpu_stream_upload,
+    .stream_download = cpu_stream_download,
     .matmul = cpu_matmul,
     .quantized_matmul = cpu_quantized_matmul,
     .embedding = cpu_embedding,
@@ -139,4 +168,5 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .tq_sdpa = cpu_tq_sdpa,
     .tq_dequantize = cpu_tq_dequantize,
     .sample = cpu_sample,
+    .kv_write = cpu_kv_write,
 };

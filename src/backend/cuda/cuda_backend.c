@@ -30,6 +30,20 @@ static mlxn_status cuda_download(mlxn_device *dev, void *dst, const void *src, s
 static mlxn_status cuda_stream_init(mlxn_stream *s) { return mlxn_cuda_stream_create(s->dev->index, &s->ctx); }
 static void cuda_stream_free(mlxn_stream *s) { mlxn_cuda_stream_destroy(s->dev->index, s->ctx); }
 static mlxn_status cuda_stream_sync(mlxn_stream *s) { return mlxn_cuda_stream_sync(s->dev->index, s->ctx); }
+static mlxn_status cuda_host_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
+    return mlxn_cuda_host_alloc(dev->index, bytes, ptr);
+}
+static void cuda_host_free(mlxn_device *dev, void *ptr) { mlxn_cuda_host_free(dev->index, ptr); }
+static mlxn_status cuda_stream_upload(mlxn_stream *s, void *dst, const void *src, size_t n, int pinned) {
+    return mlxn_cuda_stream_upload(s->ctx, dst, src, n, pinned);
+}
+static mlxn_status cuda_stream_download(mlxn_stream *s, void *dst, const void *src, size_t n) {
+    return mlxn_cuda_stream_download(s->ctx, dst, src, n);
+}
+static mlxn_status cuda_graph_begin(mlxn_stream *s) { return mlxn_cuda_graph_begin(s->ctx); }
+static mlxn_status cuda_graph_end(mlxn_stream *s, void **graph) { return mlxn_cuda_graph_end(s->ctx, graph); }
+static mlxn_status cuda_graph_launch(mlxn_stream *s, void *graph) { return mlxn_cuda_graph_launch(s->ctx, graph); }
+static void cuda_graph_free(mlxn_device *dev, void *graph) { mlxn_cuda_graph_free(dev->index, graph); }
 
 const mlxn_backend_i mlxn_cuda_backend = {
     .name = "cuda",
@@ -43,6 +57,14 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .stream_init = cuda_stream_init,
     .stream_free = cuda_stream_free,
     .stream_sync = cuda_stream_sync,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .stream_upload = cuda_stream_upload,
+    .stream_download = cuda_stream_download,
+    .graph_begin = cuda_graph_begin,
+    .graph_end = cuda_graph_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
     .matmul = cu_op_matmul,
     .quantized_matmul = cu_op_quantized_matmul,
     .embedding = cu_op_embedding,
@@ -62,6 +84,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .scale = cu_op_scale,
     .copy = cu_op_copy,
     .sample = cu_op_sample,
+    .kv_write = cu_op_kv_write,
 };
 
 #else /* no CUDA in this build */
@@ -92,6 +115,18 @@ static mlxn_status cuda_stream_init(mlxn_stream *s) {
     NO_CUDA();
 }
 static void cuda_stream_free(mlxn_stream *s) { (void)s; }
+static mlxn_status cuda_host_alloc(mlxn_device *dev, size_t bytes, void **ptr) {
+    UNUSED(dev), UNUSED(bytes), UNUSED(ptr);
+    NO_CUDA();
+}
+static mlxn_status cuda_stream_upload(mlxn_stream *s, void *dst, const void *src, size_t n, int pinned) {
+    UNUSED(s), UNUSED(dst), UNUSED(src), UNUSED(n), UNUSED(pinned);
+    NO_CUDA();
+}
+static mlxn_status cuda_stream_download(mlxn_stream *s, void *dst, const void *src, size_t n) {
+    UNUSED(s), UNUSED(dst), UNUSED(src), UNUSED(n);
+    NO_CUDA();
+}
 
 /* Every op: unreachable (no device can be opened), but never a wrong answer. */
 #define STUB(name, ...)                               \
@@ -118,6 +153,7 @@ STUB(st_add, P a, const mlxn_tensor *b, mlxn_tensor *o)
 STUB(st_scale, P x, float alpha, mlxn_tensor *o)
 STUB(st_copy, P src, mlxn_tensor *dst)
 STUB(st_sample, P logits, const mlxn_sample_params *p, mlxn_tensor *tok)
+STUB(st_kv_write, P src, const mlxn_tensor *slot, mlxn_tensor *dst)
 
 mlxn_status mlxn_cuda_timer_begin(mlxn_stream *s, int n_marks, double hold_us, mlxn_cuda_timer **out) { NO_CUDA(); }
 mlxn_status mlxn_cuda_timer_mark(mlxn_cuda_timer *t, int i) { NO_CUDA(); }
@@ -139,6 +175,10 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .stream_init = cuda_stream_init,
     .stream_free = cuda_stream_free,
     .stream_sync = cuda_stream_init,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_free,
+    .stream_upload = cuda_stream_upload,
+    .stream_download = cuda_stream_download,
     .matmul = st_matmul,
     .quantized_matmul = st_qmm,
     .embedding = st_emb,
@@ -158,5 +198,6 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .scale = st_scale,
     .copy = st_copy,
     .sample = st_sample,
+    .kv_write = st_kv_write,
 };
 #endif

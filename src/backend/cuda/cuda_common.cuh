@@ -26,11 +26,28 @@ extern "C" {
 
 /* ---- per-stream state --------------------------------------------------- */
 
+/* Device-side argument errors (a bad embedding id, a KV slot out of
+ * range): values the host never sees before the kernel runs. The first
+ * one a stream's kernels meet is recorded in `err` and reported by the
+ * next stream sync or download, which clears it. */
+enum { CU_ERR_NONE = 0, CU_ERR_EMBEDDING_ID, CU_ERR_QEMBEDDING_ID, CU_ERR_KV_SLOT };
+
+/* Pinned staging for uploads: two halves of CU_STAGE_BYTES, so the host
+ * fills one while the copy engine drains the other. */
+#define CU_STAGE_BYTES ((size_t)4 << 20)
+
 typedef struct cu_stream {
     cudaStream_t s;
     cublasHandle_t blas; /* created on the first dense matmul (cuBLAS init costs ~ms) */
     cu_blas_api blas_api; /* cuBLAS entry points, loaded with it (cu_blas.cuh) */
     int index;           /* the GPU ordinal */
+    /* [4] {kind, index, value, bound}: mapped pinned host memory, written
+     * by kernels through err_dev and read by the host after a sync without
+     * a copy (so a sync costs no extra transfer) */
+    long long *err_host, *err_dev;
+    unsigned char *stage;     /* [2 * CU_STAGE_BYTES] pinned, made on the first staged upload */
+    cudaEvent_t stage_ev[2];  /* the copy out of each half has finished */
+    int stage_used[2];
 } cu_stream;
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
@@ -62,6 +79,18 @@ static inline mlxn_status cu_scratch(mlxn_stream *s, const char *op, size_t byte
 }
 static inline void cu_scratch_free(mlxn_stream *s, void *p) {
     if (p) cudaFreeAsync(p, cu_ctx(s)->s);
+}
+
+/* Record a device-side argument error (the first one wins). err: the
+ * stream's err_dev [4]. */
+__device__ __forceinline__ void cu_report(long long *err, int kind, long long index, long long value,
+                                          long long bound) {
+    if (atomicCAS((unsigned long long *)err, 0ull, (unsigned long long)kind) == 0ull) {
+        err[1] = index;
+        err[2] = value;
+        err[3] = bound;
+        __threadfence_system();
+    }
 }
 
 /* Device address of element 0 of a tensor. */

@@ -1,15 +1,24 @@
 /* CUDA runtime glue: device selection, plain device allocations (never
- * managed memory), copies and streams. Errors come back as statuses that
- * carry CUDA's own error text.
+ * managed memory), pinned host memory, copies, streams, device-side error
+ * records and graphs. Errors come back as statuses that carry CUDA's own
+ * error text.
  *
- * Copies between host and device synchronize the whole device first: the
- * library's streams are non-blocking (they do not order against the legacy
- * default stream cudaMemcpy uses), so without that a read could overtake a
- * kernel still writing the buffer. Uploads and downloads are staging
- * operations, not the hot path; the per-token path never crosses. */
+ * Two kinds of copies:
+ *  - mlxn_buffer_write/read (no stream named): synchronize the whole device
+ *    first. The library's streams are non-blocking (they do not order
+ *    against the legacy default stream cudaMemcpy uses), so without that a
+ *    read could overtake a kernel still writing the buffer. Not the hot path.
+ *  - stream uploads/downloads (the model runner's): queued in order on one
+ *    stream, no device-wide wait. An upload goes through the stream's pinned
+ *    staging buffer in 4 MiB halves (pageable memory cannot be DMA'd
+ *    directly; with two halves the host's memcpy into one overlaps the copy
+ *    engine draining the other), or straight from memory the caller got
+ *    from mlxn_cuda_host_alloc. A download waits for the stream and then
+ *    checks the stream's device-side error record. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
 
@@ -69,12 +78,41 @@ extern "C" mlxn_status mlxn_cuda_memcpy_d2h(int index, void *dst, const void *sr
     return cuda_check(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost), "cudaMemcpy (download)", index);
 }
 
+extern "C" mlxn_status mlxn_cuda_host_alloc(int index, size_t bytes, void **ptr) {
+    MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
+    cudaError_t e = cudaMallocHost(ptr, bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        *ptr = NULL;
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: could not allocate %zu bytes of pinned host memory: %s",
+                         index, bytes, cudaGetErrorString(e));
+    }
+    return MLXN_OK;
+}
+
+extern "C" void mlxn_cuda_host_free(int index, void *ptr) {
+    if (ptr && cudaSetDevice(index) == cudaSuccess) cudaFreeHost(ptr);
+}
+
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
     MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
     cu_stream *c = (cu_stream *)calloc(1, sizeof *c);
     if (!c) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: out of host memory for a stream", index);
     c->index = index;
     mlxn_status st = cuda_check(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "cudaStreamCreate", index);
+    if (st == MLXN_OK) {
+        st = cuda_check(cudaHostAlloc((void **)&c->err_host, 4 * sizeof(long long), cudaHostAllocMapped),
+                        "cudaHostAlloc (error record)", index);
+        if (st == MLXN_OK) {
+            c->err_host[0] = c->err_host[1] = c->err_host[2] = c->err_host[3] = 0;
+            st = cuda_check(cudaHostGetDevicePointer((void **)&c->err_dev, c->err_host, 0),
+                            "cudaHostGetDevicePointer (error record)", index);
+        }
+        if (st != MLXN_OK) {
+            if (c->err_host) cudaFreeHost(c->err_host);
+            cudaStreamDestroy(c->s);
+        }
+    }
     if (st != MLXN_OK) {
         free(c);
         return st;
@@ -90,12 +128,134 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
         cudaStreamSynchronize(c->s);
         if (c->blas) c->blas_api.destroy(c->blas);
         cu_blas_unload(&c->blas_api);
+        if (c->stage) {
+            cudaEventDestroy(c->stage_ev[0]);
+            cudaEventDestroy(c->stage_ev[1]);
+            cudaFreeHost(c->stage);
+        }
+        if (c->err_host) cudaFreeHost(c->err_host);
         cudaStreamDestroy(c->s);
     }
     free(c);
 }
 
+/* The stream's device-side error record as a status (and cleared). */
+static mlxn_status device_errors(cu_stream *c) {
+    long long *e = c->err_host;
+    if (!e || e[0] == CU_ERR_NONE) return MLXN_OK;
+    long long kind = e[0], i = e[1], v = e[2], b = e[3];
+    e[1] = e[2] = e[3] = 0;
+    e[0] = CU_ERR_NONE;
+    switch (kind) {
+    case CU_ERR_EMBEDDING_ID:
+    case CU_ERR_QEMBEDDING_ID:
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: ids[%lld] = %lld is outside the table's [0, %lld)",
+                         kind == CU_ERR_EMBEDDING_ID ? "embedding" : "quantized_embedding", i, v, b);
+    case CU_ERR_KV_SLOT:
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "kv_write: slot %lld is outside [0, %lld] (%lld rows)", v, b, i);
+    default: return mlxn_fail(MLXN_ERR_DEVICE, "cuda:%d: unknown device-side error %lld", c->index, kind);
+    }
+}
+
 extern "C" mlxn_status mlxn_cuda_stream_sync(int index, void *stream) {
     MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
-    return cuda_check(cudaStreamSynchronize(((cu_stream *)stream)->s), "cudaStreamSynchronize", index);
+    MLXN_TRY(cuda_check(cudaStreamSynchronize(((cu_stream *)stream)->s), "cudaStreamSynchronize", index));
+    return device_errors((cu_stream *)stream);
+}
+
+extern "C" mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const void *src, size_t n, int src_pinned) {
+    cu_stream *c = (cu_stream *)stream;
+    int index = c->index;
+    MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
+    if (src_pinned)
+        return cuda_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->s), "cudaMemcpyAsync (upload)", index);
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    MLXN_TRY(cuda_check(cudaStreamIsCapturing(c->s, &cap), "cudaStreamIsCapturing", index));
+    if (cap != cudaStreamCaptureStatusNone)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "cuda:%d: a staged upload cannot be captured (a replay would not copy the host data again)",
+                         index);
+    if (!c->stage) {
+        void *p = NULL;
+        MLXN_TRY(mlxn_cuda_host_alloc(index, 2 * CU_STAGE_BYTES, &p));
+        mlxn_status st = cuda_check(cudaEventCreateWithFlags(&c->stage_ev[0], cudaEventDisableTiming), "cudaEventCreate", index);
+        if (st == MLXN_OK) {
+            st = cuda_check(cudaEventCreateWithFlags(&c->stage_ev[1], cudaEventDisableTiming), "cudaEventCreate", index);
+            if (st != MLXN_OK) cudaEventDestroy(c->stage_ev[0]);
+        }
+        if (st != MLXN_OK) {
+            cudaFreeHost(p);
+            return st;
+        }
+        c->stage = (unsigned char *)p;
+        c->stage_used[0] = c->stage_used[1] = 0;
+    }
+    /* alternate halves; a half is refilled once its previous copy is done */
+    static_assert(CU_STAGE_BYTES > 0, "staging size");
+    int half = 0;
+    for (size_t off = 0; off < n; off += CU_STAGE_BYTES, half ^= 1) {
+        size_t len = n - off < CU_STAGE_BYTES ? n - off : CU_STAGE_BYTES;
+        unsigned char *buf = c->stage + (size_t)half * CU_STAGE_BYTES;
+        if (c->stage_used[half])
+            MLXN_TRY(cuda_check(cudaEventSynchronize(c->stage_ev[half]), "cudaEventSynchronize (staging)", index));
+        memcpy(buf, (const unsigned char *)src + off, len);
+        MLXN_TRY(cuda_check(cudaMemcpyAsync((unsigned char *)dst + off, buf, len, cudaMemcpyHostToDevice, c->s),
+                            "cudaMemcpyAsync (upload)", index));
+        MLXN_TRY(cuda_check(cudaEventRecord(c->stage_ev[half], c->s), "cudaEventRecord (staging)", index));
+        c->stage_used[half] = 1;
+    }
+    return MLXN_OK;
+}
+
+extern "C" mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const void *src, size_t n) {
+    cu_stream *c = (cu_stream *)stream;
+    int index = c->index;
+    MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
+    MLXN_TRY(cuda_check(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (download)", index));
+    MLXN_TRY(cuda_check(cudaStreamSynchronize(c->s), "cudaStreamSynchronize", index));
+    return device_errors(c);
+}
+
+/* ---- graphs -------------------------------------------------------------- */
+
+/* Thread-local capture mode: an unsafe call (a synchronization, a plain
+ * allocation) from this thread during the capture fails it, so an op that
+ * cannot be replayed shows up as an error instead of a wrong replay, while
+ * other threads (another model in the process) are not affected. */
+extern "C" mlxn_status mlxn_cuda_graph_begin(void *stream) {
+    cu_stream *c = (cu_stream *)stream;
+    MLXN_TRY(cuda_check(cudaSetDevice(c->index), "cudaSetDevice", c->index));
+    return cuda_check(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture",
+                      c->index);
+}
+
+extern "C" mlxn_status mlxn_cuda_graph_end(void *stream, void **graph) {
+    cu_stream *c = (cu_stream *)stream;
+    *graph = NULL;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->s, &g);
+    if (e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return cuda_check(e, "cudaStreamEndCapture", c->index);
+    }
+    cudaGraphExec_t x = NULL;
+    e = cudaGraphInstantiate(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cuda_check(e, "cudaGraphInstantiate", c->index);
+    }
+    *graph = (void *)x;
+    return MLXN_OK;
+}
+
+extern "C" mlxn_status mlxn_cuda_graph_launch(void *stream, void *graph) {
+    cu_stream *c = (cu_stream *)stream;
+    MLXN_TRY(cuda_check(cudaSetDevice(c->index), "cudaSetDevice", c->index));
+    return cuda_check(cudaGraphLaunch((cudaGraphExec_t)graph, c->s), "cudaGraphLaunch", c->index);
+}
+
+extern "C" void mlxn_cuda_graph_free(int index, void *graph) {
+    if (graph && cudaSetDevice(index) == cudaSuccess) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }

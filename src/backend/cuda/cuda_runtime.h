@@ -20,6 +20,14 @@ mlxn_status mlxn_cuda_memcpy_d2h(int index, void *dst, const void *src, size_t n
 mlxn_status mlxn_cuda_stream_create(int index, void **stream);
 void mlxn_cuda_stream_destroy(int index, void *stream);
 mlxn_status mlxn_cuda_stream_sync(int index, void *stream);
+mlxn_status mlxn_cuda_host_alloc(int index, size_t bytes, void **ptr);
+void mlxn_cuda_host_free(int index, void *ptr);
+mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const void *src, size_t n, int src_pinned);
+mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const void *src, size_t n);
+mlxn_status mlxn_cuda_graph_begin(void *stream);
+mlxn_status mlxn_cuda_graph_end(void *stream, void **graph);
+mlxn_status mlxn_cuda_graph_launch(void *stream, void *graph);
+void mlxn_cuda_graph_free(int index, void *graph);
 
 #ifdef __cplusplus
 }
