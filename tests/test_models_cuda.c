@@ -36,12 +36,15 @@
 typedef struct tol {
     double max_rel, nmse;
 } tol;
-/* f32 caches, f32 paths: summation order only */
-static const tol TOL_F32 = {2e-4, 1e-8};
-/* bf16 caches: plus an occasional flipped bf16 rounding of a K/V element */
-static const tol TOL_KV16 = {5e-3, 1e-5};
-/* the bf16 model: x rounded to bf16 before each dense GPU product */
-static const tol TOL_BF16 = {1e-1, 1e-3};
+/* f32 caches, f32 paths: summation order only (measured on an H100:
+   <= 1.8e-6 std, NMSE <= 2.3e-13) */
+static const tol TOL_F32 = {2e-5, 1e-10};
+/* bf16 caches: plus an occasional flipped bf16 rounding of a K/V element
+   (measured <= 3e-5 std, NMSE <= 1.7e-11, greedy decoding included) */
+static const tol TOL_KV16 = {3e-4, 1e-9};
+/* the bf16 model: x rounded to bf16 before each dense GPU product
+   (measured 1.5e-2 std, NMSE 2.1e-5) */
+static const tol TOL_BF16 = {6e-2, 1e-4};
 
 static const struct {
     const char *name;
