@@ -178,7 +178,7 @@ run "bad logit bias" 2 generate -m "$model" --logit-bias 5 -p hi
 has "bad logit bias" 'ID=BIAS' "$err"
 run "bad chat format" 2 generate -m "$model" --chat --chat-format jinja -p hi
 run "bad kv dtype" 2 generate -m "$model" --kv-dtype f8 -p hi
-has "bad kv dtype" 'must be one of f32\|bf16\|f16' "$err"
+has "bad kv dtype" 'must be one of auto\|f32\|bf16\|f16' "$err"
 run "both prompts" 2 generate -m "$model" -p hi -f "$tmp/text"
 run "unreadable prompt file" 1 generate -m "$model" -f "$tmp/nowhere"
 run "positional" 2 generate -m "$model" hello

@@ -70,6 +70,10 @@ static int open_tokenizer(tg_ctx *c, const char *path, int is_dir) {
     return 0;
 }
 
+static void load_progress(void *user, int64_t done, int64_t total) {
+    progress_update((progress *)user, (double)done, (double)total, "MB");
+}
+
 int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) {
     memset(c, 0, sizeof *c);
     c->cmd = cmd;
@@ -119,25 +123,29 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
     progress p;
     progress_start(&p, is_dir ? "loading model" : "loading model (converting the GGUF in memory)");
     progress_update(&p, 0, 0, NULL);
-    mlxn_status s = mlxn_model_load(o->model, c->dev, NULL, &c->model);
+    /* on a GPU the bar follows the upload of the weights */
+    mlxn_model_params mp = {.progress = load_progress, .progress_user = &p};
+    mlxn_status s = mlxn_model_load(o->model, c->dev, &mp, &c->model);
     progress_end(&p);
     if (s != MLXN_OK) {
         err(c, "cannot load the model");
         return 1;
     }
     c->info = mlxn_model_get_info(c->model);
-    static const mlxn_dtype kv_types[] = {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
-    static const char *const kv_names[] = {"f32", "bf16", "f16"};
-    c->kv_name = kv_names[o->kv_dtype];
+    /* auto: the library's default for the device (f32 on the CPU, bf16 on a GPU) */
+    static const mlxn_dtype kv_types[] = {0, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
+    static const char *const kv_names[] = {"auto", "f32", "bf16", "f16"};
+    int kv = o->kv_dtype ? o->kv_dtype : mlxn_device_get_kind(c->dev) == MLXN_DEVICE_CPU ? 1 : 2;
+    c->kv_name = kv_names[kv];
     c->chunk = o->prefill_chunk > 0 ? o->prefill_chunk : 512;
-    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size, .kv_dtype = kv_types[o->kv_dtype]};
+    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size, .kv_dtype = kv_types[kv]};
     if (mlxn_session_new(c->model, &sp, &c->session) != MLXN_OK) {
         err(c, "cannot start a session");
         return 1;
     }
     c->ctx = o->ctx_size > 0 ? o->ctx_size : c->info->max_position_embeddings;
     c->kv_bytes_per_token = (size_t)2 * (size_t)c->info->n_layers * (size_t)c->info->n_kv_heads *
-                            (size_t)c->info->head_dim * (o->kv_dtype == 0 ? 4 : 2);
+                            (size_t)c->info->head_dim * (kv == 1 ? 4 : 2);
     c->logits = malloc(sizeof(float) * (size_t)c->info->vocab_size);
     if (!c->logits) {
         fprintf(stderr, "mlxn %s: out of memory\n", cmd);

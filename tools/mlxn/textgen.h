@@ -23,7 +23,7 @@ typedef struct tg_model_opts {
     int prefill_chunk;  /* 0: 512 */
 } tg_model_opts;
 
-#define TG_KV_CHOICES "f32|bf16|f16"
+#define TG_KV_CHOICES "auto|f32|bf16|f16"
 
 /* Table rows for tg_model_opts inside struct T at member M. */
 #define TG_MODEL_ROWS(T, M)                                                                                      \
@@ -38,7 +38,8 @@ typedef struct tg_model_opts {
      "Context length: the most positions the KV cache may hold (0: the model's max_position_embeddings).",    \
      "0", 0, 1 << 24, NULL},                                                                                    \
     {"kv-dtype", 0, OPT_CHOICE, offsetof(T, M.kv_dtype), "T",                                                 \
-     "Element type of the KV cache (bf16/f16 halve its memory).", "f32", 0, 0, TG_KV_CHOICES},               \
+     "Element type of the KV cache: auto is f32 on the CPU, bf16 on a GPU (bf16/f16 halve its memory).",    \
+     "auto", 0, 0, TG_KV_CHOICES},               \
     {"prefill-chunk", 0, OPT_INT, offsetof(T, M.prefill_chunk), "N",                                          \
      "Prompt tokens per forward pass (0: 512).", "0", 0, 1 << 20, NULL}
 
