@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One run on a GPU machine: build with nvcc for sm_90a (Hopper), run the
 # whole test suite (the CUDA op tests among it), compute-sanitizer
-# (memcheck, then racecheck) over tests/test_backend_ops, and the CUDA
-# quantized mat-vec benchmarks, then end-to-end model benchmarks: random
+# (memcheck, then racecheck) over tests/test_backend_ops, the CUDA
+# quantized mat-vec and mat-mat benchmarks with PyTorch's dense bf16 matmul
+# of the same shape (bench/peer_torch_mm.py), then end-to-end model benchmarks: random
 # 4-bit models of real shapes (`mlxn convert --random PRESET -q`) timed by
 # `mlxn bench model --device cuda` beside the same shapes in PyTorch
 # (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
@@ -11,8 +12,10 @@
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
-# MLXN_SKIP_KERNELS=1 (qmv and sampling benchmarks; MLXN_SAMPLE_BENCH=1 keeps
-# the sampling one) / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a stage;
+# MLXN_SKIP_KERNELS=1 (qmv/qmm and sampling benchmarks; MLXN_SAMPLE_BENCH=1
+# keeps the sampling one) / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a
+# stage; MLXN_QMM_SWEEP=1 to time the mat-mat against the mat-vec path at
+# n = 1 .. 512 for every mode (the crossover);
 # MLXN_MODELS (presets, default "llama-3.2-1b llama-3-8b gemma-3-4b"),
 # MLXN_MODEL_TIMEOUT (seconds per command of the model stage, default 240),
 # MLXN_MODELS_BUDGET (seconds for the whole model stage; presets not started
@@ -73,7 +76,8 @@ if [ "${MLXN_SKIP_KERNELS:-0}" != 1 ]; then
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 200 \
   > "$OUT/clocks.log" 2>&1 &
 smi_pid=$!
-bench() { "$B/mlxn" bench qmv --device cuda --reps "$REPS" --warmup 10 --json "$@"; }
+# (the mat-vec kernels at every n: from 16 rows the op itself would take the mat-mat path)
+bench() { MLXN_CUDA_QMM_MIN_ROWS=1000000000 "$B/mlxn" bench qmv --device cuda --reps "$REPS" --warmup 10 --json "$@"; }
 W="--rows 4096 --cols 14336"
 for args in "$W --bits 4 --group-size 64 --n 1" "$W --bits 4 --group-size 64 --n 8" "$W --bits 4 --group-size 32 --n 1" \
             "$W --bits 4 --group-size 128 --n 1" "$W --bits 2 --group-size 64 --n 1" "$W --bits 3 --group-size 64 --n 1" \
@@ -85,6 +89,48 @@ for args in "$W --bits 4 --group-size 64 --n 1" "$W --bits 4 --group-size 64 --n
   # shellcheck disable=SC2086
   bench $args >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench $args failed: $(tail -1 "$OUT/bench.err")"
 done
+# quantized mat-mat (prefill), same W, x [n, 14336]: 4-bit g64 and 8-bit g64
+for args in "--bits 4 --group-size 64 --n 16" "--bits 4 --group-size 64 --n 64" "--bits 4 --group-size 64 --n 512" \
+            "--bits 8 --group-size 64 --n 512"; do
+  # shellcheck disable=SC2086
+  "$B/mlxn" bench qmm --device cuda --rows 4096 --cols 14336 --reps "$REPS" --warmup 10 --json $args \
+    >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" || echo "bench qmm $args failed: $(tail -1 "$OUT/bench.err")"
+done
+# the peer: PyTorch's dense bf16 matmul of the same shape, in the same run
+if python3 -c 'import torch; assert torch.cuda.is_available()' > /dev/null 2>&1; then
+  python3 "$ROOT/bench/peer_torch_mm.py" --n 16 64 512 > "$OUT/peer.jsonl" 2>> "$OUT/bench.err" ||
+    echo "peer_torch_mm failed: $(tail -1 "$OUT/bench.err")"
+fi
+# MLXN_QMM_SWEEP=1: where the mat-mat path overtakes the mat-vec kernels, every mode
+# (each n timed on both paths: MLXN_CUDA_QMM_MIN_ROWS=1 forces the mat-mat, a huge one the mat-vec)
+if [ "${MLXN_QMM_SWEEP:-0}" = 1 ]; then
+  : > "$OUT/sweep.jsonl"
+  for kind in "--bits 4 --group-size 64" "--bits 4 --group-size 32" "--bits 4 --group-size 128" \
+              "--bits 2 --group-size 64" "--bits 3 --group-size 64" "--bits 5 --group-size 64" \
+              "--bits 6 --group-size 64" "--bits 8 --group-size 64" "--mode mxfp4" "--mode nvfp4" "--mode mxfp8"; do
+    for t in 1 0; do
+      [ $t = 0 ] && [ "$kind" != "--bits 4 --group-size 64" ] && continue
+      for n in 1 2 4 8 16 32 64 128 512; do
+        [ $t = 1 ] && [ $n -lt 4 ] && continue
+        for path in mm mv; do
+          [ $path = mv ] && [ $n -gt 64 ] && continue
+          min=1; [ $path = mv ] && min=1000000000
+          # shellcheck disable=SC2086
+          MLXN_CUDA_QMM_MIN_ROWS=$min "$B/mlxn" bench qmm --device cuda --rows 4096 --cols 14336 --reps 50 --warmup 5 \
+            --json --transpose $t --n $n $kind 2>> "$OUT/bench.err" | sed "s/^{/{\"path\": \"$path\", /" >> "$OUT/sweep.jsonl"
+        done
+      done
+    done
+  done
+  # the dequantized block size (weights per block; 4-bit g64, W [N, K])
+  : > "$OUT/sweep_slab.jsonl"
+  for slab in 2097152 4194304 8388608 16777216 67108864; do
+    for n in 16 64 512; do
+      MLXN_CUDA_QMM_SLAB_ELEMS=$slab "$B/mlxn" bench qmm --device cuda --rows 4096 --cols 14336 --reps 100 --warmup 5 \
+        --json --n $n 2>> "$OUT/bench.err" | sed "s/^{/{\"slab\": $slab, /" >> "$OUT/sweep_slab.jsonl"
+    done
+  done
+fi
 kill "$smi_pid" 2>/dev/null
 note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/clocks.log" | sort -n | uniq -c | sort -rn | head -3 | tr '\n' ' ')"
 fi
@@ -92,11 +138,19 @@ fi
 # hardware counters of the 4-bit kernel (n = 1 and 8), clocks left as they are
 if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
   for n in 1 8; do
-    ncu --clock-control none --kernel-name regex:qmv --launch-skip 100 --launch-count 1 \
+    MLXN_CUDA_QMM_MIN_ROWS=1000000000 ncu --clock-control none --kernel-name regex:qmv --launch-skip 100 --launch-count 1 \
       --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__cycles_elapsed.avg.per_second,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__issue_active.avg.pct_of_peak_sustained_active \
       "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --n "$n" --reps 5 --warmup 150 > "$OUT/ncu_n$n.log" 2>&1
     note "ncu n=$n: $(grep -E 'gpu__time_duration.sum|dram__throughput|issue_active|warps_active' "$OUT/ncu_n$n.log" | awk '{print $1"="$(NF)}' | tr '\n' ' ')"
   done
+fi
+
+# where the mat-mat time goes (n = 512, 4-bit g64): each kernel of one call
+if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
+  ncu --clock-control none --launch-skip 300 --launch-count 6 \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
+    "$B/mlxn" bench qmm --device cuda --rows 4096 --cols 14336 --n 512 --reps 5 --warmup 150 > "$OUT/ncu_qmm.log" 2>&1
+  note "ncu qmm n=512: $(awk '/^  [a-zA-Z_]/ && !/Section|----/ {k=$1} /gpu__time_duration.sum/ {printf "%s %s %s; ", substr(k,1,40), $NF, $(NF-1)}' "$OUT/ncu_qmm.log")"
 fi
 
 # picking a token: the sampling op on the GPU (4 bytes back) vs the logits read back to the host sampler
@@ -162,15 +216,38 @@ fi
 
 echo
 for line in "${summary[@]}"; do echo "$line"; done
-python3 - "$OUT/bench.jsonl" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+python3 - "$OUT/bench.jsonl" "$OUT/peer.jsonl" "$OUT/sweep.jsonl" "$OUT/sweep_slab.jsonl" <<'PY'
+import json, os, sys
+def load(p):
+    return [json.loads(l) for l in open(p) if l.strip()] if os.path.exists(p) else []
+rows, peer, sweep = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
+slabs = load(sys.argv[4])
+tf = lambda r: 2.0 * r['n'] * r['rows'] * r['cols'] / (r['median_us'] * 1e6)
 if rows:
-    print(f"qmv on {rows[0]['device']}, copy {rows[0]['copy_gb_s']:.0f} GB/s, {rows[0]['weight_sets']} weight copies")
-    print(f"{'rows':>6} {'cols':>5} {'mode':7} {'bits':>4} {'group':>5} {'n':>2} {'median us':>10} {'min us':>8} {'GB/s':>7} {'% copy':>7}")
+    print(f"qmv/qmm on {rows[0]['device']}, copy {rows[0]['copy_gb_s']:.0f} GB/s, {rows[0]['weight_sets']} weight copies")
+    print(f"{'bench':5} {'rows':>6} {'cols':>5} {'mode':7} {'bits':>4} {'group':>5} {'n':>3} {'median us':>10} {'min us':>8} {'GB/s':>7} {'% copy':>7} {'TFLOP/s':>8}")
 for r in rows:
-    print(f"{r.get('rows', 0):6d} {r.get('cols', 0):5d} {r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:2d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
-          f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}%")
+    print(f"{r['bench']:5} {r.get('rows', 0):6d} {r.get('cols', 0):5d} {r['mode']:7} {r['bits']:4d} {r['group_size']:5d} {r['n']:3d} {r['median_us']:10.2f} {r['min_us']:8.2f} "
+          f"{r['gb_s']:7.0f} {r['pct_of_copy']:6.0f}% {tf(r):8.1f}")
+for r in peer:
+    print(f"peer {r['bench']} (torch {r['torch']}, CUDA {r['cuda']}) n={r['n']}: median {r['median_us']:.2f} us, "
+          f"{r['tflop_s']:.1f} TFLOP/s")
+if sweep:
+    print("sweep: median us, mat-mat (mm) vs mat-vec (mv)")
+    cell = {}
+    for r in sweep:
+        cell[(r['mode'], r['bits'], r['group_size'], r['transpose'], r['n'], r['path'])] = r['median_us']
+    kinds = sorted({k[:4] for k in cell})
+    ns = sorted({k[4] for k in cell})
+    print(f"{'kind':22} " + " ".join(f"{n:>15}" for n in ns))
+    for k in kinds:
+        cells = []
+        for n in ns:
+            mm, mv = cell.get(k + (n, 'mm')), cell.get(k + (n, 'mv'))
+            cells.append(f"{(f'{mm:.0f}' if mm else '-'):>7}/{(f'{mv:.0f}' if mv else '-'):<7}")
+        print(f"{k[0]+' '+str(k[1])+'b g'+str(k[2])+' t'+str(k[3]):22} " + " ".join(cells))
+for r in slabs:
+    print(f"block {r['slab']:>9} weights, n={r['n']:3d}: median {r['median_us']:.2f} us, {tf(r):.1f} TFLOP/s")
 PY
 python3 - "$OUT/sample.jsonl" <<'PY'
 import json, sys

@@ -475,6 +475,7 @@ static void case_qmatmul(bk *b) {
         {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
     };
     const int64_t nxs[4] = {1, 3, 8, 13};
+    setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
         mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
@@ -539,6 +540,59 @@ static void case_qmatmul(bk *b) {
             cmp_f32(b, "quantized_matmul 1024x4096 unaligned x", &o, 1e-10);
         reset(b);
     }
+    unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
+}
+
+/* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
+ * to bf16 for a tensor-core GEMM, so the threshold is bf16's (relative
+ * 2^-9 per operand: NMSE ~3e-6 on these inputs), far under what a wrong
+ * weight, scale or row gives (> 1e-3). Every mode and width, both
+ * transposes, an odd N (transpose) or K (not), x rows n = 16 .. 512, a
+ * gappy x (gathered); then once more with slabs of a few hundred weights
+ * (MLXN_CUDA_QMM_SLAB_ELEMS), which splits W over several dequantize +
+ * GEMM rounds, and with the mat-mat path forced down to 3 rows. */
+static void case_qmm(bk *b) {
+    const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; float gs; } qs[] = {
+        {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 4, 32, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 4, 128, MLXN_DTYPE_F32, 0}, {MLXN_QUANT_AFFINE, 1, 64, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 2, 64, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 3, 64, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 5, 32, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 6, 64, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 8, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0},
+        {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
+    };
+    const double thr = 3e-5;
+    const char *envs[3][2] = {{NULL, NULL}, {"300", NULL}, {"1000", "3"}}; /* slab weights, min rows */
+    for (int pass = 0; pass < 3; pass++) {
+        if (envs[pass][0]) setenv("MLXN_CUDA_QMM_SLAB_ELEMS", envs[pass][0], 1);
+        if (envs[pass][1]) setenv("MLXN_CUDA_QMM_MIN_ROWS", envs[pass][1], 1);
+        for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+            if (pass && i % 4) continue; /* the extra passes: 3 of the kinds */
+            mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group,
+                                   .global_scale = qs[i].gs};
+            mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
+            for (int t = 0; t < 2; t++) {
+                /* quantized [R, C], C a multiple of the group; transpose: K = C, N = R (odd); else K = R (odd), N = C */
+                int64_t R = t ? 131 : 97, C = (int64_t)q.group_size * (q.group_size >= 64 ? 5 : 13);
+                qm m = quantized(b, &q, sdt, R, C);
+                const int64_t nxs[5] = {16, 33, 100, 512, 3};
+                for (int k = 0; k < (pass == 2 ? 5 : 4); k++) {
+                    int64_t n = nxs[k], K = t ? C : R, N = t ? R : C;
+                    tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, K), 1, k == 1 ? GAPPY : CONTIG);
+                    tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(n, N));
+                    char label[128];
+                    snprintf(label, sizeof label, "quantized_matmul (mat-mat) %s %d-bit g%d t=%d n=%lld pass %d",
+                             mlxn_quant_mode_name(q.mode), q.bits, q.group_size, t, (long long)n, pass);
+                    if (ran(b, "quantized_matmul (mat-mat)",
+                            mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, t, &o.c),
+                            mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, t, &o.g)))
+                        cmp_f32(b, label, &o, thr);
+                }
+                reset(b);
+            }
+        }
+    }
+    unsetenv("MLXN_CUDA_QMM_SLAB_ELEMS");
+    unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
 }
 
 static void case_matmul(bk *b) {
@@ -634,6 +688,7 @@ static void run_backend(bk *b) {
     case_hadamard(b);
     case_embedding(b);
     case_qmatmul(b);
+    case_qmm(b);
     case_matmul(b);
     case_sdpa(b);
     case_bad(b);

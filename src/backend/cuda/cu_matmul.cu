@@ -34,7 +34,7 @@ static mlxn_status blas_check(cublasStatus_t e, mlxn_stream *s, const char *what
                      cu_ctx(s)->blas_api.status_string(e));
 }
 
-static mlxn_status blas_handle(mlxn_stream *s, cublasHandle_t *h) {
+mlxn_status cu_blas_handle(mlxn_stream *s, cublasHandle_t *h) {
     cu_stream *c = cu_ctx(s);
     if (!c->blas) {
         MLXN_TRY(cu_blas_load(&c->blas_api, c->index));
@@ -67,7 +67,7 @@ extern "C" mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const 
     if (!fits_int(M) || !fits_int(N) || !fits_int(K))
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: matmul with a dimension past 2^31 is not built yet");
     cublasHandle_t h = NULL;
-    MLXN_TRY(blas_handle(s, &h));
+    MLXN_TRY(cu_blas_handle(s, &h));
 
     const bool bf16 = w->dtype == MLXN_DTYPE_BF16;
     const int64_t wr = w->shape[0], wc = w->shape[1];

@@ -48,9 +48,14 @@ typedef struct cu_stream {
     unsigned char *stage;     /* [2 * CU_STAGE_BYTES] pinned, made on the first staged upload */
     cudaEvent_t stage_ev[2];  /* the copy out of each half has finished */
     int stage_used[2];
+    void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */
+    size_t qmm_cap;      /* its bytes */
 } cu_stream;
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
+
+/* The stream's cuBLAS handle, made (and the library loaded) on first use (cu_matmul.cu). */
+mlxn_status cu_blas_handle(mlxn_stream *s, cublasHandle_t *h);
 
 static inline mlxn_status cu_check(cudaError_t e, const char *op, const char *what, int index) {
     if (e == cudaSuccess) return MLXN_OK;

@@ -7,6 +7,8 @@
  *   cu_rope.cu         rope
  *   cu_hadamard.cu     hadamard
  *   cu_embedding.cu    embedding, quantized_embedding
+ *   cu_qmm.cu          quantized_matmul's entry (_any): many x rows
+ *                      dequantize W to bf16 for cuBLAS, few go to
  *   cu_qmatmul.cu      quantized_matmul (mat-vec kernels, one matrix of
  *                      instantiations)
  *   cu_matmul.cu       matmul (cuBLAS)
@@ -51,6 +53,9 @@ mlxn_status cu_op_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, co
 mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                    const mlxn_tensor *scales, const mlxn_tensor *biases,
                                    const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+mlxn_status cu_op_quantized_matmul_any(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                       const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                       const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
 mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
                          mlxn_tensor *out);
 mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,

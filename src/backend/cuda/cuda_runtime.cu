@@ -126,6 +126,7 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
     if (!c) return;
     if (cudaSetDevice(index) == cudaSuccess) {
         cudaStreamSynchronize(c->s);
+        if (c->qmm_buf) cudaFree(c->qmm_buf);
         if (c->blas) c->blas_api.destroy(c->blas);
         cu_blas_unload(&c->blas_api);
         if (c->stage) {
