@@ -618,13 +618,17 @@ static void case_matmul(bk *b) {
 static void case_sdpa(bk *b) {
     struct { int64_t B, Hq, Hkv, Tq, Tk, D, Dv; mlxn_dtype dt; bool causal; int window; float softcap;
              int mask; /* 0 none, 1 bool [Tq, Tk], 2 f32 [B, 1, Tq, Tk] */
-             int sinks, qlayout; } cs[] = {
-        {1, 8, 2, 1, 37, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 0, 0, 0},
-        {2, 4, 4, 19, 19, 80, 48, MLXN_DTYPE_BF16, true, 0, 0, 0, 0, 0},
-        {1, 4, 2, 5, 23, 128, 128, MLXN_DTYPE_F16, true, 7, 30.0f, 0, 0, 0},
-        {1, 4, 4, 9, 33, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 1, 1, 0},
-        {2, 6, 2, 7, 41, 256, 256, MLXN_DTYPE_BF16, true, 0, 0, 2, 0, 1},
-        {1, 2, 1, 3, 17, 512, 512, MLXN_DTYPE_F32, false, 0, 0, 0, 1, 0},
+             int sinks, qlayout;
+             int kvl; /* 0: no kv_len; else kv_len = kvl (K/V rows past it are NaN) */ } cs[] = {
+        {1, 8, 2, 1, 37, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 0, 0, 0, 0},
+        {2, 4, 4, 19, 19, 80, 48, MLXN_DTYPE_BF16, true, 0, 0, 0, 0, 0, 0},
+        {1, 4, 2, 5, 23, 128, 128, MLXN_DTYPE_F16, true, 7, 30.0f, 0, 0, 0, 0},
+        {1, 4, 4, 9, 33, 64, 64, MLXN_DTYPE_F32, false, 0, 0, 1, 1, 0, 0},
+        {2, 6, 2, 7, 41, 256, 256, MLXN_DTYPE_BF16, true, 0, 0, 2, 0, 1, 0},
+        {1, 2, 1, 3, 17, 512, 512, MLXN_DTYPE_F32, false, 0, 0, 0, 1, 0, 0},
+        {1, 8, 2, 1, 300, 128, 128, MLXN_DTYPE_BF16, true, 0, 0, 0, 0, 0, 201},
+        {1, 4, 2, 6, 64, 64, 64, MLXN_DTYPE_F16, true, 9, 20.0f, 0, 1, 0, 40},
+        {2, 4, 2, 3, 33, 32, 32, MLXN_DTYPE_F32, false, 0, 0, 2, 0, 0, 12},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         int64_t B = cs[i].B, Hq = cs[i].Hq, Hkv = cs[i].Hkv, Tq = cs[i].Tq, Tk = cs[i].Tk, D = cs[i].D, Dv = cs[i].Dv;
@@ -635,7 +639,14 @@ static void case_sdpa(bk *b) {
         } else {
             q = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hq, Tq, D), 1, CONTIG);
         }
-        tp k = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, D), 1, CONTIG), v = tp_rand(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, Dv), 1, CONTIG);
+        void *kd = rnd(b, cs[i].dt, B * Hkv * Tk * D, 1), *vd = rnd(b, cs[i].dt, B * Hkv * Tk * Dv, 1);
+        const size_t es = mlxn_dtype_size(cs[i].dt);
+        for (int64_t r = 0; cs[i].kvl && r < B * Hkv * Tk; r++)
+            if (r % Tk >= cs[i].kvl) { /* capacity past kv_len: NaN, so reading it shows */
+                memset((char *)kd + r * D * (int64_t)es, 0xFF, (size_t)D * es);
+                memset((char *)vd + r * Dv * (int64_t)es, 0xFF, (size_t)Dv * es);
+            }
+        tp k = tp_make(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, D), kd, CONTIG), v = tp_make(b, cs[i].dt, 4, SHAPE(B, Hkv, Tk, Dv), vd, CONTIG);
         tp o = tp_out(b, MLXN_DTYPE_F32, 4, SHAPE(B, Hq, Tq, Dv));
         mlxn_sdpa_params pc = {.scale = 1.0f / sqrtf((float)D), .causal = cs[i].causal, .window = cs[i].window,
                                .softcap = cs[i].softcap};
@@ -658,6 +669,12 @@ static void case_sdpa(bk *b) {
         if (cs[i].sinks) {
             sk = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(Hq), 1, CONTIG);
             pc.sinks = &sk.c, pg.sinks = &sk.g;
+        }
+        tp kl;
+        if (cs[i].kvl) {
+            int32_t n = cs[i].kvl;
+            kl = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &n, CONTIG);
+            pc.kv_len = &kl.c, pg.kv_len = &kl.g;
         }
         char label[64];
         snprintf(label, sizeof label, "sdpa case %zu", i);

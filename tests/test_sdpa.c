@@ -11,7 +11,9 @@
  *    odd head dims, D != Dv, long decode rows (the key-split path), rows
  *    that see no key and an empty K/V (zeros, with and without sinks),
  *    strided q/k/v/mask/sinks views (a transposed q, K/V inside a larger
- *    cache, a V with inner stride 2), f16/bf16 q/k/v; NMSE < 1e-9;
+ *    cache, a V with inner stride 2), f16/bf16 q/k/v, a kv_len shorter
+ *    than the K/V capacity (rows past it NaN, so reading one shows; zero,
+ *    below Tq, with causal/window/softcap/mask/sinks); NMSE < 1e-9;
  *    outputs poisoned first.
  *  - bad arguments return the documented status. */
 #include <math.h>
@@ -81,7 +83,11 @@ typedef struct attn_case {
     mlxn_dtype qdt, kdt, vdt;
     int strided;        /* 1: q transposed, K/V inside a bigger cache, V inner stride 2 (f32), mask padded */
     int big_q;          /* q scaled up (softcap cases) */
+    int kvl;            /* 0: no kv_len; n > 0: kv_len = n; -1: kv_len = 0 (K/V/mask past it are NaN) */
 } attn_case;
+
+/* Keys the case uses: kv_len when set, else all Tk. */
+static int64_t keys_used(const attn_case *c) { return c->kvl ? (c->kvl < 0 ? 0 : c->kvl) : c->Tk; }
 
 typedef struct attn_data {
     float *q, *k, *v, *mask, *sinks; /* logical values, row-major */
@@ -94,10 +100,10 @@ static void reference(const attn_case *c, const attn_data *a, float scale, float
     for (int64_t b = 0; b < c->B; b++)
         for (int64_t h = 0; h < c->Hq; h++)
             for (int64_t i = 0; i < c->Tq; i++) {
-                const int64_t hk = h / G, pos = i + c->Tk - c->Tq;
+                const int64_t hk = h / G, pos = i + keys_used(c) - c->Tq;
                 const float *q = a->q + ((b * c->Hq + h) * c->Tq + i) * c->D;
                 double mx = c->sinks ? a->sinks[h] : -INFINITY;
-                for (int64_t j = 0; j < c->Tk; j++) {
+                for (int64_t j = 0; j < keys_used(c); j++) {
                     int vis = (!c->causal || j <= pos) && (c->window <= 0 || j > pos - c->window);
                     const float *k = a->k + ((b * c->Hkv + hk) * c->Tk + j) * c->D;
                     double s = 0;
@@ -116,10 +122,10 @@ static void reference(const attn_case *c, const attn_data *a, float scale, float
                 for (int64_t d = 0; d < c->Dv; d++) o[d] = 0.0f;
                 if (mx == -INFINITY) continue;
                 double sum = c->sinks ? exp(a->sinks[h] - mx) : 0.0;
-                for (int64_t j = 0; j < c->Tk; j++) sum += sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx);
+                for (int64_t j = 0; j < keys_used(c); j++) sum += sc[j] == -INFINITY ? 0.0 : exp(sc[j] - mx);
                 for (int64_t d = 0; d < c->Dv; d++) {
                     double acc = 0;
-                    for (int64_t j = 0; j < c->Tk; j++)
+                    for (int64_t j = 0; j < keys_used(c); j++)
                         if (sc[j] != -INFINITY)
                             acc += exp(sc[j] - mx) * a->v[((b * c->Hkv + hk) * c->Tk + j) * c->Dv + d];
                     o[d] = (float)(acc / sum);
@@ -177,6 +183,28 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
         fill(&sinks, a.sinks, gen_randn);
         p.sinks = &sinks;
     }
+    mlxn_tensor kvt = {0};
+    if (c->kvl) {
+        /* the rows past kv_len hold NaN: reading any of them would show */
+        int64_t one[1] = {1};
+        kvt = t_tensor_contig(dev, MLXN_DTYPE_I32, 1, one);
+        *(int32_t *)mlxn_tensor_host(&kvt) = (int32_t)keys_used(c);
+        p.kv_len = &kvt;
+        for (int64_t b = 0; b < c->B; b++)
+            for (int64_t h = 0; h < c->Hkv; h++)
+                for (int64_t j = keys_used(c); j < c->Tk; j++) {
+                    for (int64_t d = 0; d < c->D; d++)
+                        put(mlxn_tensor_host(&k), c->kdt, elem_offset(&k, ((b * c->Hkv + h) * c->Tk + j) * c->D + d), NAN);
+                    for (int64_t d = 0; d < c->Dv; d++)
+                        put(mlxn_tensor_host(&v), c->vdt, elem_offset(&v, ((b * c->Hkv + h) * c->Tk + j) * c->Dv + d), NAN);
+                }
+        if (c->mask == 2) {
+            int64_t n = 1;
+            for (int i = 0; i < c->mask_nd; i++) n *= c->mshape[i];
+            for (int64_t e = 0; e < n; e++)
+                if (e % c->mshape[c->mask_nd - 1] >= keys_used(c)) put(mlxn_tensor_host(&mask), MLXN_DTYPE_F32, elem_offset(&mask, e), NAN);
+        }
+    }
     reference(c, &a, scale, ref);
     t_poison(mlxn_tensor_host(&out), no * sizeof(float));
     double nm = INFINITY;
@@ -195,6 +223,7 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
     t_tensor_free(&out);
     if (c->mask) t_tensor_free(&mask);
     if (c->sinks) t_tensor_free(&sinks);
+    if (c->kvl) t_tensor_free(&kvt);
     return nm;
 }
 
@@ -204,26 +233,34 @@ static double run_case(mlxn_device *dev, const attn_case *c) {
 
 static const attn_case cases[] = {
     /* name                B  Hq Hkv Tq   Tk   D    Dv  caus win cap  mask nd mshape            sink qdt  kdt   vdt   str big */
-    {"decode_gqa4",        1, 8, 2,  1,   77,  64,  64, 0,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0},
-    {"decode_split",       1, 4, 1,  1,   1100, 64, 64, 1,   0,  0,   0,   0, {0},              0, F32, BF16, BF16, 1, 0},
-    {"decode_split_sink",  2, 8, 1,  1,   700, 80,  80, 1,   0,  0,   0,   0, {0},              1, F32, F16, F16, 0, 0},
-    {"prefill_causal",     1, 4, 2,  70,  70,  37,  37, 1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 1, 0},
-    {"prefill_tq_lt_tk",   2, 3, 3,  9,   150, 48,  24, 1,   0,  0,   0,   0, {0},              0, F16, F16, F32, 0, 0},
-    {"causal_tq_gt_tk",    1, 2, 1,  12,  5,   16,  16, 1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0},
-    {"causal_tq_gt_tk_s",  1, 2, 1,  12,  5,   16,  16, 1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 1, 0},
-    {"window_causal",      1, 4, 1,  90,  90,  32,  32, 1,   17, 0,   0,   0, {0},              0, F32, BF16, BF16, 0, 0},
-    {"window_offset",      1, 2, 2,  6,   200, 64,  64, 1,   40, 0,   0,   0, {0},              1, BF16, BF16, F32, 1, 0},
-    {"window_noncausal",   1, 2, 1,  5,   40,  8,   8,  0,   10, 0,   0,   0, {0},              0, F32, F32, F32, 0, 0},
-    {"softcap",            1, 4, 2,  20,  33,  64,  64, 1,   0,  5,   0,   0, {0},              0, F32, F32, F32, 0, 1},
-    {"softcap_window",     1, 2, 1,  16,  16,  128, 128, 1,  4,  20,  0,   0, {0},              1, F32, F16, F16, 1, 1},
-    {"bool_2d",            2, 4, 2,  7,   29,  64,  64, 0,   0,  0,   1,   2, {7, 29},          0, F32, F32, F32, 0, 0},
-    {"bool_head_keys",     2, 4, 4,  3,   45,  33,  33, 0,   0,  0,   1,   4, {2, 4, 1, 45},    0, F32, F32, F32, 1, 0},
-    {"bool_causal_sink",   1, 8, 1,  6,   30,  64,  64, 1,   0,  0,   1,   4, {1, 1, 6, 30},    1, F32, BF16, BF16, 0, 0},
-    {"add_full",           2, 2, 1,  5,   19,  256, 256, 0,  0,  0,   2,   4, {2, 2, 5, 19},    0, F32, F32, F32, 1, 0},
-    {"add_rows",           1, 4, 2,  8,   8,   16,  16, 1,   0,  0,   2,   3, {1, 8, 8},        1, F32, F32, F32, 0, 0},
-    {"add_1d",             1, 2, 2,  1,   300, 128, 64, 0,   0,  0,   2,   1, {300},            0, F32, F16, BF16, 1, 0},
-    {"no_keys",            1, 4, 2,  3,   0,   8,   8,  1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 0, 0},
-    {"tiny_d1",            1, 1, 1,  3,   3,   1,   1,  1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0},
+    {"decode_gqa4",        1, 8, 2,  1,   77,  64,  64, 0,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0, 0},
+    {"decode_split",       1, 4, 1,  1,   1100, 64, 64, 1,   0,  0,   0,   0, {0},              0, F32, BF16, BF16, 1, 0, 0},
+    {"decode_split_sink",  2, 8, 1,  1,   700, 80,  80, 1,   0,  0,   0,   0, {0},              1, F32, F16, F16, 0, 0, 0},
+    {"prefill_causal",     1, 4, 2,  70,  70,  37,  37, 1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 1, 0, 0},
+    {"prefill_tq_lt_tk",   2, 3, 3,  9,   150, 48,  24, 1,   0,  0,   0,   0, {0},              0, F16, F16, F32, 0, 0, 0},
+    {"causal_tq_gt_tk",    1, 2, 1,  12,  5,   16,  16, 1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0, 0},
+    {"causal_tq_gt_tk_s",  1, 2, 1,  12,  5,   16,  16, 1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 1, 0, 0},
+    {"window_causal",      1, 4, 1,  90,  90,  32,  32, 1,   17, 0,   0,   0, {0},              0, F32, BF16, BF16, 0, 0, 0},
+    {"window_offset",      1, 2, 2,  6,   200, 64,  64, 1,   40, 0,   0,   0, {0},              1, BF16, BF16, F32, 1, 0, 0},
+    {"window_noncausal",   1, 2, 1,  5,   40,  8,   8,  0,   10, 0,   0,   0, {0},              0, F32, F32, F32, 0, 0, 0},
+    {"softcap",            1, 4, 2,  20,  33,  64,  64, 1,   0,  5,   0,   0, {0},              0, F32, F32, F32, 0, 1, 0},
+    {"softcap_window",     1, 2, 1,  16,  16,  128, 128, 1,  4,  20,  0,   0, {0},              1, F32, F16, F16, 1, 1, 0},
+    {"bool_2d",            2, 4, 2,  7,   29,  64,  64, 0,   0,  0,   1,   2, {7, 29},          0, F32, F32, F32, 0, 0, 0},
+    {"bool_head_keys",     2, 4, 4,  3,   45,  33,  33, 0,   0,  0,   1,   4, {2, 4, 1, 45},    0, F32, F32, F32, 1, 0, 0},
+    {"bool_causal_sink",   1, 8, 1,  6,   30,  64,  64, 1,   0,  0,   1,   4, {1, 1, 6, 30},    1, F32, BF16, BF16, 0, 0, 0},
+    {"add_full",           2, 2, 1,  5,   19,  256, 256, 0,  0,  0,   2,   4, {2, 2, 5, 19},    0, F32, F32, F32, 1, 0, 0},
+    {"add_rows",           1, 4, 2,  8,   8,   16,  16, 1,   0,  0,   2,   3, {1, 8, 8},        1, F32, F32, F32, 0, 0, 0},
+    {"add_1d",             1, 2, 2,  1,   300, 128, 64, 0,   0,  0,   2,   1, {300},            0, F32, F16, BF16, 1, 0, 0},
+    {"no_keys",            1, 4, 2,  3,   0,   8,   8,  1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 0, 0, 0},
+    {"tiny_d1",            1, 1, 1,  3,   3,   1,   1,  1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0, 0},
+    /* kv_len: K/V (and an additive mask) hold a capacity of Tk keys, only the first kvl are used */
+    {"kvlen_decode",       1, 8, 2,  1,   300, 64,  64, 1,   0,  0,   0,   0, {0},              0, F32, BF16, BF16, 1, 0, 123},
+    {"kvlen_decode_split", 1, 4, 1,  1,   1500, 64, 64, 1,   0,  0,   0,   0, {0},              1, F32, F16, F16, 0, 0, 1111},
+    {"kvlen_prefill_win",  1, 4, 2,  9,   64,  32,  32, 1,   10, 0,   0,   0, {0},              0, F32, F32, F32, 1, 0, 40},
+    {"kvlen_softcap",      2, 2, 1,  5,   50,  16,  16, 1,   0,  7,   0,   0, {0},              0, F32, BF16, BF16, 0, 1, 50},
+    {"kvlen_add_mask",     1, 2, 2,  3,   40,  8,   8,  0,   0,  0,   2,   4, {1, 2, 3, 40},    0, F32, F32, F32, 0, 0, 17},
+    {"kvlen_lt_tq",        1, 2, 1,  6,   20,  8,   8,  1,   0,  0,   0,   0, {0},              0, F32, F32, F32, 0, 0, 3},
+    {"kvlen_zero_sink",    1, 4, 2,  2,   9,   8,   8,  1,   0,  0,   0,   0, {0},              1, F32, F32, F32, 0, 0, -1},
 };
 
 static const char *isa_names[] = {"auto", "scalar", "avx2", "avx512"};
@@ -388,6 +425,26 @@ static void test_bad_args(mlxn_device *dev) {
     bad = p;
     bad.scale = INFINITY;
     CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_INVALID_ARGUMENT);
+    int64_t one[1] = {1}, two[1] = {2};
+    mlxn_tensor kl = t_tensor_contig(dev, MLXN_DTYPE_I32, 1, one), kl2 = t_tensor_contig(dev, MLXN_DTYPE_I32, 1, two),
+                klf = t_tensor_contig(dev, F32, 1, one);
+    *(int32_t *)mlxn_tensor_host(&kl) = 5; /* == Tk: fine */
+    memset(mlxn_tensor_host(&kl2), 0, 8);
+    memset(mlxn_tensor_host(&klf), 0, 4);
+    bad = p;
+    bad.kv_len = &kl;
+    CHECK_OK(mlxn_sdpa(s, &q, &k, &v, &bad, &out));
+    *(int32_t *)mlxn_tensor_host(&kl) = 6; /* past the 5 keys k holds */
+    CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_INVALID_ARGUMENT);
+    *(int32_t *)mlxn_tensor_host(&kl) = -1;
+    CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_INVALID_ARGUMENT);
+    bad.kv_len = &kl2; /* two elements */
+    CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_SHAPE);
+    bad.kv_len = &klf; /* not i32 */
+    CHECK_FAILS(mlxn_sdpa(s, &q, &k, &v, &bad, &out), MLXN_ERR_DTYPE);
+    t_tensor_free(&kl);
+    t_tensor_free(&kl2);
+    t_tensor_free(&klf);
     mlxn_tensor *all[] = {&q, &k, &v, &out, &kh, &kdim, &vbad, &qr3, &qi, &mb, &mi, &sk, &sk3, &skh, &of16, &obad};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) t_tensor_free(all[i]);
 }

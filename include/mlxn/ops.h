@@ -96,6 +96,14 @@ typedef struct mlxn_sdpa_params {
                                  or f32 (added to the scores) */
     const mlxn_tensor *sinks; /* optional f32 [Hq]: a per-head logit that joins the softmax
                                  denominator and attends to nothing */
+    const mlxn_tensor *kv_len; /* optional i32 [1] on the op's device: only keys/values
+                                 [0, kv_len) are used, k/v's Tk is then a capacity, and
+                                 causal/window align with kv_len in place of Tk (the mask is
+                                 still [.., Tk] and its columns past kv_len are ignored). Read
+                                 by the device when the op runs, never by the host on a GPU,
+                                 so a call can be captured once and replayed as a cache grows.
+                                 A value outside [0, Tk]: the CPU reports
+                                 MLXN_ERR_INVALID_ARGUMENT; a GPU clamps it to [0, Tk]. */
 } mlxn_sdpa_params;
 
 /* As mx.fast.scaled_dot_product_attention, softmax in f32. q [B, Hq, Tq, D],

@@ -64,10 +64,18 @@ mlxn_status mlxn_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k
         MLXN_TRY(op_check_dtype(op, "sinks", p->sinks, DT_F32));
         MLXN_TRY(op_check_vector(op, "sinks", p->sinks, Hq));
     }
+    if (p->kv_len) {
+        MLXN_TRY(op_check_tensor(op, "kv_len", s, p->kv_len));
+        MLXN_TRY(op_check_dtype(op, "kv_len", p->kv_len, DT(MLXN_DTYPE_I32)));
+        if (mlxn_tensor_numel(p->kv_len) != 1)
+            return mlxn_fail(MLXN_ERR_SHAPE, "sdpa: kv_len must hold exactly one element, has %lld",
+                             (long long)mlxn_tensor_numel(p->kv_len));
+    }
     MLXN_TRY(op_check_no_alias(op, "q", out, q));
     MLXN_TRY(op_check_no_alias(op, "k", out, k));
     MLXN_TRY(op_check_no_alias(op, "v", out, v));
     MLXN_TRY(op_check_no_alias(op, "mask", out, p->mask));
     MLXN_TRY(op_check_no_alias(op, "sinks", out, p->sinks));
+    MLXN_TRY(op_check_no_alias(op, "kv_len", out, p->kv_len));
     return s->dev->be->sdpa(s, q, k, v, p, out);
 }

@@ -1,5 +1,6 @@
 /* CPU scaled dot-product attention: turns the validated op arguments into
- * an sdpa_problem (strides, broadcast mask strides, GQA group) and runs the
+ * an sdpa_problem (strides, broadcast mask strides, GQA group, kv_len read
+ * from its host-visible tensor as the key count) and runs the
  * scalar reference (SCALAR ISA) or the flash-style kernels with the AVX2 or
  * AVX-512 primitives. Semantics: sdpa_kernels.h. */
 #include <stdlib.h>
@@ -32,6 +33,15 @@ mlxn_status cpu_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
         .D = q->shape[3], .Dv = v->shape[3], .scale = prm->scale, .softcap = prm->softcap,
         .causal = prm->causal, .window = prm->window, .out = mlxn_tensor_host(out),
     };
+    if (prm->kv_len) {
+        /* keys past kv_len are capacity: the problem simply has fewer keys
+         * (the views keep their strides, so nothing moves) */
+        const int32_t n = *(const int32_t *)mlxn_tensor_host(prm->kv_len);
+        if (n < 0 || n > p.Tk)
+            return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "sdpa: kv_len is %d, outside [0, %lld] (the keys k holds)",
+                             (int)n, (long long)p.Tk);
+        p.Tk = n;
+    }
     if (p.B == 0 || p.Hq == 0 || p.Tq == 0 || p.Dv == 0) return MLXN_OK;
     p.G = p.Hq / p.Hkv;
     view_of(q, &p.q);

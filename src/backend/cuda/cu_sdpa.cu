@@ -3,7 +3,8 @@
  * head h reads kv head h / (Hq / Hkv)), causal lower-right aligned,
  * sliding window, softcap tanh(s / c) * c, bool or additive f32 masks
  * broadcast to [B, Hq, Tq, Tk], per-head sinks that join the softmax
- * denominator, zeros for a row that sees no key.
+ * denominator, zeros for a row that sees no key, an optional device-side
+ * kv_len (keys past it are capacity).
  *
  * One warp per query row, keys in order with an online softmax (running
  * max m, denominator l, output o rescaled when m grows), so any Tk works
@@ -38,6 +39,7 @@ typedef struct sdpa_args {
     int mdt;
     int64_t ms[4];
     const float *sinks;         /* NULL or [Hq] at stride ss */
+    const int32_t *kv_len;      /* NULL or [1] on the device: keys used, clamped to [0, Tk] */
     int64_t ss;
     float *out;                 /* [B, Hq, Tq, Dv] contiguous */
 } sdpa_args;
@@ -60,9 +62,13 @@ __global__ void __launch_bounds__(32 * SD_WARPS) sdpa_kernel(sdpa_args a) {
         q[c] = d < a.D ? cu_load(qr, a.q.dt, d * a.q.s[3]) * a.scale : 0.0f; /* q is scaled first, as MLX */
         o[c] = 0.0f;
     }
-    /* keys [lo, hi) that causal / window leave visible */
-    const int64_t pos = i + a.Tk - a.Tq;
-    int64_t lo = 0, hi = a.Tk;
+    /* keys [lo, hi) that causal / window leave visible; kv_len (read here,
+     * on the device, so the launch can live in a captured graph) shortens
+     * the key range and moves the causal alignment with it */
+    int64_t Tk = a.Tk;
+    if (a.kv_len) Tk = min((int64_t)max(*a.kv_len, 0), a.Tk);
+    const int64_t pos = i + Tk - a.Tq;
+    int64_t lo = 0, hi = Tk;
     if (a.causal && pos + 1 < hi) hi = pos + 1;
     if (a.window > 0 && pos - a.window + 1 > lo) lo = pos - a.window + 1;
 
@@ -145,6 +151,7 @@ extern "C" mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const ml
     }
     a.sinks = p->sinks ? (const float *)cu_ptr(p->sinks) : NULL;
     a.ss = p->sinks ? p->sinks->strides[0] : 0;
+    a.kv_len = p->kv_len ? (const int32_t *)cu_ptr(p->kv_len) : NULL;
     a.out = (float *)cu_ptr(out);
     int64_t rows = a.B * a.Hq * a.Tq;
     int64_t blocks = (rows + SD_WARPS - 1) / SD_WARPS;
