@@ -11,6 +11,7 @@
 #ifdef MLXN_HAVE_CUDA
 #include "backend/cuda/cuda_ops.h"
 #include "backend/cuda/cuda_runtime.h"
+#include "backend/cuda/cuda_tq.h"
 
 static mlxn_status cuda_device_init(mlxn_device *dev, const mlxn_device_params *p) {
     dev->ctx = NULL;
@@ -85,6 +86,9 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .copy = cu_op_copy,
     .sample = cu_op_sample,
     .kv_write = cu_op_kv_write,
+    .tq_append = cu_op_tq_append,
+    .tq_sdpa = cu_op_tq_sdpa,
+    .tq_dequantize = cu_op_tq_dequantize,
 };
 
 #else /* no CUDA in this build */
