@@ -51,6 +51,13 @@ if [ -x "$B/tests/test_backend_ops" ]; then
   note "test_backend_ops: exit $rc, $(tail -1 "$OUT/test_backend_ops.log")"
   grep -E "not built yet|FAIL" "$OUT/test_backend_ops.log" | head -20
 fi
+# TurboQuant on CUDA vs the CPU reference (each failure names its shape)
+if [ -x "$B/tests/test_backend_tq" ]; then
+  "$B/tests/test_backend_tq" > "$OUT/test_backend_tq.log" 2>&1
+  rc=$?
+  note "test_backend_tq: exit $rc, $(tail -1 "$OUT/test_backend_tq.log")"
+  grep -E "FAIL" "$OUT/test_backend_tq.log" | head -20
+fi
 
 if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
   t0=$(date +%s)
@@ -66,6 +73,11 @@ if [ "${MLXN_SKIP_SANITIZER:-0}" != 1 ]; then
     rc=$?
     note "compute-sanitizer $tool: exit $rc in $(($(date +%s) - t0)) s, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
   done
+  if [ -x "$B/tests/test_backend_tq" ]; then
+    t0=$(date +%s)
+    compute-sanitizer --tool memcheck --error-exitcode 3 "$B/tests/test_backend_tq" > "$OUT/sanitizer_tq.log" 2>&1
+    note "compute-sanitizer memcheck test_backend_tq: exit $? in $(($(date +%s) - t0)) s, $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer_tq.log" | tail -1)"
+  fi
 fi
 
 # quantized mat-vec (out = x @ W^T): W 4096 x 14336 in every mode the kernels cover,
@@ -131,6 +143,9 @@ if [ "${MLXN_QMM_SWEEP:-0}" = 1 ]; then
     done
   done
 fi
+# TurboQuant decode attention, the issue's shape: head dim 256, 32 q / 2 kv heads, 4-bit K and V, 20000 tokens
+"$B/mlxn" bench tq --device cuda --head-dim 256 --q-heads 32 --kv-heads 2 --k-bits 4 --v-bits 4 --ctx 20000 \
+  --reps "$REPS" --warmup 10 > "$OUT/bench_tq.log" 2>&1 || echo "bench tq failed: $(tail -1 "$OUT/bench_tq.log")"
 kill "$smi_pid" 2>/dev/null
 note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/clocks.log" | sort -n | uniq -c | sort -rn | head -3 | tr '\n' ' ')"
 fi
@@ -271,3 +286,7 @@ for r in rows:
     cp = f"{r['copy_gb_s']:9.0f}" if r.get("copy_gb_s") else " " * 9
     print(f"{r['preset']:13} {r['test']:6} {r['peer']:8} {r['median_ts']:9.1f} {r['ms_per_token']:7.3f} {gb} {pc} {cp}")
 PY
+if [ -s "$OUT/bench_tq.log" ]; then
+  echo
+  grep -E "^(device:| *ctx| *[0-9]+ )" "$OUT/bench_tq.log" | sed 's/^/tq decode: /'
+fi

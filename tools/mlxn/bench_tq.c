@@ -12,7 +12,16 @@
  * the machine's memory read bandwidth measured in the same process with
  * the same threads over --mem-mib MiB. With one thread the medians of the
  * thread's CPU time are printed too (a shared machine preempts the wall
- * clock, not the CPU time). */
+ * clock, not the CPU time).
+ *
+ * --device cuda[:N] times the TurboQuant attention on a GPU instead, with
+ * device events (cuda_bench.h: every timed call is queued behind a short
+ * device-side wait, so each interval is device time), rotating through
+ * enough copies of the cache to span 3x the L2 (every call reads its codes
+ * from device memory), beside a device-to-device copy's bandwidth; and the
+ * one-token append of a decode step the same way. The dense f32 baseline
+ * is CPU-only (the CUDA dense attention is the simple exact kernel, not a
+ * fair rival). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +31,7 @@
 #include <time.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_bench.h"
 #include "commands.h"
 #include "core/threadpool.h"
 #include "quant/tq_layout.h"
@@ -29,7 +39,7 @@
 #include "mlxn/mlxn.h"
 
 typedef struct tq_bench_opts {
-    const char *ctx;
+    const char *ctx, *device;
     int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, reps, warmup, quality, mem_mib, vectors;
 } tq_bench_opts;
 
@@ -59,22 +69,27 @@ static const opt_spec tq_rows[] = {
      "width, and the cosine of decode attention outputs against the dense f32 cache at --ctx lengths "
      "(--head-dim, --q-heads, --kv-heads).",
      NULL, 0, 0, NULL},
+    {"device", 0, OPT_STRING, offsetof(tq_bench_opts, device), "DEV",
+     "cpu, cuda or cuda:N (a GPU times the tq attention and append with device events).", "cpu", 0, 0, NULL},
     {0},
 };
 
 const opt_command bench_tq_command = {
     .name = "bench tq",
     .synopsis = "[--ctx 1024,4096,16384,32768] [--head-dim 128 --q-heads 32 --kv-heads 8] [options]",
-    .summary = "Time decode attention over a TurboQuant KV cache against a dense f32 cache (CPU).",
+    .summary = "Time decode attention over a TurboQuant KV cache against a dense f32 cache (CPU), or on a GPU.",
     .description =
         "For each context length, fills a TurboQuant cache (--k-bits/--v-bits) and a dense f32 cache with the "
         "same seeded random keys and values, then times one-token causal attention over each: --warmup untimed "
         "calls, then --reps timed calls one by one. Prints the median time of each, the speedup, the bytes each "
         "reads from its cache with the effective GB/s, and the machine's memory read bandwidth measured in the "
-        "same process.",
+        "same process. With --device cuda the tq attention and a one-token append are timed on the GPU with "
+        "device events, rotating through cache copies that span 3x the L2, beside a device-to-device copy's "
+        "bandwidth.",
     .opts = tq_rows,
     .examples = "mlxn bench tq\nmlxn bench tq --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 4096,20000\n"
-                "mlxn bench tq --quality --ctx 256,1024,4096,16384",
+                "mlxn bench tq --quality --ctx 256,1024,4096,16384\n"
+                "mlxn bench tq --device cuda --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 20000",
 };
 
 static double now_us(void) {
@@ -403,9 +418,136 @@ static int quality(mlxn_device *dev, const tq_bench_opts *o, const int64_t *ctxs
     return 0;
 }
 
+/* ---- --device cuda ------------------------------------------------------- */
+
+/* Seeded values in about [-3, 3] (sums of uniforms), as the CPU path. */
+static void fill_seeded(float *p, int64_t n, uint64_t *seed) {
+    for (int64_t i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t r = *seed >> 16;
+        p[i] = (float)((int)(r & 0xFFF) + (int)((r >> 12) & 0xFFF) + (int)((r >> 24) & 0xFFF) - 6142) / 2048.0f;
+    }
+}
+
+/* Device time of `reps` calls of one op (attention, or the one-token
+ * append) into t[0..reps), cache copy i % n for call i. */
+static mlxn_status time_calls(mlxn_stream *s, mlxn_tq_cache **c, int n, int reps, int is_append,
+                              const mlxn_tensor *q, const mlxn_tq_sdpa_params *tp, mlxn_tensor *out,
+                              const mlxn_tensor *k1, const mlxn_tensor *v1, int64_t apos, double *t) {
+    mlxn_cuda_timer *tm = NULL;
+    mlxn_status st = mlxn_cuda_timer_begin(s, reps + 1, 1000.0 + 20.0 * reps, &tm);
+    if (st != MLXN_OK) return st;
+    st = mlxn_cuda_timer_mark(tm, 0);
+    for (int i = 0; i < reps && st == MLXN_OK; i++) {
+        st = is_append ? mlxn_tq_append(s, c[i % n], k1, v1, apos, NULL) : mlxn_tq_sdpa(s, c[i % n], q, tp, out);
+        if (st == MLXN_OK) st = mlxn_cuda_timer_mark(tm, i + 1);
+    }
+    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
+    return st != MLXN_OK ? st : st2;
+}
+
+enum { TQ_MAX_SETS = 32 };
+
+static int one_ctx_cuda(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, size_t l2, double copy_gbs,
+                        uint64_t *seed) {
+    mlxn_stream *s = mlxn_device_stream(dev);
+    const int64_t H = o->kv_heads, Hq = o->q_heads, D = o->head_dim, CH = ctx < 4096 ? ctx : 4096;
+    mlxn_tq_cache_params tp = {.n_kv_heads = (int)H, .capacity = ctx, .head_dim = (int)D, .k_bits = o->k_bits,
+                               .v_bits = o->v_bits, .seed = mlxn_tq_seed(0)};
+    const double cbytes = (double)mlxn_tq_bytes_per_token(&tp) * (double)ctx;
+    int nsets = (int)ceil(3.0 * (double)l2 / cbytes);
+    nsets = nsets < 1 ? 1 : nsets > TQ_MAX_SETS ? TQ_MAX_SETS : nsets;
+    mlxn_tq_cache *c[TQ_MAX_SETS] = {0};
+    mlxn_tensor k = {0}, v = {0}, q = {0}, out = {0};
+    const int64_t kshape[3] = {H, CH, D}, qshape[4] = {1, Hq, 1, D};
+    float *hk = malloc(sizeof(float) * (size_t)(H * CH * D)), *hq = malloc(sizeof(float) * (size_t)(Hq * D));
+    double *t = malloc(sizeof(double) * 2 * (size_t)o->reps), *ta = t + o->reps;
+    int rc = 1;
+    if (!hk || !hq || !t) {
+        fprintf(stderr, "mlxn bench tq: out of host memory\n");
+        goto done;
+    }
+    fill_seeded(hk, H * CH * D, seed);
+    fill_seeded(hq, Hq * D, seed);
+    if (mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 3, kshape, &k) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 3, kshape, &v) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qshape, &q) != MLXN_OK ||
+        mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 4, qshape, &out) != MLXN_OK ||
+        mlxn_buffer_write(k.buf, 0, hk, sizeof(float) * (size_t)(H * CH * D)) != MLXN_OK ||
+        mlxn_buffer_write(v.buf, 0, hk, sizeof(float) * (size_t)(H * CH * D)) != MLXN_OK ||
+        mlxn_buffer_write(q.buf, 0, hq, sizeof(float) * (size_t)(Hq * D)) != MLXN_OK)
+        goto fail;
+    /* every copy filled from the same chunk of keys (the speed does not depend on the values) */
+    for (int i = 0; i < nsets; i++) {
+        if (mlxn_tq_cache_new(dev, &tp, &c[i]) != MLXN_OK) goto fail;
+        for (int64_t p0 = 0; p0 < ctx; p0 += CH) {
+            mlxn_tensor ks = k, vs = v;
+            ks.shape[1] = vs.shape[1] = ctx - p0 < CH ? ctx - p0 : CH;
+            if (mlxn_tq_append(s, c[i], &ks, &vs, p0, NULL) != MLXN_OK) goto fail;
+        }
+    }
+    mlxn_tensor k1 = k, v1 = v; /* one token: a decode step's append */
+    k1.shape[1] = v1.shape[1] = 1;
+    mlxn_tq_sdpa_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = true, .pos = ctx - 1};
+    /* warm-up: --warmup calls and at least 300 ms, so the clocks have ramped up */
+    double w0 = now_us();
+    for (int i = 0; i < o->warmup + nsets || now_us() - w0 < 300e3; i++) {
+        if (mlxn_tq_sdpa(s, c[i % nsets], &q, &ap, &out) != MLXN_OK) goto fail;
+        if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
+    }
+    if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
+    if (time_calls(s, c, nsets, o->reps, 0, &q, &ap, &out, NULL, NULL, 0, t) != MLXN_OK ||
+        time_calls(s, c, nsets, o->reps, 1, NULL, NULL, NULL, &k1, &v1, ctx - 1, ta) != MLXN_OK)
+        goto fail;
+    double med = median_us(t, o->reps), tmin = t[0], amed = median_us(ta, o->reps);
+    double gbs = cbytes / (med * 1e3);
+    printf("%7lld  %9.2f  %9.2f  %7.1f  %6.0f%%  %9.1f  %6d  %10.2f\n", (long long)ctx, med, tmin, gbs,
+           copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, cbytes / 1048576.0, nsets, amed);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+done:
+    for (int i = 0; i < nsets; i++) mlxn_tq_cache_free(c[i]);
+    mlxn_tensor *ts[] = {&k, &v, &q, &out};
+    for (int i = 0; i < 4; i++)
+        if (ts[i]->buf) mlxn_tensor_release(ts[i]);
+    free(hk), free(hq), free(t);
+    return rc;
+}
+
+static int bench_tq_cuda(const tq_bench_opts *o, const mlxn_device_params *dp, const int64_t *ctxs, int n) {
+    mlxn_device *dev = NULL;
+    if (mlxn_device_new(dp, &dev) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+        return 1;
+    }
+    size_t l2 = 0;
+    int sms = 0;
+    double copy_gbs = 0;
+    if (mlxn_cuda_device_info(dev, &l2, &sms) != MLXN_OK ||
+        mlxn_cuda_copy_bandwidth(dev, (size_t)256 << 20, 20, &copy_gbs) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
+        mlxn_device_free(dev);
+        return 1;
+    }
+    printf("device: %s, %d SMs, L2 %.0f MB; device-to-device copy %.1f GB/s\n", mlxn_device_name(dev), sms,
+           (double)l2 / 1e6, copy_gbs);
+    printf("decode attention over tq k%d v%d, head_dim %d, %d q heads / %d kv heads (causal, one query); medians "
+           "of %d device-timed calls after %d+ warm-up, cache copies rotated past 3x L2\n",
+           o->k_bits, o->v_bits, o->head_dim, o->q_heads, o->kv_heads, o->reps, o->warmup);
+    printf("%7s  %9s  %9s  %7s  %7s  %9s  %6s  %10s\n", "ctx", "tq us", "min us", "GB/s", "% copy", "tq MiB", "copies",
+           "append us");
+    uint64_t seed = 0x5eed;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) rc = one_ctx_cuda(dev, o, ctxs[i], l2, copy_gbs, &seed);
+    mlxn_device_free(dev);
+    return rc;
+}
+
 int cmd_bench_tq(int argc, char **argv) {
-    tq_bench_opts o = {.ctx = "1024,4096,16384,32768", .head_dim = 128, .q_heads = 32, .kv_heads = 8, .k_bits = 4,
-                       .v_bits = 4, .reps = 20, .warmup = 3, .mem_mib = 512,
+    tq_bench_opts o = {.ctx = "1024,4096,16384,32768", .device = "cpu", .head_dim = 128, .q_heads = 32,
+                       .kv_heads = 8, .k_bits = 4, .v_bits = 4, .reps = 20, .warmup = 3, .mem_mib = 512,
                        .vectors = 4000};
     opt_args a;
     int pr = opt_parse(&bench_tq_command, argc, argv, 2, &o, &a, NULL);
@@ -437,6 +579,17 @@ int cmd_bench_tq(int argc, char **argv) {
         }
     }
     mlxn_device_params dpar = {.kind = MLXN_DEVICE_CPU, .n_threads = o.threads, .isa = (mlxn_cpu_isa)o.isa};
+    if (mlxn_device_parse(o.device, &dpar) != MLXN_OK) {
+        opt_error(&bench_tq_command, "%s", mlxn_last_error());
+        return 2;
+    }
+    if (dpar.kind == MLXN_DEVICE_CUDA) {
+        if (o.quality) {
+            opt_error(&bench_tq_command, "--quality runs on the CPU (drop --device %s)", o.device);
+            return 2;
+        }
+        return bench_tq_cuda(&o, &dpar, ctxs, n);
+    }
     mlxn_device *dev = NULL;
     if (mlxn_device_new(&dpar, &dev) != MLXN_OK) {
         fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
