@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One run on a GPU machine: build with nvcc for sm_90a (Hopper), run the
 # whole test suite (the CUDA op tests among it), compute-sanitizer
-# (memcheck, then racecheck) over tests/test_backend_ops, the CUDA
-# quantized mat-vec and mat-mat benchmarks with PyTorch's dense bf16 matmul
-# of the same shape (bench/peer_torch_mm.py), then end-to-end model benchmarks: random
+# (memcheck, then racecheck) over tests/test_backend_ops and
+# tests/test_backend_attn, the CUDA quantized mat-vec and mat-mat benchmarks
+# with PyTorch's dense bf16 matmul of the same shape (bench/peer_torch_mm.py),
+# the attention benchmarks (mlxn bench sdpa beside PyTorch's SDPA on the same
+# shapes, bench/peer_torch_sdpa.py), then end-to-end model benchmarks: random
 # 4-bit models of real shapes (`mlxn convert --random PRESET -q`) timed by
 # `mlxn bench model --device cuda` beside the same shapes in PyTorch
 # (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
@@ -13,9 +15,9 @@
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
 # MLXN_SKIP_KERNELS=1 (qmv/qmm and sampling benchmarks; MLXN_SAMPLE_BENCH=1
-# keeps the sampling one) / MLXN_SKIP_NCU=1 / MLXN_SKIP_MODELS=1 to skip a
-# stage; MLXN_QMM_SWEEP=1 to time the mat-mat against the mat-vec path at
-# n = 1 .. 512 for every mode (the crossover);
+# keeps the sampling one) / MLXN_SKIP_SDPA=1 / MLXN_SKIP_NCU=1 /
+# MLXN_SKIP_MODELS=1 to skip a stage; MLXN_QMM_SWEEP=1 to time the mat-mat
+# against the mat-vec path at n = 1 .. 512 for every mode (the crossover);
 # MLXN_MODELS (presets, default "llama-3.2-1b llama-3-8b gemma-3-4b"),
 # MLXN_MODEL_TIMEOUT (seconds per command of the model stage, default 240),
 # MLXN_MODELS_BUDGET (seconds for the whole model stage; presets not started
@@ -58,6 +60,12 @@ if [ -x "$B/tests/test_backend_tq" ]; then
   note "test_backend_tq: exit $rc, $(tail -1 "$OUT/test_backend_tq.log")"
   grep -E "FAIL" "$OUT/test_backend_tq.log" | head -20
 fi
+if [ -x "$B/tests/test_backend_attn" ]; then
+  "$B/tests/test_backend_attn" > "$OUT/test_backend_attn.log" 2>&1
+  rc=$?
+  note "test_backend_attn: exit $rc, $(tail -1 "$OUT/test_backend_attn.log")"
+  grep -E "FAIL" "$OUT/test_backend_attn.log" | head -20
+fi
 
 if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
   t0=$(date +%s)
@@ -72,6 +80,12 @@ if [ "${MLXN_SKIP_SANITIZER:-0}" != 1 ]; then
     compute-sanitizer --tool "$tool" --error-exitcode 3 "$B/tests/test_backend_ops" > "$OUT/sanitizer_$tool.log" 2>&1
     rc=$?
     note "compute-sanitizer $tool: exit $rc in $(($(date +%s) - t0)) s, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_$tool.log" | tail -1)"
+    if [ -x "$B/tests/test_backend_attn" ]; then
+      t0=$(date +%s)
+      compute-sanitizer --tool "$tool" --error-exitcode 3 "$B/tests/test_backend_attn" > "$OUT/sanitizer_attn_$tool.log" 2>&1
+      rc=$?
+      note "compute-sanitizer $tool (attn): exit $rc in $(($(date +%s) - t0)) s, $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_attn_$tool.log" | tail -1)"
+    fi
   done
   if [ -x "$B/tests/test_backend_tq" ]; then
     t0=$(date +%s)
@@ -177,6 +191,45 @@ if [ "${MLXN_SKIP_KERNELS:-0}" != 1 ] || [ "${MLXN_SAMPLE_BENCH:-0}" = 1 ]; then
     "$B/mlxn" bench sample --device cuda $args --reps 200 --json >> "$OUT/sample.jsonl" 2>> "$OUT/sample.err" ||
       echo "bench sample $args failed: $(tail -1 "$OUT/sample.err")"
   done
+fi
+
+# attention: the decode shape of the goal (head dim 256, 32 query / 2 kv heads,
+# 20000 cached tokens, bf16 K/V, one query) and prefill shapes (T = 512, causal),
+# the tensor-core kernel (also with a device-side kv_len), the simple kernel
+# (MLXN_CUDA_SDPA_SIMPLE=1) and PyTorch's SDPA on the same shapes
+: > "$OUT/sdpa.jsonl"
+: > "$OUT/peer_sdpa.jsonl"
+if [ "${MLXN_SKIP_SDPA:-0}" != 1 ] && [ -x "$B/mlxn" ]; then
+  sdpa_shapes=("256 32 2 1 20000" "128 32 8 1 20000" "128 32 8 512 512" "256 16 8 512 512" "64 32 8 512 512")
+  for sh in "${sdpa_shapes[@]}"; do
+    read -r d hq hkv tq tk <<<"$sh"
+    args=(--head-dim "$d" --q-heads "$hq" --kv-heads "$hkv" --tq "$tq" --tk "$tk" --reps "$REPS" --json)
+    "$B/mlxn" bench sdpa "${args[@]}" >> "$OUT/sdpa.jsonl" 2>> "$OUT/sdpa.err" || echo "bench sdpa $sh failed: $(tail -1 "$OUT/sdpa.err")"
+    if [ "$tq" = 1 ]; then
+      "$B/mlxn" bench sdpa "${args[@]}" --kv-len 1 >> "$OUT/sdpa.jsonl" 2>> "$OUT/sdpa.err" || echo "bench sdpa $sh kv-len failed"
+    fi
+    MLXN_CUDA_SDPA_SIMPLE=1 "$B/mlxn" bench sdpa "${args[@]}" --reps 20 >> "$OUT/sdpa.jsonl" 2>> "$OUT/sdpa.err" ||
+      echo "bench sdpa $sh simple failed"
+  done
+  if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    peer=()
+    for sh in "${sdpa_shapes[@]}"; do peer+=(--shape "$(tr ' ' , <<<"$sh")"); done
+    python3 "$ROOT/bench/peer_torch_sdpa.py" "${peer[@]}" --reps "$REPS" > "$OUT/peer_sdpa.jsonl" 2> "$OUT/peer_sdpa.err"
+    note "peer torch sdpa: exit $?"
+  else
+    note "peer torch sdpa: torch with CUDA not importable, skipped"
+  fi
+  # hardware counters of the attention kernels (decode goal shape, one prefill shape)
+  if command -v ncu > /dev/null && [ "${MLXN_SKIP_NCU:-0}" != 1 ]; then
+    for sh in "256 32 2 1 20000" "128 32 8 512 512"; do
+      read -r d hq hkv tq tk <<<"$sh"
+      ncu --clock-control none --kernel-name regex:fa_ --launch-skip 40 --launch-count 2 \
+        --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size \
+        "$B/mlxn" bench sdpa --head-dim "$d" --q-heads "$hq" --kv-heads "$hkv" --tq "$tq" --tk "$tk" --reps 5 \
+        > "$OUT/ncu_sdpa_${d}_${tq}.log" 2>&1
+      note "ncu sdpa D=$d Tq=$tq: $(grep -E '^  [a-z_]+|gpu__time|dram__thr|issue_active|warps_active|hmma|grid_size' "$OUT/ncu_sdpa_${d}_${tq}.log" | awk '{print $1"="$(NF)}' | tr '\n' ' ')"
+    done
+  fi
 fi
 
 # end to end: random 4-bit models, ours (bf16 KV cache) beside PyTorch bf16 on the same shapes;
@@ -290,3 +343,25 @@ if [ -s "$OUT/bench_tq.log" ]; then
   echo
   grep -E "^(device:| *ctx| *[0-9]+ )" "$OUT/bench_tq.log" | sed 's/^/tq decode: /'
 fi
+python3 - "$OUT/sdpa.jsonl" "$OUT/peer_sdpa.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peer = {}
+for l in open(sys.argv[2]):
+    if l.strip():
+        p = json.loads(l)
+        if "median_us" in p:
+            peer[(p["head_dim"], p["q_heads"], p["kv_heads"], p["tq"], p["tk"])] = p
+if rows:
+    print(f"sdpa on {rows[0]['device']}, copy {rows[0]['copy_gb_s']:.0f} GB/s; peer: torch SDPA bf16 "
+          f"{next(iter(peer.values()))['torch'] if peer else '(not run)'}")
+    print(f"{'D':>3} {'Hq':>3} {'Hkv':>3} {'Tq':>4} {'Tk':>6} {'kernel':11} {'median us':>10} {'min us':>8} {'GB/s':>6} "
+          f"{'% copy':>6} {'TFLOP/s':>7} {'torch us':>8}")
+for r in rows:
+    key = (r["head_dim"], r["q_heads"], r["kv_heads"], r["tq"], r["tk"])
+    kern = r["kernel"] + ("+kvl" if r["kv_len_tensor"] else "")
+    pu = peer.get(key, {}).get("median_us")
+    print(f"{r['head_dim']:3d} {r['q_heads']:3d} {r['kv_heads']:3d} {r['tq']:4d} {r['tk']:6d} {kern:11} "
+          f"{r['median_us']:10.2f} {r['min_us']:8.2f} {r['gb_s']:6.0f} {r['pct_of_copy']:5.0f}% {r['tflop_s']:7.1f} "
+          f"{'-' if pu is None else f'{pu:.2f}':>8}")
+PY

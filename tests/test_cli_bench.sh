@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `mlxn bench qmv|qmm` on small sizes (no timing is checked): text and JSON
+# `mlxn bench qmv|qmm` on small sizes (and `bench sdpa` argument errors) (no timing is checked): text and JSON
 # output for each mode and both transposes, and exit codes for bad usage.
 #   bash tests/test_cli_bench.sh PATH_TO_MLXN BUILD_DIR
 set -u
@@ -36,6 +36,12 @@ run "bad group" 2 bench qmv --group-size 48 "${small[@]}"
 run "unknown kernel" 2 bench gemm
 # transpose 0 quantizes along --rows, which must then be a multiple of the group
 run "t=0 rows not a multiple of the group" 2 bench qmv --transpose 0 --rows 40 --cols 256 --reps 1 --mem-mib 4
+# bench sdpa times a GPU only: its arguments are checked before any device is opened
+run "sdpa help" 0 bench sdpa --help
+has "sdpa help" 'head-dim' "$out"
+run "sdpa on the cpu" 2 bench sdpa --device cpu
+run "sdpa heads" 2 bench sdpa --q-heads 5 --kv-heads 2
+run "sdpa kv dtype" 2 bench sdpa --kv-dtype f32
 
 echo "test_cli_bench: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

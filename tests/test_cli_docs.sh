@@ -18,7 +18,7 @@ if "$mlxn" --markdown-help >"$tmp/cli.md"; then ok; else bad "mlxn --markdown-he
 if diff -u "$root/docs/cli.md" "$tmp/cli.md" >"$tmp/diff"; then ok; else
   bad "docs/cli.md is out of date: run \`make docs\` (or: mlxn --markdown-help > docs/cli.md)"$'\n'"$(head -40 "$tmp/diff")"
 fi
-for c in generate chat tokenize bench "bench model" "bench qmv" "bench qmm" info convert eval; do
+for c in generate chat tokenize bench "bench model" "bench qmv" "bench qmm" "bench sdpa" info convert eval; do
   if grep -q "^## mlxn $c\$" "$tmp/cli.md"; then ok; else bad "no section for mlxn $c"; fi
 done
 # every documented long option of the commands reaches its parser: with

@@ -1,7 +1,8 @@
-/* mlxn bench model | qmv | qmm | tq (bench_tq.c).
+/* mlxn bench model | qmv | qmm | tq (bench_tq.c) | sdpa (bench_sdpa.c).
  *
  * `bench model` (bench_model.c) times a model's prompt processing and
- * generation, like llama-bench. `bench qmv|qmm` time the quantized matmul
+ * generation, like llama-bench; `bench sdpa` (bench_sdpa.c) times attention
+ * on a GPU. `bench qmv|qmm` time the quantized matmul
  * on the CPU or a GPU: random codes and scales (the kernels' speed does not depend on the
  * values) for W [rows, cols] (out = x @ W^T; with --transpose 0, W is
  * [cols, rows] quantized along rows and out = x @ W), x [n, cols] random
@@ -109,10 +110,11 @@ const opt_command bench_qmm_command = {
 
 const opt_command bench_command = {
     .name = "bench",
-    .synopsis = "model|qmv|qmm|tq|sample [options]",
+    .synopsis = "model|qmv|qmm|tq|sample|sdpa [options]",
     .summary = "Time a model (prompt and generation tok/s, like llama-bench), the quantized matmul kernels, "
-               "TurboQuant KV-cache attention or token sampling.",
-    .description = "`mlxn bench model`, `mlxn bench qmv`, `mlxn bench qmm`, `mlxn bench tq` and `mlxn bench sample` "
+               "TurboQuant KV-cache attention, token sampling or attention on a GPU.",
+    .description = "`mlxn bench model`, `mlxn bench qmv`, `mlxn bench qmm`, `mlxn bench tq`, `mlxn bench sample` and "
+                   "`mlxn bench sdpa` "
                    "each have their own --help.",
     .opts = NULL,
 };
@@ -376,15 +378,16 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "model")) return cmd_bench_model(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "tq")) return cmd_bench_tq(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "sample")) return cmd_bench_sample(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "sdpa")) return cmd_bench_sdpa(argc, argv);
     if (argc < 2 || (strcmp(argv[1], "qmv") && strcmp(argv[1], "qmm"))) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             opt_help(&bench_command, stdout);
             return 0;
         }
         if (argc >= 2)
-            fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv, qmm, tq or sample\n", argv[1]);
-        else fprintf(stderr, "mlxn bench: say what to time: model, qmv, qmm, tq or sample\n");
-        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm/tq/sample) for the options.\n");
+            fprintf(stderr, "mlxn bench: unknown benchmark '%s': use model, qmv, qmm, tq, sample or sdpa\n", argv[1]);
+        else fprintf(stderr, "mlxn bench: say what to time: model, qmv, qmm, tq, sample or sdpa\n");
+        fprintf(stderr, "Run `mlxn bench model --help` (or qmv/qmm/tq/sample/sdpa) for the options.\n");
         return 2;
     }
     bench_opts o;

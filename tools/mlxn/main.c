@@ -12,7 +12,7 @@ typedef struct command {
     const char *name;
     int (*fn)(int, char **);
     /* the option tables it parses with, documented in this order */
-    const opt_command *tables[5];
+    const opt_command *tables[6];
 } command;
 
 static const command commands[] = {
@@ -20,7 +20,8 @@ static const command commands[] = {
     {"chat", cmd_chat, {&chat_command}},
     {"tokenize", cmd_tokenize, {&tokenize_command}},
     {"bench", cmd_bench,
-     {&bench_model_command, &bench_qmv_command, &bench_qmm_command, &bench_tq_command, &bench_sample_command}},
+     {&bench_model_command, &bench_qmv_command, &bench_qmm_command, &bench_tq_command, &bench_sample_command,
+      &bench_sdpa_command}},
     {"info", cmd_info, {&info_command}},
     {"convert", cmd_convert, {&convert_command}},
     {"eval", cmd_eval, {&eval_command}},
@@ -52,7 +53,7 @@ static int markdown(void) {
         const command *c = &commands[i];
         if (!strcmp(c->name, "bench"))
             printf("## mlxn bench\n\n%s\n\n%s\n\n", bench_command.summary, bench_command.description);
-        for (int k = 0; k < 5 && c->tables[k]; k++) opt_markdown(c->tables[k], stdout);
+        for (int k = 0; k < 6 && c->tables[k]; k++) opt_markdown(c->tables[k], stdout);
     }
     return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -12,7 +12,8 @@
  *   cu_qmatmul.cu      quantized_matmul (mat-vec kernels, one matrix of
  *                      instantiations)
  *   cu_matmul.cu       matmul (cuBLAS)
- *   cu_sdpa.cu         sdpa
+ *   cu_sdpa.cu         sdpa (the exact fallback; bf16/f16 K/V go to the
+ *                      tensor-core kernel of cu_attn_flash.cu)
  *   cu_sample.cu       sample (log-softmax, filters, draw; CUB sort)
  * Only compiled with MLXN_HAVE_CUDA. */
 #ifndef MLXN_CUDA_OPS_H

@@ -1,0 +1,539 @@
+/* Tensor-core attention for bf16/f16 K/V (semantics: backend/cpu/
+ * sdpa_kernels.h): GQA, causal lower-right, sliding window, softcap and a
+ * device-side kv_len. Masks and sinks stay on the simple kernel (cu_sdpa.cu).
+ *
+ * One kernel serves prefill and decode. The G * Tq query rows of a kv head
+ * (ordered head-in-group major, position minor) are cut into tiles of ROWS
+ * rows; a block takes one tile and a range of keys (the whole visible range,
+ * or one fixed-size chunk of it when the keys are split). Why rows of
+ * several query heads in one block: grouped-query attention reads each K/V
+ * tile once for all the heads that share it (decode with 32 query / 2 kv
+ * heads reads K/V 16x less than a block per query head would).
+ *
+ * Per 64-key tile, 4 warps:
+ *   1. K and V tiles [64, D] go global -> shared with 16-byte cp.async,
+ *      the next tile's copy issued before this tile's arithmetic (two
+ *      buffers; why: decode is a stream of K/V and a copy in flight during
+ *      the products keeps the stream going). A one-buffer variant of the
+ *      loop, for shapes whose two buffers do not fit (D 512; D 256 with
+ *      32-row tiles), is written but not dispatched until it has been
+ *      checked on a GPU (its first version reused the first tile).
+ *      Keys outside the block's range are zero-filled: a row of NaN
+ *      capacity past kv_len must never reach a product;
+ *   2. S = Q K^T with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate),
+ *      warp w taking keys [16w, 16w + 16) of every row; softcap and the
+ *      causal/window/kv_len visibility are applied as S goes to shared;
+ *   3. online softmax per row in f32 (running max m, denominator l), the
+ *      128 / ROWS threads of a row taking a share of the 64 keys each, the
+ *      weights rounded to the input type into shared memory P;
+ *   4. O = O * corr + P V with mma.sync, warp w owning output columns
+ *      [w D/4, (w+1) D/4) (why: the f32 accumulators of a ROWS x D tile
+ *      then take 64 registers per thread for every D, 64 to 512).
+ * ROWS = 16 MT rows per block, MT (16-row tiles) chosen per call: no more
+ * than the rows there are (decode with 16 query heads per kv head: one
+ * 16-row tile), at most 2 (more, smaller blocks keep more warps per
+ * multiprocessor) and at most 512 / D (the accumulators stay at 64
+ * registers), and only where two K/V buffers fit.
+ * q is scaled by `scale` in f32, then rounded to the K/V type (MLX also
+ * scales q first).
+ *
+ * Splits: with few (batch, kv head, row tile) blocks (decode), the keys are
+ * cut into S chunks of CH keys, CH chosen on the host from the capacity Tk
+ * (never from kv_len, which only the device reads: a captured graph stays
+ * valid as the cache grows; chunks past kv_len find nothing to do and only
+ * mark their partials empty). Each split writes its unnormalized rows with
+ * (m, l); fa_combine merges them. */
+#include <math.h>
+#include <stdint.h>
+
+#include "backend/cuda/cu_attn.cuh"
+
+enum { FA_THREADS = 128, FA_KT = 64, FA_MAX_SPLITS = 1024 };
+
+typedef struct fa_args {
+    const char *q;              /* [B, Hq, Tq, D] any float dtype, element strides qs */
+    int qdt;
+    int64_t qs[4];
+    const uint16_t *k, *v;      /* [B, Hkv, Tk, D] bf16/f16, strides ks/vs (inner 1) */
+    int64_t ks[3], vs[3];
+    int B, Hq, Hkv, G, Tq, Tk;  /* Tk: the capacity */
+    float scale, softcap;
+    int causal, window;
+    const int32_t *kv_len;      /* NULL or [1] on the device */
+    float *out;                 /* [B, Hq, Tq, D] contiguous */
+    float *part;                /* S > 1: [B * Hkv][NT][S][ROWS][D + 4] (acc, then m, l; rows
+                                   padded to 16 bytes for the combine's vector loads) */
+    int NT, S, CH;              /* row tiles per kv head, splits, keys per split */
+} fa_args;
+
+__device__ __forceinline__ uint32_t fa_pack(float x0, float x1, bool bf) {
+    if (bf) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+        return *(uint32_t *)&h;
+    }
+    __half2 h = __floats2half2_rn(x0, x1);
+    return *(uint32_t *)&h;
+}
+__device__ __forceinline__ float fa_unpack_lo(uint32_t u, bool bf) {
+    return bf ? __uint_as_float(u << 16) : __half2float(__ushort_as_half((unsigned short)(u & 0xffffu)));
+}
+__device__ __forceinline__ float fa_unpack_hi(uint32_t u, bool bf) {
+    return bf ? __uint_as_float(u & 0xffff0000u) : __half2float(__ushort_as_half((unsigned short)(u >> 16)));
+}
+
+/* c += a (16x16, row) * b (16x8, col), f32 accumulators. */
+template <bool BF>
+__device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    if (BF)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void fa_cp16(void *smem, const void *gmem) {
+    unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
+}
+__device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_all;\n" ::); }
+
+__device__ __forceinline__ float fa_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Shared-memory bytes of one block with ROWS rows and ST K/V buffers. Rows
+ * are padded by 8 halves / 8 floats so the fragment loads of a warp fall
+ * in distinct banks. */
+constexpr size_t fa_smem_bytes(int D, int ROWS, int ST) {
+    return (size_t)ROWS * (D + 8) * 2 + 2 * (size_t)ST * FA_KT * (D + 8) * 2 + (size_t)ROWS * (FA_KT + 8) * 4 +
+           (size_t)ROWS * (FA_KT + 8) * 2 + 5 * (size_t)ROWS * 4;
+}
+/* Two K/V buffers when they fit the smallest opt-in limit of the built
+ * targets (163 KB on sm_80; 227 KB on sm_90). */
+constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 160 * 1024 ? 2 : 1; }
+
+template <int D, int MT, bool BF>
+__global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
+    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / 32, ST = fa_stages(D, MT);
+    constexpr int TPR = FA_THREADS / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    uint16_t *Qs = (uint16_t *)fa_smem;                  /* [ROWS][LD] scaled q */
+    uint16_t *Ks = Qs + ROWS * LD;                       /* [ST][KT][LD] */
+    uint16_t *Vs = Ks + ST * FA_KT * LD;                 /* [ST][KT][LD] */
+    float *Ss = (float *)(Vs + ST * FA_KT * LD);         /* [ROWS][LS] scores */
+    uint16_t *Ps = (uint16_t *)(Ss + ROWS * LS);         /* [ROWS][LP] weights */
+    float *m_s = (float *)(Ps + ROWS * LP);              /* [ROWS] running max */
+    float *l_s = m_s + ROWS;                             /* [ROWS] running denominator */
+    float *c_s = l_s + ROWS;                             /* [ROWS] this tile's rescale */
+    int *lo_s = (int *)(c_s + ROWS), *hi_s = lo_s + ROWS; /* [ROWS] visible keys */
+    __shared__ int range[2];                             /* union of the rows' [lo, hi) */
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int tile = a.NT - 1 - (int)(blockIdx.x / a.S), split = (int)(blockIdx.x % a.S); /* late rows first */
+    const int bh = (int)blockIdx.y, b = bh / a.Hkv, hk = bh % a.Hkv;
+    const int R = a.G * a.Tq, r0 = tile * ROWS;
+    int Tkv = a.Tk;
+    if (a.kv_len) Tkv = min(max(*a.kv_len, 0), a.Tk); /* read on the device: graph-capturable */
+
+    if (tid == 0) range[0] = INT32_MAX, range[1] = 0;
+    __syncthreads();
+    for (int r = tid; r < ROWS; r += FA_THREADS) {
+        const int rg = r0 + r;
+        int lo = 0, hi = 0;
+        if (rg < R) {
+            const int pos = rg % a.Tq + Tkv - a.Tq;
+            hi = Tkv;
+            if (a.causal) hi = min(hi, pos + 1);
+            if (a.window > 0) lo = max(0, pos - a.window + 1);
+            const int cs = split * a.CH, ce = cs + a.CH;
+            lo = max(lo, cs);
+            hi = min(hi, ce);
+        }
+        if (hi < lo) hi = lo;
+        lo_s[r] = lo, hi_s[r] = hi;
+        m_s[r] = -INFINITY, l_s[r] = 0.0f;
+        if (lo < hi) atomicMin(&range[0], lo), atomicMax(&range[1], hi);
+    }
+    __syncthreads();
+    const int kbeg = range[0], kend = range[1];
+
+    float o[MT][NB][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) o[mt][nb][0] = o[mt][nb][1] = o[mt][nb][2] = o[mt][nb][3] = 0.0f;
+
+    if (kbeg < kend) {
+        /* q rows, scaled in f32 and rounded to the K/V type; padding rows 0 */
+        const int es = a.qdt == MLXN_DTYPE_F32 ? 4 : 2;
+        for (int e = tid; e < ROWS * D / 2; e += FA_THREADS) {
+            const int r = e / (D / 2), d = (e % (D / 2)) * 2, rg = r0 + r;
+            float x0 = 0.0f, x1 = 0.0f;
+            if (rg < R) {
+                const int h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
+                const char *qr = a.q + ((int64_t)b * a.qs[0] + (int64_t)h * a.qs[1] + (int64_t)t * a.qs[2]) * es;
+                x0 = cu_load(qr, a.qdt, d * a.qs[3]) * a.scale;
+                x1 = cu_load(qr, a.qdt, (d + 1) * a.qs[3]) * a.scale;
+            }
+            *(uint32_t *)&Qs[r * LD + d] = fa_pack(x0, x1, BF);
+        }
+    }
+    const uint16_t *kbase = a.k + (int64_t)b * a.ks[0] + (int64_t)hk * a.ks[1];
+    const uint16_t *vbase = a.v + (int64_t)b * a.vs[0] + (int64_t)hk * a.vs[1];
+
+    /* K/V tile at k0 -> buffer buf (zeros past the block's keys); one
+     * cp.async group per tile */
+    auto load_tile = [&](int k0, int buf) {
+        uint16_t *kd = Ks + buf * FA_KT * LD, *vd = Vs + buf * FA_KT * LD;
+        for (int e = tid; e < FA_KT * D / 8; e += FA_THREADS) {
+            const int i = e / (D / 8), d = (e % (D / 8)) * 8, j = k0 + i;
+            uint16_t *dk = &kd[i * LD + d], *dv = &vd[i * LD + d];
+            if (j < kend) {
+                fa_cp16(dk, kbase + (int64_t)j * a.ks[2] + d);
+                fa_cp16(dv, vbase + (int64_t)j * a.vs[2] + d);
+            } else {
+                *(uint4 *)dk = make_uint4(0, 0, 0, 0);
+                *(uint4 *)dv = make_uint4(0, 0, 0, 0);
+            }
+        }
+        asm volatile("cp.async.commit_group;\n" ::);
+    };
+    if (kbeg < kend) load_tile(kbeg, 0);
+    for (int k0 = kbeg, it = 0; k0 < kend; k0 += FA_KT, it++) {
+        /* 1. this tile arrived; the next one on its way (two buffers) */
+        const int buf = ST == 2 ? (it & 1) : 0;
+        if (ST == 2 && k0 + FA_KT < kend) {
+            load_tile(k0 + FA_KT, buf ^ 1);
+            asm volatile("cp.async.wait_group 1;\n" ::);
+        } else {
+            if (ST == 1 && it > 0) load_tile(k0, 0); /* one buffer: the previous tile is done with it */
+            asm volatile("cp.async.wait_group 0;\n" ::);
+        }
+        __syncthreads();
+        const uint16_t *Kt = Ks + buf * FA_KT * LD, *Vt = Vs + buf * FA_KT * LD;
+
+        /* 2. S = Q K^T for keys [16 warp, 16 warp + 16) of the tile */
+        {
+            float s[MT][2][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
+#pragma unroll 4
+            for (int kk = 0; kk < D; kk += 16) {
+                uint32_t bk[2][2];
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++) {
+                    const uint16_t *kr = &Kt[(16 * warp + 8 * nb + g) * LD + kk + 2 * t4];
+                    bk[nb][0] = *(const uint32_t *)kr;
+                    bk[nb][1] = *(const uint32_t *)(kr + 8);
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    const uint16_t *qr = &Qs[(16 * mt + g) * LD + kk + 2 * t4];
+                    uint32_t af[4];
+                    af[0] = *(const uint32_t *)qr;
+                    af[1] = *(const uint32_t *)(qr + 8 * LD);
+                    af[2] = *(const uint32_t *)(qr + 8);
+                    af[3] = *(const uint32_t *)(qr + 8 * LD + 8);
+                    fa_mma<BF>(s[mt][0], af, bk[0][0], bk[0][1]);
+                    fa_mma<BF>(s[mt][1], af, bk[1][0], bk[1][1]);
+                }
+            }
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int nb = 0; nb < 2; nb++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int row = 16 * mt + g + 8 * hf, col = 16 * warp + 8 * nb + 2 * t4, j = k0 + col;
+                        const int lo = lo_s[row], hi = hi_s[row];
+                        float x0 = s[mt][nb][2 * hf], x1 = s[mt][nb][2 * hf + 1];
+                        if (a.softcap > 0.0f) {
+                            x0 = tanhf(x0 / a.softcap) * a.softcap;
+                            x1 = tanhf(x1 / a.softcap) * a.softcap;
+                        }
+                        float2 w;
+                        w.x = (j >= lo && j < hi) ? x0 : -INFINITY;
+                        w.y = (j + 1 >= lo && j + 1 < hi) ? x1 : -INFINITY;
+                        *(float2 *)&Ss[row * LS + col] = w;
+                    }
+        }
+        __syncthreads();
+
+        /* 3. online softmax: TPR consecutive threads per row, KPT keys each */
+        {
+            const int r = tid / TPR, k1 = (tid % TPR) * KPT;
+            float x[KPT], tm = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < KPT; i++) tm = fmaxf(tm, x[i] = Ss[r * LS + k1 + i]);
+#pragma unroll
+            for (int o = TPR / 2; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
+            const float mo = m_s[r], mn = fmaxf(mo, tm);
+            float sum = 0.0f, corr = 1.0f;
+            if (mn != -INFINITY) corr = mo == -INFINITY ? 0.0f : __expf(mo - mn);
+#pragma unroll
+            for (int i = 0; i < KPT; i += 2) {
+                /* the weights are rounded once, and the denominator sums the
+                 * rounded values the product uses */
+                const float p0 = (mn == -INFINITY || x[i] == -INFINITY) ? 0.0f : __expf(x[i] - mn);
+                const float p1 = (mn == -INFINITY || x[i + 1] == -INFINITY) ? 0.0f : __expf(x[i + 1] - mn);
+                const uint32_t pk = fa_pack(p0, p1, BF);
+                *(uint32_t *)&Ps[r * LP + k1 + i] = pk;
+                sum += fa_unpack_lo(pk, BF) + fa_unpack_hi(pk, BF);
+            }
+#pragma unroll
+            for (int o = TPR / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            __syncwarp();
+            if (tid % TPR == 0) {
+                m_s[r] = mn;
+                l_s[r] = l_s[r] * corr + sum;
+                c_s[r] = corr;
+            }
+        }
+        __syncthreads();
+
+        /* 4. O = O * corr + P V over this warp's output columns */
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            const float c0 = c_s[16 * mt + g], c1 = c_s[16 * mt + g + 8];
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                o[mt][nb][0] *= c0, o[mt][nb][1] *= c0;
+                o[mt][nb][2] *= c1, o[mt][nb][3] *= c1;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < FA_KT; kk += 16) {
+            uint32_t af[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                const uint16_t *pr = &Ps[(16 * mt + g) * LP + kk + 2 * t4];
+                af[mt][0] = *(const uint32_t *)pr;
+                af[mt][1] = *(const uint32_t *)(pr + 8 * LP);
+                af[mt][2] = *(const uint32_t *)(pr + 8);
+                af[mt][3] = *(const uint32_t *)(pr + 8 * LP + 8);
+            }
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                const int n = warp * (D / 4) + 8 * nb + g;
+                const uint16_t *vr = &Vt[(kk + 2 * t4) * LD + n];
+                const uint32_t b0 = (uint32_t)vr[0] | ((uint32_t)vr[LD] << 16);
+                const uint32_t b1 = (uint32_t)vr[8 * LD] | ((uint32_t)vr[9 * LD] << 16);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) fa_mma<BF>(o[mt][nb], af[mt], b0, b1);
+            }
+        }
+        __syncthreads(); /* the next tile overwrites S, P and (one buffer) K, V */
+    }
+
+    /* results: normalized rows, or this split's partial rows with (m, l) */
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int row = 16 * mt + g + 8 * hf, rg = r0 + row;
+            if (rg >= R) continue;
+            const float l = l_s[row];
+            float *dst;
+            float inv = 1.0f;
+            if (a.S == 1) {
+                const int h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
+                dst = a.out + (((int64_t)b * a.Hq + h) * a.Tq + t) * D;
+                inv = l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: zeros */
+            } else {
+                if (m_s[row] == -INFINITY) continue; /* empty partial: only (m, l) below */
+                dst = a.part + ((((int64_t)bh * a.NT + tile) * a.S + split) * ROWS + row) * (D + 4);
+            }
+#pragma unroll
+            for (int nb = 0; nb < NB; nb++) {
+                const int col = warp * (D / 4) + 8 * nb + 2 * t4;
+                *(float2 *)&dst[col] = make_float2(o[mt][nb][2 * hf] * inv, o[mt][nb][2 * hf + 1] * inv);
+            }
+        }
+    if (a.S > 1)
+        for (int r = tid; r < ROWS; r += FA_THREADS) {
+            if (r0 + r >= R) continue;
+            float *dst = a.part + ((((int64_t)bh * a.NT + tile) * a.S + split) * ROWS + r) * (D + 4);
+            dst[D] = m_s[r];
+            dst[D + 1] = l_s[r];
+        }
+}
+
+/* Merges the S partial rows of one output row (b, h, t) over columns
+ * [blockIdx.y * 128, + 128): weights exp(m_s - max m), denominators summed
+ * with the same weights. 8 warps take every 8th split, each lane 4 columns
+ * (16-byte loads), then the warps' sums meet in shared memory. Why a second
+ * grid dimension over the columns: decode has few output rows (32 for 32
+ * query heads) and the partials are several MB; more blocks keep more loads
+ * in flight. */
+__global__ void __launch_bounds__(256) fa_combine(const float *part, float *out, int Hq, int Hkv, int G, int Tq,
+                                                  int D, int NT, int S, int ROWS) {
+    __shared__ float w_s[FA_MAX_SPLITS]; /* [S] split weights */
+    __shared__ __align__(16) float acc_s[8][128];
+    __shared__ float red[32];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int64_t orow = blockIdx.x; /* ((b * Hq + h) * Tq + t) */
+    const int t = (int)(orow % Tq), h = (int)((orow / Tq) % Hq), b = (int)(orow / ((int64_t)Tq * Hq));
+    const int hk = h / G, rg = (h % G) * Tq + t, tile = rg / ROWS, r = rg % ROWS;
+    const int64_t sstride = (int64_t)ROWS * (D + 4);
+    const float *base = part + ((((int64_t)b * Hkv + hk) * NT + tile) * S * ROWS + r) * (D + 4);
+    float mx = -INFINITY;
+    for (int c = tid; c < S; c += blockDim.x) mx = fmaxf(mx, base[c * sstride + D]);
+    mx = fa_warp_max(mx);
+    if (lane == 0) red[warp] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) mx = fmaxf(mx, red[i]);
+    float l = 0.0f;
+    for (int c = tid; c < S; c += blockDim.x) {
+        const float m = base[c * sstride + D];
+        const float w = (m == -INFINITY || mx == -INFINITY) ? 0.0f : expf(m - mx);
+        w_s[c] = w;
+        l += w * base[c * sstride + D + 1];
+    }
+    l = cu_block_sum(l, red); /* its barriers also order the w_s writes before the reads below */
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const int d0 = (int)blockIdx.y * 128 + lane * 4;
+    float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (d0 < D) {
+#pragma unroll 4
+        for (int c = warp; c < S; c += 8) {
+            const float w = w_s[c];
+            if (w == 0.0f) continue; /* an empty split wrote no columns */
+            const float4 x = *(const float4 *)&base[c * sstride + d0];
+            acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+        }
+    }
+    *(float4 *)&acc_s[warp][lane * 4] = acc;
+    __syncthreads();
+    if (tid < 128 && (int)blockIdx.y * 128 + tid < D) {
+        float sum = 0.0f;
+        for (int w = 0; w < 8; w++) sum += acc_s[w][tid];
+        out[orow * D + blockIdx.y * 128 + tid] = sum * inv;
+    }
+}
+
+bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p) {
+    const int64_t D = q->shape[3];
+    if (p->mask || p->sinks) return false;
+    if (k->dtype != v->dtype || (k->dtype != MLXN_DTYPE_BF16 && k->dtype != MLXN_DTYPE_F16)) return false;
+    /* D 512 needs the single-buffer variant of the tile loop (two 64-key
+     * K/V buffers of 512 do not fit in shared memory); it is written but
+     * off until it has been checked on a GPU: D 512 takes the simple
+     * kernel for now */
+    if (v->shape[3] != D || (D != 64 && D != 128 && D != 256)) return false;
+    const mlxn_tensor *kv[2] = {k, v};
+    for (int i = 0; i < 2; i++) {
+        const mlxn_tensor *t = kv[i];
+        if (t->strides[3] != 1 || ((uintptr_t)cu_ptr(t) & 15)) return false;
+        for (int a = 0; a < 3; a++)
+            if (t->shape[a] > 1 && t->strides[a] % 8) return false; /* 16-byte rows */
+    }
+    /* int32 indexing inside the kernel */
+    if (q->shape[0] * q->shape[1] > INT32_MAX / 2 || q->shape[2] > INT32_MAX / 2 || k->shape[2] > INT32_MAX / 2 ||
+        (q->shape[1] / k->shape[1]) * q->shape[2] > INT32_MAX / 2)
+        return false;
+    return true;
+}
+
+template <int D, int MT, bool BF>
+static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
+    const char *op = "sdpa";
+    const int idx = cu_ctx(s)->index;
+    const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
+    MLXN_TRY(cu_check(cudaFuncSetAttribute(fa_kernel<D, MT, BF>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                      op, "cudaFuncSetAttribute", idx));
+    int sms = 0, per_sm = 0;
+    MLXN_TRY(cu_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, idx), op, "cudaDeviceGetAttribute",
+                      idx));
+    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fa_kernel<D, MT, BF>, FA_THREADS, smem),
+                      op, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", idx));
+    a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
+    /* splits: when the row tiles leave multiprocessors idle, cut the keys
+     * into whole 64-key tiles so that the blocks fill one wave (a second,
+     * partial wave would double the time); sized from the capacity Tk
+     * alone (see the top) */
+    const int64_t base = groups * a.NT, slots = (int64_t)sms * (per_sm > 0 ? per_sm : 1);
+    a.S = 1;
+    a.CH = a.Tk > 0 ? a.Tk : 1;
+    if (base < slots && a.Tk > 2 * FA_KT) {
+        int64_t S = slots / base, CH = ((a.Tk + S - 1) / S + FA_KT - 1) / FA_KT * FA_KT;
+        S = (a.Tk + CH - 1) / CH;
+        while (S > FA_MAX_SPLITS) CH += FA_KT, S = (a.Tk + CH - 1) / CH;
+        a.S = (int)S;
+        a.CH = (int)CH;
+    }
+    const int64_t gx = (int64_t)a.NT * a.S;
+    if (gx > INT32_MAX)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld row tiles is not built yet", (long long)gx);
+    void *part = NULL;
+    if (a.S > 1) {
+        MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
+        a.part = (float *)part;
+    }
+    fa_kernel<D, MT, BF><<<dim3((unsigned)gx, (unsigned)groups), FA_THREADS, smem, cu_ctx(s)->s>>>(a);
+    mlxn_status st = cu_launched(s, op, "fa_kernel");
+    if (st == MLXN_OK && a.S > 1) {
+        const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
+        if (orows > INT32_MAX) /* grid x */
+            st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld rows is not built yet", (long long)orows);
+        else {
+            fa_combine<<<dim3((unsigned)orows, (unsigned)((D + 127) / 128)), 256, 0, cu_ctx(s)->s>>>(
+                a.part, a.out, a.Hq, a.Hkv, a.G, a.Tq, D, a.NT, a.S, 16 * MT);
+            st = cu_launched(s, op, "fa_combine");
+        }
+    }
+    cu_scratch_free(s, part);
+    return st;
+}
+
+/* The 16-row tiles per block for R rows per kv head (see the top). Only
+ * shapes whose two K/V buffers fit are dispatched (D 256 takes one 16-row
+ * tile: with two, the buffers no longer fit; see cu_attn_mma_fits). */
+static int fa_mt(int D, int64_t R) {
+    int mt = 1;
+    while (mt < 512 / D && mt < 2 && 16 * mt < R && fa_stages(D, 2 * mt) == 2) mt *= 2;
+    return mt;
+}
+
+template <bool BF>
+static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups, int64_t R) {
+    const int mt = fa_mt(D, R);
+    switch (D) {
+    case 64: return mt == 1 ? fa_launch<64, 1, BF>(s, a, groups, R) : fa_launch<64, 2, BF>(s, a, groups, R);
+    case 128: return mt == 1 ? fa_launch<128, 1, BF>(s, a, groups, R) : fa_launch<128, 2, BF>(s, a, groups, R);
+    default: return fa_launch<256, 1, BF>(s, a, groups, R);
+    }
+}
+
+mlxn_status cu_attn_mma(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                        const mlxn_sdpa_params *p, mlxn_tensor *out) {
+    fa_args a;
+    a.q = (const char *)cu_ptr(q);
+    a.qdt = (int)q->dtype;
+    for (int i = 0; i < 4; i++) a.qs[i] = q->strides[i];
+    a.k = (const uint16_t *)cu_ptr(k);
+    a.v = (const uint16_t *)cu_ptr(v);
+    for (int i = 0; i < 3; i++) a.ks[i] = k->strides[i], a.vs[i] = v->strides[i];
+    a.B = (int)q->shape[0], a.Hq = (int)q->shape[1], a.Hkv = (int)k->shape[1], a.Tq = (int)q->shape[2];
+    a.Tk = (int)k->shape[2];
+    a.G = a.Hq / a.Hkv;
+    a.scale = p->scale, a.softcap = p->softcap, a.causal = p->causal, a.window = p->window;
+    a.kv_len = p->kv_len ? (const int32_t *)cu_ptr(p->kv_len) : NULL;
+    a.out = (float *)cu_ptr(out);
+    a.part = NULL;
+    const int D = (int)q->shape[3];
+    const int64_t groups = (int64_t)a.B * a.Hkv;
+    if (groups > 65535)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld batch x kv heads is not built yet",
+                         (long long)groups);
+    const int64_t R = (int64_t)a.G * a.Tq;
+    return k->dtype == MLXN_DTYPE_BF16 ? fa_dispatch<true>(s, a, D, groups, R) : fa_dispatch<false>(s, a, D, groups, R);
+}
