@@ -94,6 +94,24 @@ typedef struct mlxn_session_params {
                             model's dtype); 0 = the device's default: f32 on the
                             CPU, bf16 on a GPU (decode there reads the whole cache
                             every token, so half the bytes is most of the speed) */
+    int kv_layout;       /* 0 = the device's default: growing on the CPU; fixed on a
+                            GPU when the context is bounded (its memory, for every
+                            position of max_context, is taken when the session is
+                            made: bound max_context to what you need). 1 = growing: buffers
+                            grow in steps, sliding-window layers keep up to about
+                            2 windows (truncation back by up to a window works).
+                            2 = fixed: every buffer allocated once for max_context
+                            (which must be bounded), sliding-window layers a ring
+                            of exactly `window` slots (truncation can then only
+                            drop the last token there); single-token steps read
+                            their position from device memory, which is what
+                            lets a GPU replay one captured graph per token. */
+    int decode_graphs;   /* GPU, fixed layout: 0 = default (on, unless the
+                            environment sets MLXN_CUDA_GRAPHS=0), 1 = on, -1 = off.
+                            On: the first single-token step runs op by op, the
+                            second is captured into a graph, and every later one
+                            replays it (the host writes the token and position
+                            into pinned memory and launches it). */
 } mlxn_session_params;
 
 /* A fresh session (empty cache) on model m; params may be NULL. The model

@@ -74,15 +74,27 @@ static mlxn_status norm(mlxn_stream *st, const mlxn_model_config *c, const mlxn_
     return mlxn_rms_norm(st, x, w, c->norm_eps, c->norm_offset, out);
 }
 
-/* rope of [T, H, D] (token-major) into out [H, T, D] (head-major). */
+/* Element i of the session's step block as an i32 [1] tensor. */
+static mlxn_tensor step_at(const mlxn_session *s, int i) {
+    mlxn_tensor t = s->step_dev;
+    t.ndim = 1;
+    t.shape[0] = 1;
+    t.strides[0] = 1;
+    t.offset += (size_t)i * sizeof(int32_t);
+    return t;
+}
+
+/* rope of [T, H, D] (token-major) into out [H, T, D] (head-major); the
+ * position is pos, or the step block's when `at` is given. */
 static mlxn_status rope(mlxn_stream *st, const model_layer_cfg *lc, const model_layer *L, int64_t pos,
-                        const mlxn_tensor *x_thd, mlxn_tensor *out_htd) {
+                        const mlxn_tensor *at, const mlxn_tensor *x_thd, mlxn_tensor *out_htd) {
     mlxn_rope_params p = {
         .dims = (int)x_thd->shape[2],
         .traditional = lc->rope.traditional,
         .base = lc->rope.base,
         .scale = lc->rope.kind == ROPE_DEFAULT ? lc->rope.scale : 1.0f,
         .offset = (int)pos,
+        .offset_tensor = at,
         .freqs = lc->rope.kind == ROPE_FREQS ? &L->rope_freqs : NULL,
     };
     mlxn_tensor x = swap01(*x_thd);
@@ -95,6 +107,78 @@ static mlxn_tensor cache_slots(const mlxn_tensor *buf, int64_t from, int64_t n) 
     v.shape[1] = n;
     v.offset += (size_t)(from * buf->strides[1]) * mlxn_dtype_size(buf->dtype);
     return v;
+}
+
+/* Copy rows [from, from + n) of src [Hkv, *, D] into rows [to, to + n) of dst. */
+static mlxn_status copy_rows(mlxn_stream *st, const mlxn_tensor *src, int64_t from, const mlxn_tensor *dst, int64_t to,
+                             int64_t n) {
+    if (n <= 0) return MLXN_OK;
+    mlxn_tensor a = cache_slots(src, from, n), b = cache_slots(dst, to, n);
+    return mlxn_copy(st, &a, &b);
+}
+
+/* Positions [p, p + n) of a ring of `cap` slots <-> rows [r, r + n) of a
+ * buffer in order: at most two runs of slots. to_ring: buffer -> ring. */
+static mlxn_status ring_copy(mlxn_stream *st, const mlxn_tensor *ring, int64_t cap, int64_t p, const mlxn_tensor *buf,
+                             int64_t r, int64_t n, bool to_ring) {
+    int64_t slot = p % cap, n1 = n < cap - slot ? n : cap - slot;
+    if (to_ring) {
+        MLXN_TRY(copy_rows(st, buf, r, ring, slot, n1));
+        return copy_rows(st, buf, r + n1, ring, 0, n - n1);
+    }
+    MLXN_TRY(copy_rows(st, ring, slot, buf, r, n1));
+    return copy_rows(st, ring, 0, buf, r + n1, n - n1);
+}
+
+/* Append the T new keys kr / values vt ([Hkv, T, D]) of layer l to its
+ * cache and attend q4 [1, Hq, T, D] over what the layer sees, into att4. */
+static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *kr, const mlxn_tensor *vt,
+                          const mlxn_tensor *q4, mlxn_tensor *att4) {
+    const mlxn_model_config *c = &s->m->cfg;
+    const model_layer_cfg *lc = &c->layers[l];
+    model_kv *kv = &s->kv[l];
+    mlxn_stream *st = s->st;
+    if (s->step_mode) {
+        /* one token, its position in device memory: write it at the step's
+           slot, attend to slots [0, kv_len) of the whole buffer. With one
+           query every key held is visible (a ring holds exactly the
+           window; rope was applied before the write, so the order of keys
+           in the ring does not matter to the softmax). */
+        mlxn_tensor slot = step_at(s, STEP_SLOT(l)), len = step_at(s, STEP_KV_LEN(l));
+        MLXN_TRY(mlxn_kv_write(st, kr, &slot, &kv->k));
+        MLXN_TRY(mlxn_kv_write(st, vt, &slot, &kv->v));
+        mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
+        mlxn_sdpa_params sp = {.scale = c->attn_scale, .kv_len = &len};
+        return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
+    }
+    /* causal is lower-right aligned: the T queries are the last T keys; a
+       sliding layer also only sees its last `window` keys */
+    mlxn_sdpa_params sp = {.scale = c->attn_scale, .causal = true, .window = lc->window};
+    if (kv->ring) {
+        /* the window - 1 keys before the chunk (from the ring, in order),
+           then the chunk's, in scratch; attend there; then the chunk's last
+           `cap` keys go into the ring */
+        model_scratch *sc = &s->sc;
+        int64_t p = s->pos, h = p < lc->window - 1 ? p : lc->window - 1, cap = kv->cap;
+        if (h > cap) h = cap;
+        MLXN_TRY(ring_copy(st, &kv->k, cap, p - h, &sc->ring_k, 0, h, false));
+        MLXN_TRY(ring_copy(st, &kv->v, cap, p - h, &sc->ring_v, 0, h, false));
+        mlxn_tensor ks = cache_slots(&sc->ring_k, h, T), vs = cache_slots(&sc->ring_v, h, T);
+        MLXN_TRY(mlxn_copy(st, kr, &ks));
+        MLXN_TRY(mlxn_copy(st, vt, &vs));
+        mlxn_tensor kall = batch1(cache_slots(&sc->ring_k, 0, h + T)), vall = batch1(cache_slots(&sc->ring_v, 0, h + T));
+        MLXN_TRY(mlxn_sdpa(st, q4, &kall, &vall, &sp, att4));
+        int64_t m = T < cap ? T : cap;
+        MLXN_TRY(ring_copy(st, &kv->k, cap, p + T - m, &sc->ring_k, h + T - m, m, true));
+        return ring_copy(st, &kv->v, cap, p + T - m, &sc->ring_v, h + T - m, m, true);
+    }
+    /* in order: append at the end (model_kv_reserve made room) */
+    mlxn_tensor kslot = cache_slots(&kv->k, kv->len, T), vslot = cache_slots(&kv->v, kv->len, T);
+    MLXN_TRY(mlxn_copy(st, kr, &kslot));
+    MLXN_TRY(mlxn_copy(st, vt, &vslot));
+    kv->len += T;
+    mlxn_tensor kall = batch1(cache_slots(&kv->k, 0, kv->len)), vall = batch1(cache_slots(&kv->v, 0, kv->len));
+    return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
 }
 
 static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
@@ -122,24 +206,15 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
         k3 = kn;
     }
     mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
-    MLXN_TRY(rope(st, lc, L, s->pos, &q3, &qr));
-    MLXN_TRY(rope(st, lc, L, s->pos, &k3, &kr));
+    mlxn_tensor pos_t = step_at(s, STEP_POS);
+    const mlxn_tensor *at = s->step_mode ? &pos_t : NULL;
+    MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
+    MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
 
-    /* append to the cache (model_kv_reserve made room) */
-    model_kv *kv = &s->kv[l];
-    mlxn_tensor kslot = cache_slots(&kv->k, kv->len, T), vslot = cache_slots(&kv->v, kv->len, T);
-    MLXN_TRY(mlxn_copy(st, &kr, &kslot));
     mlxn_tensor vt = swap01(view(&sc->v, 3, T, Hk, D));
-    MLXN_TRY(mlxn_copy(st, &vt, &vslot));
-    kv->len += T;
-
-    mlxn_tensor kall = batch1(cache_slots(&kv->k, 0, kv->len)), vall = batch1(cache_slots(&kv->v, 0, kv->len));
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
     mlxn_tensor att4 = batch1(att);
-    /* causal is lower-right aligned: the T queries are the cache's last T
-       keys; a sliding layer also only sees its last `window` keys */
-    mlxn_sdpa_params sp = {.scale = c->attn_scale, .causal = true, .window = lc->window};
-    MLXN_TRY(mlxn_sdpa(st, &q4, &kall, &vall, &sp, &att4));
+    MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
 
     /* [Hq, T, D] -> [T, Hq * D] for the output projection */
     mlxn_tensor att_thd = swap01(att), att_t = view(&sc->att_t, 3, T, Hq, D);
@@ -184,7 +259,7 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
     mlxn_stream *st = s->st;
     int64_t H = c->hidden;
 
-    mlxn_tensor ids = view(&sc->ids, 1, T, 0, 0), x = view(&sc->x, 2, T, H, 0);
+    mlxn_tensor ids = s->step_mode ? step_at(s, STEP_TOKEN) : view(&sc->ids, 1, T, 0, 0), x = view(&sc->x, 2, T, H, 0);
     const model_linear *E = &m->embed;
     if (E->quantized)
         MLXN_TRY(mlxn_quantized_embedding(st, &ids, &E->w, &E->scales,

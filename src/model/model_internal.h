@@ -168,13 +168,18 @@ mlxn_status model_check_set(struct cv_set *set, const char *label);
 /* ---- the forward pass ------------------------------------------------------ */
 
 /* One layer's KV cache: keys/values of positions [start, start + len) in
- * slots [0, len) of buffers [n_kv_heads, cap, head_dim]. Full-attention
- * layers keep start = 0 and grow; sliding-window layers drop their oldest
- * keys (keeping at least window - 1) when they need room, as mlx-lm's
- * RotatingKVCache does, so what attention sees is the same window. */
+ * buffers [n_kv_heads, cap, head_dim].
+ *  - growing layout: in slots [0, len), in order. Full-attention layers
+ *    keep start = 0 and grow; sliding-window layers drop their oldest keys
+ *    (keeping at least window - 1) when they need room, as mlx-lm's
+ *    RotatingKVCache does, so what attention sees is the same window.
+ *  - fixed layout: allocated once. Full-attention layers: position p in
+ *    slot p (cap = the context). Sliding-window layers (ring): cap = the
+ *    window, position p in slot p % cap, start = max(0, end - cap). */
 typedef struct model_kv {
     mlxn_tensor k, v; /* kv_dtype [n_kv_heads, cap, head_dim] */
     int64_t cap, start, len;
+    bool ring;
 } model_kv;
 
 /* Scratch activations for chunks of up to `rows` tokens. */
@@ -186,7 +191,19 @@ typedef struct model_scratch {
     mlxn_tensor k, kn, kr, v;           /* f32 [rows * n_kv_heads * head_dim] */
     mlxn_tensor gate, up, act;          /* f32 [rows, inter] */
     mlxn_tensor logits;                 /* f32 [rows, vocab] */
+    /* fixed layout with sliding layers: a chunk's keys in order, after the
+       window - 1 before it: kv_dtype [n_kv_heads, window - 1 + rows, head_dim] */
+    mlxn_tensor ring_k, ring_v;
 } model_scratch;
+
+/* The step block of a single-token step in the fixed layout, i32 on the
+ * device (and its pinned host mirror): everything that changes from one
+ * token to the next, so the ops of a step (and a graph of them) are the
+ * same every token. */
+enum { STEP_TOKEN = 0, STEP_POS = 1, STEP_LAYERS = 2 };
+#define STEP_SLOT(l) (STEP_LAYERS + 2 * (l))    /* where layer l writes its K/V */
+#define STEP_KV_LEN(l) (STEP_LAYERS + 2 * (l) + 1) /* keys layer l attends to: slots [0, len) */
+#define STEP_SIZE(n_layers) (STEP_LAYERS + 2 * (n_layers))
 
 struct mlxn_session {
     mlxn_model *m;
@@ -197,7 +214,24 @@ struct mlxn_session {
     int64_t pos;       /* tokens held */
     model_kv *kv;      /* [n_layers] */
     model_scratch sc;
+    bool fixed;        /* fixed KV layout (mlxn_session_params.kv_layout) */
+    bool step_mode;    /* the chunk being run is a single-token step reading step_dev */
+    mlxn_tensor step_dev;  /* i32 [STEP_SIZE] on the device */
+    int32_t *step_host;    /* [STEP_SIZE] pinned host memory */
+    /* decode graphs */
+    bool graphs;       /* enabled for this session */
+    bool warm;         /* a step ran op by op since the scratch was (re)made */
+    void *graph;       /* the captured step (with the head), or NULL */
+    int64_t graph_replays;
+    int64_t step_host_ns; /* host time spent queuing single-token steps (not waiting) */
 };
+
+/* Graph replays of session s so far (tests). */
+int64_t model_session_graph_replays(const mlxn_session *s);
+/* Host nanoseconds spent queuing single-token steps so far: filling the
+ * step block and launching the graph, or queuing the ops one by one; the
+ * wait for the device and the logits' download are not included. */
+int64_t model_session_step_host_ns(const mlxn_session *s);
 
 /* Run T = ids->shape[0] tokens at position s->pos through the model,
  * appending to the caches (the caller has made room). Logits of the rows

@@ -1,6 +1,8 @@
 /* Sessions: the KV caches, scratch activations, chunked prefill, reset
- * and truncation.
+ * and truncation, single-token steps with their position in device memory,
+ * and decode graphs.
  *
+ * Two cache layouts (mlxn_session_params.kv_layout). The growing one: 
  * Caches (model_kv): per layer, keys and values of positions
  * [start, start + len) in slots [0, len) of [n_kv_heads, cap, head_dim]
  * buffers (f32, or bf16/f16 when the session asks: mlxn_copy rounds on the
@@ -16,10 +18,30 @@
  *    about W tokens still finds the keys it needs. Attention applies the
  *    window, so queries see exactly the keys mlx-lm's rotating cache shows
  *    them (its decode buffer holds exactly W keys in rotated slot order;
- *    ours holds them in order: the same set, summed in another order). */
+ *    ours holds them in order: the same set, summed in another order).
+ * The fixed one (a GPU's default): every buffer allocated once, so nothing
+ * moves and a captured step stays valid. Full-attention layers hold
+ * position p in slot p for the whole context; sliding-window layers a ring
+ * of `window` slots (position p in slot p % window), which is exactly what
+ * a single query sees. A chunk of T > 1 tokens on a ring layer gathers the
+ * window - 1 keys before it into scratch in order, appends its own, attends
+ * there and writes its last keys into the ring (block.c).
+ *
+ * Single-token steps of the fixed layout read everything that changes per
+ * token (the token, its position, and per layer the slot to write and the
+ * number of slots to attend to) from a small step block in device memory,
+ * uploaded from pinned host memory. So every step queues the same ops with
+ * the same arguments, and on a GPU the session captures one step (with the
+ * output head) into a graph and replays it: per token the host fills the
+ * step block, launches the graph (its first node copies the block up) and
+ * reads the logits back. The first step after the scratch is (re)made runs
+ * op by op (so lazy initialization, such as cuBLAS's, happens outside the
+ * capture); the second is captured. A capture that fails turns graphs off
+ * for the session, which then runs op by op. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/internal.h"
 #include "model/model_internal.h"
@@ -32,9 +54,9 @@ static int64_t round_up(int64_t n, int64_t step) { return (n + step - 1) / step 
 /* ---- scratch ---------------------------------------------------------------- */
 
 static void scratch_free(model_scratch *sc) {
-    mlxn_tensor *all[] = {&sc->ids, &sc->x, &sc->xn, &sc->o, &sc->mlp_out, &sc->tmp, &sc->q, &sc->qn, &sc->qr,
-                          &sc->att, &sc->att_t, &sc->k, &sc->kn, &sc->kr, &sc->v, &sc->gate, &sc->up, &sc->act,
-                          &sc->logits};
+    mlxn_tensor *all[] = {&sc->ids, &sc->x,   &sc->xn,    &sc->o,  &sc->mlp_out, &sc->tmp, &sc->q,
+                          &sc->qn,  &sc->qr,  &sc->att,   &sc->att_t, &sc->k,    &sc->kn,  &sc->kr,
+                          &sc->v,   &sc->gate, &sc->up,   &sc->act, &sc->logits, &sc->ring_k, &sc->ring_v};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]->buf) mlxn_tensor_release(all[i]);
     sc->rows = 0;
@@ -45,9 +67,17 @@ static mlxn_status alloc1(mlxn_device *dev, mlxn_dtype dt, int64_t n, mlxn_tenso
 }
 
 /* Scratch for chunks of up to `rows` tokens (grow only). */
+/* The captured step reads the scratch buffers: drop it when they move. */
+static void graph_drop(mlxn_session *s) {
+    if (s->graph) mlxn_stream_graph_free(s->st, s->graph);
+    s->graph = NULL;
+    s->warm = false;
+}
+
 static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
     model_scratch *sc = &s->sc;
     if (rows <= sc->rows) return MLXN_OK;
+    graph_drop(s);
     scratch_free(sc);
     const mlxn_model_config *c = &s->m->cfg;
     mlxn_device *dev = s->m->dev;
@@ -62,6 +92,14 @@ static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
     mlxn_tensor *is[] = {&sc->gate, &sc->up, &sc->act};
     for (size_t i = 0; st == MLXN_OK && i < 3; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->inter, is[i]);
     if (st == MLXN_OK) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->vocab, &sc->logits);
+    int64_t wmax = 0;
+    for (int l = 0; s->fixed && l < c->n_layers; l++)
+        if (s->kv[l].ring && s->kv[l].cap > wmax) wmax = s->kv[l].cap;
+    if (wmax > 0) {
+        int64_t shape[3] = {c->n_kv_heads, wmax - 1 + rows, c->head_dim};
+        if (st == MLXN_OK) st = mlxn_tensor_alloc(dev, s->kv_dtype, 3, shape, &sc->ring_k);
+        if (st == MLXN_OK) st = mlxn_tensor_alloc(dev, s->kv_dtype, 3, shape, &sc->ring_v);
+    }
     if (st != MLXN_OK) {
         scratch_free(sc);
         return mlxn_fail_context(st, "session: scratch for %lld tokens: ", (long long)rows);
@@ -103,7 +141,41 @@ static mlxn_status kv_rebuild(mlxn_session *s, model_kv *kv, int64_t cap, int64_
     return MLXN_OK;
 }
 
+/* Fixed layout: every layer's buffers for the whole context (rings for
+ * sliding-window layers), and the step block. */
+static mlxn_status kv_fixed_alloc(mlxn_session *s) {
+    const mlxn_model_config *c = &s->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        model_kv *kv = &s->kv[l];
+        int64_t W = c->layers[l].window;
+        kv->ring = W > 0 && W < s->max_context;
+        kv->cap = kv->ring ? W : s->max_context;
+        int64_t shape[3] = {c->n_kv_heads, kv->cap, c->head_dim};
+        mlxn_status st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &kv->k);
+        if (st == MLXN_OK) st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &kv->v);
+        if (st != MLXN_OK)
+            return mlxn_fail_context(st, "session: KV cache of layer %d (%lld slots, %s): ", l, (long long)kv->cap,
+                                     mlxn_dtype_name(s->kv_dtype));
+    }
+    int64_t n = STEP_SIZE(c->n_layers);
+    MLXN_TRY(alloc1(s->m->dev, MLXN_DTYPE_I32, n, &s->step_dev));
+    void *h = NULL;
+    MLXN_TRY(mlxn_host_alloc(s->m->dev, sizeof(int32_t) * (size_t)n, &h));
+    s->step_host = h;
+    return MLXN_OK;
+}
+
+/* Fixed layout: every layer holds the positions before `end` it keeps. */
+static void kv_set_end(mlxn_session *s, int64_t end) {
+    for (int l = 0; l < s->m->cfg.n_layers; l++) {
+        model_kv *kv = &s->kv[l];
+        kv->start = kv->ring && end > kv->cap ? end - kv->cap : 0;
+        kv->len = end - kv->start;
+    }
+}
+
 mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
+    if (s->fixed) return MLXN_OK; /* allocated for the whole context */
     const mlxn_model_config *c = &s->m->cfg;
     for (int l = 0; l < c->n_layers; l++) {
         model_kv *kv = &s->kv[l];
@@ -122,6 +194,67 @@ mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
     return MLXN_OK;
 }
 
+/* ---- single-token steps -------------------------------------------------------------- */
+
+/* Capture one step (the step block's upload, the forward pass, the head)
+ * into s->graph. */
+static mlxn_status capture(mlxn_session *s, size_t bytes) {
+    MLXN_TRY(mlxn_stream_capture_begin(s->st));
+    mlxn_status st = mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset, s->step_host, bytes, 1);
+    s->step_mode = true;
+    if (st == MLXN_OK) st = model_forward_chunk(s, 1, 0);
+    s->step_mode = false;
+    void *g = NULL;
+    mlxn_status e = mlxn_stream_capture_end(s->st, &g);
+    if (st == MLXN_OK) st = e;
+    else if (g) mlxn_stream_graph_free(s->st, g);
+    if (st == MLXN_OK) s->graph = g;
+    return st;
+}
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first);
+
+/* One token at s->pos in the fixed layout; first: 0 (logits) or 1 (none). */
+static mlxn_status run_step(mlxn_session *s, int32_t token, int64_t first) {
+    int64_t t0 = now_ns();
+    mlxn_status st = run_step_(s, token, first);
+    s->step_host_ns += now_ns() - t0;
+    return st;
+}
+
+static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
+    const mlxn_model_config *c = &s->m->cfg;
+    int32_t *h = s->step_host;
+    int64_t p = s->pos;
+    h[STEP_TOKEN] = token;
+    h[STEP_POS] = (int32_t)p;
+    for (int l = 0; l < c->n_layers; l++) {
+        const model_kv *kv = &s->kv[l];
+        h[STEP_SLOT(l)] = (int32_t)(kv->ring ? p % kv->cap : p);
+        h[STEP_KV_LEN(l)] = (int32_t)(kv->ring && p + 1 > kv->cap ? kv->cap : p + 1);
+    }
+    size_t bytes = sizeof(int32_t) * (size_t)STEP_SIZE(c->n_layers);
+    bool use_graph = s->graphs && first == 0;
+    if (use_graph && !s->graph && s->warm && capture(s, bytes) != MLXN_OK) s->graphs = use_graph = false;
+    if (use_graph && s->graph) {
+        MLXN_TRY(mlxn_stream_graph_launch(s->st, s->graph));
+        s->graph_replays++;
+        return MLXN_OK;
+    }
+    MLXN_TRY(mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset, h, bytes, 1));
+    s->step_mode = true;
+    mlxn_status st = model_forward_chunk(s, 1, first);
+    s->step_mode = false;
+    if (st == MLXN_OK && first == 0) s->warm = true;
+    return st;
+}
+
 /* ---- public API ------------------------------------------------------------------ */
 
 mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_session **out) {
@@ -136,6 +269,18 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
                          mlxn_dtype_name(p->kv_dtype));
     if (p && p->stream && mlxn_stream_device(p->stream) != m->dev)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: the stream is not on the model's device");
+    if (p && (p->kv_layout < 0 || p->kv_layout > 2))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: kv_layout %d is not 0 (default), 1 (growing) or 2 (fixed)",
+                         p->kv_layout);
+    if (p && (p->decode_graphs < -1 || p->decode_graphs > 1))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: decode_graphs %d is not -1, 0 or 1", p->decode_graphs);
+    int64_t max_ctx = p && p->max_context ? p->max_context : m->cfg.max_pos;
+    if (p && p->kv_layout == 2 && max_ctx <= 0)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "session_new: the fixed KV layout needs a bounded context (max_context; the model has no "
+                         "max_position_embeddings)");
+    if (max_ctx > 2147483647)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_new: max_context %lld is beyond 2^31", (long long)max_ctx);
     mlxn_session *s = calloc(1, sizeof *s);
     if (!s) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "session_new: out of memory");
     s->kv = calloc((size_t)m->cfg.n_layers, sizeof *s->kv);
@@ -146,15 +291,33 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     s->m = m;
     s->st = p && p->stream ? p->stream : mlxn_device_stream(m->dev);
     s->chunk = p && p->prefill_chunk ? p->prefill_chunk : DEFAULT_CHUNK;
-    s->max_context = p && p->max_context ? p->max_context : m->cfg.max_pos;
-    s->kv_dtype = p && p->kv_dtype ? p->kv_dtype
-                                   : mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU ? MLXN_DTYPE_F32 : MLXN_DTYPE_BF16;
+    s->max_context = max_ctx;
+    bool gpu = mlxn_device_get_kind(m->dev) != MLXN_DEVICE_CPU;
+    s->kv_dtype = p && p->kv_dtype ? p->kv_dtype : gpu ? MLXN_DTYPE_BF16 : MLXN_DTYPE_F32;
+    int layout = p ? p->kv_layout : 0;
+    s->fixed = layout == 2 || (layout == 0 && gpu && max_ctx > 0);
+    const char *env = getenv("MLXN_CUDA_GRAPHS");
+    int g = p ? p->decode_graphs : 0;
+    s->graphs = s->fixed && mlxn_stream_has_graphs(s->st) && (g == 1 || (g == 0 && !(env && strcmp(env, "0") == 0)));
+    if (s->fixed) {
+        mlxn_status st = kv_fixed_alloc(s);
+        if (st != MLXN_OK) {
+            mlxn_session_free(s);
+            return st;
+        }
+    }
     *out = s;
     return MLXN_OK;
 }
 
+int64_t model_session_graph_replays(const mlxn_session *s) { return s ? s->graph_replays : 0; }
+int64_t model_session_step_host_ns(const mlxn_session *s) { return s ? s->step_host_ns : 0; }
+
 void mlxn_session_free(mlxn_session *s) {
     if (!s) return;
+    graph_drop(s);
+    if (s->step_dev.buf) mlxn_tensor_release(&s->step_dev);
+    mlxn_host_free(s->m->dev, s->step_host);
     for (int l = 0; l < s->m->cfg.n_layers; l++) kv_free(&s->kv[l]);
     free(s->kv);
     scratch_free(&s->sc);
@@ -224,9 +387,14 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
         if (st == MLXN_OK) st = model_kv_reserve(s, T);
         /* in order on the session's stream: ids up, the forward pass, logits
            down (the read waits for the stream and reports device errors) */
-        if (st == MLXN_OK)
-            st = mlxn_stream_write(s->st, s->sc.ids.buf, s->sc.ids.offset, tokens + done, sizeof(int32_t) * (size_t)T, 0);
-        if (st == MLXN_OK) st = model_forward_chunk(s, T, first);
+        if (st == MLXN_OK && s->fixed && T == 1) {
+            st = run_step(s, tokens[done], first);
+        } else {
+            if (st == MLXN_OK)
+                st = mlxn_stream_write(s->st, s->sc.ids.buf, s->sc.ids.offset, tokens + done,
+                                       sizeof(int32_t) * (size_t)T, 0);
+            if (st == MLXN_OK) st = model_forward_chunk(s, T, first);
+        }
         if (st == MLXN_OK && T - first > 0) {
             float *dst = mode == MLXN_LOGITS_ALL ? logits + done * (int64_t)c->vocab : logits;
             st = mlxn_stream_read(s->st, s->sc.logits.buf, s->sc.logits.offset, dst,
@@ -237,7 +405,21 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
         if (st == MLXN_OK) {
             s->pos += T;
             done += T;
+            if (s->fixed) kv_set_end(s, s->pos);
         }
+    }
+    if (st != MLXN_OK && s->fixed) {
+        /* a ring may already hold part of the failed chunk over positions
+           that are still needed: start again (the API allows it) */
+        mlxn_status keep = st;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", mlxn_last_error());
+        s->pos = pos0 + done;
+        kv_set_end(s, s->pos);
+        bool ring = false;
+        for (int l = 0; l < c->n_layers; l++) ring |= s->kv[l].ring;
+        if (ring || mlxn_session_truncate(s, pos0) != MLXN_OK) mlxn_session_reset(s);
+        return mlxn_fail(keep, "%s", msg);
     }
     if (st != MLXN_OK) {
         /* back to where the call started (the layers may have appended part of a chunk) */

@@ -1,0 +1,216 @@
+/* The fixed KV layout (every buffer allocated once; sliding-window layers a
+ * ring of `window` slots; single-token steps reading their position from
+ * device memory) against the growing layout that test_models.c checks
+ * against mlx-lm, on the CPU:
+ *  - golden models (gemma3 with a window of 8, llama, qwen3 quantized):
+ *    a prefill, a 4-token chunk, 30 single tokens (the rings wrap several
+ *    times), then a 5-token chunk after the wrap (gathered from the ring in
+ *    two runs) and more single tokens: every row within float rounding
+ *    (a ring holds the same keys in another order, so attention sums in
+ *    another order);
+ *  - reuse: truncation by one token on a ring (allowed), by two (refused,
+ *    naming the window), reset and run again: the same logits;
+ *  - bad parameters: an unknown layout, fixed with an unbounded context.
+ * On a CUDA device (when present), the decode graph: the same 50-token run
+ * with graphs on and off gives bit-identical logits (the replays read the
+ * same step block the op-by-op steps do), graphs were really replayed, and
+ * MLXN_CUDA_GRAPHS=0 or decode_graphs = -1 turns them off. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "model/model_internal.h"
+
+/* float rounding of another summation order; measured on the CPU */
+static const double TOL_MAX = 2e-5, TOL_NMSE = 1e-10;
+
+static double std_of(const float *x, size_t n) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
+    double m = s / (double)n;
+    return sqrt(s2 / (double)n - m * m);
+}
+
+enum { N = 50 };
+/* the schedule: chunk sizes adding up to N: a prefill of 11, a chunk of 4,
+   19 single tokens (past the window of 8 twice), a chunk of 5 (gathered
+   from a wrapped ring), 11 single tokens */
+static const int SCHED[] = {11, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                            5,  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* Run the schedule on a fresh session of m with params p: all logits into out [N, V]. */
+static void run(mlxn_model *m, const mlxn_session_params *p, const int32_t *tok, float *out, mlxn_session **keep) {
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    mlxn_session *s = NULL;
+    CHECK_OK(mlxn_session_new(m, p, &s));
+    if (!s) return;
+    t_poison(out, sizeof(float) * (size_t)(N * V));
+    int64_t pos = 0;
+    for (size_t i = 0; i < sizeof SCHED / sizeof SCHED[0]; i++) {
+        CHECK_OK(mlxn_session_forward(s, tok + pos, SCHED[i], MLXN_LOGITS_ALL, out + pos * V));
+        pos += SCHED[i];
+    }
+    CHECK(pos == N && mlxn_session_position(s) == N, "schedule covers %lld tokens", (long long)pos);
+    if (keep) *keep = s;
+    else mlxn_session_free(s);
+}
+
+static void compare_tol(const char *name, const char *what, const float *ref, const float *got, int64_t from,
+                        int64_t to, int64_t V, double sd, double tol_max, double tol_nmse) {
+    double worst = 0, worst_e = 0;
+    int bad = 0;
+    for (int64_t r = from; r < to; r++) {
+        double d = t_max_abs_diff(ref + r * V, got + r * V, (size_t)V) / sd, e = t_nmse(ref + r * V, got + r * V, (size_t)V);
+        if (!(d <= tol_max) || !(e <= tol_nmse)) bad++;
+        if (!(d <= worst)) worst = d;
+        if (!(e <= worst_e)) worst_e = e;
+    }
+    CHECK(bad == 0, "%s %s: %d rows beyond tolerance (worst %.3g std, nmse %.3g)", name, what, bad, worst, worst_e);
+    printf("  %-18s %-22s max|diff| %.2e std  nmse %.2e\n", name, what, worst, worst_e);
+}
+
+static void compare(const char *name, const char *what, const float *ref, const float *got, int64_t from, int64_t to,
+                    int64_t V, double sd) {
+    compare_tol(name, what, ref, got, from, to, V, sd, TOL_MAX, TOL_NMSE);
+}
+
+static void cpu_case(mlxn_device *dev, const char *name) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(dir, dev, NULL, &m));
+    if (!m) return;
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    float *ref = malloc(sizeof(float) * (size_t)(N * V)), *got = malloc(sizeof(float) * (size_t)(N * V));
+    mlxn_session_params grow = {.kv_layout = 1, .max_context = 64};
+    mlxn_session_params fix = {.kv_layout = 2, .max_context = 64};
+    run(m, &grow, tok, ref, NULL);
+    double sd = std_of(ref, (size_t)(N * V));
+    mlxn_session *s = NULL;
+    run(m, &fix, tok, got, &s);
+    compare(name, "fixed vs growing", ref, got, 0, N, V, sd);
+    if (s) {
+        const mlxn_model_info *info = mlxn_model_get_info(m);
+        /* truncation: one token back is fine, two are refused on a ring */
+        CHECK_OK(mlxn_session_truncate(s, N - 1));
+        t_poison(got, sizeof(float) * (size_t)V);
+        CHECK_OK(mlxn_session_forward(s, tok + N - 1, 1, MLXN_LOGITS_LAST, got));
+        compare(name, "truncated by 1", ref + (N - 1) * V, got, 0, 1, V, sd);
+        if (info->n_sliding_layers > 0) {
+            CHECK_FAILS(mlxn_session_truncate(s, N - 2), MLXN_ERR_UNSUPPORTED);
+            CHECK(strstr(mlxn_last_error(), "sliding window") != NULL, "truncate message: %s", mlxn_last_error());
+        } else {
+            CHECK_OK(mlxn_session_truncate(s, 20));
+            t_poison(got, sizeof(float) * (size_t)(N * V));
+            CHECK_OK(mlxn_session_forward(s, tok + 20, N - 20, MLXN_LOGITS_ALL, got + 20 * V));
+            compare(name, "truncated to 20", ref, got, 20, N, V, sd);
+        }
+        /* reset and again: the same */
+        mlxn_session_reset(s);
+        t_poison(got, sizeof(float) * (size_t)(N * V));
+        int64_t pos = 0;
+        for (size_t i = 0; i < sizeof SCHED / sizeof SCHED[0]; i++) {
+            CHECK_OK(mlxn_session_forward(s, tok + pos, SCHED[i], MLXN_LOGITS_ALL, got + pos * V));
+            pos += SCHED[i];
+        }
+        compare(name, "after reset", ref, got, 0, N, V, sd);
+        /* past the context */
+        CHECK_OK(mlxn_session_truncate(s, N - 1));
+        int32_t more[20] = {0};
+        CHECK_FAILS(mlxn_session_forward(s, more, 20, MLXN_LOGITS_NONE, NULL), MLXN_ERR_INVALID_ARGUMENT);
+        mlxn_session_free(s);
+    }
+    free(ref);
+    free(got);
+    mlxn_model_free(m);
+}
+
+static void bad_params(mlxn_device *dev) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/llama_f32", MLXN_TEST_GOLDEN_DIR);
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(dir, dev, NULL, &m));
+    if (!m) return;
+    mlxn_session *s = NULL;
+    mlxn_session_params p3 = {.kv_layout = 3}, g2 = {.decode_graphs = 2};
+    CHECK_FAILS(mlxn_session_new(m, &p3, &s), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK_FAILS(mlxn_session_new(m, &g2, &s), MLXN_ERR_INVALID_ARGUMENT);
+    if (mlxn_model_get_info(m)->max_position_embeddings == 0) {
+        mlxn_session_params fx = {.kv_layout = 2};
+        CHECK_FAILS(mlxn_session_new(m, &fx, &s), MLXN_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(mlxn_last_error(), "bounded context") != NULL, "message: %s", mlxn_last_error());
+    }
+    mlxn_model_free(m);
+}
+
+/* GPU: graphs on vs off, bit for bit. */
+static void gpu_graphs(mlxn_device *gpu, const char *name) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(dir, gpu, NULL, &m));
+    if (!m) return;
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    float *a = malloc(sizeof(float) * (size_t)(N * V)), *b = malloc(sizeof(float) * (size_t)(N * V));
+    mlxn_session_params off = {.max_context = 64, .decode_graphs = -1}, on = {.max_context = 64, .decode_graphs = 1};
+    mlxn_session *s = NULL;
+    run(m, &off, tok, a, &s);
+    CHECK(s && model_session_graph_replays(s) == 0, "%s: graphs off, yet %lld replays", name,
+          (long long)model_session_graph_replays(s));
+    mlxn_session_free(s);
+    s = NULL;
+    run(m, &on, tok, b, &s);
+    int64_t replays = model_session_graph_replays(s);
+    /* 30 single-token steps: the first runs op by op, the other 29 replay the graph */
+    CHECK(replays == 29, "%s: only %lld graph replays", name, (long long)replays);
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)(N * V)), "%s: graph-replayed logits differ from op-by-op ones", name);
+    /* a prefill in between makes the scratch grow: the graph is dropped and captured again */
+    if (s) {
+        mlxn_session_reset(s);
+        float *c = malloc(sizeof(float) * (size_t)(N * V));
+        CHECK_OK(mlxn_session_forward(s, tok, 30, MLXN_LOGITS_ALL, c));
+        for (int i = 30; i < N; i++) CHECK_OK(mlxn_session_forward(s, tok + i, 1, MLXN_LOGITS_ALL, c + i * V));
+        CHECK(model_session_graph_replays(s) > replays, "%s: no replays after the scratch grew", name);
+        double sd = std_of(a, (size_t)(N * V));
+        /* another chunking: other kernels round the bf16 cache's inputs differently (test_models_cuda's bound) */
+        compare_tol(name, "gpu: prefill 30 + steps", a, c, 0, N, V, sd, 5e-3, 1e-5);
+        free(c);
+    }
+    mlxn_session_free(s);
+    printf("  %-18s graphs: %lld replays, bit-identical to op by op over %d tokens\n", name, (long long)replays, N);
+    /* the environment switch */
+    setenv("MLXN_CUDA_GRAPHS", "0", 1);
+    mlxn_session_params dflt = {.max_context = 64};
+    run(m, &dflt, tok, b, &s);
+    CHECK(s && model_session_graph_replays(s) == 0, "%s: MLXN_CUDA_GRAPHS=0 ignored", name);
+    CHECK(!memcmp(a, b, sizeof(float) * (size_t)(N * V)), "%s: MLXN_CUDA_GRAPHS=0 run differs", name);
+    mlxn_session_free(s);
+    unsetenv("MLXN_CUDA_GRAPHS");
+    free(a);
+    free(b);
+    mlxn_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    t_init(argc, argv, "test_session_fixed");
+    mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
+    if (!cpu) return t_finish();
+    const char *cases[] = {"gemma3_text_f32", "llama_f32", "qwen3_q8g64", "gemma3_text_q4g32"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cpu_case(cpu, cases[i]);
+    bad_params(cpu);
+    mlxn_device_free(cpu);
+    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
+    mlxn_device *gpu = NULL;
+    if (mlxn_device_new(&p, &gpu) == MLXN_OK) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gpu_graphs(gpu, cases[i]);
+        mlxn_device_free(gpu);
+    } else {
+        printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());
+    }
+    return t_finish();
+}
