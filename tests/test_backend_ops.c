@@ -502,11 +502,11 @@ static void case_qmatmul(bk *b) {
      * and a one-item row (K = 128, lanes past K idle), one x row whose last
      * item is partial (K = 2176 = 17 x 128) with a row count that fills no
      * block evenly; 3 and 8 x rows with K split into several slices, the
-     * last one partial (K = 6208), and rows that are not a multiple of 4 */
+     * last one partial (K = 6272 = 49 x 128: a multiple of every group size), and rows that are not a multiple of 4 */
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
         mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
-        const int64_t shapes[4][3] = {{6001, 128, 1}, {1501, 2176, 1}, {301, 6208, 3}, {301, 6208, 8}};
+        const int64_t shapes[4][3] = {{6001, 128, 1}, {1501, 2176, 1}, {301, 6272, 3}, {301, 6272, 8}};
         for (int k = 0; k < 4; k++) {
             int64_t R = shapes[k][0], C = shapes[k][1], n = shapes[k][2];
             qm m = quantized(b, &q, sdt, R, C);

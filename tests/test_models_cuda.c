@@ -19,6 +19,11 @@
  * error of 2^-8 relative in that element, rarely). The bf16 model's dense
  * products round x to bf16 on the GPU (cuBLAS has no f32 x bf16 product;
  * see cu_matmul.cu), which the CPU does not: bf16-sized differences there.
+ * Every case runs twice: first with the quantized products of a prompt on
+ * the exact f32 mat-vec kernels (MLXN_CUDA_QMM_MIN_ROWS set out of reach),
+ * at the tolerances above; then with the default prefill path, which from
+ * a few x rows rounds x to bf16 for a tensor-core GEMM (cu_qmm.cu;
+ * measured NMSE 1.5e-5 to 6.7e-5 on these models), at the bf16 tolerance.
  *
  * Then: SmolLM2-135M (found as test_smollm2.c finds it; skipped when
  * absent) greedy on both devices; two models on the GPU at once, their
@@ -132,7 +137,7 @@ static void greedy_pair(const char *name, mlxn_session *cs, mlxn_session *gs, fl
            (long long)to, worst);
 }
 
-static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int bf16) {
+static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int bf16, int gemm) {
     char dir[1024], rel[256];
     snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
     snprintf(rel, sizeof rel, "models/%s/logits.safetensors", name);
@@ -157,7 +162,8 @@ static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int b
     CHECK_OK(mlxn_session_forward(cs, tokens, (int64_t)T, MLXN_LOGITS_ALL, a));
     CHECK_OK(mlxn_session_forward(gs, tokens, (int64_t)T, MLXN_LOGITS_ALL, b));
     double sd = std_of(a, T * (size_t)V);
-    compare(name, "prompt, f32 kv", a, b, (int64_t)T, V, bf16 ? TOL_BF16 : TOL_F32, sd);
+    compare(name, gemm ? "prompt, f32 kv, GEMM prefill" : "prompt, f32 kv", a, b, (int64_t)T, V,
+            bf16 || gemm ? TOL_BF16 : TOL_F32, sd);
     mlxn_session_free(cs);
     mlxn_session_free(gs);
 
@@ -166,7 +172,7 @@ static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int b
     mlxn_session_params kb = {.kv_dtype = MLXN_DTYPE_BF16};
     CHECK_OK(mlxn_session_new(mc, &kb, &cs));
     CHECK_OK(mlxn_session_new(mg, NULL, &gs));
-    tol tl = bf16 ? TOL_BF16 : TOL_KV16;
+    tol tl = bf16 || gemm ? TOL_BF16 : TOL_KV16;
     if (cs && gs) {
         t_poison(a, sizeof(float) * T * (size_t)V);
         t_poison(b, sizeof(float) * T * (size_t)V);
@@ -176,7 +182,7 @@ static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int b
             CHECK_OK(mlxn_session_forward(gs, tokens + pos, steps[i], MLXN_LOGITS_ALL, b + pos * V));
             pos += steps[i];
         }
-        compare(name, "stepped, bf16 kv", a, b, (int64_t)T, V, tl, sd);
+        compare(name, gemm ? "stepped, bf16 kv, GEMM prefill" : "stepped, bf16 kv", a, b, (int64_t)T, V, tl, sd);
         greedy_pair(name, cs, gs, a + (T - 1) * V, b + (T - 1) * V, V, DECODE_TO, tl, sd);
     }
     mlxn_session_free(cs);
@@ -359,8 +365,11 @@ int main(int argc, char **argv) {
     printf("device: %s\n", mlxn_device_name(gpu));
     mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
     if (cpu) {
-        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(cpu, gpu, CASES[i].name, CASES[i].bf16);
-        smollm2(cpu, gpu);
+        setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(cpu, gpu, CASES[i].name, CASES[i].bf16, 0);
+        smollm2(cpu, gpu); /* still on the exact mat-vec path */
+        unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(cpu, gpu, CASES[i].name, CASES[i].bf16, 1);
     }
     two_models(gpu);
     mlxn_device_free(cpu);
