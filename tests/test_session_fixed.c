@@ -207,7 +207,12 @@ int main(int argc, char **argv) {
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
     mlxn_device *gpu = NULL;
     if (mlxn_device_new(&p, &gpu) == MLXN_OK) {
+        /* the comparisons with the CPU are at f32 tolerances: keep the prompts'
+           quantized products on the exact mat-vec kernels, not the bf16 GEMM
+           prefill path (test_models_cuda checks that one at bf16 tolerances) */
+        setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gpu_graphs(gpu, cases[i]);
+        unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
         mlxn_device_free(gpu);
     } else {
         printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());
