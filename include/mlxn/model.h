@@ -27,6 +27,7 @@
 #ifndef MLXN_MODEL_H
 #define MLXN_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mlxn/device.h"
@@ -112,12 +113,36 @@ typedef struct mlxn_session_params {
                             second is captured into a graph, and every later one
                             replays it (the host writes the token and position
                             into pinned memory and launches it). */
+    /* Both > 0: a TurboQuant cache (mlxn/turboquant.h) with keys coded in
+     * kv_k_bits and values in kv_v_bits bits (2..8) instead of the dense
+     * one (kv_dtype is then unused). Needs a head_dim that is a power of
+     * two from 64 to 512 and a bounded context (max_context, or the
+     * model's max_position_embeddings): full-attention layers get one
+     * cache of that many positions at creation; sliding-window layers a
+     * ring of max(2 window, window - 1 + prefill_chunk) positions. Anything
+     * else fails here with a message naming the model's head_dim or the
+     * width, not at the first token. See docs/turboquant.md. */
+    int kv_k_bits, kv_v_bits;
 } mlxn_session_params;
+
+/* Set the KV cache kind of *p from its name: "f32", "f16", "bf16" (dense),
+ * "tq2" .. "tq8" (TurboQuant, the same width for keys and values), "tq"
+ * (TurboQuant at MLXN_KV_TQ_DEFAULT_BITS) or "kXvY" (keys X bits, values
+ * Y bits, e.g. "k4v8"). Other fields are untouched; an unknown name is
+ * MLXN_ERR_INVALID_ARGUMENT with a message listing the forms. */
+mlxn_status mlxn_kv_cache_parse(const char *name, mlxn_session_params *p);
+#define MLXN_KV_TQ_DEFAULT_BITS 8
+
 
 /* A fresh session (empty cache) on model m; params may be NULL. The model
  * must outlive its sessions. */
 mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *params, mlxn_session **out);
 void mlxn_session_free(mlxn_session *s);
+
+/* KV cache bytes one position costs in this session, summed over layers:
+ * dense 2 x n_kv_heads x head_dim x the element size per layer,
+ * TurboQuant mlxn_tq_bytes_per_token (codes and norms of K and V). */
+size_t mlxn_session_kv_bytes_per_token(const mlxn_session *s);
 
 /* Tokens the session holds (the position of the next token). */
 int64_t mlxn_session_position(const mlxn_session *s);

@@ -214,7 +214,10 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     mlxn_tensor vt = swap01(view(&sc->v, 3, T, Hk, D));
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
     mlxn_tensor att4 = batch1(att);
-    MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
+    if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
+        MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, &att4));
+    else
+        MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
 
     /* [Hq, T, D] -> [T, Hq * D] for the output projection */
     mlxn_tensor att_thd = swap01(att), att_t = view(&sc->att_t, 3, T, Hq, D);

@@ -224,6 +224,9 @@ struct mlxn_session {
     void *graph;       /* the captured step (with the head), or NULL */
     int64_t graph_replays;
     int64_t step_host_ns; /* host time spent queuing single-token steps (not waiting) */
+    /* TurboQuant cache (session_tq.c), NULL when the session is dense */
+    struct mlxn_tq_cache **tq; /* [n_layers] */
+    int64_t *tq_hi;            /* [n_layers] one past the highest position ever appended */
 };
 
 /* Graph replays of session s so far (tests). */
@@ -238,6 +241,19 @@ int64_t model_session_step_host_ns(const mlxn_session *s);
  * [first_logit_row, T) go to s->sc.logits rows [0, T - first_logit_row);
  * first_logit_row == T computes none. */
 mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_row);
+
+/* TurboQuant sessions (session_tq.c). model_tq_new validates and
+ * allocates every layer's cache (nothing when p asks for a dense cache);
+ * model_tq_truncate_check fails, changing nothing, when a sliding layer's
+ * ring no longer holds what position n's query needs; model_tq_attention
+ * appends the chunk's keys/values ([Hkv, T, D] views) at s->pos and runs
+ * attention of q [1, Hq, T, D] into out [1, Hq, T, D]. */
+mlxn_status model_tq_new(mlxn_session *s, const mlxn_session_params *p);
+void model_tq_free(mlxn_session *s);
+mlxn_status model_tq_truncate_check(const mlxn_session *s, int64_t n);
+mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *k, const mlxn_tensor *v,
+                               const mlxn_tensor *q, mlxn_tensor *out);
+size_t model_tq_bytes_per_token(const mlxn_session *s);
 
 /* Make room for T more tokens in every layer's cache. */
 mlxn_status model_kv_reserve(mlxn_session *s, int64_t T);

@@ -177,6 +177,7 @@ static void kv_set_end(mlxn_session *s, int64_t end) {
 mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
     if (s->fixed) return MLXN_OK; /* allocated for the whole context */
     const mlxn_model_config *c = &s->m->cfg;
+    if (s->tq) return MLXN_OK; /* TurboQuant caches are allocated at creation (session_tq.c) */
     for (int l = 0; l < c->n_layers; l++) {
         model_kv *kv = &s->kv[l];
         int64_t W = c->layers[l].window;
@@ -295,7 +296,8 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     bool gpu = mlxn_device_get_kind(m->dev) != MLXN_DEVICE_CPU;
     s->kv_dtype = p && p->kv_dtype ? p->kv_dtype : gpu ? MLXN_DTYPE_BF16 : MLXN_DTYPE_F32;
     int layout = p ? p->kv_layout : 0;
-    s->fixed = layout == 2 || (layout == 0 && gpu && max_ctx > 0);
+    bool tq = p && (p->kv_k_bits || p->kv_v_bits); /* TurboQuant: its own caches (session_tq.c) */
+    s->fixed = !tq && (layout == 2 || (layout == 0 && gpu && max_ctx > 0));
     const char *env = getenv("MLXN_CUDA_GRAPHS");
     int g = p ? p->decode_graphs : 0;
     s->graphs = s->fixed && mlxn_stream_has_graphs(s->st) && (g == 1 || (g == 0 && !(env && strcmp(env, "0") == 0)));
@@ -305,6 +307,11 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
             mlxn_session_free(s);
             return st;
         }
+    }
+    mlxn_status tqs = model_tq_new(s, p);
+    if (tqs != MLXN_OK) {
+        mlxn_session_free(s);
+        return tqs;
     }
     *out = s;
     return MLXN_OK;
@@ -320,11 +327,19 @@ void mlxn_session_free(mlxn_session *s) {
     mlxn_host_free(s->m->dev, s->step_host);
     for (int l = 0; l < s->m->cfg.n_layers; l++) kv_free(&s->kv[l]);
     free(s->kv);
+    model_tq_free(s);
     scratch_free(&s->sc);
     free(s);
 }
 
 int64_t mlxn_session_position(const mlxn_session *s) { return s ? s->pos : 0; }
+
+size_t mlxn_session_kv_bytes_per_token(const mlxn_session *s) {
+    if (!s) return 0;
+    if (s->tq) return model_tq_bytes_per_token(s);
+    const mlxn_model_config *c = &s->m->cfg;
+    return (size_t)2 * (size_t)c->n_layers * (size_t)c->n_kv_heads * (size_t)c->head_dim * mlxn_dtype_size(s->kv_dtype);
+}
 
 void mlxn_session_reset(mlxn_session *s) {
     if (!s) return;
@@ -338,6 +353,11 @@ mlxn_status mlxn_session_truncate(mlxn_session *s, int64_t n) {
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_truncate: %lld is outside [0, %lld] (the tokens held)",
                          (long long)n, (long long)s->pos);
     const mlxn_model_config *c = &s->m->cfg;
+    if (s->tq) {
+        MLXN_TRY(model_tq_truncate_check(s, n));
+        s->pos = n;
+        return MLXN_OK;
+    }
     /* a sliding layer must still hold every position the next query sees */
     for (int l = 0; l < c->n_layers; l++) {
         int64_t W = c->layers[l].window, need = n - (W - 1);

@@ -200,8 +200,8 @@ int cmd_bench_model(int argc, char **argv) {
         goto done;
     }
     if (!o.json) {
-        printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s\n", o.mo.model, mi->arch,
-               bytes / 1048576.0, mi->n_layers, dev, c.kv_name);
+        printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s (%zu bytes per token)\n", o.mo.model,
+               mi->arch, bytes / 1048576.0, mi->n_layers, dev, c.kv_name, c.kv_bytes_per_token);
         printf("shape: hidden %d, %d heads (%d KV) of %d, FFN %d, vocab %d, %s embeddings, %d quantized "
                "matrices; a decode step reads %.1f MB of weights\n",
                mi->hidden_size, mi->n_heads, mi->n_kv_heads, mi->head_dim, mi->intermediate_size, mi->vocab_size,
@@ -253,6 +253,7 @@ int cmd_bench_model(int argc, char **argv) {
                                       "n_quantized", mi->n_quantized);
             if (j && (!shape || json_object_set_new(j, "shape", shape) ||
                       json_object_set_new(j, "ms_per_token", json_real(ms_tok)) ||
+                      json_object_set_new(j, "kv_bytes_per_token", json_integer((json_int_t)c.kv_bytes_per_token)) ||
                       json_object_set_new(j, "decode_weight_bytes", json_real(wtok)) ||
                       json_object_set_new(j, "gb_s", gen ? json_real(gbs) : json_null()) ||
                       json_object_set_new(j, "copy_gb_s", copy_gbs > 0 ? json_real(copy_gbs) : json_null()) ||

@@ -7,6 +7,7 @@
  * generation does, for a prefill timing comparable with mlx_lm.generate). */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,8 @@
 #include "mlxn/mlxn.h"
 
 typedef struct eval_opts {
-    const char *model, *tokens, *tokens_file, *logits_out;
-    int greedy, last, threads, chunk, quiet;
+    const char *model, *tokens, *tokens_file, *logits_out, *kv_cache;
+    int greedy, last, threads, chunk, quiet, compare_dense;
 } eval_opts;
 
 static const opt_spec eval_rows[] = {
@@ -40,6 +41,13 @@ static const opt_spec eval_rows[] = {
     {"chunk", 0, OPT_INT, offsetof(eval_opts, chunk), "N", "Prefill chunk, in tokens (0: the default).", "2048",
      0, OPT_NO_MAX, NULL},
     {"quiet", 0, OPT_FLAG, offsetof(eval_opts, quiet), NULL, "Print nothing but errors.", NULL, 0, 0, NULL},
+    {"kv-cache", 0, OPT_STRING, offsetof(eval_opts, kv_cache), "KIND",
+     "The KV cache: f32, f16, bf16, tq (tq8), tq2..tq8 or kXvY (TurboQuant keys X bits, values Y bits), as in "
+     "`mlxn generate`.", "f32", 0, 0, NULL},
+    {"compare-dense", 0, OPT_FLAG, offsetof(eval_opts, compare_dense), NULL,
+     "Measure the --kv-cache against the dense f32 cache on the tokens (teacher-forced): perplexity of both, "
+     "its change in %, the mean KL divergence of the next-token distributions (dense || this cache) and how "
+     "often the top-1 ids agree.", NULL, 0, 0, NULL},
     {0},
 };
 
@@ -52,7 +60,8 @@ const opt_command eval_command = {
                    "position's logits as numpy's .npy format 1.0.",
     .opts = eval_rows,
     .examples = "mlxn eval -m SmolLM2-135M-Instruct-4bit --tokens \"1 2 3\" --greedy 8\n"
-                "mlxn eval -m model.gguf --tokens-file ids.txt --logits-out logits.npy --quiet",
+                "mlxn eval -m model.gguf --tokens-file ids.txt --logits-out logits.npy --quiet\n"
+                "mlxn eval -m model.gguf --tokens-file ids.txt --kv-cache tq4 --compare-dense",
 };
 
 static int parse_tokens(const char *s, int32_t **out, int64_t *n) {
@@ -134,6 +143,78 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* log softmax normalizer of x [n]: log sum exp x (in double). */
+static double log_sum_exp(const float *x, int64_t n) {
+    float mx = x[0];
+    for (int64_t i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+    return mx + log(sum);
+}
+
+/* --compare-dense: run the tokens through a dense f32 session and session
+ * s (the --kv-cache) in lockstep, chunk by chunk (memory stays two chunks
+ * of logits), teacher-forced: token i + 1 is scored by row i. Prints the
+ * perplexity of both, its change, the mean KL(dense || s) over the rows and
+ * the top-1 agreement. */
+static int compare_dense(mlxn_model *m, mlxn_session *s, const char *kind, const int32_t *ids, int64_t n, int chunk,
+                         int quiet) {
+    int64_t V = mlxn_model_get_info(m)->vocab_size, C = chunk > 0 ? chunk : 256;
+    mlxn_session_params dp = {.prefill_chunk = chunk, .max_context = n, .kv_dtype = MLXN_DTYPE_F32};
+    mlxn_session *d = NULL;
+    float *a = malloc(sizeof(float) * (size_t)(C * V)), *b = malloc(sizeof(float) * (size_t)(C * V));
+    int rc = 1;
+    if (!a || !b) {
+        fprintf(stderr, "mlxn eval: out of memory for the logits\n");
+        goto done;
+    }
+    if (mlxn_session_new(m, &dp, &d) != MLXN_OK) {
+        fprintf(stderr, "mlxn eval: %s\n", mlxn_last_error());
+        goto done;
+    }
+    double nll_d = 0, nll_s = 0, kl = 0;
+    int64_t agree = 0, rows = 0;
+    for (int64_t at = 0; at < n; at += C) {
+        int64_t T = n - at < C ? n - at : C;
+        if (mlxn_session_forward(d, ids + at, T, MLXN_LOGITS_ALL, a) != MLXN_OK ||
+            mlxn_session_forward(s, ids + at, T, MLXN_LOGITS_ALL, b) != MLXN_OK) {
+            fprintf(stderr, "mlxn eval: %s\n", mlxn_last_error());
+            goto done;
+        }
+        for (int64_t r = 0; r < T; r++) {
+            const float *x = a + r * V, *y = b + r * V;
+            double lx = log_sum_exp(x, V), ly = log_sum_exp(y, V), k = 0;
+            for (int64_t i = 0; i < V; i++) {
+                double lpx = x[i] - lx;
+                k += exp(lpx) * (lpx - (y[i] - ly));
+            }
+            kl += k;
+            agree += argmax(x, V) == argmax(y, V);
+            rows++;
+            if (at + r + 1 < n) {
+                nll_d += lx - x[ids[at + r + 1]];
+                nll_s += ly - y[ids[at + r + 1]];
+            }
+        }
+    }
+    if (n < 2) {
+        fprintf(stderr, "mlxn eval: --compare-dense needs at least 2 tokens\n");
+        goto done;
+    }
+    double ppl_d = exp(nll_d / (double)(n - 1)), ppl_s = exp(nll_s / (double)(n - 1));
+    printf("kv-cache %s: ppl %.4f, dense f32 ppl %.4f (%+.2f%%), mean KL %.5f, top-1 agreement %.2f%% over %lld "
+           "positions, %zu KV bytes per token (f32 %zu)\n",
+           kind, ppl_s, ppl_d, 100.0 * (ppl_s / ppl_d - 1.0), kl / (double)rows, 100.0 * (double)agree / (double)rows,
+           (long long)rows, mlxn_session_kv_bytes_per_token(s), mlxn_session_kv_bytes_per_token(d));
+    (void)quiet;
+    rc = 0;
+done:
+    mlxn_session_free(d);
+    free(a);
+    free(b);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_opts o = {0};
     opt_args a;
@@ -150,6 +231,10 @@ int cmd_eval(int argc, char **argv) {
     }
     if (o.last && o.logits_out) {
         opt_error(&eval_command, "--last computes one row of logits: --logits-out wants them all, leave one out");
+        return 2;
+    }
+    if (o.compare_dense && (o.last || o.logits_out || o.greedy)) {
+        opt_error(&eval_command, "--compare-dense runs the tokens teacher-forced: leave out --last, --logits-out and --greedy");
         return 2;
     }
     const char *model = o.model, *tokens = o.tokens, *tokens_file = o.tokens_file, *npy = o.logits_out;
@@ -174,11 +259,21 @@ int cmd_eval(int argc, char **argv) {
     mlxn_session *s = NULL;
     float *logits = NULL;
     mlxn_device_params dp = {.kind = MLXN_DEVICE_CPU, .n_threads = threads};
-    mlxn_session_params sp = {.prefill_chunk = chunk};
+    /* the context the run needs, so a TurboQuant cache holds no more */
+    mlxn_session_params sp = {.prefill_chunk = chunk, .max_context = n + (greedy > 0 ? greedy : 0)};
+    if (o.kv_cache && mlxn_kv_cache_parse(o.kv_cache, &sp) != MLXN_OK) {
+        fprintf(stderr, "mlxn eval: --kv-cache: %s\n", mlxn_last_error());
+        rc = 2;
+        goto done;
+    }
     double t0 = now(), t1 = 0, t2 = 0, t3 = 0;
     if (mlxn_device_new(&dp, &dev) != MLXN_OK || mlxn_model_load(model, dev, NULL, &m) != MLXN_OK ||
         mlxn_session_new(m, &sp, &s) != MLXN_OK) {
         fprintf(stderr, "mlxn eval: %s\n", mlxn_last_error());
+        goto done;
+    }
+    if (o.compare_dense) {
+        rc = compare_dense(m, s, o.kv_cache ? o.kv_cache : "f32", ids, n, chunk, quiet);
         goto done;
     }
     int64_t V = mlxn_model_get_info(m)->vocab_size;

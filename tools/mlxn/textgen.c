@@ -70,6 +70,30 @@ static int open_tokenizer(tg_ctx *c, const char *path, int is_dir) {
     return 0;
 }
 
+int tg_kv_cache(const char *cmd, mlxn_device *dev, const tg_model_opts *o, mlxn_session_params *sp,
+                const char **name) {
+    /* --kv-dtype auto (0): the library's default for the device (f32 on the CPU, bf16 on a GPU) */
+    static const mlxn_dtype kv_types[] = {0, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
+    static const char *const kv_names[] = {"auto", "f32", "bf16", "f16"};
+    if (!o->kv_cache || (o->kv_dtype != 0 && !strcmp(o->kv_cache, kv_names[o->kv_dtype]))) {
+        int kv = o->kv_dtype ? o->kv_dtype : mlxn_device_get_kind(dev) == MLXN_DEVICE_CPU ? 1 : 2;
+        sp->kv_dtype = kv_types[kv];
+        *name = kv_names[kv];
+        return 0;
+    }
+    if (o->kv_dtype != 0) {
+        fprintf(stderr, "mlxn %s: --kv-dtype %s and --kv-cache %s disagree: give --kv-cache only\n", cmd,
+                kv_names[o->kv_dtype], o->kv_cache);
+        return 2;
+    }
+    if (mlxn_kv_cache_parse(o->kv_cache, sp) != MLXN_OK) {
+        fprintf(stderr, "mlxn %s: --kv-cache: %s\n", cmd, mlxn_last_error());
+        return 2;
+    }
+    *name = o->kv_cache;
+    return 0;
+}
+
 static void load_progress(void *user, int64_t done, int64_t total) {
     progress_update((progress *)user, (double)done, (double)total, "MB");
 }
@@ -132,20 +156,15 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
         return 1;
     }
     c->info = mlxn_model_get_info(c->model);
-    /* auto: the library's default for the device (f32 on the CPU, bf16 on a GPU) */
-    static const mlxn_dtype kv_types[] = {0, MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
-    static const char *const kv_names[] = {"auto", "f32", "bf16", "f16"};
-    int kv = o->kv_dtype ? o->kv_dtype : mlxn_device_get_kind(c->dev) == MLXN_DEVICE_CPU ? 1 : 2;
-    c->kv_name = kv_names[kv];
     c->chunk = o->prefill_chunk > 0 ? o->prefill_chunk : 512;
-    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size, .kv_dtype = kv_types[kv]};
+    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size};
+    if (tg_kv_cache(cmd, c->dev, o, &sp, &c->kv_name)) return 2;
     if (mlxn_session_new(c->model, &sp, &c->session) != MLXN_OK) {
         err(c, "cannot start a session");
         return 1;
     }
     c->ctx = o->ctx_size > 0 ? o->ctx_size : c->info->max_position_embeddings;
-    c->kv_bytes_per_token = (size_t)2 * (size_t)c->info->n_layers * (size_t)c->info->n_kv_heads *
-                            (size_t)c->info->head_dim * (kv == 1 ? 4 : 2);
+    c->kv_bytes_per_token = mlxn_session_kv_bytes_per_token(c->session);
     c->logits = malloc(sizeof(float) * (size_t)c->info->vocab_size);
     if (!c->logits) {
         fprintf(stderr, "mlxn %s: out of memory\n", cmd);

@@ -19,7 +19,8 @@ typedef struct tg_model_opts {
     const char *device; /* "cpu", "cuda", "cuda:N" */
     int threads;        /* 0: one per core */
     int ctx_size;       /* 0: the model's max_position_embeddings */
-    int kv_dtype;       /* index in TG_KV_CHOICES */
+    int kv_dtype;       /* index in TG_KV_CHOICES (the older form of --kv-cache) */
+    const char *kv_cache; /* --kv-cache: f32, f16, bf16, tq, tq2..tq8, kXvY (mlxn_kv_cache_parse) */
     int prefill_chunk;  /* 0: 512 */
 } tg_model_opts;
 
@@ -40,6 +41,10 @@ typedef struct tg_model_opts {
     {"kv-dtype", 0, OPT_CHOICE, offsetof(T, M.kv_dtype), "T",                                                 \
      "Element type of the KV cache: auto is f32 on the CPU, bf16 on a GPU (bf16/f16 halve its memory).",    \
      "auto", 0, 0, TG_KV_CHOICES},               \
+    {"kv-cache", 0, OPT_STRING, offsetof(T, M.kv_cache), "KIND",                                              \
+     "The KV cache: dense f32, f16 or bf16, or TurboQuant (docs/turboquant.md): tq2..tq8 (keys and values "    \
+     "in 2..8 bits), kXvY (keys X bits, values Y bits, e.g. k4v8), tq (tq8). TurboQuant needs a head_dim "     \
+     "that is a power of two in 64..512.", "--kv-dtype", 0, 0, NULL},                                                 \
     {"prefill-chunk", 0, OPT_INT, offsetof(T, M.prefill_chunk), "N",                                          \
      "Prompt tokens per forward pass (0: 512).", "0", 0, 1 << 20, NULL}
 
@@ -56,7 +61,7 @@ typedef struct tg_ctx {
     int chunk;                /* prefill chunk */
     double load_s;            /* wall time to open everything */
     size_t kv_bytes_per_token;
-    const char *kv_name;
+    const char *kv_name;      /* "f32", "tq4", "k4v8", ... */
     float *logits;            /* [vocab] */
     int32_t *held;            /* [n_held] the tokens in the session's cache */
     int64_t n_held, cap_held;
@@ -68,6 +73,11 @@ typedef struct tg_ctx {
     uint64_t dev_draws;       /* random draws so far (temperature > 0) */
     mlxn_tensor dev_token;    /* i32 [1] on dev */
 } tg_ctx;
+
+/* The KV cache kind of --kv-cache / --kv-dtype into sp (its name, for
+ * messages, into *name). Prints the error and returns non-zero (2) for an
+ * unknown kind or a conflict between the two flags. */
+int tg_kv_cache(const char *cmd, mlxn_device *dev, const tg_model_opts *o, mlxn_session_params *sp, const char **name);
 
 /* Open the tokenizer and, when with_model, the device, model and one
  * session; with_model == TG_OPEN_MODEL_ONLY opens no tokenizer (timing
