@@ -37,10 +37,13 @@ static const preset PRESETS[] = {
     {"tiny-llama", "llama", 64, 2, 4, 2, 16, 128, 256, 1, 10000.0, 1e-5, 2048, 0, 0},
     {"tiny-qwen3", "qwen3", 64, 2, 4, 2, 16, 128, 256, 1, 1000000.0, 1e-6, 4096, 0, 0},
     {"tiny-gemma3", "gemma3_text", 64, 3, 2, 1, 32, 128, 256, 1, 1000000.0, 1e-6, 4096, 8, 2},
+    /* head_dim 64: the smallest a TurboQuant KV cache takes */
+    {"tiny-llama-d64", "llama", 128, 2, 4, 2, 64, 256, 256, 1, 10000.0, 1e-5, 2048, 0, 0},
+    {"tiny-gemma3-d64", "gemma3_text", 128, 3, 2, 1, 64, 256, 256, 1, 1000000.0, 1e-6, 4096, 8, 2},
 };
 
 const char *mlxn_convert_presets(void) {
-    return "llama-3.2-1b, llama-3-8b, qwen3-4b, gemma-3-4b, smollm2-135m, tiny-llama, tiny-qwen3, tiny-gemma3";
+    return "llama-3.2-1b, llama-3-8b, qwen3-4b, gemma-3-4b, smollm2-135m, tiny-llama, tiny-qwen3, tiny-gemma3, tiny-llama-d64, tiny-gemma3-d64";
 }
 
 /* ---- generators (splitmix64: fast, and any seed is fine) ---- */
