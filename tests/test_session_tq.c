@@ -209,6 +209,10 @@ static void test_ring(mlxn_model *m, const int32_t *ids, int64_t n) {
         t_poison(l, sizeof(float) * (size_t)(n * V));
         CHECK_OK(mlxn_session_forward(s, ids, n, MLXN_LOGITS_ALL, l));
         CHECK(!memcmp(a, l, sizeof(float) * (size_t)(n * V)), "after reset, the same run gives other logits");
+        /* after a reset and 10 tokens, truncating to 5 needs nothing the ring lost */
+        mlxn_session_reset(s);
+        CHECK_OK(mlxn_session_forward(s, ids, 10, MLXN_LOGITS_NONE, NULL));
+        CHECK_OK(mlxn_session_truncate(s, 5));
     }
     free(l);
     mlxn_session_free(s);

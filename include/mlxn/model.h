@@ -17,7 +17,8 @@
  * Numerics: activations are f32 whatever the weight dtype (mlx-lm computes
  * in the weight dtype: for f32 models the results agree to summation
  * order, for bf16 ones to bf16 rounding); the KV cache holds f32 on the CPU
- * and bf16 on a GPU unless the session asks otherwise.
+ * and bf16 on a GPU unless the session asks otherwise (bf16/f16/f32, or a
+ * TurboQuant cache: kv_k_bits/kv_v_bits).
  *
  * Devices: a model lives on the device it was loaded onto (cpu, cuda,
  * cuda:N); its sessions run there, one stream each. Errors on a GPU (out of

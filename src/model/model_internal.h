@@ -226,7 +226,7 @@ struct mlxn_session {
     int64_t step_host_ns; /* host time spent queuing single-token steps (not waiting) */
     /* TurboQuant cache (session_tq.c), NULL when the session is dense */
     struct mlxn_tq_cache **tq; /* [n_layers] */
-    int64_t *tq_hi;            /* [n_layers] one past the highest position ever appended */
+    int64_t *tq_hi;            /* [n_layers] one past the highest position appended since reset */
 };
 
 /* Graph replays of session s so far (tests). */

@@ -344,6 +344,7 @@ size_t mlxn_session_kv_bytes_per_token(const mlxn_session *s) {
 void mlxn_session_reset(mlxn_session *s) {
     if (!s) return;
     for (int l = 0; l < s->m->cfg.n_layers; l++) s->kv[l].start = s->kv[l].len = 0;
+    if (s->tq) memset(s->tq_hi, 0, sizeof *s->tq_hi * (size_t)s->m->cfg.n_layers); /* rewritten from 0 */
     s->pos = 0;
 }
 

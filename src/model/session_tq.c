@@ -13,7 +13,8 @@
  *
  * The caches do not know which positions they hold; the session passes its
  * position to append and attention. tq_hi[l] (one past the highest
- * position ever appended to layer l, never lowered) bounds what a ring has
+ * position appended to layer l since the last reset; truncation does not
+ * lower it) bounds what a ring has
  * overwritten: it holds positions [tq_hi - capacity, n) after a truncation
  * to n, so truncation re-encodes nothing and only checks that the window
  * of position n is still there. */
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "core/internal.h"
 #include "model/model_internal.h"
 #include "mlxn/turboquant.h"
@@ -83,6 +85,11 @@ mlxn_status model_tq_new(mlxn_session *s, const mlxn_session_params *p) {
                          "session_new: TurboQuant KV cache (k%dv%d) on this model: %s (the model's head_dim is %d; "
                          "use a dense cache: f32, bf16 or f16)", kb, vb, why, c->head_dim);
     }
+    const mlxn_backend_i *be = s->m->dev->be;
+    if (!be->tq_append || !be->tq_sdpa)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED,
+                         "session_new: the %s backend has no TurboQuant kernels yet: use a dense KV cache "
+                         "(f32, bf16 or f16)", be->name);
     bool full = false;
     for (int l = 0; l < c->n_layers; l++) full |= c->layers[l].window <= 0;
     if (full && s->max_context <= 0)
