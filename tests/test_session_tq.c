@@ -43,6 +43,18 @@ static float *run_all(mlxn_model *m, const mlxn_session_params *p, const int32_t
     return l;
 }
 
+/* The same, one token per forward call. */
+static float *run_steps(mlxn_model *m, const mlxn_session_params *p, const int32_t *ids, int64_t n) {
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    mlxn_session *s = NULL;
+    float *l = malloc(sizeof(float) * (size_t)(n * V));
+    if (l) t_poison(l, sizeof(float) * (size_t)(n * V));
+    CHECK_OK(mlxn_session_new(m, p, &s));
+    for (int64_t i = 0; s && l && i < n; i++) CHECK_OK(mlxn_session_forward(s, ids + i, 1, MLXN_LOGITS_LAST, l + i * V));
+    mlxn_session_free(s);
+    return l;
+}
+
 /* The largest per-row max |a - b| over the row's std of a, and the NMSE. */
 static void compare(const float *a, const float *b, int64_t rows, int64_t V, double *max_rel, double *nmse) {
     *max_rel = 0;
@@ -173,12 +185,25 @@ static void test_ring(mlxn_model *m, const int32_t *ids, int64_t n) {
     mlxn_session_params small = {.prefill_chunk = 4, .kv_k_bits = 6, .kv_v_bits = 6};
     mlxn_session_params big = {.prefill_chunk = 64, .kv_k_bits = 6, .kv_v_bits = 6};
     float *a = run_all(m, &small, ids, n), *b = run_all(m, &big, ids, n);
+    /* token by token (the same projections' rounding in both, so the same
+       codes): the ring of 16 that wraps against the ring of 71 that does not */
+    float *a1 = run_steps(m, &small, ids, n), *b1 = run_steps(m, &big, ids, n);
+    if (a1 && b1) {
+        double rel, nmse;
+        compare(b1, a1, n, V, &rel, &nmse);
+        CHECK(rel <= 1e-4 && nmse <= 1e-10, "wrapped ring vs unwrapped, token by token: max rel %.3g, NMSE %.3g", rel,
+              nmse);
+        printf("  gemma window 8 token by token, ring of 16 (wraps) vs 71: max |diff|/std %.3g, NMSE %.3g\n", rel, nmse);
+    }
+    free(a1);
+    free(b1);
     if (a && b) {
         double rel, nmse;
         compare(b, a, n, V, &rel, &nmse);
-        /* the same codes up to the rounding of the projections in chunks of
-           another size, which may move a coordinate across a boundary */
-        CHECK(rel <= 2e-3 && nmse <= 1e-7, "wrapped ring vs unwrapped: max rel %.3g, NMSE %.3g", rel, nmse);
+        /* chunks of 4 vs 64: the projections round differently, which may
+           move a coordinate across a code boundary now and then (seen: max
+           rel 0.04, NMSE 4e-5 for one seed of 40) */
+        CHECK(rel <= 0.2 && nmse <= 1e-3, "wrapped ring vs unwrapped: max rel %.3g, NMSE %.3g", rel, nmse);
         printf("  gemma window 8, ring of 16 (wraps) vs 71: max |diff|/std %.3g, NMSE %.3g\n", rel, nmse);
     }
 
