@@ -25,6 +25,7 @@
 #include <dirent.h>
 
 #include "backend/cuda/cuda_bench.h"
+#include "bench_util.h"
 #include "commands.h"
 #include "progress.h"
 #include "textgen.h"
@@ -115,11 +116,6 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
     mlxn_weights_free(w);
     if (!info->tied_embeddings && info->vocab_size > 0) total -= embed - embed / info->vocab_size;
     return total;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* One run of a test; returns seconds, or < 0 after printing the error. */
@@ -235,7 +231,7 @@ int cmd_bench_model(int argc, char **argv) {
         double sd = o.reps > 1 ? sqrt(var / (o.reps - 1)) : 0.0;
         json_t *arr = o.json ? json_array() : NULL;
         for (int r = 0; arr && r < o.reps; r++) json_array_append_new(arr, json_real(samples[r]));
-        qsort(samples, (size_t)o.reps, sizeof *samples, cmp_double);
+        qsort(samples, (size_t)o.reps, sizeof *samples, bench_cmp_double);
         double med = o.reps % 2 ? samples[o.reps / 2] : 0.5 * (samples[o.reps / 2 - 1] + samples[o.reps / 2]);
         /* decode only: a prompt reads the weights once for many tokens */
         double ms_tok = 1e3 / med, gbs = gen ? wtok * med / 1e9 : 0, pct = copy_gbs > 0 ? 100 * gbs / copy_gbs : 0;

@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "backend/cuda/cuda_bench.h"
+#include "bench_util.h"
 #include "commands.h"
 #include "mlxn/mlxn.h"
 #include "options.h"
@@ -71,17 +72,6 @@ const opt_command bench_sdpa_command = {
     .examples = "mlxn bench sdpa --head-dim 256 --q-heads 32 --kv-heads 2 --tq 1 --tk 20000\n"
                 "mlxn bench sdpa --head-dim 128 --q-heads 32 --kv-heads 8 --tq 512 --tk 512 --json",
 };
-
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static uint64_t rng(uint64_t *s) { /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -161,8 +151,8 @@ int cmd_bench_sdpa(int argc, char **argv) {
         goto fail;
     mlxn_sdpa_params p = {.scale = 1.0f / sqrtf((float)o.D), .causal = o.causal, .window = o.window,
                           .softcap = o.softcap, .kv_len = o.kvlen ? &kl : NULL};
-    double w0 = now_us();
-    for (int i = 0; i < o.warmup + nsets || now_us() - w0 < 300e3; i++) {
+    double w0 = bench_now_us();
+    for (int i = 0; i < o.warmup + nsets || bench_now_us() - w0 < 300e3; i++) {
         if (mlxn_sdpa(s, &q, &k[i % nsets], &v[i % nsets], &p, &out) != MLXN_OK) goto fail;
         if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
     }
@@ -173,18 +163,18 @@ int cmd_bench_sdpa(int argc, char **argv) {
     if (mlxn_cuda_timer_begin(s, o.reps + 1, hold, &tm) != MLXN_OK ||
         mlxn_cuda_timer_mark(tm, 0) != MLXN_OK)
         goto fail;
-    const double h0 = now_us();
+    const double h0 = bench_now_us();
     for (int i = 0; i < o.reps; i++)
         if (mlxn_sdpa(s, &q, &k[i % nsets], &v[i % nsets], &p, &out) != MLXN_OK || mlxn_cuda_timer_mark(tm, i + 1) != MLXN_OK)
             goto fail;
-    const double host_us = (now_us() - h0) / o.reps;
+    const double host_us = (bench_now_us() - h0) / o.reps;
     if (host_us * o.reps > hold)
         fprintf(stderr, "mlxn bench sdpa: warning: queueing took %.1f us per call, past the device's wait: the "
                         "intervals may include host time\n", host_us);
     mlxn_status st = mlxn_cuda_timer_end(tm, t);
     tm = NULL;
     if (st != MLXN_OK) goto fail;
-    qsort(t, (size_t)o.reps, sizeof(double), cmp_d);
+    qsort(t, (size_t)o.reps, sizeof(double), bench_cmp_double);
     const double med = o.reps % 2 ? t[o.reps / 2] : 0.5 * (t[o.reps / 2 - 1] + t[o.reps / 2]), tmin = t[0];
     double copy = 0;
     if (mlxn_cuda_copy_bandwidth(dev, (size_t)256 << 20, 20, &copy) != MLXN_OK) goto fail;

@@ -32,6 +32,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_bench.h"
+#include "bench_util.h"
 #include "commands.h"
 #include "core/threadpool.h"
 #include "quant/tq_layout.h"
@@ -92,77 +93,8 @@ const opt_command bench_tq_command = {
                 "mlxn bench tq --device cuda --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 20000",
 };
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-/* CPU time of the calling thread: with --threads 1 it is the kernel's own
- * time even while other processes preempt it (a shared machine). */
-static double cpu_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        char *c = strchr(line, ':');
-        if (!c) break;
-        c += 1 + (c[1] == ' ');
-        c[strcspn(c, "\n")] = '\0';
-        snprintf(buf, n, "%s", c);
-        break;
-    }
-    fclose(f);
-}
-
-typedef struct rd_job {
-    const uint64_t *p;
-    uint64_t sink[64];
-} rd_job;
-
-static void rd_task(void *arg, int64_t b, int64_t e, int thread) {
-    rd_job *j = arg;
-    uint64_t acc[8] = {0}; /* 8 independent lanes: bound by loads, not a dependency chain */
-    for (int64_t i = b; i + 8 <= e; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] ^= j->p[i + k];
-    uint64_t x = 0;
-    for (int k = 0; k < 8; k++) x ^= acc[k];
-    j->sink[(thread % 8) * 8] ^= x;
-}
-
-/* best-of-5 read bandwidth in GB/s over `bytes` */
-static double read_gbs(mlxn_threadpool *pool, size_t bytes) {
-    uint64_t *p = aligned_alloc(64, bytes);
-    if (!p) return 0.0;
-    int64_t words = (int64_t)(bytes / 8);
-    for (int64_t i = 0; i < words; i++) p[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
-    rd_job j = {.p = p};
-    double best = 1e30;
-    for (int r = 0; r < 6; r++) {
-        double t0 = now_us();
-        mlxn_parallel_for(pool, words, 4096, rd_task, &j);
-        double dt = now_us() - t0;
-        if (r > 0 && dt < best) best = dt;
-    }
-    free(p);
-    return (double)bytes / (best * 1e3);
-}
-
 static double median_us(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
@@ -213,11 +145,11 @@ static int one_ctx(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, uint64
     mlxn_tq_sdpa_params tq = {.scale = 1.0f / sqrtf((float)D), .causal = true, .pos = ctx - 1};
     mlxn_sdpa_params dp = {.scale = tq.scale, .causal = true};
     for (int i = 0; i < o->warmup + o->reps; i++) {
-        double t0 = now_us(), u0 = cpu_us();
+        double t0 = bench_now_us(), u0 = bench_thread_cpu_us();
         mlxn_status st = mlxn_tq_sdpa(s, c, &q, &tq, &out);
-        double t1 = now_us(), u1 = cpu_us();
+        double t1 = bench_now_us(), u1 = bench_thread_cpu_us();
         if (st == MLXN_OK) st = mlxn_sdpa(s, &q, &k, &v, &dp, &out);
-        double t2 = now_us(), u2 = cpu_us();
+        double t2 = bench_now_us(), u2 = bench_thread_cpu_us();
         if (st != MLXN_OK) {
             fprintf(stderr, "mlxn bench tq: %s\n", mlxn_last_error());
             goto done;
@@ -490,8 +422,8 @@ static int one_ctx_cuda(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, s
     k1.shape[1] = v1.shape[1] = 1;
     mlxn_tq_sdpa_params ap = {.scale = 1.0f / sqrtf((float)D), .causal = true, .pos = ctx - 1};
     /* warm-up: --warmup calls and at least 300 ms, so the clocks have ramped up */
-    double w0 = now_us();
-    for (int i = 0; i < o->warmup + nsets || now_us() - w0 < 300e3; i++) {
+    double w0 = bench_now_us();
+    for (int i = 0; i < o->warmup + nsets || bench_now_us() - w0 < 300e3; i++) {
         if (mlxn_tq_sdpa(s, c[i % nsets], &q, &ap, &out) != MLXN_OK) goto fail;
         if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
     }
@@ -596,7 +528,7 @@ int cmd_bench_tq(int argc, char **argv) {
         return 1;
     }
     char model[256];
-    cpu_model(model, sizeof model);
+    bench_cpu_model(model, sizeof model);
     if (o.quality) {
         printf("machine: %s, %s\n", model, mlxn_device_name(dev));
         int qr = quality(dev, &o, ctxs, n);
@@ -605,7 +537,7 @@ int cmd_bench_tq(int argc, char **argv) {
     }
     printf("machine: %s, %s", model, mlxn_device_name(dev));
     if (o.mem_mib > 0)
-        printf("; memory read %.1f GB/s (%d MiB)", read_gbs(((cpu_device *)dev->ctx)->pool, (size_t)o.mem_mib << 20),
+        printf("; memory read %.1f GB/s (%d MiB)", bench_read_bandwidth(((cpu_device *)dev->ctx)->pool, (size_t)o.mem_mib << 20, 5),
                o.mem_mib);
     printf("\n");
     printf("decode attention, head_dim %d, %d q heads / %d kv heads, tq k%d v%d vs dense f32; medians of %d calls\n",

@@ -38,6 +38,7 @@
 #include "commands.h"
 #include "core/threadpool.h"
 #include "mlxn/mlxn.h"
+#include "bench_util.h"
 #include "options.h"
 
 typedef struct bench_opts {
@@ -119,85 +120,11 @@ const opt_command bench_command = {
     .opts = NULL,
 };
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
-}
-
-/* CPU time of the calling thread: with --threads 1 it is the kernel's own
- * time even when other processes preempt it (a shared machine). */
-static double thread_cpu_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void cpu_model(char *buf, size_t n) {
-    snprintf(buf, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        char *c = strchr(line, ':');
-        if (!c) break;
-        c += 1 + (c[1] == ' ');
-        c[strcspn(c, "\n")] = '\0';
-        snprintf(buf, n, "%s", c);
-        break;
-    }
-    fclose(f);
-}
-
-/* ---- memory read bandwidth ---------------------------------------------- */
-
-typedef struct read_job {
-    const uint64_t *p;
-    uint64_t sink[64]; /* one slot per thread, 8 apart: no false sharing of results */
-} read_job;
-
-static void read_task(void *arg, int64_t b, int64_t e, int thread) {
-    read_job *j = arg;
-    /* 8 independent lanes: the compiler vectorizes the xor, and the loop is
-     * bound by loads, not by a dependency chain */
-    uint64_t acc[8] = {0};
-    for (int64_t i = b; i + 8 <= e; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] ^= j->p[i + k];
-    uint64_t x = 0;
-    for (int k = 0; k < 8; k++) x ^= acc[k];
-    j->sink[(thread % 8) * 8] ^= x;
-}
-
-/* Best-of-`reps` read bandwidth in GB/s over `bytes` with the pool. */
-static double read_bandwidth(mlxn_threadpool *pool, size_t bytes, int reps) {
-    uint64_t *p = aligned_alloc(64, bytes);
-    if (!p) return 0.0;
-    int64_t words = (int64_t)(bytes / 8);
-    for (int64_t i = 0; i < words; i++) p[i] = (uint64_t)i * 0x9e3779b97f4a7c15ull;
-    read_job j = {.p = p};
-    double best = 1e30;
-    mlxn_parallel_for(pool, words, 4096, read_task, &j); /* touch once */
-    for (int r = 0; r < reps; r++) {
-        double t0 = now_us();
-        mlxn_parallel_for(pool, words, 4096, read_task, &j);
-        double dt = now_us() - t0;
-        best = dt < best ? dt : best;
-    }
-    free(p);
-    return (double)bytes / (best * 1e3);
 }
 
 /* ---- the benchmark ------------------------------------------------------ */
@@ -247,7 +174,7 @@ static void fill_inputs(const bench_opts *o, uint64_t *seed, uint32_t *w, int64_
 }
 
 static double median_of(double *t, int n) {
-    qsort(t, (size_t)n, sizeof(double), cmp_double);
+    qsort(t, (size_t)n, sizeof(double), bench_cmp_double);
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
@@ -301,8 +228,8 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
         goto fail;
     /* warm-up: --warmup calls and at least 300 ms of them, so the GPU's clocks
      * have ramped up from idle before anything is timed */
-    double w0 = now_us();
-    for (int i = 0; i < o->warmup + nsets || now_us() - w0 < 300e3; i++) {
+    double w0 = bench_now_us();
+    for (int i = 0; i < o->warmup + nsets || bench_now_us() - w0 < 300e3; i++) {
         int k = i % nsets;
         if (mlxn_quantized_matmul(s, &x, &wq[k], &sc[k], affine ? &bi[k] : NULL, q, o->transpose, &out) != MLXN_OK)
             goto fail;
@@ -438,13 +365,13 @@ int cmd_bench(int argc, char **argv) {
     double *t = malloc((size_t)o.reps * 2 * sizeof(double)), *tc = t + o.reps;
     if (!t) goto done;
     for (int i = 0; i < o.reps; i++) {
-        double c0 = thread_cpu_us(), t0 = now_us();
+        double c0 = bench_thread_cpu_us(), t0 = bench_now_us();
         mlxn_quantized_matmul(s, &x, &wq, &sc, affine ? &bi : NULL, &q, o.transpose, &out);
-        t[i] = now_us() - t0;
-        tc[i] = thread_cpu_us() - c0;
+        t[i] = bench_now_us() - t0;
+        tc[i] = bench_thread_cpu_us() - c0;
     }
-    qsort(t, (size_t)o.reps, sizeof(double), cmp_double);
-    qsort(tc, (size_t)o.reps, sizeof(double), cmp_double);
+    qsort(t, (size_t)o.reps, sizeof(double), bench_cmp_double);
+    qsort(tc, (size_t)o.reps, sizeof(double), bench_cmp_double);
     double med_cpu = o.reps % 2 ? tc[o.reps / 2] : 0.5 * (tc[o.reps / 2 - 1] + tc[o.reps / 2]);
     double med = o.reps % 2 ? t[o.reps / 2] : 0.5 * (t[o.reps / 2 - 1] + t[o.reps / 2]);
     double tmin = t[0], tmax = t[o.reps - 1];
@@ -458,12 +385,12 @@ int cmd_bench(int argc, char **argv) {
     mlxn_threadpool *pool = NULL;
     double bw_dram = 0, bw_same = 0;
     if (mlxn_threadpool_new(mlxn_device_threads(dev), &pool) == MLXN_OK) {
-        if (o.mem_mib > 0) bw_dram = read_bandwidth(pool, (size_t)o.mem_mib << 20, 3);
-        bw_same = read_bandwidth(pool, (bytes + 63) & ~(size_t)63, 10);
+        if (o.mem_mib > 0) bw_dram = bench_read_bandwidth(pool, (size_t)o.mem_mib << 20, 3);
+        bw_same = bench_read_bandwidth(pool, (bytes + 63) & ~(size_t)63, 10);
         mlxn_threadpool_free(pool);
     }
     char model[256];
-    cpu_model(model, sizeof model);
+    bench_cpu_model(model, sizeof model);
     const char *dname = mlxn_device_name(dev);
     if (o.json) {
         json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, "
