@@ -1,6 +1,5 @@
-/* The CUDA tensor-core attention (bf16/f16 K/V, head dims 64/128/256:
- * src/backend/cuda/cu_attn_flash.cu; head dim 512 takes the simple kernel
- * for now and is checked here all the same) against the CPU backend's exact f32
+/* The CUDA tensor-core attention (bf16/f16 K/V, head dims 64/128/256/512:
+ * src/backend/cuda/cu_attn_flash.cu) against the CPU backend's exact f32
  * attention (itself checked against a double-precision reference and MLX in
  * test_sdpa) on the same inputs: decode (Tq 1, 3, 8) with GQA ratios 1, 4
  * and 16 up to 20000 cached keys (the key-split path and its combine),

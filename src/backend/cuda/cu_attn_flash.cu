@@ -15,9 +15,9 @@
  *      the next tile's copy issued before this tile's arithmetic (two
  *      buffers; why: decode is a stream of K/V and a copy in flight during
  *      the products keeps the stream going). A one-buffer variant of the
- *      loop, for shapes whose two buffers do not fit (D 512; D 256 with
- *      32-row tiles), is written but not dispatched until it has been
- *      checked on a GPU (its first version reused the first tile).
+ *      loop serves shapes whose two buffers do not fit (D 512; its first
+ *      version reused the first tile; test_backend_attn's D 512 cases
+ *      pass on an H100). D 256 keeps 16-row tiles with two buffers.
  *      Keys outside the block's range are zero-filled: a row of NaN
  *      capacity past kv_len must never reach a product;
  *   2. S = Q K^T with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate),
@@ -424,11 +424,9 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
     const int64_t D = q->shape[3];
     if (p->mask || p->sinks) return false;
     if (k->dtype != v->dtype || (k->dtype != MLXN_DTYPE_BF16 && k->dtype != MLXN_DTYPE_F16)) return false;
-    /* D 512 needs the single-buffer variant of the tile loop (two 64-key
-     * K/V buffers of 512 do not fit in shared memory); it is written but
-     * off until it has been checked on a GPU: D 512 takes the simple
-     * kernel for now */
-    if (v->shape[3] != D || (D != 64 && D != 128 && D != 256)) return false;
+    /* D 512 runs the single-buffer variant of the tile loop (two 64-key
+     * K/V buffers of 512 do not fit in shared memory) */
+    if (v->shape[3] != D || (D != 64 && D != 128 && D != 256 && D != 512)) return false;
     const mlxn_tensor *kv[2] = {k, v};
     for (int i = 0; i < 2; i++) {
         const mlxn_tensor *t = kv[i];
@@ -509,7 +507,8 @@ static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups
     switch (D) {
     case 64: return mt == 1 ? fa_launch<64, 1, BF>(s, a, groups, R) : fa_launch<64, 2, BF>(s, a, groups, R);
     case 128: return mt == 1 ? fa_launch<128, 1, BF>(s, a, groups, R) : fa_launch<128, 2, BF>(s, a, groups, R);
-    default: return fa_launch<256, 1, BF>(s, a, groups, R);
+    case 256: return fa_launch<256, 1, BF>(s, a, groups, R);
+    default: return fa_launch<512, 1, BF>(s, a, groups, R);
     }
 }
 

@@ -449,11 +449,9 @@ static bool qfn_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const size_t smem = (size_t)nchs * chunk_bytes;
     if (smem > (size_t)optin) return false;
     const int S = (nch + nchs - 1) / nchs;
-    /* Several slices (partial sums in scratch + qf_sum_slices) were timed on
-     * an H100 (docs/perf.md) but have not yet passed test_backend_ops there
-     * (its K = 6208 cases at n = 3 and 8 take this path): until they do, such
-     * shapes keep the general kernel. */
-    if (S > 1) return false;
+    /* Several slices: partial sums in scratch, added by qf_sum_slices in a
+     * fixed order (test_backend_ops' K = 6208 cases at n = 3 and 8 take this
+     * path; they pass on an H100, docs/perf.md). */
     auto k = qmv_fastn_kernel<MODE, BITS, SDT, NX>;
     if (smem > 48 * 1024) {
         *st = cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
