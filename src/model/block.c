@@ -215,7 +215,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
     mlxn_tensor att4 = batch1(att);
     if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
-        MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, &att4));
+        MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, at, &att4));
     else
         MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
 

@@ -227,6 +227,7 @@ struct mlxn_session {
     /* TurboQuant cache (session_tq.c), NULL when the session is dense */
     struct mlxn_tq_cache **tq; /* [n_layers] */
     int64_t *tq_hi;            /* [n_layers] one past the highest position appended since reset */
+    struct mlxn_tq_cache *tq_chunk; /* fixed layout: where a chunk runs on a ring layer, or NULL */
 };
 
 /* Graph replays of session s so far (tests). */
@@ -243,16 +244,21 @@ int64_t model_session_step_host_ns(const mlxn_session *s);
 mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_row);
 
 /* TurboQuant sessions (session_tq.c). model_tq_new validates and
- * allocates every layer's cache (nothing when p asks for a dense cache);
- * model_tq_truncate_check fails, changing nothing, when a sliding layer's
- * ring no longer holds what position n's query needs; model_tq_attention
- * appends the chunk's keys/values ([Hkv, T, D] views) at s->pos and runs
- * attention of q [1, Hq, T, D] into out [1, Hq, T, D]. */
+ * allocates every layer's cache (nothing when p asks for a dense cache;
+ * after the fixed layout's kv[] ring flags are set); model_tq_truncate_check
+ * fails, changing nothing, when a sliding layer's ring no longer holds what
+ * position n's query needs; model_tq_mark_written counts positions before
+ * `end` as written in every layer (a replayed step runs no host code);
+ * model_tq_attention appends the chunk's keys/values ([Hkv, T, D] views) at
+ * s->pos, or at the position in `at` (i32 [1] on the device: a single-token
+ * step) when given, and runs attention of q [1, Hq, T, D] into out
+ * [1, Hq, T, D]. */
 mlxn_status model_tq_new(mlxn_session *s, const mlxn_session_params *p);
 void model_tq_free(mlxn_session *s);
 mlxn_status model_tq_truncate_check(const mlxn_session *s, int64_t n);
+void model_tq_mark_written(mlxn_session *s, int64_t end);
 mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *k, const mlxn_tensor *v,
-                               const mlxn_tensor *q, mlxn_tensor *out);
+                               const mlxn_tensor *q, const mlxn_tensor *at, mlxn_tensor *out);
 size_t model_tq_bytes_per_token(const mlxn_session *s);
 
 /* Make room for T more tokens in every layer's cache. */

@@ -37,7 +37,12 @@
  * reads the logits back. The first step after the scratch is (re)made runs
  * op by op (so lazy initialization, such as cuBLAS's, happens outside the
  * capture); the second is captured. A capture that fails turns graphs off
- * for the session, which then runs op by op. */
+ * for the session, which then runs op by op.
+ *
+ * A session with a TurboQuant cache takes the same layout, step block and
+ * graphs; session_tq.c allocates its caches (full-attention layers for the
+ * whole context in both layouts; rings of `window` slots in the fixed one)
+ * and its single-token steps read the step block's position. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,8 +97,8 @@ static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
     mlxn_tensor *is[] = {&sc->gate, &sc->up, &sc->act};
     for (size_t i = 0; st == MLXN_OK && i < 3; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->inter, is[i]);
     if (st == MLXN_OK) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->vocab, &sc->logits);
-    int64_t wmax = 0;
-    for (int l = 0; s->fixed && l < c->n_layers; l++)
+    int64_t wmax = 0; /* dense rings only (TurboQuant: session_tq.c's chunk scratch) */
+    for (int l = 0; s->fixed && !s->tq && l < c->n_layers; l++)
         if (s->kv[l].ring && s->kv[l].cap > wmax) wmax = s->kv[l].cap;
     if (wmax > 0) {
         int64_t shape[3] = {c->n_kv_heads, wmax - 1 + rows, c->head_dim};
@@ -142,14 +147,16 @@ static mlxn_status kv_rebuild(mlxn_session *s, model_kv *kv, int64_t cap, int64_
 }
 
 /* Fixed layout: every layer's buffers for the whole context (rings for
- * sliding-window layers), and the step block. */
-static mlxn_status kv_fixed_alloc(mlxn_session *s) {
+ * sliding-window layers; with a TurboQuant cache only the ring flags and
+ * capacities: session_tq.c allocates its caches by them), and the step block. */
+static mlxn_status kv_fixed_alloc(mlxn_session *s, bool dense) {
     const mlxn_model_config *c = &s->m->cfg;
     for (int l = 0; l < c->n_layers; l++) {
         model_kv *kv = &s->kv[l];
         int64_t W = c->layers[l].window;
         kv->ring = W > 0 && W < s->max_context;
         kv->cap = kv->ring ? W : s->max_context;
+        if (!dense) continue;
         int64_t shape[3] = {c->n_kv_heads, kv->cap, c->head_dim};
         mlxn_status st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &kv->k);
         if (st == MLXN_OK) st = mlxn_tensor_alloc(s->m->dev, s->kv_dtype, 3, shape, &kv->v);
@@ -240,6 +247,7 @@ static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
         h[STEP_SLOT(l)] = (int32_t)(kv->ring ? p % kv->cap : p);
         h[STEP_KV_LEN(l)] = (int32_t)(kv->ring && p + 1 > kv->cap ? kv->cap : p + 1);
     }
+    if (s->tq) model_tq_mark_written(s, p + 1); /* a replay runs no host code of session_tq.c */
     size_t bytes = sizeof(int32_t) * (size_t)STEP_SIZE(c->n_layers);
     bool use_graph = s->graphs && first == 0;
     if (use_graph && !s->graph && s->warm && capture(s, bytes) != MLXN_OK) s->graphs = use_graph = false;
@@ -297,12 +305,12 @@ mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_s
     s->kv_dtype = p && p->kv_dtype ? p->kv_dtype : gpu ? MLXN_DTYPE_BF16 : MLXN_DTYPE_F32;
     int layout = p ? p->kv_layout : 0;
     bool tq = p && (p->kv_k_bits || p->kv_v_bits); /* TurboQuant: its own caches (session_tq.c) */
-    s->fixed = !tq && (layout == 2 || (layout == 0 && gpu && max_ctx > 0));
+    s->fixed = layout == 2 || (layout == 0 && gpu && max_ctx > 0);
     const char *env = getenv("MLXN_CUDA_GRAPHS");
     int g = p ? p->decode_graphs : 0;
     s->graphs = s->fixed && mlxn_stream_has_graphs(s->st) && (g == 1 || (g == 0 && !(env && strcmp(env, "0") == 0)));
     if (s->fixed) {
-        mlxn_status st = kv_fixed_alloc(s);
+        mlxn_status st = kv_fixed_alloc(s, !tq);
         if (st != MLXN_OK) {
             mlxn_session_free(s);
             return st;
