@@ -120,7 +120,8 @@ typedef struct mlxn_session_params {
      * two from 64 to 512 and a bounded context (max_context, or the
      * model's max_position_embeddings): full-attention layers get one
      * cache of that many positions at creation; sliding-window layers a
-     * ring of max(2 window, window - 1 + prefill_chunk) positions. Anything
+     * ring of max(2 window, window - 1 + prefill_chunk) positions (exactly
+     * window in the fixed kv_layout, which decode graphs replay). Anything
      * else fails here with a message naming the model's head_dim or the
      * width, not at the first token. See docs/turboquant.md. */
     int kv_k_bits, kv_v_bits;
