@@ -202,6 +202,62 @@ static void same_dequant(env *e, const char *cs, const tcase *t, mlxn_tq_cache *
     t_tensor_free(&og);
 }
 
+/* Whether the tensor-core decode kernel (cu_tq_attention_mma.cu) takes
+ * this case: up to 16 query rows per kv head, head dim 64..256, 4..8-bit
+ * codes; everything else runs the f32 kernel either way. */
+static bool mma_path(const tcase *t) {
+    return (int64_t)t->G * t->Tq <= 16 && t->D <= 256 && t->kb >= 4 && t->vb >= 4;
+}
+
+/* The query step's attention on the CPU and on one CUDA kernel: simple =
+ * the f32 kernel (MLXN_CUDA_TQ_SIMPLE=1), else the default dispatch. */
+static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc, mlxn_tq_cache *gc, bool simple) {
+    const int64_t Hq = (int64_t)t->Hkv * t->G, D = t->D, Tq = t->Tq;
+    int64_t qshape[4] = {1, Hq, Tq, D}, qst[4] = {Hq * Tq * D, Tq * D, D, 1};
+    if (t->strided) qst[1] = D, qst[2] = Hq * D; /* a view of [1, Tq, Hq, D] */
+    twin q = twin_new(e, 4, qshape, qst, 0.3f, 0);
+    twin out;
+    out.c = t_tensor_contig(e->cpu, MLXN_DTYPE_F32, 4, qshape); /* poisoned: NaN */
+    out.g = t_tensor_contig(e->gpu, MLXN_DTYPE_F32, 4, qshape);
+    twin pt = {0};
+    if (t->pos_tensor) pt = pos_twin(e, (int32_t)t->hist);
+    mlxn_tq_sdpa_params sp = {.scale = 1.0f / sqrtf((float)D), .causal = t->causal, .window = t->window,
+                              .softcap = t->softcap, .pos = t->pos_tensor ? 0 : t->hist};
+    sp.pos_tensor = t->pos_tensor ? &pt.c : NULL;
+    CHECK_OK(mlxn_tq_sdpa(e->cs, cc, &q.c, &sp, &out.c));
+    sp.pos_tensor = t->pos_tensor ? &pt.g : NULL;
+    if (simple) setenv("MLXN_CUDA_TQ_SIMPLE", "1", 1);
+    CHECK_OK(mlxn_tq_sdpa(e->gs, gc, &q.g, &sp, &out.g));
+    unsetenv("MLXN_CUDA_TQ_SIMPLE");
+    const size_t N = (size_t)(Hq * Tq * D);
+    float *g = malloc(N * sizeof(float));
+    CHECK_OK(mlxn_stream_sync(e->gs));
+    if (g) CHECK_OK(mlxn_buffer_read(out.g.buf, 0, g, N * sizeof(float)));
+    const float *c = mlxn_tensor_host(&out.c);
+    double nmse = g ? t_nmse(c, g, N) : INFINITY, mad = g ? t_max_abs_diff(c, g, N) : INFINITY;
+    /* the worst row, to name it */
+    int64_t worst = 0;
+    double wv = -1.0;
+    for (int64_t r = 0; g && r < Hq * Tq; r++) {
+        double s = 0.0;
+        for (int64_t d = 0; d < D; d++) {
+            double x = (double)c[r * D + d] - (double)g[r * D + d];
+            s += isnan(x) ? INFINITY : x * x;
+        }
+        if (s > wv) wv = s, worst = r;
+    }
+    const double bound = simple ? 1e-8 : 1e-5;
+    CHECK(nmse <= bound, "%s: %s attention NMSE %.3g (max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g cuda[0] %.6g)",
+          cs, simple ? "f32" : "tensor-core", nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
+          g ? (double)g[worst * D] : 0.0);
+    printf("  %s: codes/norms/dequant compared, %s attention NMSE %.3g max |diff| %.3g\n", cs,
+           simple ? "f32" : "tensor-core", nmse, mad);
+    free(g);
+    if (t->pos_tensor) twin_free(&pt);
+    twin_free(&q);
+    twin_free(&out);
+}
+
 static void run_case(env *e, const tcase *t) {
     char cs[200];
     describe(t, cs, sizeof cs);
@@ -233,47 +289,9 @@ static void run_case(env *e, const tcase *t) {
     same_dequant(e, cs, t, cc, gc, 'k', lo, end - lo);
     same_dequant(e, cs, t, cc, gc, 'v', lo, end - lo);
 
-    /* attention of the query step */
-    const int64_t Hq = (int64_t)t->Hkv * t->G, D = t->D, Tq = t->Tq;
-    int64_t qshape[4] = {1, Hq, Tq, D}, qst[4] = {Hq * Tq * D, Tq * D, D, 1};
-    if (t->strided) qst[1] = D, qst[2] = Hq * D; /* a view of [1, Tq, Hq, D] */
-    twin q = twin_new(e, 4, qshape, qst, 0.3f, 0);
-    twin out;
-    out.c = t_tensor_contig(e->cpu, MLXN_DTYPE_F32, 4, qshape); /* poisoned: NaN */
-    out.g = t_tensor_contig(e->gpu, MLXN_DTYPE_F32, 4, qshape);
-    twin pt = {0};
-    if (t->pos_tensor) pt = pos_twin(e, (int32_t)t->hist);
-    mlxn_tq_sdpa_params sp = {.scale = 1.0f / sqrtf((float)D), .causal = t->causal, .window = t->window,
-                              .softcap = t->softcap, .pos = t->pos_tensor ? 0 : t->hist};
-    sp.pos_tensor = t->pos_tensor ? &pt.c : NULL;
-    CHECK_OK(mlxn_tq_sdpa(e->cs, cc, &q.c, &sp, &out.c));
-    sp.pos_tensor = t->pos_tensor ? &pt.g : NULL;
-    CHECK_OK(mlxn_tq_sdpa(e->gs, gc, &q.g, &sp, &out.g));
-    const size_t N = (size_t)(Hq * Tq * D);
-    float *g = malloc(N * sizeof(float));
-    CHECK_OK(mlxn_stream_sync(e->gs));
-    if (g) CHECK_OK(mlxn_buffer_read(out.g.buf, 0, g, N * sizeof(float)));
-    const float *c = mlxn_tensor_host(&out.c);
-    double nmse = g ? t_nmse(c, g, N) : INFINITY, mad = g ? t_max_abs_diff(c, g, N) : INFINITY;
-    /* the worst row, to name it */
-    int64_t worst = 0;
-    double wv = -1.0;
-    for (int64_t r = 0; g && r < Hq * Tq; r++) {
-        double s = 0.0;
-        for (int64_t d = 0; d < D; d++) {
-            double x = (double)c[r * D + d] - (double)g[r * D + d];
-            s += isnan(x) ? INFINITY : x * x;
-        }
-        if (s > wv) wv = s, worst = r;
-    }
-    CHECK(nmse <= 1e-8, "%s: attention NMSE %.3g (max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g cuda[0] %.6g)",
-          cs, nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
-          g ? (double)g[worst * D] : 0.0);
-    printf("  %s: codes/norms/dequant compared, attention NMSE %.3g max |diff| %.3g\n", cs, nmse, mad);
-    free(g);
-    if (t->pos_tensor) twin_free(&pt);
-    twin_free(&q);
-    twin_free(&out);
+    /* attention of the query step, on both CUDA kernels */
+    attn_both(e, t, cs, cc, gc, true);
+    if (mma_path(t)) attn_both(e, t, cs, cc, gc, false);
     mlxn_tq_cache_free(cc);
     mlxn_tq_cache_free(gc);
 }

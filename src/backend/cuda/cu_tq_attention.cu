@@ -40,8 +40,9 @@
  * cannot). Any Tq works; prefill rows beyond RT = 16 per kv head re-read
  * the codes once per tile of 16 rows (correct, not tuned). */
 #include <math.h>
+#include <stdlib.h>
 
-#include "backend/cuda/cu_tq.cuh"
+#include "backend/cuda/cu_tq_attn.cuh"
 
 extern "C" {
 #include "backend/cuda/cuda_tq.h"
@@ -53,29 +54,6 @@ enum {
     TQS_WARPS = TQS_THREADS / 32,
 };
 
-typedef struct tqs_args {
-    const float *q;      /* [Hq, Tq, D] at element strides qs (batch 1) */
-    int64_t qs[3];
-    const uint8_t *kc;   /* [Hkv, cap, krow] */
-    const uint8_t *vc;   /* [Hkv, cap, vrow] */
-    const float *kn;     /* [Hkv, cap] */
-    const float *vn;     /* [Hkv, cap] */
-    const float *signs;  /* [D] */
-    int64_t krow, vrow;
-    int kb, vb;
-    int64_t G, Tq, cap;
-    int D;
-    float scale, softcap;
-    int causal;
-    int64_t window;
-    int64_t pos;         /* used when pos_t is NULL */
-    const int32_t *pos_t;
-    int64_t chunk;       /* keys per block */
-    int nchunks;
-    float *pm, *pl;      /* [Hq * Tq, nchunks]: chunk max, chunk denominator */
-    float *pacc;         /* [Hq * Tq, nchunks, D]: chunk's unnormalized weighted value sum */
-    float *out;          /* [Hq * Tq, D] contiguous */
-} tqs_args;
 
 /* Code k (0..63, a compile-time constant once unrolled) of a 64-code group
  * held in 64-bit words w (LSB-first stream for B <= 4, bytes above). */
@@ -337,14 +315,20 @@ __global__ void __launch_bounds__(TQS_THREADS) tq_attn_partial(tqs_args a) {
     }
 }
 
-/* grid Hq * Tq (one block per output row); dynamic shared memory: D +
- * nchunks floats. */
-__global__ void __launch_bounds__(TQS_THREADS) tq_attn_combine(tqs_args a) {
+/* grid Hq * Tq (one block per output row), TQC_THREADS threads; dynamic
+ * shared memory: D + nchunks + TQC_THREADS floats. The weighted sum over
+ * chunks runs with the threads split into groups of D, group j taking
+ * chunks j, j + groups, ..., four loads in flight per thread (why: one thread walking all chunks of a
+ * dim was a chain of L2 round trips, ~20 us at 66 chunks); the groups' sums
+ * are then added in a fixed order (deterministic). */
+enum { TQC_THREADS = 1024 };
+__global__ void __launch_bounds__(TQC_THREADS) tq_attn_combine(tqs_args a) {
     extern __shared__ __align__(16) unsigned char tqc_sm[];
     __shared__ float red[32];
     const int D = a.D;
-    float *y = (float *)tqc_sm; /* [D] */
-    float *wc = y + D;          /* [nchunks] chunk weights */
+    float *y = (float *)tqc_sm;   /* [D] */
+    float *wc = y + D;            /* [nchunks] chunk weights */
+    float *gs = wc + a.nchunks;   /* [TQC_THREADS] per-group sums, [group][dim] */
     const int64_t row = blockIdx.x;
     float *o = a.out + row * D;
     const int tid = threadIdx.x, nc = a.nchunks;
@@ -369,12 +353,31 @@ __global__ void __launch_bounds__(TQS_THREADS) tq_attn_combine(tqs_args a) {
     const float L = cu_block_sum(lsum, red); /* syncs: wc is complete */
     const float inv = L > 0.0f ? 1.0f / L : 0.0f; /* no visible key: zeros */
     const float *pa = a.pacc + row * nc * D;
-    for (int d = tid; d < D; d += blockDim.x) {
-        float s = 0.0f;
-        for (int k = 0; k < nc; k++) s = fmaf(pa[(int64_t)k * D + d], wc[k], s);
-        y[d] = s * inv;
+    const int width = D < TQC_THREADS ? D : TQC_THREADS, groups = TQC_THREADS / width;
+    const int grp = tid / width, d0 = tid % width;
+    for (int d = d0; d < D; d += width) {
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        int k = grp;
+        for (; k + 3 * groups < nc; k += 4 * groups) {
+            s0 = fmaf(pa[(int64_t)k * D + d], wc[k], s0);
+            s1 = fmaf(pa[(int64_t)(k + groups) * D + d], wc[k + groups], s1);
+            s2 = fmaf(pa[(int64_t)(k + 2 * groups) * D + d], wc[k + 2 * groups], s2);
+            s3 = fmaf(pa[(int64_t)(k + 3 * groups) * D + d], wc[k + 3 * groups], s3);
+        }
+        for (; k < nc; k += groups) s0 = fmaf(pa[(int64_t)k * D + d], wc[k], s0);
+        const float s = (s0 + s1) + (s2 + s3);
+        if (groups == 1) y[d] = s * inv;
+        else gs[grp * width + d0] = s;
     }
     __syncthreads();
+    if (groups > 1) {
+        for (int d = tid; d < D; d += blockDim.x) {
+            float s = 0.0f;
+            for (int j = 0; j < groups; j++) s += gs[j * width + d];
+            y[d] = s * inv;
+        }
+        __syncthreads();
+    }
     cu_tq_fwht(y, D);
     const float rd = cu_tq_rsqrt_d(D);
     for (int d = tid; d < D; d += blockDim.x) o[d] = y[d] * (rd * a.signs[d]);
@@ -449,11 +452,20 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     int sms = 0;
     MLXN_TRY(cu_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cu_ctx(s)->index), op,
                       "cudaDeviceGetAttribute", cu_ctx(s)->index));
-    int64_t want = (3 * (int64_t)(sms > 0 ? sms : 1) + Hkv * tiles - 1) / (Hkv * tiles);
-    if (want < 1) want = 1;
-    int64_t chunk = (span + want - 1) / want;
-    chunk = (chunk + 31) / 32 * 32;
-    if (chunk < TQS_KT / 2) chunk = TQS_KT / 2; /* short contexts: fewer, fuller blocks */
+    /* The tensor-core kernel takes what it fits (decode; MLXN_CUDA_TQ_SIMPLE=1
+     * keeps everything on the f32 kernel, for tests and comparisons). */
+    const char *simple = getenv("MLXN_CUDA_TQ_SIMPLE");
+    const bool mma = !(simple && simple[0] == '1') && cu_tq_attn_mma_fits(a);
+    int64_t chunk;
+    if (mma) {
+        chunk = cu_tq_attn_mma_chunk(span, Hkv, sms);
+    } else {
+        int64_t want = (3 * (int64_t)(sms > 0 ? sms : 1) + Hkv * tiles - 1) / (Hkv * tiles);
+        if (want < 1) want = 1;
+        chunk = (span + want - 1) / want;
+        chunk = (chunk + 31) / 32 * 32;
+        if (chunk < TQS_KT / 2) chunk = TQS_KT / 2; /* short contexts: fewer, fuller blocks */
+    }
     const int64_t nchunks = (span + chunk - 1) / chunk;
     if (nchunks > 65535 || Hkv > 65535 || tiles > 65535)
         return mlxn_fail(MLXN_ERR_UNSUPPORTED, "tq_sdpa: %lld chunks x %lld kv heads x %lld row tiles is past the grid",
@@ -465,20 +477,21 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     float *scratch = NULL;
     const size_t n_part = (size_t)rows * (size_t)nchunks;
     MLXN_TRY(cu_scratch(s, op, sizeof(float) * n_part * (2 + (size_t)D), (void **)&scratch));
-    a.pm = scratch;
-    a.pl = scratch + n_part;
-    a.pacc = scratch + 2 * n_part;
+    a.pacc = scratch; /* first: 16-byte aligned for the tensor-core kernel's float4 stores */
+    a.pm = scratch + n_part * (size_t)D;
+    a.pl = a.pm + n_part;
 
-    mlxn_status st = RT == 1   ? launch_partial_d<1>(s, a, Hkv, tiles)
+    mlxn_status st = mma       ? cu_tq_attn_mma_launch(s, a, Hkv)
+                     : RT == 1 ? launch_partial_d<1>(s, a, Hkv, tiles)
                      : RT == 4 ? launch_partial_d<4>(s, a, Hkv, tiles)
                                : launch_partial_d<16>(s, a, Hkv, tiles);
     if (st == MLXN_OK) {
-        const size_t smem = sizeof(float) * ((size_t)D + (size_t)nchunks);
+        const size_t smem = sizeof(float) * ((size_t)D + (size_t)nchunks + TQC_THREADS);
         if (smem > 48 * 1024)
             st = cu_check(cudaFuncSetAttribute(tq_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                           op, "cudaFuncSetAttribute", cu_ctx(s)->index);
         if (st == MLXN_OK) {
-            tq_attn_combine<<<(unsigned)rows, TQS_THREADS, smem, cu_ctx(s)->s>>>(a);
+            tq_attn_combine<<<(unsigned)rows, TQC_THREADS, smem, cu_ctx(s)->s>>>(a);
             st = cu_launched(s, op, "tq_attn_combine");
         }
     }

@@ -1,0 +1,450 @@
+/* TurboQuant decode attention on the tensor cores: the partial kernel of
+ * mlxn_tq_sdpa for up to 16 query rows per kv head (a decode step of any
+ * GQA group up to 16, or a short prefill chunk), head dims 64/128/256 and
+ * 4..8-bit codes (4-bit as nibbles, 5..8 one byte each; tq_layout.h). It
+ * writes the same per-chunk partials as tq_attn_partial
+ * (cu_tq_attention.cu), which tq_attn_combine merges and un-rotates.
+ *
+ * Why: the f32 kernel spends ~2 x 16 x 256 FMAs per key and group (scores
+ * and values for 16 rows) on the CUDA cores, far more time than the codes
+ * take to stream; here both products run as mma.sync m16n8k16 (f16 in,
+ * f32 accumulate), so the kernel is bound by the code bytes.
+ *
+ * Grid (chunk, kv head), 8 warps. The block rotates its query rows once
+ * (signs, FWHT in registers and shuffles, 1/sqrt(D), scale) and stores
+ * them as f16 A fragments. Warp w walks the 16-key steps w, w + 8, ... of the chunk
+ * (neighbouring warps read neighbouring keys), holding its own running
+ * max / denominator per row and the [16, D] output in f32 accumulators:
+ *   scores, two 8-key n-tiles: lane (g = lane / 4, c = lane % 4) loads
+ *     quarter c of key g's code row, so its codes are dims
+ *     [c D/4, (c + 1) D/4); the B fragment of k-step s takes dims
+ *     c D/4 + 4s .. + 3 (a permutation of the reduction index, applied to
+ *     the query fragments too), each code looked up in the f16 levels in
+ *     shared memory. Scores times norm / sqrt(D); softcap; per-row
+ *     visibility (causal, window, ring, chunk end) as -inf;
+ *   online softmax per row in f32 (the row's 16 scores sit in 4 lanes);
+ *   values: the weights of keys 2c, 2c + 1 (+ 8) times the value norms /
+ *     sqrt(D), rounded to f16, are exactly the A fragment of the next mma
+ *     (no shuffles); lane g loads eighth g of the 4 keys' value rows, so
+ *     n-tile u's column g is dim g D/8 + u (the output is written back in
+ *     natural order at the end).
+ * The 8 warps then merge (rescaled to the block max; a tree through
+ * shared memory, fixed order: deterministic) and the block writes one
+ * partial per row.
+ *
+ * Exactness: q (after rotation and scaling) and the softmax weights times
+ * the value norms are rounded to f16 (relative 2^-11), levels too (f16
+ * holds each Lloyd-Max level to ~5e-4 relative, far inside a code's own
+ * error); sums are f32. Results match the f32 kernel to ~1e-7 normalized
+ * squared error (test_backend_tq bounds it), not bit for bit. */
+#include <cuda_fp16.h>
+#include <math.h>
+
+#include "backend/cuda/cu_tq_attn.cuh"
+
+enum {
+    TQM_WARPS = 8,
+    TQM_THREADS = 32 * TQM_WARPS,
+    TQM_STEP = 16, /* keys per warp step: two n-tiles of scores, one k-step of values */
+};
+
+/* c += a (16x16 f16, row) * b (16x8 f16, col), f32 accumulators. */
+__device__ __forceinline__ void tqm_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t tqm_pack(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *(const uint32_t *)&h;
+}
+__device__ __forceinline__ uint32_t tqm_pack_bits(unsigned short lo, unsigned short hi) {
+    return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+
+/* N bytes (4, 8, 16, 32 or 64; p aligned to min(N, 16)) into words w[N / 4]. */
+template <int N>
+__device__ __forceinline__ void tqm_load(const uint8_t *p, uint32_t *w) {
+    if (N >= 16) {
+#pragma unroll
+        for (int i = 0; i < N / 16; i++) {
+            const uint4 u = __ldg((const uint4 *)p + i);
+            w[4 * i] = u.x, w[4 * i + 1] = u.y, w[4 * i + 2] = u.z, w[4 * i + 3] = u.w;
+        }
+    } else if (N == 8) {
+        const uint2 u = __ldg((const uint2 *)p);
+        w[0] = u.x, w[1] = u.y;
+    } else {
+        w[0] = __ldg((const unsigned *)p);
+    }
+}
+
+/* Code i (compile-time once unrolled) of words w: SB storage bits per code
+ * (4: nibbles, low nibble the even coordinate; 8: bytes). */
+template <int SB>
+__device__ __forceinline__ uint32_t tqm_code(const uint32_t *w, int i) {
+    return (w[(i * SB) >> 5] >> ((i * SB) & 31)) & ((1u << SB) - 1u);
+}
+
+/* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
+static size_t tqm_smem(int D) {
+    return (size_t)D * 32                      /* qf: [D/16][32] uint4 */
+           + sizeof(float) * 4 * 16 * (size_t)D /* red: 4 warp slots of [16][D] */
+           + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
+           + sizeof(unsigned short) * 512      /* lvk, lvv */
+           + sizeof(int) * 32;                 /* kr */
+}
+
+/* One step's codes and norms in registers: key codes of n-tile t (key
+ * kb + 8t + g, quarter c), value codes of keys kb + 2c + {0, 1} and
+ * kb + 8 + 2c + {0, 1} (eighth g), and both norms / sqrt(D) of the keys
+ * kb + 8t + 2c + e at [2t + e]. */
+template <int KW, int VW>
+struct tqm_regs {
+    uint32_t k[2][KW];
+    uint32_t v[4][VW];
+    float kn[4], vn[4];
+};
+
+template <int KS, int VS, int D>
+__global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
+    constexpr int NS = D / 16;       /* k-steps of the score product */
+    constexpr int NU = D / 8;        /* n-tiles of the value product */
+    constexpr int KBY = D * KS / 32; /* key code bytes per lane and key (a quarter row) */
+    constexpr int VBY = D * VS / 64; /* value code bytes per lane and key (an eighth of a row) */
+    constexpr int KW = KBY / 4, VW = VBY / 4;
+    /* the next step's codes are loaded before this one's products where the
+     * registers allow (two sets next to the 4 D / 8 accumulators) */
+    constexpr bool PF = D * (KS + VS) <= 2048;
+    extern __shared__ __align__(16) unsigned char tqm_sm[];
+    uint4 *qf = (uint4 *)tqm_sm;                          /* [NS][32] query A fragments, f16 */
+    float *red = (float *)(qf + NS * 32);                 /* [4][16 * D] merge slots */
+    float *mw = red + 4 * 16 * D;                         /* [8][16] per warp: running max of each row */
+    float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
+    unsigned short *lvk = (unsigned short *)(lw + TQM_WARPS * 16); /* [256] key levels, f16 bits */
+    unsigned short *lvv = lvk + 256;                      /* [256] value levels */
+    int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+    const int ch = blockIdx.x;
+    const int64_t hk = blockIdx.y;
+    const int64_t p = cu_tq_pos(a.pos_t, a.pos);
+    if (p < 0) return; /* the combine kernel writes NaN rows */
+    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
+    const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap;
+    const int lo_slot = (int)(lo % a.cap);
+    const float rd = cu_tq_rsqrt_d(D);
+
+    for (int i = tid; i < 256; i += TQM_THREADS) {
+        lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? cu_tq_level(a.kb, i) : 0.0f));
+        lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? cu_tq_level(a.vb, i) : 0.0f));
+    }
+    if (tid < 16) {
+        int b0 = 0, b1 = 0; /* padding rows see nothing */
+        if (tid < R) {
+            const int64_t qp = p + tid % a.Tq;
+            int64_t p0 = lo, p1 = end;
+            if (a.causal && qp + 1 < p1) p1 = qp + 1;
+            if (a.window > 0 && qp - a.window + 1 > p0) p0 = qp - a.window + 1;
+            b0 = (int)(p0 - lo);
+            b1 = (int)(p1 - lo);
+        }
+        kr[tid] = b0;
+        kr[16 + tid] = b1;
+    }
+    /* Query rows w and w + 8 by warp w, in registers: lane holds dims
+     * [lane E, lane E + E). All loads are issued before any use (why: one
+     * dependent global round trip per element made the prologue alone
+     * several microseconds), the FWHT runs in registers (strides < E) and
+     * across lanes by shuffles (strides >= E), a sum-difference butterfly
+     * per stage as on the CPU. Then each pair of dims goes, scaled and
+     * rounded to f16, to its place in the A fragments: dims of quarter
+     * cc = lane / 8 at offset o = (lane % 8) E + 2p in the quarter belong
+     * to k-step o / 4, register (o % 4) / 2 * 2 + (row >= 8). */
+    {
+        constexpr int E = D / 32;
+        const float qscale = rd * a.scale;
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int r = warp + 8 * rr;
+            float x[E], sg[E];
+            const bool live = r < R;
+            const int64_t h = hk * a.G + (live ? r / a.Tq : 0), i = live ? r % a.Tq : 0;
+            const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
+#pragma unroll
+            for (int k = 0; k < E; k++) {
+                x[k] = live ? __ldg(qrow + (int64_t)(lane * E + k) * a.qs[2]) : 0.0f;
+                sg[k] = __ldg(a.signs + lane * E + k);
+            }
+#pragma unroll
+            for (int k = 0; k < E; k++) x[k] *= sg[k];
+#pragma unroll
+            for (int hh = 1; hh < E; hh <<= 1)
+#pragma unroll
+                for (int k = 0; k < E; k++)
+                    if (!(k & hh)) {
+                        const float u = x[k], v = x[k + hh];
+                        x[k] = u + v;
+                        x[k + hh] = u - v;
+                    }
+#pragma unroll
+            for (int m = 1; m < 32; m <<= 1) {
+                const bool upper = lane & m; /* this lane holds the "+ h" half of each butterfly */
+#pragma unroll
+                for (int k = 0; k < E; k++) {
+                    const float o = __shfl_xor_sync(0xffffffffu, x[k], m);
+                    x[k] = upper ? o - x[k] : x[k] + o;
+                }
+            }
+            uint32_t *qw = (uint32_t *)qf;
+            const int cc = lane >> 3, gg = r & 7, hi = r >> 3;
+#pragma unroll
+            for (int pp = 0; pp < E / 2; pp++) {
+                const int o = (lane & 7) * E + 2 * pp;
+                qw[((o >> 2) * 32 + gg * 4 + cc) * 4 + ((o & 3) >> 1) * 2 + hi] =
+                    tqm_pack(x[2 * pp] * qscale, x[2 * pp + 1] * qscale);
+            }
+        }
+    }
+    __syncthreads();
+    const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
+    /* this block's keys, clipped to what some row can see */
+    int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
+    if (j1 > n_held) j1 = n_held;
+    int vlo = INT32_MAX, vhi = 0;
+    for (int r = 0; r < R; r++)
+        if (kr[r] < kr[16 + r]) {
+            vlo = min(vlo, kr[r]);
+            vhi = max(vhi, kr[16 + r]);
+        }
+    j0 = max(j0, vlo);
+    j1 = min(j1, vhi);
+
+    float acc[NU][4];
+#pragma unroll
+    for (int u = 0; u < NU; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int64_t head = hk * a.cap;
+    /* slot of key j (0 <= j < n_held): the ring in position order */
+    auto slot = [&](int j) -> int64_t {
+        int sl = lo_slot + j;
+        if (sl >= cap) sl -= cap;
+        return head + sl;
+    };
+    auto load = [&](int kb, tqm_regs<KW, VW> &r) {
+        const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
+#pragma unroll
+        for (int t = 0; t < 2; t++) tqm_load<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow + c * KBY, r.k[t]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int j = min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last);
+            tqm_load<VBY>(a.vc + slot(j) * a.vrow + g * VBY, r.v[i]);
+            const int64_t sl = slot(j);
+            r.kn[i] = __ldg(a.kn + sl) * rd;
+            r.vn[i] = __ldg(a.vn + sl) * rd;
+        }
+    };
+    auto step = [&](int kb, const tqm_regs<KW, VW> &r) {
+        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int s = 0; s < NS; s++) {
+            const uint4 qa = qf[s * 32 + lane];
+            const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
+#pragma unroll
+            for (int t = 0; t < 2; t++) {
+                const uint32_t b0 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s)], lvk[tqm_code<KS>(r.k[t], 4 * s + 1)]);
+                const uint32_t b1 =
+                    tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s + 2)], lvk[tqm_code<KS>(r.k[t], 4 * s + 3)]);
+                tqm_mma(sc[t], A, b0, b1);
+            }
+        }
+        /* sc[t][2h + e]: row g + 8h, key kb + 8t + 2c + e */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * t + 2 * c + e;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float x = sc[t][2 * h + e] * r.kn[2 * t + e];
+                    if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+                    x = (key >= rk0[h] && key < rk1[h] && key < j1) ? x : -INFINITY;
+                    sc[t][2 * h + e] = x;
+                    mx[h] = fmaxf(mx[h], x);
+                }
+            }
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            const float mnew = fmaxf(m[h], mx[h]);
+            corr[h] = m[h] == -INFINITY ? 0.0f : __expf(m[h] - mnew);
+            float sum = 0.0f;
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float x = sc[t][2 * h + e];
+                    const float pw = x == -INFINITY ? 0.0f : __expf(x - mnew);
+                    sc[t][2 * h + e] = pw;
+                    sum += pw;
+                }
+            l[h] = l[h] * corr[h] + sum;
+            m[h] = mnew;
+        }
+        /* the accumulators only need rescaling when some row's max moved
+         * (rare after the first steps; the branch is warp-uniform) */
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f))
+#pragma unroll
+            for (int u = 0; u < NU; u++) {
+                acc[u][0] *= corr[0], acc[u][1] *= corr[0];
+                acc[u][2] *= corr[1], acc[u][3] *= corr[1];
+            }
+        /* weights times value norms: the A fragment (keys 2c, 2c + 1, then 2c + 8, 2c + 9) */
+        const uint32_t P[4] = {tqm_pack(sc[0][0] * r.vn[0], sc[0][1] * r.vn[1]),
+                               tqm_pack(sc[0][2] * r.vn[0], sc[0][3] * r.vn[1]),
+                               tqm_pack(sc[1][0] * r.vn[2], sc[1][1] * r.vn[3]),
+                               tqm_pack(sc[1][2] * r.vn[2], sc[1][3] * r.vn[3])};
+#pragma unroll
+        for (int u = 0; u < NU; u++) {
+            const uint32_t b0 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[0], u)], lvv[tqm_code<VS>(r.v[1], u)]);
+            const uint32_t b1 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[2], u)], lvv[tqm_code<VS>(r.v[3], u)]);
+            tqm_mma(acc[u], P, b0, b1);
+        }
+    };
+
+    const int nst = j1 > j0 ? (j1 - j0 + TQM_STEP - 1) / TQM_STEP : 0;
+    if (warp < nst) {
+        tqm_regs<KW, VW> cur, nxt;
+        load(j0 + warp * TQM_STEP, cur);
+        for (int st = warp; st < nst; st += TQM_WARPS) {
+            const int nx = st + TQM_WARPS;
+            if (PF && nx < nst) load(j0 + nx * TQM_STEP, nxt);
+            step(j0 + st * TQM_STEP, cur);
+            if (nx < nst) {
+                if (PF) cur = nxt;
+                else load(j0 + nx * TQM_STEP, cur);
+            }
+        }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+        l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+    }
+
+    /* merge the warps: rescale to the block's max per row, then add in a
+     * fixed tree (warps 4..7 into 0..3, 2..3 into 0..1, 1 into 0) */
+    if (c == 0) {
+        mw[warp * 16 + g] = m[0], mw[warp * 16 + g + 8] = m[1];
+        lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
+    }
+    __syncthreads();
+    float M[2], L[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int row = g + 8 * h;
+        M[h] = -INFINITY;
+        for (int w = 0; w < TQM_WARPS; w++) M[h] = fmaxf(M[h], mw[w * 16 + row]);
+        L[h] = 0.0f;
+        for (int w = 0; w < TQM_WARPS; w++) {
+            const float mv = mw[w * 16 + row];
+            L[h] += mv == -INFINITY ? 0.0f : lw[w * 16 + row] * __expf(mv - M[h]);
+        }
+        const float f = m[h] == -INFINITY ? 0.0f : __expf(m[h] - M[h]);
+#pragma unroll
+        for (int u = 0; u < NU; u++) acc[u][2 * h] *= f, acc[u][2 * h + 1] *= f;
+    }
+    float4 *rb = (float4 *)red; /* [4][NU][32]: a warp's accumulators in lane order */
+#pragma unroll
+    for (int half = TQM_WARPS / 2; half >= 1; half >>= 1) {
+        if (warp >= half && warp < 2 * half)
+#pragma unroll
+            for (int u = 0; u < NU; u++)
+                rb[((warp - half) * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+        __syncthreads();
+        if (warp < half)
+#pragma unroll
+            for (int u = 0; u < NU; u++) {
+                const float4 o = rb[(warp * NU + u) * 32 + lane];
+                acc[u][0] += o.x, acc[u][1] += o.y, acc[u][2] += o.z, acc[u][3] += o.w;
+            }
+        __syncthreads();
+    }
+    /* warp 0 holds the block's sums; column n of n-tile u is dim n D/8 + u.
+     * Through red as [16][8][NU + 1] (+ 1 per row): the padding spreads the
+     * lanes of one store over the banks. Then coalesced stores in dim order. */
+    constexpr int LN = NU + 1, LR = 8 * LN + 1;
+    if (warp == 0) {
+#pragma unroll
+        for (int u = 0; u < NU; u++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                red[(g + 8 * h) * LR + (2 * c) * LN + u] = acc[u][2 * h];
+                red[(g + 8 * h) * LR + (2 * c + 1) * LN + u] = acc[u][2 * h + 1];
+            }
+        if (c == 0)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = g + 8 * h;
+                if (r < R) {
+                    const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
+                    a.pm[row * a.nchunks + ch] = M[h];
+                    a.pl[row * a.nchunks + ch] = L[h];
+                }
+            }
+    }
+    __syncthreads();
+    for (int e = tid; e < R * D; e += TQM_THREADS) {
+        const int r = e / D, d = e % D;
+        const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
+        a.pacc[(row * a.nchunks + ch) * D + d] = red[r * LR + (d / NU) * LN + d % NU];
+    }
+}
+
+bool cu_tq_attn_mma_fits(const tqs_args &a) {
+    const int sb_k = a.kb <= 4 ? 4 : 8, sb_v = a.vb <= 4 ? 4 : 8;
+    return a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
+           a.vb <= 8 && a.krow == (int64_t)a.D * sb_k / 8 && a.vrow == (int64_t)a.D * sb_v / 8 &&
+           a.cap < INT32_MAX / 2;
+}
+
+int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms) {
+    /* one block per multiprocessor over all kv heads (8 warps each: enough
+     * code bytes in flight), each warp at least one 16-key step */
+    int64_t want = (sms > 0 ? sms : 1) / hkv;
+    if (want < 1) want = 1;
+    int64_t chunk = (span + want - 1) / want;
+    chunk = (chunk + TQM_STEP - 1) / TQM_STEP * TQM_STEP;
+    return chunk < TQM_STEP * TQM_WARPS ? TQM_STEP * TQM_WARPS : chunk;
+}
+
+template <int KS, int VS, int D>
+static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
+    const size_t smem = tqm_smem(D);
+    auto k = tq_attn_mma<KS, VS, D>;
+    if (smem > 48 * 1024)
+        MLXN_TRY(cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "tq_sdpa",
+                          "cudaFuncSetAttribute", cu_ctx(s)->index));
+    k<<<dim3((unsigned)a.nchunks, (unsigned)hkv), TQM_THREADS, smem, cu_ctx(s)->s>>>(a);
+    return cu_launched(s, "tq_sdpa", "tq_attn_mma");
+}
+
+template <int KS, int VS>
+static mlxn_status tqm_launch_d(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
+    switch (a.D) {
+    case 64: return tqm_launch<KS, VS, 64>(s, a, hkv);
+    case 128: return tqm_launch<KS, VS, 128>(s, a, hkv);
+    default: return tqm_launch<KS, VS, 256>(s, a, hkv);
+    }
+}
+
+mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
+    const bool k8 = a.kb > 4, v8 = a.vb > 4;
+    if (k8) return v8 ? tqm_launch_d<8, 8>(s, a, hkv) : tqm_launch_d<8, 4>(s, a, hkv);
+    return v8 ? tqm_launch_d<4, 8>(s, a, hkv) : tqm_launch_d<4, 4>(s, a, hkv);
+}

@@ -1,0 +1,48 @@
+/* What the two TurboQuant attention kernels (cu_tq_attention.cu: f32 on the
+ * CUDA cores, any shape; cu_tq_attention_mma.cu: decode on the tensor
+ * cores) share: their argument block and the partials they write for
+ * tq_attn_combine (per row and chunk: the running max, the denominator and
+ * the unnormalized weighted value sum in the rotated domain). */
+#ifndef MLXN_CU_TQ_ATTN_CUH
+#define MLXN_CU_TQ_ATTN_CUH
+
+#include "backend/cuda/cu_tq.cuh"
+
+extern "C" {
+#include "backend/cuda/cuda_tq.h"
+}
+
+typedef struct tqs_args {
+    const float *q;      /* [Hq, Tq, D] at element strides qs (batch 1) */
+    int64_t qs[3];
+    const uint8_t *kc;   /* [Hkv, cap, krow] */
+    const uint8_t *vc;   /* [Hkv, cap, vrow] */
+    const float *kn;     /* [Hkv, cap] */
+    const float *vn;     /* [Hkv, cap] */
+    const float *signs;  /* [D] */
+    int64_t krow, vrow;
+    int kb, vb;
+    int64_t G, Tq, cap;
+    int D;
+    float scale, softcap;
+    int causal;
+    int64_t window;
+    int64_t pos;         /* used when pos_t is NULL */
+    const int32_t *pos_t;
+    int64_t chunk;       /* keys per block */
+    int nchunks;
+    float *pm, *pl;      /* [Hq * Tq, nchunks]: chunk max, chunk denominator */
+    float *pacc;         /* [Hq * Tq, nchunks, D]: chunk's unnormalized weighted value sum */
+    float *out;          /* [Hq * Tq, D] contiguous */
+} tqs_args;
+
+/* The tensor-core decode kernel (cu_tq_attention_mma.cu). fits: whether
+ * it takes this call (up to 16 query rows per kv head, head dim 64/128/256,
+ * widths 4..8 for K and V; 2- and 3-bit codes stay on the f32 kernel).
+ * chunk: keys per block for `span` keys over `hkv` kv heads on `sms`
+ * multiprocessors. launch: grid (a.nchunks, hkv), writing a.pm/pl/pacc. */
+bool cu_tq_attn_mma_fits(const tqs_args &a);
+int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms);
+mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv);
+
+#endif
