@@ -33,7 +33,7 @@
 typedef struct bm_opts {
     tg_model_opts mo;
     const char *pp, *tg;
-    int reps, warmup, json;
+    int reps, warmup, json, depth;
 } bm_opts;
 
 static const opt_spec bm_rows[] = {
@@ -42,6 +42,9 @@ static const opt_spec bm_rows[] = {
      "Prompt lengths to time (0 skips the prompt tests).", "512", 0, 0, NULL},
     {"n-gen", 'n', OPT_STRING, offsetof(bm_opts, tg), "N[,N...]",
      "Generation lengths to time (0 skips the generation tests).", "128", 0, 0, NULL},
+    {"depth", 'd', OPT_INT, offsetof(bm_opts, depth), "D",
+     "Tokens already in the KV cache when a generation test starts (prefilled untimed before each run; "
+     "decode speed at a context depth).", "0", 0, 1 << 24, NULL},
     {"repetitions", 'r', OPT_INT, offsetof(bm_opts, reps), "R", "Timed runs of each test.", "3", 1, 1000, NULL},
     {"warmup", 0, OPT_INT, offsetof(bm_opts, warmup), "W", "Untimed runs of each test first.", "1", 0, 1000,
      NULL},
@@ -66,7 +69,8 @@ const opt_command bench_model_command = {
     .opts = bm_rows,
     .examples = "mlxn bench model -m SmolLM2-135M-Instruct-4bit -p 512 -n 128 -r 3\n"
                 "mlxn bench model -m model.gguf -p 128,512 -n 0 -t 1 --json\n"
-                "mlxn bench model -m llama-1b-4bit --device cuda --kv-dtype bf16 -p 512 -n 128 -r 5",
+                "mlxn bench model -m llama-1b-4bit --device cuda --kv-dtype bf16 -p 512 -n 128 -r 5\n"
+                "mlxn bench model -m gemma-4b-4bit --device cuda --kv-cache tq4 -p 0 -n 64 -d 16384 -c 16448",
 };
 
 static int parse_list(const char *s, int *v, int cap) {
@@ -119,9 +123,14 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
 }
 
 /* One run of a test; returns seconds, or < 0 after printing the error. */
-static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen) {
+static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth) {
     mlxn_session_reset(c->session);
     mlxn_stream *s = mlxn_device_stream(c->dev);
+    /* a generation test at depth D: the first D ids go in as an untimed prompt */
+    if (gen && depth > 0) {
+        if (mlxn_session_forward(c->session, ids, depth, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
+        ids += depth;
+    }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     double t0 = progress_now();
     if (!gen) {
@@ -166,7 +175,7 @@ int cmd_bench_model(int argc, char **argv) {
     rc = 1;
     int longest = 0;
     for (int i = 0; i < npp; i++) longest = pp[i] > longest ? pp[i] : longest;
-    for (int i = 0; i < ntg; i++) longest = tg[i] > longest ? tg[i] : longest;
+    for (int i = 0; i < ntg; i++) longest = o.depth + tg[i] > longest ? o.depth + tg[i] : longest;
     json_t *results = o.json ? json_array() : NULL;
     double *samples = malloc(sizeof(double) * (size_t)o.reps);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)longest);
@@ -212,12 +221,13 @@ int cmd_bench_model(int argc, char **argv) {
     for (int t = 0; t < npp + ntg; t++) {
         int gen = t >= npp, n = gen ? tg[t - npp] : pp[t];
         char name[32];
-        snprintf(name, sizeof name, "%s%d", gen ? "tg" : "pp", n);
+        if (gen && o.depth > 0) snprintf(name, sizeof name, "tg%d@d%d", n, o.depth);
+        else snprintf(name, sizeof name, "%s%d", gen ? "tg" : "pp", n);
         progress p;
         progress_start(&p, name);
         for (int r = 0; r < o.warmup + o.reps; r++) {
             progress_update(&p, r, o.warmup + o.reps, "runs");
-            double sec = run_once(&c, ids, n, gen);
+            double sec = run_once(&c, ids, n, gen, o.depth);
             if (sec < 0) {
                 progress_end(&p);
                 goto done;
