@@ -53,7 +53,22 @@ typedef struct mlxn_model_params {
      * done == total. */
     void (*progress)(void *user, int64_t done_bytes, int64_t total_bytes);
     void *progress_user;
+    /* Fuse each layer's q/k/v projections into one matmul, and gate/up
+     * into another, where the parts are quantized alike (mode, bits,
+     * group, scale/bias dtypes; biases on all or none): their rows are
+     * stacked into one weight at load, so decode runs 4 quantized mat-vecs
+     * per layer instead of 7. Exact: each output is the same row of the
+     * same weights. Layers a mixed recipe quantizes differently, and dense
+     * layers, stay apart. 0 = the device's default (MLXN_FUSE_DEFAULT_*),
+     * 1 = on, -1 = off. The stacked weight is a copy: on a GPU it replaces
+     * the parts (no extra memory); on the CPU, where weights are otherwise
+     * used in place from the mapped files, it is extra anonymous memory. */
+    int fuse_projections;
 } mlxn_model_params;
+
+/* The fuse_projections default per device kind (docs/architecture.md). */
+#define MLXN_FUSE_DEFAULT_CPU 1
+#define MLXN_FUSE_DEFAULT_GPU 1
 
 /* What a loaded model is (strings owned by the model). */
 typedef struct mlxn_model_info {
@@ -71,6 +86,7 @@ typedef struct mlxn_model_info {
     int sliding_window;        /* their window, 0 when none */
     int tied_embeddings;       /* the output head is the embedding */
     int n_quantized;           /* linear/embedding weights that are quantized */
+    int n_fused;               /* projection groups fused at load (q/k/v, gate/up: 2 a layer at most) */
 } mlxn_model_info;
 
 /* Load an mlx-lm model directory onto `dev`, or a llama-architecture .gguf

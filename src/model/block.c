@@ -6,6 +6,9 @@
  * The block, with the configuration's switches:
  *   xn = rms_norm(x, input_layernorm)
  *   q, k, v = xn Wq^T (+bq), xn Wk^T (+bk), xn Wv^T (+bv)
+ *              (one matmul over the stacked rows when the loader fused
+ *              them: q, k, v are then column views of its output; gate
+ *              and up likewise)
  *   [qk_norm]  q, k = rms_norm per head (head_dim)
  *   q, k = rope(q, k) at positions pos .. pos + T - 1 (layer's base/scaling)
  *   append k, v to the layer's cache; a = sdpa(q, cache, causal, window)
@@ -34,6 +37,16 @@ static mlxn_tensor view(const mlxn_tensor *t, int ndim, int64_t d0, int64_t d1, 
         v.strides[i] = stride;
         stride *= dims[i];
     }
+    return v;
+}
+
+/* Columns [c0, c0 + h*d) of a contiguous f32 scratch [T, N] as a [T, h, d]
+ * view (row stride N): one projection's part of a fused output. At T = 1
+ * the view is contiguous, so decode's ops see plain rows. */
+static mlxn_tensor cols(const mlxn_tensor *t, int64_t T, int64_t N, int64_t c0, int64_t h, int64_t d) {
+    mlxn_tensor v = view(t, 3, T, h, d);
+    v.strides[0] = N;
+    v.offset += (size_t)c0 * sizeof(float);
     return v;
 }
 
@@ -192,12 +205,24 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
 
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
     MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
-    mlxn_tensor q = view(&sc->q, 2, T, Hq * D, 0), k = view(&sc->k, 2, T, Hk * D, 0), v = view(&sc->v, 2, T, Hk * D, 0);
-    MLXN_TRY(linear(st, &xn, &L->q, &q));
-    MLXN_TRY(linear(st, &xn, &L->k, &k));
-    MLXN_TRY(linear(st, &xn, &L->v, &v));
+    mlxn_tensor q3, k3, v3; /* [T, heads, D] views of the projections */
+    if (L->fused_qkv) {
+        /* one matmul; q, k, v are column ranges of its [T, (Hq + 2 Hk) D] output */
+        int64_t N = (Hq + 2 * Hk) * D;
+        mlxn_tensor qkv = view(&sc->qkv, 2, T, N, 0);
+        MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
+        q3 = cols(&sc->qkv, T, N, 0, Hq, D);
+        k3 = cols(&sc->qkv, T, N, Hq * D, Hk, D);
+        v3 = cols(&sc->qkv, T, N, (Hq + Hk) * D, Hk, D);
+    } else {
+        mlxn_tensor q = view(&sc->q, 2, T, Hq * D, 0), k = view(&sc->k, 2, T, Hk * D, 0),
+                    v = view(&sc->v, 2, T, Hk * D, 0);
+        MLXN_TRY(linear(st, &xn, &L->q, &q));
+        MLXN_TRY(linear(st, &xn, &L->k, &k));
+        MLXN_TRY(linear(st, &xn, &L->v, &v));
+        q3 = view(&sc->q, 3, T, Hq, D), k3 = view(&sc->k, 3, T, Hk, D), v3 = view(&sc->v, 3, T, Hk, D);
+    }
 
-    mlxn_tensor q3 = view(&sc->q, 3, T, Hq, D), k3 = view(&sc->k, 3, T, Hk, D);
     if (c->qk_norm) {
         mlxn_tensor qn = view(&sc->qn, 3, T, Hq, D), kn = view(&sc->kn, 3, T, Hk, D);
         MLXN_TRY(norm(st, c, &q3, &L->q_norm, &qn));
@@ -211,7 +236,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
     MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
 
-    mlxn_tensor vt = swap01(view(&sc->v, 3, T, Hk, D));
+    mlxn_tensor vt = swap01(v3);
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
     mlxn_tensor att4 = batch1(att);
     if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
@@ -240,9 +265,21 @@ static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
     int64_t H = c->hidden, I = c->inter;
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
     MLXN_TRY(norm(st, c, x, &L->mlp_norm, &xn));
-    mlxn_tensor g = view(&sc->gate, 2, T, I, 0), u = view(&sc->up, 2, T, I, 0), a = view(&sc->act, 2, T, I, 0);
-    MLXN_TRY(linear(st, &xn, &L->gate, &g));
-    MLXN_TRY(linear(st, &xn, &L->up, &u));
+    mlxn_tensor g, u, a = view(&sc->act, 2, T, I, 0);
+    if (L->fused_gu) {
+        /* one matmul; gate and up are the two column halves of its [T, 2I]
+           output, which the gated activation reads in place */
+        mlxn_tensor gu = view(&sc->gu, 2, T, 2 * I, 0);
+        MLXN_TRY(linear(st, &xn, &L->gu, &gu));
+        g = view(&sc->gu, 2, T, I, 0);
+        g.strides[0] = 2 * I;
+        u = g;
+        u.offset += (size_t)I * sizeof(float);
+    } else {
+        g = view(&sc->gate, 2, T, I, 0), u = view(&sc->up, 2, T, I, 0);
+        MLXN_TRY(linear(st, &xn, &L->gate, &g));
+        MLXN_TRY(linear(st, &xn, &L->up, &u));
+    }
     if (c->gelu_mlp) MLXN_TRY(mlxn_geglu(st, &g, &u, MLXN_GELU_TANH, &a));
     else MLXN_TRY(mlxn_swiglu(st, &g, &u, &a));
     mlxn_tensor d = view(&sc->mlp_out, 2, T, H, 0);

@@ -113,6 +113,10 @@ static mlxn_status load_config(const char *path, const char *cfgpath, const json
             m->progress = params->progress;
             m->progress_user = params->progress_user;
         }
+        int fuse = params ? params->fuse_projections : 0;
+        if (fuse == 0)
+            fuse = mlxn_device_get_kind(m->dev) == MLXN_DEVICE_CPU ? MLXN_FUSE_DEFAULT_CPU : MLXN_FUSE_DEFAULT_GPU;
+        m->fuse = fuse > 0;
         size_t n = model_src_count(m);
         for (size_t i = 0; i < n; i++) m->up_total += (int64_t)model_src_at(m, i)->nbytes;
     }

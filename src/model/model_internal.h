@@ -117,6 +117,13 @@ typedef struct model_layer {
     mlxn_tensor q_norm, k_norm; /* [head_dim] when qk_norm */
     model_linear q, k, v, o;
     model_linear gate, up, down;
+    /* Sibling projections fused at load (mlxn_model_params.fuse_projections),
+     * so the block runs one matmul where it ran two or three: qkv's output
+     * rows are q's, k's, v's in order ([n_heads*D + 2*n_kv_heads*D, hidden]),
+     * gu's are gate's then up's ([2*inter, hidden]). When set, the parts
+     * above keep their shapes and quantization but no tensors. */
+    bool fused_qkv, fused_gu;
+    model_linear qkv, gu;
     mlxn_tensor rope_freqs;     /* f32 [head_dim/2] on the device when the rope has freqs */
 } model_layer;
 
@@ -128,6 +135,7 @@ struct mlxn_model {
     struct cv_set *mem;         /* an in-memory MLX model (a GGUF converted at load), or NULL */
     mlxn_weight_info *mem_info; /* [mem->n] views of mem's tensors, in name order */
     bool dry;                   /* check names, shapes and dtypes only (no device, no tensors) */
+    bool fuse;                  /* fuse q/k/v and gate/up where they are quantized alike */
     mlxn_model_config cfg;
     mlxn_model_info info;
     model_linear embed;         /* [vocab, hidden]; also the head when tied */
@@ -155,6 +163,9 @@ const mlxn_weight_info *model_src_at(const mlxn_model *m, size_t i);
 const mlxn_weight_info *model_src_find(const mlxn_model *m, const char *name);
 /* A tensor of the source on m->dev (zero-copy on the CPU). */
 mlxn_status model_src_tensor(mlxn_model *m, const mlxn_weight_info *info, mlxn_tensor *out);
+/* One fresh tensor on m->dev holding the rows of parts[0..n) in order
+ * (same dtype and trailing dims; shapes only for a dry model). */
+mlxn_status model_src_concat(mlxn_model *m, const mlxn_weight_info *const *parts, int n, mlxn_tensor *out);
 /* Read tensors from an in-memory set (kept; freed with the model). */
 mlxn_status model_src_set(mlxn_model *m, struct cv_set *set);
 /* Remember a tensor the model must release. */
@@ -190,6 +201,8 @@ typedef struct model_scratch {
     mlxn_tensor q, qn, qr, att, att_t;  /* f32 [rows * n_heads * head_dim] */
     mlxn_tensor k, kn, kr, v;           /* f32 [rows * n_kv_heads * head_dim] */
     mlxn_tensor gate, up, act;          /* f32 [rows, inter] */
+    mlxn_tensor qkv;                    /* f32 [rows, (n_heads + 2 n_kv_heads) * head_dim], fused models */
+    mlxn_tensor gu;                     /* f32 [rows, 2 * inter], fused models */
     mlxn_tensor logits;                 /* f32 [rows, vocab] */
     /* fixed layout with sliding layers: a chunk's keys in order, after the
        window - 1 before it: kv_dtype [n_kv_heads, window - 1 + rows, head_dim] */

@@ -61,7 +61,8 @@ static int64_t round_up(int64_t n, int64_t step) { return (n + step - 1) / step 
 static void scratch_free(model_scratch *sc) {
     mlxn_tensor *all[] = {&sc->ids, &sc->x,   &sc->xn,    &sc->o,  &sc->mlp_out, &sc->tmp, &sc->q,
                           &sc->qn,  &sc->qr,  &sc->att,   &sc->att_t, &sc->k,    &sc->kn,  &sc->kr,
-                          &sc->v,   &sc->gate, &sc->up,   &sc->act, &sc->logits, &sc->ring_k, &sc->ring_v};
+                          &sc->v,   &sc->gate, &sc->up,   &sc->act, &sc->logits, &sc->ring_k, &sc->ring_v,
+                          &sc->qkv, &sc->gu};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i]->buf) mlxn_tensor_release(all[i]);
     sc->rows = 0;
@@ -90,12 +91,24 @@ static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
     mlxn_status st = alloc1(dev, MLXN_DTYPE_I32, rows, &sc->ids);
     mlxn_tensor *hid[] = {&sc->x, &sc->xn, &sc->o, &sc->mlp_out, &sc->tmp};
     for (size_t i = 0; st == MLXN_OK && i < 5; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * H, hid[i]);
-    mlxn_tensor *qs[] = {&sc->q, &sc->qn, &sc->qr, &sc->att, &sc->att_t};
-    for (size_t i = 0; st == MLXN_OK && i < 5; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * qd, qs[i]);
-    mlxn_tensor *ks[] = {&sc->k, &sc->kn, &sc->kr, &sc->v};
-    for (size_t i = 0; st == MLXN_OK && i < 4; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * kd, ks[i]);
-    mlxn_tensor *is[] = {&sc->gate, &sc->up, &sc->act};
-    for (size_t i = 0; st == MLXN_OK && i < 3; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->inter, is[i]);
+    /* the separate q/k/v (gate/up) outputs only when some layer runs them
+       apart, the fused ones only when some layer is fused */
+    bool split_qkv = false, split_gu = false, fused_qkv = false, fused_gu = false;
+    for (int l = 0; l < c->n_layers; l++) {
+        const model_layer *L = &s->m->layers[l];
+        split_qkv |= !L->fused_qkv, fused_qkv |= L->fused_qkv;
+        split_gu |= !L->fused_gu, fused_gu |= L->fused_gu;
+    }
+    mlxn_tensor *qs[] = {&sc->qn, &sc->qr, &sc->att, &sc->att_t, &sc->q};
+    for (size_t i = 0; st == MLXN_OK && i < 4u + split_qkv; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * qd, qs[i]);
+    mlxn_tensor *ks[] = {&sc->kn, &sc->kr, &sc->k, &sc->v};
+    for (size_t i = 0; st == MLXN_OK && i < 2u + 2 * split_qkv; i++)
+        st = alloc1(dev, MLXN_DTYPE_F32, rows * kd, ks[i]);
+    mlxn_tensor *is[] = {&sc->act, &sc->gate, &sc->up};
+    for (size_t i = 0; st == MLXN_OK && i < 1u + 2 * split_gu; i++)
+        st = alloc1(dev, MLXN_DTYPE_F32, rows * c->inter, is[i]);
+    if (st == MLXN_OK && fused_qkv) st = alloc1(dev, MLXN_DTYPE_F32, rows * (qd + 2 * kd), &sc->qkv);
+    if (st == MLXN_OK && fused_gu) st = alloc1(dev, MLXN_DTYPE_F32, rows * 2 * c->inter, &sc->gu);
     if (st == MLXN_OK) st = alloc1(dev, MLXN_DTYPE_F32, rows * c->vocab, &sc->logits);
     int64_t wmax = 0; /* dense rings only (TurboQuant: session_tq.c's chunk scratch) */
     for (int l = 0; s->fixed && !s->tq && l < c->n_layers; l++)

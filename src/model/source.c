@@ -91,6 +91,52 @@ mlxn_status model_src_tensor(mlxn_model *m, const mlxn_weight_info *info, mlxn_t
     return MLXN_OK;
 }
 
+/* Host bytes of a source tensor (the mapping, or the in-memory set). */
+static mlxn_status src_bytes(mlxn_model *m, const mlxn_weight_info *info, const void **bytes, size_t *n) {
+    if (!m->mem) {
+        *bytes = mlxn_weights_data(m->weights, info);
+        *n = info->nbytes;
+    } else {
+        const cv_tensor *t = &m->mem->t[info - m->mem_info];
+        *bytes = t->data ? t->data : t->borrowed;
+        *n = t->nbytes;
+    }
+    if (!*bytes && *n) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "model: tensor %s has no data", info->name);
+    return MLXN_OK;
+}
+
+mlxn_status model_src_concat(mlxn_model *m, const mlxn_weight_info *const *parts, int n, mlxn_tensor *out) {
+    mlxn_weight_info all = *parts[0];
+    for (int i = 1; i < n; i++) all.shape[0] += parts[i]->shape[0];
+    if (m->dry) {
+        shape_only(&all, out);
+        return MLXN_OK;
+    }
+    mlxn_tensor x;
+    MLXN_TRY(mlxn_tensor_alloc(m->dev, all.dtype, all.ndim, all.shape, &x));
+    mlxn_status st = model_own(m, &x);
+    if (st != MLXN_OK) {
+        mlxn_tensor_release(&x);
+        return st;
+    }
+    /* the parts' rows one after another: in order on the device's stream
+       (from the mapping straight into place on a GPU: no second copy) */
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const void *bytes;
+        size_t nb;
+        MLXN_TRY(src_bytes(m, parts[i], &bytes, &nb));
+        st = mlxn_stream_write(mlxn_device_stream(m->dev), x.buf, at, bytes, nb, 0);
+        if (st != MLXN_OK) return mlxn_fail_context(st, "%s: tensor %s: ", parts[i]->file, parts[i]->name);
+        at += nb;
+        m->up_done += (int64_t)nb;
+        if (m->progress)
+            m->progress(m->progress_user, m->up_done, m->up_total > m->up_done ? m->up_total : m->up_done);
+    }
+    *out = x;
+    return MLXN_OK;
+}
+
 /* Views of a set's tensors for the binder. */
 mlxn_status model_src_set(mlxn_model *m, cv_set *set) {
     m->mem = set;

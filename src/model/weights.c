@@ -68,9 +68,10 @@ static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n
 #define DTM(d) (1u << (d))
 #define FLOATS (DTM(MLXN_DTYPE_F32) | DTM(MLXN_DTYPE_F16) | DTM(MLXN_DTYPE_BF16))
 
-/* Bind tensor `name` with the given rank/shape and one of `dtypes`. */
-static mlxn_status bind(binder *b, const char *name, int ndim, const int64_t *shape, unsigned dtypes,
-                        const char *what, mlxn_tensor *out) {
+/* Check tensor `name` for the given rank/shape and one of `dtypes` and
+ * mark it used; *out is its source, not yet placed on the device. */
+static mlxn_status check(binder *b, const char *name, int ndim, const int64_t *shape, unsigned dtypes,
+                         const char *what, const mlxn_weight_info **out) {
     const mlxn_weight_info *info = find(b, name);
     if (!info) return mlxn_fail(MLXN_ERR_FORMAT, "%s: missing tensor %s (%s)", b->dir, name, what);
     int ok = info->ndim == ndim;
@@ -83,8 +84,17 @@ static mlxn_status bind(binder *b, const char *name, int ndim, const int64_t *sh
     if (!((unsigned)info->dtype < 32 && (dtypes & DTM(info->dtype))))
         return mlxn_fail(MLXN_ERR_DTYPE, "%s: tensor %s in %s has dtype %s, not usable as %s", b->dir, name, info->file,
                          mlxn_dtype_name(info->dtype), what);
-    MLXN_TRY(model_src_tensor(b->m, info, out));
-    return mark_used(b, info);
+    MLXN_TRY(mark_used(b, info));
+    *out = info;
+    return MLXN_OK;
+}
+
+/* Bind tensor `name` with the given rank/shape and one of `dtypes`. */
+static mlxn_status bind(binder *b, const char *name, int ndim, const int64_t *shape, unsigned dtypes,
+                        const char *what, mlxn_tensor *out) {
+    const mlxn_weight_info *info;
+    MLXN_TRY(check(b, name, ndim, shape, dtypes, what, &info));
+    return model_src_tensor(b->m, info, out);
 }
 
 static mlxn_status bind_vec(binder *b, const char *name, int64_t n, const char *what, mlxn_tensor *out) {
@@ -138,10 +148,20 @@ static mlxn_status infer_params(binder *b, const char *mod, const mlxn_weight_in
     return MLXN_OK;
 }
 
-/* Bind module `mod` (full path without ".weight") as a linear [out, in]. */
-static mlxn_status bind_linear(binder *b, const char *mod, int64_t in, int64_t out, bool bias, model_linear *L) {
+/* The source tensors of a linear layer, checked but not yet placed on the
+ * device (the layer first decides whether to fuse it with its siblings). */
+typedef struct linear_src {
+    const mlxn_weight_info *w, *scales, *biases, *bias; /* NULL when absent */
+} linear_src;
+
+/* Check module `mod` (full path without ".weight") as a linear [out, in]:
+ * its quantization, tensors, shapes and dtypes. Fills L's shape and
+ * quantization and *src; L's tensors stay empty until place_linear. */
+static mlxn_status check_linear(binder *b, const char *mod, int64_t in, int64_t out, bool bias, model_linear *L,
+                                linear_src *src) {
     char name[512], what[160];
     memset(L, 0, sizeof *L);
+    memset(src, 0, sizeof *src);
     L->in = in;
     L->out = out;
     const json_t *entry = b->quant ? json_object_get(b->quant, mod) : NULL;
@@ -167,7 +187,7 @@ static mlxn_status bind_linear(binder *b, const char *mod, int64_t in, int64_t o
     if (!L->quantized) {
         int64_t shape[2] = {out, in};
         snprintf(what, sizeof what, "dense weight [out=%lld, in=%lld]", (long long)out, (long long)in);
-        MLXN_TRY(bind(b, name, 2, shape, FLOATS, what, &L->w));
+        MLXN_TRY(check(b, name, 2, shape, FLOATS, what, &src->w));
     } else {
         mlxn_quant_params *q = &L->q;
         mlxn_status st = mlxn_quant_validate(q, in);
@@ -178,23 +198,93 @@ static mlxn_status bind_linear(binder *b, const char *mod, int64_t in, int64_t o
         snprintf(what, sizeof what, "%s %d-bit group %d weight of [%lld, %lld]", mname, q->bits, q->group_size,
                  (long long)out, (long long)in);
         int64_t wshape[2] = {out, mlxn_quant_words_per_row(q, in)};
-        MLXN_TRY(bind(b, name, 2, wshape, DTM(MLXN_DTYPE_U32), what, &L->w));
+        MLXN_TRY(check(b, name, 2, wshape, DTM(MLXN_DTYPE_U32), what, &src->w));
         int64_t sshape[2] = {out, in / q->group_size};
         unsigned sdt = q->mode == MLXN_QUANT_AFFINE ? FLOATS : DTM(MLXN_DTYPE_U8);
         snprintf(name, sizeof name, "%s.scales", mod);
-        MLXN_TRY(bind(b, name, 2, sshape, sdt, what, &L->scales));
+        MLXN_TRY(check(b, name, 2, sshape, sdt, what, &src->scales));
         if (q->mode == MLXN_QUANT_AFFINE) {
             snprintf(name, sizeof name, "%s.biases", mod);
-            MLXN_TRY(bind(b, name, 2, sshape, DTM(L->scales.dtype), what, &L->biases));
+            MLXN_TRY(check(b, name, 2, sshape, DTM(src->scales->dtype), what, &src->biases));
         }
         b->m->info.n_quantized++;
     }
     if (bias) {
         snprintf(name, sizeof name, "%s.bias", mod);
         snprintf(what, sizeof what, "bias of %s", mod);
-        MLXN_TRY(bind_vec(b, name, out, what, &L->bias));
+        MLXN_TRY(check(b, name, 1, &out, FLOATS, what, &src->bias));
         L->has_bias = true;
     }
+    return MLXN_OK;
+}
+
+/* Place the checked tensors of one linear on the device (views in place on the CPU). */
+static mlxn_status place_linear(binder *b, const linear_src *src, model_linear *L) {
+    MLXN_TRY(model_src_tensor(b->m, src->w, &L->w));
+    if (src->scales) MLXN_TRY(model_src_tensor(b->m, src->scales, &L->scales));
+    if (src->biases) MLXN_TRY(model_src_tensor(b->m, src->biases, &L->biases));
+    if (src->bias) MLXN_TRY(model_src_tensor(b->m, src->bias, &L->bias));
+    return MLXN_OK;
+}
+
+static mlxn_status bind_linear(binder *b, const char *mod, int64_t in, int64_t out, bool bias, model_linear *L) {
+    linear_src src;
+    MLXN_TRY(check_linear(b, mod, in, out, bias, L, &src));
+    return place_linear(b, &src, L);
+}
+
+static bool same_dtype(const mlxn_weight_info *a, const mlxn_weight_info *b) {
+    return !a == !b && (!a || a->dtype == b->dtype);
+}
+
+/* Whether linears p[0..n) (one input size) can run as one: all quantized
+ * the same way (mode, bits, group, scale/bias dtypes) with biases on all
+ * or none. Quantization is per output row (groups run along the input),
+ * so stacking the rows of codes, scales and biases gives each part's rows
+ * exactly; a mixed recipe that quantizes one part differently keeps them
+ * apart. Dense layers are left alone (the quantized decode is what is
+ * bound by the number of kernels). */
+static bool fusable(model_linear *const *p, const linear_src *s, int n) {
+    for (int i = 0; i < n; i++) {
+        const mlxn_quant_params *a = &p[0]->q, *q = &p[i]->q;
+        if (!p[i]->quantized || p[i]->in != p[0]->in || q->mode != a->mode || q->bits != a->bits ||
+            q->group_size != a->group_size || p[i]->has_bias != p[0]->has_bias)
+            return false;
+        if (!same_dtype(s[i].scales, s[0].scales) || !same_dtype(s[i].biases, s[0].biases) ||
+            !same_dtype(s[i].bias, s[0].bias))
+            return false;
+    }
+    return true;
+}
+
+/* Bind the sibling linears p[0..n) (checked into s) either as one fused
+ * linear *f whose output rows are theirs in order (*fused = true; their
+ * own tensors then stay empty) or each on its own. */
+static mlxn_status place_group(binder *b, model_linear *const *p, const linear_src *s, int n, model_linear *f,
+                               bool *fused) {
+    *fused = b->m->fuse && fusable(p, s, n);
+    if (!*fused) {
+        for (int i = 0; i < n; i++) MLXN_TRY(place_linear(b, &s[i], p[i]));
+        return MLXN_OK;
+    }
+    memset(f, 0, sizeof *f);
+    f->in = p[0]->in;
+    f->quantized = true;
+    f->q = p[0]->q;
+    f->has_bias = p[0]->has_bias;
+    const mlxn_weight_info *parts[8];
+    for (int i = 0; i < n; i++) f->out += p[i]->out;
+#define CONCAT(field, dst)                                                   \
+    do {                                                                     \
+        for (int i = 0; i < n; i++) parts[i] = s[i].field;                   \
+        if (parts[0]) MLXN_TRY(model_src_concat(b->m, parts, n, dst));       \
+    } while (0)
+    CONCAT(w, &f->w);
+    CONCAT(scales, &f->scales);
+    CONCAT(biases, &f->biases);
+    CONCAT(bias, &f->bias);
+#undef CONCAT
+    b->m->info.n_fused++;
     return MLXN_OK;
 }
 
@@ -218,12 +308,16 @@ static mlxn_status bind_layer(binder *b, int i) {
         MLXN_TRY(bind_vec(b, NAME("self_attn.q_norm.weight"), D, "q norm weight [head_dim]", &L->q_norm));
         MLXN_TRY(bind_vec(b, NAME("self_attn.k_norm.weight"), D, "k norm weight [head_dim]", &L->k_norm));
     }
-    MLXN_TRY(bind_linear(b, NAME("self_attn.q_proj"), H, qd, c->q_bias, &L->q));
-    MLXN_TRY(bind_linear(b, NAME("self_attn.k_proj"), H, kd, c->k_bias, &L->k));
-    MLXN_TRY(bind_linear(b, NAME("self_attn.v_proj"), H, kd, c->v_bias, &L->v));
+    linear_src s[3];
+    model_linear *qkv[3] = {&L->q, &L->k, &L->v}, *gu[2] = {&L->gate, &L->up};
+    MLXN_TRY(check_linear(b, NAME("self_attn.q_proj"), H, qd, c->q_bias, &L->q, &s[0]));
+    MLXN_TRY(check_linear(b, NAME("self_attn.k_proj"), H, kd, c->k_bias, &L->k, &s[1]));
+    MLXN_TRY(check_linear(b, NAME("self_attn.v_proj"), H, kd, c->v_bias, &L->v, &s[2]));
+    MLXN_TRY(place_group(b, qkv, s, 3, &L->qkv, &L->fused_qkv));
     MLXN_TRY(bind_linear(b, NAME("self_attn.o_proj"), qd, H, c->o_bias, &L->o));
-    MLXN_TRY(bind_linear(b, NAME("mlp.gate_proj"), H, c->inter, c->mlp_bias, &L->gate));
-    MLXN_TRY(bind_linear(b, NAME("mlp.up_proj"), H, c->inter, c->mlp_bias, &L->up));
+    MLXN_TRY(check_linear(b, NAME("mlp.gate_proj"), H, c->inter, c->mlp_bias, &L->gate, &s[0]));
+    MLXN_TRY(check_linear(b, NAME("mlp.up_proj"), H, c->inter, c->mlp_bias, &L->up, &s[1]));
+    MLXN_TRY(place_group(b, gu, s, 2, &L->gu, &L->fused_gu));
     MLXN_TRY(bind_linear(b, NAME("mlp.down_proj"), c->inter, H, c->mlp_bias, &L->down));
 #undef NAME
     /* the rope frequency table, when the layer's rope has one */

@@ -148,7 +148,8 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
     progress_start(&p, is_dir ? "loading model" : "loading model (converting the GGUF in memory)");
     progress_update(&p, 0, 0, NULL);
     /* on a GPU the bar follows the upload of the weights */
-    mlxn_model_params mp = {.progress = load_progress, .progress_user = &p};
+    static const int fuse_of[] = {0, 1, -1}; /* TG_FUSE_CHOICES */
+    mlxn_model_params mp = {.progress = load_progress, .progress_user = &p, .fuse_projections = fuse_of[o->fuse]};
     mlxn_status s = mlxn_model_load(o->model, c->dev, &mp, &c->model);
     progress_end(&p);
     if (s != MLXN_OK) {

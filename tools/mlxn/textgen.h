@@ -22,7 +22,10 @@ typedef struct tg_model_opts {
     int kv_dtype;       /* index in TG_KV_CHOICES (the older form of --kv-cache) */
     const char *kv_cache; /* --kv-cache: f32, f16, bf16, tq, tq2..tq8, kXvY (mlxn_kv_cache_parse) */
     int prefill_chunk;  /* 0: 512 */
+    int fuse;           /* index in TG_FUSE_CHOICES: mlxn_model_params.fuse_projections 0, 1, -1 */
 } tg_model_opts;
+
+#define TG_FUSE_CHOICES "auto|on|off"
 
 #define TG_KV_CHOICES "auto|f32|bf16|f16"
 
@@ -46,7 +49,11 @@ typedef struct tg_model_opts {
      "in 2..8 bits), kXvY (keys X bits, values Y bits, e.g. k4v8), tq (tq8). TurboQuant needs a head_dim "     \
      "that is a power of two in 64..512.", "--kv-dtype", 0, 0, NULL},                                                 \
     {"prefill-chunk", 0, OPT_INT, offsetof(T, M.prefill_chunk), "N",                                          \
-     "Prompt tokens per forward pass (0: 512).", "0", 0, 1 << 20, NULL}
+     "Prompt tokens per forward pass (0: 512).", "0", 0, 1 << 20, NULL},                                       \
+    {"fuse", 0, OPT_CHOICE, offsetof(T, M.fuse), "WHEN",                                                      \
+     "Run each layer's q/k/v projections as one matmul and gate/up as another, where they are quantized "    \
+     "alike (weights stacked at load: exact; extra memory on the CPU). auto: the device's default (on).",    \
+     "auto", 0, 0, TG_FUSE_CHOICES}
 
 /* The opened model. */
 typedef struct tg_ctx {
