@@ -16,7 +16,10 @@
  *    fixed one (single-token steps through kv_write), with the ISA capped
  *    at AVX2 (float paths) and at the best the machine has (VNNI);
  *  - a GGUF file loaded directly (converted in memory) and fused, against
- *    the directory `mlxn convert` writes from it, unfused.
+ *    the directory `mlxn convert` writes from it, unfused; SmolLM2-135M
+ *    (a GGUF, 30 layers) when it has been fetched;
+ *  - mlxn_weights_advise_unneeded, which the loader calls on the mapped
+ *    parts it stacked: the bytes still read the same afterwards.
  * On a CUDA device (when present) the same runs compare fused and unfused
  * there; chunks of 5 rows stay on the per-row mat-vec kernels, which are
  * bit-identical too, so the bound there is also exact. */
@@ -172,9 +175,41 @@ static void smollm2(mlxn_device *dev) {
     compare(dev, "SmolLM2-135M Q4_1 gguf", p, p, 60);
 }
 
+/* mlxn_weights_advise_unneeded (the loader drops the mapped pages of
+ * parts it stacked): the bytes read the same afterwards (faulted back in
+ * from the file); unknown tensors and NULL are ignored. */
+static void advise(void) {
+    mlxn_weights *w = NULL;
+    CHECK_OK(mlxn_weights_open(cu_golden("models/qwen3_q8g64"), &w));
+    size_t n = mlxn_weights_count(w), checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mlxn_weight_info *info = mlxn_weights_at(w, i);
+        const unsigned char *d = mlxn_weights_data(w, info);
+        unsigned char *keep = malloc(info->nbytes ? info->nbytes : 1);
+        if (!keep || !d) {
+            CHECK(0, "%s: no bytes or no memory", info->name);
+            free(keep);
+            continue;
+        }
+        memcpy(keep, d, info->nbytes);
+        mlxn_weights_advise_unneeded(w, info);
+        CHECK(mlxn_weights_data(w, info) == d && !memcmp(keep, d, info->nbytes),
+              "%s reads differently after mlxn_weights_advise_unneeded", info->name);
+        checked += info->nbytes;
+        free(keep);
+    }
+    mlxn_weight_info other = {0};
+    mlxn_weights_advise_unneeded(w, &other);
+    mlxn_weights_advise_unneeded(w, NULL);
+    mlxn_weights_advise_unneeded(NULL, NULL);
+    printf("advise: %zu tensors (%zu bytes) read back the same\n", n, checked);
+    mlxn_weights_free(w);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_model_fuse");
     cu_init_root("test_model_fuse");
+    advise();
     const char *mixed = cu_path("mixed_3_6"), *gguf = cu_path("tiny_from_gguf");
     mlxn_convert_params rp = {.random_preset = "tiny-llama", .seed = t_seed(), .recipe = "mixed_3_6"};
     CHECK_OK(mlxn_convert(NULL, mixed, &rp));

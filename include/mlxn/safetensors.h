@@ -40,6 +40,12 @@ const mlxn_weight_info *mlxn_weights_at(const mlxn_weights *w, size_t i);
 const mlxn_weight_info *mlxn_weights_find(const mlxn_weights *w, const char *name);
 /* Read-only host pointer to the tensor's bytes inside the mapping. */
 const void *mlxn_weights_data(const mlxn_weights *w, const mlxn_weight_info *info);
+/* The caller has copied the tensor's bytes elsewhere and will not read
+ * them again soon: the pages of the mapping that lie wholly inside the
+ * tensor leave the process's resident set (they stay in the page cache and
+ * are read back from the file if touched). Nothing happens for a tensor
+ * with a private aligned copy or a file that is not mapped. */
+void mlxn_weights_advise_unneeded(const mlxn_weights *w, const mlxn_weight_info *info);
 /* A value of the "__metadata__" object (of the first shard that has the
  * key), e.g. "format" -> "mlx"; NULL when absent. */
 const char *mlxn_weights_metadata(const mlxn_weights *w, const char *key);

@@ -14,6 +14,7 @@
  * duplicates across shards show up as neighbours. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -219,6 +220,17 @@ static const st_tensor *owner(const mlxn_weights *w, const mlxn_weight_info *inf
 const void *mlxn_weights_data(const mlxn_weights *w, const mlxn_weight_info *info) {
     const st_tensor *t = owner(w, info);
     return t ? t->host : NULL;
+}
+
+void mlxn_weights_advise_unneeded(const mlxn_weights *w, const mlxn_weight_info *info) {
+    const st_tensor *t = owner(w, info);
+    if (!t || t->copy || !t->info.nbytes || !w->files[t->file].mapped) return;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = (uintptr_t)t->host, e = a + t->info.nbytes, p = (uintptr_t)pg;
+    uintptr_t a0 = (a + p - 1) / p * p, e0 = e / p * p;
+    /* a read-only file mapping: dropped pages fault back in from the file */
+    if (e0 > a0) (void)madvise((void *)a0, e0 - a0, MADV_DONTNEED);
 }
 
 const char *mlxn_weights_metadata(const mlxn_weights *w, const char *key) {

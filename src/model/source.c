@@ -128,6 +128,10 @@ mlxn_status model_src_concat(mlxn_model *m, const mlxn_weight_info *const *parts
         MLXN_TRY(src_bytes(m, parts[i], &bytes, &nb));
         st = mlxn_stream_write(mlxn_device_stream(m->dev), x.buf, at, bytes, nb, 0);
         if (st != MLXN_OK) return mlxn_fail_context(st, "%s: tensor %s: ", parts[i]->file, parts[i]->name);
+        /* the mapped part is not read again: out of the resident set (on
+           the CPU this is what keeps the stacked copy from costing its size
+           twice; a GPU's upload has finished with it when the call returns) */
+        if (!m->mem) mlxn_weights_advise_unneeded(m->weights, parts[i]);
         at += nb;
         m->up_done += (int64_t)nb;
         if (m->progress)
