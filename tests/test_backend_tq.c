@@ -18,6 +18,11 @@
  *    online softmax, FMA), which costs ~1e-12; a one-key masking slip
  *    (off-by-one causal / window / ring edge) at these shapes moves the
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
+ *    Cases the tensor-core decode kernel takes (cu_tq_attention_mma.cu)
+ *    run on it too, at NMSE <= 1e-5: it rounds the rotated query and the
+ *    softmax weights (times value norms) to f16, which costs up to ~2e-6
+ *    here; its masking edges are covered by the window / causal cases
+ *    with a few hundred visible keys, where a slip costs far more.
  *  - a negative position in the device tensor: append writes nothing,
  *    attention writes NaN rows (a kernel cannot return an error).
  *

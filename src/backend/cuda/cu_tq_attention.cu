@@ -485,7 +485,7 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
                      : RT == 1 ? launch_partial_d<1>(s, a, Hkv, tiles)
                      : RT == 4 ? launch_partial_d<4>(s, a, Hkv, tiles)
                                : launch_partial_d<16>(s, a, Hkv, tiles);
-    if (st == MLXN_OK) {
+    if (st == MLXN_OK && !mma) { /* the tensor-core path merges its own partials */
         const size_t smem = sizeof(float) * ((size_t)D + (size_t)nchunks + TQC_THREADS);
         if (smem > 48 * 1024)
             st = cu_check(cudaFuncSetAttribute(tq_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),

@@ -1,36 +1,38 @@
 /* TurboQuant decode attention on the tensor cores: the partial kernel of
  * mlxn_tq_sdpa for up to 16 query rows per kv head (a decode step of any
  * GQA group up to 16, or a short prefill chunk), head dims 64/128/256 and
- * 4..8-bit codes (4-bit as nibbles, 5..8 one byte each; tq_layout.h). It
- * writes the same per-chunk partials as tq_attn_partial
- * (cu_tq_attention.cu), which tq_attn_combine merges and un-rotates.
+ * 4..8-bit codes (4-bit as nibbles, 5..8 one byte each; tq_layout.h),
+ * followed by its own merge kernel; 2- and 3-bit widths and larger groups
+ * stay on the f32 kernels of cu_tq_attention.cu.
  *
  * Why: the f32 kernel spends ~2 x 16 x 256 FMAs per key and group (scores
  * and values for 16 rows) on the CUDA cores, far more time than the codes
  * take to stream; here both products run as mma.sync m16n8k16 (f16 in,
- * f32 accumulate), so the kernel is bound by the code bytes.
+ * f32 accumulate).
  *
- * Grid (chunk, kv head), 8 warps. The block rotates its query rows once
- * (signs, FWHT in registers and shuffles, 1/sqrt(D), scale) and stores
- * them as f16 A fragments. Warp w walks the 16-key steps w, w + 8, ... of the chunk
- * (neighbouring warps read neighbouring keys), holding its own running
- * max / denominator per row and the [16, D] output in f32 accumulators:
- *   scores, two 8-key n-tiles: lane (g = lane / 4, c = lane % 4) loads
- *     quarter c of key g's code row, so its codes are dims
- *     [c D/4, (c + 1) D/4); the B fragment of k-step s takes dims
- *     c D/4 + 4s .. + 3 (a permutation of the reduction index, applied to
- *     the query fragments too), each code looked up in the f16 levels in
- *     shared memory. Scores times norm / sqrt(D); softcap; per-row
- *     visibility (causal, window, ring, chunk end) as -inf;
+ * tq_attn_mma, grid (chunk, kv head), 8 warps. The block rotates its query
+ * rows once (signs, FWHT in registers and shuffles, 1/sqrt(D), scale) and
+ * stores them as f16 A fragments. Warp w walks the 16-key steps w, w + 8,
+ * ... of the chunk (neighbouring warps read neighbouring keys), holding its
+ * own running max / denominator per row and the [16, D] output in f32
+ * accumulators:
+ *   scores, two 8-key n-tiles: lane (g = lane / 4, c = lane % 4) loads its
+ *     share of key g's code row in 16-byte pieces c, c + 4, ... (see
+ *     tqm_load_pieces); k-step s takes the lane's codes 4s .. 4s + 3 (a
+ *     permutation of the reduction index, applied to the query fragments
+ *     too), looked up in f16 levels in shared memory (4-bit: a byte of two
+ *     codes is one lookup in a pair table). Scores times norm / sqrt(D);
+ *     softcap; per-row visibility (causal, window, ring, chunk end) as -inf;
  *   online softmax per row in f32 (the row's 16 scores sit in 4 lanes);
  *   values: the weights of keys 2c, 2c + 1 (+ 8) times the value norms /
  *     sqrt(D), rounded to f16, are exactly the A fragment of the next mma
- *     (no shuffles); lane g loads eighth g of the 4 keys' value rows, so
- *     n-tile u's column g is dim g D/8 + u (the output is written back in
- *     natural order at the end).
- * The 8 warps then merge (rescaled to the block max; a tree through
- * shared memory, fixed order: deterministic) and the block writes one
- * partial per row.
+ *     (no shuffles); lane g loads pieces g, g + 8, ... of the 4 keys' value
+ *     rows, its codes being the B columns of the n-tiles.
+ * The 8 warps then merge (rescaled to the block max; a tree through shared
+ * memory, fixed order: deterministic), each row is rotated back (FWHT per
+ * chunk: the transform is linear), and the block writes one partial per
+ * row. tq_attn_mma_combine then sums the chunks' partials with their
+ * softmax weights over many blocks and applies sign / sqrt(D).
  *
  * Exactness: q (after rotation and scaling) and the softmax weights times
  * the value norms are rounded to f16 (relative 2^-11), levels too (f16
@@ -88,11 +90,53 @@ __device__ __forceinline__ uint32_t tqm_code(const uint32_t *w, int i) {
     return (w[(i * SB) >> 5] >> ((i * SB) & 31)) & ((1u << SB) - 1u);
 }
 
+/* In-register FWHT of one row held by a warp, lane l holding elements
+ * 32 k + l (k < E; interleaved so that loads and stores of a row are
+ * coalesced): strides 1..16 across lanes by shuffles (the lane with that
+ * bit set holds the "+ h" half), strides 32 k inside the lane. Unnormalized
+ * sum/difference butterflies, as the CPU's FWHT (stage order differs:
+ * rounding only). */
+template <int E>
+__device__ __forceinline__ void tqm_fwht_warp(float *x, int lane) {
+#pragma unroll
+    for (int hh = 1; hh < E; hh <<= 1)
+#pragma unroll
+        for (int k = 0; k < E; k++)
+            if (!(k & hh)) {
+                const float u = x[k], v = x[k + hh];
+                x[k] = u + v;
+                x[k + hh] = u - v;
+            }
+#pragma unroll
+    for (int m = 1; m < 32; m <<= 1) {
+        const bool upper = lane & m;
+#pragma unroll
+        for (int k = 0; k < E; k++) {
+            const float o = __shfl_xor_sync(0xffffffffu, x[k], m);
+            x[k] = upper ? o - x[k] : x[k] + o;
+        }
+    }
+}
+
+/* A lane's share of one code row, NB bytes in pieces of PB = min(NB, 16):
+ * piece i of lane `idx` (of `nl` lanes sharing the row) at byte
+ * (i nl + idx) PB. Why pieces: lanes next to each other then read
+ * neighbouring 16 bytes in every load instruction (one lane's 32 contiguous
+ * bytes, loaded as two 16-byte halves, left every sector half used per
+ * instruction). */
+template <int NB>
+__device__ __forceinline__ void tqm_load_pieces(const uint8_t *row, int idx, int nl, uint32_t *w) {
+    constexpr int PB = NB < 16 ? NB : 16;
+#pragma unroll
+    for (int i = 0; i < NB / PB; i++) tqm_load<PB>(row + (i * nl + idx) * PB, w + i * (PB / 4));
+}
+
 /* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
 static size_t tqm_smem(int D) {
     return (size_t)D * 32                      /* qf: [D/16][32] uint4 */
            + sizeof(float) * 4 * 16 * (size_t)D /* red: 4 warp slots of [16][D] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
+           + sizeof(uint32_t) * 512            /* pk, pv */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
            + sizeof(int) * 32;                 /* kr */
 }
@@ -115,6 +159,10 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     constexpr int KBY = D * KS / 32; /* key code bytes per lane and key (a quarter row) */
     constexpr int VBY = D * VS / 64; /* value code bytes per lane and key (an eighth of a row) */
     constexpr int KW = KBY / 4, VW = VBY / 4;
+    /* codes per load piece (tqm_load_pieces): key code j of lane c is dim
+     * ((j / PK) 4 + c) PK + j % PK; value code u of lane g is dim
+     * ((u / PV) 8 + g) PV + u % PV */
+    constexpr int PK = (KBY < 16 ? KBY : 16) * 8 / KS, PV = (VBY < 16 ? VBY : 16) * 8 / VS;
     /* the next step's codes are loaded before this one's products where the
      * registers allow (two sets next to the 4 D / 8 accumulators) */
     constexpr bool PF = D * (KS + VS) <= 2048;
@@ -123,7 +171,9 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     float *red = (float *)(qf + NS * 32);                 /* [4][16 * D] merge slots */
     float *mw = red + 4 * 16 * D;                         /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
-    unsigned short *lvk = (unsigned short *)(lw + TQM_WARPS * 16); /* [256] key levels, f16 bits */
+    uint32_t *pk = (uint32_t *)(lw + TQM_WARPS * 16);   /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
+    uint32_t *pv = pk + 256;                              /* [256] same for 4-bit values */
+    unsigned short *lvk = (unsigned short *)(pv + 256);   /* [256] key levels, f16 bits */
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
     int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
 
@@ -137,9 +187,19 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     const int lo_slot = (int)(lo % a.cap);
     const float rd = cu_tq_rsqrt_d(D);
 
+    /* Level tables. For 4-bit codes, pair tables: a byte of two codes ->
+     * both levels as one f16 pair, i.e. a B fragment register in one
+     * lookup (why: per code, a shift, a mask, an address and a 16-bit load
+     * were most of the kernel's instructions). */
     for (int i = tid; i < 256; i += TQM_THREADS) {
         lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? cu_tq_level(a.kb, i) : 0.0f));
         lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? cu_tq_level(a.vb, i) : 0.0f));
+        if (KS == 4)
+            pk[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(cu_tq_level(4, i & 15))),
+                                  __half_as_ushort(__float2half_rn(cu_tq_level(4, i >> 4))));
+        if (VS == 4)
+            pv[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(cu_tq_level(4, i & 15))),
+                                  __half_as_ushort(__float2half_rn(cu_tq_level(4, i >> 4))));
     }
     if (tid < 16) {
         int b0 = 0, b1 = 0; /* padding rows see nothing */
@@ -155,14 +215,11 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         kr[16 + tid] = b1;
     }
     /* Query rows w and w + 8 by warp w, in registers: lane holds dims
-     * [lane E, lane E + E). All loads are issued before any use (why: one
+     * 32 k + lane. All loads are issued before any use (why: one
      * dependent global round trip per element made the prologue alone
      * several microseconds), the FWHT runs in registers (strides < E) and
-     * across lanes by shuffles (strides >= E), a sum-difference butterfly
-     * per stage as on the CPU. Then each pair of dims goes, scaled and
-     * rounded to f16, to its place in the A fragments: dims of quarter
-     * cc = lane / 8 at offset o = (lane % 8) E + 2p in the quarter belong
-     * to k-step o / 4, register (o % 4) / 2 * 2 + (row >= 8). */
+     * across lanes by shuffles (tqm_fwht_warp). Then each pair of dims goes,
+     * scaled and rounded to f16, to its place in the A fragments. */
     {
         constexpr int E = D / 32;
         const float qscale = rd * a.scale;
@@ -175,36 +232,25 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
             const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
 #pragma unroll
             for (int k = 0; k < E; k++) {
-                x[k] = live ? __ldg(qrow + (int64_t)(lane * E + k) * a.qs[2]) : 0.0f;
-                sg[k] = __ldg(a.signs + lane * E + k);
+                x[k] = live ? __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) : 0.0f;
+                sg[k] = __ldg(a.signs + 32 * k + lane);
             }
 #pragma unroll
             for (int k = 0; k < E; k++) x[k] *= sg[k];
-#pragma unroll
-            for (int hh = 1; hh < E; hh <<= 1)
-#pragma unroll
-                for (int k = 0; k < E; k++)
-                    if (!(k & hh)) {
-                        const float u = x[k], v = x[k + hh];
-                        x[k] = u + v;
-                        x[k + hh] = u - v;
-                    }
-#pragma unroll
-            for (int m = 1; m < 32; m <<= 1) {
-                const bool upper = lane & m; /* this lane holds the "+ h" half of each butterfly */
-#pragma unroll
-                for (int k = 0; k < E; k++) {
-                    const float o = __shfl_xor_sync(0xffffffffu, x[k], m);
-                    x[k] = upper ? o - x[k] : x[k] + o;
-                }
-            }
+            tqm_fwht_warp<E>(x, lane);
+            /* dims d, d + 1 (d even: this lane and the next) go to one
+             * register: d lies in key piece d / PK of the row; lane cc =
+             * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
+             * which k-step j / 4 takes at position j % 4 */
             uint32_t *qw = (uint32_t *)qf;
-            const int cc = lane >> 3, gg = r & 7, hi = r >> 3;
+            const int gg = r & 7, hi = r >> 3;
 #pragma unroll
-            for (int pp = 0; pp < E / 2; pp++) {
-                const int o = (lane & 7) * E + 2 * pp;
-                qw[((o >> 2) * 32 + gg * 4 + cc) * 4 + ((o & 3) >> 1) * 2 + hi] =
-                    tqm_pack(x[2 * pp] * qscale, x[2 * pp + 1] * qscale);
+            for (int k = 0; k < E; k++) {
+                const float nb = __shfl_xor_sync(0xffffffffu, x[k], 1);
+                if (!(lane & 1)) {
+                    const int d = 32 * k + lane, piece = d / PK, cc = piece & 3, j = (piece >> 2) * PK + d % PK;
+                    qw[((j >> 2) * 32 + gg * 4 + cc) * 4 + ((j & 3) >> 1) * 2 + hi] = tqm_pack(x[k] * qscale, nb * qscale);
+                }
             }
         }
     }
@@ -236,30 +282,46 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     auto load = [&](int kb, tqm_regs<KW, VW> &r) {
         const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
 #pragma unroll
-        for (int t = 0; t < 2; t++) tqm_load<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow + c * KBY, r.k[t]);
+        for (int t = 0; t < 2; t++) tqm_load_pieces<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow, c, 4, r.k[t]);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int j = min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last);
-            tqm_load<VBY>(a.vc + slot(j) * a.vrow + g * VBY, r.v[i]);
+            tqm_load_pieces<VBY>(a.vc + slot(j) * a.vrow, g, 8, r.v[i]);
             const int64_t sl = slot(j);
             r.kn[i] = __ldg(a.kn + sl) * rd;
             r.vn[i] = __ldg(a.vn + sl) * rd;
         }
     };
     auto step = [&](int kb, const tqm_regs<KW, VW> &r) {
-        float sc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        /* two accumulators per n-tile (even / odd k-steps): two shorter
+         * dependent mma chains instead of one of NS */
+        float sc[2][4], sc2[2][4];
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[t][e] = sc2[t][e] = 0.0f;
 #pragma unroll
         for (int s = 0; s < NS; s++) {
             const uint4 qa = qf[s * 32 + lane];
             const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
 #pragma unroll
             for (int t = 0; t < 2; t++) {
-                const uint32_t b0 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s)], lvk[tqm_code<KS>(r.k[t], 4 * s + 1)]);
-                const uint32_t b1 =
-                    tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s + 2)], lvk[tqm_code<KS>(r.k[t], 4 * s + 3)]);
-                tqm_mma(sc[t], A, b0, b1);
+                uint32_t b0, b1;
+                if (KS == 4) { /* dims 4s, 4s + 1 are byte 2s (low nibble even), 4s + 2, 4s + 3 byte 2s + 1 */
+                    const uint32_t w = r.k[t][s >> 1], sh = (s & 1) * 16;
+                    b0 = pk[(w >> sh) & 0xffu];
+                    b1 = pk[(w >> (sh + 8)) & 0xffu];
+                } else {
+                    b0 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s)], lvk[tqm_code<KS>(r.k[t], 4 * s + 1)]);
+                    b1 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s + 2)], lvk[tqm_code<KS>(r.k[t], 4 * s + 3)]);
+                }
+                tqm_mma(s & 1 ? sc2[t] : sc[t], A, b0, b1);
             }
         }
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[t][e] += sc2[t][e];
         /* sc[t][2h + e]: row g + 8h, key kb + 8t + 2c + e */
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -309,11 +371,28 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
                                tqm_pack(sc[0][2] * r.vn[0], sc[0][3] * r.vn[1]),
                                tqm_pack(sc[1][0] * r.vn[2], sc[1][1] * r.vn[3]),
                                tqm_pack(sc[1][2] * r.vn[2], sc[1][3] * r.vn[3])};
+        if (VS == 4) {
+            /* the two keys of a B register interleaved into bytes: for dims
+             * 8i + 2k, byte k of ev = (code of key 2c) | (code of key 2c + 1)
+             * << 4 (od likewise for the odd dims), one pair lookup each */
 #pragma unroll
-        for (int u = 0; u < NU; u++) {
-            const uint32_t b0 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[0], u)], lvv[tqm_code<VS>(r.v[1], u)]);
-            const uint32_t b1 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[2], u)], lvv[tqm_code<VS>(r.v[3], u)]);
-            tqm_mma(acc[u], P, b0, b1);
+            for (int i = 0; i < VW; i++) {
+                const uint32_t m = 0x0f0f0f0fu;
+                const uint32_t ev0 = (r.v[0][i] & m) | ((r.v[1][i] & m) << 4), od0 = ((r.v[0][i] >> 4) & m) | (r.v[1][i] & ~m);
+                const uint32_t ev1 = (r.v[2][i] & m) | ((r.v[3][i] & m) << 4), od1 = ((r.v[2][i] >> 4) & m) | (r.v[3][i] & ~m);
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    tqm_mma(acc[8 * i + 2 * k], P, pv[(ev0 >> (8 * k)) & 0xffu], pv[(ev1 >> (8 * k)) & 0xffu]);
+                    tqm_mma(acc[8 * i + 2 * k + 1], P, pv[(od0 >> (8 * k)) & 0xffu], pv[(od1 >> (8 * k)) & 0xffu]);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int u = 0; u < NU; u++) {
+                const uint32_t b0 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[0], u)], lvv[tqm_code<VS>(r.v[1], u)]);
+                const uint32_t b1 = tqm_pack_bits(lvv[tqm_code<VS>(r.v[2], u)], lvv[tqm_code<VS>(r.v[3], u)]);
+                tqm_mma(acc[u], P, b0, b1);
+            }
         }
     };
 
@@ -375,9 +454,9 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
             }
         __syncthreads();
     }
-    /* warp 0 holds the block's sums; column n of n-tile u is dim n D/8 + u.
-     * Through red as [16][8][NU + 1] (+ 1 per row): the padding spreads the
-     * lanes of one store over the banks. Then coalesced stores in dim order. */
+    /* warp 0 holds the block's sums; column n of n-tile u is value dim
+     * ((u / PV) 8 + n) PV + u % PV. Through red as [16][8][NU + 1] (+ 1 per
+     * row): the padding spreads the lanes of one store over the banks. */
     constexpr int LN = NU + 1, LR = 8 * LN + 1;
     if (warp == 0) {
 #pragma unroll
@@ -399,10 +478,80 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
             }
     }
     __syncthreads();
-    for (int e = tid; e < R * D; e += TQM_THREADS) {
-        const int r = e / D, d = e % D;
-        const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
-        a.pacc[(row * a.nchunks + ch) * D + d] = red[r * LR + (d / NU) * LN + d % NU];
+    /* Un-rotate the partial here (the FWHT is linear, so the combine's
+     * weighted sum of rotated-back partials is the rotated-back sum; why:
+     * the combine then needs no whole-row step and spreads over many
+     * blocks). Warp w takes rows w and w + 8, lane l dims 32 k + l. */
+    {
+        constexpr int E = D / 32;
+#pragma unroll
+        for (int rr = 0; rr < 2; rr++) {
+            const int r = warp + 8 * rr;
+            if (r >= R) continue; /* warp-uniform */
+            float x[E];
+#pragma unroll
+            for (int k = 0; k < E; k++) {
+                const int d = 32 * k + lane, piece = d / PV;
+                x[k] = red[r * LR + (piece & 7) * LN + (piece >> 3) * PV + d % PV];
+            }
+            tqm_fwht_warp<E>(x, lane);
+            const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
+            float *dst = a.pacc + (row * a.nchunks + ch) * D + lane;
+#pragma unroll
+            for (int k = 0; k < E; k++) dst[32 * k] = x[k];
+        }
+    }
+}
+
+/* The merge for tq_attn_mma's partials (already rotated back): grid
+ * (rows, D / 32), TQMC_THREADS threads = 8 groups of 32 dims, group j
+ * taking chunks j, j + 8, ... (eight loads in flight per thread), then a
+ * fixed-order sum of the groups. Output dim d = sum / denominator times
+ * sign_d / sqrt(D). Dynamic shared memory: nchunks floats. */
+enum { TQMC_THREADS = 256, TQMC_GROUPS = TQMC_THREADS / 32 };
+__global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) {
+    extern __shared__ float wc[]; /* [nchunks] chunk weights */
+    __shared__ float red[32];
+    __shared__ float gsum[TQMC_GROUPS][32];
+    const int D = a.D, tid = threadIdx.x, nc = a.nchunks, grp = tid >> 5;
+    const int64_t row = blockIdx.x;
+    const int d = blockIdx.y * 32 + (tid & 31);
+    float *o = a.out + row * D;
+    if (cu_tq_pos(a.pos_t, a.pos) < 0) { /* a bad device position: visibly wrong, never plausible */
+        if (grp == 0 && d < D) o[d] = NAN;
+        return;
+    }
+    const float *pm = a.pm + row * nc, *pl = a.pl + row * nc;
+    float mx = -INFINITY;
+    for (int k = tid; k < nc; k += TQMC_THREADS) mx = fmaxf(mx, pm[k]);
+    for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    if ((tid & 31) == 0) red[tid >> 5] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int w = 0; w < TQMC_GROUPS; w++) mx = fmaxf(mx, red[w]);
+    float lsum = 0.0f;
+    for (int k = tid; k < nc; k += TQMC_THREADS) {
+        const float w = pm[k] == -INFINITY ? 0.0f : expf(pm[k] - mx);
+        wc[k] = w;
+        lsum += w * pl[k];
+    }
+    const float L = cu_block_sum(lsum, red); /* syncs: wc is complete */
+    const float *pa = a.pacc + row * nc * D + d;
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    if (d < D) {
+        int k = grp;
+        for (; k + 7 * TQMC_GROUPS < nc; k += 8 * TQMC_GROUPS)
+#pragma unroll
+            for (int i = 0; i < 8; i++) s[i] = fmaf(pa[(int64_t)(k + i * TQMC_GROUPS) * D], wc[k + i * TQMC_GROUPS], s[i]);
+        for (; k < nc; k += TQMC_GROUPS) s[0] = fmaf(pa[(int64_t)k * D], wc[k], s[0]);
+    }
+    gsum[grp][tid & 31] = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    __syncthreads();
+    if (grp == 0 && d < D) {
+        float t = 0.0f;
+        for (int j = 0; j < TQMC_GROUPS; j++) t += gsum[j][tid];
+        const float y = L > 0.0f ? t * (1.0f / L) : 0.0f; /* no visible key: zeros */
+        o[d] = y * (cu_tq_rsqrt_d(D) * a.signs[d]);
     }
 }
 
@@ -431,7 +580,14 @@ static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
         MLXN_TRY(cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "tq_sdpa",
                           "cudaFuncSetAttribute", cu_ctx(s)->index));
     k<<<dim3((unsigned)a.nchunks, (unsigned)hkv), TQM_THREADS, smem, cu_ctx(s)->s>>>(a);
-    return cu_launched(s, "tq_sdpa", "tq_attn_mma");
+    MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_mma"));
+    const size_t csm = sizeof(float) * (size_t)a.nchunks;
+    if (csm > 48 * 1024)
+        MLXN_TRY(cu_check(cudaFuncSetAttribute(tq_attn_mma_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csm),
+                          "tq_sdpa", "cudaFuncSetAttribute", cu_ctx(s)->index));
+    const int64_t rows = a.G * a.Tq * hkv;
+    tq_attn_mma_combine<<<dim3((unsigned)rows, (unsigned)((D + 31) / 32)), TQMC_THREADS, csm, cu_ctx(s)->s>>>(a);
+    return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");
 }
 
 template <int KS, int VS>

@@ -40,7 +40,8 @@ typedef struct tqs_args {
  * it takes this call (up to 16 query rows per kv head, head dim 64/128/256,
  * widths 4..8 for K and V; 2- and 3-bit codes stay on the f32 kernel).
  * chunk: keys per block for `span` keys over `hkv` kv heads on `sms`
- * multiprocessors. launch: grid (a.nchunks, hkv), writing a.pm/pl/pacc. */
+ * multiprocessors. launch: grid (a.nchunks, hkv), writing a.pm/pl/pacc
+ * (rotated back per chunk), then its own merge into a.out. */
 bool cu_tq_attn_mma_fits(const tqs_args &a);
 int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms);
 mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv);
