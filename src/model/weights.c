@@ -14,6 +14,10 @@
  * and the stored shapes must agree with the result. Without a
  * "quantization" object nothing is quantized (as in mlx-lm).
  *
+ * A layer's linears are checked first and placed after: q/k/v (and
+ * gate/up) quantized alike are stacked into one tensor when the model
+ * fuses projections (place_group), else each is placed on its own.
+ *
  * Every tensor in the files must be used, except the ones mlx-lm's
  * sanitize drops (rotary_emb.inv_freq, lm_head.weight of a tied model, a
  * multimodal checkpoint's vision tower), unless the caller allows it. */
