@@ -120,6 +120,8 @@ constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 
 
 template <int D, int MT, bool BF>
 __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / 32, ST = fa_stages(D, MT);
     constexpr int TPR = FA_THREADS / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -375,6 +377,8 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
  * in flight. */
 __global__ void __launch_bounds__(256) fa_combine(const float *part, float *out, int Hq, int Hkv, int G, int Tq,
                                                   int D, int NT, int S, int ROWS) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     __shared__ float w_s[FA_MAX_SPLITS]; /* [S] split weights */
     __shared__ __align__(16) float acc_s[8][128];
     __shared__ float red[32];
@@ -476,15 +480,15 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    fa_kernel<D, MT, BF><<<dim3((unsigned)gx, (unsigned)groups), FA_THREADS, smem, cu_ctx(s)->s>>>(a);
+    cu_launch(s, fa_kernel<D, MT, BF>, dim3((unsigned)gx, (unsigned)groups), dim3(FA_THREADS), smem, a);
     mlxn_status st = cu_launched(s, op, "fa_kernel");
     if (st == MLXN_OK && a.S > 1) {
         const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
         if (orows > INT32_MAX) /* grid x */
             st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld rows is not built yet", (long long)orows);
         else {
-            fa_combine<<<dim3((unsigned)orows, (unsigned)((D + 127) / 128)), 256, 0, cu_ctx(s)->s>>>(
-                a.part, a.out, a.Hq, a.Hkv, a.G, a.Tq, D, a.NT, a.S, 16 * MT);
+            cu_launch(s, fa_combine, dim3((unsigned)orows, (unsigned)((D + 127) / 128)), dim3(256), 0, (const float *)a.part,
+                      a.out, a.Hq, a.Hkv, a.G, a.Tq, D, a.NT, a.S, 16 * MT);
             st = cu_launched(s, op, "fa_combine");
         }
     }

@@ -42,6 +42,8 @@ __device__ __forceinline__ int64_t off_of(const cu_view &v, bool contig, int64_t
 
 /* out[e] = act(g[e]) (* u[e] when has_up); g, u f32 views; out f32 [n] contiguous. */
 __global__ void act_kernel(int kind, cu_view g, bool gc, cu_view u, bool uc, bool has_up, float *out, int64_t n) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         float v = act(kind, ((const float *)g.p)[off_of(g, gc, e)]);
         if (has_up) v = v * ((const float *)u.p)[off_of(u, uc, e)];
@@ -52,6 +54,8 @@ __global__ void act_kernel(int kind, cu_view g, bool gc, cu_view u, bool uc, boo
 /* out[e] = a[e] + b[e mod nb]; a f32 view, b f32/f16/bf16 view of a's
  * trailing dims (nb elements); out f32 [n] contiguous, may be a itself. */
 __global__ void add_kernel(cu_view a, bool ac, cu_view b, bool bc, int64_t nb, float *out, int64_t n) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         int64_t eb = e % nb;
         out[e] = ((const float *)a.p)[off_of(a, ac, e)] + cu_load(b.p, b.dt, off_of(b, bc, eb));
@@ -78,8 +82,8 @@ static mlxn_status run_act(mlxn_stream *s, const char *op, int kind, const mlxn_
     int64_t n = numel(out);
     if (n == 0) return MLXN_OK;
     cu_view gv = cu_view_of(g), uv = u ? cu_view_of(u) : gv;
-    act_kernel<<<cu_blocks(n, EW_THREADS), EW_THREADS, 0, cu_ctx(s)->s>>>(
-        kind, gv, cu_contig(gv), uv, cu_contig(uv), u != NULL, (float *)cu_ptr(out), n);
+    cu_launch(s, act_kernel, dim3(cu_blocks(n, EW_THREADS)), dim3(EW_THREADS), 0, kind, gv, cu_contig(gv), uv,
+              cu_contig(uv), u != NULL, (float *)cu_ptr(out), n);
     return cu_launched(s, op, "act_kernel");
 }
 
@@ -105,8 +109,8 @@ extern "C" mlxn_status cu_op_add(mlxn_stream *s, const mlxn_tensor *a, const mlx
     int64_t n = numel(out), nb = numel(b);
     if (n == 0) return MLXN_OK;
     cu_view av = cu_view_of(a), bv = cu_view_of(b);
-    add_kernel<<<cu_blocks(n, EW_THREADS), EW_THREADS, 0, cu_ctx(s)->s>>>(av, cu_contig(av), bv, cu_contig(bv),
-                                                                          nb < 1 ? 1 : nb, (float *)cu_ptr(out), n);
+    cu_launch(s, add_kernel, dim3(cu_blocks(n, EW_THREADS)), dim3(EW_THREADS), 0, av, cu_contig(av), bv,
+              cu_contig(bv), nb < 1 ? (int64_t)1 : nb, (float *)cu_ptr(out), n);
     return cu_launched(s, op, "add_kernel");
 }
 

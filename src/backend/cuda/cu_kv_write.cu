@@ -13,6 +13,8 @@ extern "C" {
 /* src view [..., T, D]; dst view [..., cap, D] (same dims but axis -2);
  * slot i32 [1]; err: the stream's error record. */
 __global__ void kv_write_kernel(cu_view src, cu_view dst, const int32_t *slot, int64_t n, long long *err) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     const int ax = src.nd - 2;
     const int64_t T = src.shape[ax], cap = dst.shape[ax], at = (int64_t)slot[0];
     if (at < 0 || at > cap - T) {
@@ -38,7 +40,7 @@ extern "C" mlxn_status cu_op_kv_write(mlxn_stream *s, const mlxn_tensor *src, co
     MLXN_TRY(cu_begin(s, op));
     int64_t n = mlxn_tensor_numel(src);
     if (n == 0) return MLXN_OK;
-    kv_write_kernel<<<cu_blocks(n, 256), 256, 0, cu_ctx(s)->s>>>(cu_view_of(src), cu_view_of(dst),
-                                                                 (const int32_t *)cu_ptr(slot), n, cu_ctx(s)->err_dev);
+    cu_launch(s, kv_write_kernel, dim3(cu_blocks(n, 256)), dim3(256), 0, cu_view_of(src), cu_view_of(dst),
+              (const int32_t *)cu_ptr(slot), n, cu_ctx(s)->err_dev);
     return cu_launched(s, op, "kv_write_kernel");
 }

@@ -125,6 +125,23 @@ __global__ void __launch_bounds__(MAXT, 1) qmv_fast_kernel(qmv_args a, int nch) 
         }
     };
 
+    /* Programmatic launch (cu_launch): while the kernel before this one
+     * finishes, only L2 prefetches of this warp's first items of its row.
+     * Why prefetches and not the loads themselves: the weights might in
+     * principle be an earlier kernel's output; L2 is where every write
+     * lands, so a prefetch can never leave a stale value behind, a register
+     * load could. */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+#pragma unroll
+        for (int v = 0; v < V; v++)
+            if (d < its && d < nch && lc0 + (d * V + v) * 32 * CPL < a.K)
+#pragma unroll
+                for (int i = 0; i < WI / 4; i++)
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"(lw + (d * V + v) * 32 * WI + 4 * i));
+    cu_pdl_wait();
+    cu_pdl_launch_dependents();
+
     /* the first D items go out before x is staged */
 #pragma unroll
     for (int d = 0; d < D; d++)
@@ -206,7 +223,7 @@ __global__ void __launch_bounds__(MAXT, 1) qmv_fast_kernel(qmv_args a, int nch) 
 
 /* Launch shape of one instantiation. */
 template <int MODE, int BITS, int SDT, int V, int D, int MAXT>
-static bool qf_launch(const qmv_args &a, int dev, cudaStream_t cs, mlxn_status *st) {
+static bool qf_launch(const qmv_args &a, int dev, mlxn_stream *s, mlxn_status *st) {
     constexpr int CPL = qf_cpl(BITS);
     const char *op = "quantized_matmul";
     const int nch = (a.K / CPL + 32 * V - 1) / (32 * V);
@@ -233,7 +250,7 @@ static bool qf_launch(const qmv_args &a, int dev, cudaStream_t cs, mlxn_status *
     if (bpsm < 1) bpsm = 1;
     int64_t blocks = (a.N + wpb - 1) / wpb;
     if (blocks > sms * bpsm) blocks = sms * bpsm;
-    k<<<(unsigned)blocks, T, smem, cs>>>(a, nch);
+    cu_launch(s, k, dim3((unsigned)blocks), dim3(T), smem, a, nch);
     *st = MLXN_OK;
     return true;
 }
@@ -516,9 +533,9 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
         if (a.w.group < 32) return false;
 #define QF_AFF(B, V, D, T)                                                                                 \
     if (bits == B) {                                                                                       \
-        if (sdt == MLXN_DTYPE_BF16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_BF16, V, D, T>(a, dev, cs, st); \
-        if (sdt == MLXN_DTYPE_F16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F16, V, D, T>(a, dev, cs, st);   \
-        if (sdt == MLXN_DTYPE_F32) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F32, V, D, T>(a, dev, cs, st);   \
+        if (sdt == MLXN_DTYPE_BF16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_BF16, V, D, T>(a, dev, s, st); \
+        if (sdt == MLXN_DTYPE_F16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F16, V, D, T>(a, dev, s, st);   \
+        if (sdt == MLXN_DTYPE_F32) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F32, V, D, T>(a, dev, s, st);   \
         return false;                                                                                      \
     }
         /* V lane units per item, D items in flight: about 64 bytes in flight per lane; the widest units need the
@@ -532,8 +549,8 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 #undef QF_AFF
         return false;
     }
-    if (mode == MLXN_QUANT_MXFP4 && bits == 4) return qf_launch<MLXN_QUANT_MXFP4, 4, 0, 2, 2, 1024>(a, dev, cs, st);
-    if (mode == MLXN_QUANT_NVFP4 && bits == 4) return qf_launch<MLXN_QUANT_NVFP4, 4, 0, 2, 2, 1024>(a, dev, cs, st);
-    if (mode == MLXN_QUANT_MXFP8 && bits == 8) return qf_launch<MLXN_QUANT_MXFP8, 8, 0, 1, 2, 1024>(a, dev, cs, st);
+    if (mode == MLXN_QUANT_MXFP4 && bits == 4) return qf_launch<MLXN_QUANT_MXFP4, 4, 0, 2, 2, 1024>(a, dev, s, st);
+    if (mode == MLXN_QUANT_NVFP4 && bits == 4) return qf_launch<MLXN_QUANT_NVFP4, 4, 0, 2, 2, 1024>(a, dev, s, st);
+    if (mode == MLXN_QUANT_MXFP8 && bits == 8) return qf_launch<MLXN_QUANT_MXFP8, 8, 0, 1, 2, 1024>(a, dev, s, st);
     return false;
 }

@@ -78,6 +78,8 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
                                                                float *out) {
     __shared__ float sh[32];
     const int D4 = D / 4;
+    cu_pdl_wait(); /* programmatic launch (cu_launch): x (and, in principle, w) come from earlier kernels */
+    cu_pdl_launch_dependents();
     float wv[NV][4];
 #pragma unroll
     for (int k = 0; k < NV; k++) {
@@ -132,14 +134,14 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
 }
 
 template <int NV>
-static void rms_rows_launch(unsigned grid, cudaStream_t cs, int wdt, const float *x, int64_t ld, int64_t rows, int D,
+static void rms_rows_launch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, int64_t rows, int D,
                             const void *w, bool has_w, float w_off, float eps, float *out) {
     if (wdt == MLXN_DTYPE_BF16)
-        rms_rows_kernel<NV, MLXN_DTYPE_BF16><<<grid, RED_THREADS, 0, cs>>>(x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_BF16>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
     else if (wdt == MLXN_DTYPE_F16)
-        rms_rows_kernel<NV, MLXN_DTYPE_F16><<<grid, RED_THREADS, 0, cs>>>(x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F16>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
     else
-        rms_rows_kernel<NV, MLXN_DTYPE_F32><<<grid, RED_THREADS, 0, cs>>>(x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F32>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
 }
 
 /* x f32 view [..., N]; out f32 [rows, N]. */
@@ -239,13 +241,12 @@ static mlxn_status run_norm(mlxn_stream *s, const char *op, const mlxn_tensor *x
                 (wdt == MLXN_DTYPE_F32 || wdt == MLXN_DTYPE_BF16 || wdt == MLXN_DTYPE_F16)))) {
         const int nv = (int)((D / 4 + RED_THREADS - 1) / RED_THREADS);
         const unsigned g = row_blocks(rows);
-        cudaStream_t cs = cu_ctx(s)->s;
         const float *xp = (const float *)xv.p;
         void *op_out = cu_ptr(out);
-        if (nv <= 1) rms_rows_launch<1>(g, cs, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else if (nv <= 2) rms_rows_launch<2>(g, cs, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else if (nv <= 4) rms_rows_launch<4>(g, cs, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else rms_rows_launch<8>(g, cs, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
+        if (nv <= 1) rms_rows_launch<1>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
+        else if (nv <= 2) rms_rows_launch<2>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
+        else if (nv <= 4) rms_rows_launch<4>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
+        else rms_rows_launch<8>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
         return cu_launched(s, op, "rms_rows_kernel");
     }
     norm_kernel<<<row_blocks(rows), RED_THREADS, 0, cu_ctx(s)->s>>>(xv, rows, D, wv, w != NULL, w_off, bv, b != NULL,

@@ -47,6 +47,8 @@ __device__ __forceinline__ float exp_exact(float x) {
 __global__ void rope_kernel(cu_view x, int64_t rows, int64_t T, int64_t D, int dims, bool trad, float base_step,
                             const float *freqs, int64_t fs, int offset, const int32_t *offp, float scale,
                             float *out) {
+    cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
+    cu_pdl_launch_dependents();
     const int64_t n = rows * D, xs = x.st[x.nd - 1];
     const int half = dims / 2;
     const float off = (float)(offp ? *offp : offset);
@@ -80,7 +82,7 @@ extern "C" mlxn_status cu_op_rope(mlxn_stream *s, const mlxn_tensor *x, const ml
     if (rows == 0 || D == 0) return MLXN_OK;
     int half = p->dims / 2;
     float step = p->freqs ? 0.0f : logf(p->base) / (float)half;
-    rope_kernel<<<cu_blocks(rows * D, 256), 256, 0, cu_ctx(s)->s>>>(
+    cu_launch(s, rope_kernel, dim3(cu_blocks(rows * D, 256)), dim3(256), 0,
         xv, rows, T, D, p->dims, p->traditional, step, p->freqs ? (const float *)cu_ptr(p->freqs) : NULL,
         p->freqs ? p->freqs->strides[0] : 0, p->offset,
         p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL, p->scale, (float *)cu_ptr(out));

@@ -50,9 +50,50 @@ typedef struct cu_stream {
     int stage_used[2];
     void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */
     size_t qmm_cap;      /* its bytes */
+    int pdl;             /* programmatic dependent launch (cu_launch): sm_90+, unless MLXN_CUDA_PDL=0 */
 } cu_stream;
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
+
+/* Launch a kernel on the session's stream with programmatic dependent
+ * launch where the GPU has it (Hopper+): the kernel may be scheduled while
+ * the kernel before it on the stream is still finishing, and in a captured
+ * graph the edge between them becomes programmatic. Why: a decode step is
+ * ~15 small dependent kernels per layer, and the gap between one kernel's
+ * end and the next one's first instruction (plus the next one's weight
+ * loads, which depend on nothing) was a large share of the step. Contract:
+ * a kernel launched this way calls cu_pdl_wait() before it reads anything
+ * an earlier kernel wrote or writes anything at all, and may call
+ * cu_pdl_launch_dependents() to let its successor be scheduled early. */
+template <typename... KArgs, typename... Args>
+static inline void cu_launch(mlxn_stream *s, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                             Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = cu_ctx(s)->s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = cu_ctx(s)->pdl;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...); /* errors: cu_launched */
+}
+/* Wait until the kernels before this one on the stream have finished and
+ * their writes are visible (a no-op without programmatic launch). */
+__device__ __forceinline__ void cu_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+/* Let the next kernel on the stream be scheduled now (it still waits in
+ * cu_pdl_wait for this one to finish). */
+__device__ __forceinline__ void cu_pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
 
 /* The stream's cuBLAS handle, made (and the library loaded) on first use (cu_matmul.cu). */
 mlxn_status cu_blas_handle(mlxn_stream *s, cublasHandle_t *h);

@@ -99,6 +99,10 @@ extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
     cu_stream *c = (cu_stream *)calloc(1, sizeof *c);
     if (!c) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: out of host memory for a stream", index);
     c->index = index;
+    int major = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
+    const char *pdl = getenv("MLXN_CUDA_PDL"); /* read once per stream: 0 turns programmatic launch off */
+    c->pdl = major >= 9 && !(pdl && pdl[0] == '0');
     mlxn_status st = cuda_check(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "cudaStreamCreate", index);
     if (st == MLXN_OK) {
         st = cuda_check(cudaHostAlloc((void **)&c->err_host, 4 * sizeof(long long), cudaHostAllocMapped),
