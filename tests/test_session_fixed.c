@@ -14,7 +14,9 @@
  * On a CUDA device (when present), the decode graph: the same 50-token run
  * with graphs on and off gives bit-identical logits (the replays read the
  * same step block the op-by-op steps do), graphs were really replayed, and
- * MLXN_CUDA_GRAPHS=0 or decode_graphs = -1 turns them off. */
+ * MLXN_CUDA_GRAPHS=0 or decode_graphs = -1 turns them off; and 300 steps
+ * after a 250-token prompt cross attention span buckets (256, 512, 1024:
+ * one graph each), bit-identical to op by op. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +198,55 @@ static void gpu_graphs(mlxn_device *gpu, const char *name) {
     mlxn_model_free(m);
 }
 
+/* Steps across attention span buckets (model_step_span: 256, 512): a
+ * 250-token prefill, then 300 single tokens with graphs on and off. One
+ * graph is captured per bucket, and the replayed logits are bit-identical
+ * to the op-by-op ones (both attend over the same span). */
+static void gpu_span_buckets(mlxn_device *gpu, const char *name) {
+    enum { P = 250, STEPS = 300 };
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
+    mlxn_model *m = NULL;
+    CHECK_OK(mlxn_model_load(dir, gpu, NULL, &m));
+    if (!m) return;
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    int32_t tok[P + STEPS];
+    for (int i = 0; i < P + STEPS; i++) tok[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    float *lg[2];
+    int64_t replays[2] = {0, 0};
+    int graphs[2] = {0, 0};
+    for (int on = 0; on < 2; on++) {
+        lg[on] = malloc(sizeof(float) * (size_t)(STEPS * V));
+        if (lg[on]) t_poison(lg[on], sizeof(float) * (size_t)(STEPS * V));
+        mlxn_session_params sp = {.max_context = P + STEPS + 8, .decode_graphs = on ? 1 : -1};
+        mlxn_session *s = NULL;
+        CHECK_OK(mlxn_session_new(m, &sp, &s));
+        if (!s || !lg[on]) {
+            mlxn_session_free(s);
+            continue;
+        }
+        float *last = malloc(sizeof(float) * (size_t)V);
+        CHECK_OK(mlxn_session_forward(s, tok, P, MLXN_LOGITS_LAST, last));
+        free(last);
+        for (int i = 0; i < STEPS; i++)
+            CHECK_OK(mlxn_session_forward(s, tok + P + i, 1, MLXN_LOGITS_LAST, lg[on] + (int64_t)i * V));
+        replays[on] = model_session_graph_replays(s);
+        for (int b = 0; b < MODEL_SPAN_BUCKETS; b++) graphs[on] += s->graph[b] != NULL;
+        mlxn_session_free(s);
+    }
+    CHECK(replays[0] == 0 && replays[1] == STEPS - 1, "%s: span buckets: %lld / %lld replays (want 0 / %d)", name,
+          (long long)replays[0], (long long)replays[1], STEPS - 1);
+    CHECK(graphs[1] == 3, "%s: %d graphs captured over positions %d..%d (want 3: spans 256, 512, 1024)", name,
+          graphs[1], P, P + STEPS - 1);
+    CHECK(lg[0] && lg[1] && !memcmp(lg[0], lg[1], sizeof(float) * (size_t)(STEPS * V)),
+          "%s: span buckets: graph-replayed logits differ from op-by-op ones", name);
+    printf("  %-18s span buckets: %d graphs, %lld replays, bit-identical over %d steps\n", name, graphs[1],
+           (long long)replays[1], STEPS);
+    free(lg[0]);
+    free(lg[1]);
+    mlxn_model_free(m);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_fixed");
     mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
@@ -212,6 +263,8 @@ int main(int argc, char **argv) {
            prefill path (test_models_cuda checks that one at bf16 tolerances) */
         setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gpu_graphs(gpu, cases[i]);
+        gpu_span_buckets(gpu, "llama_f32");
+        gpu_span_buckets(gpu, "gemma3_text_q4g32");
         unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
         mlxn_device_free(gpu);
     } else {

@@ -161,6 +161,8 @@ static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *
         MLXN_TRY(mlxn_kv_write(st, kr, &slot, &kv->k));
         MLXN_TRY(mlxn_kv_write(st, vt, &slot, &kv->v));
         mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
+        /* the span of slots attended (model_step_span: the keys held fit in it) */
+        kall.shape[2] = vall.shape[2] = model_step_span(s->pos, kv->cap);
         mlxn_sdpa_params sp = {.scale = c->attn_scale, .kv_len = &len};
         return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
     }

@@ -209,6 +209,26 @@ typedef struct model_scratch {
     mlxn_tensor ring_k, ring_v;
 } model_scratch;
 
+/* Keys a single-token step at position p attends over in a layer holding
+ * cap slots: the smallest power of two >= max(p + 1, MODEL_SPAN_MIN),
+ * capped at cap. Why: attention sizes its key splits on the span it is
+ * given, not on kv_len (which only the device reads), so handing it the
+ * whole preallocated capacity made every short-context step pay for a
+ * full-context split and merge. A step's graph is captured once per span
+ * bucket (model_step_bucket) and op-by-op steps use the same spans, so the
+ * two give the same bits. */
+enum { MODEL_SPAN_MIN = 256, MODEL_SPAN_BUCKETS = 32 };
+static inline int64_t model_step_span(int64_t p, int64_t cap) {
+    int64_t b = MODEL_SPAN_MIN;
+    while (b < p + 1) b *= 2;
+    return b < cap ? b : cap;
+}
+static inline int model_step_bucket(int64_t p) {
+    int k = 0;
+    for (int64_t b = MODEL_SPAN_MIN; b < p + 1 && k < MODEL_SPAN_BUCKETS - 1; b *= 2) k++;
+    return k;
+}
+
 /* The step block of a single-token step in the fixed layout, i32 on the
  * device (and its pinned host mirror): everything that changes from one
  * token to the next, so the ops of a step (and a graph of them) are the
@@ -234,7 +254,8 @@ struct mlxn_session {
     /* decode graphs */
     bool graphs;       /* enabled for this session */
     bool warm;         /* a step ran op by op since the scratch was (re)made */
-    void *graph;       /* the captured step (with the head), or NULL */
+    void *graph[MODEL_SPAN_BUCKETS]; /* the captured step (with the head) per attention span
+                                        bucket (model_step_span), or NULL */
     int64_t graph_replays;
     int64_t step_host_ns; /* host time spent queuing single-token steps (not waiting) */
     /* TurboQuant cache (session_tq.c), NULL when the session is dense */

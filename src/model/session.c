@@ -36,8 +36,11 @@
  * step block, launches the graph (its first node copies the block up) and
  * reads the logits back. The first step after the scratch is (re)made runs
  * op by op (so lazy initialization, such as cuBLAS's, happens outside the
- * capture); the second is captured. A capture that fails turns graphs off
- * for the session, which then runs op by op.
+ * capture); later steps are captured, once per attention span bucket (a
+ * step attends over a power-of-two prefix of each layer's slots that holds
+ * its keys, model_step_span, so short contexts do not pay for the whole
+ * capacity's key splits): a few graphs as a context grows. A capture that
+ * fails turns graphs off for the session, which then runs op by op.
  *
  * A session with a TurboQuant cache takes the same layout, step block and
  * graphs; session_tq.c allocates its caches (full-attention layers for the
@@ -75,8 +78,10 @@ static mlxn_status alloc1(mlxn_device *dev, mlxn_dtype dt, int64_t n, mlxn_tenso
 /* Scratch for chunks of up to `rows` tokens (grow only). */
 /* The captured step reads the scratch buffers: drop it when they move. */
 static void graph_drop(mlxn_session *s) {
-    if (s->graph) mlxn_stream_graph_free(s->st, s->graph);
-    s->graph = NULL;
+    for (int i = 0; i < MODEL_SPAN_BUCKETS; i++) {
+        if (s->graph[i]) mlxn_stream_graph_free(s->st, s->graph[i]);
+        s->graph[i] = NULL;
+    }
     s->warm = false;
 }
 
@@ -218,8 +223,8 @@ mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
 /* ---- single-token steps -------------------------------------------------------------- */
 
 /* Capture one step (the step block's upload, the forward pass, the head)
- * into s->graph. */
-static mlxn_status capture(mlxn_session *s, size_t bytes) {
+ * into s->graph[bucket]. */
+static mlxn_status capture(mlxn_session *s, size_t bytes, int bucket) {
     MLXN_TRY(mlxn_stream_capture_begin(s->st));
     mlxn_status st = mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset, s->step_host, bytes, 1);
     s->step_mode = true;
@@ -229,7 +234,7 @@ static mlxn_status capture(mlxn_session *s, size_t bytes) {
     mlxn_status e = mlxn_stream_capture_end(s->st, &g);
     if (st == MLXN_OK) st = e;
     else if (g) mlxn_stream_graph_free(s->st, g);
-    if (st == MLXN_OK) s->graph = g;
+    if (st == MLXN_OK) s->graph[bucket] = g;
     return st;
 }
 
@@ -263,9 +268,10 @@ static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
     if (s->tq) model_tq_mark_written(s, p + 1); /* a replay runs no host code of session_tq.c */
     size_t bytes = sizeof(int32_t) * (size_t)STEP_SIZE(c->n_layers);
     bool use_graph = s->graphs && first == 0;
-    if (use_graph && !s->graph && s->warm && capture(s, bytes) != MLXN_OK) s->graphs = use_graph = false;
-    if (use_graph && s->graph) {
-        MLXN_TRY(mlxn_stream_graph_launch(s->st, s->graph));
+    const int bk = model_step_bucket(p);
+    if (use_graph && !s->graph[bk] && s->warm && capture(s, bytes, bk) != MLXN_OK) s->graphs = use_graph = false;
+    if (use_graph && s->graph[bk]) {
+        MLXN_TRY(mlxn_stream_graph_launch(s->st, s->graph[bk]));
         s->graph_replays++;
         return MLXN_OK;
     }
