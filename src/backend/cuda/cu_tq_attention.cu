@@ -250,6 +250,7 @@ __global__ void __launch_bounds__(TQS_THREADS) tq_attn_partial(tqs_args a) {
                 sum += e;
             }
             sum = cu_warp_sum(sum);
+            __syncwarp(); /* every lane has read mrow[r] / lrow[r] before lane 0 rewrites them */
             if (lane == 0) {
                 mrow[r] = mnew;
                 lrow[r] = lrow[r] * corr + sum;
