@@ -50,6 +50,26 @@ enum {
     TQM_STEP = 16, /* keys per warp step: two n-tiles of scores, one k-step of values */
 };
 
+/* The levels again, in global memory (read through L1): the prologue
+ * looks up 256 different indices at once, which the constant cache
+ * (cu_tq_cb) serves one address at a time. */
+static __device__ const cu_tq_books tqm_books = {
+    MLXN_TQ_LEVELS_2, MLXN_TQ_LEVELS_3, MLXN_TQ_LEVELS_4, MLXN_TQ_LEVELS_5, MLXN_TQ_LEVELS_6, MLXN_TQ_LEVELS_7,
+    MLXN_TQ_LEVELS_8, MLXN_TQ_BOUNDS_2, MLXN_TQ_BOUNDS_3, MLXN_TQ_BOUNDS_4, MLXN_TQ_BOUNDS_5, MLXN_TQ_BOUNDS_6,
+    MLXN_TQ_BOUNDS_7, MLXN_TQ_BOUNDS_8,
+};
+__device__ __forceinline__ float tqm_level(int bits, int i) {
+    switch (bits) {
+    case 2: return __ldg(&tqm_books.l2[i]);
+    case 3: return __ldg(&tqm_books.l3[i]);
+    case 4: return __ldg(&tqm_books.l4[i]);
+    case 5: return __ldg(&tqm_books.l5[i]);
+    case 6: return __ldg(&tqm_books.l6[i]);
+    case 7: return __ldg(&tqm_books.l7[i]);
+    default: return __ldg(&tqm_books.l8[i]);
+    }
+}
+
 /* c += a (16x16 f16, row) * b (16x8 f16, col), f32 accumulators. */
 __device__ __forceinline__ void tqm_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -134,7 +154,8 @@ __device__ __forceinline__ void tqm_load_pieces(const uint8_t *row, int idx, int
 /* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
 static size_t tqm_smem(int D) {
     return (size_t)D * 32                      /* qf: [D/16][32] uint4 */
-           + sizeof(float) * 4 * 16 * (size_t)D /* red: 4 warp slots of [16][D] */
+           + sizeof(float) * TQM_WARPS * 16 * (size_t)D /* red: a [16][D] slot per warp */
+           + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
            + sizeof(uint32_t) * 512            /* pk, pv */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
@@ -168,8 +189,9 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     constexpr bool PF = D * (KS + VS) <= 2048;
     extern __shared__ __align__(16) unsigned char tqm_sm[];
     uint4 *qf = (uint4 *)tqm_sm;                          /* [NS][32] query A fragments, f16 */
-    float *red = (float *)(qf + NS * 32);                 /* [4][16 * D] merge slots */
-    float *mw = red + 4 * 16 * D;                         /* [8][16] per warp: running max of each row */
+    float *red = (float *)(qf + NS * 32);                 /* [8][16 * D] merge slots, a warp's accumulators */
+    float *nat = red + TQM_WARPS * 16 * D;                /* [16][D + 1] the block's sums in dim order */
+    float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
     uint32_t *pk = (uint32_t *)(lw + TQM_WARPS * 16);   /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
     uint32_t *pv = pk + 256;                              /* [256] same for 4-bit values */
@@ -192,14 +214,14 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * lookup (why: per code, a shift, a mask, an address and a 16-bit load
      * were most of the kernel's instructions). */
     for (int i = tid; i < 256; i += TQM_THREADS) {
-        lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? cu_tq_level(a.kb, i) : 0.0f));
-        lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? cu_tq_level(a.vb, i) : 0.0f));
+        lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? tqm_level(a.kb, i) : 0.0f));
+        lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
         if (KS == 4)
-            pk[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(cu_tq_level(4, i & 15))),
-                                  __half_as_ushort(__float2half_rn(cu_tq_level(4, i >> 4))));
+            pk[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(tqm_level(4, i & 15))),
+                                  __half_as_ushort(__float2half_rn(tqm_level(4, i >> 4))));
         if (VS == 4)
-            pv[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(cu_tq_level(4, i & 15))),
-                                  __half_as_ushort(__float2half_rn(cu_tq_level(4, i >> 4))));
+            pv[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(tqm_level(4, i & 15))),
+                                  __half_as_ushort(__float2half_rn(tqm_level(4, i >> 4))));
     }
     if (tid < 16) {
         int b0 = 0, b1 = 0; /* padding rows see nothing */
@@ -223,7 +245,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     {
         constexpr int E = D / 32;
         const float qscale = rd * a.scale;
-#pragma unroll
+#pragma unroll 1 /* one copy of the row code: the kernel's size is its fixed cost (instruction fetch) */
         for (int rr = 0; rr < 2; rr++) {
             const int r = warp + 8 * rr;
             float x[E], sg[E];
@@ -416,8 +438,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
     }
 
-    /* merge the warps: rescale to the block's max per row, then add in a
-     * fixed tree (warps 4..7 into 0..3, 2..3 into 0..1, 1 into 0) */
+    /* merge the warps: rescale to the block's max per row, then add */
     if (c == 0) {
         mw[warp * 16 + g] = m[0], mw[warp * 16 + g + 8] = m[1];
         lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
@@ -438,44 +459,38 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
 #pragma unroll
         for (int u = 0; u < NU; u++) acc[u][2 * h] *= f, acc[u][2 * h + 1] *= f;
     }
-    float4 *rb = (float4 *)red; /* [4][NU][32]: a warp's accumulators in lane order */
+    /* Every warp parks its (rescaled) accumulators in its own slot, in
+     * lane order (conflict-free 16-byte stores); then all threads add the
+     * 8 slots in a fixed order (deterministic) and put each sum at its dim:
+     * column n of n-tile u is value dim ((u / PV) 8 + n) PV + u % PV. Why
+     * not a tree of warp pairs: its rounds ran one after another on one
+     * warp, the longest path of the whole kernel at short contexts. */
+    float4 *rb = (float4 *)red; /* [8][NU][32] */
 #pragma unroll
-    for (int half = TQM_WARPS / 2; half >= 1; half >>= 1) {
-        if (warp >= half && warp < 2 * half)
+    for (int u = 0; u < NU; u++)
+        rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+    if (warp == 0 && c == 0)
 #pragma unroll
-            for (int u = 0; u < NU; u++)
-                rb[((warp - half) * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
-        __syncthreads();
-        if (warp < half)
-#pragma unroll
-            for (int u = 0; u < NU; u++) {
-                const float4 o = rb[(warp * NU + u) * 32 + lane];
-                acc[u][0] += o.x, acc[u][1] += o.y, acc[u][2] += o.z, acc[u][3] += o.w;
+        for (int h = 0; h < 2; h++) {
+            const int r = g + 8 * h;
+            if (r < R) {
+                const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
+                a.pm[row * a.nchunks + ch] = M[h];
+                a.pl[row * a.nchunks + ch] = L[h];
             }
-        __syncthreads();
-    }
-    /* warp 0 holds the block's sums; column n of n-tile u is value dim
-     * ((u / PV) 8 + n) PV + u % PV. Through red as [16][8][NU + 1] (+ 1 per
-     * row): the padding spreads the lanes of one store over the banks. */
-    constexpr int LN = NU + 1, LR = 8 * LN + 1;
-    if (warp == 0) {
+        }
+    __syncthreads();
+    for (int e = tid; e < NU * 32; e += TQM_THREADS) {
+        const int u = e >> 5, ln = e & 31, gg = ln >> 2, cc = ln & 3;
+        float4 t = rb[e];
 #pragma unroll
-        for (int u = 0; u < NU; u++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                red[(g + 8 * h) * LR + (2 * c) * LN + u] = acc[u][2 * h];
-                red[(g + 8 * h) * LR + (2 * c + 1) * LN + u] = acc[u][2 * h + 1];
-            }
-        if (c == 0)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int r = g + 8 * h;
-                if (r < R) {
-                    const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
-                    a.pm[row * a.nchunks + ch] = M[h];
-                    a.pl[row * a.nchunks + ch] = L[h];
-                }
-            }
+        for (int w = 1; w < TQM_WARPS; w++) {
+            const float4 o = rb[w * NU * 32 + e];
+            t.x += o.x, t.y += o.y, t.z += o.z, t.w += o.w;
+        }
+        const int d0 = ((u / PV) * 8 + 2 * cc) * PV + u % PV, d1 = d0 + PV; /* columns 2cc, 2cc + 1 */
+        nat[gg * (D + 1) + d0] = t.x, nat[gg * (D + 1) + d1] = t.y;
+        nat[(gg + 8) * (D + 1) + d0] = t.z, nat[(gg + 8) * (D + 1) + d1] = t.w;
     }
     __syncthreads();
     /* Un-rotate the partial here (the FWHT is linear, so the combine's
@@ -484,15 +499,14 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * blocks). Warp w takes rows w and w + 8, lane l dims 32 k + l. */
     {
         constexpr int E = D / 32;
-#pragma unroll
+#pragma unroll 1 /* one copy of the row code: the kernel's size is its fixed cost (instruction fetch) */
         for (int rr = 0; rr < 2; rr++) {
             const int r = warp + 8 * rr;
             if (r >= R) continue; /* warp-uniform */
             float x[E];
 #pragma unroll
             for (int k = 0; k < E; k++) {
-                const int d = 32 * k + lane, piece = d / PV;
-                x[k] = red[r * LR + (piece & 7) * LN + (piece >> 3) * PV + d % PV];
+                x[k] = nat[r * (D + 1) + 32 * k + lane];
             }
             tqm_fwht_warp<E>(x, lane);
             const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
