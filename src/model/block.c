@@ -235,8 +235,19 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
     mlxn_tensor pos_t = step_at(s, STEP_POS);
     const mlxn_tensor *at = s->step_mode ? &pos_t : NULL;
-    MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
-    MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
+    if (L->fused_qkv && !c->qk_norm) {
+        /* q and k are neighbouring column ranges of the fused output: one
+           rope call over their Hq + Hkv heads (the same rotation for both;
+           one kernel fewer per layer), the keys landing after the queries */
+        int64_t N = (Hq + 2 * Hk) * D;
+        mlxn_tensor qk3 = cols(&sc->qkv, T, N, 0, Hq + Hk, D), qkr = view(&sc->qr, 3, Hq + Hk, T, D);
+        MLXN_TRY(rope(st, lc, L, s->pos, at, &qk3, &qkr));
+        kr = view(&sc->qr, 3, Hk, T, D);
+        kr.offset += (size_t)(Hq * T * D) * sizeof(float);
+    } else {
+        MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
+        MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
+    }
 
     mlxn_tensor vt = swap01(v3);
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
@@ -246,10 +257,14 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     else
         MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
 
-    /* [Hq, T, D] -> [T, Hq * D] for the output projection */
-    mlxn_tensor att_thd = swap01(att), att_t = view(&sc->att_t, 3, T, Hq, D);
-    MLXN_TRY(mlxn_copy(st, &att_thd, &att_t));
-    mlxn_tensor a2 = view(&sc->att_t, 2, T, Hq * D, 0), o = view(&sc->o, 2, T, H, 0);
+    /* [Hq, T, D] -> [T, Hq * D] for the output projection (one token: the
+       same bytes, no copy) */
+    mlxn_tensor a2 = view(&sc->att, 2, 1, Hq * D, 0), o = view(&sc->o, 2, T, H, 0);
+    if (T > 1) {
+        mlxn_tensor att_thd = swap01(att), att_t = view(&sc->att_t, 3, T, Hq, D);
+        MLXN_TRY(mlxn_copy(st, &att_thd, &att_t));
+        a2 = view(&sc->att_t, 2, T, Hq * D, 0);
+    }
     MLXN_TRY(linear(st, &a2, &L->o, &o));
     if (c->sandwich_norms) {
         mlxn_tensor t = view(&sc->tmp, 2, T, H, 0);

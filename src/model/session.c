@@ -104,8 +104,11 @@ static mlxn_status scratch_reserve(mlxn_session *s, int64_t rows) {
         split_qkv |= !L->fused_qkv, fused_qkv |= L->fused_qkv;
         split_gu |= !L->fused_gu, fused_gu |= L->fused_gu;
     }
-    mlxn_tensor *qs[] = {&sc->qn, &sc->qr, &sc->att, &sc->att_t, &sc->q};
-    for (size_t i = 0; st == MLXN_OK && i < 4u + split_qkv; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * qd, qs[i]);
+    mlxn_tensor *qs[] = {&sc->qn, &sc->att, &sc->att_t, &sc->q};
+    for (size_t i = 0; st == MLXN_OK && i < 3u + split_qkv; i++) st = alloc1(dev, MLXN_DTYPE_F32, rows * qd, qs[i]);
+    /* qr holds room for the keys after the queries: a fused layer without
+       q/k norms ropes both in one call into [Hq + Hkv, T, D] (block.c) */
+    if (st == MLXN_OK) st = alloc1(dev, MLXN_DTYPE_F32, rows * (qd + kd), &sc->qr);
     mlxn_tensor *ks[] = {&sc->kn, &sc->kr, &sc->k, &sc->v};
     for (size_t i = 0; st == MLXN_OK && i < 2u + 2 * split_qkv; i++)
         st = alloc1(dev, MLXN_DTYPE_F32, rows * kd, ks[i]);
