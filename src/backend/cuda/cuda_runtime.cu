@@ -5,9 +5,12 @@
  *
  * Two kinds of copies:
  *  - mlxn_buffer_write/read (no stream named): synchronize the whole device
- *    first. The library's streams are non-blocking (they do not order
- *    against the legacy default stream cudaMemcpy uses), so without that a
- *    read could overtake a kernel still writing the buffer. Not the hot path.
+ *    first (and a write again after: a pageable upload may still be in
+ *    flight when cudaMemcpy returns). The library's streams are non-blocking
+ *    (they do not order against the legacy default stream cudaMemcpy uses),
+ *    so without that a read could overtake a kernel still writing the
+ *    buffer, or a kernel read a buffer before its upload landed. Not the
+ *    hot path.
  *  - stream uploads/downloads (the model runner's): queued in order on one
  *    stream, no device-wide wait. An upload goes through the stream's pinned
  *    staging buffer in 4 MiB halves (pageable memory cannot be DMA'd
@@ -69,7 +72,13 @@ extern "C" void mlxn_cuda_free(int index, void *ptr) {
 extern "C" mlxn_status mlxn_cuda_memcpy_h2d(int index, void *dst, const void *src, size_t n) {
     MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
     MLXN_TRY(cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize (before upload)", index));
-    return cuda_check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "cudaMemcpy (upload)", index);
+    MLXN_TRY(cuda_check(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "cudaMemcpy (upload)", index));
+    /* From pageable memory cudaMemcpy returns once the bytes are staged,
+     * before the DMA into dst has finished, and kernels on the library's
+     * non-blocking streams do not wait for the legacy stream: without this,
+     * a kernel queued next could read the old contents (seen on a GPU
+     * shared with other processes, whose copies delay ours). */
+    return cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize (after upload)", index);
 }
 
 extern "C" mlxn_status mlxn_cuda_memcpy_d2h(int index, void *dst, const void *src, size_t n) {
