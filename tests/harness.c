@@ -2,6 +2,7 @@
 #include "harness.h"
 
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,6 +98,15 @@ double t_max_abs_diff(const float *ref, const float *got, size_t n) {
         if (d > m) m = d;
     }
     return m;
+}
+
+int t_model_cache_path(const char *file, char *out, size_t cap) {
+    const char *dir = getenv("MLXN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (dir && *dir) snprintf(out, cap, "%s/%s", dir, file);
+    else if (xdg && *xdg) snprintf(out, cap, "%s/mlx-native/%s", xdg, file);
+    else snprintf(out, cap, "%s/.cache/mlx-native/%s", home ? home : ".", file);
+    struct stat sb;
+    return stat(out, &sb) == 0;
 }
 
 mlxn_weights *t_golden_open(const char *rel) {

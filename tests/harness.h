@@ -69,6 +69,13 @@ double t_nmse(const float *ref, const float *got, size_t n);
 /* max |ref - got|; +inf on any NaN. */
 double t_max_abs_diff(const float *ref, const float *got, size_t n);
 
+/* The path of `file` in the cache of fetched test models (where
+ * tests/golden/fetch_*.sh put them): $MLXN_CACHE_DIR when set, else
+ * ${XDG_CACHE_HOME:-~/.cache}/mlx-native. Returns whether it exists. */
+int t_model_cache_path(const char *file, char *out, size_t cap);
+/* The real test model the fetch script tests/golden/fetch_smollm2.sh gets. */
+#define T_SMOLLM2_GGUF "SmolLM2-135M-Instruct.Q4_1.gguf"
+
 /* Open a golden file tests/golden/<rel> written by the committed MLX
  * script; NULL (with a failed check) when it cannot be read. */
 mlxn_weights *t_golden_open(const char *rel);

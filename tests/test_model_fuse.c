@@ -170,11 +170,8 @@ static void all_models(mlxn_device *dev, const char *mixed_dir, const char *gguf
  * (tests/golden/fetch_smollm2.sh): the size where the mat-vec splits rows
  * over threads in blocks, loaded fused and apart. */
 static void smollm2(mlxn_device *dev) {
-    const char *cache = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char p[1200];
-    if (cache) snprintf(p, sizeof p, "%s/mlx-native/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(p, sizeof p, "%s/.cache/mlx-native/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-    if (!cu_exists(p)) {
+    if (!t_model_cache_path(T_SMOLLM2_GGUF, p, sizeof p)) {
         printf("SmolLM2-135M not fetched: skipping it\n");
         return;
     }

@@ -34,7 +34,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -199,11 +198,7 @@ done:
 
 static void smollm2(mlxn_device *cpu, mlxn_device *gpu) {
     char path[2048];
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(path, sizeof path, "%s/mlx-native/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else snprintf(path, sizeof path, "%s/.cache/mlx-native/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : ".");
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
+    if (!t_model_cache_path(T_SMOLLM2_GGUF, path, sizeof path)) {
         printf("  SmolLM2: %s is absent (tests/golden/fetch_smollm2.sh fetches it): not run\n", path);
         return;
     }

@@ -23,7 +23,7 @@
 #define SHORT_RUN 0
 #endif
 
-#define GGUF_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+#define GGUF_NAME T_SMOLLM2_GGUF
 
 static int32_t argmax(const float *x, int64_t n) {
     int64_t b = 0;
@@ -79,10 +79,7 @@ static void greedy(mlxn_model *m, const char *kind, const int32_t *prompt, int64
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_tq_smollm2");
     char path[2048];
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(path, sizeof path, "%s/mlx-native/%s", xdg, GGUF_NAME);
-    else snprintf(path, sizeof path, "%s/.cache/mlx-native/%s", home ? home : ".", GGUF_NAME);
-    if (!cu_exists(path)) {
+    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) {
         char why[2200];
         snprintf(why, sizeof why, "%s is absent (tests/golden/fetch_smollm2.sh fetches it)", path);
         CHECK(0, "the test model: %s", why);

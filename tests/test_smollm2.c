@@ -29,7 +29,7 @@
 #define SHORT_RUN 0
 #endif
 
-#define GGUF_NAME "SmolLM2-135M-Instruct.Q4_1.gguf"
+#define GGUF_NAME T_SMOLLM2_GGUF
 /* max |ours - mlx-lm| over the top-8 logits of every position; measured
    0.020 (logits have magnitude ~10-30) */
 #define LOGIT_TOL 0.05
@@ -69,10 +69,7 @@ static void greedy(mlxn_model *m, const int32_t *prompt, int64_t len, int n, int
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_smollm2");
     char path[2048];
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(path, sizeof path, "%s/mlx-native/%s", xdg, GGUF_NAME);
-    else snprintf(path, sizeof path, "%s/.cache/mlx-native/%s", home ? home : ".", GGUF_NAME);
-    if (!cu_exists(path)) {
+    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) {
         char why[2200];
         snprintf(why, sizeof why, "%s is absent (tests/golden/fetch_smollm2.sh fetches it)", path);
         return t_skip(why);

@@ -7,24 +7,13 @@
  * the test is skipped (it says so), never passed. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "harness.h"
 #include "test_tokenizer_golden.h"
 
-static int cache_path(const char *file, char *out, size_t cap) {
-    const char *dir = getenv("MLXN_CACHE_DIR");
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (dir && *dir) snprintf(out, cap, "%s/%s", dir, file);
-    else if (xdg && *xdg) snprintf(out, cap, "%s/mlx-native/%s", xdg, file);
-    else snprintf(out, cap, "%s/.cache/mlx-native/%s", home ? home : ".", file);
-    struct stat sb;
-    return stat(out, &sb) == 0;
-}
-
 static int run(const char *file, const char *golden) {
     char path[2048];
-    if (!cache_path(file, path, sizeof path)) {
+    if (!t_model_cache_path(file, path, sizeof path)) {
         printf("  %s not found (run tests/golden/gen_text.py to download it)\n", path);
         return 0;
     }
