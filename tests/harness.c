@@ -100,6 +100,33 @@ double t_max_abs_diff(const float *ref, const float *got, size_t n) {
     return m;
 }
 
+double t_std(const float *x, size_t n) {
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
+    double m = s / (double)n;
+    return sqrt(s2 / (double)n - m * m);
+}
+
+void t_compare_rows(const char *what, const float *ref, const float *got, int64_t from, int64_t to, int64_t V,
+                    double sd, double max_rel, double nmse, double *worst_rel, double *worst_nmse) {
+    int bad = 0;
+    double worst = 0, worst_e = 0;
+    for (int64_t r = from; r < to; r++) {
+        double d = t_max_abs_diff(ref + r * V, got + r * V, (size_t)V) / sd;
+        double e = t_nmse(ref + r * V, got + r * V, (size_t)V);
+        if (!(d <= max_rel) || !(e <= nmse)) {
+            if (bad < 3) fprintf(stderr, "  %s row %lld: max diff %.3g std, nmse %.3g\n", what, (long long)r, d, e);
+            bad++;
+        }
+        if (!(d <= worst)) worst = d;
+        if (!(e <= worst_e)) worst_e = e;
+    }
+    CHECK(bad == 0, "%s: %d of %lld rows beyond %.0e std / nmse %.0e (worst %.3g std, nmse %.3g)", what, bad,
+          (long long)(to - from), max_rel, nmse, worst, worst_e);
+    if (worst_rel) *worst_rel = worst;
+    if (worst_nmse) *worst_nmse = worst_e;
+}
+
 int t_model_cache_path(const char *file, char *out, size_t cap) {
     const char *dir = getenv("MLXN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (dir && *dir) snprintf(out, cap, "%s/%s", dir, file);

@@ -68,6 +68,15 @@ void t_poison(void *p, size_t bytes);
 double t_nmse(const float *ref, const float *got, size_t n);
 /* max |ref - got|; +inf on any NaN. */
 double t_max_abs_diff(const float *ref, const float *got, size_t n);
+/* Standard deviation of x [n] (the scale logits are compared at). */
+double t_std(const float *x, size_t n);
+/* Rows [from, to) of got against ref (both [*, V]): every row's
+ * max |diff| / sd must be <= max_rel and its NMSE <= nmse (NaN never
+ * passes). One check for the lot, naming `what` and how many rows failed;
+ * the first three are printed to stderr. The worst ratio and NMSE over the
+ * rows come back through worst_rel / worst_nmse (either may be NULL). */
+void t_compare_rows(const char *what, const float *ref, const float *got, int64_t from, int64_t to, int64_t V,
+                    double sd, double max_rel, double nmse, double *worst_rel, double *worst_nmse);
 
 /* The path of `file` in the cache of fetched test models (where
  * tests/golden/fetch_*.sh put them): $MLXN_CACHE_DIR when set, else

@@ -65,30 +65,14 @@ static const tol TOL_BF16 = {1e-1, 1e-3};
 
 static int verbose = 1;
 
-static double std_of(const float *x, size_t n) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
-    double m = s / (double)n;
-    return sqrt(s2 / (double)n - m * m);
-}
 
 /* Compare rows [0, rows) of got against ref ([rows, V] each). */
 static void compare(const char *cs, const char *what, const float *ref, const float *got, int64_t rows, int64_t V,
                     tol tl, double sd) {
-    int bad = 0;
+    char name[256];
+    snprintf(name, sizeof name, "%s %s", cs, what);
     double worst = 0, worst_nmse = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        double d = t_max_abs_diff(ref + r * V, got + r * V, (size_t)V) / sd;
-        double e = t_nmse(ref + r * V, got + r * V, (size_t)V);
-        if (!(d <= tl.max_rel) || !(e <= tl.nmse)) {
-            if (bad < 3) fprintf(stderr, "  %s %s row %lld: max diff %.3g std, nmse %.3g\n", cs, what, (long long)r, d, e);
-            bad++;
-        }
-        if (!(d <= worst)) worst = d;
-        if (!(e <= worst_nmse)) worst_nmse = e;
-    }
-    CHECK(bad == 0, "%s %s: %d of %lld rows beyond tolerance %.0e std / nmse %.0e (worst %.3g std, nmse %.3g)", cs,
-          what, bad, (long long)rows, tl.max_rel, tl.nmse, worst, worst_nmse);
+    t_compare_rows(name, ref, got, 0, rows, V, sd, tl.max_rel, tl.nmse, &worst, &worst_nmse);
     if (verbose) printf("  %-28s %-12s max|diff| %.2e std  nmse %.2e\n", cs, what, worst, worst_nmse);
 }
 
@@ -117,7 +101,7 @@ static void run_case(mlxn_device *dev, const model_case *mc, int exact, int full
     const mlxn_model_info *info = mlxn_model_get_info(m);
     int64_t V = info->vocab_size;
     CHECK(nfull == T * (size_t)V && nstep == nfull, "%s: golden sizes", mc->name);
-    double sd = std_of(full, nfull);
+    double sd = t_std(full, nfull);
     tol tl = mc->bf16 ? TOL_BF16 : exact ? TOL_EXACT : TOL_FAST;
     float *out = malloc(sizeof(float) * nfull);
 
@@ -389,7 +373,7 @@ static void test_sessions(mlxn_device *dev) {
     CHECK_OK(mlxn_session_truncate(s, 585));
     CHECK_OK(mlxn_session_forward(s, tok + 585, 5, MLXN_LOGITS_NONE, NULL));
     for (int i = 590; i < N; i++) CHECK_OK(mlxn_session_forward(s, tok + i, 1, MLXN_LOGITS_LAST, b + (i - 590) * V));
-    double sd = std_of(a, (size_t)(N * V));
+    double sd = t_std(a, (size_t)(N * V));
     compare("gemma3_text_f32", "long run", a + 590 * V, b, 10, V, TOL_EXACT, sd);
     mlxn_session_free(s);
     /* the same with a bf16 cache (its sliding layers move bf16 keys) */

@@ -61,29 +61,13 @@ static const struct {
 
 enum { DECODE_TO = 45 };
 
-static double std_of(const float *x, size_t n) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
-    double m = s / (double)n;
-    return sqrt(s2 / (double)n - m * m);
-}
 
 static void compare(const char *cs, const char *what, const float *ref, const float *got, int64_t rows, int64_t V,
                     tol tl, double sd) {
-    int bad = 0;
+    char name[256];
+    snprintf(name, sizeof name, "%s %s", cs, what);
     double worst = 0, worst_nmse = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        double d = t_max_abs_diff(ref + r * V, got + r * V, (size_t)V) / sd;
-        double e = t_nmse(ref + r * V, got + r * V, (size_t)V);
-        if (!(d <= tl.max_rel) || !(e <= tl.nmse)) {
-            if (bad < 3) fprintf(stderr, "  %s %s row %lld: max diff %.3g std, nmse %.3g\n", cs, what, (long long)r, d, e);
-            bad++;
-        }
-        if (!(d <= worst)) worst = d;
-        if (!(e <= worst_nmse)) worst_nmse = e;
-    }
-    CHECK(bad == 0, "%s %s: %d of %lld rows beyond %.0e std / nmse %.0e (worst %.3g std, nmse %.3g)", cs, what, bad,
-          (long long)rows, tl.max_rel, tl.nmse, worst, worst_nmse);
+    t_compare_rows(name, ref, got, 0, rows, V, sd, tl.max_rel, tl.nmse, &worst, &worst_nmse);
     printf("  %-22s %-16s max|diff| %.2e std  nmse %.2e\n", cs, what, worst, worst_nmse);
 }
 
@@ -160,7 +144,7 @@ static void run_case(mlxn_device *cpu, mlxn_device *gpu, const char *name, int b
     t_poison(b, sizeof(float) * T * (size_t)V);
     CHECK_OK(mlxn_session_forward(cs, tokens, (int64_t)T, MLXN_LOGITS_ALL, a));
     CHECK_OK(mlxn_session_forward(gs, tokens, (int64_t)T, MLXN_LOGITS_ALL, b));
-    double sd = std_of(a, T * (size_t)V);
+    double sd = t_std(a, T * (size_t)V);
     compare(name, gemm ? "prompt, f32 kv, GEMM prefill" : "prompt, f32 kv", a, b, (int64_t)T, V,
             bf16 || gemm ? TOL_BF16 : TOL_F32, sd);
     mlxn_session_free(cs);
@@ -221,7 +205,7 @@ static void smollm2(mlxn_device *cpu, mlxn_device *gpu) {
             if (cs && gs) {
                 CHECK_OK(mlxn_session_forward(cs, pids + off, plen[p], MLXN_LOGITS_LAST, cl));
                 CHECK_OK(mlxn_session_forward(gs, pids + off, plen[p], MLXN_LOGITS_LAST, gl));
-                double sd = std_of(cl, (size_t)V);
+                double sd = t_std(cl, (size_t)V);
                 char label[64];
                 snprintf(label, sizeof label, "SmolLM2 prompt %zu", p);
                 /* logits of magnitude ~10-30 over 30 layers of 4-bit weights */

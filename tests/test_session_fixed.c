@@ -27,12 +27,6 @@
 /* float rounding of another summation order; measured on the CPU */
 static const double TOL_MAX = 2e-5, TOL_NMSE = 1e-10;
 
-static double std_of(const float *x, size_t n) {
-    double s = 0, s2 = 0;
-    for (size_t i = 0; i < n; i++) s += x[i], s2 += (double)x[i] * x[i];
-    double m = s / (double)n;
-    return sqrt(s2 / (double)n - m * m);
-}
 
 enum { N = 50 };
 /* the schedule: chunk sizes adding up to N: a prefill of 11, a chunk of 4,
@@ -60,15 +54,10 @@ static void run(mlxn_model *m, const mlxn_session_params *p, const int32_t *tok,
 
 static void compare_tol(const char *name, const char *what, const float *ref, const float *got, int64_t from,
                         int64_t to, int64_t V, double sd, double tol_max, double tol_nmse) {
+    char label[256];
+    snprintf(label, sizeof label, "%s %s", name, what);
     double worst = 0, worst_e = 0;
-    int bad = 0;
-    for (int64_t r = from; r < to; r++) {
-        double d = t_max_abs_diff(ref + r * V, got + r * V, (size_t)V) / sd, e = t_nmse(ref + r * V, got + r * V, (size_t)V);
-        if (!(d <= tol_max) || !(e <= tol_nmse)) bad++;
-        if (!(d <= worst)) worst = d;
-        if (!(e <= worst_e)) worst_e = e;
-    }
-    CHECK(bad == 0, "%s %s: %d rows beyond tolerance (worst %.3g std, nmse %.3g)", name, what, bad, worst, worst_e);
+    t_compare_rows(label, ref, got, from, to, V, sd, tol_max, tol_nmse, &worst, &worst_e);
     printf("  %-18s %-22s max|diff| %.2e std  nmse %.2e\n", name, what, worst, worst_e);
 }
 
@@ -90,7 +79,7 @@ static void cpu_case(mlxn_device *dev, const char *name) {
     mlxn_session_params grow = {.kv_layout = 1, .max_context = 64};
     mlxn_session_params fix = {.kv_layout = 2, .max_context = 64};
     run(m, &grow, tok, ref, NULL);
-    double sd = std_of(ref, (size_t)(N * V));
+    double sd = t_std(ref, (size_t)(N * V));
     mlxn_session *s = NULL;
     run(m, &fix, tok, got, &s);
     compare(name, "fixed vs growing", ref, got, 0, N, V, sd);
@@ -178,7 +167,7 @@ static void gpu_graphs(mlxn_device *gpu, const char *name) {
         CHECK_OK(mlxn_session_forward(s, tok, 30, MLXN_LOGITS_ALL, c));
         for (int i = 30; i < N; i++) CHECK_OK(mlxn_session_forward(s, tok + i, 1, MLXN_LOGITS_ALL, c + i * V));
         CHECK(model_session_graph_replays(s) > replays, "%s: no replays after the scratch grew", name);
-        double sd = std_of(a, (size_t)(N * V));
+        double sd = t_std(a, (size_t)(N * V));
         /* another chunking: other kernels round the bf16 cache's inputs differently (test_models_cuda's bound) */
         compare_tol(name, "gpu: prefill 30 + steps", a, c, 0, N, V, sd, 5e-3, 1e-5);
         free(c);
