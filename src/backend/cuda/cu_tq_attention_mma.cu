@@ -28,8 +28,9 @@
  *     sqrt(D), rounded to f16, are exactly the A fragment of the next mma
  *     (no shuffles); lane g loads pieces g, g + 8, ... of the 4 keys' value
  *     rows, its codes being the B columns of the n-tiles.
- * The 8 warps then merge (rescaled to the block max; a tree through shared
- * memory, fixed order: deterministic), each row is rotated back (FWHT per
+ * The 8 warps then merge (rescaled to the block max, parked in per-warp
+ * shared-memory slots and added by all threads in a fixed order:
+ * deterministic), each row is rotated back (FWHT per
  * chunk: the transform is linear), and the block writes one partial per
  * row. tq_attn_mma_combine then sums the chunks' partials with their
  * softmax weights over many blocks and applies sign / sqrt(D).
