@@ -164,8 +164,8 @@ static size_t tqm_smem(int D) {
 }
 
 /* One step's codes and norms in registers: key codes of n-tile t (key
- * kb + 8t + g, quarter c), value codes of keys kb + 2c + {0, 1} and
- * kb + 8 + 2c + {0, 1} (eighth g), and both norms / sqrt(D) of the keys
+ * kb + 8t + g, lane c's pieces), value codes of keys kb + 2c + {0, 1} and
+ * kb + 8 + 2c + {0, 1} (lane g's pieces), and both norms / sqrt(D) of the keys
  * kb + 8t + 2c + e at [2t + e]. */
 template <int KW, int VW>
 struct tqm_regs {
