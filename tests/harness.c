@@ -136,6 +136,15 @@ int t_model_cache_path(const char *file, char *out, size_t cap) {
     return stat(out, &sb) == 0;
 }
 
+mlxn_model *t_golden_model(mlxn_device *dev, const char *name) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
+    mlxn_model *m = NULL;
+    mlxn_status st = mlxn_model_load(dir, dev, NULL, &m);
+    CHECK(st == MLXN_OK, "load golden model %s: %s", dir, mlxn_last_error());
+    return st == MLXN_OK ? m : NULL;
+}
+
 mlxn_weights *t_golden_open(const char *rel) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", MLXN_TEST_GOLDEN_DIR, rel);

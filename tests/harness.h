@@ -85,6 +85,10 @@ int t_model_cache_path(const char *file, char *out, size_t cap);
 /* The real test model the fetch script tests/golden/fetch_smollm2.sh gets. */
 #define T_SMOLLM2_GGUF "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+/* Load the golden model tests/golden/models/<name> on dev; NULL (with a
+ * failed check) when it cannot be loaded. */
+mlxn_model *t_golden_model(mlxn_device *dev, const char *name);
+
 /* Open a golden file tests/golden/<rel> written by the committed MLX
  * script; NULL (with a failed check) when it cannot be read. */
 mlxn_weights *t_golden_open(const char *rel);

@@ -67,10 +67,7 @@ static void compare(const char *name, const char *what, const float *ref, const 
 }
 
 static void cpu_case(mlxn_device *dev, const char *name) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
-    mlxn_model *m = NULL;
-    CHECK_OK(mlxn_model_load(dir, dev, NULL, &m));
+    mlxn_model *m = t_golden_model(dev, name);
     if (!m) return;
     int64_t V = mlxn_model_get_info(m)->vocab_size;
     int32_t tok[N];
@@ -120,10 +117,7 @@ static void cpu_case(mlxn_device *dev, const char *name) {
 }
 
 static void bad_params(mlxn_device *dev) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/llama_f32", MLXN_TEST_GOLDEN_DIR);
-    mlxn_model *m = NULL;
-    CHECK_OK(mlxn_model_load(dir, dev, NULL, &m));
+    mlxn_model *m = t_golden_model(dev, "llama_f32");
     if (!m) return;
     mlxn_session *s = NULL;
     mlxn_session_params p3 = {.kv_layout = 3}, g2 = {.decode_graphs = 2};
@@ -139,10 +133,7 @@ static void bad_params(mlxn_device *dev) {
 
 /* GPU: graphs on vs off, bit for bit. */
 static void gpu_graphs(mlxn_device *gpu, const char *name) {
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
-    mlxn_model *m = NULL;
-    CHECK_OK(mlxn_model_load(dir, gpu, NULL, &m));
+    mlxn_model *m = t_golden_model(gpu, name);
     if (!m) return;
     int64_t V = mlxn_model_get_info(m)->vocab_size;
     int32_t tok[N];
@@ -193,10 +184,7 @@ static void gpu_graphs(mlxn_device *gpu, const char *name) {
  * to the op-by-op ones (both attend over the same span). */
 static void gpu_span_buckets(mlxn_device *gpu, const char *name) {
     enum { P = 250, STEPS = 300 };
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/models/%s", MLXN_TEST_GOLDEN_DIR, name);
-    mlxn_model *m = NULL;
-    CHECK_OK(mlxn_model_load(dir, gpu, NULL, &m));
+    mlxn_model *m = t_golden_model(gpu, name);
     if (!m) return;
     int64_t V = mlxn_model_get_info(m)->vocab_size;
     int32_t tok[P + STEPS];
