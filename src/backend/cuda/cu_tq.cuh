@@ -25,11 +25,15 @@ struct cu_tq_books {
     float l2[4], l3[8], l4[16], l5[32], l6[64], l7[128], l8[256];
     float b2[3], b3[7], b4[15], b5[31], b6[63], b7[127], b8[255];
 };
-static __constant__ cu_tq_books cu_tq_cb = {
-    MLXN_TQ_LEVELS_2, MLXN_TQ_LEVELS_3, MLXN_TQ_LEVELS_4, MLXN_TQ_LEVELS_5, MLXN_TQ_LEVELS_6, MLXN_TQ_LEVELS_7,
-    MLXN_TQ_LEVELS_8, MLXN_TQ_BOUNDS_2, MLXN_TQ_BOUNDS_3, MLXN_TQ_BOUNDS_4, MLXN_TQ_BOUNDS_5, MLXN_TQ_BOUNDS_6,
-    MLXN_TQ_BOUNDS_7, MLXN_TQ_BOUNDS_8,
-};
+/* The initializer of a cu_tq_books (the constant table below; a kernel
+ * that looks up many different indices at once keeps a global copy). */
+#define CU_TQ_BOOKS_INIT                                                                                         \
+    {                                                                                                            \
+        MLXN_TQ_LEVELS_2, MLXN_TQ_LEVELS_3, MLXN_TQ_LEVELS_4, MLXN_TQ_LEVELS_5, MLXN_TQ_LEVELS_6, MLXN_TQ_LEVELS_7, \
+            MLXN_TQ_LEVELS_8, MLXN_TQ_BOUNDS_2, MLXN_TQ_BOUNDS_3, MLXN_TQ_BOUNDS_4, MLXN_TQ_BOUNDS_5,               \
+            MLXN_TQ_BOUNDS_6, MLXN_TQ_BOUNDS_7, MLXN_TQ_BOUNDS_8,                                                  \
+    }
+static __constant__ cu_tq_books cu_tq_cb = CU_TQ_BOOKS_INIT;
 
 /* Level i of width bits (direct indexing of the constant arrays). */
 __device__ __forceinline__ float cu_tq_level(int bits, int i) {

@@ -54,11 +54,7 @@ enum {
 /* The levels again, in global memory (read through L1): the prologue
  * looks up 256 different indices at once, which the constant cache
  * (cu_tq_cb) serves one address at a time. */
-static __device__ const cu_tq_books tqm_books = {
-    MLXN_TQ_LEVELS_2, MLXN_TQ_LEVELS_3, MLXN_TQ_LEVELS_4, MLXN_TQ_LEVELS_5, MLXN_TQ_LEVELS_6, MLXN_TQ_LEVELS_7,
-    MLXN_TQ_LEVELS_8, MLXN_TQ_BOUNDS_2, MLXN_TQ_BOUNDS_3, MLXN_TQ_BOUNDS_4, MLXN_TQ_BOUNDS_5, MLXN_TQ_BOUNDS_6,
-    MLXN_TQ_BOUNDS_7, MLXN_TQ_BOUNDS_8,
-};
+static __device__ const cu_tq_books tqm_books = CU_TQ_BOOKS_INIT;
 __device__ __forceinline__ float tqm_level(int bits, int i) {
     switch (bits) {
     case 2: return __ldg(&tqm_books.l2[i]);
