@@ -64,6 +64,17 @@ mlxn_status mlxn_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, con
 mlxn_status mlxn_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
                           float w_offset, mlxn_tensor *out);
 
+/* The residual add and the norm after it, in one op (one kernel on a GPU):
+ *   sum = a + b;  out = rms_norm(sum, w, eps, w_offset)
+ * with exactly the bits of mlxn_add(a, b, sum) followed by
+ * mlxn_rms_norm(sum, w, eps, w_offset, out) on the same backend. a, b: f32
+ * of one shape [..., D] (strided views are fine; b is not broadcast); w as
+ * rms_norm's. sum, out: f32 of a's shape, contiguous. sum may be a or b
+ * itself (in place: the same buffer, offset and shape), otherwise it must
+ * not overlap them; out must overlap none of a, b and sum. */
+mlxn_status mlxn_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, const mlxn_tensor *w,
+                              float eps, float w_offset, mlxn_tensor *sum, mlxn_tensor *out);
+
 /* out = (x - mean) * rsqrt(var + eps) * w + b over the last axis, as
  * mx.fast.layer_norm; w and b [D] may each be NULL. */
 mlxn_status mlxn_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,

@@ -53,6 +53,8 @@ typedef struct mlxn_backend_i {
                                        const mlxn_quant_params *q, mlxn_tensor *out);
     mlxn_status (*rms_norm)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
                             float w_offset, mlxn_tensor *out);
+    mlxn_status (*add_rms_norm)(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, const mlxn_tensor *w,
+                                float eps, float w_offset, mlxn_tensor *sum, mlxn_tensor *out);
     mlxn_status (*layer_norm)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
                               const mlxn_tensor *b, float eps, mlxn_tensor *out);
     mlxn_status (*rope)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p,

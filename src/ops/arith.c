@@ -4,14 +4,6 @@
  * keys into a slot range of its KV cache or change a layout). */
 #include "ops/op_check.h"
 
-/* out is exactly x (same buffer, offset, dtype and shape): an in-place call. */
-static int same_view(const mlxn_tensor *out, const mlxn_tensor *x) {
-    if (out->buf != x->buf || out->offset != x->offset || out->dtype != x->dtype || out->ndim != x->ndim) return 0;
-    for (int i = 0; i < x->ndim; i++)
-        if (out->shape[i] != x->shape[i] || (x->shape[i] > 1 && out->strides[i] != x->strides[i])) return 0;
-    return 1;
-}
-
 mlxn_status mlxn_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out) {
     const char *op = "add";
     MLXN_TRY(op_check_stream(op, s));
@@ -29,12 +21,12 @@ mlxn_status mlxn_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b,
         return mlxn_fail(MLXN_ERR_SHAPE, "add: b (%s) must have a's shape or its trailing dims (a is %s)",
                          mlxn_tensor_describe(b, db, sizeof db), mlxn_tensor_describe(a, da, sizeof da));
     }
-    if (!same_view(out, a)) {
+    if (!op_same_view(out, a)) {
         if (!mlxn_tensor_is_contiguous(a) && out->buf == a->buf)
             return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "add: in place needs out to be exactly a");
         MLXN_TRY(op_check_no_alias(op, "a", out, a));
     }
-    if (!same_view(out, b)) MLXN_TRY(op_check_no_alias(op, "b", out, b));
+    if (!op_same_view(out, b)) MLXN_TRY(op_check_no_alias(op, "b", out, b));
     return s->dev->be->add(s, a, b, out);
 }
 
@@ -45,7 +37,7 @@ mlxn_status mlxn_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_t
     MLXN_TRY(op_check_dtype(op, "x", x, DT_F32));
     MLXN_TRY(op_check_output(op, s, out, DT_F32));
     MLXN_TRY(op_check_same_shape(op, "out", out, "x", x));
-    if (!same_view(out, x)) MLXN_TRY(op_check_no_alias(op, "x", out, x));
+    if (!op_same_view(out, x)) MLXN_TRY(op_check_no_alias(op, "x", out, x));
     return s->dev->be->scale(s, x, alpha, out);
 }
 

@@ -73,10 +73,23 @@ mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *
 }
 
 mlxn_status op_check_no_alias(const char *op, const char *arg, const mlxn_tensor *out, const mlxn_tensor *in) {
-    if (!in || !out || in->buf != out->buf) return MLXN_OK;
+    return op_check_disjoint(op, "out", out, arg, in);
+}
+
+mlxn_status op_check_disjoint(const char *op, const char *out_name, const mlxn_tensor *out, const char *t_name,
+                              const mlxn_tensor *t) {
+    if (!t || !out || t->buf != out->buf) return MLXN_OK;
     size_t a0 = out->offset, a1 = a0 + mlxn_tensor_nbytes(out);
-    size_t b0 = in->offset, b1 = b0 + mlxn_tensor_nbytes(in);
+    size_t b0 = t->offset, b1 = b0 + mlxn_tensor_nbytes(t);
     if (a0 < b1 && b0 < a1)
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: out overlaps %s (outputs must not alias inputs)", op, arg);
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: %s overlaps %s (outputs must not alias inputs)", op,
+                         out_name, t_name);
     return MLXN_OK;
+}
+
+int op_same_view(const mlxn_tensor *out, const mlxn_tensor *x) {
+    if (out->buf != x->buf || out->offset != x->offset || out->dtype != x->dtype || out->ndim != x->ndim) return 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (out->shape[i] != x->shape[i] || (x->shape[i] > 1 && out->strides[i] != x->strides[i])) return 0;
+    return 1;
 }

@@ -35,6 +35,12 @@ mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *
  * aliasing, and a kernel that reads in while writing out would produce
  * garbage rather than an error. */
 mlxn_status op_check_no_alias(const char *op, const char *arg, const mlxn_tensor *out, const mlxn_tensor *in);
+/* The same for an op with several outputs: out (named out_name) shares no
+ * bytes with t (named t_name, an input or another output). */
+mlxn_status op_check_disjoint(const char *op, const char *out_name, const mlxn_tensor *out, const char *t_name,
+                              const mlxn_tensor *t);
+/* out is exactly x (same buffer, offset, dtype and shape): an in-place call. */
+int op_same_view(const mlxn_tensor *out, const mlxn_tensor *x);
 
 /* wq/scales/biases describe a logical [rows, cols] matrix quantized along
  * cols with params q (mode, bits, group and dtypes all checked). */

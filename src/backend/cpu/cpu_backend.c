@@ -151,6 +151,7 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .embedding = cpu_embedding,
     .quantized_embedding = cpu_quantized_embedding,
     .rms_norm = cpu_rms_norm,
+    .add_rms_norm = cpu_add_rms_norm,
     .layer_norm = cpu_layer_norm,
     .rope = cpu_rope,
     .sdpa = cpu_sdpa,

@@ -17,6 +17,8 @@ mlxn_status cpu_quantized_embedding(mlxn_stream *s, const mlxn_tensor *ids, cons
                                     const mlxn_quant_params *q, mlxn_tensor *out);
 mlxn_status cpu_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
                          float w_offset, mlxn_tensor *out);
+mlxn_status cpu_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, const mlxn_tensor *w,
+                             float eps, float w_offset, mlxn_tensor *sum, mlxn_tensor *out);
 mlxn_status cpu_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,
                            const mlxn_tensor *b, float eps, mlxn_tensor *out);
 mlxn_status cpu_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p, mlxn_tensor *out);

@@ -16,7 +16,12 @@
  * Reductions: double in the scalar path; f32 in 8/16 independent lanes in
  * the SIMD paths (several partial sums keep the rounding error near that of
  * pairwise summation). The SIMD paths need a unit stride on x's last axis;
- * other views take the scalar path. */
+ * other views take the scalar path.
+ *
+ * add_rms_norm runs the same row code on the sum: each row of a + b is
+ * written to `sum` first (one f32 add per element, as cpu_add) and the
+ * norm then reads that contiguous row, so its output has the bits of
+ * cpu_add followed by cpu_rms_norm while the row is still in L1. */
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
@@ -31,7 +36,9 @@ typedef struct norm_job {
     const float *b;       /* f32 [D] or NULL (layer_norm only) */
     float eps;
     int64_t D;
-    int64_t xs;           /* stride of x's last axis */
+    int64_t xs;           /* stride of x's last axis (1 for add_rms_norm: the norm reads sum) */
+    const mlxn_tensor *addend; /* add_rms_norm: f32 [..., D] added to x (then x is a) */
+    float *sum;           /* add_rms_norm: f32 [rows, D] contiguous, x + addend; may be x or addend */
     int layer;            /* 0: rms_norm, 1: layer_norm */
     mlxn_cpu_isa isa;
 } norm_job;
@@ -187,12 +194,25 @@ TGT_AVX512 static void norm_row_avx512(const norm_job *j, const float *x, float 
 }
 #endif
 
+/* Row r of sum = a + addend (a's row at x); returns the sum row. Each
+ * element is read and then written by the same iteration, so sum may be a
+ * or addend itself. */
+static const float *add_row(const norm_job *j, const float *x, int64_t r) {
+    const mlxn_tensor *a = j->x, *b = j->addend;
+    int64_t sa = a->strides[a->ndim - 1], sb = b->strides[b->ndim - 1];
+    const float *br = cpu_row_ptr(b, r);
+    float *o = j->sum + r * j->D;
+    for (int64_t i = 0; i < j->D; i++) o[i] = x[i * sa] + br[i * sb];
+    return o;
+}
+
 static void norm_task(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const norm_job *j = arg;
     for (int64_t r = begin; r < end; r++) {
         const float *x = cpu_row_ptr(j->x, r);
         float *y = j->out + r * j->D;
+        if (j->sum) x = add_row(j, x, r);
 #if CPU_VMATH_X86
         if (j->xs == 1 && j->isa >= MLXN_CPU_ISA_AVX512) {
             norm_row_avx512(j, x, y);
@@ -258,6 +278,18 @@ mlxn_status cpu_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor
     norm_job j = {.x = x, .out = mlxn_tensor_host(out), .eps = eps, .D = D, .xs = x->strides[x->ndim - 1]};
     float *wown = NULL;
     MLXN_TRY(weight_f32("rms_norm", w, w_offset, D, &j.w, &wown));
+    mlxn_status st = norm_run(s, &j);
+    free(wown);
+    return st;
+}
+
+mlxn_status cpu_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, const mlxn_tensor *w,
+                             float eps, float w_offset, mlxn_tensor *sum, mlxn_tensor *out) {
+    int64_t D = a->shape[a->ndim - 1];
+    norm_job j = {.x = a, .addend = b, .sum = mlxn_tensor_host(sum), .out = mlxn_tensor_host(out), .eps = eps,
+                  .D = D, .xs = 1};
+    float *wown = NULL;
+    MLXN_TRY(weight_f32("add_rms_norm", w, w_offset, D, &j.w, &wown));
     mlxn_status st = norm_run(s, &j);
     free(wown);
     return st;

@@ -7,6 +7,9 @@
  *   argmax:  first index of the largest value; the first NaN wins.
  * With w_offset != 0 the rms weight is (w_offset + w) rounded to w's dtype.
  *
+ * add_rms_norm is rms_norm with the residual add before it in the same
+ * kernel (rms_rows_kernel<ADD>), bit for bit add then rms_norm.
+ *
  * One block per row (grid-stride over rows); threads stride over the row,
  * so loads are coalesced for unit-stride rows, and the sums are f32 tree
  * reductions (warp shuffles, then one value per warp through shared
@@ -63,6 +66,15 @@ __global__ void norm_kernel(cu_view x, int64_t rows, int64_t D, cu_view w, bool 
     }
 }
 
+/* sum(v.x^2 + v.y^2 + v.z^2 + v.w^2) with the roundings spelled out:
+ * y*y, then x, z, w by fused multiply-adds. This is the contraction the
+ * compiler chose for the plain expression, written with intrinsics so that
+ * every kernel that shares it (rms_rows_kernel with and without its add)
+ * rounds alike whatever the compiler would do in each. */
+__device__ __forceinline__ float sumsq4(float4 v) {
+    return __fmaf_rn(v.w, v.w, __fmaf_rn(v.z, v.z, __fmaf_rn(v.x, v.x, __fmul_rn(v.y, v.y))));
+}
+
 /* rms_norm of contiguous rows (D % 4 == 0, D <= 1024 NV): every x and w
  * element a thread needs is loaded up front into registers as 16-byte
  * vectors, before the reduction. Why: the general kernel above walks each
@@ -70,12 +82,19 @@ __global__ void norm_kernel(cu_view x, int64_t rows, int64_t D, cu_view w, bool 
  * the norm weight evicted from L2 by the weight stream since the last
  * token) its w loads were a chain of DRAM round trips, ~10 us per norm
  * against ~3 us here. Same formula and rounding per element as norm_kernel.
- * x f32 rows ld elements apart [rows, D]; w [D] of dtype WDT (f32, bf16 or
- * f16) when has_w; out f32 [rows, D]. */
-template <int NV, int WDT>
-__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, int64_t rows, int D,
-                                                               const void *w, bool has_w, float w_off, float eps,
-                                                               float *out) {
+ * With ADD (add_rms_norm) the row is first a + b, each element one f32
+ * add as add_kernel's, stored to `sum` and normalized from the registers:
+ * the residual add costs no kernel of its own, and since the reduction and
+ * the scaling are this very code, out has the bits of add_kernel followed
+ * by the ADD = false kernel on its result.
+ * x f32 rows ld elements apart [rows, D] (ADD: a); xb f32 rows ldb apart
+ * [rows, D] (ADD only: b); w [D] of dtype WDT (f32, bf16 or f16) when
+ * has_w; sum f32 [rows, D] (ADD only; may be x or xb itself: every element
+ * is read before the same thread writes it); out f32 [rows, D]. */
+template <int NV, int WDT, bool ADD>
+__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, const float *xb, int64_t ldb,
+                                                               int64_t rows, int D, const void *w, bool has_w,
+                                                               float w_off, float eps, float *sum, float *out) {
     __shared__ float sh[32];
     const int D4 = D / 4;
     cu_pdl_wait(); /* programmatic launch (cu_launch): x (and, in principle, w) come from earlier kernels */
@@ -107,13 +126,37 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const float4 *xr = (const float4 *)(x + r * ld);
         float4 xv[NV];
-        float ss = 0.0f;
 #pragma unroll
         for (int k = 0; k < NV; k++) {
             const int i = threadIdx.x + k * RED_THREADS;
             xv[k] = i < D4 ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            ss += xv[k].x * xv[k].x + xv[k].y * xv[k].y + xv[k].z * xv[k].z + xv[k].w * xv[k].w;
         }
+        if (ADD) {
+            /* every load of the row before the first store: sum may alias x
+               or xb, so a store would otherwise hold back the loads after it
+               (one memory round trip per vector instead of one per row).
+               Plain loads, not __ldg: x and xb are written by this kernel. */
+            const float4 *br = (const float4 *)(xb + r * ldb);
+            float4 bv[NV];
+#pragma unroll
+            for (int k = 0; k < NV; k++) {
+                const int i = threadIdx.x + k * RED_THREADS;
+                bv[k] = i < D4 ? br[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            }
+            float4 *sr = (float4 *)(sum + r * (int64_t)D);
+#pragma unroll
+            for (int k = 0; k < NV; k++) {
+                const int i = threadIdx.x + k * RED_THREADS;
+                if (i < D4) {
+                    xv[k] = make_float4(__fadd_rn(xv[k].x, bv[k].x), __fadd_rn(xv[k].y, bv[k].y),
+                                        __fadd_rn(xv[k].z, bv[k].z), __fadd_rn(xv[k].w, bv[k].w));
+                    sr[i] = xv[k];
+                }
+            }
+        }
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NV; k++) ss = __fadd_rn(ss, sumsq4(xv[k]));
         ss = cu_block_sum(ss, sh);
         const float inv = 1.0f / sqrtf(ss / (float)D + eps);
         float4 *o = (float4 *)(out + r * (int64_t)D);
@@ -133,15 +176,34 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
     }
 }
 
-template <int NV>
-static void rms_rows_launch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, int64_t rows, int D,
-                            const void *w, bool has_w, float w_off, float eps, float *out) {
+/* The rms_rows_kernel instance for NV, w's dtype and ADD (xb, ldb and sum
+ * are unused without ADD). */
+template <int NV, bool ADD>
+static void rms_rows_launch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const float *xb,
+                            int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
+                            float *sum, float *out) {
     if (wdt == MLXN_DTYPE_BF16)
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_BF16>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_BF16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+                  D, w, has_w, w_off, eps, sum, out);
     else if (wdt == MLXN_DTYPE_F16)
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F16>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+                  D, w, has_w, w_off, eps, sum, out);
     else
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F32>, dim3(grid), dim3(RED_THREADS), 0, x, ld, rows, D, w, has_w, w_off, eps, out);
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F32, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+                  D, w, has_w, w_off, eps, sum, out);
+}
+
+/* NV (float4 vectors per thread) for rows of D elements, D % 4 == 0 and
+ * D <= 8 * 4 * RED_THREADS. */
+template <bool ADD>
+static void rms_rows_dispatch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const float *xb,
+                              int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
+                              float *sum, float *out) {
+    const int nv = (D / 4 + RED_THREADS - 1) / RED_THREADS;
+    if (nv <= 1) rms_rows_launch<1, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else if (nv <= 2) rms_rows_launch<2, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else if (nv <= 4) rms_rows_launch<4, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else rms_rows_launch<8, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
 }
 
 /* x f32 view [..., N]; out f32 [rows, N]. */
@@ -225,6 +287,24 @@ __global__ void argmax_kernel(cu_view x, int64_t rows, int64_t N, int32_t *out) 
 
 static unsigned row_blocks(int64_t rows) { return (unsigned)(rows < 65535 * 8 ? (rows < 1 ? 1 : rows) : 65535 * 8); }
 
+/* 16-byte aligned. */
+static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* rms_rows_kernel takes x: unit stride on the last axis, rows one stride
+ * (*ld, a multiple of 4) apart, 16-byte aligned. */
+static bool rows_vec4(const cu_view &v, int64_t *ld) {
+    return v.st[v.nd - 1] == 1 && cu_rows_uniform(v, ld) && *ld % 4 == 0 && al16(v.p);
+}
+
+/* rms_rows_kernel takes D, the weight and out (as rms_norm of x into out). */
+static bool rms_rows_ok(int64_t D, const mlxn_tensor *w, const void *out) {
+    if (D % 4 != 0 || D > 8 * 4 * RED_THREADS || !al16(out)) return false;
+    if (!w) return true;
+    const cu_view wv = cu_view_of(w);
+    return wv.st[0] == 1 && al16(wv.p) &&
+           (w->dtype == MLXN_DTYPE_F32 || w->dtype == MLXN_DTYPE_BF16 || w->dtype == MLXN_DTYPE_F16);
+}
+
 static mlxn_status run_norm(mlxn_stream *s, const char *op, const mlxn_tensor *x, const mlxn_tensor *w, float w_off,
                             const mlxn_tensor *b, float eps, bool layer, mlxn_tensor *out) {
     MLXN_TRY(cu_begin(s, op));
@@ -234,19 +314,9 @@ static mlxn_status run_norm(mlxn_stream *s, const char *op, const mlxn_tensor *x
     cu_view wv = w ? cu_view_of(w) : xv, bv = b ? cu_view_of(b) : xv;
     /* contiguous rms rows: the register-resident kernel (see above) */
     int64_t ld = D;
-    const int wdt = w ? (int)w->dtype : MLXN_DTYPE_F32;
-    if (!layer && !b && xv.st[xv.nd - 1] == 1 && D % 4 == 0 && D <= 8 * 4 * RED_THREADS && cu_rows_uniform(xv, &ld) &&
-        ld % 4 == 0 && ((uintptr_t)xv.p & 15) == 0 && ((uintptr_t)cu_ptr(out) & 15) == 0 &&
-        (!w || (wv.st[0] == 1 && ((uintptr_t)wv.p & 15) == 0 &&
-                (wdt == MLXN_DTYPE_F32 || wdt == MLXN_DTYPE_BF16 || wdt == MLXN_DTYPE_F16)))) {
-        const int nv = (int)((D / 4 + RED_THREADS - 1) / RED_THREADS);
-        const unsigned g = row_blocks(rows);
-        const float *xp = (const float *)xv.p;
-        void *op_out = cu_ptr(out);
-        if (nv <= 1) rms_rows_launch<1>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else if (nv <= 2) rms_rows_launch<2>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else if (nv <= 4) rms_rows_launch<4>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
-        else rms_rows_launch<8>(g, s, wdt, xp, ld, rows, (int)D, wv.p, w != NULL, w_off, eps, (float *)op_out);
+    if (!layer && !b && rows_vec4(xv, &ld) && rms_rows_ok(D, w, cu_ptr(out))) {
+        rms_rows_dispatch<false>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)xv.p, ld,
+                                 NULL, 0, rows, (int)D, wv.p, w != NULL, w_off, eps, NULL, (float *)cu_ptr(out));
         return cu_launched(s, op, "rms_rows_kernel");
     }
     norm_kernel<<<row_blocks(rows), RED_THREADS, 0, cu_ctx(s)->s>>>(xv, rows, D, wv, w != NULL, w_off, bv, b != NULL,
@@ -257,6 +327,28 @@ static mlxn_status run_norm(mlxn_stream *s, const char *op, const mlxn_tensor *x
 extern "C" mlxn_status cu_op_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps,
                                       float w_offset, mlxn_tensor *out) {
     return run_norm(s, "rms_norm", x, w, w ? w_offset : 0.0f, NULL, eps, false, out);
+}
+
+/* One rms_rows_kernel<ADD> when it takes a, b, sum (contiguous, so it is
+ * what rms_norm would run on sum), the weight and out; otherwise
+ * add_kernel then rms_norm, the very composition the op promises to
+ * equal. */
+extern "C" mlxn_status cu_op_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b,
+                                          const mlxn_tensor *w, float eps, float w_offset, mlxn_tensor *sum,
+                                          mlxn_tensor *out) {
+    const char *op = "add_rms_norm";
+    MLXN_TRY(cu_begin(s, op));
+    cu_view av = cu_view_of(a), bv = cu_view_of(b);
+    int64_t rows = cu_rows(av), D = cu_last(av), lda = D, ldb = D;
+    if (rows == 0 || D == 0) return MLXN_OK;
+    if (rows_vec4(av, &lda) && rows_vec4(bv, &ldb) && al16(cu_ptr(sum)) && rms_rows_ok(D, w, cu_ptr(out))) {
+        rms_rows_dispatch<true>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)av.p, lda,
+                                (const float *)bv.p, ldb, rows, (int)D, w ? cu_ptr(w) : NULL, w != NULL,
+                                w ? w_offset : 0.0f, eps, (float *)cu_ptr(sum), (float *)cu_ptr(out));
+        return cu_launched(s, op, "rms_rows_kernel<add>");
+    }
+    MLXN_TRY(cu_op_add(s, a, b, sum));
+    return cu_op_rms_norm(s, sum, w, eps, w_offset, out);
 }
 
 extern "C" mlxn_status cu_op_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w,

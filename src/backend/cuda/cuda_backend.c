@@ -71,6 +71,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .embedding = cu_op_embedding,
     .quantized_embedding = cu_op_quantized_embedding,
     .rms_norm = cu_op_rms_norm,
+    .add_rms_norm = cu_op_add_rms_norm,
     .layer_norm = cu_op_layer_norm,
     .rope = cu_op_rope,
     .sdpa = cu_op_sdpa,
@@ -145,6 +146,8 @@ STUB(st_emb, P ids, const mlxn_tensor *tb, mlxn_tensor *o)
 STUB(st_qemb, P ids, const mlxn_tensor *wq, const mlxn_tensor *sc, const mlxn_tensor *bi, const mlxn_quant_params *q,
      mlxn_tensor *o)
 STUB(st_rms, P x, const mlxn_tensor *w, float eps, float off, mlxn_tensor *o)
+STUB(st_add_rms, P a, const mlxn_tensor *b, const mlxn_tensor *w, float eps, float off, mlxn_tensor *sum,
+     mlxn_tensor *o)
 STUB(st_ln, P x, const mlxn_tensor *w, const mlxn_tensor *b, float eps, mlxn_tensor *o)
 STUB(st_rope, P x, const mlxn_rope_params *p, mlxn_tensor *o)
 STUB(st_sdpa, P q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p, mlxn_tensor *o)
@@ -188,6 +191,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .embedding = st_emb,
     .quantized_embedding = st_qemb,
     .rms_norm = st_rms,
+    .add_rms_norm = st_add_rms,
     .layer_norm = st_ln,
     .rope = st_rope,
     .sdpa = st_sdpa,

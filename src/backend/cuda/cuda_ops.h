@@ -3,7 +3,7 @@
  * of this directory:
  *   cu_elementwise.cu  add, scale, copy, silu, gelu, swiglu, geglu
  *   cu_kv_write.cu     kv_write
- *   cu_reduce.cu       rms_norm, layer_norm, softmax, argmax
+ *   cu_reduce.cu       rms_norm, add_rms_norm, layer_norm, softmax, argmax
  *   cu_rope.cu         rope
  *   cu_hadamard.cu     hadamard
  *   cu_embedding.cu    embedding, quantized_embedding
@@ -37,6 +37,8 @@ mlxn_status cu_op_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tens
 
 mlxn_status cu_op_rms_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, float eps, float w_offset,
                            mlxn_tensor *out);
+mlxn_status cu_op_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, const mlxn_tensor *w,
+                               float eps, float w_offset, mlxn_tensor *sum, mlxn_tensor *out);
 mlxn_status cu_op_layer_norm(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, const mlxn_tensor *b,
                              float eps, mlxn_tensor *out);
 mlxn_status cu_op_softmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
