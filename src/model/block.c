@@ -17,6 +17,12 @@
  *   xn = rms_norm(x, sandwich ? pre_feedforward_layernorm : post_attention_layernorm)
  *   m = down(act(gate(xn)) * up(xn))        act: silu, or gelu(tanh)
  *   x += [sandwich] ? rms_norm(m, post_feedforward_layernorm) : m
+ * Each residual add and the norm of its sum that comes next (the MLP's
+ * input norm, the next layer's, the final norm) run as one op,
+ * mlxn_add_rms_norm: the same bits as the two apart, one kernel fewer on a
+ * GPU (a decode step's small kernels cost microseconds each whatever their
+ * bytes). So a layer's attention starts from xn already normalized, except
+ * layer 0's, which norms the embedding itself.
  * Layouts: token-major activations [T, heads * head_dim] from the
  * projections; head-major [heads, T, head_dim] for rope output, the cache
  * and attention; mlxn_copy moves between them (strided views, no extra
@@ -85,6 +91,14 @@ static mlxn_status linear(mlxn_stream *st, const mlxn_tensor *x, const model_lin
 static mlxn_status norm(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x, const mlxn_tensor *w,
                         mlxn_tensor *out) {
     return mlxn_rms_norm(st, x, w, c->norm_eps, c->norm_offset, out);
+}
+
+/* The residual add x += r, and, when next_w is given, xn = rms_norm(x,
+ * next_w) of the new x in the same op (the norm that follows the add). */
+static mlxn_status residual(mlxn_stream *st, const mlxn_model_config *c, mlxn_tensor *x, const mlxn_tensor *r,
+                            const mlxn_tensor *next_w, mlxn_tensor *xn) {
+    if (!next_w) return mlxn_add(st, x, r, x);
+    return mlxn_add_rms_norm(st, x, r, next_w, c->norm_eps, c->norm_offset, x, xn);
 }
 
 /* Element i of the session's step block as an i32 [1] tensor. */
@@ -196,7 +210,10 @@ static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *
     return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
 }
 
-static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
+/* Layer l's attention sub-block on x [T, H]; xn holds rms_norm(x,
+ * input_layernorm) when normed (the previous layer's last add made it).
+ * Ends with x += branch and xn = rms_norm(x, the MLP's input norm). */
+static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, bool normed) {
     mlxn_model *m = s->m;
     const mlxn_model_config *c = &m->cfg;
     const model_layer *L = &m->layers[l];
@@ -206,7 +223,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
     int64_t H = c->hidden, D = c->head_dim, Hq = c->n_heads, Hk = c->n_kv_heads;
 
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
-    MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
+    if (!normed) MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
     mlxn_tensor q3, k3, v3; /* [T, heads, D] views of the projections */
     if (L->fused_qkv) {
         /* one matmul; q, k, v are column ranges of its [T, (Hq + 2 Hk) D] output */
@@ -266,22 +283,28 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) 
         a2 = view(&sc->att_t, 2, T, Hq * D, 0);
     }
     MLXN_TRY(linear(st, &a2, &L->o, &o));
+    /* the MLP's input norm: pre_feedforward_layernorm with sandwich norms
+       (post_attention_layernorm then norms the branch), else
+       post_attention_layernorm */
     if (c->sandwich_norms) {
         mlxn_tensor t = view(&sc->tmp, 2, T, H, 0);
         MLXN_TRY(norm(st, c, &o, &L->post_attn_norm, &t));
-        return mlxn_add(st, x, &t, x);
+        return residual(st, c, x, &t, &L->mlp_norm, &xn);
     }
-    return mlxn_add(st, x, &o, x);
+    return residual(st, c, x, &o, &L->mlp_norm, &xn);
 }
 
-static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
+/* Layer l's MLP sub-block on x [T, H], from xn = rms_norm(x, its input
+ * norm) (made by attention's add). Ends with x += branch and, when next_w
+ * is given, xn = rms_norm(x, next_w): the next layer's input norm or the
+ * final norm. */
+static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const mlxn_tensor *next_w) {
     const mlxn_model_config *c = &s->m->cfg;
     const model_layer *L = &s->m->layers[l];
     model_scratch *sc = &s->sc;
     mlxn_stream *st = s->st;
     int64_t H = c->hidden, I = c->inter;
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
-    MLXN_TRY(norm(st, c, x, &L->mlp_norm, &xn));
     mlxn_tensor g, u, a = view(&sc->act, 2, T, I, 0);
     if (L->fused_gu) {
         /* one matmul; gate and up are the two column halves of its [T, 2I]
@@ -304,9 +327,9 @@ static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x) {
     if (c->sandwich_norms) {
         mlxn_tensor t = view(&sc->tmp, 2, T, H, 0);
         MLXN_TRY(norm(st, c, &d, &L->post_mlp_norm, &t));
-        return mlxn_add(st, x, &t, x);
+        return residual(st, c, x, &t, next_w, &xn);
     }
-    return mlxn_add(st, x, &d, x);
+    return residual(st, c, x, &d, next_w, &xn);
 }
 
 mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_row) {
@@ -325,17 +348,26 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
         MLXN_TRY(mlxn_embedding(st, &ids, &E->w, &x));
     if (c->embed_scale != 0) MLXN_TRY(mlxn_scale(st, &x, c->embed_scale, &x));
 
+    int64_t n = T - first_logit_row;
+    /* the last layer's add carries the final norm when every row of the
+       chunk gives logits (decode, or all logits asked for); otherwise only
+       the last rows are normed, apart, as before */
+    bool final_fused = n == T;
     for (int l = 0; l < c->n_layers; l++) {
-        mlxn_status rc = attention(s, l, T, &x);
-        if (rc == MLXN_OK) rc = mlp(s, l, T, &x);
+        const mlxn_tensor *next_w = l + 1 < c->n_layers ? &m->layers[l + 1].attn_norm
+                                    : final_fused       ? &m->final_norm
+                                                        : NULL;
+        mlxn_status rc = attention(s, l, T, &x, l > 0);
+        if (rc == MLXN_OK) rc = mlp(s, l, T, &x, next_w);
         if (rc != MLXN_OK) return mlxn_fail_context(rc, "layer %d: ", l);
     }
 
-    int64_t n = T - first_logit_row;
     if (n <= 0) return MLXN_OK;
-    mlxn_tensor rows = view(&sc->x, 2, n, H, 0);
-    rows.offset += (size_t)(first_logit_row * H) * sizeof(float);
     mlxn_tensor xn = view(&sc->xn, 2, n, H, 0), logits = view(&sc->logits, 2, n, c->vocab, 0);
-    MLXN_TRY(norm(st, c, &rows, &m->final_norm, &xn));
+    if (!final_fused) {
+        mlxn_tensor rows = view(&sc->x, 2, n, H, 0);
+        rows.offset += (size_t)(first_logit_row * H) * sizeof(float);
+        MLXN_TRY(norm(st, c, &rows, &m->final_norm, &xn));
+    }
     return linear(st, &xn, c->tied ? &m->embed : &m->head, &logits);
 }
