@@ -71,6 +71,27 @@ static mlxn_buffer *dbuf(bk *b, mlxn_device *d, const void *image, size_t bytes)
     return buf;
 }
 
+/* The CUDA backend reads its MLXN_CUDA_* switches when a stream is made:
+ * after changing one, env_stream runs the device's ops on a new stream
+ * (which reads it), and default_stream goes back to the device's own (made
+ * with the environment the test started with), freeing the new one. */
+static void default_stream(bk *b) {
+    mlxn_stream *own = mlxn_device_stream(b->dev);
+    if (b->ds && b->ds != own) mlxn_stream_free(b->ds); /* waits for its work */
+    b->ds = own;
+}
+static void env_stream(bk *b) {
+    mlxn_stream *s = NULL;
+    CHECK_OK(mlxn_stream_new(b->dev, &s));
+    if (!s) {
+        fprintf(stderr, "test_backend_ops: could not make a stream on %s\n", mlxn_device_name(b->dev));
+        exit(1);
+    }
+    default_stream(b);
+    mlxn_stream_sync(b->ds);
+    b->ds = s;
+}
+
 /* Free everything the case allocated. */
 static void reset(bk *b) {
     mlxn_stream_sync(b->ds);
@@ -476,6 +497,7 @@ static void case_qmatmul(bk *b) {
     };
     const int64_t nxs[4] = {1, 3, 8, 13};
     setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
+    env_stream(b);
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
         mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
@@ -541,6 +563,7 @@ static void case_qmatmul(bk *b) {
         reset(b);
     }
     unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
+    default_stream(b);
 }
 
 /* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
@@ -565,6 +588,7 @@ static void case_qmm(bk *b) {
     for (int pass = 0; pass < 3; pass++) {
         if (envs[pass][0]) setenv("MLXN_CUDA_QMM_SLAB_ELEMS", envs[pass][0], 1);
         if (envs[pass][1]) setenv("MLXN_CUDA_QMM_MIN_ROWS", envs[pass][1], 1);
+        if (pass) env_stream(b);
         for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
             if (pass && i % 4) continue; /* the extra passes: 3 of the kinds */
             mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group,
@@ -593,6 +617,7 @@ static void case_qmm(bk *b) {
     }
     unsetenv("MLXN_CUDA_QMM_SLAB_ELEMS");
     unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
+    default_stream(b);
 }
 
 static void case_matmul(bk *b) {

@@ -234,15 +234,18 @@ int main(int argc, char **argv) {
     mlxn_device_free(cpu);
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
     mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&p, &gpu) == MLXN_OK) {
-        /* the comparisons with the CPU are at f32 tolerances: keep the prompts'
-           quantized products on the exact mat-vec kernels, not the bf16 GEMM
-           prefill path (test_models_cuda checks that one at bf16 tolerances) */
-        setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
+    /* the comparisons with the CPU are at f32 tolerances: keep the prompts'
+       quantized products on the exact mat-vec kernels, not the bf16 GEMM
+       prefill path (test_models_cuda checks that one at bf16 tolerances);
+       the CUDA backend reads the switch when a stream is made (the device's
+       default stream: when it is opened) */
+    setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
+    mlxn_status opened = mlxn_device_new(&p, &gpu);
+    unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
+    if (opened == MLXN_OK) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gpu_graphs(gpu, cases[i]);
         gpu_span_buckets(gpu, "llama_f32");
         gpu_span_buckets(gpu, "gemma3_text_q4g32");
-        unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
         mlxn_device_free(gpu);
     } else {
         printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());

@@ -450,11 +450,9 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
     const char *op = "sdpa";
     const int idx = cu_ctx(s)->index;
     const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
-    MLXN_TRY(cu_check(cudaFuncSetAttribute(fa_kernel<D, MT, BF>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                      op, "cudaFuncSetAttribute", idx));
-    int sms = 0, per_sm = 0;
-    MLXN_TRY(cu_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, idx), op, "cudaDeviceGetAttribute",
-                      idx));
+    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF>, smem));
+    const int sms = cu_ctx(s)->sms;
+    int per_sm = 0;
     MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fa_kernel<D, MT, BF>, FA_THREADS, smem),
                       op, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", idx));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));

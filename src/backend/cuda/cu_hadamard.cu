@@ -47,9 +47,7 @@ extern "C" mlxn_status cu_op_hadamard(mlxn_stream *s, const mlxn_tensor *x, floa
     int n = (int)cu_last(xv);
     if (rows == 0) return MLXN_OK;
     size_t smem = (size_t)n * sizeof(float);
-    if (smem > 48 * 1024)
-        MLXN_TRY(cu_check(cudaFuncSetAttribute(hadamard_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                          op, "cudaFuncSetAttribute", cu_ctx(s)->index));
+    if (smem > 48 * 1024) MLXN_TRY(cu_smem_allow(s, op, hadamard_kernel, smem));
     unsigned blocks = (unsigned)(rows < 65535 * 8 ? rows : 65535 * 8);
     hadamard_kernel<<<blocks, HAD_THREADS, smem, cu_ctx(s)->s>>>(xv, rows, n, scale, (float *)cu_ptr(out));
     return cu_launched(s, op, "hadamard_kernel");

@@ -422,13 +422,10 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
             if (cu_qmv_fast(a, s, &st)) {
                 if (st != MLXN_OK) break;
             } else if (k1) {
-                int sms = 132;
-                cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cu_ctx(s)->index);
+                const int sms = cu_ctx(s)->sms;
                 const int rows = 4;
                 const size_t smem = (size_t)nsteps * (cpl + 4) * sizeof(float);
-                if (smem > 48 * 1024)
-                    st = cu_check(cudaFuncSetAttribute(k1, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
-                                  "cudaFuncSetAttribute", cu_ctx(s)->index);
+                if (smem > 48 * 1024) st = cu_smem_allow(s, op, k1, smem);
                 int64_t groups = (N + rows - 1) / rows, blocks = groups < 2 * sms ? groups : 2 * sms;
                 if (st == MLXN_OK) k1<<<(unsigned)blocks, t1, smem, cs>>>(a);
             } else {

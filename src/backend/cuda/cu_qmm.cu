@@ -26,7 +26,6 @@
  * result differs from the f32 CPU path by NMSE ~1e-5 (see mlxn/ops.h). */
 #include <cuda_bf16.h>
 #include <limits.h>
-#include <stdlib.h>
 
 #include "backend/cuda/cu_quant.cuh"
 
@@ -151,15 +150,6 @@ static mlxn_status qmm_blas_check(mlxn_stream *s, cublasStatus_t e) {
 
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-/* A positive integer from the environment, else dflt. */
-static int64_t qmm_env(const char *name, int64_t dflt) {
-    const char *e = getenv(name);
-    if (!e || !*e) return dflt;
-    char *end = NULL;
-    long long v = strtoll(e, &end, 10);
-    return end && *end == '\0' && v >= 1 ? v : dflt;
-}
-
 /* x rows from which this path beats the mat-vec kernels, measured on an
  * H100 (docs/perf.md "CUDA prefill"; bench/device.sh with MLXN_QMM_SWEEP=1
  * re-measures it): with W [N, K] the mat-vec kernels took 85-96 us at 4
@@ -168,8 +158,12 @@ static int64_t qmm_env(const char *name, int64_t dflt) {
  * The streaming mat-vec kernels for 1..8 rows (cu_qmv_fast.cu) landed
  * after that sweep, logging 74.7 us at 8 rows, so W [N, K] takes this
  * path from 16 rows (two 8-row mat-vec passes) until the sweep is re-run.
- * MLXN_CUDA_QMM_MIN_ROWS overrides both (to time or test either path). */
-static int64_t qmm_min_rows(bool transpose) { return qmm_env("MLXN_CUDA_QMM_MIN_ROWS", transpose ? 16 : 1); }
+ * MLXN_CUDA_QMM_MIN_ROWS overrides both (to time or test either path; read
+ * when the stream is made, cu_knobs). */
+static int64_t qmm_min_rows(mlxn_stream *s, bool transpose) {
+    const int64_t set = cu_ctx(s)->knobs.qmm_min_rows;
+    return set ? set : transpose ? 16 : 1;
+}
 
 /* x f32 [M, ldx] (unit stride, 16-byte aligned rows, K % 4 == 0) -> bf16
  * [M, K], nearest even. One thread per 4 values: a 16-byte load and an
@@ -218,7 +212,7 @@ static mlxn_status qmm_gemm(mlxn_stream *s, const mlxn_tensor *x, const cu_qmat 
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: quantized_matmul for %s %d-bit is not built yet",
                          mlxn_quant_mode_name(q->mode), q->bits);
     /* MLXN_CUDA_QMM_SLAB_ELEMS sets the block size (tests reach the many-block paths with small matrices) */
-    int64_t want = qmm_env("MLXN_CUDA_QMM_SLAB_ELEMS", QMM_SLAB_ELEMS);
+    int64_t want = cu_ctx(s)->knobs.qmm_slab ? cu_ctx(s)->knobs.qmm_slab : QMM_SLAB_ELEMS;
     want = want > QMM_SLAB_MAX ? QMM_SLAB_MAX : want;
     int64_t kb = want / N; /* K per block */
     if (transpose) kb = kb / 128 * 128;
@@ -260,7 +254,7 @@ extern "C" mlxn_status cu_op_quantized_matmul_any(mlxn_stream *s, const mlxn_ten
     const char *op = "quantized_matmul";
     cu_view xv = cu_view_of(x);
     const int64_t M = cu_rows(xv), K = cu_last(xv), N = out->shape[out->ndim - 1];
-    if (M < qmm_min_rows(transpose) || K == 0 || N == 0 || !fits_int(M) || !fits_int(K) || !fits_int(N) ||
+    if (M < qmm_min_rows(s, transpose) || K == 0 || N == 0 || !fits_int(M) || !fits_int(K) || !fits_int(N) ||
         !qmm_dq_pick(q->mode, q->bits))
         return cu_op_quantized_matmul(s, x, wq, scales, biases, q, transpose, out);
     MLXN_TRY(cu_begin(s, op));

@@ -223,21 +223,17 @@ __global__ void __launch_bounds__(MAXT, 1) qmv_fast_kernel(qmv_args a, int nch) 
 
 /* Launch shape of one instantiation. */
 template <int MODE, int BITS, int SDT, int V, int D, int MAXT>
-static bool qf_launch(const qmv_args &a, int dev, mlxn_stream *s, mlxn_status *st) {
+static bool qf_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     constexpr int CPL = qf_cpl(BITS);
     const char *op = "quantized_matmul";
     const int nch = (a.K / CPL + 32 * V - 1) / (32 * V);
     const size_t smem = (size_t)nch * V * 32 * (CPL + 4) * sizeof(float) +
                         (MODE == MLXN_QUANT_AFFINE ? (size_t)nch * V * CPL * sizeof(float) : 0);
-    int sms = 132, optin = 48 * 1024, smsm = 228 * 1024;
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    cudaDeviceGetAttribute(&smsm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+    const int sms = cu_ctx(s)->sms, optin = cu_ctx(s)->smem_optin, smsm = cu_ctx(s)->smem_per_sm;
     if (smem > (size_t)optin) return false;
     auto k = qmv_fast_kernel<MODE, BITS, SDT, V, D, MAXT>;
     if (smem > 48 * 1024) {
-        *st = cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
-                       "cudaFuncSetAttribute", dev);
+        *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;
     }
     /* warps per block: spread small N over every SM (a warp per row), at most MAXT threads */
@@ -452,13 +448,10 @@ template <int MODE, int BITS, int SDT, int NX>
 static bool qfn_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     constexpr int CPL = qf_cpl(BITS);
     const char *op = "quantized_matmul";
-    const int dev = cu_ctx(s)->index;
     cudaStream_t cs = cu_ctx(s)->s;
     const int nch = (a.K / CPL + 31) / 32;
     const size_t chunk_bytes = (size_t)NX * 32 * (CPL + 4) * sizeof(float); /* x of one chunk, NX rows */
-    int sms = 132, optin = 48 * 1024;
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    const int sms = cu_ctx(s)->sms, optin = cu_ctx(s)->smem_optin;
     /* slices of up to ~100 KB of x (two blocks per SM), at least one chunk */
     int nchs = (int)((100 * 1024) / chunk_bytes);
     if (nchs < 1) nchs = 1;
@@ -471,8 +464,7 @@ static bool qfn_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * path; they pass on an H100, docs/perf.md). */
     auto k = qmv_fastn_kernel<MODE, BITS, SDT, NX>;
     if (smem > 48 * 1024) {
-        *st = cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
-                       "cudaFuncSetAttribute", dev);
+        *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;
     }
     const int64_t ngr = (a.N + QFN_R - 1) / QFN_R, wpb = QFN_THREADS / 32;
@@ -521,7 +513,6 @@ static bool qfn_dispatch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 
 bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int mode = a.w.mode, bits = a.w.bits, sdt = a.w.sdt;
-    const int dev = cu_ctx(s)->index;
     cudaStream_t cs = cu_ctx(s)->s;
     if (a.M < 1 || a.M > 8) return false;
     const int cpl = qf_cpl(bits);
@@ -531,12 +522,12 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if (a.M > 1) return qfn_dispatch(a, s, st);
     if (mode == MLXN_QUANT_AFFINE) {
         if (a.w.group < 32) return false;
-#define QF_AFF(B, V, D, T)                                                                                 \
-    if (bits == B) {                                                                                       \
-        if (sdt == MLXN_DTYPE_BF16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_BF16, V, D, T>(a, dev, s, st); \
-        if (sdt == MLXN_DTYPE_F16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F16, V, D, T>(a, dev, s, st);   \
-        if (sdt == MLXN_DTYPE_F32) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F32, V, D, T>(a, dev, s, st);   \
-        return false;                                                                                      \
+#define QF_AFF(B, V, D, T)                                                                                      \
+    if (bits == B) {                                                                                            \
+        if (sdt == MLXN_DTYPE_BF16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_BF16, V, D, T>(a, s, st); \
+        if (sdt == MLXN_DTYPE_F16) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F16, V, D, T>(a, s, st);   \
+        if (sdt == MLXN_DTYPE_F32) return qf_launch<MLXN_QUANT_AFFINE, B, MLXN_DTYPE_F32, V, D, T>(a, s, st);   \
+        return false;                                                                                           \
     }
         /* V lane units per item, D items in flight: about 64 bytes in flight per lane; the widest units need the
          * 512-thread register cap */
@@ -549,8 +540,8 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 #undef QF_AFF
         return false;
     }
-    if (mode == MLXN_QUANT_MXFP4 && bits == 4) return qf_launch<MLXN_QUANT_MXFP4, 4, 0, 2, 2, 1024>(a, dev, s, st);
-    if (mode == MLXN_QUANT_NVFP4 && bits == 4) return qf_launch<MLXN_QUANT_NVFP4, 4, 0, 2, 2, 1024>(a, dev, s, st);
-    if (mode == MLXN_QUANT_MXFP8 && bits == 8) return qf_launch<MLXN_QUANT_MXFP8, 8, 0, 1, 2, 1024>(a, dev, s, st);
+    if (mode == MLXN_QUANT_MXFP4 && bits == 4) return qf_launch<MLXN_QUANT_MXFP4, 4, 0, 2, 2, 1024>(a, s, st);
+    if (mode == MLXN_QUANT_NVFP4 && bits == 4) return qf_launch<MLXN_QUANT_NVFP4, 4, 0, 2, 2, 1024>(a, s, st);
+    if (mode == MLXN_QUANT_MXFP8 && bits == 8) return qf_launch<MLXN_QUANT_MXFP8, 8, 0, 1, 2, 1024>(a, s, st);
     return false;
 }

@@ -13,10 +13,9 @@
  * a shuffle reduction, reads of K and V rows are coalesced. This is the
  * exact fallback: calls with bf16/f16 K/V of head dim 64/128/256 and
  * no mask or sinks go to the tensor-core kernel (cu_attn_flash.cu) unless
- * the environment sets MLXN_CUDA_SDPA_SIMPLE=1 (for comparisons). D or Dv
+ * the environment sets MLXN_CUDA_SDPA_SIMPLE=1 (for comparisons; read when
+ * the stream is made, cu_knobs). D or Dv
  * past 512 reports "not built yet". */
-#include <stdlib.h>
-#include <string.h>
 
 #include <math.h>
 
@@ -138,8 +137,7 @@ extern "C" mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const ml
     a.B = q->shape[0], a.Hq = q->shape[1], a.Tq = q->shape[2], a.D = q->shape[3];
     a.Tk = k->shape[2], a.Dv = v->shape[3];
     if (a.B == 0 || a.Hq == 0 || a.Tq == 0 || a.Dv == 0) return MLXN_OK;
-    const char *simple = getenv("MLXN_CUDA_SDPA_SIMPLE");
-    if (!(simple && !strcmp(simple, "1")) && cu_attn_mma_fits(q, k, v, p)) return cu_attn_mma(s, q, k, v, p, out);
+    if (!cu_ctx(s)->knobs.sdpa_simple && cu_attn_mma_fits(q, k, v, p)) return cu_attn_mma(s, q, k, v, p, out);
     if (a.D > 32 * SD_MAXC || a.Dv > 32 * SD_MAXC)
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with head dims %lld/%lld (over %d) is not built yet",
                          (long long)a.D, (long long)a.Dv, 32 * SD_MAXC);

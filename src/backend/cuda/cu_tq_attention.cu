@@ -387,10 +387,7 @@ __global__ void __launch_bounds__(TQC_THREADS) tq_attn_combine(tqs_args a) {
 template <int RT, int DPT>
 static mlxn_status launch_partial(mlxn_stream *s, const tqs_args &a, int64_t hkv, int64_t tiles) {
     const size_t smem = tqs_smem(RT, a.D);
-    if (smem > 48 * 1024)
-        MLXN_TRY(cu_check(cudaFuncSetAttribute(tq_attn_partial<RT, DPT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)smem),
-                          "tq_sdpa", "cudaFuncSetAttribute", cu_ctx(s)->index));
+    if (smem > 48 * 1024) MLXN_TRY(cu_smem_allow(s, "tq_sdpa", tq_attn_partial<RT, DPT>, smem));
     dim3 grid((unsigned)a.nchunks, (unsigned)hkv, (unsigned)tiles);
     tq_attn_partial<RT, DPT><<<grid, TQS_THREADS, smem, cu_ctx(s)->s>>>(a);
     return cu_launched(s, "tq_sdpa", "tq_attn_partial");
@@ -403,6 +400,26 @@ static mlxn_status launch_partial_d(mlxn_stream *s, const tqs_args &a, int64_t h
     case 256: return launch_partial<RT, 2>(s, a, hkv, tiles);
     default: return launch_partial<RT, 1>(s, a, hkv, tiles); /* 64, 128 */
     }
+}
+
+/* The partials' scratch, `bytes` at *p: outside a graph capture the
+ * stream's kept buffer (grown in stream order: the old one is freed after
+ * the work queued before it), so a steady stream of calls allocates
+ * nothing; inside a capture a buffer of its own (a graph memory node,
+ * freed by the caller), so a replay never points at a kept buffer a later
+ * call may have grown and freed. */
+static mlxn_status tqs_scratch(mlxn_stream *s, const char *op, size_t bytes, float **p) {
+    cu_stream *c = cu_ctx(s);
+    if (c->capturing) return cu_scratch(s, op, bytes, (void **)p);
+    if (c->tq_cap < bytes) {
+        if (c->tq_buf) cudaFreeAsync(c->tq_buf, c->s);
+        c->tq_buf = NULL;
+        c->tq_cap = 0;
+        MLXN_TRY(cu_scratch(s, op, bytes, &c->tq_buf));
+        c->tq_cap = bytes;
+    }
+    *p = (float *)c->tq_buf;
+    return MLXN_OK;
 }
 
 extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q,
@@ -450,13 +467,10 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
         const int64_t end = prm->pos + Tq;
         span = end > cap ? cap : end;
     }
-    int sms = 0;
-    MLXN_TRY(cu_check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, cu_ctx(s)->index), op,
-                      "cudaDeviceGetAttribute", cu_ctx(s)->index));
+    const int sms = cu_ctx(s)->sms;
     /* The tensor-core kernel takes what it fits (decode; MLXN_CUDA_TQ_SIMPLE=1
      * keeps everything on the f32 kernel, for tests and comparisons). */
-    const char *simple = getenv("MLXN_CUDA_TQ_SIMPLE");
-    const bool mma = !(simple && simple[0] == '1') && cu_tq_attn_mma_fits(a);
+    const bool mma = !cu_ctx(s)->knobs.tq_simple && cu_tq_attn_mma_fits(a);
     int64_t chunk;
     if (mma) {
         chunk = cu_tq_attn_mma_chunk(span, Hkv, sms);
@@ -477,7 +491,7 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     const int64_t rows = Hq * Tq;
     float *scratch = NULL;
     const size_t n_part = (size_t)rows * (size_t)nchunks;
-    MLXN_TRY(cu_scratch(s, op, sizeof(float) * n_part * (2 + (size_t)D), (void **)&scratch));
+    MLXN_TRY(tqs_scratch(s, op, sizeof(float) * n_part * (2 + (size_t)D), &scratch));
     a.pacc = scratch; /* first: 16-byte aligned for the tensor-core kernel's float4 stores */
     a.pm = scratch + n_part * (size_t)D;
     a.pl = a.pm + n_part;
@@ -488,14 +502,12 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
                                : launch_partial_d<16>(s, a, Hkv, tiles);
     if (st == MLXN_OK && !mma) { /* the tensor-core path merges its own partials */
         const size_t smem = sizeof(float) * ((size_t)D + (size_t)nchunks + TQC_THREADS);
-        if (smem > 48 * 1024)
-            st = cu_check(cudaFuncSetAttribute(tq_attn_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
-                          op, "cudaFuncSetAttribute", cu_ctx(s)->index);
+        if (smem > 48 * 1024) st = cu_smem_allow(s, op, tq_attn_combine, smem);
         if (st == MLXN_OK) {
             tq_attn_combine<<<(unsigned)rows, TQC_THREADS, smem, cu_ctx(s)->s>>>(a);
             st = cu_launched(s, op, "tq_attn_combine");
         }
     }
-    cu_scratch_free(s, scratch);
+    if (scratch != cu_ctx(s)->tq_buf) cu_scratch_free(s, scratch);
     return st;
 }

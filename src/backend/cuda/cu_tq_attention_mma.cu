@@ -587,15 +587,11 @@ template <int KS, int VS, int D>
 static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
     const size_t smem = tqm_smem(D);
     auto k = tq_attn_mma<KS, VS, D>;
-    if (smem > 48 * 1024)
-        MLXN_TRY(cu_check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "tq_sdpa",
-                          "cudaFuncSetAttribute", cu_ctx(s)->index));
+    if (smem > 48 * 1024) MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
     k<<<dim3((unsigned)a.nchunks, (unsigned)hkv), TQM_THREADS, smem, cu_ctx(s)->s>>>(a);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_mma"));
     const size_t csm = sizeof(float) * (size_t)a.nchunks;
-    if (csm > 48 * 1024)
-        MLXN_TRY(cu_check(cudaFuncSetAttribute(tq_attn_mma_combine, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csm),
-                          "tq_sdpa", "cudaFuncSetAttribute", cu_ctx(s)->index));
+    if (csm > 48 * 1024) MLXN_TRY(cu_smem_allow(s, "tq_sdpa", tq_attn_mma_combine, csm));
     const int64_t rows = a.G * a.Tq * hkv;
     tq_attn_mma_combine<<<dim3((unsigned)rows, (unsigned)((D + 31) / 32)), TQMC_THREADS, csm, cu_ctx(s)->s>>>(a);
     return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");

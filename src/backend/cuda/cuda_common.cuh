@@ -36,6 +36,23 @@ enum { CU_ERR_NONE = 0, CU_ERR_EMBEDDING_ID, CU_ERR_QEMBEDDING_ID, CU_ERR_KV_SLO
  * fills one while the copy engine drains the other. */
 #define CU_STAGE_BYTES ((size_t)4 << 20)
 
+/* Switches from the environment, read once when the stream is made (a
+ * device's default stream: when the device is opened), so no op reads the
+ * environment per call. A test or a timing run that changes one makes a
+ * new stream (or opens the device again) for it to take effect. */
+typedef struct cu_knobs {
+    int pdl_off;          /* MLXN_CUDA_PDL=0: no programmatic dependent launch */
+    int tq_simple;        /* MLXN_CUDA_TQ_SIMPLE=1: tq_sdpa always on the f32 kernel */
+    int sdpa_simple;      /* MLXN_CUDA_SDPA_SIMPLE=1: sdpa always on the exact f32 kernel */
+    int64_t qmm_min_rows; /* MLXN_CUDA_QMM_MIN_ROWS: x rows from which quantized_matmul takes the
+                             bf16 GEMM path (0 = unset: the measured defaults, cu_qmm.cu) */
+    int64_t qmm_slab;     /* MLXN_CUDA_QMM_SLAB_ELEMS: weights per dequantized block (0 = unset) */
+} cu_knobs;
+
+/* Kernels whose dynamic shared memory limit a stream remembers (more are
+ * looked up each call, which is only slower). */
+enum { CU_SMEM_SLOTS = 64 };
+
 typedef struct cu_stream {
     cudaStream_t s;
     cublasHandle_t blas; /* created on the first dense matmul (cuBLAS init costs ~ms) */
@@ -51,6 +68,19 @@ typedef struct cu_stream {
     void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */
     size_t qmm_cap;      /* its bytes */
     int pdl;             /* programmatic dependent launch (cu_launch): sm_90+, unless MLXN_CUDA_PDL=0 */
+    cu_knobs knobs;      /* the environment's switches, read when the stream was made */
+    /* device attributes, read when the stream was made (launch shapes use them every call) */
+    int sms;             /* multiprocessors */
+    int smem_optin;      /* dynamic shared memory one block may opt in to (bytes) */
+    int smem_per_sm;     /* shared memory per multiprocessor (bytes) */
+    /* [smem_n] kernels and the dynamic shared memory limit each is known to
+     * have (cu_smem_allow) */
+    const void *smem_fn[CU_SMEM_SLOTS];
+    int smem_max[CU_SMEM_SLOTS];
+    int smem_n;
+    int capturing;       /* a graph capture is open (mlxn_cuda_graph_begin .. _end) */
+    void *tq_buf;        /* tq_sdpa's partials scratch (cu_tq_attention.cu), kept between uncaptured calls */
+    size_t tq_cap;       /* its bytes */
 } cu_stream;
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
@@ -102,6 +132,20 @@ static inline mlxn_status cu_check(cudaError_t e, const char *op, const char *wh
     if (e == cudaSuccess) return MLXN_OK;
     return mlxn_fail(e == cudaErrorMemoryAllocation ? MLXN_ERR_OUT_OF_MEMORY : MLXN_ERR_DEVICE,
                      "cuda:%d: %s: %s failed: %s", index, op, what, cudaGetErrorString(e));
+}
+
+/* Let `fn` (a kernel) launch with `smem` bytes of dynamic shared memory
+ * (cudaFuncAttributeMaxDynamicSharedMemorySize). Why remembered: setting
+ * the attribute on every call was a runtime call per launch; the stream
+ * keeps the limit each kernel is known to have and calls CUDA only when a
+ * launch needs more. The limit belongs to the kernel on the device, not to
+ * the stream, so it is only ever raised (another stream may have raised it
+ * already; lowering it would break that stream's remembered limit); a
+ * limit above what a launch uses only permits it. cuda_runtime.cu. */
+mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, size_t smem);
+template <typename... KArgs>
+static inline mlxn_status cu_smem_allow(mlxn_stream *s, const char *op, void (*kernel)(KArgs...), size_t smem) {
+    return cu_smem_allow_fn(s, op, (const void *)kernel, smem);
 }
 
 /* Select the stream's GPU (cheap when it already is current). */

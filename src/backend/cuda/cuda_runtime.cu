@@ -103,16 +103,49 @@ extern "C" void mlxn_cuda_host_free(int index, void *ptr) {
     if (ptr && cudaSetDevice(index) == cudaSuccess) cudaFreeHost(ptr);
 }
 
+/* A positive integer from the environment, else 0 (unset or not one). */
+static int64_t env_count(const char *name) {
+    const char *e = getenv(name);
+    if (!e || !*e) return 0;
+    char *end = NULL;
+    long long v = strtoll(e, &end, 10);
+    return end && *end == '\0' && v >= 1 ? (int64_t)v : 0;
+}
+
+/* The switches (cu_knobs in cuda_common.cuh; docs/architecture.md lists
+ * them), read once per stream. */
+static void read_knobs(cu_knobs *k) {
+    const char *pdl = getenv("MLXN_CUDA_PDL"), *tq = getenv("MLXN_CUDA_TQ_SIMPLE"),
+               *sdpa = getenv("MLXN_CUDA_SDPA_SIMPLE");
+    k->pdl_off = pdl && pdl[0] == '0';
+    k->tq_simple = tq && tq[0] == '1';
+    k->sdpa_simple = sdpa && !strcmp(sdpa, "1");
+    k->qmm_min_rows = env_count("MLXN_CUDA_QMM_MIN_ROWS");
+    k->qmm_slab = env_count("MLXN_CUDA_QMM_SLAB_ELEMS");
+}
+
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
     MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
     cu_stream *c = (cu_stream *)calloc(1, sizeof *c);
     if (!c) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: out of host memory for a stream", index);
     c->index = index;
+    read_knobs(&c->knobs);
     int major = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
-    const char *pdl = getenv("MLXN_CUDA_PDL"); /* read once per stream: 0 turns programmatic launch off */
-    c->pdl = major >= 9 && !(pdl && pdl[0] == '0');
-    mlxn_status st = cuda_check(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "cudaStreamCreate", index);
+    c->pdl = major >= 9 && !c->knobs.pdl_off;
+    mlxn_status st = cuda_check(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, index),
+                                "cudaDeviceGetAttribute (multiprocessors)", index);
+    if (st == MLXN_OK)
+        st = cuda_check(cudaDeviceGetAttribute(&c->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, index),
+                        "cudaDeviceGetAttribute (shared memory per block)", index);
+    if (st == MLXN_OK)
+        st = cuda_check(cudaDeviceGetAttribute(&c->smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, index),
+                        "cudaDeviceGetAttribute (shared memory per multiprocessor)", index);
+    if (st != MLXN_OK) {
+        free(c);
+        return st;
+    }
+    st = cuda_check(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "cudaStreamCreate", index);
     if (st == MLXN_OK) {
         st = cuda_check(cudaHostAlloc((void **)&c->err_host, 4 * sizeof(long long), cudaHostAllocMapped),
                         "cudaHostAlloc (error record)", index);
@@ -140,6 +173,7 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
     if (cudaSetDevice(index) == cudaSuccess) {
         cudaStreamSynchronize(c->s);
         if (c->qmm_buf) cudaFree(c->qmm_buf);
+        if (c->tq_buf) cudaFree(c->tq_buf);
         if (c->blas) c->blas_api.destroy(c->blas);
         cu_blas_unload(&c->blas_api);
         if (c->stage) {
@@ -151,6 +185,24 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
         cudaStreamDestroy(c->s);
     }
     free(c);
+}
+
+mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, size_t smem) {
+    cu_stream *c = cu_ctx(s);
+    int i = 0;
+    while (i < c->smem_n && c->smem_fn[i] != fn) i++;
+    if (i < c->smem_n && (size_t)c->smem_max[i] >= smem) return MLXN_OK;
+    cudaFuncAttributes fa;
+    MLXN_TRY(cu_check(cudaFuncGetAttributes(&fa, fn), op, "cudaFuncGetAttributes", c->index));
+    int have = fa.maxDynamicSharedSizeBytes;
+    if (have < 0 || (size_t)have < smem) {
+        MLXN_TRY(cu_check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
+                          "cudaFuncSetAttribute", c->index));
+        have = (int)smem;
+    }
+    if (i == c->smem_n && c->smem_n < CU_SMEM_SLOTS) c->smem_fn[c->smem_n++] = fn;
+    if (i < c->smem_n) c->smem_max[i] = have;
+    return MLXN_OK;
 }
 
 /* The stream's device-side error record as a status (and cleared). */
@@ -239,14 +291,17 @@ extern "C" mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const 
 extern "C" mlxn_status mlxn_cuda_graph_begin(void *stream) {
     cu_stream *c = (cu_stream *)stream;
     MLXN_TRY(cuda_check(cudaSetDevice(c->index), "cudaSetDevice", c->index));
-    return cuda_check(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture",
-                      c->index);
+    MLXN_TRY(cuda_check(cudaStreamBeginCapture(c->s, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture",
+                        c->index));
+    c->capturing = 1;
+    return MLXN_OK;
 }
 
 extern "C" mlxn_status mlxn_cuda_graph_end(void *stream, void **graph) {
     cu_stream *c = (cu_stream *)stream;
     *graph = NULL;
     cudaGraph_t g = NULL;
+    c->capturing = 0; /* the capture ends here, made or failed */
     cudaError_t e = cudaStreamEndCapture(c->s, &g);
     if (e != cudaSuccess) {
         if (g) cudaGraphDestroy(g);
