@@ -209,10 +209,11 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     /* Level tables. For 4-bit codes, pair tables: a byte of two codes ->
      * both levels as one f16 pair, i.e. a B fragment register in one
      * lookup (why: per code, a shift, a mask, an address and a 16-bit load
-     * were most of the kernel's instructions). */
+     * were most of the kernel's instructions). A side with 4-bit codes
+     * reads only its pair table, so its level table is not filled. */
     for (int i = tid; i < 256; i += TQM_THREADS) {
-        lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? tqm_level(a.kb, i) : 0.0f));
-        lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
+        if (KS != 4) lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? tqm_level(a.kb, i) : 0.0f));
+        if (VS != 4) lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
         if (KS == 4)
             pk[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(tqm_level(4, i & 15))),
                                   __half_as_ushort(__float2half_rn(tqm_level(4, i >> 4))));
