@@ -528,8 +528,10 @@ static void case_qmatmul(bk *b) {
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
         mlxn_quant_params q = {.mode = qs[i].mode, .bits = qs[i].bits, .group_size = qs[i].group, .global_scale = qs[i].gs};
         mlxn_dtype sdt = qs[i].sdt == MLXN_DTYPE_U8 ? MLXN_DTYPE_F32 : qs[i].sdt;
-        const int64_t shapes[4][3] = {{6001, 128, 1}, {1501, 2176, 1}, {301, 6272, 3}, {301, 6272, 8}};
-        for (int k = 0; k < 4; k++) {
+        /* (and one x row over K = 2560, Gemma-3-4B's hidden size, and K = 3072, with row counts that fill
+         * no block evenly) */
+        const int64_t shapes[6][3] = {{6001, 128, 1}, {1501, 2176, 1}, {301, 6272, 3}, {301, 6272, 8}, {341, 2560, 1}, {1000, 3072, 1}};
+        for (int k = 0; k < 6; k++) {
             int64_t R = shapes[k][0], C = shapes[k][1], n = shapes[k][2];
             qm m = quantized(b, &q, sdt, R, C);
             tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, C), 1, CONTIG);
