@@ -208,6 +208,18 @@ mlxn_status mlxn_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
  * (naming the slot) at the next stream sync. */
 mlxn_status mlxn_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
 
+/* Keys and values appended at one slot in one call (on a GPU one kernel,
+ * not two): exactly mlxn_kv_write(k_src, slot, k_dst) followed by
+ * mlxn_kv_write(v_src, slot, v_dst), bit for bit. Each pair is checked as
+ * mlxn_kv_write checks its src and dst (the pairs may differ in shape and
+ * in dtypes: a bf16 key cache beside an f32 value cache is fine). No
+ * output may overlap any input or the other output. A slot that does not
+ * fit either non-empty pair is MLXN_ERR_INVALID_ARGUMENT and writes
+ * nothing to either cache (two separate calls would have written the
+ * first), reported as mlxn_kv_write reports it. */
+mlxn_status mlxn_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
+                           const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
+
 #ifdef __cplusplus
 }
 #endif

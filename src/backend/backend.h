@@ -86,6 +86,10 @@ typedef struct mlxn_backend_i {
     mlxn_status (*sample)(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p,
                           mlxn_tensor *token);
     mlxn_status (*kv_write)(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
+    /* both pairs validated by mlxn_kv_write2; the slot's range checked for
+       every non-empty pair before either is written */
+    mlxn_status (*kv_write2)(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
+                             const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
 } mlxn_backend_i;
 
 struct mlxn_device {

@@ -170,10 +170,10 @@ static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *
            slot, attend to slots [0, kv_len) of the whole buffer. With one
            query every key held is visible (a ring holds exactly the
            window; rope was applied before the write, so the order of keys
-           in the ring does not matter to the softmax). */
+           in the ring does not matter to the softmax). Keys and values
+           in one call (one kernel on a GPU). */
         mlxn_tensor slot = step_at(s, STEP_SLOT(l)), len = step_at(s, STEP_KV_LEN(l));
-        MLXN_TRY(mlxn_kv_write(st, kr, &slot, &kv->k));
-        MLXN_TRY(mlxn_kv_write(st, vt, &slot, &kv->v));
+        MLXN_TRY(mlxn_kv_write2(st, kr, vt, &slot, &kv->k, &kv->v));
         mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
         /* the span of slots attended (model_step_span: the keys held fit in it) */
         kall.shape[2] = vall.shape[2] = model_step_span(s->pos, kv->cap);

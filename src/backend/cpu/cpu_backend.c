@@ -117,17 +117,39 @@ static mlxn_status cpu_stream_download(mlxn_stream *s, void *dst, const void *sr
 }
 
 /* kv_write: the slot is host-visible here; a view of the destination rows
- * and a plain copy. */
-static mlxn_status cpu_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst) {
+ * and a plain copy. kv_write2: both pairs' ranges checked first (nothing
+ * written when either fails), then the same two copies, keys first. */
+static mlxn_status kv_slot_check(const char *op, const char *sn, const mlxn_tensor *src, const mlxn_tensor *slot,
+                                 const mlxn_tensor *dst, int64_t *at) {
     int n = src->ndim;
-    int64_t at = *(const int32_t *)mlxn_tensor_host(slot), T = src->shape[n - 2], cap = dst->shape[n - 2];
-    if (at < 0 || at > cap - T)
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "kv_write: slot %lld is outside [0, %lld] (%lld rows into %lld slots)",
-                         (long long)at, (long long)(cap - T), (long long)T, (long long)cap);
+    int64_t T = src->shape[n - 2], cap = dst->shape[n - 2];
+    *at = *(const int32_t *)mlxn_tensor_host(slot);
+    if (*at < 0 || *at > cap - T)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: slot %lld is outside [0, %lld] (%lld rows%s%s into %lld slots)",
+                         op, (long long)*at, (long long)(cap - T), (long long)T, sn ? " of " : "", sn ? sn : "",
+                         (long long)cap);
+    return MLXN_OK;
+}
+static mlxn_status kv_rows(mlxn_stream *s, const mlxn_tensor *src, int64_t at, const mlxn_tensor *dst) {
+    int n = src->ndim;
     mlxn_tensor d = *dst;
-    d.shape[n - 2] = T;
+    d.shape[n - 2] = src->shape[n - 2];
     d.offset += (size_t)(at * dst->strides[n - 2]) * mlxn_dtype_size(dst->dtype);
     return cpu_copy_tensor(s, src, &d);
+}
+static mlxn_status cpu_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst) {
+    int64_t at;
+    MLXN_TRY(kv_slot_check("kv_write", NULL, src, slot, dst, &at));
+    return kv_rows(s, src, at, dst);
+}
+static mlxn_status cpu_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
+                                 const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
+    bool k = mlxn_tensor_numel(k_src) > 0, v = mlxn_tensor_numel(v_src) > 0; /* an empty pair: as kv_write, unchecked */
+    int64_t at = 0;
+    if (k) MLXN_TRY(kv_slot_check("kv_write2", "k_src", k_src, slot, k_dst, &at));
+    if (v) MLXN_TRY(kv_slot_check("kv_write2", "v_src", v_src, slot, v_dst, &at));
+    if (k) MLXN_TRY(kv_rows(s, k_src, at, k_dst));
+    return v ? kv_rows(s, v_src, at, v_dst) : MLXN_OK;
 }
 
 const mlxn_backend_i mlxn_cpu_backend = {
@@ -170,4 +192,5 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .tq_dequantize = cpu_tq_dequantize,
     .sample = cpu_sample,
     .kv_write = cpu_kv_write,
+    .kv_write2 = cpu_kv_write2,
 };

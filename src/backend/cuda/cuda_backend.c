@@ -87,6 +87,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .copy = cu_op_copy,
     .sample = cu_op_sample,
     .kv_write = cu_op_kv_write,
+    .kv_write2 = cu_op_kv_write2,
     .tq_append = cu_op_tq_append,
     .tq_sdpa = cu_op_tq_sdpa,
     .tq_dequantize = cu_op_tq_dequantize,
@@ -161,6 +162,7 @@ STUB(st_scale, P x, float alpha, mlxn_tensor *o)
 STUB(st_copy, P src, mlxn_tensor *dst)
 STUB(st_sample, P logits, const mlxn_sample_params *p, mlxn_tensor *tok)
 STUB(st_kv_write, P src, const mlxn_tensor *slot, mlxn_tensor *dst)
+STUB(st_kv_write2, P ks, const mlxn_tensor *vs, const mlxn_tensor *slot, mlxn_tensor *kd, mlxn_tensor *vd)
 
 mlxn_status mlxn_cuda_timer_begin(mlxn_stream *s, int n_marks, double hold_us, mlxn_cuda_timer **out) { NO_CUDA(); }
 mlxn_status mlxn_cuda_timer_mark(mlxn_cuda_timer *t, int i) { NO_CUDA(); }
@@ -207,5 +209,6 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .copy = st_copy,
     .sample = st_sample,
     .kv_write = st_kv_write,
+    .kv_write2 = st_kv_write2,
 };
 #endif

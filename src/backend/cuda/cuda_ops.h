@@ -2,7 +2,7 @@
  * the vtable's arguments (validated by src/ops). Each lives in a .cu file
  * of this directory:
  *   cu_elementwise.cu  add, scale, copy, silu, gelu, swiglu, geglu
- *   cu_kv_write.cu     kv_write
+ *   cu_kv_write.cu     kv_write, kv_write2
  *   cu_reduce.cu       rms_norm, add_rms_norm, layer_norm, softmax, argmax
  *   cu_rope.cu         rope
  *   cu_hadamard.cu     hadamard
@@ -29,6 +29,8 @@ mlxn_status cu_op_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b
 mlxn_status cu_op_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);
 mlxn_status cu_op_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
 mlxn_status cu_op_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
+mlxn_status cu_op_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
+                            const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
 mlxn_status cu_op_silu(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
 mlxn_status cu_op_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out);
 mlxn_status cu_op_swiglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_tensor *out);

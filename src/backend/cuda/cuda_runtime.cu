@@ -218,7 +218,9 @@ static mlxn_status device_errors(cu_stream *c) {
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: ids[%lld] = %lld is outside the table's [0, %lld)",
                          kind == CU_ERR_EMBEDDING_ID ? "embedding" : "quantized_embedding", i, v, b);
     case CU_ERR_KV_SLOT:
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "kv_write: slot %lld is outside [0, %lld] (%lld rows)", v, b, i);
+    case CU_ERR_KV2_SLOT:
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: slot %lld is outside [0, %lld] (%lld rows)",
+                         kind == CU_ERR_KV_SLOT ? "kv_write" : "kv_write2", v, b, i);
     default: return mlxn_fail(MLXN_ERR_DEVICE, "cuda:%d: unknown device-side error %lld", c->index, kind);
     }
 }
