@@ -49,10 +49,10 @@ typedef struct kv2_case {
 
 static const mlxn_dtype kv2_dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
 
-static int64_t kv2_rand(int64_t lo, int64_t hi) { return lo + (int64_t)(t_rand_u64() % (uint64_t)(hi - lo + 1)); }
+static inline int64_t kv2_rand(int64_t lo, int64_t hi) { return lo + (int64_t)(t_rand_u64() % (uint64_t)(hi - lo + 1)); }
 
 /* Fill a side of rank nd (2: one head, no head axis; 4: a leading 1). */
-static void kv2_side_make(kv2_side *s, int nd, int64_t H, int64_t T, int64_t D, int64_t cap, int layout, int padded,
+static inline void kv2_side_make(kv2_side *s, int nd, int64_t H, int64_t T, int64_t D, int64_t cap, int layout, int padded,
                           mlxn_dtype sdt, mlxn_dtype ddt) {
     memset(s, 0, sizeof *s);
     s->sdt = sdt, s->ddt = ddt, s->cap = cap, s->layout = layout, s->padded = padded;
@@ -90,14 +90,14 @@ static void kv2_side_make(kv2_side *s, int nd, int64_t H, int64_t T, int64_t D, 
     }
 }
 
-static int64_t kv2_T(const kv2_side *s) { return s->shape[s->nd - 2]; }
-static int64_t kv2_numel(const kv2_side *s) {
+static inline int64_t kv2_T(const kv2_side *s) { return s->shape[s->nd - 2]; }
+static inline int64_t kv2_numel(const kv2_side *s) {
     int64_t n = 1;
     for (int i = 0; i < s->nd; i++) n *= s->shape[i];
     return n;
 }
 /* The largest slot both pairs fit (a pair with no elements fits any). */
-static int64_t kv2_last_slot(const kv2_case *c) {
+static inline int64_t kv2_last_slot(const kv2_case *c) {
     int64_t a = c->p[0].cap - kv2_T(&c->p[0]), b = c->p[1].cap - kv2_T(&c->p[1]);
     if (!kv2_numel(&c->p[0])) return b;
     if (!kv2_numel(&c->p[1])) return a;
@@ -108,7 +108,7 @@ static int64_t kv2_last_slot(const kv2_case *c) {
  * chunks), layouts and source dtypes rotating, rank 2 in case 5, rank 4 in
  * case 13, value rows differing from key rows in case 16, values with no
  * heads at all (an empty pair) in case 19. */
-static kv2_case kv2_make(int ci) {
+static inline kv2_case kv2_make(int ci) {
     kv2_case c;
     memset(&c, 0, sizeof c);
     int nd = ci == 5 ? 2 : ci == 13 ? 4 : 3;
@@ -132,7 +132,7 @@ static kv2_case kv2_make(int ci) {
 /* A source image of side s (sn elements of its dtype): random values with
  * a few edge values in front (f16 overflow and rounding, a tiny subnormal,
  * -0); bytes the view does not cover are 0xFF. */
-static void *kv2_source(const kv2_side *s) {
+static inline void *kv2_source(const kv2_side *s) {
     size_t es = mlxn_dtype_size(s->sdt), n = s->sn ? s->sn : 1;
     float *f = malloc(n * sizeof(float));
     t_fill_randn(f, n, 2.0f);
@@ -148,19 +148,19 @@ static void *kv2_source(const kv2_side *s) {
     return img;
 }
 
-static float kv2_load(const void *p, mlxn_dtype dt, int64_t i) {
+static inline float kv2_load(const void *p, mlxn_dtype dt, int64_t i) {
     if (dt == MLXN_DTYPE_F32) return ((const float *)p)[i];
     if (dt == MLXN_DTYPE_BF16) return mlxn_bf16_to_f32(((const uint16_t *)p)[i]);
     return mlxn_f16_to_f32(((const uint16_t *)p)[i]);
 }
-static void kv2_store(void *p, mlxn_dtype dt, int64_t i, float v) {
+static inline void kv2_store(void *p, mlxn_dtype dt, int64_t i, float v) {
     if (dt == MLXN_DTYPE_F32) ((float *)p)[i] = v;
     else if (dt == MLXN_DTYPE_BF16) ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
     else ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
 }
 
 /* The reference: dst image rows [at, at + T) of side s = its source. */
-static void kv2_ref(const kv2_side *s, const void *src, int64_t at, void *dst) {
+static inline void kv2_ref(const kv2_side *s, const void *src, int64_t at, void *dst) {
     int64_t n = kv2_numel(s);
     for (int64_t e = 0; e < n; e++) {
         int64_t r = e, so = s->soff, dof = s->doff;
@@ -174,18 +174,18 @@ static void kv2_ref(const kv2_side *s, const void *src, int64_t at, void *dst) {
     }
 }
 
-static size_t kv2_dbytes(const kv2_side *s) { return (s->dn ? s->dn : 1) * mlxn_dtype_size(s->ddt); }
-static size_t kv2_sbytes(const kv2_side *s) { return (s->sn ? s->sn : 1) * mlxn_dtype_size(s->sdt); }
+static inline size_t kv2_dbytes(const kv2_side *s) { return (s->dn ? s->dn : 1) * mlxn_dtype_size(s->ddt); }
+static inline size_t kv2_sbytes(const kv2_side *s) { return (s->sn ? s->sn : 1) * mlxn_dtype_size(s->sdt); }
 
 /* A cache image as it starts: every byte poisoned. */
-static void *kv2_poisoned(const kv2_side *s) {
+static inline void *kv2_poisoned(const kv2_side *s) {
     void *p = malloc(kv2_dbytes(s));
     t_poison(p, kv2_dbytes(s));
     return p;
 }
 
 /* Views of side s over its buffers. */
-static void kv2_views(const kv2_side *s, mlxn_buffer *sb, mlxn_buffer *db, mlxn_tensor *src, mlxn_tensor *dst) {
+static inline void kv2_views(const kv2_side *s, mlxn_buffer *sb, mlxn_buffer *db, mlxn_tensor *src, mlxn_tensor *dst) {
     int64_t dshape[KV2_MAXD];
     memcpy(dshape, s->shape, sizeof dshape);
     dshape[s->nd - 2] = s->cap;
@@ -203,7 +203,7 @@ static void kv2_views(const kv2_side *s, mlxn_buffer *sb, mlxn_buffer *db, mlxn_
  * mlxn_kv_write2 (fused) or mlxn_kv_write for keys then values. The caches
  * start poisoned and come back in out[0], out[1] (malloc'd). Returns the
  * first failing status (a slot error from the call or the stream's sync). */
-static mlxn_status kv2_run(mlxn_device *dev, const kv2_case *c, int fused, int n_steps, const int32_t *slots,
+static inline mlxn_status kv2_run(mlxn_device *dev, const kv2_case *c, int fused, int n_steps, const int32_t *slots,
                            void *const (*srcs)[2], void *out[2]) {
     mlxn_stream *s = mlxn_device_stream(dev);
     mlxn_buffer *sb[2] = {0}, *db[2] = {0}, *slb = NULL;
@@ -241,18 +241,18 @@ static mlxn_status kv2_run(mlxn_device *dev, const kv2_case *c, int fused, int n
 }
 
 /* Sources for n steps of case c (kv2_free_sources frees them). */
-static void *(*kv2_sources(const kv2_case *c, int n))[2] {
+static inline void *(*kv2_sources(const kv2_case *c, int n))[2] {
     void *(*srcs)[2] = malloc((size_t)n * sizeof *srcs);
     for (int i = 0; i < n; i++) srcs[i][0] = kv2_source(&c->p[0]), srcs[i][1] = kv2_source(&c->p[1]);
     return srcs;
 }
-static void kv2_free_sources(void *(*srcs)[2], int n) {
+static inline void kv2_free_sources(void *(*srcs)[2], int n) {
     for (int i = 0; i < n; i++) free(srcs[i][0]), free(srcs[i][1]);
     free(srcs);
 }
 
 /* The expected caches after n steps (malloc'd into want[2]). */
-static void kv2_expect(const kv2_case *c, int n, const int32_t *slots, void *const (*srcs)[2], void *want[2]) {
+static inline void kv2_expect(const kv2_case *c, int n, const int32_t *slots, void *const (*srcs)[2], void *want[2]) {
     for (int j = 0; j < 2; j++) {
         want[j] = kv2_poisoned(&c->p[j]);
         for (int i = 0; i < n; i++) kv2_ref(&c->p[j], srcs[i][j], slots[i], want[j]);
@@ -260,11 +260,11 @@ static void kv2_expect(const kv2_case *c, int n, const int32_t *slots, void *con
 }
 
 /* Both caches of a and b are the same bytes. */
-static int kv2_same(const kv2_case *c, void *const a[2], void *const b[2]) {
+static inline int kv2_same(const kv2_case *c, void *const a[2], void *const b[2]) {
     return !memcmp(a[0], b[0], kv2_dbytes(&c->p[0])) && !memcmp(a[1], b[1], kv2_dbytes(&c->p[1]));
 }
 /* Both caches still hold only poison. */
-static int kv2_untouched(const kv2_case *c, void *const a[2]) {
+static inline int kv2_untouched(const kv2_case *c, void *const a[2]) {
     void *p[2];
     for (int j = 0; j < 2; j++) p[j] = kv2_poisoned(&c->p[j]);
     int same = kv2_same(c, a, p);
@@ -274,7 +274,7 @@ static int kv2_untouched(const kv2_case *c, void *const a[2]) {
 
 /* A decode around a ring: T = 1, slots position % cap for more than two
  * turns, fresh keys and values each step; f32 keys and bf16 values. */
-static kv2_case kv2_ring_case(int64_t cap, int32_t *slots, int n) {
+static inline kv2_case kv2_ring_case(int64_t cap, int32_t *slots, int n) {
     kv2_case c;
     memset(&c, 0, sizeof c);
     kv2_side_make(&c.p[0], 3, 2, 1, 24, cap, KV2_COLUMNS, 0, MLXN_DTYPE_F32, MLXN_DTYPE_F32);

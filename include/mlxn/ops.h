@@ -220,6 +220,19 @@ mlxn_status mlxn_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_ten
 mlxn_status mlxn_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
                            const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
 
+/* A decode step's rotary embedding and cache append in one call (on a GPU
+ * one kernel instead of three): exactly mlxn_rope(q, p, q_out), then
+ * mlxn_rope(k, p, k_rot) into an f32 temporary of k's shape, then
+ * mlxn_kv_write2(k_rot, v, slot, k_dst, v_dst), bit for bit. q, k: f32
+ * [..., T, D] (any strides; p->dims fits both); q_out: f32 of q's shape,
+ * contiguous; v, k_dst, v_dst, slot as mlxn_kv_write2 takes them. No
+ * output may overlap an input or another output. A slot that does not
+ * fit either non-empty pair writes nothing at all (not even q_out) and
+ * is reported as mlxn_kv_write reports it. */
+mlxn_status mlxn_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                               const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
+                               mlxn_tensor *k_dst, mlxn_tensor *v_dst);
+
 #ifdef __cplusplus
 }
 #endif

@@ -90,6 +90,11 @@ typedef struct mlxn_backend_i {
        every non-empty pair before either is written */
     mlxn_status (*kv_write2)(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
                              const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
+    /* validated by mlxn_rope_kv_write; the slot's range checked for every
+       non-empty pair before anything is written */
+    mlxn_status (*rope_kv_write)(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                                 const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
+                                 mlxn_tensor *k_dst, mlxn_tensor *v_dst);
 } mlxn_backend_i;
 
 struct mlxn_device {

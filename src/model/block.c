@@ -22,7 +22,9 @@
  * mlxn_add_rms_norm: the same bits as the two apart, one kernel fewer on a
  * GPU (a decode step's small kernels cost microseconds each whatever their
  * bytes). So a layer's attention starts from xn already normalized, except
- * layer 0's, which norms the embedding itself.
+ * layer 0's, which norms the embedding itself. A single-token step of the
+ * fixed cache layout rotates q and k and appends k and v to the caches in
+ * one op (mlxn_rope_kv_write: the same bits as rope + mlxn_kv_write2).
  * Layouts: token-major activations [T, heads * head_dim] from the
  * projections; head-major [heads, T, head_dim] for rope output, the cache
  * and attention; mlxn_copy moves between them (strided views, no extra
@@ -111,12 +113,12 @@ static mlxn_tensor step_at(const mlxn_session *s, int i) {
     return t;
 }
 
-/* rope of [T, H, D] (token-major) into out [H, T, D] (head-major); the
- * position is pos, or the step block's when `at` is given. */
-static mlxn_status rope(mlxn_stream *st, const model_layer_cfg *lc, const model_layer *L, int64_t pos,
-                        const mlxn_tensor *at, const mlxn_tensor *x_thd, mlxn_tensor *out_htd) {
+/* The layer's rope of rows of D columns; the position is pos, or the step
+ * block's when `at` is given. */
+static mlxn_rope_params rope_params(const model_layer_cfg *lc, const model_layer *L, int64_t pos,
+                                    const mlxn_tensor *at, int64_t D) {
     mlxn_rope_params p = {
-        .dims = (int)x_thd->shape[2],
+        .dims = (int)D,
         .traditional = lc->rope.traditional,
         .base = lc->rope.base,
         .scale = lc->rope.kind == ROPE_DEFAULT ? lc->rope.scale : 1.0f,
@@ -124,6 +126,13 @@ static mlxn_status rope(mlxn_stream *st, const model_layer_cfg *lc, const model_
         .offset_tensor = at,
         .freqs = lc->rope.kind == ROPE_FREQS ? &L->rope_freqs : NULL,
     };
+    return p;
+}
+
+/* rope of [T, H, D] (token-major) into out [H, T, D] (head-major). */
+static mlxn_status rope(mlxn_stream *st, const model_layer_cfg *lc, const model_layer *L, int64_t pos,
+                        const mlxn_tensor *at, const mlxn_tensor *x_thd, mlxn_tensor *out_htd) {
+    mlxn_rope_params p = rope_params(lc, L, pos, at, x_thd->shape[2]);
     mlxn_tensor x = swap01(*x_thd);
     return mlxn_rope(st, &x, &p, out_htd);
 }
@@ -157,29 +166,39 @@ static mlxn_status ring_copy(mlxn_stream *st, const mlxn_tensor *ring, int64_t c
     return copy_rows(st, ring, 0, buf, r + n1, n - n1);
 }
 
+/* A single-token step of the fixed layout (the step a decode graph
+ * captures): q3, k3, v3 [1, heads, D] (token-major views of the
+ * projections) -> rope of q into qr [Hq, 1, D]; rope of k and v written at
+ * the step's slot of layer l's cache, all in one op; then q4 [1, Hq, 1, D]
+ * (qr) attends to slots [0, kv_len) of the whole buffer into att4. With one
+ * query every key held is visible (a ring holds exactly the window; rope
+ * was applied before the write, so the order of keys in the ring does not
+ * matter to the softmax). */
+static mlxn_status attend_step(mlxn_session *s, int l, const mlxn_tensor *q3, const mlxn_tensor *k3,
+                               const mlxn_tensor *v3, mlxn_tensor *qr, const mlxn_tensor *q4, mlxn_tensor *att4) {
+    const mlxn_model_config *c = &s->m->cfg;
+    model_kv *kv = &s->kv[l];
+    mlxn_stream *st = s->st;
+    mlxn_tensor slot = step_at(s, STEP_SLOT(l)), len = step_at(s, STEP_KV_LEN(l)), pos = step_at(s, STEP_POS);
+    mlxn_rope_params p = rope_params(&c->layers[l], &s->m->layers[l], s->pos, &pos, q3->shape[2]);
+    mlxn_tensor q = swap01(*q3), k = swap01(*k3), v = swap01(*v3);
+    MLXN_TRY(mlxn_rope_kv_write(st, &q, &k, &v, &p, &slot, qr, &kv->k, &kv->v));
+    mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
+    /* the span of slots attended (model_step_span: the keys held fit in it) */
+    kall.shape[2] = vall.shape[2] = model_step_span(s->pos, kv->cap);
+    mlxn_sdpa_params sp = {.scale = c->attn_scale, .kv_len = &len};
+    return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
+}
+
 /* Append the T new keys kr / values vt ([Hkv, T, D]) of layer l to its
- * cache and attend q4 [1, Hq, T, D] over what the layer sees, into att4. */
+ * cache and attend q4 [1, Hq, T, D] over what the layer sees, into att4
+ * (a chunk, or a step of the growing layout). */
 static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *kr, const mlxn_tensor *vt,
                           const mlxn_tensor *q4, mlxn_tensor *att4) {
     const mlxn_model_config *c = &s->m->cfg;
     const model_layer_cfg *lc = &c->layers[l];
     model_kv *kv = &s->kv[l];
     mlxn_stream *st = s->st;
-    if (s->step_mode) {
-        /* one token, its position in device memory: write it at the step's
-           slot, attend to slots [0, kv_len) of the whole buffer. With one
-           query every key held is visible (a ring holds exactly the
-           window; rope was applied before the write, so the order of keys
-           in the ring does not matter to the softmax). Keys and values
-           in one call (one kernel on a GPU). */
-        mlxn_tensor slot = step_at(s, STEP_SLOT(l)), len = step_at(s, STEP_KV_LEN(l));
-        MLXN_TRY(mlxn_kv_write2(st, kr, vt, &slot, &kv->k, &kv->v));
-        mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
-        /* the span of slots attended (model_step_span: the keys held fit in it) */
-        kall.shape[2] = vall.shape[2] = model_step_span(s->pos, kv->cap);
-        mlxn_sdpa_params sp = {.scale = c->attn_scale, .kv_len = &len};
-        return mlxn_sdpa(st, q4, &kall, &vall, &sp, att4);
-    }
     /* causal is lower-right aligned: the T queries are the last T keys; a
        sliding layer also only sees its last `window` keys */
     mlxn_sdpa_params sp = {.scale = c->attn_scale, .causal = true, .window = lc->window};
@@ -252,27 +271,32 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
     mlxn_tensor pos_t = step_at(s, STEP_POS);
     const mlxn_tensor *at = s->step_mode ? &pos_t : NULL;
-    if (L->fused_qkv && !c->qk_norm) {
-        /* q and k are neighbouring column ranges of the fused output: one
-           rope call over their Hq + Hkv heads (the same rotation for both;
-           one kernel fewer per layer), the keys landing after the queries */
-        int64_t N = (Hq + 2 * Hk) * D;
-        mlxn_tensor qk3 = cols(&sc->qkv, T, N, 0, Hq + Hk, D), qkr = view(&sc->qr, 3, Hq + Hk, T, D);
-        MLXN_TRY(rope(st, lc, L, s->pos, at, &qk3, &qkr));
-        kr = view(&sc->qr, 3, Hk, T, D);
-        kr.offset += (size_t)(Hq * T * D) * sizeof(float);
-    } else {
-        MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
-        MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
-    }
-
-    mlxn_tensor vt = swap01(v3);
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
     mlxn_tensor att4 = batch1(att);
-    if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
-        MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, at, &att4));
-    else
-        MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
+    if (s->step_mode && !s->tq) {
+        /* rope, the cache writes and attention of a decode step (one
+           kernel for the first two on a GPU, instead of two or three) */
+        MLXN_TRY(attend_step(s, l, &q3, &k3, &v3, &qr, &q4, &att4));
+    } else {
+        if (L->fused_qkv && !c->qk_norm) {
+            /* q and k are neighbouring column ranges of the fused output: one
+               rope call over their Hq + Hkv heads (the same rotation for both;
+               one kernel fewer per layer), the keys landing after the queries */
+            int64_t N = (Hq + 2 * Hk) * D;
+            mlxn_tensor qk3 = cols(&sc->qkv, T, N, 0, Hq + Hk, D), qkr = view(&sc->qr, 3, Hq + Hk, T, D);
+            MLXN_TRY(rope(st, lc, L, s->pos, at, &qk3, &qkr));
+            kr = view(&sc->qr, 3, Hk, T, D);
+            kr.offset += (size_t)(Hq * T * D) * sizeof(float);
+        } else {
+            MLXN_TRY(rope(st, lc, L, s->pos, at, &q3, &qr));
+            MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
+        }
+        mlxn_tensor vt = swap01(v3);
+        if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
+            MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, at, &att4));
+        else
+            MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
+    }
 
     /* [Hq, T, D] -> [T, Hq * D] for the output projection (one token: the
        same bytes, no copy) */

@@ -5,9 +5,8 @@
  * stream sync), since the host does not know it. */
 #include "ops/op_check.h"
 
-/* One src/dst pair (named sn/dn in messages) as mlxn_kv_write takes it. */
-static mlxn_status check_pair(const char *op, mlxn_stream *s, const char *sn, const mlxn_tensor *src, const char *dn,
-                              const mlxn_tensor *dst) {
+mlxn_status op_check_kv_pair(const char *op, mlxn_stream *s, const char *sn, const mlxn_tensor *src, const char *dn,
+                             const mlxn_tensor *dst) {
     MLXN_TRY(op_check_tensor(op, sn, s, src));
     MLXN_TRY(op_check_dtype(op, sn, src, DT_FLOAT16_32));
     MLXN_TRY(op_check_tensor(op, dn, s, dst));
@@ -31,7 +30,7 @@ static mlxn_status check_pair(const char *op, mlxn_stream *s, const char *sn, co
     return MLXN_OK;
 }
 
-static mlxn_status check_slot(const char *op, mlxn_stream *s, const mlxn_tensor *slot) {
+mlxn_status op_check_kv_slot(const char *op, mlxn_stream *s, const mlxn_tensor *slot) {
     MLXN_TRY(op_check_tensor(op, "slot", s, slot));
     MLXN_TRY(op_check_dtype(op, "slot", slot, DT(MLXN_DTYPE_I32)));
     if (mlxn_tensor_numel(slot) != 1) return mlxn_fail(MLXN_ERR_SHAPE, "%s: slot must hold exactly one element", op);
@@ -41,8 +40,8 @@ static mlxn_status check_slot(const char *op, mlxn_stream *s, const mlxn_tensor 
 mlxn_status mlxn_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst) {
     const char *op = "kv_write";
     MLXN_TRY(op_check_stream(op, s));
-    MLXN_TRY(check_pair(op, s, "src", src, "dst", dst));
-    MLXN_TRY(check_slot(op, s, slot));
+    MLXN_TRY(op_check_kv_pair(op, s, "src", src, "dst", dst));
+    MLXN_TRY(op_check_kv_slot(op, s, slot));
     MLXN_TRY(op_check_no_alias(op, "src", dst, src));
     MLXN_TRY(op_check_no_alias(op, "slot", dst, slot));
     if (mlxn_tensor_numel(src) == 0) return MLXN_OK;
@@ -53,9 +52,9 @@ mlxn_status mlxn_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_
                            const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
     const char *op = "kv_write2";
     MLXN_TRY(op_check_stream(op, s));
-    MLXN_TRY(check_pair(op, s, "k_src", k_src, "k_dst", k_dst));
-    MLXN_TRY(check_pair(op, s, "v_src", v_src, "v_dst", v_dst));
-    MLXN_TRY(check_slot(op, s, slot));
+    MLXN_TRY(op_check_kv_pair(op, s, "k_src", k_src, "k_dst", k_dst));
+    MLXN_TRY(op_check_kv_pair(op, s, "v_src", v_src, "v_dst", v_dst));
+    MLXN_TRY(op_check_kv_slot(op, s, slot));
     /* one kernel writes both caches while reading both sources: every
        output disjoint from everything else, so the order does not matter */
     MLXN_TRY(op_check_disjoint(op, "k_dst", k_dst, "k_src", k_src));

@@ -31,6 +31,16 @@ mlxn_status op_check_rank(const char *op, const char *arg, const mlxn_tensor *t,
 /* t is 1-D with `n` elements. */
 mlxn_status op_check_vector(const char *op, const char *arg, const mlxn_tensor *t, int64_t n);
 
+/* A cache append's source and cache (named sn and dn): float dtypes, one
+ * rank >= 2, the same dims but axis -2, the rows fit, no zero stride in
+ * the cache (kv_write.c). */
+mlxn_status op_check_kv_pair(const char *op, mlxn_stream *s, const char *sn, const mlxn_tensor *src, const char *dn,
+                             const mlxn_tensor *dst);
+/* A cache slot: i32 with one element (kv_write.c). */
+mlxn_status op_check_kv_slot(const char *op, mlxn_stream *s, const mlxn_tensor *slot);
+/* Rotary embedding parameters for rows of D columns (rope.c). */
+mlxn_status op_check_rope_params(const char *op, mlxn_stream *s, const mlxn_rope_params *p, int64_t D);
+
 /* out shares no bytes with in (in may be NULL): the op API forbids
  * aliasing, and a kernel that reads in while writing out would produce
  * garbage rather than an error. */

@@ -151,6 +151,27 @@ static mlxn_status cpu_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const
     if (k) MLXN_TRY(kv_rows(s, k_src, at, k_dst));
     return v ? kv_rows(s, v_src, at, v_dst) : MLXN_OK;
 }
+/* rope_kv_write: the ranges checked first (nothing written when either
+ * fails), then rope of q, rope of k into an f32 temporary and its copy into
+ * the cache, and the values' copy: the calls it stands for, in order. */
+static mlxn_status cpu_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                                     const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
+                                     mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
+    bool kn = mlxn_tensor_numel(k) > 0, vn = mlxn_tensor_numel(v) > 0;
+    int64_t at = 0;
+    if (kn) MLXN_TRY(kv_slot_check("rope_kv_write", "k", k, slot, k_dst, &at));
+    if (vn) MLXN_TRY(kv_slot_check("rope_kv_write", "v", v, slot, v_dst, &at));
+    if (mlxn_tensor_numel(q) > 0) MLXN_TRY(cpu_rope(s, q, p, q_out));
+    if (kn) {
+        mlxn_tensor kr;
+        MLXN_TRY(mlxn_tensor_alloc(s->dev, MLXN_DTYPE_F32, k->ndim, k->shape, &kr));
+        mlxn_status st = cpu_rope(s, k, p, &kr);
+        if (st == MLXN_OK) st = kv_rows(s, &kr, at, k_dst);
+        mlxn_tensor_release(&kr);
+        MLXN_TRY(st);
+    }
+    return vn ? kv_rows(s, v, at, v_dst) : MLXN_OK;
+}
 
 const mlxn_backend_i mlxn_cpu_backend = {
     .name = "cpu",
@@ -193,4 +214,5 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .sample = cpu_sample,
     .kv_write = cpu_kv_write,
     .kv_write2 = cpu_kv_write2,
+    .rope_kv_write = cpu_rope_kv_write,
 };

@@ -11,34 +11,10 @@
  * first blocks take the keys, the rest the values (a branch uniform per
  * block), each element moved by the very code kv_write uses, so the bits
  * are those of two kv_writes. */
-#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cu_kv.cuh"
 
 extern "C" {
 #include "backend/cuda/cuda_ops.h"
-}
-
-/* The slot fits a pair: src [..., T, D] into dst [..., cap, D]. */
-__device__ __forceinline__ bool kv_fits(const cu_view &src, const cu_view &dst, int64_t at) {
-    const int ax = src.nd - 2;
-    return at >= 0 && at <= dst.shape[ax] - src.shape[ax];
-}
-
-/* Elements e = first, first + step, ... < n of src (row-major) into dst
- * with axis -2 shifted by at. src view [..., T, D]; dst view [..., cap, D]. */
-__device__ __forceinline__ void kv_rows(const cu_view &src, const cu_view &dst, int64_t at, int64_t n, int64_t first,
-                                        int64_t step) {
-    const int ax = src.nd - 2;
-    for (int64_t e = first; e < n; e += step) {
-        /* coordinates of element e of src (row-major), mapped into dst */
-        int64_t r = e, so = 0, dof = 0;
-        for (int i = src.nd - 1; i >= 0; i--) {
-            int64_t d = src.shape[i], q = r / d, c = r - q * d;
-            so += c * src.st[i];
-            dof += (i == ax ? c + at : c) * dst.st[i];
-            r = q;
-        }
-        cu_store((void *)dst.p, dst.dt, dof, cu_load(src.p, src.dt, so));
-    }
 }
 
 /* src view [..., T, D]; dst view [..., cap, D] (same dims but axis -2);

@@ -14,32 +14,10 @@
  * the pair's sin/cos (accurate sincosf: the op is bound by memory, and the
  * fast intrinsics lose accuracy at large angles). offset_tensor, when
  * given, is read on the device, so a captured graph can advance it. */
-#include <math.h>
-
-#include "backend/cuda/cuda_common.cuh"
+#include "backend/cuda/cu_rope.cuh"
 
 extern "C" {
 #include "backend/cuda/cuda_ops.h"
-}
-
-/* The CPU's vm_exp_exact: exp(x) = 2^n * p(f), degree-6 polynomial. */
-__device__ __forceinline__ float exp_exact(float x) {
-    if (isnan(x)) return x;
-    if (x > 88.0f) return INFINITY;
-    if (x < -88.0f) return 0.0f;
-    /* explicit roundings: a fused x * log2e - n would change f, and with it
-     * the frequency, by an ulp (the CPU rounds each step) */
-    float y = __fmul_rn(x, 1.442695f);
-    float n = floorf(__fadd_rn(y, 0.5f));
-    float f = __fsub_rn(y, n);
-    float p = 1.535336188319500e-4f;
-    p = fmaf(p, f, 1.339887440266574e-3f);
-    p = fmaf(p, f, 9.618437357674640e-3f);
-    p = fmaf(p, f, 5.550332471162809e-2f);
-    p = fmaf(p, f, 2.402264791363012e-1f);
-    p = fmaf(p, f, 6.931472028550421e-1f);
-    p = fmaf(p, f, 1.0f);
-    return __fmul_rn(__uint_as_float((uint32_t)((int32_t)n + 127) << 23), p);
 }
 
 /* x f32 view [..., T, D]; freqs f32 [dims/2] (stride fs) or NULL; offp:
@@ -49,29 +27,10 @@ __global__ void rope_kernel(cu_view x, int64_t rows, int64_t T, int64_t D, int d
                             float *out) {
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
-    const int64_t n = rows * D, xs = x.st[x.nd - 1];
-    const int half = dims / 2;
-    const float off = (float)(offp ? *offp : offset);
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t r = e / D, c = e - r * D;
-        const float *xr = (const float *)x.p + cu_row_off(x, r);
-        if (c >= dims) {
-            out[e] = xr[c * xs];
-            continue;
-        }
-        const int64_t t = r % T;
-        const float pos = ((float)t + off) * scale;
-        const int i = trad ? (int)(c >> 1) : (int)(c < half ? c : c - half);
-        const float inv = freqs ? 1.0f / freqs[i * fs] : exp_exact(-(float)i * base_step);
-        float sn, cs;
-        sincosf(pos * inv, &sn, &cs);
-        const int64_t ia = trad ? 2 * i : i, ib = trad ? 2 * i + 1 : i + half;
-        const float a = xr[ia * xs], b = xr[ib * xs];
-        /* first of the pair: a cos - b sin; second: a sin + b cos (traditional: b cos + a sin) */
-        out[e] = (c == ia) ? __fadd_rn(__fmul_rn(a, cs), -__fmul_rn(b, sn))
-                           : (trad ? __fadd_rn(__fmul_rn(b, cs), __fmul_rn(a, sn))
-                                   : __fadd_rn(__fmul_rn(a, sn), __fmul_rn(b, cs)));
-    }
+    const int64_t n = rows * D;
+    const cu_rope_args ra = {T, D, dims, trad, base_step, freqs, fs, (float)(offp ? *offp : offset), scale};
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
+        out[e] = cu_rope_elem(x, ra, e);
 }
 
 extern "C" mlxn_status cu_op_rope(mlxn_stream *s, const mlxn_tensor *x, const mlxn_rope_params *p, mlxn_tensor *out) {

@@ -88,6 +88,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .sample = cu_op_sample,
     .kv_write = cu_op_kv_write,
     .kv_write2 = cu_op_kv_write2,
+    .rope_kv_write = cu_op_rope_kv_write,
     .tq_append = cu_op_tq_append,
     .tq_sdpa = cu_op_tq_sdpa,
     .tq_dequantize = cu_op_tq_dequantize,
@@ -163,6 +164,8 @@ STUB(st_copy, P src, mlxn_tensor *dst)
 STUB(st_sample, P logits, const mlxn_sample_params *p, mlxn_tensor *tok)
 STUB(st_kv_write, P src, const mlxn_tensor *slot, mlxn_tensor *dst)
 STUB(st_kv_write2, P ks, const mlxn_tensor *vs, const mlxn_tensor *slot, mlxn_tensor *kd, mlxn_tensor *vd)
+STUB(st_rope_kv_write, P q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_rope_params *p,
+     const mlxn_tensor *slot, mlxn_tensor *qo, mlxn_tensor *kd, mlxn_tensor *vd)
 
 mlxn_status mlxn_cuda_timer_begin(mlxn_stream *s, int n_marks, double hold_us, mlxn_cuda_timer **out) { NO_CUDA(); }
 mlxn_status mlxn_cuda_timer_mark(mlxn_cuda_timer *t, int i) { NO_CUDA(); }
@@ -210,5 +213,6 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .sample = st_sample,
     .kv_write = st_kv_write,
     .kv_write2 = st_kv_write2,
+    .rope_kv_write = st_rope_kv_write,
 };
 #endif

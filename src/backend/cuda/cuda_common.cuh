@@ -30,7 +30,8 @@ extern "C" {
  * range): values the host never sees before the kernel runs. The first
  * one a stream's kernels meet is recorded in `err` and reported by the
  * next stream sync or download, which clears it. */
-enum { CU_ERR_NONE = 0, CU_ERR_EMBEDDING_ID, CU_ERR_QEMBEDDING_ID, CU_ERR_KV_SLOT, CU_ERR_KV2_SLOT };
+enum { CU_ERR_NONE = 0, CU_ERR_EMBEDDING_ID, CU_ERR_QEMBEDDING_ID, CU_ERR_KV_SLOT, CU_ERR_KV2_SLOT,
+       CU_ERR_ROPE_KV_SLOT };
 
 /* Pinned staging for uploads: two halves of CU_STAGE_BYTES, so the host
  * fills one while the copy engine drains the other. */

@@ -5,6 +5,7 @@
  *   cu_kv_write.cu     kv_write, kv_write2
  *   cu_reduce.cu       rms_norm, add_rms_norm, layer_norm, softmax, argmax
  *   cu_rope.cu         rope
+ *   cu_rope_kv.cu      rope_kv_write (rope of q and k, k and v into their caches)
  *   cu_hadamard.cu     hadamard
  *   cu_embedding.cu    embedding, quantized_embedding
  *   cu_qmm.cu          quantized_matmul's entry (_any): many x rows
@@ -31,6 +32,9 @@ mlxn_status cu_op_copy(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst)
 mlxn_status cu_op_kv_write(mlxn_stream *s, const mlxn_tensor *src, const mlxn_tensor *slot, mlxn_tensor *dst);
 mlxn_status cu_op_kv_write2(mlxn_stream *s, const mlxn_tensor *k_src, const mlxn_tensor *v_src,
                             const mlxn_tensor *slot, mlxn_tensor *k_dst, mlxn_tensor *v_dst);
+mlxn_status cu_op_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                                const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
+                                mlxn_tensor *k_dst, mlxn_tensor *v_dst);
 mlxn_status cu_op_silu(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
 mlxn_status cu_op_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out);
 mlxn_status cu_op_swiglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_tensor *out);

@@ -219,8 +219,10 @@ static mlxn_status device_errors(cu_stream *c) {
                          kind == CU_ERR_EMBEDDING_ID ? "embedding" : "quantized_embedding", i, v, b);
     case CU_ERR_KV_SLOT:
     case CU_ERR_KV2_SLOT:
+    case CU_ERR_ROPE_KV_SLOT:
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: slot %lld is outside [0, %lld] (%lld rows)",
-                         kind == CU_ERR_KV_SLOT ? "kv_write" : "kv_write2", v, b, i);
+                         kind == CU_ERR_KV_SLOT ? "kv_write" : kind == CU_ERR_KV2_SLOT ? "kv_write2" : "rope_kv_write",
+                         v, b, i);
     default: return mlxn_fail(MLXN_ERR_DEVICE, "cuda:%d: unknown device-side error %lld", c->index, kind);
     }
 }

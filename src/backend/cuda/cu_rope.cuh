@@ -1,0 +1,65 @@
+/* The rotary embedding of one element, shared by rope_kernel (cu_rope.cu)
+ * and the fused rope + cache append (cu_rope_kv.cu), so both give the same
+ * bits; the formulas and why each rounding is spelled out are in
+ * cu_rope.cu's overview. C++ only. */
+#ifndef MLXN_CU_ROPE_CUH
+#define MLXN_CU_ROPE_CUH
+
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+/* The CPU's vm_exp_exact: exp(x) = 2^n * p(f), degree-6 polynomial. */
+__device__ __forceinline__ float exp_exact(float x) {
+    if (isnan(x)) return x;
+    if (x > 88.0f) return INFINITY;
+    if (x < -88.0f) return 0.0f;
+    /* explicit roundings: a fused x * log2e - n would change f, and with it
+     * the frequency, by an ulp (the CPU rounds each step) */
+    float y = __fmul_rn(x, 1.442695f);
+    float n = floorf(__fadd_rn(y, 0.5f));
+    float f = __fsub_rn(y, n);
+    float p = 1.535336188319500e-4f;
+    p = fmaf(p, f, 1.339887440266574e-3f);
+    p = fmaf(p, f, 9.618437357674640e-3f);
+    p = fmaf(p, f, 5.550332471162809e-2f);
+    p = fmaf(p, f, 2.402264791363012e-1f);
+    p = fmaf(p, f, 6.931472028550421e-1f);
+    p = fmaf(p, f, 1.0f);
+    return __fmul_rn(__uint_as_float((uint32_t)((int32_t)n + 127) << 23), p);
+}
+
+/* A rope call's arguments as the kernels see them. */
+typedef struct cu_rope_args {
+    int64_t T, D;      /* x's axis -2 (rows sit at t = row mod T) and last axis */
+    int dims;          /* rotated leading columns (even) */
+    bool trad;         /* adjacent pairs (true) or halves */
+    float base_step;   /* log(base) / (dims/2) when freqs is NULL */
+    const float *freqs; /* f32 [dims/2] (stride fs) or NULL */
+    int64_t fs;
+    float off;         /* the position of t = 0 (already read from the device when given there) */
+    float scale;
+} cu_rope_args;
+
+/* Element e (row-major over x's [rows, D]) of rope(x). x f32 view [..., T, D]. */
+__device__ __forceinline__ float cu_rope_elem(const cu_view &x, const cu_rope_args &a, int64_t e) {
+    const int64_t xs = x.st[x.nd - 1];
+    const int half = a.dims / 2;
+    const int64_t r = e / a.D, c = e - r * a.D;
+    const float *xr = (const float *)x.p + cu_row_off(x, r);
+    if (c >= a.dims) return xr[c * xs];
+    const int64_t t = r % a.T;
+    const float pos = ((float)t + a.off) * a.scale;
+    const int i = a.trad ? (int)(c >> 1) : (int)(c < half ? c : c - half);
+    const float inv = a.freqs ? 1.0f / a.freqs[i * a.fs] : exp_exact(-(float)i * a.base_step);
+    float sn, cs;
+    sincosf(pos * inv, &sn, &cs);
+    const int64_t ia = a.trad ? 2 * i : i, ib = a.trad ? 2 * i + 1 : i + half;
+    const float va = xr[ia * xs], vb = xr[ib * xs];
+    /* first of the pair: a cos - b sin; second: a sin + b cos (traditional: b cos + a sin) */
+    return (c == ia) ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn))
+                     : (a.trad ? __fadd_rn(__fmul_rn(vb, cs), __fmul_rn(va, sn))
+                               : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs)));
+}
+
+#endif
