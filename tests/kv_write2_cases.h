@@ -49,11 +49,13 @@ typedef struct kv2_case {
 
 static const mlxn_dtype kv2_dts[3] = {MLXN_DTYPE_F32, MLXN_DTYPE_BF16, MLXN_DTYPE_F16};
 
-static inline int64_t kv2_rand(int64_t lo, int64_t hi) { return lo + (int64_t)(t_rand_u64() % (uint64_t)(hi - lo + 1)); }
+static inline int64_t kv2_rand(int64_t lo, int64_t hi) {
+    return lo + (int64_t)(t_rand_u64() % (uint64_t)(hi - lo + 1));
+}
 
 /* Fill a side of rank nd (2: one head, no head axis; 4: a leading 1). */
-static inline void kv2_side_make(kv2_side *s, int nd, int64_t H, int64_t T, int64_t D, int64_t cap, int layout, int padded,
-                          mlxn_dtype sdt, mlxn_dtype ddt) {
+static inline void kv2_side_make(kv2_side *s, int nd, int64_t H, int64_t T, int64_t D, int64_t cap, int layout,
+                                 int padded, mlxn_dtype sdt, mlxn_dtype ddt) {
     memset(s, 0, sizeof *s);
     s->sdt = sdt, s->ddt = ddt, s->cap = cap, s->layout = layout, s->padded = padded;
     if (nd == 2) H = 1;

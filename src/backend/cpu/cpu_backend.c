@@ -125,9 +125,9 @@ static mlxn_status kv_slot_check(const char *op, const char *sn, const mlxn_tens
     int64_t T = src->shape[n - 2], cap = dst->shape[n - 2];
     *at = *(const int32_t *)mlxn_tensor_host(slot);
     if (*at < 0 || *at > cap - T)
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: slot %lld is outside [0, %lld] (%lld rows%s%s into %lld slots)",
-                         op, (long long)*at, (long long)(cap - T), (long long)T, sn ? " of " : "", sn ? sn : "",
-                         (long long)cap);
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "%s: slot %lld is outside [0, %lld] (%lld rows%s%s into %lld slots)", op, (long long)*at,
+                         (long long)(cap - T), (long long)T, sn ? " of " : "", sn ? sn : "", (long long)cap);
     return MLXN_OK;
 }
 static mlxn_status kv_rows(mlxn_stream *s, const mlxn_tensor *src, int64_t at, const mlxn_tensor *dst) {
