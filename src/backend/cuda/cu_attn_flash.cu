@@ -371,56 +371,71 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
 /* Merges the S partial rows of one output row (b, h, t) over columns
  * [blockIdx.y * 128, + 128): weights exp(m_s - max m), denominators summed
  * with the same weights. 8 warps take every 8th split, each lane 4 columns
- * (16-byte loads), then the warps' sums meet in shared memory. Why a second
- * grid dimension over the columns: decode has few output rows (32 for 32
- * query heads) and the partials are several MB; more blocks keep more loads
- * in flight. */
+ * (16-byte loads): a warp issues the loads of FC_BATCH of its splits at
+ * once (their max, denominator and columns) and keeps an online-softmax
+ * sum of them; then the warps' sums meet in shared memory, added in warp
+ * order (deterministic). Why: the previous version read the maxima, then
+ * the denominators, then the columns, three dependent global round trips
+ * and four block barriers, per output row and layer. Why a second grid
+ * dimension over the columns: decode has few output rows (32 for 32 query
+ * heads) and the partials are several MB; more blocks keep more loads in
+ * flight. */
+enum { FC_BATCH = 8 };
 __global__ void __launch_bounds__(256) fa_combine(const float *part, float *out, int Hq, int Hkv, int G, int Tq,
                                                   int D, int NT, int S, int ROWS) {
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
-    __shared__ float w_s[FA_MAX_SPLITS]; /* [S] split weights */
+    __shared__ float wm[8], wl[8];
     __shared__ __align__(16) float acc_s[8][128];
-    __shared__ float red[32];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int64_t orow = blockIdx.x; /* ((b * Hq + h) * Tq + t) */
     const int t = (int)(orow % Tq), h = (int)((orow / Tq) % Hq), b = (int)(orow / ((int64_t)Tq * Hq));
     const int hk = h / G, rg = (h % G) * Tq + t, tile = rg / ROWS, r = rg % ROWS;
     const int64_t sstride = (int64_t)ROWS * (D + 4);
     const float *base = part + ((((int64_t)b * Hkv + hk) * NT + tile) * S * ROWS + r) * (D + 4);
-    float mx = -INFINITY;
-    for (int c = tid; c < S; c += blockDim.x) mx = fmaxf(mx, base[c * sstride + D]);
-    mx = fa_warp_max(mx);
-    if (lane == 0) red[warp] = mx;
-    __syncthreads();
-    mx = -INFINITY;
-    for (int i = 0; i < (int)(blockDim.x >> 5); i++) mx = fmaxf(mx, red[i]);
-    float l = 0.0f;
-    for (int c = tid; c < S; c += blockDim.x) {
-        const float m = base[c * sstride + D];
-        const float w = (m == -INFINITY || mx == -INFINITY) ? 0.0f : expf(m - mx);
-        w_s[c] = w;
-        l += w * base[c * sstride + D + 1];
-    }
-    l = cu_block_sum(l, red); /* its barriers also order the w_s writes before the reads below */
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     const int d0 = (int)blockIdx.y * 128 + lane * 4;
+    float m = -INFINITY, l = 0.0f; /* this warp's running max and denominator */
     float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (d0 < D) {
-#pragma unroll 4
-        for (int c = warp; c < S; c += 8) {
-            const float w = w_s[c];
-            if (w == 0.0f) continue; /* an empty split wrote no columns */
-            const float4 x = *(const float4 *)&base[c * sstride + d0];
-            acc.x += w * x.x, acc.y += w * x.y, acc.z += w * x.z, acc.w += w * x.w;
+    for (int c0 = warp; c0 < S; c0 += 8 * FC_BATCH) {
+        float vm[FC_BATCH], vl[FC_BATCH];
+        float4 vx[FC_BATCH];
+#pragma unroll
+        for (int i = 0; i < FC_BATCH; i++) {
+            const int c = c0 + 8 * i;
+            const bool ok = c < S;
+            vm[i] = ok ? base[c * sstride + D] : -INFINITY;
+            vl[i] = ok ? base[c * sstride + D + 1] : 0.0f;
+            /* an empty split wrote no columns: read anyway (one round trip), never used */
+            vx[i] = ok && d0 < D ? *(const float4 *)&base[c * sstride + d0] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
+        float mb = m;
+#pragma unroll
+        for (int i = 0; i < FC_BATCH; i++) mb = fmaxf(mb, vm[i]);
+        if (mb == -INFINITY) continue; /* nothing visible yet */
+        const float f = m == -INFINITY ? 0.0f : expf(m - mb);
+        l *= f, acc.x *= f, acc.y *= f, acc.z *= f, acc.w *= f;
+#pragma unroll
+        for (int i = 0; i < FC_BATCH; i++) {
+            if (vm[i] == -INFINITY) continue;
+            const float w = expf(vm[i] - mb);
+            l += w * vl[i];
+            acc.x += w * vx[i].x, acc.y += w * vx[i].y, acc.z += w * vx[i].z, acc.w += w * vx[i].w;
+        }
+        m = mb;
     }
+    if (lane == 0) wm[warp] = m, wl[warp] = l;
     *(float4 *)&acc_s[warp][lane * 4] = acc;
     __syncthreads();
     if (tid < 128 && (int)blockIdx.y * 128 + tid < D) {
-        float sum = 0.0f;
-        for (int w = 0; w < 8; w++) sum += acc_s[w][tid];
-        out[orow * D + blockIdx.y * 128 + tid] = sum * inv;
+        float M = -INFINITY;
+        for (int w = 0; w < 8; w++) M = fmaxf(M, wm[w]);
+        float L = 0.0f, sum = 0.0f;
+        for (int w = 0; w < 8; w++) {
+            const float f = wm[w] == -INFINITY ? 0.0f : expf(wm[w] - M);
+            L += f * wl[w];
+            sum += f * acc_s[w][tid];
+        }
+        out[orow * D + blockIdx.y * 128 + tid] = sum * (L > 0.0f ? 1.0f / L : 0.0f);
     }
 }
 
