@@ -166,18 +166,6 @@ static void an_read_out(const mlxn_tensor *t, int64_t n, float *dst, const char 
     free(p);
 }
 
-/* w_offset + w rounded to the weight's dtype, as mlx-lm's `1.0 + weight` */
-static float an_eff_weight(const void *w, mlxn_dtype dt, int64_t i, float off) {
-    float v = dt == MLXN_DTYPE_F32    ? ((const float *)w)[i]
-              : dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(((const uint16_t *)w)[i])
-                                      : mlxn_bf16_to_f32(((const uint16_t *)w)[i]);
-    if (off == 0.0f) return v;
-    v = off + v;
-    if (dt == MLXN_DTYPE_F16) v = mlxn_f16_to_f32(mlxn_f32_to_f16(v));
-    if (dt == MLXN_DTYPE_BF16) v = mlxn_bf16_to_f32(mlxn_f32_to_bf16(v));
-    return v;
-}
-
 /* Host inputs of a case: a, b f32 [n]; w raw [D] of the case's dtype. */
 typedef struct an_inputs {
     float *a, *b;
@@ -223,7 +211,7 @@ static void an_reference(const an_case *c, const an_inputs *in, float *sum, floa
         double inv = 1.0 / sqrt(ss / (double)D + c->eps);
         for (int64_t i = 0; i < D; i++) {
             double v = sum[r * D + i] * inv;
-            if (c->w_kind) v *= an_eff_weight(in->w, wdt, i, c->off);
+            if (c->w_kind) v *= t_norm_weight(in->w, wdt, i, c->off);
             out[r * D + i] = (float)v;
         }
     }

@@ -172,6 +172,27 @@ mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa) {
     return dev;
 }
 
+mlxn_device *t_cuda_device(void) {
+    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
+    mlxn_device *dev = NULL;
+    if (mlxn_device_new(&p, &dev) != MLXN_OK) {
+        printf("cuda: not available (%s)\n", mlxn_last_error());
+        return NULL;
+    }
+    return dev;
+}
+
+float t_norm_weight(const void *w, mlxn_dtype dt, int64_t i, float off) {
+    float v = dt == MLXN_DTYPE_F32    ? ((const float *)w)[i]
+              : dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(((const uint16_t *)w)[i])
+                                      : mlxn_bf16_to_f32(((const uint16_t *)w)[i]);
+    if (off == 0.0f) return v;
+    v = off + v;
+    if (dt == MLXN_DTYPE_F16) v = mlxn_f16_to_f32(mlxn_f32_to_f16(v));
+    if (dt == MLXN_DTYPE_BF16) v = mlxn_bf16_to_f32(mlxn_f32_to_bf16(v));
+    return v;
+}
+
 mlxn_tensor t_tensor_strided(mlxn_device *dev, mlxn_dtype dt, int ndim, const int64_t *shape,
                              const int64_t *strides) {
     mlxn_tensor t;

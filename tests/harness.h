@@ -108,4 +108,12 @@ void t_tensor_free(mlxn_tensor *t);
 /* A CPU device with `threads` threads (0 = all) and an ISA cap. */
 mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa);
 
+/* CUDA device 0, or NULL after printing why it could not be opened (the
+ * caller then returns t_skip("no CUDA device")). */
+mlxn_device *t_cuda_device(void);
+
+/* A norm weight as the model applies it: w_offset + w[i], rounded to the
+ * weight's dtype as mlx-lm's `1.0 + weight` is (w f32, f16 or bf16). */
+float t_norm_weight(const void *w, mlxn_dtype dt, int64_t i, float off);
+
 #endif

@@ -286,4 +286,34 @@ static inline kv2_case kv2_ring_case(int64_t cap, int32_t *slots, int n) {
     return c;
 }
 
+/* Slots that miss: below 0, and one past the last slot of each pair, with
+ * the key cache shorter than the value cache and then the other way round
+ * (so each pair's check is the only one that fails once). */
+static inline void kv2_bad_slots(mlxn_device *dev) {
+    for (int swap = 0; swap < 2; swap++) {
+        kv2_case c = kv2_make(3); /* the value cache has two slots more than the key cache */
+        if (swap) {
+            kv2_side t = c.p[0];
+            c.p[0] = c.p[1], c.p[1] = t;
+        }
+        int32_t lk = (int32_t)(c.p[0].cap - kv2_T(&c.p[0])), lv = (int32_t)(c.p[1].cap - kv2_T(&c.p[1]));
+        int32_t bads[3] = {-1, lk + 1, lv + 1};
+        for (int k = 0; k < 3; k++) {
+            void *(*srcs)[2] = kv2_sources(&c, 1);
+            void *got[2];
+            mlxn_clear_error();
+            mlxn_status rc = kv2_run(dev, &c, 1, 1, &bads[k], srcs, got);
+            char needle[48];
+            snprintf(needle, sizeof needle, "kv_write2: slot %d ", bads[k]);
+            CHECK(rc == MLXN_ERR_INVALID_ARGUMENT && strstr(mlxn_last_error(), needle), "%s%s slot %d: %s (%s)",
+                  c.label, swap ? " (pairs swapped)" : "", bads[k], mlxn_status_str(rc), mlxn_last_error());
+            CHECK(kv2_untouched(&c, got), "%s%s slot %d: a cache was written", c.label, swap ? " (pairs swapped)" : "",
+                  bads[k]);
+            CHECK_OK(mlxn_stream_sync(mlxn_device_stream(dev))); /* a device-side report is made once */
+            free(got[0]), free(got[1]);
+            kv2_free_sources(srcs, 1);
+        }
+    }
+}
+
 #endif

@@ -12,12 +12,8 @@
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_add_norm");
-    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
-    mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&p, &gpu) != MLXN_OK) {
-        printf("cuda: not available (%s)\n", mlxn_last_error());
-        return t_skip("no CUDA device");
-    }
+    mlxn_device *gpu = t_cuda_device();
+    if (!gpu) return t_skip("no CUDA device");
     mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     double worst_cpu = 0, worst_ref = 0;

@@ -182,9 +182,8 @@ static double run_case(mlxn_device *cpu, mlxn_device *gpu, const attn_tc *c) {
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_attn");
-    mlxn_device_params dp = {.kind = MLXN_DEVICE_CUDA, .index = 0};
-    mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&dp, &gpu) != MLXN_OK) return t_skip("no CUDA device");
+    mlxn_device *gpu = t_cuda_device();
+    if (!gpu) return t_skip("no CUDA device");
     mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

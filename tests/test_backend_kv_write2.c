@@ -29,42 +29,10 @@ static void compare(mlxn_device *gpu, mlxn_device *cpu, const kv2_case *c, int n
     kv2_free_sources(srcs, n);
 }
 
-/* Slots that miss one pair or both (key cache shorter, then longer). */
-static void bad_slots(mlxn_device *gpu) {
-    for (int swap = 0; swap < 2; swap++) {
-        kv2_case c = kv2_make(3);
-        if (swap) {
-            kv2_side t = c.p[0];
-            c.p[0] = c.p[1], c.p[1] = t;
-        }
-        int32_t lk = (int32_t)(c.p[0].cap - kv2_T(&c.p[0])), lv = (int32_t)(c.p[1].cap - kv2_T(&c.p[1]));
-        int32_t bads[3] = {-1, lk + 1, lv + 1};
-        for (int k = 0; k < 3; k++) {
-            void *(*srcs)[2] = kv2_sources(&c, 1);
-            void *got[2];
-            mlxn_clear_error();
-            mlxn_status rc = kv2_run(gpu, &c, 1, 1, &bads[k], srcs, got);
-            char needle[48];
-            snprintf(needle, sizeof needle, "kv_write2: slot %d ", bads[k]);
-            CHECK(rc == MLXN_ERR_INVALID_ARGUMENT && strstr(mlxn_last_error(), needle), "%s%s slot %d: %s (%s)",
-                  c.label, swap ? " (pairs swapped)" : "", bads[k], mlxn_status_str(rc), mlxn_last_error());
-            CHECK(kv2_untouched(&c, got), "%s%s slot %d: a cache was written", c.label, swap ? " (pairs swapped)" : "",
-                  bads[k]);
-            CHECK_OK(mlxn_stream_sync(mlxn_device_stream(gpu))); /* reported once */
-            free(got[0]), free(got[1]);
-            kv2_free_sources(srcs, 1);
-        }
-    }
-}
-
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_kv_write2");
-    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
-    mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&p, &gpu) != MLXN_OK) {
-        printf("cuda: not available (%s)\n", mlxn_last_error());
-        return t_skip("no CUDA device");
-    }
+    mlxn_device *gpu = t_cuda_device();
+    if (!gpu) return t_skip("no CUDA device");
     mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AUTO);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     for (int ci = 0; ci < KV2_N_CASES; ci++) {
@@ -76,7 +44,7 @@ int main(int argc, char **argv) {
     int32_t ring[N];
     kv2_case rc = kv2_ring_case(5, ring, N);
     compare(gpu, cpu, &rc, N, ring);
-    bad_slots(gpu);
+    kv2_bad_slots(gpu);
     /* a CPU tensor given to the GPU's stream */
     int64_t ss[3] = {2, 1, 8}, ds[3] = {2, 4, 8}, one = 1;
     mlxn_tensor ks, vs, kd, vd, slot;

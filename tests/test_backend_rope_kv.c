@@ -72,12 +72,8 @@ static void bad_slots(mlxn_device *gpu) {
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_rope_kv");
-    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
-    mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&p, &gpu) != MLXN_OK) {
-        printf("cuda: not available (%s)\n", mlxn_last_error());
-        return t_skip("no CUDA device");
-    }
+    mlxn_device *gpu = t_cuda_device();
+    if (!gpu) return t_skip("no CUDA device");
     mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AUTO);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     double worst[2] = {0, 0};

@@ -343,13 +343,10 @@ static void negative_device_pos(env *e) {
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_tq");
-    mlxn_device_params dp = {.kind = MLXN_DEVICE_CUDA, .index = 0};
     env e;
     memset(&e, 0, sizeof e);
-    if (mlxn_device_new(&dp, &e.gpu) != MLXN_OK) {
-        printf("cuda: not available (%s)\n", mlxn_last_error());
-        return t_skip("no CUDA device");
-    }
+    e.gpu = t_cuda_device();
+    if (!e.gpu) return t_skip("no CUDA device");
     e.cpu = t_cpu_device(0, MLXN_CPU_ISA_SCALAR);
     e.cs = mlxn_device_stream(e.cpu);
     e.gs = mlxn_device_stream(e.gpu);

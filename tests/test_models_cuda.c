@@ -335,20 +335,16 @@ static void two_models(mlxn_device *gpu) {
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_models_cuda");
-    mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
-    mlxn_device *gpu = NULL;
-    if (mlxn_device_new(&p, &gpu) != MLXN_OK) {
-        printf("cuda: %s\n", mlxn_last_error());
-        return t_skip("no CUDA device");
-    }
+    mlxn_device *gpu = t_cuda_device();
+    if (!gpu) return t_skip("no CUDA device");
     printf("device: %s\n", mlxn_device_name(gpu));
     mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
     if (cpu) {
         /* the CUDA backend reads MLXN_CUDA_QMM_MIN_ROWS when a stream is
            made: the GPU opened again now has it on its default stream */
         setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000000", 1);
-        mlxn_device *exact = NULL;
-        CHECK_OK(mlxn_device_new(&p, &exact));
+        mlxn_device *exact = t_cuda_device();
+        CHECK(exact != NULL, "the GPU did not open a second time");
         unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
         if (exact) {
             for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)

@@ -16,18 +16,6 @@
 
 static double worst_golden[2], worst_ref[2]; /* [rms, layer] */
 
-/* w_offset + w rounded to the weight's dtype, as mlx-lm's `1.0 + weight` */
-static float eff_weight(const void *w, mlxn_dtype dt, int64_t i, float off) {
-    float v = dt == MLXN_DTYPE_F32    ? ((const float *)w)[i]
-              : dt == MLXN_DTYPE_F16 ? mlxn_f16_to_f32(((const uint16_t *)w)[i])
-                                      : mlxn_bf16_to_f32(((const uint16_t *)w)[i]);
-    if (off == 0.0f) return v;
-    v = off + v;
-    if (dt == MLXN_DTYPE_F16) v = mlxn_f16_to_f32(mlxn_f32_to_f16(v));
-    if (dt == MLXN_DTYPE_BF16) v = mlxn_bf16_to_f32(mlxn_f32_to_bf16(v));
-    return v;
-}
-
 /* x [rows, D] -> y; w/b raw [D] of dtype wdt/bdt or NULL; layer selects layer_norm */
 static void ref_norm(int layer, const float *x, int64_t rows, int64_t D, const void *w, mlxn_dtype wdt, float off,
                      const void *b, mlxn_dtype bdt, float eps, float *y) {
@@ -42,8 +30,8 @@ static void ref_norm(int layer, const float *x, int64_t rows, int64_t D, const v
         double inv = 1.0 / sqrt(ss / (double)D + eps);
         for (int64_t i = 0; i < D; i++) {
             double v = (xr[i] - mean) * inv;
-            if (w) v *= eff_weight(w, wdt, i, off);
-            if (b) v += eff_weight(b, bdt, i, 0.0f);
+            if (w) v *= t_norm_weight(w, wdt, i, off);
+            if (b) v += t_norm_weight(b, bdt, i, 0.0f);
             y[r * D + i] = (float)v;
         }
     }
