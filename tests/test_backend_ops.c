@@ -494,8 +494,10 @@ static void case_qmatmul(bk *b) {
         {MLXN_QUANT_AFFINE, 6, 64, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 8, 128, MLXN_DTYPE_BF16, 0},
         {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0},
         {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
+        /* the tensor-core one-row kernel's other formats (cu_qmv_mma.cu) */
+        {MLXN_QUANT_AFFINE, 4, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_F16, 0},
     };
-    const int64_t nxs[4] = {1, 3, 8, 13};
+    const int64_t nxs[5] = {1, 2, 3, 8, 13};
     setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
     env_stream(b);
     for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
@@ -505,9 +507,9 @@ static void case_qmatmul(bk *b) {
             /* quantized [R, C]; transpose: x [n, C] -> [n, R]; else x [n, R] -> [n, C] */
             int64_t R = t ? 67 : 45, C = t ? (q.mode == MLXN_QUANT_NVFP4 ? 400 : 384) : 256;
             qm m = quantized(b, &q, sdt, R, C);
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 5; k++) {
                 int64_t n = nxs[k], K = t ? C : R, N = t ? R : C;
-                tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, K), 1, (k == 1 && t) ? GAPPY : CONTIG);
+                tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, K), 1, (k == 2 && t) ? GAPPY : CONTIG);
                 tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(n, N));
                 char label[96];
                 snprintf(label, sizeof label, "quantized_matmul %s %d-bit g%d t=%d n=%lld", mlxn_quant_mode_name(q.mode),

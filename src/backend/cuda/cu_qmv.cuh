@@ -5,6 +5,7 @@
 #ifndef MLXN_CU_QMV_CUH
 #define MLXN_CU_QMV_CUH
 
+#include <cuda_bf16.h>
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cu_quant.cuh"
@@ -107,5 +108,9 @@ __device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&
  * (nothing launched) when its shape/mode/alignment conditions do not hold,
  * then the caller runs the general kernel. *st receives launch errors. */
 bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
+
+/* The one-row 4-bit mat-vec on the tensor cores (cu_qmv_mma.cu); false
+ * (nothing launched) outside its formats and shapes. */
+bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
 #endif

@@ -515,6 +515,7 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int mode = a.w.mode, bits = a.w.bits, sdt = a.w.sdt;
     cudaStream_t cs = cu_ctx(s)->s;
     if (a.M < 1 || a.M > 8) return false;
+    if (cu_qmv_mma(a, s, st)) return true;
     const int cpl = qf_cpl(bits);
     if (a.K % cpl || ((uintptr_t)a.w.wq & 15) || (a.w.wq_st * 4) % 16 || ((uintptr_t)a.x & 15) ||
         (a.M > 1 && a.ldx % 4))

@@ -1,0 +1,530 @@
+/* The one-row 4-bit mat-vec on the bf16 tensor cores: out[n] = sum_k x[k] *
+ * W[n, k] for one f32 x row, W [N, K] MLX affine 4-bit with bf16 or f16
+ * scales and biases, groups of 64 or 128. docs/perf.md (CUDA mat-vec log,
+ * v8) has the measurements; it replaced the f32 streaming kernel
+ * (cu_qmv_fast.cu) for these formats, which every other one-row case keeps.
+ *
+ * Why tensor cores for a mat-vec: the f32 kernel spent ~5 instructions per
+ * weight per lane (decode, convert, FMA) and could not keep the issue slots
+ * and the memory system busy at once. Here a code becomes a bf16 operand
+ * with one LOP3 per two codes (plus a shift), and one mma.m16n8k16 does 256
+ * multiply-adds: ~1.5 instructions per weight per lane.
+ *
+ * Exactness (why the products are exact and the sums f32):
+ *   - A code q (0..15) OR-ed under the exponent of 128.0 in bf16 is the
+ *     bf16 value 128 + q, exactly (7 mantissa bits). The tensor core then
+ *     sums x * (128 + q); 128 * sum(x) over the group is subtracted in f32
+ *     in the group's epilogue (sum(x) per group, summed by the warp as it
+ *     stages the chunk).
+ *   - x is f32; it is split into three bf16 parts hi + mid + lo that sum
+ *     to x exactly (3 x 8 significant bits), and each part is its own B
+ *     column. (128 + q) * part has at most 16 significant bits, so every
+ *     product is exact and the tensor core accumulates in f32.
+ *
+ * Layout of one mma (m16n8k16, A row-major rows x k, B k x columns):
+ *   - A = 16 rows of W (the block's row tile) x 16 codes; lane (g, t) =
+ *     (lane / 4, lane % 4) holds rows g and g + 8. A "chunk" is 128 codes
+ *     of each row: lane t loads 16 bytes (32 codes) of each of its two
+ *     rows, and its 32 codes are the k it feeds to 8 mmas. Which k of the
+ *     chunk an mma slot means does not matter to a dot product, as long as
+ *     A and B agree: both use "lane t, word j, nibble pair m" (nibbles m
+ *     and m + 4 of word j share one bf16x2 register after the LOP3).
+ *   - B = 8 columns; column c = (group in chunk) * 3 + part. With groups
+ *     of 64 a chunk holds 2 groups: lanes t = 0, 1 carry group 0's codes
+ *     and t = 2, 3 group 1's, so column c is zero in the lanes whose codes
+ *     are not in its group. The accumulator's columns then hold every
+ *     (group, part) sum separately, and the epilogue applies each group's
+ *     scale: acc += s * (C - 128 sum x) + b * sum x.
+ *   - x's parts are staged per chunk, by the warp that computes it: each
+ *     lane loads 4 x values of the chunk with the chunk's codes (D chunks
+ *     ahead), splits them and stores them in the warp's shared-memory
+ *     buffer in "lane t, word, pair" order, so each lane reads its B
+ *     registers with 16-byte loads. The first version staged all of x per
+ *     block before the loop (86 KB at K = 14336): that cost a serial L2
+ *     round trip per pass at the start and capped a SM at 2 blocks.
+ *     The 16-byte slot j of lane t's 64 bytes is stored at j ^ (t >> 1), and
+ *     part p's array starts p * 32 bytes further on, so one read phase
+ *     touches distinct banks.
+ * Work split: a block owns 16 rows (one row tile) and all of K; its W
+ * warps take the chunks in turn (warp w: chunks w, w + W, ...), so at any
+ * moment a block reads W consecutive 64-byte pieces of each of its 16
+ * rows, and each warp keeps D chunks of codes, scales and x in flight in a
+ * register ring. The warps' sums meet once in shared memory at the end, in
+ * a fixed order (deterministic).
+ * Conditions (else the caller runs the f32 kernels): one x row, affine
+ * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
+ * both), K % 128 == 0, 16-byte aligned rows and x, element offsets under
+ * 2^31. */
+#include "backend/cuda/cu_qmv.cuh"
+
+extern "C" {
+#include "backend/cuda/cuda_ops.h"
+}
+
+enum { QM_CHUNK = 128, QM_ROWS = 16, QM_PARTS = 3 };
+
+/* bf16x2 of codes m and m + 4 of word w, each as 128 + q: one LOP3 with
+ * both constants as operands (written in C, the compiler splits it into an
+ * AND and an OR, a third more instructions in the hot loop). */
+__device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w >> (4 * m)), "r"(0x000F000Fu), "r"(0x43004300u));
+    return r; /* 0xEA: (a & b) | c */
+}
+
+/* A 16-bit scale picked out of a raw word by a byte permute (sel). */
+__device__ __forceinline__ float qm_scale(uint32_t raw, int sel, int sdt) {
+    const uint32_t v = __byte_perm(raw, 0, sel);
+    return sdt == MLXN_DTYPE_BF16 ? __uint_as_float(v) : __half2float(__ushort_as_half((unsigned short)v));
+}
+
+__device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Bytes of one warp's staging buffer: x's parts of one chunk ([3 parts][4
+ * lanes t][4 slots] of 16 bytes, part p starting p * 32 bytes further on
+ * so parts sit on different banks), then 64 bytes of zeros. */
+enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BYTES = QM_ZEROS + 64 };
+
+/* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
+ * warps per block; D chunks in flight per warp. At least 16 warps per SM
+ * (a 128-register cap). */
+template <int G, int SDT, int W, int D>
+__global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_args a) {
+    constexpr int NCOL = G * QM_PARTS; /* B columns in use */
+    __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
+    __shared__ float red[W][QM_ROWS];             /* each warp's row sums */
+    const int nch = a.K / QM_CHUNK;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
+    const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
+    /* 32-bit element offsets (the caller checks they fit): this lane's 16
+     * bytes of chunk 0 in rows g and g + 8 (a chunk is 16 words per row),
+     * and the rows' scales / biases (the same stride for both, checked) */
+    const uint32_t owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
+    const uint32_t osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
+    const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+    /* the x this lane stages per chunk: word-group jw (8 codes) of the
+     * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
+    const int jw = lane >> 1, h = lane & 1;
+    const uint32_t ox = 8 * jw + 2 * h;
+
+    uint32_t cw[D][8];  /* ring: codes, words 0..3 of row g then of row g + 8 */
+    uint32_t sw[D][4];  /* ring: raw scales of the chunk's G groups in rows g, g + 8, then the biases */
+    float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
+    auto load = [&](int d, uint32_t c) {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[d][0]), "=r"(cw[d][1]), "=r"(cw[d][2]), "=r"(cw[d][3])
+                     : "l"(a.w.wq + (owg + 16 * c)));
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[d][4]), "=r"(cw[d][5]), "=r"(cw[d][6]), "=r"(cw[d][7])
+                     : "l"(a.w.wq + (owh + 16 * c)));
+        if (G == 2) { /* the group pair as one 32-bit word */
+            sw[d][0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
+            sw[d][1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
+            sw[d][2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
+            sw[d][3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
+        } else {
+            sw[d][0] = __ldg(sc + (osg + c)), sw[d][1] = __ldg(sc + (osh + c));
+            sw[d][2] = __ldg(bi + (osg + c)), sw[d][3] = __ldg(bi + (osh + c));
+        }
+        xr[d][0] = *(const float2 *)(a.x + (QM_CHUNK * c + ox));
+        xr[d][1] = *(const float2 *)(a.x + (QM_CHUNK * c + ox + 4));
+    };
+
+    /* Programmatic launch (cu_launch): before the kernel ahead finishes,
+     * only L2 prefetches of the first chunks (the weights could in principle
+     * be an earlier kernel's output; a prefetch cannot leave a stale value
+     * in a register). */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (warp + d * W < nch) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * (warp + d * W))));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * (warp + d * W))));
+        }
+    cu_pdl_wait();
+    cu_pdl_launch_dependents();
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (warp + d * W < nch) load(d, warp + d * W);
+
+    unsigned char *wb = (unsigned char *)xbuf[warp];
+    if (lane < 4) ((uint4 *)(wb + QM_ZEROS))[lane] = make_uint4(0, 0, 0, 0);
+    /* where this lane's two pairs go: lane region jw / 4, 16-byte slot jw % 4
+     * (swizzled), 8 bytes h */
+    const int st_off = (jw >> 2) * 64 + 16 * ((jw & 3) ^ ((jw >> 3) & 1)) + 8 * h;
+    /* This lane's B column: (group in chunk, part), and whether its codes
+     * (lane t's) lie in that group; other lanes read zeros (no predicated
+     * loads, no register clears). */
+    const int col = g, cgrp = col / QM_PARTS, cpart = col % QM_PARTS;
+    const bool bvalid = col < NCOL && cgrp == (G == 2 ? t >> 1 : 0);
+    const unsigned char *xb = bvalid ? wb + cpart * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
+    const int swz = bvalid ? (t >> 1) : 0;
+    /* This lane's two accumulator columns 2t, 2t + 1, as per-lane constants
+     * so the epilogue has no branch: columns past NCOL hold zeros (their B
+     * column is zero), the part-0 column also takes the offset and bias. */
+    int egrp[2], ssel[2];
+    float eoff[2], ebias[2];
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const int cc = 2 * t + e;
+        egrp[e] = cc < NCOL ? cc / QM_PARTS : 0;
+        const bool p0 = cc < NCOL && cc % QM_PARTS == 0;
+        eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
+        /* byte permute that moves the group's 16-bit scale out of the raw word: under the top half (bf16 ->
+         * f32 bits) or into the low half (f16, converted after) */
+        ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
+    }
+    float accg = 0.0f, acch = 0.0f;
+    for (int c0 = warp; c0 < nch; c0 += D * W) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            const int c = c0 + d * W;
+            if (c >= nch) break;
+            /* stage the chunk's x as three bf16 parts (pairs: codes m, m + 4) and its group sums */
+            float rest[4] = {xr[d][0].x, xr[d][1].x, xr[d][0].y, xr[d][1].y}; /* pair 2h, then pair 2h + 1 */
+            float xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);
+            __syncwarp(); /* the last chunk's B reads are done */
+#pragma unroll
+            for (int p = 0; p < QM_PARTS; p++) {
+                const __nv_bfloat162 h0 = __floats2bfloat162_rn(rest[0], rest[1]), h1 = __floats2bfloat162_rn(rest[2], rest[3]);
+                *(uint2 *)(wb + p * QM_PART_BYTES + st_off) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
+                rest[0] -= __low2float(h0), rest[1] -= __high2float(h0);
+                rest[2] -= __low2float(h1), rest[3] -= __high2float(h1);
+            }
+#pragma unroll
+            for (int o = 1; o < 32 / G; o *= 2) xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
+            __syncwarp();
+            uint32_t b[16];
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const uint4 v = *(const uint4 *)(xb + 16 * (j ^ swz));
+                b[4 * j] = v.x, b[4 * j + 1] = v.y, b[4 * j + 2] = v.z, b[4 * j + 3] = v.w;
+            }
+            float acc[2][4] = {}; /* two chains of 4 mmas (one of 8 waits on the mma latency 8 times) */
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const int j = i >> 1, m = 2 * (i & 1);
+                qm_mma(acc[i & 1], qm_pair(cw[d][j], m), qm_pair(cw[d][4 + j], m), qm_pair(cw[d][j], m + 1),
+                       qm_pair(cw[d][4 + j], m + 1), b[4 * j + m], b[4 * j + m + 1]);
+            }
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float sxv = __shfl_sync(0xffffffffu, xsum, egrp[e] * 16), bsx = ebias[e] * sxv;
+                const float cg = fmaf(eoff[e], sxv, acc[0][e] + acc[1][e]), ch = fmaf(eoff[e], sxv, acc[0][2 + e] + acc[1][2 + e]);
+                accg = fmaf(qm_scale(sw[d][0], ssel[e], SDT), cg, accg);
+                acch = fmaf(qm_scale(sw[d][1], ssel[e], SDT), ch, acch);
+                accg = fmaf(qm_scale(sw[d][2], ssel[e], SDT), bsx, accg);
+                acch = fmaf(qm_scale(sw[d][3], ssel[e], SDT), bsx, acch);
+            }
+            /* refill the slot, D chunks ahead (refilling before the mmas, with the codes moved to operand
+             * registers first, measured slower: 21.1 against 18.6 us at 4096 x 14336) */
+            if (c + D * W < nch) load(d, c + D * W);
+        }
+    }
+    /* rows g and g + 8: sum the 4 lanes t, then the warps in order */
+    accg += __shfl_xor_sync(0xffffffffu, accg, 1);
+    acch += __shfl_xor_sync(0xffffffffu, acch, 1);
+    accg += __shfl_xor_sync(0xffffffffu, accg, 2);
+    acch += __shfl_xor_sync(0xffffffffu, acch, 2);
+    if (t == 0) red[warp][g] = accg, red[warp][g + 8] = acch;
+    __syncthreads();
+    if (threadIdx.x < QM_ROWS && r0 + threadIdx.x < a.N) {
+        float r = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; w++) r += red[w][threadIdx.x];
+        a.out[r0 + threadIdx.x] = r;
+    }
+}
+
+template <int G, int SDT, int W, int D>
+static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    cu_launch(s, qmv_mma_kernel<G, SDT, W, D>, dim3((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS)), dim3(W * 32), 0, a);
+    *st = MLXN_OK;
+    return true;
+}
+
+/* ---- 2..8 x rows ----
+ * The same tile and mma layout, one B column set per x row (each exactly
+ * the one-row kernel's columns), the codes dequantized once per chunk and
+ * used for every row. Splitting x per warp would cost ~40 instructions per
+ * row per chunk; here it is done once per call: qm_xprep_kernel writes
+ * each chunk's "image" (x's three bf16 parts for NX rows in the order the
+ * B registers are read, then the rows' group sums), and the warps copy a
+ * chunk's image into their shared-memory ring with cp.async (no registers,
+ * D chunks ahead, the copy waited on by cp.async.wait_group). */
+
+/* Bytes of one chunk's image: [NX rows][3 parts][4 lanes t][4 slots] of 16
+ * bytes (slot j of lane t at j ^ (t >> 1)), then [NX][G] f32 group sums in
+ * 64 bytes. */
+__host__ __device__ constexpr int qm_img_bytes(int nx) { return nx * QM_PARTS * 256 + 64; }
+
+/* One block per chunk, one thread per code position k of it. Rows M..NX-1
+ * are zeros. */
+template <int G, int NX>
+__global__ void __launch_bounds__(QM_CHUNK) qm_xprep_kernel(const float *x, int64_t ldx, int M, unsigned char *img) {
+    const int c = blockIdx.x, k = threadIdx.x;
+    const int t = k >> 5, j = (k >> 3) & 3, i = k & 7; /* lane t, word j, code i of the word */
+    unsigned char *base = img + (size_t)c * qm_img_bytes(NX);
+    /* code i is pair i % 4, half i / 4 (codes m and m + 4 share a bf16x2) */
+    const int off = t * 64 + ((j ^ (t >> 1)) * 16) + (i & 3) * 4 + (i >> 2) * 2;
+    __shared__ float wsum[NX][4];
+    cu_pdl_wait();
+    cu_pdl_launch_dependents();
+#pragma unroll
+    for (int m = 0; m < NX; m++) {
+        const float v = m < M ? x[m * ldx + (int64_t)c * QM_CHUNK + k] : 0.0f;
+        float rest = v, sum = v;
+#pragma unroll
+        for (int o = 16; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if ((k & 31) == 0) wsum[m][k >> 5] = sum;
+#pragma unroll
+        for (int p = 0; p < QM_PARTS; p++) {
+            const __nv_bfloat16 h = __float2bfloat16_rn(rest);
+            *(__nv_bfloat16 *)(base + (m * QM_PARTS + p) * 256 + off) = h;
+            rest -= __bfloat162float(h);
+        }
+    }
+    __syncthreads();
+    if (k < NX * G) {
+        const int m = k / G, gi = k % G;
+        ((float *)(base + NX * QM_PARTS * 256))[k] =
+            G == 2 ? wsum[m][2 * gi] + wsum[m][2 * gi + 1] : (wsum[m][0] + wsum[m][1]) + (wsum[m][2] + wsum[m][3]);
+    }
+}
+
+/* G, SDT, W, D as in qmv_mma_kernel; NX: x rows (a.M <= NX). Shared
+ * memory per warp: D image slots (parts padded to 288 bytes apart, as in
+ * the one-row kernel) and 64 bytes of zeros. */
+template <int G, int SDT, int NX, int W, int D>
+__global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_args a, const unsigned char *img) {
+    constexpr int SUMS = NX * QM_PARTS * QM_PART_BYTES;  /* a slot's group sums, after its parts */
+    constexpr int SLOT = SUMS + 64, WBYTES = D * SLOT + 64;
+    extern __shared__ uint4 qm_dsmem[];
+    __shared__ float red[W][NX][QM_ROWS]; /* each warp's row sums */
+    const int nch = a.K / QM_CHUNK;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
+    const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
+    const uint32_t owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
+    const uint32_t osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
+    const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+    unsigned char *wb = (unsigned char *)qm_dsmem + warp * WBYTES;
+    const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
+
+    uint32_t cw[D][8]; /* ring: codes, words 0..3 of row g then of row g + 8 */
+    uint32_t sw[D][4]; /* ring: raw scales of the chunk's groups in rows g, g + 8, then the biases */
+    auto load = [&](int d, uint32_t c) {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[d][0]), "=r"(cw[d][1]), "=r"(cw[d][2]), "=r"(cw[d][3])
+                     : "l"(a.w.wq + (owg + 16 * c)));
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[d][4]), "=r"(cw[d][5]), "=r"(cw[d][6]), "=r"(cw[d][7])
+                     : "l"(a.w.wq + (owh + 16 * c)));
+        if (G == 2) {
+            sw[d][0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
+            sw[d][1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
+            sw[d][2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
+            sw[d][3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
+        } else {
+            sw[d][0] = __ldg(sc + (osg + c)), sw[d][1] = __ldg(sc + (osh + c));
+            sw[d][2] = __ldg(bi + (osg + c)), sw[d][3] = __ldg(bi + (osh + c));
+        }
+    };
+    /* chunk c's image into slot d: 16-byte pieces q, part pieces placed
+     * 288 bytes apart per (row, part); always one commit group per call */
+    auto copy = [&](int d, int c) {
+        const unsigned char *src = img + (size_t)c * qm_img_bytes(NX);
+        for (int q = lane; q < NX * 48 + 4; q += 32) {
+            const uint32_t dst = wbs + d * SLOT + (q < NX * 48 ? (q >> 4) * QM_PART_BYTES + (q & 15) * 16 : SUMS + (q - NX * 48) * 16);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src + 16 * q));
+        }
+    };
+
+#pragma unroll
+    for (int d = 0; d < D; d++)
+        if (warp + d * W < nch) {
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * (warp + d * W))));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * (warp + d * W))));
+        }
+    cu_pdl_wait(); /* the images are the kernel before's output */
+    cu_pdl_launch_dependents();
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+        if (warp + d * W < nch) load(d, warp + d * W), copy(d, warp + d * W);
+        asm volatile("cp.async.commit_group;" ::);
+    }
+    if (lane < 4) ((uint4 *)(wb + D * SLOT))[lane] = make_uint4(0, 0, 0, 0);
+
+    /* B column (group, part) of this lane, as in the one-row kernel; lanes
+     * outside the group read the zeros */
+    const int cgrp = g / QM_PARTS, cpart = g % QM_PARTS;
+    const bool bvalid = g < G * QM_PARTS && cgrp == (G == 2 ? t >> 1 : 0);
+    const unsigned char *bb = bvalid ? wb + cpart * QM_PART_BYTES + t * 64 : wb + D * SLOT;
+    const int bslot = bvalid ? SLOT : 0, brow = bvalid ? QM_PARTS * QM_PART_BYTES : 0, swz = bvalid ? t >> 1 : 0;
+    int egrp[2], ssel[2];
+    float eoff[2], ebias[2];
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const int cc = 2 * t + e;
+        egrp[e] = cc < G * QM_PARTS ? cc / QM_PARTS : 0;
+        const bool p0 = cc < G * QM_PARTS && cc % QM_PARTS == 0;
+        eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
+        ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
+    }
+    float accg[NX], acch[NX];
+#pragma unroll
+    for (int m = 0; m < NX; m++) accg[m] = acch[m] = 0.0f;
+    for (int c0 = warp; c0 < nch; c0 += D * W) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            const int c = c0 + d * W;
+            if (c >= nch) break;
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1)); /* this slot's copy (the oldest group) is done */
+            __syncwarp();
+            float sv[4];
+            sv[0] = qm_scale(sw[d][0], ssel[0], SDT), sv[1] = qm_scale(sw[d][1], ssel[0], SDT);
+            sv[2] = qm_scale(sw[d][0], ssel[1], SDT), sv[3] = qm_scale(sw[d][1], ssel[1], SDT);
+            float bv[4];
+            bv[0] = qm_scale(sw[d][2], ssel[0], SDT), bv[1] = qm_scale(sw[d][3], ssel[0], SDT);
+            bv[2] = qm_scale(sw[d][2], ssel[1], SDT), bv[3] = qm_scale(sw[d][3], ssel[1], SDT);
+            const float *sums = (const float *)(wb + d * SLOT + SUMS);
+            /* two x rows at a time, each row's 8 mmas split over two accumulators: 4 independent chains of 4
+             * (one chain of 8 per row, row after row, left the warp waiting on the mma latency). The codes
+             * become operands again for every pair of rows: holding all 32 operand registers across the rows
+             * cost 40 more registers per thread, which halved the warps per SM. */
+#pragma unroll
+            for (int m0 = 0; m0 < NX; m0 += 2) {
+                float acc[2][2][4] = {}; /* [row of the pair][chain][accumulator] */
+#pragma unroll
+                for (int j = 0; j < 4; j++) { /* word j: mmas 2j, 2j + 1; B read just before (8 registers live) */
+                    uint4 v[2];
+#pragma unroll
+                    for (int r = 0; r < 2; r++) v[r] = *(const uint4 *)(bb + d * bslot + (m0 + r) * brow + 16 * (j ^ swz));
+#pragma unroll
+                    for (int r = 0; r < 2; r++) {
+                        qm_mma(acc[r][0], qm_pair(cw[d][j], 0), qm_pair(cw[d][4 + j], 0), qm_pair(cw[d][j], 1),
+                               qm_pair(cw[d][4 + j], 1), v[r].x, v[r].y);
+                        qm_mma(acc[r][1], qm_pair(cw[d][j], 2), qm_pair(cw[d][4 + j], 2), qm_pair(cw[d][j], 3),
+                               qm_pair(cw[d][4 + j], 3), v[r].z, v[r].w);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    const int m = m0 + r;
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float sxv = sums[m * G + egrp[e]], bsx = ebias[e] * sxv;
+                        const float cg = acc[r][0][e] + acc[r][1][e], ch = acc[r][0][2 + e] + acc[r][1][2 + e];
+                        accg[m] = fmaf(sv[2 * e], fmaf(eoff[e], sxv, cg), accg[m]);
+                        acch[m] = fmaf(sv[2 * e + 1], fmaf(eoff[e], sxv, ch), acch[m]);
+                        accg[m] = fmaf(bv[2 * e], bsx, accg[m]);
+                        acch[m] = fmaf(bv[2 * e + 1], bsx, acch[m]);
+                    }
+                }
+            }
+            __syncwarp(); /* every lane is done with the slot before it is refilled */
+            if (c + D * W < nch) load(d, c + D * W), copy(d, c + D * W);
+            asm volatile("cp.async.commit_group;" ::);
+        }
+    }
+    asm volatile("cp.async.wait_all;" ::);
+#pragma unroll
+    for (int m = 0; m < NX; m++) {
+        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 1);
+        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 1);
+        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 2);
+        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 2);
+        if (t == 0) red[warp][m][g] = accg[m], red[warp][m][g + 8] = acch[m];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < NX * QM_ROWS; i += W * 32) {
+        const int m = i / QM_ROWS, r = i % QM_ROWS;
+        if (m < a.M && r0 + r < a.N) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; w++) v += red[w][m][r];
+            a.out[m * a.ldo + r0 + r] = v;
+        }
+    }
+}
+
+template <int G, int SDT, int NX, int W>
+static bool qmx_launch1(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    constexpr int D = 2;
+    const char *op = "quantized_matmul";
+    const int nch = a.K / QM_CHUNK;
+    const size_t smem = (size_t)W * (D * (NX * QM_PARTS * QM_PART_BYTES + 64) + 64);
+    if (smem > (size_t)cu_ctx(s)->smem_optin) return false;
+    auto k = qmv_mma_nx_kernel<G, SDT, NX, W, D>;
+    if (smem > 48 * 1024) {
+        *st = cu_smem_allow(s, op, k, smem);
+        if (*st != MLXN_OK) return true;
+    }
+    unsigned char *img = NULL;
+    *st = cu_scratch(s, op, (size_t)nch * qm_img_bytes(NX), (void **)&img);
+    if (*st != MLXN_OK) return true;
+    cu_launch(s, qm_xprep_kernel<G, NX>, dim3((unsigned)nch), dim3(QM_CHUNK), 0, a.x, a.ldx, a.M, img);
+    cu_launch(s, k, dim3((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS)), dim3(W * 32), smem, a, (const unsigned char *)img);
+    cu_scratch_free(s, img); /* stream-ordered: freed after the kernel */
+    return true;
+}
+
+/* 8 warps per block where K is long or the row tiles do not fill the SMs (as for one row), else 4 */
+template <int G, int SDT, int NX>
+static bool qmx_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    const int v = cu_ctx(s)->knobs.qmv_mma;
+    if (v == 2 || (v != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms)))
+        return qmx_launch1<G, SDT, NX, 8>(a, s, st);
+    return qmx_launch1<G, SDT, NX, 4>(a, s, st);
+}
+
+bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    const int variant = cu_ctx(s)->knobs.qmv_mma;
+    if (variant == 0 || a.M < 1 || a.M > 8 || a.w.mode != MLXN_QUANT_AFFINE || a.w.bits != 4 || !a.w.bi ||
+        (a.w.group != 64 && a.w.group != 128) || (a.w.sdt != MLXN_DTYPE_BF16 && a.w.sdt != MLXN_DTYPE_F16) ||
+        a.K % QM_CHUNK || ((uintptr_t)a.w.wq & 15) || (a.w.wq_st * 4) % 16 || (a.M == 1 && ((uintptr_t)a.x & 15)))
+        return false;
+    /* the G = 2 path reads a group pair as one 32-bit word */
+    if (a.w.group == 64 && (((uintptr_t)a.w.sc | (uintptr_t)a.w.bi) & 3 || (a.w.sc_st | a.w.bi_st) & 1)) return false;
+    /* one offset per row serves scales and biases; element offsets are 32-bit */
+    if (a.w.sc_st != a.w.bi_st || a.N * a.w.wq_st >= ((int64_t)1 << 31) || a.N * a.w.sc_st >= ((int64_t)1 << 31))
+        return false;
+    if (a.M > 1) {
+        /* 5..8 rows over a short K: the f32 kernel (cu_qmv_fast.cu) measured faster (62 against 68-72 us at
+         * 14336 x 4096, n = 8); the mma kernel wins from K = 8192 (58 against 74 us at 4096 x 14336) */
+        if (a.M > 4 && a.K / QM_CHUNK < 64) return false;
+#define QMX_PICK(NX)                                                                                     \
+    if (a.w.group == 64)                                                                                 \
+        return a.w.sdt == MLXN_DTYPE_BF16 ? qmx_launch<2, MLXN_DTYPE_BF16, NX>(a, s, st)                 \
+                                          : qmx_launch<2, MLXN_DTYPE_F16, NX>(a, s, st);                 \
+    return a.w.sdt == MLXN_DTYPE_BF16 ? qmx_launch<1, MLXN_DTYPE_BF16, NX>(a, s, st)                     \
+                                      : qmx_launch<1, MLXN_DTYPE_F16, NX>(a, s, st);
+        if (a.M == 2) { QMX_PICK(2) }
+        if (a.M <= 4) { QMX_PICK(4) }
+        QMX_PICK(8)
+#undef QMX_PICK
+    }
+#define QM_PICK(W, D)                                                                                    \
+    if (a.w.group == 64)                                                                                 \
+        return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<2, MLXN_DTYPE_BF16, W, D>(a, s, st)                \
+                                          : qm_launch<2, MLXN_DTYPE_F16, W, D>(a, s, st);                \
+    return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<1, MLXN_DTYPE_BF16, W, D>(a, s, st)                    \
+                                      : qm_launch<1, MLXN_DTYPE_F16, W, D>(a, s, st);
+    /* MLXN_CUDA_QMV_MMA = 2 / 3 force one launch shape (timing runs compare them); 1 picks: 8 warps with 3
+     * chunks in flight each when K has 64 chunks or more, or when there are no more row tiles than SMs (more
+     * warps per block are then the only way to more loads in flight); else 4 warps with 2 (a block's warps
+     * split K, and fewer warps keep each one's run of chunks long enough to fill its ring). Measured on an
+     * H100: docs/perf.md, v8. */
+    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms));
+    if (wide) { QM_PICK(8, 3) }
+    QM_PICK(4, 2)
+#undef QM_PICK
+}
