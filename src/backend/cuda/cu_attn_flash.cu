@@ -10,7 +10,7 @@
  * tile once for all the heads that share it (decode with 32 query / 2 kv
  * heads reads K/V 16x less than a block per query head would).
  *
- * Per 64-key tile, 4 warps:
+ * Per 64-key tile, NW = 4 warps (8 for decode, see fa_kernel):
  *   1. K and V tiles [64, D] go global -> shared with 16-byte cp.async,
  *      the next tile's copy issued before this tile's arithmetic (two
  *      buffers; why: decode is a stream of K/V and a copy in flight during
@@ -21,14 +21,15 @@
  *      Keys outside the block's range are zero-filled: a row of NaN
  *      capacity past kv_len must never reach a product;
  *   2. S = Q K^T with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate),
- *      warp w taking keys [16w, 16w + 16) of every row; softcap and the
- *      causal/window/kv_len visibility are applied as S goes to shared;
+ *      warp w taking keys [KW w, KW w + KW) of every row (KW = 64 / NW);
+ *      softcap and the causal/window/kv_len visibility are applied as S
+ *      goes to shared;
  *   3. online softmax per row in f32 (running max m, denominator l), the
- *      128 / ROWS threads of a row taking a share of the 64 keys each, the
+ *      32 NW / ROWS threads of a row taking a share of the 64 keys each, the
  *      weights rounded to the input type into shared memory P;
  *   4. O = O * corr + P V with mma.sync, warp w owning output columns
- *      [w D/4, (w+1) D/4) (why: the f32 accumulators of a ROWS x D tile
- *      then take 64 registers per thread for every D, 64 to 512).
+ *      [w D/NW, (w+1) D/NW) (why: the f32 accumulators of a ROWS x D tile
+ *      then take 64 (NW = 4) or 32 registers per thread for every D).
  * ROWS = 16 MT rows per block, MT (16-row tiles) chosen per call: no more
  * than the rows there are (decode with 16 query heads per kv head: one
  * 16-row tile), at most 2 (more, smaller blocks keep more warps per
@@ -48,7 +49,7 @@
 
 #include "backend/cuda/cu_attn.cuh"
 
-enum { FA_THREADS = 128, FA_KT = 64, FA_MAX_SPLITS = 1024 };
+enum { FA_KT = 64, FA_MAX_SPLITS = 1024 };
 
 typedef struct fa_args {
     const char *q;              /* [B, Hq, Tq, D] any float dtype, element strides qs */
@@ -118,12 +119,18 @@ constexpr size_t fa_smem_bytes(int D, int ROWS, int ST) {
  * targets (163 KB on sm_80; 227 KB on sm_90). */
 constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 160 * 1024 ? 2 : 1; }
 
-template <int D, int MT, bool BF>
-__global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
+/* NW warps per block: 4, or 8 for decode (one query position: a block has
+ * one 16-row tile and, with one block per SM at D 256, 4 warps left each
+ * scheduler a single warp, stalled on every latency: ncu had 19% of issue
+ * slots busy). KW keys of each tile per warp in S = Q K^T, D / NW output
+ * columns per warp in P V. */
+template <int D, int MT, bool BF, int NW>
+__global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
-    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / 32, ST = fa_stages(D, MT);
-    constexpr int TPR = FA_THREADS / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
+    constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
+    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
+    constexpr int TPR = NTH / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
     uint16_t *Qs = (uint16_t *)fa_smem;                  /* [ROWS][LD] scaled q */
     uint16_t *Ks = Qs + ROWS * LD;                       /* [ST][KT][LD] */
@@ -145,7 +152,7 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
 
     if (tid == 0) range[0] = INT32_MAX, range[1] = 0;
     __syncthreads();
-    for (int r = tid; r < ROWS; r += FA_THREADS) {
+    for (int r = tid; r < ROWS; r += NTH) {
         const int rg = r0 + r;
         int lo = 0, hi = 0;
         if (rg < R) {
@@ -174,7 +181,7 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
     if (kbeg < kend) {
         /* q rows, scaled in f32 and rounded to the K/V type; padding rows 0 */
         const int es = a.qdt == MLXN_DTYPE_F32 ? 4 : 2;
-        for (int e = tid; e < ROWS * D / 2; e += FA_THREADS) {
+        for (int e = tid; e < ROWS * D / 2; e += NTH) {
             const int r = e / (D / 2), d = (e % (D / 2)) * 2, rg = r0 + r;
             float x0 = 0.0f, x1 = 0.0f;
             if (rg < R) {
@@ -193,7 +200,7 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
      * cp.async group per tile */
     auto load_tile = [&](int k0, int buf) {
         uint16_t *kd = Ks + buf * FA_KT * LD, *vd = Vs + buf * FA_KT * LD;
-        for (int e = tid; e < FA_KT * D / 8; e += FA_THREADS) {
+        for (int e = tid; e < FA_KT * D / 8; e += NTH) {
             const int i = e / (D / 8), d = (e % (D / 8)) * 8, j = k0 + i;
             uint16_t *dk = &kd[i * LD + d], *dv = &vd[i * LD + d];
             if (j < kend) {
@@ -220,19 +227,19 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
         __syncthreads();
         const uint16_t *Kt = Ks + buf * FA_KT * LD, *Vt = Vs + buf * FA_KT * LD;
 
-        /* 2. S = Q K^T for keys [16 warp, 16 warp + 16) of the tile */
+        /* 2. S = Q K^T for keys [KW warp, KW warp + KW) of the tile */
         {
-            float s[MT][2][4];
+            float s[MT][NBS][4];
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nb = 0; nb < 2; nb++) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
+                for (int nb = 0; nb < NBS; nb++) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
 #pragma unroll 4
             for (int kk = 0; kk < D; kk += 16) {
-                uint32_t bk[2][2];
+                uint32_t bk[NBS][2];
 #pragma unroll
-                for (int nb = 0; nb < 2; nb++) {
-                    const uint16_t *kr = &Kt[(16 * warp + 8 * nb + g) * LD + kk + 2 * t4];
+                for (int nb = 0; nb < NBS; nb++) {
+                    const uint16_t *kr = &Kt[(KW * warp + 8 * nb + g) * LD + kk + 2 * t4];
                     bk[nb][0] = *(const uint32_t *)kr;
                     bk[nb][1] = *(const uint32_t *)(kr + 8);
                 }
@@ -244,17 +251,17 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
                     af[1] = *(const uint32_t *)(qr + 8 * LD);
                     af[2] = *(const uint32_t *)(qr + 8);
                     af[3] = *(const uint32_t *)(qr + 8 * LD + 8);
-                    fa_mma<BF>(s[mt][0], af, bk[0][0], bk[0][1]);
-                    fa_mma<BF>(s[mt][1], af, bk[1][0], bk[1][1]);
+#pragma unroll
+                    for (int nb = 0; nb < NBS; nb++) fa_mma<BF>(s[mt][nb], af, bk[nb][0], bk[nb][1]);
                 }
             }
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nb = 0; nb < 2; nb++)
+                for (int nb = 0; nb < NBS; nb++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int row = 16 * mt + g + 8 * hf, col = 16 * warp + 8 * nb + 2 * t4, j = k0 + col;
+                        const int row = 16 * mt + g + 8 * hf, col = KW * warp + 8 * nb + 2 * t4, j = k0 + col;
                         const int lo = lo_s[row], hi = hi_s[row];
                         float x0 = s[mt][nb][2 * hf], x1 = s[mt][nb][2 * hf + 1];
                         if (a.softcap > 0.0f) {
@@ -324,7 +331,7 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
             }
 #pragma unroll
             for (int nb = 0; nb < NB; nb++) {
-                const int n = warp * (D / 4) + 8 * nb + g;
+                const int n = warp * (D / NW) + 8 * nb + g;
                 const uint16_t *vr = &Vt[(kk + 2 * t4) * LD + n];
                 const uint32_t b0 = (uint32_t)vr[0] | ((uint32_t)vr[LD] << 16);
                 const uint32_t b1 = (uint32_t)vr[8 * LD] | ((uint32_t)vr[9 * LD] << 16);
@@ -355,12 +362,12 @@ __global__ void __launch_bounds__(FA_THREADS) fa_kernel(fa_args a) {
             }
 #pragma unroll
             for (int nb = 0; nb < NB; nb++) {
-                const int col = warp * (D / 4) + 8 * nb + 2 * t4;
+                const int col = warp * (D / NW) + 8 * nb + 2 * t4;
                 *(float2 *)&dst[col] = make_float2(o[mt][nb][2 * hf] * inv, o[mt][nb][2 * hf + 1] * inv);
             }
         }
     if (a.S > 1)
-        for (int r = tid; r < ROWS; r += FA_THREADS) {
+        for (int r = tid; r < ROWS; r += NTH) {
             if (r0 + r >= R) continue;
             float *dst = a.part + ((((int64_t)bh * a.NT + tile) * a.S + split) * ROWS + r) * (D + 4);
             dst[D] = m_s[r];
@@ -460,15 +467,15 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
     return true;
 }
 
-template <int D, int MT, bool BF>
+template <int D, int MT, bool BF, int NW>
 static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
     const char *op = "sdpa";
     const int idx = cu_ctx(s)->index;
     const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
-    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF>, smem));
+    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW>, smem));
     const int sms = cu_ctx(s)->sms;
     int per_sm = 0;
-    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fa_kernel<D, MT, BF>, FA_THREADS, smem),
+    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fa_kernel<D, MT, BF, NW>, NW * 32, smem),
                       op, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", idx));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
     /* splits: when the row tiles leave multiprocessors idle, cut the keys
@@ -493,7 +500,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    cu_launch(s, fa_kernel<D, MT, BF>, dim3((unsigned)gx, (unsigned)groups), dim3(FA_THREADS), smem, a);
+    cu_launch(s, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
     mlxn_status st = cu_launched(s, op, "fa_kernel");
     if (st == MLXN_OK && a.S > 1) {
         const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
@@ -521,11 +528,16 @@ static int fa_mt(int D, int64_t R) {
 template <bool BF>
 static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups, int64_t R) {
     const int mt = fa_mt(D, R);
+    const bool dec = a.Tq == 1; /* decode: 8 warps (see fa_kernel) */
     switch (D) {
-    case 64: return mt == 1 ? fa_launch<64, 1, BF>(s, a, groups, R) : fa_launch<64, 2, BF>(s, a, groups, R);
-    case 128: return mt == 1 ? fa_launch<128, 1, BF>(s, a, groups, R) : fa_launch<128, 2, BF>(s, a, groups, R);
-    case 256: return fa_launch<256, 1, BF>(s, a, groups, R);
-    default: return fa_launch<512, 1, BF>(s, a, groups, R);
+    case 64:
+        return mt == 2 ? fa_launch<64, 2, BF, 4>(s, a, groups, R)
+                       : dec ? fa_launch<64, 1, BF, 8>(s, a, groups, R) : fa_launch<64, 1, BF, 4>(s, a, groups, R);
+    case 128:
+        return mt == 2 ? fa_launch<128, 2, BF, 4>(s, a, groups, R)
+                       : dec ? fa_launch<128, 1, BF, 8>(s, a, groups, R) : fa_launch<128, 1, BF, 4>(s, a, groups, R);
+    case 256: return dec ? fa_launch<256, 1, BF, 8>(s, a, groups, R) : fa_launch<256, 1, BF, 4>(s, a, groups, R);
+    default: return dec ? fa_launch<512, 1, BF, 8>(s, a, groups, R) : fa_launch<512, 1, BF, 4>(s, a, groups, R);
     }
 }
 
