@@ -91,63 +91,147 @@ __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, 
  * so parts sit on different banks), then 64 bytes of zeros. */
 enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BYTES = QM_ZEROS + 64 };
 
+/* Per lane of a 16-row tile: where its codes and its rows' scales and
+ * biases are (32-bit element offsets; the caller checks they fit). Lane (g,
+ * t) reads 16 bytes of each chunk (16 words per row) in rows g and g + 8;
+ * scales and biases share one row stride (checked). */
+struct qm_rows {
+    uint32_t owg, owh, osg, osh;
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t) {
+        const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
+        owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
+        osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
+    }
+    /* Programmatic launch (cu_launch): before the kernel ahead finishes,
+     * only L2 prefetches (the weights could in principle be an earlier
+     * kernel's output; a prefetch cannot leave a stale value in a register) */
+    __device__ void prefetch(const qmv_args &a, uint32_t c) const {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * c)));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * c)));
+    }
+    /* chunk c: cw = words 0..3 of row g then of row g + 8; sw = the raw
+     * scales of the chunk's G groups in rows g, g + 8, then the biases (a
+     * group pair as one 32-bit word when G = 2) */
+    template <int G>
+    __device__ void load(const qmv_args &a, uint32_t c, uint32_t (&cw)[8], uint32_t (&sw)[4]) const {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[0]), "=r"(cw[1]), "=r"(cw[2]), "=r"(cw[3])
+                     : "l"(a.w.wq + (owg + 16 * c)));
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[4]), "=r"(cw[5]), "=r"(cw[6]), "=r"(cw[7])
+                     : "l"(a.w.wq + (owh + 16 * c)));
+        const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+        if (G == 2) {
+            sw[0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
+            sw[1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
+            sw[2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
+            sw[3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
+        } else {
+            sw[0] = __ldg(sc + (osg + c)), sw[1] = __ldg(sc + (osh + c));
+            sw[2] = __ldg(bi + (osg + c)), sw[3] = __ldg(bi + (osh + c));
+        }
+    }
+};
+
+/* Whether lane (g, t) feeds its B column g = (group in chunk) * 3 + part:
+ * only when lane t's codes lie in that group (other lanes feed zeros). */
+template <int G>
+__device__ __forceinline__ bool qm_bvalid(int g, int t) {
+    return g < G * QM_PARTS && g / QM_PARTS == (G == 2 ? t >> 1 : 0);
+}
+
+/* The epilogue of lane (g, t): its accumulator columns 2t, 2t + 1 as
+ * per-lane constants, so it has no branch: columns past G * 3 hold zeros
+ * (their B column is zero); a part-0 column also takes the group's offset
+ * and bias: acc += s * (C - 128 sum x) + b * sum x. */
+template <int G, int SDT>
+struct qm_epi {
+    int egrp[2], ssel[2];
+    float eoff[2], ebias[2];
+    __device__ explicit qm_epi(int t) {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int cc = 2 * t + e;
+            egrp[e] = cc < G * QM_PARTS ? cc / QM_PARTS : 0;
+            const bool p0 = cc < G * QM_PARTS && cc % QM_PARTS == 0;
+            eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
+            /* byte permute that moves the group's 16-bit scale out of the raw word: under the top half (bf16 ->
+             * f32 bits) or into the low half (f16, converted after) */
+            ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
+        }
+    }
+    /* the chunk's scales sv and biases bv: [column e][row g, g + 8] */
+    __device__ void scales(const uint32_t (&sw)[4], float (&sv)[4], float (&bv)[4]) const {
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            sv[2 * e] = qm_scale(sw[0], ssel[e], SDT), sv[2 * e + 1] = qm_scale(sw[1], ssel[e], SDT);
+            bv[2 * e] = qm_scale(sw[2], ssel[e], SDT), bv[2 * e + 1] = qm_scale(sw[3], ssel[e], SDT);
+        }
+    }
+    /* column e's sums cg (row g), ch (row g + 8), group sum of x sxv */
+    __device__ void add(int e, float sxv, float cg, float ch, const float (&sv)[4], const float (&bv)[4], float &accg,
+                        float &acch) const {
+        const float bsx = ebias[e] * sxv;
+        accg = fmaf(sv[2 * e], fmaf(eoff[e], sxv, cg), accg);
+        acch = fmaf(sv[2 * e + 1], fmaf(eoff[e], sxv, ch), acch);
+        accg = fmaf(bv[2 * e], bsx, accg);
+        acch = fmaf(bv[2 * e + 1], bsx, acch);
+    }
+};
+
+/* The end of a tile: rows g and g + 8 summed over the 4 lanes t, then over
+ * the W warps in order (deterministic), written for x rows m < a.M. */
+template <int W, int NX>
+__device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (&accg)[NX], float (&acch)[NX],
+                                          float (&red)[W][NX][QM_ROWS]) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int m = 0; m < NX; m++) {
+        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 1);
+        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 1);
+        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 2);
+        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 2);
+        if (t == 0) red[warp][m][g] = accg[m], red[warp][m][g + 8] = acch[m];
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < NX * QM_ROWS; i += W * 32) {
+        const int m = i / QM_ROWS, r = i % QM_ROWS;
+        if (m < a.M && r0 + r < a.N) {
+            float v = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; w++) v += red[w][m][r];
+            a.out[m * a.ldo + r0 + r] = v;
+        }
+    }
+}
+
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
  * warps per block; D chunks in flight per warp. At least 16 warps per SM
  * (a 128-register cap). */
 template <int G, int SDT, int W, int D>
 __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_args a) {
-    constexpr int NCOL = G * QM_PARTS; /* B columns in use */
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
-    __shared__ float red[W][QM_ROWS];             /* each warp's row sums */
+    __shared__ float red[W][1][QM_ROWS];          /* each warp's row sums */
     const int nch = a.K / QM_CHUNK;
-
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
-    /* 32-bit element offsets (the caller checks they fit): this lane's 16
-     * bytes of chunk 0 in rows g and g + 8 (a chunk is 16 words per row),
-     * and the rows' scales / biases (the same stride for both, checked) */
-    const uint32_t owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
-    const uint32_t osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
-    const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+    const qm_rows rows(a, r0, g, t);
     /* the x this lane stages per chunk: word-group jw (8 codes) of the
      * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
     const int jw = lane >> 1, h = lane & 1;
     const uint32_t ox = 8 * jw + 2 * h;
 
-    uint32_t cw[D][8];  /* ring: codes, words 0..3 of row g then of row g + 8 */
-    uint32_t sw[D][4];  /* ring: raw scales of the chunk's G groups in rows g, g + 8, then the biases */
+    uint32_t cw[D][8];  /* ring: codes (qm_rows::load) */
+    uint32_t sw[D][4];  /* ring: raw scales and biases */
     float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
     auto load = [&](int d, uint32_t c) {
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(cw[d][0]), "=r"(cw[d][1]), "=r"(cw[d][2]), "=r"(cw[d][3])
-                     : "l"(a.w.wq + (owg + 16 * c)));
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(cw[d][4]), "=r"(cw[d][5]), "=r"(cw[d][6]), "=r"(cw[d][7])
-                     : "l"(a.w.wq + (owh + 16 * c)));
-        if (G == 2) { /* the group pair as one 32-bit word */
-            sw[d][0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
-            sw[d][1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
-            sw[d][2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
-            sw[d][3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
-        } else {
-            sw[d][0] = __ldg(sc + (osg + c)), sw[d][1] = __ldg(sc + (osh + c));
-            sw[d][2] = __ldg(bi + (osg + c)), sw[d][3] = __ldg(bi + (osh + c));
-        }
+        rows.load<G>(a, c, cw[d], sw[d]);
         xr[d][0] = *(const float2 *)(a.x + (QM_CHUNK * c + ox));
         xr[d][1] = *(const float2 *)(a.x + (QM_CHUNK * c + ox + 4));
     };
-
-    /* Programmatic launch (cu_launch): before the kernel ahead finishes,
-     * only L2 prefetches of the first chunks (the weights could in principle
-     * be an earlier kernel's output; a prefetch cannot leave a stale value
-     * in a register). */
 #pragma unroll
     for (int d = 0; d < D; d++)
-        if (warp + d * W < nch) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * (warp + d * W))));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * (warp + d * W))));
-        }
+        if (warp + d * W < nch) rows.prefetch(a, warp + d * W);
     cu_pdl_wait();
     cu_pdl_launch_dependents();
 #pragma unroll
@@ -159,29 +243,12 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
     /* where this lane's two pairs go: lane region jw / 4, 16-byte slot jw % 4
      * (swizzled), 8 bytes h */
     const int st_off = (jw >> 2) * 64 + 16 * ((jw & 3) ^ ((jw >> 3) & 1)) + 8 * h;
-    /* This lane's B column: (group in chunk, part), and whether its codes
-     * (lane t's) lie in that group; other lanes read zeros (no predicated
-     * loads, no register clears). */
-    const int col = g, cgrp = col / QM_PARTS, cpart = col % QM_PARTS;
-    const bool bvalid = col < NCOL && cgrp == (G == 2 ? t >> 1 : 0);
-    const unsigned char *xb = bvalid ? wb + cpart * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
+    /* this lane's B registers: its column's part, or zeros (no predicated loads, no register clears) */
+    const bool bvalid = qm_bvalid<G>(g, t);
+    const unsigned char *xb = bvalid ? wb + (g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
     const int swz = bvalid ? (t >> 1) : 0;
-    /* This lane's two accumulator columns 2t, 2t + 1, as per-lane constants
-     * so the epilogue has no branch: columns past NCOL hold zeros (their B
-     * column is zero), the part-0 column also takes the offset and bias. */
-    int egrp[2], ssel[2];
-    float eoff[2], ebias[2];
-#pragma unroll
-    for (int e = 0; e < 2; e++) {
-        const int cc = 2 * t + e;
-        egrp[e] = cc < NCOL ? cc / QM_PARTS : 0;
-        const bool p0 = cc < NCOL && cc % QM_PARTS == 0;
-        eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
-        /* byte permute that moves the group's 16-bit scale out of the raw word: under the top half (bf16 ->
-         * f32 bits) or into the low half (f16, converted after) */
-        ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
-    }
-    float accg = 0.0f, acch = 0.0f;
+    const qm_epi<G, SDT> epi(t);
+    float accg[1] = {0.0f}, acch[1] = {0.0f};
     for (int c0 = warp; c0 < nch; c0 += D * W) {
 #pragma unroll
         for (int d = 0; d < D; d++) {
@@ -214,33 +281,18 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
                 qm_mma(acc[i & 1], qm_pair(cw[d][j], m), qm_pair(cw[d][4 + j], m), qm_pair(cw[d][j], m + 1),
                        qm_pair(cw[d][4 + j], m + 1), b[4 * j + m], b[4 * j + m + 1]);
             }
+            float sv[4], bv[4];
+            epi.scales(sw[d], sv, bv);
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const float sxv = __shfl_sync(0xffffffffu, xsum, egrp[e] * 16), bsx = ebias[e] * sxv;
-                const float cg = fmaf(eoff[e], sxv, acc[0][e] + acc[1][e]), ch = fmaf(eoff[e], sxv, acc[0][2 + e] + acc[1][2 + e]);
-                accg = fmaf(qm_scale(sw[d][0], ssel[e], SDT), cg, accg);
-                acch = fmaf(qm_scale(sw[d][1], ssel[e], SDT), ch, acch);
-                accg = fmaf(qm_scale(sw[d][2], ssel[e], SDT), bsx, accg);
-                acch = fmaf(qm_scale(sw[d][3], ssel[e], SDT), bsx, acch);
-            }
+            for (int e = 0; e < 2; e++)
+                epi.add(e, __shfl_sync(0xffffffffu, xsum, epi.egrp[e] * 16), acc[0][e] + acc[1][e], acc[0][2 + e] + acc[1][2 + e],
+                        sv, bv, accg[0], acch[0]);
             /* refill the slot, D chunks ahead (refilling before the mmas, with the codes moved to operand
              * registers first, measured slower: 21.1 against 18.6 us at 4096 x 14336) */
             if (c + D * W < nch) load(d, c + D * W);
         }
     }
-    /* rows g and g + 8: sum the 4 lanes t, then the warps in order */
-    accg += __shfl_xor_sync(0xffffffffu, accg, 1);
-    acch += __shfl_xor_sync(0xffffffffu, acch, 1);
-    accg += __shfl_xor_sync(0xffffffffu, accg, 2);
-    acch += __shfl_xor_sync(0xffffffffu, acch, 2);
-    if (t == 0) red[warp][g] = accg, red[warp][g + 8] = acch;
-    __syncthreads();
-    if (threadIdx.x < QM_ROWS && r0 + threadIdx.x < a.N) {
-        float r = 0.0f;
-#pragma unroll
-        for (int w = 0; w < W; w++) r += red[w][threadIdx.x];
-        a.out[r0 + threadIdx.x] = r;
-    }
+    qm_finish<W, 1>(a, r0, accg, acch, red);
 }
 
 template <int G, int SDT, int W, int D>
@@ -312,32 +364,12 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
-    const uint32_t owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
-    const uint32_t osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
-    const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+    const qm_rows rows(a, r0, g, t);
     unsigned char *wb = (unsigned char *)qm_dsmem + warp * WBYTES;
     const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
 
-    uint32_t cw[D][8]; /* ring: codes, words 0..3 of row g then of row g + 8 */
-    uint32_t sw[D][4]; /* ring: raw scales of the chunk's groups in rows g, g + 8, then the biases */
-    auto load = [&](int d, uint32_t c) {
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(cw[d][0]), "=r"(cw[d][1]), "=r"(cw[d][2]), "=r"(cw[d][3])
-                     : "l"(a.w.wq + (owg + 16 * c)));
-        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(cw[d][4]), "=r"(cw[d][5]), "=r"(cw[d][6]), "=r"(cw[d][7])
-                     : "l"(a.w.wq + (owh + 16 * c)));
-        if (G == 2) {
-            sw[d][0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
-            sw[d][1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
-            sw[d][2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
-            sw[d][3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
-        } else {
-            sw[d][0] = __ldg(sc + (osg + c)), sw[d][1] = __ldg(sc + (osh + c));
-            sw[d][2] = __ldg(bi + (osg + c)), sw[d][3] = __ldg(bi + (osh + c));
-        }
-    };
+    uint32_t cw[D][8]; /* ring: codes (qm_rows::load) */
+    uint32_t sw[D][4]; /* ring: raw scales and biases */
     /* chunk c's image into slot d: 16-byte pieces q, part pieces placed
      * 288 bytes apart per (row, part); always one commit group per call */
     auto copy = [&](int d, int c) {
@@ -350,35 +382,21 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
 #pragma unroll
     for (int d = 0; d < D; d++)
-        if (warp + d * W < nch) {
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * (warp + d * W))));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * (warp + d * W))));
-        }
+        if (warp + d * W < nch) rows.prefetch(a, warp + d * W);
     cu_pdl_wait(); /* the images are the kernel before's output */
     cu_pdl_launch_dependents();
 #pragma unroll
     for (int d = 0; d < D; d++) {
-        if (warp + d * W < nch) load(d, warp + d * W), copy(d, warp + d * W);
+        if (warp + d * W < nch) rows.load<G>(a, warp + d * W, cw[d], sw[d]), copy(d, warp + d * W);
         asm volatile("cp.async.commit_group;" ::);
     }
     if (lane < 4) ((uint4 *)(wb + D * SLOT))[lane] = make_uint4(0, 0, 0, 0);
 
-    /* B column (group, part) of this lane, as in the one-row kernel; lanes
-     * outside the group read the zeros */
-    const int cgrp = g / QM_PARTS, cpart = g % QM_PARTS;
-    const bool bvalid = g < G * QM_PARTS && cgrp == (G == 2 ? t >> 1 : 0);
-    const unsigned char *bb = bvalid ? wb + cpart * QM_PART_BYTES + t * 64 : wb + D * SLOT;
+    /* B registers as in the one-row kernel: the column's part of each row, or the zeros */
+    const bool bvalid = qm_bvalid<G>(g, t);
+    const unsigned char *bb = bvalid ? wb + (g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + D * SLOT;
     const int bslot = bvalid ? SLOT : 0, brow = bvalid ? QM_PARTS * QM_PART_BYTES : 0, swz = bvalid ? t >> 1 : 0;
-    int egrp[2], ssel[2];
-    float eoff[2], ebias[2];
-#pragma unroll
-    for (int e = 0; e < 2; e++) {
-        const int cc = 2 * t + e;
-        egrp[e] = cc < G * QM_PARTS ? cc / QM_PARTS : 0;
-        const bool p0 = cc < G * QM_PARTS && cc % QM_PARTS == 0;
-        eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
-        ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
-    }
+    const qm_epi<G, SDT> epi(t);
     float accg[NX], acch[NX];
 #pragma unroll
     for (int m = 0; m < NX; m++) accg[m] = acch[m] = 0.0f;
@@ -389,12 +407,8 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
             if (c >= nch) break;
             asm volatile("cp.async.wait_group %0;" ::"n"(D - 1)); /* this slot's copy (the oldest group) is done */
             __syncwarp();
-            float sv[4];
-            sv[0] = qm_scale(sw[d][0], ssel[0], SDT), sv[1] = qm_scale(sw[d][1], ssel[0], SDT);
-            sv[2] = qm_scale(sw[d][0], ssel[1], SDT), sv[3] = qm_scale(sw[d][1], ssel[1], SDT);
-            float bv[4];
-            bv[0] = qm_scale(sw[d][2], ssel[0], SDT), bv[1] = qm_scale(sw[d][3], ssel[0], SDT);
-            bv[2] = qm_scale(sw[d][2], ssel[1], SDT), bv[3] = qm_scale(sw[d][3], ssel[1], SDT);
+            float sv[4], bv[4];
+            epi.scales(sw[d], sv, bv);
             const float *sums = (const float *)(wb + d * SLOT + SUMS);
             /* two x rows at a time, each row's 8 mmas split over two accumulators: 4 independent chains of 4
              * (one chain of 8 per row, row after row, left the warp waiting on the mma latency). The codes
@@ -420,40 +434,18 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
                 for (int r = 0; r < 2; r++) {
                     const int m = m0 + r;
 #pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const float sxv = sums[m * G + egrp[e]], bsx = ebias[e] * sxv;
-                        const float cg = acc[r][0][e] + acc[r][1][e], ch = acc[r][0][2 + e] + acc[r][1][2 + e];
-                        accg[m] = fmaf(sv[2 * e], fmaf(eoff[e], sxv, cg), accg[m]);
-                        acch[m] = fmaf(sv[2 * e + 1], fmaf(eoff[e], sxv, ch), acch[m]);
-                        accg[m] = fmaf(bv[2 * e], bsx, accg[m]);
-                        acch[m] = fmaf(bv[2 * e + 1], bsx, acch[m]);
-                    }
+                    for (int e = 0; e < 2; e++)
+                        epi.add(e, sums[m * G + epi.egrp[e]], acc[r][0][e] + acc[r][1][e], acc[r][0][2 + e] + acc[r][1][2 + e],
+                                sv, bv, accg[m], acch[m]);
                 }
             }
             __syncwarp(); /* every lane is done with the slot before it is refilled */
-            if (c + D * W < nch) load(d, c + D * W), copy(d, c + D * W);
+            if (c + D * W < nch) rows.load<G>(a, c + D * W, cw[d], sw[d]), copy(d, c + D * W);
             asm volatile("cp.async.commit_group;" ::);
         }
     }
     asm volatile("cp.async.wait_all;" ::);
-#pragma unroll
-    for (int m = 0; m < NX; m++) {
-        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 1);
-        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 1);
-        accg[m] += __shfl_xor_sync(0xffffffffu, accg[m], 2);
-        acch[m] += __shfl_xor_sync(0xffffffffu, acch[m], 2);
-        if (t == 0) red[warp][m][g] = accg[m], red[warp][m][g + 8] = acch[m];
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < NX * QM_ROWS; i += W * 32) {
-        const int m = i / QM_ROWS, r = i % QM_ROWS;
-        if (m < a.M && r0 + r < a.N) {
-            float v = 0.0f;
-#pragma unroll
-            for (int w = 0; w < W; w++) v += red[w][m][r];
-            a.out[m * a.ldo + r0 + r] = v;
-        }
-    }
+    qm_finish<W, NX>(a, r0, accg, acch, red);
 }
 
 template <int G, int SDT, int NX, int W>
