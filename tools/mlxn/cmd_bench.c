@@ -89,7 +89,8 @@ static const opt_spec kernel_rows[] = {
     "(weights, scales, biases, x and out bytes over the median time) and the machine's memory read bandwidth "  \
     "measured in the same process with the same threads, over --mem-mib MiB and over a buffer the size of the " \
     "weights. On a GPU the calls are timed with device events, after at least 300 ms of warm-up, rotating "     \
-    "through enough weight copies to exceed 3x the L2 cache, beside a device-to-device copy's bandwidth."
+    "through enough weight copies to exceed 3x the L2 cache, beside a device-to-device copy's bandwidth; then " \
+    "the same calls back to back (one interval over all of them), rotating and on one copy."
 
 const opt_command bench_qmv_command = {
     .name = "bench qmv",

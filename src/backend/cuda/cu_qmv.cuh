@@ -109,8 +109,8 @@ __device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&
  * then the caller runs the general kernel. *st receives launch errors. */
 bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
-/* The one-row 4-bit mat-vec on the tensor cores (cu_qmv_mma.cu); false
- * (nothing launched) outside its formats and shapes. */
+/* The 4-bit mat-vec of 1..8 x rows on the tensor cores (cu_qmv_mma.cu);
+ * false (nothing launched) outside its formats and shapes. */
 bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
 #endif

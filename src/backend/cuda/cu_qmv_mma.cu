@@ -1,8 +1,11 @@
-/* The one-row 4-bit mat-vec on the bf16 tensor cores: out[n] = sum_k x[k] *
- * W[n, k] for one f32 x row, W [N, K] MLX affine 4-bit with bf16 or f16
- * scales and biases, groups of 64 or 128. docs/perf.md (CUDA mat-vec log,
- * v8) has the measurements; it replaced the f32 streaming kernel
- * (cu_qmv_fast.cu) for these formats, which every other one-row case keeps.
+/* The 4-bit mat-vec of decode on the bf16 tensor cores: out[m, n] =
+ * sum_k x[m, k] * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit
+ * with bf16 or f16 scales and biases, groups of 64 or 128. docs/perf.md
+ * (CUDA mat-vec log, v8) has the measurements; it replaced the f32
+ * streaming kernels (cu_qmv_fast.cu) for these formats (except 5..8 rows
+ * over K < 8192, measured faster there), which every other case keeps.
+ * The one-row kernel comes first; the several-row one (2..8) reuses its
+ * layout and is described where it starts.
  *
  * Why tensor cores for a mat-vec: the f32 kernel spent ~5 instructions per
  * weight per lane (decode, convert, FMA) and could not keep the issue slots
@@ -51,7 +54,7 @@
  * rows, and each warp keeps D chunks of codes, scales and x in flight in a
  * register ring. The warps' sums meet once in shared memory at the end, in
  * a fixed order (deterministic).
- * Conditions (else the caller runs the f32 kernels): one x row, affine
+ * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
  * both), K % 128 == 0, 16-byte aligned rows and x, element offsets under
  * 2^31. */

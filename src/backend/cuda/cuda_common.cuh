@@ -48,8 +48,8 @@ typedef struct cu_knobs {
     int64_t qmm_min_rows; /* MLXN_CUDA_QMM_MIN_ROWS: x rows from which quantized_matmul takes the
                              bf16 GEMM path (0 = unset: the measured defaults, cu_qmm.cu) */
     int64_t qmm_slab;     /* MLXN_CUDA_QMM_SLAB_ELEMS: weights per dequantized block (0 = unset) */
-    int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = the one-row 4-bit mat-vec on the f32 kernel, not the
-                             tensor cores (cu_qmv_mma.cu); other values pick its launch shape (1 = default) */
+    int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = 4-bit mat-vecs on the f32 kernels, not the tensor
+                             cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 1 (unset) = measured choice */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

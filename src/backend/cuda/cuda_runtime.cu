@@ -123,7 +123,8 @@ static void read_knobs(cu_knobs *k) {
     k->qmm_min_rows = env_count("MLXN_CUDA_QMM_MIN_ROWS");
     k->qmm_slab = env_count("MLXN_CUDA_QMM_SLAB_ELEMS");
     const char *qmv = getenv("MLXN_CUDA_QMV_MMA");
-    k->qmv_mma = qmv && qmv[0] == '0' ? 0 : env_count("MLXN_CUDA_QMV_MMA") ? (int)env_count("MLXN_CUDA_QMV_MMA") : 1;
+    const int64_t qv = env_count("MLXN_CUDA_QMV_MMA");
+    k->qmv_mma = qmv && qmv[0] == '0' ? 0 : qv ? (int)qv : 1;
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
