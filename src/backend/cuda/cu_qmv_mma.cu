@@ -56,8 +56,8 @@
  * a fixed order (deterministic).
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
- * both), K % 128 == 0, 16-byte aligned rows and x, element offsets under
- * 2^31. */
+ * both), K % 128 == 0, 16-byte aligned rows (and x, for one row), element
+ * offsets under 2^31. */
 #include "backend/cuda/cu_qmv.cuh"
 
 extern "C" {
