@@ -5,20 +5,8 @@
 # is converted to MLX 4-bit by our `mlxn convert`, as `make demo` does, into
 # the test's temporary directory.
 #   needs: $mlxn, $build, $tmp set by the caller
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-# run NAME EXPECTED_RC ARGS...: runs mlxn; stdout/stderr in $out/$err (and $tmp/out, $tmp/err)
-run() {
-  local name=$1 want=$2
-  shift 2
-  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  rc=$?
-  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
-hasnt() { if grep -Eq -- "$2" <<<"$3"; then bad "$1: unexpected /$2/ in:"$'\n'"$3"; else ok; fi; }
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
 same_file() { # NAME GOT WANT
   if cmp -s "$2" "$3"; then ok; else
     bad "$1: output differs from mlx-lm's"$'\n'"--- want:"$'\n'"$(cat "$3")"$'\n'"--- got:"$'\n'"$(cat "$2")"

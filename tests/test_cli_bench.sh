@@ -4,17 +4,10 @@
 #   bash tests/test_cli_bench.sh PATH_TO_MLXN BUILD_DIR
 set -u
 mlxn=${1:?usage: test_cli_bench.sh PATH_TO_MLXN BUILD_DIR}
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() { # NAME EXPECTED_RC ARGS...
-  local name=$1 want=$2
-  shift 2
-  out=$("$mlxn" "$@" 2>/dev/null)
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no match for /$2/ in: $3"; fi; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_bench_XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
 small=(--rows 128 --cols 256 --reps 3 --warmup 1 --mem-mib 4)
 run help 0 bench --help
@@ -43,5 +36,4 @@ run "sdpa on the cpu" 2 bench sdpa --device cpu
 run "sdpa heads" 2 bench sdpa --q-heads 5 --kv-heads 2
 run "sdpa kv dtype" 2 bench sdpa --kv-dtype f32
 
-echo "test_cli_bench: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_bench

@@ -10,18 +10,8 @@ set -u
 mlxn=${1:?usage: test_cli_bench_model.sh PATH_TO_MLXN BUILD_DIR}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_bench_model_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() {
-  local name=$1 want=$2
-  shift 2
-  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
 run "convert tied" 0 convert --random tiny-llama -q -o "$tmp/tied" --seed 3
 
@@ -110,5 +100,4 @@ has "sample json" '^\{"bench": ?"sample".*"device_median_us": ?[0-9.e+-]+.*"host
 run "sample bad" 2 bench sample --top-p 2
 run "sample no device" 1 bench sample --device cuda:99 --reps 1
 
-echo "test_cli_bench_model: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_bench_model

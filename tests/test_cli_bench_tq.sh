@@ -4,17 +4,10 @@
 #   bash tests/test_cli_bench_tq.sh PATH_TO_MLXN BUILD_DIR
 set -u
 mlxn=${1:?usage: test_cli_bench_tq.sh PATH_TO_MLXN BUILD_DIR}
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() { # NAME EXPECTED_RC ARGS...
-  local name=$1 want=$2
-  shift 2
-  out=$("$mlxn" "$@" 2>/dev/null)
-  local rc=$?
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no match for /$2/ in: $3"; fi; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_bench_tq_XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
 run help 0 bench tq --help
 has help 'bench tq' "$out"
@@ -34,5 +27,4 @@ run bad-dim 2 bench tq --head-dim 96
 run bad-bits 2 bench tq --k-bits 9
 run bad-ctx 2 bench tq --ctx 12,x
 run bad-what 2 bench nothing
-echo "test_cli_bench_tq: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_bench_tq

@@ -104,5 +104,4 @@ if [ "$(tail -c 5 "$tmp/tty.out" | od -An -c | tr -d ' \n')" = '>>>\n' ]; then o
 fi
 has "banner" '^mlxn chat: .* Ctrl-C stops an answer' "$(cat "$tmp/tty.err")"
 
-echo "test_cli_chat: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_chat

@@ -9,19 +9,9 @@ mlxn=${1:?usage: test_cli_convert.sh PATH_TO_MLXN BUILD_DIR}
 golden=$(cd "$(dirname "$0")" && pwd)/golden/convert
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_convert_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() {
-  local name=$1 want=$2
-  shift 2
-  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
 
 run "convert help" 0 convert --help
 has "convert help" '^usage: mlxn convert' "$out"
@@ -118,5 +108,4 @@ if [ -e "$tmp/bad" ] || ls "$tmp" | grep -q '\.tmp-'; then bad "a failed convert
 run "eval bad model" 1 eval -m "$golden/mini_shape.gguf" --tokens "1"
 has "eval bad model" 'blk.0.attn_k.weight' "$err"
 
-echo "test_cli_convert: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_convert

@@ -39,5 +39,4 @@ rc=$?
 [ "$rc" -eq 1 ] && ok || bad "no binary: exit $rc"
 has "no binary" 'build first' "$(cat "$tmp/err")"
 
-echo "test_cli_demo: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_demo

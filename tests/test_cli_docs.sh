@@ -10,9 +10,8 @@ mlxn=${1:?usage: test_cli_docs.sh PATH_TO_MLXN BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_docs_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
 if "$mlxn" --markdown-help >"$tmp/cli.md"; then ok; else bad "mlxn --markdown-help failed"; fi
 if diff -u "$root/docs/cli.md" "$tmp/cli.md" >"$tmp/diff"; then ok; else
@@ -35,5 +34,4 @@ for c in generate chat tokenize info convert eval; do
   done
 done
 
-echo "test_cli_docs: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_docs

@@ -194,5 +194,4 @@ done
 run "help top" 0 --help
 for c in generate chat tokenize bench info convert eval; do has "command list" "^  $c " "$out"; done
 
-echo "test_cli_generate: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_generate

@@ -7,23 +7,8 @@ mlxn=${1:?usage: test_cli_info.sh PATH_TO_MLXN BUILD_DIR}
 golden=$(cd "$(dirname "$0")" && pwd)/golden/safetensors
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_info_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-
-# run NAME EXPECTED_RC ARGS...: runs mlxn, keeps stdout/stderr in $out/$err
-run() {
-  local name=$1 want=$2
-  shift 2
-  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
-}
-# has NAME REGEX TEXT: TEXT has a line matching the extended REGEX
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
-hasnt() { if grep -Eq -- "$2" <<<"$3"; then bad "$1: unexpected /$2/ in:"$'\n'"$3"; else ok; fi; }
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 
 run help 0 info --help
 has help '^usage: mlxn info' "$out"
@@ -113,5 +98,4 @@ mkdir "$tmp/empty"
 run "empty dir" 1 info -m "$tmp/empty"
 has "empty dir" 'no model\*\.safetensors' "$err"
 
-echo "test_cli_info: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_info

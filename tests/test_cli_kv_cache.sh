@@ -12,18 +12,8 @@ set -u
 mlxn=${1:?usage: test_cli_kv_cache.sh PATH_TO_MLXN BUILD_DIR}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mlxn_kv_cache_XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() { failed=$((failed + 1)); echo "FAIL: $*" >&2; }
-run() {
-  local name=$1 want=$2
-  shift 2
-  "$mlxn" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
-  rc=$?
-  out=$(cat "$tmp/out") err=$(cat "$tmp/err")
-  if [ "$rc" -eq "$want" ]; then ok; else bad "$name: exit $rc, want $want; stderr: $err"; fi
-}
-has() { if grep -Eq -- "$2" <<<"$3"; then ok; else bad "$1: no line matching /$2/ in:"$'\n'"$3"; fi; }
+# shellcheck source=tests/cli_helpers.sh
+. "$(dirname "$0")/cli_helpers.sh"
 gguf="${XDG_CACHE_HOME:-$HOME/.cache}/mlx-native/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -f "$gguf" ]; then
   echo "FAIL: the test model $gguf is absent (sh tests/golden/fetch_smollm2.sh fetches it)" >&2
@@ -65,5 +55,4 @@ run "compare with last" 2 eval -m "$gguf" --tokens "1 2" --compare-dense --last
 run "head_dim 16" 1 bench model -m "$golden/models/llama_f32" -p 4 -n 1 -r 1 --warmup 0 -t 1 --kv-cache tq4
 has "head_dim 16 message" "head_dim is 16" "$err"
 
-echo "test_cli_kv_cache: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_kv_cache

@@ -40,5 +40,4 @@ run "device with a bias" 2 generate -m "$model" -t 1 -n 2 --sampler device --log
 run "bad sampler" 2 generate -m "$model" -t 1 -n 2 --sampler gpu -p hi
 run "auto with a penalty" 0 generate -m "$model" -t 1 -n 2 --sampler auto --repetition-penalty 1.3 -p hi
 
-echo "test_cli_sampler: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_cli_sampler
