@@ -127,6 +127,12 @@ void t_compare_rows(const char *what, const float *ref, const float *got, int64_
     if (worst_nmse) *worst_nmse = worst_e;
 }
 
+int t_skip_absent_smollm2(const char *path) {
+    char why[2200];
+    snprintf(why, sizeof why, "%s is absent (tests/golden/fetch_smollm2.sh fetches it)", path);
+    return t_skip(why);
+}
+
 int t_model_cache_path(const char *file, char *out, size_t cap) {
     const char *dir = getenv("MLXN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (dir && *dir) snprintf(out, cap, "%s/%s", dir, file);

@@ -84,6 +84,8 @@ void t_compare_rows(const char *what, const float *ref, const float *got, int64_
 int t_model_cache_path(const char *file, char *out, size_t cap);
 /* The real test model the fetch script tests/golden/fetch_smollm2.sh gets. */
 #define T_SMOLLM2_GGUF "SmolLM2-135M-Instruct.Q4_1.gguf"
+/* t_skip for a fetched model that is absent at `path`, naming the fetch script. */
+int t_skip_absent_smollm2(const char *path);
 
 /* Load the golden model tests/golden/models/<name> on dev; NULL (with a
  * failed check) when it cannot be loaded. */

@@ -79,11 +79,7 @@ static void greedy(mlxn_model *m, const char *kind, const int32_t *prompt, int64
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_tq_smollm2");
     char path[2048];
-    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) {
-        char why[2200];
-        snprintf(why, sizeof why, "%s is absent (tests/golden/fetch_smollm2.sh fetches it)", path);
-        return t_skip(why);
-    }
+    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) return t_skip_absent_smollm2(path);
     mlxn_weights *g = t_golden_open("smollm2/golden.safetensors");
     size_t T = 0;
     const int32_t *ids = g ? t_golden_get(g, "text_ids", MLXN_DTYPE_I32, &T) : NULL;

@@ -69,11 +69,7 @@ static void greedy(mlxn_model *m, const int32_t *prompt, int64_t len, int n, int
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_smollm2");
     char path[2048];
-    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) {
-        char why[2200];
-        snprintf(why, sizeof why, "%s is absent (tests/golden/fetch_smollm2.sh fetches it)", path);
-        return t_skip(why);
-    }
+    if (!t_model_cache_path(GGUF_NAME, path, sizeof path)) return t_skip_absent_smollm2(path);
     cu_init_root("test_smollm2");
     mlxn_weights *g = t_golden_open("smollm2/golden.safetensors");
     size_t T = 0, nk = 0, np = 0, npl = 0, ng = 0;
