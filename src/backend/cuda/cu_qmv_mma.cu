@@ -374,7 +374,8 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
     uint32_t cw[D][8]; /* ring: codes (qm_rows::load) */
     uint32_t sw[D][4]; /* ring: raw scales and biases */
     /* chunk c's image into slot d: 16-byte pieces q, part pieces placed
-     * 288 bytes apart per (row, part); always one commit group per call */
+     * 288 bytes apart per (row, part); the caller commits one cp.async group
+     * per slot refill, copy or not, so wait_group counts slots */
     auto copy = [&](int d, int c) {
         const unsigned char *src = img + (size_t)c * qm_img_bytes(NX);
         for (int q = lane; q < NX * 48 + 4; q += 32) {
