@@ -122,16 +122,7 @@ static mlxn_tensor an_tensor(mlxn_device *dev, mlxn_dtype dt, int ndim, const in
     t.dtype = dt;
     t.ndim = ndim;
     t.offset = (size_t)first * es;
-    int64_t st = ld;
-    for (int i = ndim - 1; i >= 0; i--) {
-        t.shape[i] = shape[i];
-        if (i == ndim - 1) {
-            t.strides[i] = ls;
-        } else {
-            t.strides[i] = st;
-            st *= shape[i];
-        }
-    }
+    t_set_row_strides(&t, ndim, shape, ls, ld);
     if (image) {
         *image = img;
         *image_bytes = n_el * es;

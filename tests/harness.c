@@ -133,6 +133,19 @@ int t_skip_absent_smollm2(const char *path) {
     return t_skip(why);
 }
 
+void t_set_row_strides(mlxn_tensor *t, int ndim, const int64_t *shape, int64_t ls, int64_t rs) {
+    int64_t st = rs;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t->shape[i] = shape[i];
+        if (i == ndim - 1) {
+            t->strides[i] = ls;
+        } else {
+            t->strides[i] = st;
+            st *= shape[i];
+        }
+    }
+}
+
 int t_model_cache_path(const char *file, char *out, size_t cap) {
     const char *dir = getenv("MLXN_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (dir && *dir) snprintf(out, cap, "%s/%s", dir, file);

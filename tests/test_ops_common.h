@@ -76,16 +76,7 @@ static mlxn_tensor ops_strided_dt(mlxn_device *dev, mlxn_dtype dt, const void *d
     t.buf = buf;
     t.dtype = dt;
     t.ndim = ndim;
-    int64_t st = rs;
-    for (int i = ndim - 1; i >= 0; i--) {
-        t.shape[i] = shape[i];
-        if (i == ndim - 1) {
-            t.strides[i] = ls;
-        } else {
-            t.strides[i] = st;
-            st *= shape[i];
-        }
-    }
+    t_set_row_strides(&t, ndim, shape, ls, rs);
     return t;
 }
 
