@@ -19,17 +19,22 @@
  *    (off-by-one causal / window / ring edge) at these shapes moves the
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
  *    Cases the tensor-core decode kernel takes (cu_tq_attention_mma.cu)
- *    run on it too, at NMSE <= 1e-5: it rounds the rotated query and the
- *    softmax weights (times value norms) to f16, which costs up to ~2e-6
- *    here; its masking edges are covered by the window / causal cases
- *    with a few hundred visible keys, where a slip costs far more.
+ *    run on it too, at NMSE <= 5e-5: it rounds the rotated query and the
+ *    softmax weights (times value norms) to f16. That costs ~1e-7..5e-6
+ *    for most seeds, but the error of a score grows with the score, so a
+ *    seed whose softmax is peaky costs more: seed 1795735933422391415 gives
+ *    2.9e-5 on the head-dim-128 k5/v5 case, on this kernel and on its
+ *    previous version alike (the rounding, not a slip). Its masking edges are
+ *    covered by the window / causal cases with a few hundred visible keys,
+ *    where a slip costs far more.
  *  - a negative position in the device tensor: append writes nothing,
  *    attention writes NaN rows (a kernel cannot return an error).
  *
  * Shapes: every width 2..8 and mixed K/V widths, head dims 64..512, GQA
  * groups 1, 4 and 16, Tq 1 and 7, causal or not, windows, softcap, up to
- * a few thousand keys, and the issue's decode shape (head dim 256, 32
- * query / 2 kv heads, 4-bit K and V). Every failure names the case.
+ * ~9000 keys (several hundred per block), and the issue's decode shape
+ * (head dim 256, 32 query / 2 kv heads, 4-bit K and V). Every failure
+ * names the case.
  * Without a CUDA device: "skipped: no CUDA device", exit 77. */
 #include <math.h>
 #include <stdlib.h>
@@ -253,7 +258,7 @@ static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc,
         }
         if (s > wv) wv = s, worst = r;
     }
-    const double bound = simple ? 1e-8 : 1e-5;
+    const double bound = simple ? 1e-8 : 5e-5; /* tensor cores: f16 rounding, see the top */
     CHECK(nmse <= bound, "%s: %s attention NMSE %.3g (max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g cuda[0] %.6g)",
           cs, simple ? "f32" : "tensor-core", nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
           g ? (double)g[worst * D] : 0.0);
@@ -380,6 +385,12 @@ int main(int argc, char **argv) {
         /* the decode shape (head dim 256, 32 query / 2 kv heads, 4-bit K and V), and its prefill */
         {2, 16, 256, 4, 4, 3001, 3000, 1, 1, 0, 0, 0, 0},
         {2, 16, 256, 4, 4, 3001, 2994, 7, 1, 0, 0, 1, 1},
+        /* long chunks on the tensor-core kernel (8 kv heads leave ~16 blocks per head on
+         * a 132-SM card: several hundred keys per block), one through a wrapped ring */
+        {8, 2, 256, 4, 4, 5200, 5100, 1, 1, 0, 0, 0, 0},
+        {8, 2, 256, 8, 8, 5200, 5100, 1, 1, 0, 0, 1, 1},
+        {8, 2, 64, 4, 8, 9000, 8990, 7, 1, 0, 0, 0, 0},
+        {8, 2, 256, 8, 4, 3000, 9000, 1, 1, 0, 0, 1, 0},
         /* rings that wrap: sliding windows (softcap too), and no window through a device position */
         {2, 4, 128, 4, 4, 300, 1000, 1, 1, 200, 0, 1, 1},
         {2, 4, 128, 3, 6, 300, 1000, 7, 1, 200, 30.0f, 1, 0},
