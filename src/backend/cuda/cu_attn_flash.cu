@@ -470,13 +470,11 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
 template <int D, int MT, bool BF, int NW>
 static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
     const char *op = "sdpa";
-    const int idx = cu_ctx(s)->index;
     const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
     MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW>, smem));
     const int sms = cu_ctx(s)->sms;
     int per_sm = 0;
-    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fa_kernel<D, MT, BF, NW>, NW * 32, smem),
-                      op, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", idx));
+    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW>, NW * 32, smem, &per_sm));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
     /* splits: when the row tiles leave multiprocessors idle, cut the keys
      * into whole 64-key tiles so that the blocks fill one wave (a second,

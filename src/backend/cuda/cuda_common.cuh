@@ -81,6 +81,12 @@ typedef struct cu_stream {
     const void *smem_fn[CU_SMEM_SLOTS];
     int smem_max[CU_SMEM_SLOTS];
     int smem_n;
+    /* [occ_n] occupancy answers (cu_occupancy): kernel, threads, dynamic
+     * shared memory -> blocks per multiprocessor */
+    const void *occ_fn[CU_SMEM_SLOTS];
+    int occ_threads[CU_SMEM_SLOTS], occ_blocks[CU_SMEM_SLOTS];
+    size_t occ_smem[CU_SMEM_SLOTS];
+    int occ_n;
     int capturing;       /* a graph capture is open (mlxn_cuda_graph_begin .. _end) */
     void *tq_buf;        /* tq_sdpa's partials scratch (cu_tq_attention.cu), kept between uncaptured calls */
     size_t tq_cap;       /* its bytes */
@@ -149,6 +155,19 @@ mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, siz
 template <typename... KArgs>
 static inline mlxn_status cu_smem_allow(mlxn_stream *s, const char *op, void (*kernel)(KArgs...), size_t smem) {
     return cu_smem_allow_fn(s, op, (const void *)kernel, smem);
+}
+
+/* How many blocks of `fn` (a kernel) one multiprocessor holds at
+ * `threads` threads and `smem` bytes of dynamic shared memory
+ * (cudaOccupancyMaxActiveBlocksPerMultiprocessor). Why remembered: launch
+ * shapes that size themselves by it (flash attention's split of the keys)
+ * asked the runtime on every call; the answer depends only on the kernel
+ * and these two numbers, so the stream keeps it. cuda_runtime.cu. */
+mlxn_status cu_occupancy_fn(mlxn_stream *s, const char *op, const void *fn, int threads, size_t smem, int *blocks);
+template <typename... KArgs>
+static inline mlxn_status cu_occupancy(mlxn_stream *s, const char *op, void (*kernel)(KArgs...), int threads, size_t smem,
+                                       int *blocks) {
+    return cu_occupancy_fn(s, op, (const void *)kernel, threads, smem, blocks);
 }
 
 /* Select the stream's GPU (cheap when it already is current). */

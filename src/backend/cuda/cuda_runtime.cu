@@ -208,6 +208,24 @@ mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, siz
     return MLXN_OK;
 }
 
+mlxn_status cu_occupancy_fn(mlxn_stream *s, const char *op, const void *fn, int threads, size_t smem, int *blocks) {
+    cu_stream *c = cu_ctx(s);
+    for (int i = 0; i < c->occ_n; i++)
+        if (c->occ_fn[i] == fn && c->occ_threads[i] == threads && c->occ_smem[i] == smem) {
+            *blocks = c->occ_blocks[i];
+            return MLXN_OK;
+        }
+    int n = 0;
+    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem), op,
+                      "cudaOccupancyMaxActiveBlocksPerMultiprocessor", c->index));
+    if (c->occ_n < CU_SMEM_SLOTS) {
+        const int i = c->occ_n++;
+        c->occ_fn[i] = fn, c->occ_threads[i] = threads, c->occ_smem[i] = smem, c->occ_blocks[i] = n;
+    }
+    *blocks = n;
+    return MLXN_OK;
+}
+
 /* The stream's device-side error record as a status (and cleared). */
 static mlxn_status device_errors(cu_stream *c) {
     long long *e = c->err_host;
