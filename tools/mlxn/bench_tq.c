@@ -21,9 +21,8 @@
  * from device memory), beside a device-to-device copy's bandwidth; the
  * same calls back to back (one interval over all of them: no event between
  * calls, as in a decode step); and the one-token append of a decode step
- * one by one. The dense f32 baseline
- * is CPU-only (the CUDA dense attention is the simple exact kernel, not a
- * fair rival). */
+ * one by one. The dense f32 baseline is CPU-only (the CUDA dense attention
+ * is the simple exact kernel, not a fair rival). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
