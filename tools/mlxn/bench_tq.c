@@ -364,36 +364,24 @@ static void fill_seeded(float *p, int64_t n, uint64_t *seed) {
 }
 
 /* Device time of `reps` calls of one op (attention, or the one-token
- * append) into t[0..reps), cache copy i % n for call i. */
-static mlxn_status time_calls(mlxn_stream *s, mlxn_tq_cache **c, int n, int reps, int is_append,
+ * append), cache copy i % n for call i: one by one (an event after every
+ * call; t[0..reps) each call's time) or back to back (events only around
+ * all of them, as a decode step's stream runs them; t[0] the time per
+ * call). */
+static mlxn_status time_calls(mlxn_stream *s, mlxn_tq_cache **c, int n, int reps, int is_append, int back_to_back,
                               const mlxn_tensor *q, const mlxn_tq_sdpa_params *tp, mlxn_tensor *out,
                               const mlxn_tensor *k1, const mlxn_tensor *v1, int64_t apos, double *t) {
     mlxn_cuda_timer *tm = NULL;
-    mlxn_status st = mlxn_cuda_timer_begin(s, reps + 1, 1000.0 + 20.0 * reps, &tm);
+    mlxn_status st = mlxn_cuda_timer_begin(s, back_to_back ? 2 : reps + 1, 1000.0 + 20.0 * reps, &tm);
     if (st != MLXN_OK) return st;
     st = mlxn_cuda_timer_mark(tm, 0);
     for (int i = 0; i < reps && st == MLXN_OK; i++) {
         st = is_append ? mlxn_tq_append(s, c[i % n], k1, v1, apos, NULL) : mlxn_tq_sdpa(s, c[i % n], q, tp, out);
-        if (st == MLXN_OK) st = mlxn_cuda_timer_mark(tm, i + 1);
+        if (st == MLXN_OK && !back_to_back) st = mlxn_cuda_timer_mark(tm, i + 1);
     }
+    if (st == MLXN_OK && back_to_back) st = mlxn_cuda_timer_mark(tm, 1);
     mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
-    return st != MLXN_OK ? st : st2;
-}
-
-/* The same attention calls back to back (two events around all of them,
- * rotating the cache copies): what a decode step's stream sees, with no
- * event between calls. *us: per call. */
-static mlxn_status time_back_to_back(mlxn_stream *s, mlxn_tq_cache **c, int n, int reps, const mlxn_tensor *q,
-                                     const mlxn_tq_sdpa_params *tp, mlxn_tensor *out, double *us) {
-    mlxn_cuda_timer *tm = NULL;
-    double t[1];
-    mlxn_status st = mlxn_cuda_timer_begin(s, 2, 1000.0 + 20.0 * reps, &tm);
-    if (st != MLXN_OK) return st;
-    st = mlxn_cuda_timer_mark(tm, 0);
-    for (int i = 0; i < reps && st == MLXN_OK; i++) st = mlxn_tq_sdpa(s, c[i % n], q, tp, out);
-    if (st == MLXN_OK) st = mlxn_cuda_timer_mark(tm, 1);
-    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
-    if (st == MLXN_OK && st2 == MLXN_OK) *us = t[0] / reps;
+    if (st == MLXN_OK && st2 == MLXN_OK && back_to_back) t[0] /= reps;
     return st != MLXN_OK ? st : st2;
 }
 
@@ -448,9 +436,9 @@ static int one_ctx_cuda(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, s
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     double b2b = 0;
-    if (time_calls(s, c, nsets, o->reps, 0, &q, &ap, &out, NULL, NULL, 0, t) != MLXN_OK ||
-        time_back_to_back(s, c, nsets, o->reps, &q, &ap, &out, &b2b) != MLXN_OK ||
-        time_calls(s, c, nsets, o->reps, 1, NULL, NULL, NULL, &k1, &v1, ctx - 1, ta) != MLXN_OK)
+    if (time_calls(s, c, nsets, o->reps, 0, 0, &q, &ap, &out, NULL, NULL, 0, t) != MLXN_OK ||
+        time_calls(s, c, nsets, o->reps, 0, 1, &q, &ap, &out, NULL, NULL, 0, &b2b) != MLXN_OK ||
+        time_calls(s, c, nsets, o->reps, 1, 0, NULL, NULL, NULL, &k1, &v1, ctx - 1, ta) != MLXN_OK)
         goto fail;
     double med = median_us(t, o->reps), tmin = t[0], amed = median_us(ta, o->reps);
     double gbs = cbytes / (med * 1e3);
