@@ -82,6 +82,36 @@ __device__ __forceinline__ void cu_tq_fwht(float *y, int n) {
     }
 }
 
+/* In-place unnormalized FWHT of one vector of 32 E elements held by a
+ * warp, lane l holding elements 32 j + l (j < E; interleaved so that loads
+ * and stores of a row are coalesced), in the CPU's stage order (so
+ * bit-identical to mlxn_tq_fwht): strides 1..16 across lanes by shuffles
+ * (the lane with that bit clear keeps a + b, the other a - b, a being the
+ * lower dim's value), then strides 32, 64, ... inside the lane. No block
+ * barrier (why: the block-wide cu_tq_fwht syncs after each of log2(D)
+ * stages). */
+template <int E>
+__device__ __forceinline__ void cu_tq_fwht_warp(float *y, int lane) {
+#pragma unroll
+    for (int m = 1; m < 32; m <<= 1) {
+        const bool upper = lane & m;
+#pragma unroll
+        for (int j = 0; j < E; j++) {
+            const float o = __shfl_xor_sync(0xffffffffu, y[j], m);
+            y[j] = upper ? __fsub_rn(o, y[j]) : __fadd_rn(y[j], o);
+        }
+    }
+#pragma unroll
+    for (int hh = 1; hh < E; hh <<= 1)
+#pragma unroll
+        for (int j = 0; j < E; j++)
+            if (!(j & hh)) {
+                const float a = y[j], b = y[j + hh];
+                y[j] = __fadd_rn(a, b);
+                y[j + hh] = __fsub_rn(a, b);
+            }
+}
+
 /* 1 / sqrt(D) rounded as the CPU computes it: 1.0f / sqrtf((float)D). */
 __device__ __forceinline__ float cu_tq_rsqrt_d(int D) { return __fdiv_rn(1.0f, __fsqrt_rn((float)D)); }
 

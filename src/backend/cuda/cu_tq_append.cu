@@ -75,27 +75,7 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
     for (int j = 0; j < E; j++) y[j] = x[(int64_t)(32 * j + lane) * src.s[2]], sg[j] = signs[32 * j + lane];
 #pragma unroll
     for (int j = 0; j < E; j++) y[j] = __fmul_rn(y[j], sg[j]);
-    /* FWHT, the CPU's stage order: strides 1..16 across lanes (the lane with
-     * that bit clear keeps a + b, the other a - b, a being the lower dim's
-     * value), then strides 32, 64, ... inside the lane */
-#pragma unroll
-    for (int m = 1; m < 32; m <<= 1) {
-        const bool upper = lane & m;
-#pragma unroll
-        for (int j = 0; j < E; j++) {
-            const float o = __shfl_xor_sync(0xffffffffu, y[j], m);
-            y[j] = upper ? __fsub_rn(o, y[j]) : __fadd_rn(y[j], o);
-        }
-    }
-#pragma unroll
-    for (int hh = 1; hh < E; hh <<= 1)
-#pragma unroll
-        for (int j = 0; j < E; j++)
-            if (!(j & hh)) {
-                const float a = y[j], b = y[j + hh];
-                y[j] = __fadd_rn(a, b);
-                y[j + hh] = __fsub_rn(a, b);
-            }
+    cu_tq_fwht_warp<E>(y, lane); /* the CPU's stage order: bit-identical */
     const float rd = cu_tq_rsqrt_d(D);
 #pragma unroll
     for (int j = 0; j < E; j++) {

@@ -108,34 +108,6 @@ __device__ __forceinline__ uint32_t tqm_code(const uint32_t *w, int i) {
     return (w[(i * SB) >> 5] >> ((i * SB) & 31)) & ((1u << SB) - 1u);
 }
 
-/* In-register FWHT of one row held by a warp, lane l holding elements
- * 32 k + l (k < E; interleaved so that loads and stores of a row are
- * coalesced): strides 1..16 across lanes by shuffles (the lane with that
- * bit set holds the "+ h" half), strides 32 k inside the lane. Unnormalized
- * sum/difference butterflies, as the CPU's FWHT (stage order differs:
- * rounding only). */
-template <int E>
-__device__ __forceinline__ void tqm_fwht_warp(float *x, int lane) {
-#pragma unroll
-    for (int hh = 1; hh < E; hh <<= 1)
-#pragma unroll
-        for (int k = 0; k < E; k++)
-            if (!(k & hh)) {
-                const float u = x[k], v = x[k + hh];
-                x[k] = u + v;
-                x[k + hh] = u - v;
-            }
-#pragma unroll
-    for (int m = 1; m < 32; m <<= 1) {
-        const bool upper = lane & m;
-#pragma unroll
-        for (int k = 0; k < E; k++) {
-            const float o = __shfl_xor_sync(0xffffffffu, x[k], m);
-            x[k] = upper ? o - x[k] : x[k] + o;
-        }
-    }
-}
-
 /* A lane's share of one code row, NB bytes in pieces of PB = min(NB, 16):
  * piece i of lane `idx` (of `nl` lanes sharing the row) at byte
  * (i nl + idx) PB. Why pieces: lanes next to each other then read
@@ -244,7 +216,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * 32 k + lane. All loads are issued before any use (why: one
      * dependent global round trip per element made the prologue alone
      * several microseconds), the FWHT runs in registers (strides < E) and
-     * across lanes by shuffles (tqm_fwht_warp). Then each pair of dims goes,
+     * across lanes by shuffles (cu_tq_fwht_warp). Then each pair of dims goes,
      * scaled and rounded to f16, to its place in the A fragments. */
     {
         constexpr int E = D / 32;
@@ -263,7 +235,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
             }
 #pragma unroll
             for (int k = 0; k < E; k++) x[k] *= sg[k];
-            tqm_fwht_warp<E>(x, lane);
+            cu_tq_fwht_warp<E>(x, lane);
             /* dims d, d + 1 (d even: this lane and the next) go to one
              * register: d lies in key piece d / PK of the row; lane cc =
              * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
@@ -512,7 +484,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
             for (int k = 0; k < E; k++) {
                 x[k] = nat[r * (D + 1) + 32 * k + lane];
             }
-            tqm_fwht_warp<E>(x, lane);
+            cu_tq_fwht_warp<E>(x, lane);
             const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
             float *dst = a.pacc + (row * a.nchunks + ch) * D + lane;
 #pragma unroll
