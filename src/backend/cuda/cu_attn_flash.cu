@@ -54,6 +54,7 @@ enum { FA_KT = 64, FA_MAX_SPLITS = 1024 };
 typedef struct fa_args {
     const char *q;              /* [B, Hq, Tq, D] any float dtype, element strides qs */
     int qdt;
+    int qvec;                   /* q is f32 with 16-byte aligned, unit-stride rows (vector loads) */
     int64_t qs[4];
     const uint16_t *k, *v;      /* [B, Hkv, Tk, D] bf16/f16, strides ks/vs (inner 1) */
     int64_t ks[3], vs[3];
@@ -124,12 +125,12 @@ constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 
  * scheduler a single warp, stalled on every latency: ncu had 19% of issue
  * slots busy). KW keys of each tile per warp in S = Q K^T, D / NW output
  * columns per warp in P V. */
-template <int D, int MT, bool BF, int NW>
+template <int D, int MT, bool BF, int NW, int ST>
 __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
     constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
-    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
+    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW);
     constexpr int TPR = NTH / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
     uint16_t *Qs = (uint16_t *)fa_smem;                  /* [ROWS][LD] scaled q */
@@ -172,27 +173,6 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     __syncthreads();
     const int kbeg = range[0], kend = range[1];
 
-    float o[MT][NB][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int nb = 0; nb < NB; nb++) o[mt][nb][0] = o[mt][nb][1] = o[mt][nb][2] = o[mt][nb][3] = 0.0f;
-
-    if (kbeg < kend) {
-        /* q rows, scaled in f32 and rounded to the K/V type; padding rows 0 */
-        const int es = a.qdt == MLXN_DTYPE_F32 ? 4 : 2;
-        for (int e = tid; e < ROWS * D / 2; e += NTH) {
-            const int r = e / (D / 2), d = (e % (D / 2)) * 2, rg = r0 + r;
-            float x0 = 0.0f, x1 = 0.0f;
-            if (rg < R) {
-                const int h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
-                const char *qr = a.q + ((int64_t)b * a.qs[0] + (int64_t)h * a.qs[1] + (int64_t)t * a.qs[2]) * es;
-                x0 = cu_load(qr, a.qdt, d * a.qs[3]) * a.scale;
-                x1 = cu_load(qr, a.qdt, (d + 1) * a.qs[3]) * a.scale;
-            }
-            *(uint32_t *)&Qs[r * LD + d] = fa_pack(x0, x1, BF);
-        }
-    }
     const uint16_t *kbase = a.k + (int64_t)b * a.ks[0] + (int64_t)hk * a.ks[1];
     const uint16_t *vbase = a.v + (int64_t)b * a.vs[0] + (int64_t)hk * a.vs[1];
 
@@ -213,16 +193,72 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
         }
         asm volatile("cp.async.commit_group;\n" ::);
     };
-    if (kbeg < kend) load_tile(kbeg, 0);
+    /* the first ST - 1 tiles are on their way before q is staged (they do
+     * not depend on it), one cp.async group each (empty past the keys:
+     * the group count stays the same for the waits below) */
+#pragma unroll
+    for (int st = 0; st < ST - 1 || (ST == 1 && st == 0); st++) {
+        if (kbeg < kend - st * FA_KT) load_tile(kbeg + st * FA_KT, st); /* kbeg is INT32_MAX when empty */
+        else asm volatile("cp.async.commit_group;\n" ::);
+    }
+    float o[MT][NB][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int nb = 0; nb < NB; nb++) o[mt][nb][0] = o[mt][nb][1] = o[mt][nb][2] = o[mt][nb][3] = 0.0f;
+
+    if (kbeg < kend && a.qvec) {
+        /* q rows, scaled in f32 and rounded to the K/V type; padding rows 0.
+         * f32 rows with 16-byte alignment (the decode case): all of a
+         * thread's loads first, one round trip (the element loop below
+         * waits on each of its loads in turn) */
+        constexpr int QV = ROWS * D / 4 / NTH; /* float4s per thread */
+        float4 xv[QV];
+#pragma unroll
+        for (int i = 0; i < QV; i++) {
+            const int e = tid + i * NTH, r = e / (D / 4), d = (e % (D / 4)) * 4, rg = r0 + r;
+            xv[i] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (rg < R) {
+                const int h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
+                const float *qr = (const float *)a.q + (int64_t)b * a.qs[0] + (int64_t)h * a.qs[1] + (int64_t)t * a.qs[2];
+                xv[i] = *(const float4 *)(qr + d);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < QV; i++) {
+            const int e = tid + i * NTH, r = e / (D / 4), d = (e % (D / 4)) * 4;
+            *(uint2 *)&Qs[r * LD + d] = make_uint2(fa_pack(xv[i].x * a.scale, xv[i].y * a.scale, BF),
+                                                   fa_pack(xv[i].z * a.scale, xv[i].w * a.scale, BF));
+        }
+    } else if (kbeg < kend) {
+        /* q rows, scaled in f32 and rounded to the K/V type; padding rows 0 */
+        const int es = a.qdt == MLXN_DTYPE_F32 ? 4 : 2;
+        for (int e = tid; e < ROWS * D / 2; e += NTH) {
+            const int r = e / (D / 2), d = (e % (D / 2)) * 2, rg = r0 + r;
+            float x0 = 0.0f, x1 = 0.0f;
+            if (rg < R) {
+                const int h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
+                const char *qr = a.q + ((int64_t)b * a.qs[0] + (int64_t)h * a.qs[1] + (int64_t)t * a.qs[2]) * es;
+                x0 = cu_load(qr, a.qdt, d * a.qs[3]) * a.scale;
+                x1 = cu_load(qr, a.qdt, (d + 1) * a.qs[3]) * a.scale;
+            }
+            *(uint32_t *)&Qs[r * LD + d] = fa_pack(x0, x1, BF);
+        }
+    }
     for (int k0 = kbeg, it = 0; k0 < kend; k0 += FA_KT, it++) {
-        /* 1. this tile arrived; the next one on its way (two buffers) */
-        const int buf = ST == 2 ? (it & 1) : 0;
-        if (ST == 2 && k0 + FA_KT < kend) {
-            load_tile(k0 + FA_KT, buf ^ 1);
-            asm volatile("cp.async.wait_group 1;\n" ::);
-        } else {
-            if (ST == 1 && it > 0) load_tile(k0, 0); /* one buffer: the previous tile is done with it */
+        /* 1. this tile arrived; the ST - 1 after it on their way (ST
+         * buffers: tile `it` lives in buffer it % ST; the one refilled here
+         * held tile it - 1, which every warp finished before the barrier
+         * at the loop's end) */
+        const int buf = it % ST;
+        if (ST == 1) {
+            if (it > 0) load_tile(k0, 0); /* one buffer: the previous tile is done with it */
             asm volatile("cp.async.wait_group 0;\n" ::);
+        } else {
+            const int kn = k0 + (ST - 1) * FA_KT;
+            if (kn < kend) load_tile(kn, (it + ST - 1) % ST);
+            else asm volatile("cp.async.commit_group;\n" ::);
+            asm volatile("cp.async.wait_group %0;\n" ::"n"(ST - 1));
         }
         __syncthreads();
         const uint16_t *Kt = Ks + buf * FA_KT * LD, *Vt = Vs + buf * FA_KT * LD;
@@ -467,14 +503,14 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
     return true;
 }
 
-template <int D, int MT, bool BF, int NW>
+template <int D, int MT, bool BF, int NW, int ST>
 static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
     const char *op = "sdpa";
-    const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
-    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW>, smem));
+    const size_t smem = fa_smem_bytes(D, 16 * MT, ST);
+    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW, ST>, smem));
     const int sms = cu_ctx(s)->sms;
     int per_sm = 0;
-    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW>, NW * 32, smem, &per_sm));
+    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW, ST>, NW * 32, smem, &per_sm));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
     /* splits: when the row tiles leave multiprocessors idle, cut the keys
      * into whole 64-key tiles so that the blocks fill one wave (a second,
@@ -498,7 +534,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    cu_launch(s, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
+    cu_launch(s, fa_kernel<D, MT, BF, NW, ST>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
     mlxn_status st = cu_launched(s, op, "fa_kernel");
     if (st == MLXN_OK && a.S > 1) {
         const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
@@ -527,15 +563,24 @@ template <bool BF>
 static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups, int64_t R) {
     const int mt = fa_mt(D, R);
     const bool dec = a.Tq == 1; /* decode: 8 warps (see fa_kernel) */
+    /* decode at D 256 keeps three K/V tiles (two in flight during a tile's
+     * products) where the device lets a block have the 213 KB (sm_90):
+     * with one block per multiprocessor, two buffers left a single 64 KB
+     * tile in flight, too few bytes to stream at the copy rate */
+    const bool st3 = dec && (size_t)cu_ctx(s)->smem_optin >= fa_smem_bytes(256, 16, 3);
     switch (D) {
     case 64:
-        return mt == 2 ? fa_launch<64, 2, BF, 4>(s, a, groups, R)
-                       : dec ? fa_launch<64, 1, BF, 8>(s, a, groups, R) : fa_launch<64, 1, BF, 4>(s, a, groups, R);
+        return mt == 2 ? fa_launch<64, 2, BF, 4, 2>(s, a, groups, R)
+                       : dec ? fa_launch<64, 1, BF, 8, 2>(s, a, groups, R) : fa_launch<64, 1, BF, 4, 2>(s, a, groups, R);
     case 128:
-        return mt == 2 ? fa_launch<128, 2, BF, 4>(s, a, groups, R)
-                       : dec ? fa_launch<128, 1, BF, 8>(s, a, groups, R) : fa_launch<128, 1, BF, 4>(s, a, groups, R);
-    case 256: return dec ? fa_launch<256, 1, BF, 8>(s, a, groups, R) : fa_launch<256, 1, BF, 4>(s, a, groups, R);
-    default: return dec ? fa_launch<512, 1, BF, 8>(s, a, groups, R) : fa_launch<512, 1, BF, 4>(s, a, groups, R);
+        return mt == 2 ? fa_launch<128, 2, BF, 4, 2>(s, a, groups, R)
+               : dec   ? fa_launch<128, 1, BF, 8, 2>(s, a, groups, R)
+                       : fa_launch<128, 1, BF, 4, 2>(s, a, groups, R);
+    case 256:
+        return st3 ? fa_launch<256, 1, BF, 8, 3>(s, a, groups, R)
+               : dec ? fa_launch<256, 1, BF, 8, 2>(s, a, groups, R)
+                     : fa_launch<256, 1, BF, 4, 2>(s, a, groups, R);
+    default: return dec ? fa_launch<512, 1, BF, 8, 1>(s, a, groups, R) : fa_launch<512, 1, BF, 4, 1>(s, a, groups, R);
     }
 }
 
@@ -545,6 +590,9 @@ mlxn_status cu_attn_mma(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor 
     a.q = (const char *)cu_ptr(q);
     a.qdt = (int)q->dtype;
     for (int i = 0; i < 4; i++) a.qs[i] = q->strides[i];
+    a.qvec = q->dtype == MLXN_DTYPE_F32 && q->strides[3] == 1 && ((uintptr_t)cu_ptr(q) & 15) == 0;
+    for (int i = 0; i < 3; i++)
+        if (q->shape[i] > 1 && q->strides[i] % 4) a.qvec = 0;
     a.k = (const uint16_t *)cu_ptr(k);
     a.v = (const uint16_t *)cu_ptr(v);
     for (int i = 0; i < 3; i++) a.ks[i] = k->strides[i], a.vs[i] = v->strides[i];
