@@ -12,12 +12,15 @@
  *
  * Per 64-key tile, NW = 4 warps (8 for decode, see fa_kernel):
  *   1. K and V tiles [64, D] go global -> shared with 16-byte cp.async,
- *      the next tile's copy issued before this tile's arithmetic (two
- *      buffers; why: decode is a stream of K/V and a copy in flight during
- *      the products keeps the stream going). A one-buffer variant of the
- *      loop serves shapes whose two buffers do not fit (D 512; its first
- *      version reused the first tile; test_backend_attn's D 512 cases
- *      pass on an H100). D 256 keeps 16-row tiles with two buffers.
+ *      the next tiles' copies issued before this tile's arithmetic (ST
+ *      buffers: 2, or 3 for decode at D 256 where the device allows the
+ *      213 KB; why: decode is a stream of K/V and copies in flight during
+ *      the products keep the stream going; the first tiles are issued
+ *      before q is staged). A one-buffer variant of the loop serves shapes
+ *      whose two buffers do not fit (D 512; its first version reused the
+ *      first tile; test_backend_attn's D 512 cases pass on an H100). D 256
+ *      keeps 16-row tiles. Fragments come from shared memory through
+ *      ldmatrix (V's transposed).
  *      Keys outside the block's range are zero-filled: a row of NaN
  *      capacity past kv_len must never reach a product;
  *   2. S = Q K^T with mma.sync m16n8k16 (bf16 or f16 in, f32 accumulate),
@@ -96,6 +99,26 @@ __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t
                      "{%0,%1,%2,%3};\n"
                      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Four 8 x 8 b16 matrices from shared memory, lanes 8m .. 8m + 7 giving the
+ * row addresses of matrix m (16-byte aligned); lane l receives row l / 4,
+ * elements 2 (l % 4) and 2 (l % 4) + 1 of each (.trans: the transposed
+ * matrix), i.e. one mma fragment register per matrix, in one instruction
+ * instead of one 32-bit (or two 16-bit) shared-memory loads per register. */
+__device__ __forceinline__ void fa_ldsm4(uint32_t r[4], const void *row) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(sa)
+                 : "memory");
+}
+__device__ __forceinline__ void fa_ldsm4_t(uint32_t r[4], const void *row) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(sa)
+                 : "memory");
 }
 
 __device__ __forceinline__ void fa_cp16(void *smem, const void *gmem) {
@@ -270,26 +293,25 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int nb = 0; nb < NBS; nb++) s[mt][nb][0] = s[mt][nb][1] = s[mt][nb][2] = s[mt][nb][3] = 0.0f;
-#pragma unroll 4
-            for (int kk = 0; kk < D; kk += 16) {
-                uint32_t bk[NBS][2];
+            /* 32 dims per pass: one ldmatrix gives a key tile's B fragments
+             * of two k-steps (matrices: dims +0, +8, +16, +24 of 8 keys),
+             * one per k-step gives q's A fragment (rows +0/+8 x dims +0/+8) */
+            const int qrow = (lane & 7) + 8 * ((lane >> 3) & 1), qcol = 8 * (lane >> 4);
+#pragma unroll 2
+            for (int kk = 0; kk < D; kk += 32) {
+                uint32_t bk[NBS][4];
 #pragma unroll
-                for (int nb = 0; nb < NBS; nb++) {
-                    const uint16_t *kr = &Kt[(KW * warp + 8 * nb + g) * LD + kk + 2 * t4];
-                    bk[nb][0] = *(const uint32_t *)kr;
-                    bk[nb][1] = *(const uint32_t *)(kr + 8);
-                }
+                for (int nb = 0; nb < NBS; nb++)
+                    fa_ldsm4(bk[nb], &Kt[(KW * warp + 8 * nb + (lane & 7)) * LD + kk + 8 * (lane >> 3)]);
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    const uint16_t *qr = &Qs[(16 * mt + g) * LD + kk + 2 * t4];
-                    uint32_t af[4];
-                    af[0] = *(const uint32_t *)qr;
-                    af[1] = *(const uint32_t *)(qr + 8 * LD);
-                    af[2] = *(const uint32_t *)(qr + 8);
-                    af[3] = *(const uint32_t *)(qr + 8 * LD + 8);
+                for (int h2 = 0; h2 < 2; h2++)
 #pragma unroll
-                    for (int nb = 0; nb < NBS; nb++) fa_mma<BF>(s[mt][nb], af, bk[nb][0], bk[nb][1]);
-                }
+                    for (int mt = 0; mt < MT; mt++) {
+                        uint32_t af[4];
+                        fa_ldsm4(af, &Qs[(16 * mt + qrow) * LD + kk + 16 * h2 + qcol]);
+#pragma unroll
+                        for (int nb = 0; nb < NBS; nb++) fa_mma<BF>(s[mt][nb], af, bk[nb][2 * h2], bk[nb][2 * h2 + 1]);
+                    }
             }
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
@@ -354,25 +376,25 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
                 o[mt][nb][2] *= c1, o[mt][nb][3] *= c1;
             }
         }
+        /* 32 keys per pass: one transposed ldmatrix gives an n-tile's B
+         * fragments of two k-steps (matrices: keys +0, +8, +16, +24 of 8
+         * output columns), one per k-step P's A fragment */
+        const int prow = (lane & 7) + 8 * ((lane >> 3) & 1), pcol = 8 * (lane >> 4);
 #pragma unroll
-        for (int kk = 0; kk < FA_KT; kk += 16) {
-            uint32_t af[MT][4];
+        for (int kk = 0; kk < FA_KT; kk += 32) {
+            uint32_t af[2][MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                const uint16_t *pr = &Ps[(16 * mt + g) * LP + kk + 2 * t4];
-                af[mt][0] = *(const uint32_t *)pr;
-                af[mt][1] = *(const uint32_t *)(pr + 8 * LP);
-                af[mt][2] = *(const uint32_t *)(pr + 8);
-                af[mt][3] = *(const uint32_t *)(pr + 8 * LP + 8);
-            }
+            for (int h2 = 0; h2 < 2; h2++)
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) fa_ldsm4(af[h2][mt], &Ps[(16 * mt + prow) * LP + kk + 16 * h2 + pcol]);
 #pragma unroll
             for (int nb = 0; nb < NB; nb++) {
-                const int n = warp * (D / NW) + 8 * nb + g;
-                const uint16_t *vr = &Vt[(kk + 2 * t4) * LD + n];
-                const uint32_t b0 = (uint32_t)vr[0] | ((uint32_t)vr[LD] << 16);
-                const uint32_t b1 = (uint32_t)vr[8 * LD] | ((uint32_t)vr[9 * LD] << 16);
+                uint32_t bv[4];
+                fa_ldsm4_t(bv, &Vt[(kk + lane) * LD + warp * (D / NW) + 8 * nb]);
 #pragma unroll
-                for (int mt = 0; mt < MT; mt++) fa_mma<BF>(o[mt][nb], af[mt], b0, b1);
+                for (int h2 = 0; h2 < 2; h2++)
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) fa_mma<BF>(o[mt][nb], af[h2][mt], bv[2 * h2], bv[2 * h2 + 1]);
             }
         }
         __syncthreads(); /* the next tile overwrites S, P and (one buffer) K, V */
