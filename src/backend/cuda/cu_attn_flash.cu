@@ -121,9 +121,13 @@ __device__ __forceinline__ void fa_ldsm4_t(uint32_t r[4], const void *row) {
                  : "memory");
 }
 
-__device__ __forceinline__ void fa_cp16(void *smem, const void *gmem) {
-    unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+/* 16 bytes global -> shared (sa: a shared-space address) without the
+ * register file; and 16 zero bytes to shared */
+__device__ __forceinline__ void fa_cp16(unsigned sa, const void *gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
+}
+__device__ __forceinline__ void fa_zero16(unsigned sa) {
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sa), "r"(0) : "memory");
 }
 __device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_all;\n" ::); }
 
@@ -200,19 +204,32 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     const uint16_t *vbase = a.v + (int64_t)b * a.vs[0] + (int64_t)hk * a.vs[1];
 
     /* K/V tile at k0 -> buffer buf (zeros past the block's keys); one
-     * cp.async group per tile */
+     * cp.async group per tile. Thread tid copies the 16-byte piece lc of
+     * rows lr, lr + RP, ...; its addresses are set up once and advanced
+     * by a constant per row step (why: the index arithmetic of a copy per
+     * (row, piece) with 64-bit products was the largest instruction count
+     * of the tile loop in the SASS). */
+    constexpr int PR = D / 8, RP = NTH / PR, NIT = FA_KT / RP; /* pieces per row, rows per pass, passes */
+    static_assert(NTH % PR == 0 && FA_KT % RP == 0, "tile copy shape");
+    const int lr = tid / PR, lc = (tid % PR) * 8;
+    const unsigned ks_sm = (unsigned)__cvta_generic_to_shared(Ks + lr * LD + lc);
+    const unsigned vs_sm = (unsigned)__cvta_generic_to_shared(Vs + lr * LD + lc);
+    const uint16_t *kg0 = kbase + (int64_t)lr * a.ks[2] + lc, *vg0 = vbase + (int64_t)lr * a.vs[2] + lc;
+    const int64_t kstep = (int64_t)RP * a.ks[2], vstep = (int64_t)RP * a.vs[2];
     auto load_tile = [&](int k0, int buf) {
-        uint16_t *kd = Ks + buf * FA_KT * LD, *vd = Vs + buf * FA_KT * LD;
-        for (int e = tid; e < FA_KT * D / 8; e += NTH) {
-            const int i = e / (D / 8), d = (e % (D / 8)) * 8, j = k0 + i;
-            uint16_t *dk = &kd[i * LD + d], *dv = &vd[i * LD + d];
-            if (j < kend) {
-                fa_cp16(dk, kbase + (int64_t)j * a.ks[2] + d);
-                fa_cp16(dv, vbase + (int64_t)j * a.vs[2] + d);
+        unsigned sk = ks_sm + buf * (FA_KT * LD * 2), sv = vs_sm + buf * (FA_KT * LD * 2);
+        const uint16_t *gk = kg0 + (int64_t)k0 * a.ks[2], *gv = vg0 + (int64_t)k0 * a.vs[2];
+        const int rows = kend - k0 - lr; /* pass it copies a key while it * RP < rows */
+#pragma unroll
+        for (int it = 0; it < NIT; it++) {
+            if (it * RP < rows) {
+                fa_cp16(sk, gk);
+                fa_cp16(sv, gv);
             } else {
-                *(uint4 *)dk = make_uint4(0, 0, 0, 0);
-                *(uint4 *)dv = make_uint4(0, 0, 0, 0);
+                fa_zero16(sk);
+                fa_zero16(sv);
             }
+            sk += RP * LD * 2, sv += RP * LD * 2, gk += kstep, gv += vstep;
         }
         asm volatile("cp.async.commit_group;\n" ::);
     };
