@@ -11,6 +11,9 @@
  * the K/V rows it must read, out) over the median as GB/s and as a share
  * of a device-to-device copy measured in the same process, and the
  * arithmetic rate over the visible (query, key) pairs (4 D flops each).
+ * "back to back" is the time per call of the same --reps calls with no
+ * event between them (one interval over all), as a decode step's stream
+ * runs them: each call's launch and tail then overlap its neighbours'.
  * --kv-len 1 passes the length as a device-side kv_len tensor (the K/V then
  * hold a capacity of Tk + 256 rows), as a captured decode step would.
  * MLXN_CUDA_SDPA_SIMPLE=1 in the environment times the simple kernel. */
@@ -66,7 +69,9 @@ const opt_command bench_sdpa_command = {
     .description = "Random q/K/V, timed with device events after at least 300 ms of warm-up, rotating through "
                    "enough K/V copies to exceed 3x the L2 cache; prints the median and min, the ideal bytes over "
                    "the median (GB/s and % of a device-to-device copy measured in the same process) and the "
-                   "arithmetic rate over the visible (query, key) pairs. MLXN_CUDA_SDPA_SIMPLE=1 in the "
+                   "arithmetic rate over the visible (query, key) pairs; \"back to back\" is the time per call "
+                   "of the same calls with no event between them, as a decode step's stream runs them. "
+                   "MLXN_CUDA_SDPA_SIMPLE=1 in the "
                    "environment times the simple (exact f32) kernel instead of the tensor-core one.",
     .opts = sdpa_rows,
     .examples = "mlxn bench sdpa --head-dim 256 --q-heads 32 --kv-heads 2 --tq 1 --tk 20000\n"
@@ -90,6 +95,35 @@ static void fill(void *p, mlxn_dtype dt, int64_t n, uint64_t *seed) {
         else if (dt == MLXN_DTYPE_BF16) ((uint16_t *)p)[i] = mlxn_f32_to_bf16(v);
         else ((uint16_t *)p)[i] = mlxn_f32_to_f16(v);
     }
+}
+
+/* Device time of `reps` calls of mlxn_sdpa, K/V copy i % nsets for call i:
+ * one by one (an event after every call; t[0..reps) each call's time) or
+ * back to back (events only around all of them; t[0] the time per call).
+ * The device waits 60 us per call while the host queues them (validation,
+ * launch, scratch: ~10-20 us per call); *host_us says whether it kept
+ * ahead, with a warning when it did not. */
+static mlxn_status time_calls(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                              int nsets, const mlxn_sdpa_params *p, mlxn_tensor *out, int reps, int back_to_back,
+                              double *t, double *host_us) {
+    const double hold = 1000.0 + 60.0 * reps;
+    mlxn_cuda_timer *tm = NULL;
+    mlxn_status st = mlxn_cuda_timer_begin(s, back_to_back ? 2 : reps + 1, hold, &tm);
+    if (st != MLXN_OK) return st;
+    st = mlxn_cuda_timer_mark(tm, 0);
+    const double h0 = bench_now_us();
+    for (int i = 0; i < reps && st == MLXN_OK; i++) {
+        st = mlxn_sdpa(s, q, &k[i % nsets], &v[i % nsets], p, out);
+        if (st == MLXN_OK && !back_to_back) st = mlxn_cuda_timer_mark(tm, i + 1);
+    }
+    if (st == MLXN_OK && back_to_back) st = mlxn_cuda_timer_mark(tm, 1);
+    *host_us = (bench_now_us() - h0) / reps;
+    if (st == MLXN_OK && *host_us * reps > hold)
+        fprintf(stderr, "mlxn bench sdpa: warning: queueing took %.1f us per call, past the device's wait: the "
+                        "intervals may include host time\n", *host_us);
+    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
+    if (st == MLXN_OK && st2 == MLXN_OK && back_to_back) t[0] /= reps;
+    return st != MLXN_OK ? st : st2;
 }
 
 int cmd_bench_sdpa(int argc, char **argv) {
@@ -124,7 +158,6 @@ int cmd_bench_sdpa(int argc, char **argv) {
     void *hq = malloc((size_t)nq * 4), *hk = malloc((size_t)nk * 2);
     double *t = malloc((size_t)o.reps * sizeof(double));
     mlxn_stream *s = mlxn_device_stream(dev);
-    mlxn_cuda_timer *tm = NULL;
     if (!hq || !hk || !t) {
         fprintf(stderr, "mlxn bench sdpa: out of host memory\n");
         goto done;
@@ -157,23 +190,10 @@ int cmd_bench_sdpa(int argc, char **argv) {
         if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
-    /* the device waits 60 us per call while the host queues them (validation,
-     * launch, scratch: ~10-20 us per call); host_us says whether it kept ahead */
-    const double hold = 1000.0 + 60.0 * o.reps;
-    if (mlxn_cuda_timer_begin(s, o.reps + 1, hold, &tm) != MLXN_OK ||
-        mlxn_cuda_timer_mark(tm, 0) != MLXN_OK)
+    double host_us = 0, b2b = 0, host_b2b = 0;
+    if (time_calls(s, &q, k, v, nsets, &p, &out, o.reps, 0, t, &host_us) != MLXN_OK ||
+        time_calls(s, &q, k, v, nsets, &p, &out, o.reps, 1, &b2b, &host_b2b) != MLXN_OK)
         goto fail;
-    const double h0 = bench_now_us();
-    for (int i = 0; i < o.reps; i++)
-        if (mlxn_sdpa(s, &q, &k[i % nsets], &v[i % nsets], &p, &out) != MLXN_OK || mlxn_cuda_timer_mark(tm, i + 1) != MLXN_OK)
-            goto fail;
-    const double host_us = (bench_now_us() - h0) / o.reps;
-    if (host_us * o.reps > hold)
-        fprintf(stderr, "mlxn bench sdpa: warning: queueing took %.1f us per call, past the device's wait: the "
-                        "intervals may include host time\n", host_us);
-    mlxn_status st = mlxn_cuda_timer_end(tm, t);
-    tm = NULL;
-    if (st != MLXN_OK) goto fail;
     qsort(t, (size_t)o.reps, sizeof(double), bench_cmp_double);
     const double med = o.reps % 2 ? t[o.reps / 2] : 0.5 * (t[o.reps / 2 - 1] + t[o.reps / 2]), tmin = t[0];
     double copy = 0;
@@ -201,13 +221,14 @@ int cmd_bench_sdpa(int argc, char **argv) {
     const char *kernel = simple && !strcmp(simple, "1") ? "simple" : "default";
     if (o.json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:b, s:i, s:f, s:b, s:i, "
-                              "s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i}",
+                              "s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:f}",
                               "bench", "sdpa", "device", mlxn_device_name(dev), "kernel", kernel, "head_dim", o.D,
                               "q_heads", o.hq, "kv_heads", o.hkv, "tq", o.tq, "tk", o.tk, "batch", o.batch, "kv_dtype",
                               o.kvdt ? "f16" : "bf16", "q_dtype", o.qdt ? "bf16" : "f32", "causal", o.causal,
                               "window", o.window, "softcap", (double)o.softcap, "kv_len_tensor", o.kvlen, "reps",
                               o.reps, "median_us", med, "min_us", tmin, "bytes", bytes, "gb_s", gbs, "copy_gb_s", copy,
-                              "pct_of_copy", pct, "tflop_s", tflops, "host_us_per_call", host_us, "kv_sets", nsets, "sms", sms);
+                              "pct_of_copy", pct, "tflop_s", tflops, "host_us_per_call", host_us, "kv_sets", nsets, "sms", sms,
+                              "b2b_us", b2b);
         char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (!txt) {
@@ -221,8 +242,8 @@ int cmd_bench_sdpa(int argc, char **argv) {
                o.hq, o.hkv, o.tq, o.tk, o.D, o.qdt ? "bf16" : "f32", o.kvdt ? "f16" : "bf16",
                o.causal ? ", causal" : "", o.kvlen ? ", device kv_len" : "", mlxn_device_name(dev));
         printf("time: median %.2f us, min %.2f us over %d device-timed calls, rotating %d K/V copies (L2 %.0f MB, %d "
-               "SMs)\n",
-               med, tmin, o.reps, nsets, (double)l2 / 1e6, sms);
+               "SMs); back to back %.2f us per call\n",
+               med, tmin, o.reps, nsets, (double)l2 / 1e6, sms, b2b);
         printf("traffic: %.2f MB -> %.1f GB/s, %.0f%% of the device-to-device copy (%.1f GB/s); %.1f TFLOP/s\n",
                bytes / 1e6, gbs, pct, copy, tflops);
     }
@@ -231,7 +252,6 @@ int cmd_bench_sdpa(int argc, char **argv) {
 fail:
     fprintf(stderr, "mlxn bench sdpa: %s\n", mlxn_last_error());
 done:
-    if (tm) mlxn_cuda_timer_end(tm, t);
     mlxn_tensor_release(&q);
     mlxn_tensor_release(&out);
     mlxn_tensor_release(&kl);
