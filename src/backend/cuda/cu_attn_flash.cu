@@ -12,11 +12,11 @@
  *
  * Per 64-key tile, NW = 4 warps (8 for decode, see fa_kernel):
  *   1. K and V tiles [64, D] go global -> shared with 16-byte cp.async,
- *      the next tiles' copies issued before this tile's arithmetic (ST
- *      buffers: 2, or 3 for decode at D 256 where the device allows the
- *      213 KB; why: decode is a stream of K/V and copies in flight during
- *      the products keep the stream going; the first tiles are issued
- *      before q is staged). A one-buffer variant of the loop serves shapes
+ *      the next tile's copy issued before this tile's arithmetic (ST = 2
+ *      buffers; why: decode is a stream of K/V and a copy in flight during
+ *      the products keeps the stream going; the first tile is issued
+ *      before q is staged; three buffers at D 256, measured, were 1-8%
+ *      slower than two). A one-buffer variant of the loop serves shapes
  *      whose two buffers do not fit (D 512; its first version reused the
  *      first tile; test_backend_attn's D 512 cases pass on an H100). D 256
  *      keeps 16-row tiles. Fragments come from shared memory through
@@ -152,12 +152,12 @@ constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 
  * scheduler a single warp, stalled on every latency: ncu had 19% of issue
  * slots busy). KW keys of each tile per warp in S = Q K^T, D / NW output
  * columns per warp in P V. */
-template <int D, int MT, bool BF, int NW, int ST>
+template <int D, int MT, bool BF, int NW>
 __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
     constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
-    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW);
+    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
     constexpr int TPR = NTH / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
     uint16_t *Qs = (uint16_t *)fa_smem;                  /* [ROWS][LD] scaled q */
@@ -542,14 +542,14 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
     return true;
 }
 
-template <int D, int MT, bool BF, int NW, int ST>
+template <int D, int MT, bool BF, int NW>
 static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
     const char *op = "sdpa";
-    const size_t smem = fa_smem_bytes(D, 16 * MT, ST);
-    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW, ST>, smem));
+    const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
+    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW>, smem));
     const int sms = cu_ctx(s)->sms;
     int per_sm = 0;
-    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW, ST>, NW * 32, smem, &per_sm));
+    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW>, NW * 32, smem, &per_sm));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
     /* splits: when the row tiles leave multiprocessors idle, cut the keys
      * into whole 64-key tiles so that the blocks fill one wave (a second,
@@ -573,7 +573,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    cu_launch(s, fa_kernel<D, MT, BF, NW, ST>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
+    cu_launch(s, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
     mlxn_status st = cu_launched(s, op, "fa_kernel");
     if (st == MLXN_OK && a.S > 1) {
         const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
@@ -602,24 +602,15 @@ template <bool BF>
 static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups, int64_t R) {
     const int mt = fa_mt(D, R);
     const bool dec = a.Tq == 1; /* decode: 8 warps (see fa_kernel) */
-    /* decode at D 256 keeps three K/V tiles (two in flight during a tile's
-     * products) where the device lets a block have the 213 KB (sm_90):
-     * with one block per multiprocessor, two buffers left a single 64 KB
-     * tile in flight, too few bytes to stream at the copy rate */
-    const bool st3 = dec && (size_t)cu_ctx(s)->smem_optin >= fa_smem_bytes(256, 16, 3);
     switch (D) {
     case 64:
-        return mt == 2 ? fa_launch<64, 2, BF, 4, 2>(s, a, groups, R)
-                       : dec ? fa_launch<64, 1, BF, 8, 2>(s, a, groups, R) : fa_launch<64, 1, BF, 4, 2>(s, a, groups, R);
+        return mt == 2 ? fa_launch<64, 2, BF, 4>(s, a, groups, R)
+                       : dec ? fa_launch<64, 1, BF, 8>(s, a, groups, R) : fa_launch<64, 1, BF, 4>(s, a, groups, R);
     case 128:
-        return mt == 2 ? fa_launch<128, 2, BF, 4, 2>(s, a, groups, R)
-               : dec   ? fa_launch<128, 1, BF, 8, 2>(s, a, groups, R)
-                       : fa_launch<128, 1, BF, 4, 2>(s, a, groups, R);
-    case 256:
-        return st3 ? fa_launch<256, 1, BF, 8, 3>(s, a, groups, R)
-               : dec ? fa_launch<256, 1, BF, 8, 2>(s, a, groups, R)
-                     : fa_launch<256, 1, BF, 4, 2>(s, a, groups, R);
-    default: return dec ? fa_launch<512, 1, BF, 8, 1>(s, a, groups, R) : fa_launch<512, 1, BF, 4, 1>(s, a, groups, R);
+        return mt == 2 ? fa_launch<128, 2, BF, 4>(s, a, groups, R)
+                       : dec ? fa_launch<128, 1, BF, 8>(s, a, groups, R) : fa_launch<128, 1, BF, 4>(s, a, groups, R);
+    case 256: return dec ? fa_launch<256, 1, BF, 8>(s, a, groups, R) : fa_launch<256, 1, BF, 4>(s, a, groups, R);
+    default: return dec ? fa_launch<512, 1, BF, 8>(s, a, groups, R) : fa_launch<512, 1, BF, 4>(s, a, groups, R);
     }
 }
 
