@@ -212,6 +212,46 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         kr[tid] = b0;
         kr[16 + tid] = b1;
     }
+    __syncthreads();
+    const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
+    /* this block's keys, clipped to what some row can see */
+    int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
+    if (j1 > n_held) j1 = n_held;
+    int vlo = INT32_MAX, vhi = 0;
+    for (int r = 0; r < R; r++)
+        if (kr[r] < kr[16 + r]) {
+            vlo = min(vlo, kr[r]);
+            vhi = max(vhi, kr[16 + r]);
+        }
+    j0 = max(j0, vlo);
+    j1 = min(j1, vhi);
+    const int64_t head = hk * a.cap;
+    /* slot of key j (0 <= j < n_held): the ring in position order */
+    auto slot = [&](int j) -> int64_t {
+        int sl = lo_slot + j;
+        if (sl >= cap) sl -= cap;
+        return head + sl;
+    };
+    auto load = [&](int kb, tqm_regs<KW, VW> &r) {
+        const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
+#pragma unroll
+        for (int t = 0; t < 2; t++) tqm_load_pieces<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow, c, 4, r.k[t]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int j = min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last);
+            tqm_load_pieces<VBY>(a.vc + slot(j) * a.vrow, g, 8, r.v[i]);
+            const int64_t sl = slot(j);
+            r.kn[i] = __ldg(a.kn + sl) * rd;
+            r.vn[i] = __ldg(a.vn + sl) * rd;
+        }
+    };
+    /* The warp's first step of codes is on its way before the query is
+     * rotated (why: the rotation is a chain of dependent shuffles of a few
+     * microseconds, and at short contexts the codes' round trip after it
+     * was most of what remained) */
+    const int nst = j1 > j0 ? (j1 - j0 + TQM_STEP - 1) / TQM_STEP : 0;
+    tqm_regs<KW, VW> cur, nxt;
+    if (warp < nst) load(j0 + warp * TQM_STEP, cur);
     /* Query rows w and w + 8 by warp w, in registers: lane holds dims
      * 32 k + lane. All loads are issued before any use (why: one
      * dependent global round trip per element made the prologue alone
@@ -253,43 +293,11 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         }
     }
     __syncthreads();
-    const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
-    /* this block's keys, clipped to what some row can see */
-    int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
-    if (j1 > n_held) j1 = n_held;
-    int vlo = INT32_MAX, vhi = 0;
-    for (int r = 0; r < R; r++)
-        if (kr[r] < kr[16 + r]) {
-            vlo = min(vlo, kr[r]);
-            vhi = max(vhi, kr[16 + r]);
-        }
-    j0 = max(j0, vlo);
-    j1 = min(j1, vhi);
 
     float acc[NU][4];
 #pragma unroll
     for (int u = 0; u < NU; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    const int64_t head = hk * a.cap;
-    /* slot of key j (0 <= j < n_held): the ring in position order */
-    auto slot = [&](int j) -> int64_t {
-        int sl = lo_slot + j;
-        if (sl >= cap) sl -= cap;
-        return head + sl;
-    };
-    auto load = [&](int kb, tqm_regs<KW, VW> &r) {
-        const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
-#pragma unroll
-        for (int t = 0; t < 2; t++) tqm_load_pieces<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow, c, 4, r.k[t]);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int j = min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last);
-            tqm_load_pieces<VBY>(a.vc + slot(j) * a.vrow, g, 8, r.v[i]);
-            const int64_t sl = slot(j);
-            r.kn[i] = __ldg(a.kn + sl) * rd;
-            r.vn[i] = __ldg(a.vn + sl) * rd;
-        }
-    };
     auto step = [&](int kb, const tqm_regs<KW, VW> &r) {
         /* two accumulators per n-tile (even / odd k-steps): two shorter
          * dependent mma chains instead of one of NS */
@@ -394,10 +402,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         }
     };
 
-    const int nst = j1 > j0 ? (j1 - j0 + TQM_STEP - 1) / TQM_STEP : 0;
     if (warp < nst) {
-        tqm_regs<KW, VW> cur, nxt;
-        load(j0 + warp * TQM_STEP, cur);
         for (int st = warp; st < nst; st += TQM_WARPS) {
             const int nx = st + TQM_WARPS;
             if (PF && nx < nst) load(j0 + nx * TQM_STEP, nxt);
