@@ -4,8 +4,9 @@
  * (CUDA mat-vec log, v8) has the measurements; it replaced the f32
  * streaming kernels (cu_qmv_fast.cu) for these formats (except 5..8 rows
  * over K < 8192, measured faster there), which every other case keeps.
- * The one-row kernel comes first; the several-row one (2..8) reuses its
- * layout and is described where it starts.
+ * The one-row kernel comes first; the two-row one reuses its layout, and
+ * 3..8 rows take the x rows as the mma's B columns (qmv_mma8_kernel); each
+ * is described where it starts.
  *
  * Why tensor cores for a mat-vec: the f32 kernel spent ~5 instructions per
  * weight per lane (decode, convert, FMA) and could not keep the issue slots
@@ -452,6 +453,250 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
     qm_finish<W, NX>(a, r0, accg, acch, red);
 }
 
+/* ---- 2..8 x rows, the rows as B columns ----
+ * Why a second layout: above, an mma's 8 B columns are one x row's (group,
+ * part) sums, so 8 rows take 8 mmas per 16 codes and re-make the code
+ * operands for every pair of rows (~450 instructions per chunk and warp at
+ * 8 rows; 58 us at 4096 x 14336). Here B's 8 columns are the 8 x rows (rows
+ * M..7 zero) and x's three parts are three mmas into one accumulator, so
+ * 16 codes of 16 W rows against all rows cost 3 mmas, and the codes become
+ * operands once per chunk.
+ *   - An mma must not mix two groups (each has its own scale): the 4 lanes
+ *     t feeding one mma must hold codes of one group. With groups of 64,
+ *     lane t loads 8 bytes of each group of each of its rows ([8t, 8t + 8)
+ *     and [32 + 8t, 32 + 8t + 8) of the chunk's 64 bytes: 4 lanes read 32
+ *     contiguous bytes, a whole sector); k-steps 0..3 take group 0's words,
+ *     4..7 group 1's. With groups of 128, lane t loads bytes [16t, 16t + 16).
+ *   - k-step s uses word s / 2 of each row and nibble pairs m0 = 2 (s % 2)
+ *     (k = 2t, 2t + 1) and m0 + 1 (k = 2t + 8, 2t + 9), as qm_pair makes
+ *     them; qm8_xprep_kernel puts each x value where that order needs it.
+ *   - The accumulator of lane (g, t) holds W rows g, g + 8 times x rows 2t,
+ *     2t + 1. Per group: acc += s * (C - 128 sum x) + b * sum x, with the
+ *     group sums of x rows 2t, 2t + 1 from the image.
+ *   - Two accumulator chains: the two groups (64), or even / odd k-steps
+ *     (128), so no chain waits on the mma latency 24 times in a row.
+ * The image of a chunk: [4 k-step pairs][3 parts][32 lanes] x 16 bytes (a
+ * lane's B registers of k-steps 2i and 2i + 1: one conflict-free 16-byte
+ * read), then [8 rows][G] f32 group sums. */
+__host__ __device__ constexpr int qm8_img_bytes() { return 4 * QM_PARTS * 32 * 16 + 64; }
+
+/* One block per chunk, one thread per code position k of it. */
+template <int G>
+__global__ void __launch_bounds__(QM_CHUNK) qm8_xprep_kernel(const float *x, int64_t ldx, int M, unsigned char *img) {
+    const int c = blockIdx.x, k = threadIdx.x;
+    /* lane t, word j (of the lane's 4 words of a row) and nibble of code k */
+    int t, j;
+    if (G == 2) t = (k & 63) >> 4, j = 2 * (k >> 6) + ((k >> 3) & 1);
+    else t = k >> 5, j = (k >> 3) & 3;
+    const int nib = k & 7, s = 2 * j + ((nib & 3) >> 1);         /* k-step: pair nib % 4 is m0 or m0 + 1 */
+    const int reg = (s & 1) * 2 + (nib & 1), half = nib >> 2;    /* b0 / b1 of k-step s; low / high bf16 */
+    unsigned char *base = img + (size_t)c * qm8_img_bytes();
+    __shared__ float wsum[8][4];
+    cu_pdl_wait();
+    cu_pdl_launch_dependents();
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const float v = m < M ? x[m * ldx + (int64_t)c * QM_CHUNK + k] : 0.0f;
+        float rest = v, sum = v;
+#pragma unroll
+        for (int o = 16; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if ((k & 31) == 0) wsum[m][k >> 5] = sum;
+#pragma unroll
+        for (int p = 0; p < QM_PARTS; p++) {
+            const __nv_bfloat16 h = __float2bfloat16_rn(rest);
+            /* B lane (g = x row m, t) */
+            *(__nv_bfloat16 *)(base + (((s >> 1) * QM_PARTS + p) * 32 + 4 * m + t) * 16 + reg * 4 + half * 2) = h;
+            rest -= __bfloat162float(h);
+        }
+    }
+    __syncthreads();
+    if (k < 8 * G) {
+        const int m = k / G, gi = k % G;
+        ((float *)(base + 4 * QM_PARTS * 32 * 16))[k] =
+            G == 2 ? wsum[m][2 * gi] + wsum[m][2 * gi + 1] : (wsum[m][0] + wsum[m][1]) + (wsum[m][2] + wsum[m][3]);
+    }
+}
+
+/* G, SDT, W, D as in qmv_mma_kernel; T row tiles of 16 per block, each
+ * warp computing all of them for its chunks. Why T > 1: a chunk's image
+ * (6 KB) comes from L2 once per warp and chunk, against 1 KB of codes per
+ * tile; with one tile the images were ~6x the weights' bytes. Shared
+ * memory per warp: D image slots. */
+template <int G, int SDT, int W, int D, int T>
+__global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const unsigned char *img) {
+    constexpr int SLOT = qm8_img_bytes(), SUMS = 4 * QM_PARTS * 32 * 16;
+    extern __shared__ uint4 qm_dsmem[];
+    __shared__ float red[W][T][4][32]; /* each warp's sums, [tile][value][lane] */
+    const int nch = a.K / QM_CHUNK;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS * T;
+    unsigned char *wb = (unsigned char *)qm_dsmem + warp * D * SLOT;
+    const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
+
+    /* this lane's rows g, g + 8 of each tile (clamped: rows past N compute and are not written) */
+    uint32_t ow[T][2], os[T][2];
+#pragma unroll
+    for (int u = 0; u < T; u++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+            int64_t r = r0 + 16 * u + g + 8 * hr;
+            if (r >= a.N) r = a.N - 1;
+            ow[u][hr] = (uint32_t)(r * a.w.wq_st) + (G == 2 ? 2 * t : 4 * t);
+            os[u][hr] = (uint32_t)(r * a.w.sc_st);
+        }
+    uint32_t cw[D][T][8]; /* ring: words 0..3 of row g, then of row g + 8, per tile */
+    uint32_t sw[D][T][4]; /* ring: raw scales of rows g, g + 8, then biases (a group pair as one word when G = 2) */
+    auto load = [&](int d, uint32_t c) {
+        const uint32_t *wq = a.w.wq;
+        const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
+#pragma unroll
+        for (int u = 0; u < T; u++)
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++) {
+                uint32_t *w = cw[d][u] + 4 * hr;
+                if (G == 2) {
+                    const uint2 v0 = __ldg((const uint2 *)(wq + ow[u][hr] + 16 * c));
+                    const uint2 v1 = __ldg((const uint2 *)(wq + ow[u][hr] + 16 * c + 8));
+                    w[0] = v0.x, w[1] = v0.y, w[2] = v1.x, w[3] = v1.y;
+                    sw[d][u][hr] = __ldg((const unsigned int *)(sc + (os[u][hr] + 2 * c)));
+                    sw[d][u][2 + hr] = __ldg((const unsigned int *)(bi + (os[u][hr] + 2 * c)));
+                } else {
+                    const uint4 v = __ldg((const uint4 *)(wq + ow[u][hr] + 16 * c));
+                    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+                    sw[d][u][hr] = __ldg(sc + (os[u][hr] + c));
+                    sw[d][u][2 + hr] = __ldg(bi + (os[u][hr] + c));
+                }
+            }
+        /* the chunk's image into slot d: SLOT / 16 pieces over the lanes; one cp.async group per refill */
+        const unsigned char *src = img + (size_t)c * SLOT;
+        for (int q = lane; q < SLOT / 16; q += 32)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(wbs + d * SLOT + 16 * q), "l"(src + 16 * q));
+    };
+
+    /* before the wait, only L2 prefetches of the first chunks' codes (see qm_rows::prefetch) */
+#pragma unroll
+    for (int d = 0; d < D; d++)
+#pragma unroll
+        for (int u = 0; u < T; u++)
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++)
+                if (warp + d * W < nch) asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (ow[u][hr] + 16 * (warp + d * W))));
+    cu_pdl_wait(); /* the images are the kernel before's output */
+    cu_pdl_launch_dependents();
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+        if (warp + d * W < nch) load(d, warp + d * W);
+        asm volatile("cp.async.commit_group;" ::);
+    }
+    /* the scale of group e from a raw word: bf16 -> f32 bits, or f16 converted */
+    auto scale = [&](uint32_t raw, int e) {
+        return SDT == MLXN_DTYPE_BF16 ? qm_scale(raw, e ? 0x3244 : 0x1044, SDT) : qm_scale(raw, e ? 0x4432 : 0x4410, SDT);
+    };
+    /* per tile: (row g, x 2t), (row g, x 2t + 1), (row g + 8, x 2t), (row g + 8, x 2t + 1) */
+    float out[T][4];
+#pragma unroll
+    for (int u = 0; u < T; u++) out[u][0] = out[u][1] = out[u][2] = out[u][3] = 0.0f;
+    for (int c0 = warp; c0 < nch; c0 += D * W) {
+#pragma unroll
+        for (int d = 0; d < D; d++) {
+            const int c = c0 + d * W;
+            if (c >= nch) break;
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1)); /* this slot's image (the oldest group) is here */
+            __syncwarp();
+            const uint4 *bimg = (const uint4 *)(wb + d * SLOT) + lane;
+            /* [tile][chain][part]: chain = group (G = 2) or k-step parity (G = 1); each part its own
+             * accumulator, added in f32 after (one accumulator for all three parts lost precision: NMSE
+             * 1-2e-10 against the CPU, where the one-row layout stays under 1e-10) */
+            float acc[T][2][QM_PARTS][4] = {};
+#pragma unroll
+            for (int i = 0; i < 4; i++) { /* k-steps 2i, 2i + 1: word i */
+                const int ch = G == 2 ? (i >> 1) : 0;
+                uint32_t A[T][2][4];
+#pragma unroll
+                for (int u = 0; u < T; u++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        A[u][h][0] = qm_pair(cw[d][u][i], 2 * h), A[u][h][1] = qm_pair(cw[d][u][4 + i], 2 * h);
+                        A[u][h][2] = qm_pair(cw[d][u][i], 2 * h + 1), A[u][h][3] = qm_pair(cw[d][u][4 + i], 2 * h + 1);
+                    }
+#pragma unroll
+                for (int p = 0; p < QM_PARTS; p++) {
+                    const uint4 b = bimg[(i * QM_PARTS + p) * 32];
+#pragma unroll
+                    for (int u = 0; u < T; u++) {
+                        qm_mma(acc[u][G == 2 ? ch : 0][p], A[u][0][0], A[u][0][1], A[u][0][2], A[u][0][3], b.x, b.y);
+                        qm_mma(acc[u][G == 2 ? ch : 1][p], A[u][1][0], A[u][1][1], A[u][1][2], A[u][1][3], b.z, b.w);
+                    }
+                }
+            }
+            const float *sums = (const float *)(wb + d * SLOT + SUMS); /* [8 x rows][G] */
+#pragma unroll
+            for (int e = 0; e < G; e++) {
+                const float x0 = sums[(2 * t) * G + e], x1 = sums[(2 * t + 1) * G + e];
+#pragma unroll
+                for (int u = 0; u < T; u++) {
+                    const float s0 = scale(sw[d][u][0], e), s1 = scale(sw[d][u][1], e);
+                    const float b0 = scale(sw[d][u][2], e), b1 = scale(sw[d][u][3], e);
+                    float cv[4];
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const int cc = G == 2 ? e : 0;
+                        cv[r] = (acc[u][cc][2][r] + acc[u][cc][1][r]) + acc[u][cc][0][r];
+                        if (G == 1) cv[r] += (acc[u][1][2][r] + acc[u][1][1][r]) + acc[u][1][0][r];
+                    }
+                    out[u][0] = fmaf(s0, fmaf(-128.0f, x0, cv[0]), fmaf(b0, x0, out[u][0]));
+                    out[u][1] = fmaf(s0, fmaf(-128.0f, x1, cv[1]), fmaf(b0, x1, out[u][1]));
+                    out[u][2] = fmaf(s1, fmaf(-128.0f, x0, cv[2]), fmaf(b1, x0, out[u][2]));
+                    out[u][3] = fmaf(s1, fmaf(-128.0f, x1, cv[3]), fmaf(b1, x1, out[u][3]));
+                }
+            }
+            __syncwarp(); /* every lane is done with the slot before it is refilled */
+            if (c + D * W < nch) load(d, c + D * W);
+            asm volatile("cp.async.commit_group;" ::);
+        }
+    }
+    asm volatile("cp.async.wait_all;" ::);
+    /* the warps' sums, added in warp order (deterministic) */
+#pragma unroll
+    for (int u = 0; u < T; u++)
+#pragma unroll
+        for (int v = 0; v < 4; v++) red[warp][u][v][lane] = out[u][v];
+    __syncthreads();
+    for (int i = threadIdx.x; i < T * 4 * 32; i += W * 32) {
+        const int u = i >> 7, v = (i >> 5) & 3, ln = i & 31, gg = ln >> 2, tt = ln & 3;
+        const int m = 2 * tt + (v & 1);
+        const int64_t r = r0 + 16 * u + gg + 8 * (v >> 1);
+        if (m < a.M && r < a.N) {
+            float sum = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; w++) sum += red[w][u][v][ln];
+            a.out[m * a.ldo + r] = sum;
+        }
+    }
+}
+
+template <int G, int SDT>
+static bool qm8_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    constexpr int W = 8, D = 2, T = 2;
+    const char *op = "quantized_matmul";
+    const int nch = a.K / QM_CHUNK;
+    const size_t smem = (size_t)W * D * qm8_img_bytes();
+    if (smem > (size_t)cu_ctx(s)->smem_optin) return false;
+    auto k = qmv_mma8_kernel<G, SDT, W, D, T>;
+    if (smem > 48 * 1024) {
+        *st = cu_smem_allow(s, op, k, smem);
+        if (*st != MLXN_OK) return true;
+    }
+    unsigned char *img = NULL;
+    *st = cu_scratch(s, op, (size_t)nch * qm8_img_bytes(), (void **)&img);
+    if (*st != MLXN_OK) return true;
+    cu_launch(s, qm8_xprep_kernel<G>, dim3((unsigned)nch), dim3(QM_CHUNK), 0, a.x, a.ldx, a.M, img);
+    cu_launch(s, k, dim3((unsigned)((a.N + QM_ROWS * T - 1) / (QM_ROWS * T))), dim3(W * 32), smem, a,
+              (const unsigned char *)img);
+    cu_scratch_free(s, img); /* stream-ordered: freed after the kernel */
+    return true;
+}
+
 template <int G, int SDT, int NX, int W>
 static bool qmx_launch1(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     constexpr int D = 2;
@@ -493,6 +738,14 @@ bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     /* one offset per row serves scales and biases; element offsets are 32-bit */
     if (a.w.sc_st != a.w.bi_st || a.N * a.w.wq_st >= ((int64_t)1 << 31) || a.N * a.w.sc_st >= ((int64_t)1 << 31))
         return false;
+    /* 3..8 rows: x rows as B columns (qmv_mma8_kernel; 4096 x 14336 at 8 rows 58 -> 32 us on an H100). 2 rows
+     * stay on the one-row layout's kernel (24 against 30 us there), as do 3..8 rows with MLXN_CUDA_QMV_MMA = 4
+     * (comparisons) */
+    if (a.M > 2 && variant != 4) {
+        if (a.w.group == 64)
+            return a.w.sdt == MLXN_DTYPE_BF16 ? qm8_launch<2, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<2, MLXN_DTYPE_F16>(a, s, st);
+        return a.w.sdt == MLXN_DTYPE_BF16 ? qm8_launch<1, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<1, MLXN_DTYPE_F16>(a, s, st);
+    }
     if (a.M > 1) {
         /* 5..8 rows over a short K: the f32 kernel (cu_qmv_fast.cu) measured faster (62 against 68-72 us at
          * 14336 x 4096, n = 8); the mma kernel wins from K = 8192 (58 against 74 us at 4096 x 14336) */

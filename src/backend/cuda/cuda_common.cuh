@@ -49,7 +49,8 @@ typedef struct cu_knobs {
                              bf16 GEMM path (0 = unset: the measured defaults, cu_qmm.cu) */
     int64_t qmm_slab;     /* MLXN_CUDA_QMM_SLAB_ELEMS: weights per dequantized block (0 = unset) */
     int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = 4-bit mat-vecs on the f32 kernels, not the tensor
-                             cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 1 (unset) = measured choice */
+                             cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 4 = 3..8 x rows on the
+                             one-row layout's kernel (comparisons); 1 (unset) = measured choice */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are
