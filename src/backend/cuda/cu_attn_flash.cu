@@ -233,11 +233,13 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
         }
         asm volatile("cp.async.commit_group;\n" ::);
     };
-    /* the first ST - 1 tiles are on their way before q is staged (they do
-     * not depend on it), one cp.async group each (empty past the keys:
-     * the group count stays the same for the waits below) */
+    /* the first ST - 1 tiles (one with one buffer) are on their way before
+     * q is staged (they do not depend on it), one cp.async group each
+     * (empty past the keys: the group count stays the same for the waits
+     * below) */
+    constexpr int PRE = ST > 1 ? ST - 1 : 1;
 #pragma unroll
-    for (int st = 0; st < ST - 1 || (ST == 1 && st == 0); st++) {
+    for (int st = 0; st < PRE; st++) {
         if (kbeg < kend - st * FA_KT) load_tile(kbeg + st * FA_KT, st); /* kbeg is INT32_MAX when empty */
         else asm volatile("cp.async.commit_group;\n" ::);
     }

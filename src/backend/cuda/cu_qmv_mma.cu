@@ -1,9 +1,9 @@
 /* The 4-bit mat-vec of decode on the bf16 tensor cores: out[m, n] =
  * sum_k x[m, k] * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit
  * with bf16 or f16 scales and biases, groups of 64 or 128. docs/perf.md
- * (CUDA mat-vec log, v8) has the measurements; it replaced the f32
- * streaming kernels (cu_qmv_fast.cu) for these formats (except 5..8 rows
- * over K < 8192, measured faster there), which every other case keeps.
+ * (CUDA mat-vec log, v8, and the 3..8-row section) has the measurements;
+ * it replaced the f32 streaming kernels (cu_qmv_fast.cu) for these formats,
+ * which every other case keeps.
  * The one-row kernel comes first; the two-row one reuses its layout, and
  * 3..8 rows take the x rows as the mma's B columns (qmv_mma8_kernel); each
  * is described where it starts.
@@ -453,14 +453,16 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
     qm_finish<W, NX>(a, r0, accg, acch, red);
 }
 
-/* ---- 2..8 x rows, the rows as B columns ----
+/* ---- 3..8 x rows, the rows as B columns ----
  * Why a second layout: above, an mma's 8 B columns are one x row's (group,
  * part) sums, so 8 rows take 8 mmas per 16 codes and re-make the code
  * operands for every pair of rows (~450 instructions per chunk and warp at
  * 8 rows; 58 us at 4096 x 14336). Here B's 8 columns are the 8 x rows (rows
- * M..7 zero) and x's three parts are three mmas into one accumulator, so
- * 16 codes of 16 W rows against all rows cost 3 mmas, and the codes become
- * operands once per chunk.
+ * M..7 zero) and x's three parts are three mmas, each into its own f32
+ * accumulator (the parts' sums are added in f32 after, as the one-row
+ * layout adds its part columns), so 16 codes of 16 W rows against all rows
+ * cost 3 mmas, and the codes become operands once per chunk. (Two rows stay
+ * on the kernel above: this one costs the same for any row count.)
  *   - An mma must not mix two groups (each has its own scale): the 4 lanes
  *     t feeding one mma must hold codes of one group. With groups of 64,
  *     lane t loads 8 bytes of each group of each of its rows ([8t, 8t + 8)
@@ -473,8 +475,9 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
  *   - The accumulator of lane (g, t) holds W rows g, g + 8 times x rows 2t,
  *     2t + 1. Per group: acc += s * (C - 128 sum x) + b * sum x, with the
  *     group sums of x rows 2t, 2t + 1 from the image.
- *   - Two accumulator chains: the two groups (64), or even / odd k-steps
- *     (128), so no chain waits on the mma latency 24 times in a row.
+ *   - Accumulators per part and per chain, the chain being the group (64)
+ *     or the k-step's parity (128): no accumulator waits on the mma
+ *     latency more than 4 times per chunk.
  * The image of a chunk: [4 k-step pairs][3 parts][32 lanes] x 16 bytes (a
  * lane's B registers of k-steps 2i and 2i + 1: one conflict-free 16-byte
  * read), then [8 rows][G] f32 group sums. */
