@@ -106,19 +106,19 @@ __device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t
  * elements 2 (l % 4) and 2 (l % 4) + 1 of each (.trans: the transposed
  * matrix), i.e. one mma fragment register per matrix, in one instruction
  * instead of one 32-bit (or two 16-bit) shared-memory loads per register. */
+template <bool TRANS = false>
 __device__ __forceinline__ void fa_ldsm4(uint32_t r[4], const void *row) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(sa)
-                 : "memory");
-}
-__device__ __forceinline__ void fa_ldsm4_t(uint32_t r[4], const void *row) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(sa)
-                 : "memory");
+    if (TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(sa)
+                     : "memory");
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(sa)
+                     : "memory");
 }
 
 /* 16 bytes global -> shared (sa: a shared-space address) without the
@@ -409,7 +409,7 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
 #pragma unroll
             for (int nb = 0; nb < NB; nb++) {
                 uint32_t bv[4];
-                fa_ldsm4_t(bv, &Vt[(kk + lane) * LD + warp * (D / NW) + 8 * nb]);
+                fa_ldsm4<true>(bv, &Vt[(kk + lane) * LD + warp * (D / NW) + 8 * nb]);
 #pragma unroll
                 for (int h2 = 0; h2 < 2; h2++)
 #pragma unroll

@@ -321,44 +321,54 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
  * 64 bytes. */
 __host__ __device__ constexpr int qm_img_bytes(int nx) { return nx * QM_PARTS * 256 + 64; }
 
-/* One block per chunk, one thread per code position k of it. Rows M..NX-1
- * are zeros. */
-template <int G, int NX>
-__global__ void __launch_bounds__(QM_CHUNK) qm_xprep_kernel(const float *x, int64_t ldx, int M, unsigned char *img) {
+/* The body of both image-prep kernels (one block per chunk c, thread k =
+ * code position k of the chunk): x rows 0..NX-1 (rows M.. as zeros) split
+ * into three bf16 parts that sum to x exactly, part p of row m stored at
+ * base + dst(m, p) (each layout's B-register order), then the rows' group
+ * sums, [NX][G] f32 at base + sums. Every row's value is loaded first, one
+ * round trip (the stores may alias x for the compiler, so loads inside the
+ * loop waited on L2 one row at a time; ncu had the 8-row prep at 6.6 us,
+ * mostly those waits). */
+template <int G, int NX, class Dst>
+__device__ __forceinline__ void qm_prep_chunk(const float *x, int64_t ldx, int M, unsigned char *base, int sums, Dst dst) {
     const int c = blockIdx.x, k = threadIdx.x;
-    const int t = k >> 5, j = (k >> 3) & 3, i = k & 7; /* lane t, word j, code i of the word */
-    unsigned char *base = img + (size_t)c * qm_img_bytes(NX);
-    /* code i is pair i % 4, half i / 4 (codes m and m + 4 share a bf16x2) */
-    const int off = t * 64 + ((j ^ (t >> 1)) * 16) + (i & 3) * 4 + (i >> 2) * 2;
     __shared__ float wsum[NX][4];
     cu_pdl_wait();
     cu_pdl_launch_dependents();
-    /* every row's value first: one round trip (the stores below may alias x
-     * for the compiler, so loads inside the loop waited on L2 one row at a
-     * time; ncu had the 8-row prep at 6.6 us, mostly those waits) */
     float xv[NX];
 #pragma unroll
     for (int m = 0; m < NX; m++) xv[m] = m < M ? x[m * ldx + (int64_t)c * QM_CHUNK + k] : 0.0f;
 #pragma unroll
     for (int m = 0; m < NX; m++) {
-        const float v = xv[m];
-        float rest = v, sum = v;
+        float rest = xv[m], sum = xv[m];
 #pragma unroll
         for (int o = 16; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
         if ((k & 31) == 0) wsum[m][k >> 5] = sum;
 #pragma unroll
         for (int p = 0; p < QM_PARTS; p++) {
             const __nv_bfloat16 h = __float2bfloat16_rn(rest);
-            *(__nv_bfloat16 *)(base + (m * QM_PARTS + p) * 256 + off) = h;
+            *(__nv_bfloat16 *)(base + dst(m, p)) = h;
             rest -= __bfloat162float(h);
         }
     }
     __syncthreads();
     if (k < NX * G) {
         const int m = k / G, gi = k % G;
-        ((float *)(base + NX * QM_PARTS * 256))[k] =
+        ((float *)(base + sums))[k] =
             G == 2 ? wsum[m][2 * gi] + wsum[m][2 * gi + 1] : (wsum[m][0] + wsum[m][1]) + (wsum[m][2] + wsum[m][3]);
     }
+}
+
+/* One block per chunk, one thread per code position k of it. Rows M..NX-1
+ * are zeros. */
+template <int G, int NX>
+__global__ void __launch_bounds__(QM_CHUNK) qm_xprep_kernel(const float *x, int64_t ldx, int M, unsigned char *img) {
+    const int k = threadIdx.x;
+    const int t = k >> 5, j = (k >> 3) & 3, i = k & 7; /* lane t, word j, code i of the word */
+    /* code i is pair i % 4, half i / 4 (codes m and m + 4 share a bf16x2) */
+    const int off = t * 64 + ((j ^ (t >> 1)) * 16) + (i & 3) * 4 + (i >> 2) * 2;
+    qm_prep_chunk<G, NX>(x, ldx, M, img + (size_t)blockIdx.x * qm_img_bytes(NX), NX * QM_PARTS * 256,
+                         [=](int m, int p) { return (m * QM_PARTS + p) * 256 + off; });
 }
 
 /* G, SDT, W, D as in qmv_mma_kernel; NX: x rows (a.M <= NX). Shared
@@ -492,41 +502,16 @@ __host__ __device__ constexpr int qm8_img_bytes() { return 4 * QM_PARTS * 32 * 1
 /* One block per chunk, one thread per code position k of it. */
 template <int G>
 __global__ void __launch_bounds__(QM_CHUNK) qm8_xprep_kernel(const float *x, int64_t ldx, int M, unsigned char *img) {
-    const int c = blockIdx.x, k = threadIdx.x;
+    const int k = threadIdx.x;
     /* lane t, word j (of the lane's 4 words of a row) and nibble of code k */
     int t, j;
     if (G == 2) t = (k & 63) >> 4, j = 2 * (k >> 6) + ((k >> 3) & 1);
     else t = k >> 5, j = (k >> 3) & 3;
     const int nib = k & 7, s = 2 * j + ((nib & 3) >> 1);         /* k-step: pair nib % 4 is m0 or m0 + 1 */
     const int reg = (s & 1) * 2 + (nib & 1), half = nib >> 2;    /* b0 / b1 of k-step s; low / high bf16 */
-    unsigned char *base = img + (size_t)c * qm8_img_bytes();
-    __shared__ float wsum[8][4];
-    cu_pdl_wait();
-    cu_pdl_launch_dependents();
-    float xv[8]; /* every row's value first: one round trip (as in qm_xprep_kernel) */
-#pragma unroll
-    for (int m = 0; m < 8; m++) xv[m] = m < M ? x[m * ldx + (int64_t)c * QM_CHUNK + k] : 0.0f;
-#pragma unroll
-    for (int m = 0; m < 8; m++) {
-        const float v = xv[m];
-        float rest = v, sum = v;
-#pragma unroll
-        for (int o = 16; o >= 1; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        if ((k & 31) == 0) wsum[m][k >> 5] = sum;
-#pragma unroll
-        for (int p = 0; p < QM_PARTS; p++) {
-            const __nv_bfloat16 h = __float2bfloat16_rn(rest);
-            /* B lane (g = x row m, t) */
-            *(__nv_bfloat16 *)(base + (((s >> 1) * QM_PARTS + p) * 32 + 4 * m + t) * 16 + reg * 4 + half * 2) = h;
-            rest -= __bfloat162float(h);
-        }
-    }
-    __syncthreads();
-    if (k < 8 * G) {
-        const int m = k / G, gi = k % G;
-        ((float *)(base + 4 * QM_PARTS * 32 * 16))[k] =
-            G == 2 ? wsum[m][2 * gi] + wsum[m][2 * gi + 1] : (wsum[m][0] + wsum[m][1]) + (wsum[m][2] + wsum[m][3]);
-    }
+    /* part p of row m: B lane (g = m, t) of k-step pair s / 2 */
+    qm_prep_chunk<G, 8>(x, ldx, M, img + (size_t)blockIdx.x * qm8_img_bytes(), 4 * QM_PARTS * 32 * 16,
+                        [=](int m, int p) { return (((s >> 1) * QM_PARTS + p) * 32 + 4 * m + t) * 16 + reg * 4 + half * 2; });
 }
 
 /* G, SDT, W, D as in qmv_mma_kernel; T row tiles of 16 per block, each
