@@ -672,47 +672,42 @@ __global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const u
     }
 }
 
-template <int G, int SDT>
-static bool qm8_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    constexpr int W = 8, D = 2, T = 2;
+/* The several-row launches: the x image of every chunk (img_bytes each)
+ * into stream scratch by `prep`, then `k` over row tiles of `rows` rows
+ * with `smem` bytes of dynamic shared memory. false when that does not fit
+ * (the caller then runs the f32 kernels); *st says whether the launches
+ * went. */
+template <class Prep, class Main>
+static bool qm_launch_imaged(const qmv_args &a, mlxn_stream *s, mlxn_status *st, Prep prep, Main k, size_t img_bytes,
+                             int rows, int threads, size_t smem) {
     const char *op = "quantized_matmul";
     const int nch = a.K / QM_CHUNK;
-    const size_t smem = (size_t)W * D * qm8_img_bytes();
     if (smem > (size_t)cu_ctx(s)->smem_optin) return false;
-    auto k = qmv_mma8_kernel<G, SDT, W, D, T>;
     if (smem > 48 * 1024) {
         *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;
     }
     unsigned char *img = NULL;
-    *st = cu_scratch(s, op, (size_t)nch * qm8_img_bytes(), (void **)&img);
+    *st = cu_scratch(s, op, (size_t)nch * img_bytes, (void **)&img);
     if (*st != MLXN_OK) return true;
-    cu_launch(s, qm8_xprep_kernel<G>, dim3((unsigned)nch), dim3(QM_CHUNK), 0, a.x, a.ldx, a.M, img);
-    cu_launch(s, k, dim3((unsigned)((a.N + QM_ROWS * T - 1) / (QM_ROWS * T))), dim3(W * 32), smem, a,
-              (const unsigned char *)img);
+    cu_launch(s, prep, dim3((unsigned)nch), dim3(QM_CHUNK), 0, a.x, a.ldx, a.M, img);
+    cu_launch(s, k, dim3((unsigned)((a.N + rows - 1) / rows)), dim3(threads), smem, a, (const unsigned char *)img);
     cu_scratch_free(s, img); /* stream-ordered: freed after the kernel */
     return true;
+}
+
+template <int G, int SDT>
+static bool qm8_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    constexpr int W = 8, D = 2, T = 2;
+    return qm_launch_imaged(a, s, st, qm8_xprep_kernel<G>, qmv_mma8_kernel<G, SDT, W, D, T>, qm8_img_bytes(), QM_ROWS * T,
+                            W * 32, (size_t)W * D * qm8_img_bytes());
 }
 
 template <int G, int SDT, int NX, int W>
 static bool qmx_launch1(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     constexpr int D = 2;
-    const char *op = "quantized_matmul";
-    const int nch = a.K / QM_CHUNK;
-    const size_t smem = (size_t)W * (D * (NX * QM_PARTS * QM_PART_BYTES + 64) + 64);
-    if (smem > (size_t)cu_ctx(s)->smem_optin) return false;
-    auto k = qmv_mma_nx_kernel<G, SDT, NX, W, D>;
-    if (smem > 48 * 1024) {
-        *st = cu_smem_allow(s, op, k, smem);
-        if (*st != MLXN_OK) return true;
-    }
-    unsigned char *img = NULL;
-    *st = cu_scratch(s, op, (size_t)nch * qm_img_bytes(NX), (void **)&img);
-    if (*st != MLXN_OK) return true;
-    cu_launch(s, qm_xprep_kernel<G, NX>, dim3((unsigned)nch), dim3(QM_CHUNK), 0, a.x, a.ldx, a.M, img);
-    cu_launch(s, k, dim3((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS)), dim3(W * 32), smem, a, (const unsigned char *)img);
-    cu_scratch_free(s, img); /* stream-ordered: freed after the kernel */
-    return true;
+    return qm_launch_imaged(a, s, st, qm_xprep_kernel<G, NX>, qmv_mma_nx_kernel<G, SDT, NX, W, D>, qm_img_bytes(NX),
+                            QM_ROWS, W * 32, (size_t)W * (D * (NX * QM_PARTS * QM_PART_BYTES + 64) + 64));
 }
 
 /* 8 warps per block where K is long or the row tiles do not fill the SMs (as for one row), else 4 */
