@@ -78,12 +78,12 @@ double t_std(const float *x, size_t n);
 void t_compare_rows(const char *what, const float *ref, const float *got, int64_t from, int64_t to, int64_t V,
                     double sd, double max_rel, double nmse, double *worst_rel, double *worst_nmse);
 
-/* The path of `file` in the cache of fetched test models (where
- * tests/golden/fetch_*.sh put them): $MLXN_CACHE_DIR when set, else
- * ${XDG_CACHE_HOME:-~/.cache}/mlx-native. Returns whether it exists. */
 /* t's shape, element stride ls along the last axis, and row stride rs
  * for the axis before it, the outer axes packed over the rows. */
 void t_set_row_strides(mlxn_tensor *t, int ndim, const int64_t *shape, int64_t ls, int64_t rs);
+/* The path of `file` in the cache of fetched test models (where
+ * tests/golden/fetch_*.sh put them): $MLXN_CACHE_DIR when set, else
+ * ${XDG_CACHE_HOME:-~/.cache}/mlx-native. Returns whether it exists. */
 int t_model_cache_path(const char *file, char *out, size_t cap);
 /* The real test model the fetch script tests/golden/fetch_smollm2.sh gets. */
 #define T_SMOLLM2_GGUF "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -129,7 +129,6 @@ __device__ __forceinline__ void fa_cp16(unsigned sa, const void *gmem) {
 __device__ __forceinline__ void fa_zero16(unsigned sa) {
     asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sa), "r"(0) : "memory");
 }
-__device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_all;\n" ::); }
 
 __device__ __forceinline__ float fa_warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));

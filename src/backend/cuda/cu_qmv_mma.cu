@@ -81,6 +81,13 @@ __device__ __forceinline__ float qm_scale(uint32_t raw, int sel, int sdt) {
     const uint32_t v = __byte_perm(raw, 0, sel);
     return sdt == MLXN_DTYPE_BF16 ? __uint_as_float(v) : __half2float(__ushort_as_half((unsigned short)v));
 }
+/* The byte permute that moves group gi's (0 or 1) 16-bit scale out of a
+ * raw word: under the top half (bf16 -> f32 bits) or into the low half
+ * (f16, converted after). */
+template <int SDT>
+__device__ __forceinline__ int qm_scale_sel(int gi) {
+    return SDT == MLXN_DTYPE_BF16 ? (gi ? 0x3244 : 0x1044) : (gi ? 0x4432 : 0x4410);
+}
 
 __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
@@ -159,9 +166,7 @@ struct qm_epi {
             egrp[e] = cc < G * QM_PARTS ? cc / QM_PARTS : 0;
             const bool p0 = cc < G * QM_PARTS && cc % QM_PARTS == 0;
             eoff[e] = p0 ? -128.0f : 0.0f, ebias[e] = p0 ? 1.0f : 0.0f;
-            /* byte permute that moves the group's 16-bit scale out of the raw word: under the top half (bf16 ->
-             * f32 bits) or into the low half (f16, converted after) */
-            ssel[e] = SDT == MLXN_DTYPE_BF16 ? (egrp[e] ? 0x3244 : 0x1044) : (egrp[e] ? 0x4432 : 0x4410);
+            ssel[e] = qm_scale_sel<SDT>(egrp[e]);
         }
     }
     /* the chunk's scales sv and biases bv: [column e][row g, g + 8] */
@@ -585,10 +590,8 @@ __global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const u
         if (warp + d * W < nch) load(d, warp + d * W);
         asm volatile("cp.async.commit_group;" ::);
     }
-    /* the scale of group e from a raw word: bf16 -> f32 bits, or f16 converted */
-    auto scale = [&](uint32_t raw, int e) {
-        return SDT == MLXN_DTYPE_BF16 ? qm_scale(raw, e ? 0x3244 : 0x1044, SDT) : qm_scale(raw, e ? 0x4432 : 0x4410, SDT);
-    };
+    /* the scale of group e from a raw word */
+    auto scale = [&](uint32_t raw, int e) { return qm_scale(raw, qm_scale_sel<SDT>(e), SDT); };
     /* per tile: (row g, x 2t), (row g, x 2t + 1), (row g + 8, x 2t), (row g + 8, x 2t + 1) */
     float out[T][4];
 #pragma unroll
