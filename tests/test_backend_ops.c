@@ -570,6 +570,51 @@ static void case_qmatmul(bk *b) {
     default_stream(b);
 }
 
+/* quantized_matmul_fused: the one-row kernel with the norm before it and
+ * the residual add after it (CUDA: MLX 4-bit, groups of 64 / 128) against
+ * the CPU's parts run apart; its fuses() answer is asserted, so the kernel
+ * under test is the fused one. An 8-bit weight and two x rows run the parts
+ * apart on the device too. NMSE 1e-10: the fused kernel scales the sums by
+ * the norm instead of x, f32 rounding apart. */
+static void case_qmatmul_fused(bk *b) {
+    const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
+        {4, 64, MLXN_DTYPE_BF16, 1001, 2176}, {4, 128, MLXN_DTYPE_F16, 333, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256}};
+    const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; } fs[] = {
+        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1}, {MLXN_DTYPE_F32, 0, 1, 0, 0, 1},
+        {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1}, {MLXN_DTYPE_BF16, 0, 0, 1, 0, 1}, {MLXN_DTYPE_BF16, 1, 1, 1, 1, 1},
+        {MLXN_DTYPE_BF16, 0, 1, 1, 0, 2},
+    };
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = ws[i].bits, .group_size = ws[i].group};
+        const int64_t N = ws[i].N, K = ws[i].K;
+        qm m = quantized(b, &q, ws[i].sdt, N, K);
+        for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
+            const int64_t M = fs[j].M;
+            tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, K), 2, CONTIG);
+            tp nw = tp_make(b, fs[j].nw, 1, SHAPE(K), rnd(b, fs[j].nw, K, 0.5f), CONTIG);
+            tp r = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, N), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(M, N));
+            tp scr = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(M * K + M * N));
+            tp *dst = fs[j].in_place ? &r : &o;
+            mlxn_qmm_fusion fc = {.norm_w = fs[j].norm ? &nw.c : NULL, .norm_eps = 1e-5f, .norm_offset = fs[j].off,
+                                  .residual = fs[j].res ? &r.c : NULL, .scratch = &scr.c};
+            mlxn_qmm_fusion fg = fc;
+            fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL, fg.scratch = &scr.g;
+            const int want_fused = ws[i].bits == 4 && M == 1;
+            CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, M) == want_fused,
+                  "%s: quantized_matmul_fuses %d-bit g%d M=%lld should be %d", b->name, q.bits, q.group_size, (long long)M,
+                  want_fused);
+            char label[128];
+            snprintf(label, sizeof label, "quantized_matmul_fused %d-bit g%d %lldx%lld M=%lld norm %d (%s, +%g) residual %d%s",
+                     q.bits, q.group_size, (long long)N, (long long)K, (long long)M, fs[j].norm, mlxn_dtype_name(fs[j].nw),
+                     fs[j].off, fs[j].res, fs[j].in_place ? " in place" : "");
+            if (ran(b, "quantized_matmul_fused", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &dst->c),
+                    mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &dst->g)))
+                cmp_f32(b, label, dst, 1e-10);
+        }
+        reset(b);
+    }
+}
+
 /* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
  * to bf16 for a tensor-core GEMM, so the threshold is bf16's (relative
  * 2^-9 per operand: NMSE ~3e-6 on these inputs), far under what a wrong
@@ -740,6 +785,7 @@ static void run_backend(bk *b) {
     case_hadamard(b);
     case_embedding(b);
     case_qmatmul(b);
+    case_qmatmul_fused(b);
     case_qmm(b);
     case_matmul(b);
     case_sdpa(b);

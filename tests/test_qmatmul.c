@@ -10,6 +10,8 @@
  *    lacks are skipped and reported), 1/2/3 threads, poisoned outputs, K
  *    and N that are not multiples of the vector width, strided x.
  * 3. NaN in x propagates; bad arguments return a status.
+ * 4. quantized_matmul_fused (the norm before, the residual add after): the
+ *    bits of the parts run apart, and the reference.
  *
  * Tolerances (normalized squared error, sum (ref-got)^2 / sum ref^2):
  *   float paths (scalar, AVX2, AVX-512 tiles): 1e-10 — only f32 rounding
@@ -397,6 +399,123 @@ static void nan_and_errors(mlxn_device *dev) {
     rnd_free(&r);
 }
 
+/* ---- quantized_matmul_fused ---------------------------------------------
+ * The CPU runs the parts apart (rms_norm, the product, add), so its result
+ * must be exactly those ops' bits, in place or not; against the
+ * independent reference (norm in double, then ref_qmm, then the residual)
+ * the product's tolerance. Bad fusions fail with a status. */
+
+static void fused_case(mlxn_device *dev, mlxn_dtype nw_dt, float off, int M, int with_norm, int with_res,
+                       int in_place) {
+    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+    const int64_t N = 77, K = 256;
+    rnd r;
+    rnd_make(&r, q, MLXN_DTYPE_BF16, N, K);
+    int64_t ws[2] = {N, K / 8}, ss[2] = {N, K / 64}, xs[2] = {M, K}, os[2] = {M, N}, ks[1] = {K};
+    int64_t scr_n[1] = {M * K + M * N};
+    float *x = malloc(sizeof(float) * (size_t)(M * K)), *res = malloc(sizeof(float) * (size_t)(M * N));
+    t_fill_randn(x, (size_t)(M * K), 2.0f);
+    t_fill_randn(res, (size_t)(M * N), 1.0f);
+    uint16_t nw16[256];
+    float nw32[256];
+    for (int k = 0; k < K; k++) {
+        float v = t_uniform(0.5f, 1.5f);
+        nw32[k] = v;
+        nw16[k] = nw_dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
+    }
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
+    mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases), xt = make(dev, MLXN_DTYPE_F32, 2, xs, x);
+    mlxn_tensor nw = make(dev, nw_dt, 1, ks, nw_dt == MLXN_DTYPE_F32 ? (const void *)nw32 : (const void *)nw16);
+    mlxn_tensor rt = make(dev, MLXN_DTYPE_F32, 2, os, res), out = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    mlxn_tensor scr = make(dev, MLXN_DTYPE_F32, 1, scr_n, NULL);
+    t_poison(mlxn_tensor_host(&out), sizeof(float) * (size_t)(M * N));
+    mlxn_tensor *dst = in_place ? &rt : &out;
+    mlxn_qmm_fusion f = {.norm_w = with_norm ? &nw : NULL, .norm_eps = 1e-5f, .norm_offset = off,
+                         .residual = with_res ? &rt : NULL, .scratch = &scr};
+    /* the parts apart, through the public ops, first (in place overwrites the residual) */
+    mlxn_tensor xn = make(dev, MLXN_DTYPE_F32, 2, xs, NULL), prod = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    mlxn_tensor sum = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    if (with_norm) CHECK_OK(mlxn_rms_norm(s, &xt, &nw, 1e-5f, off, &xn));
+    CHECK_OK(mlxn_quantized_matmul(s, with_norm ? &xn : &xt, &wq, &sc, &bi, &q, true, &prod));
+    if (with_res) CHECK_OK(mlxn_add(s, &rt, &prod, &sum));
+    const float *apart = mlxn_tensor_host(with_res ? &sum : &prod);
+    CHECK_OK(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, dst));
+    const float *got = mlxn_tensor_host(dst);
+    CHECK(!memcmp(apart, got, sizeof(float) * (size_t)(M * N)),
+          "fused (norm %d %s off %g, residual %d, in place %d, M %d) differs from the parts apart", with_norm,
+          mlxn_dtype_name(nw_dt), off, with_res, in_place, M);
+    /* the independent reference */
+    float *xr = malloc(sizeof(float) * (size_t)(M * K)), *want = malloc(sizeof(float) * (size_t)(M * N));
+    for (int m = 0; m < M; m++) {
+        double ssq = 0;
+        for (int k = 0; k < K; k++) ssq += (double)x[m * K + k] * x[m * K + k];
+        double inv = 1.0 / sqrt(ssq / K + 1e-5);
+        for (int k = 0; k < K; k++)
+            xr[m * K + k] = with_norm ? (float)(x[m * K + k] * inv *
+                                                t_norm_weight(nw_dt == MLXN_DTYPE_F32 ? (const void *)nw32 : (const void *)nw16,
+                                                              nw_dt, k, off))
+                                      : x[m * K + k];
+    }
+    ref_qmm(&r.c, 1, xr, M, want);
+    if (with_res)
+        for (int i = 0; i < M * N; i++) want[i] += res[i];
+    double e = t_nmse(want, got, (size_t)(M * N));
+    CHECK(e < TOL_VNNI, "fused vs reference: nmse %.3g (norm %d, residual %d, M %d)", e, with_norm, with_res, M);
+    free(xr), free(want), free(x), free(res);
+    mlxn_tensor *all[] = {&wq, &sc, &bi, &xt, &nw, &rt, &out, &scr, &xn, &prod, &sum};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
+    rnd_free(&r);
+}
+
+static void fused_errors(mlxn_device *dev) {
+    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+    rnd r;
+    rnd_make(&r, q, MLXN_DTYPE_BF16, 20, 128);
+    int64_t ws[2] = {20, 16}, ss[2] = {20, 2}, xs[2] = {1, 128}, os[2] = {1, 20}, ks[1] = {128}, bad_k[1] = {64};
+    int64_t small[1] = {100}, enough[1] = {148};
+    mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
+    mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases), x = make(dev, MLXN_DTYPE_F32, 2, xs, NULL);
+    mlxn_tensor nw = make(dev, MLXN_DTYPE_BF16, 1, ks, NULL), nw_short = make(dev, MLXN_DTYPE_BF16, 1, bad_k, NULL);
+    mlxn_tensor out = make(dev, MLXN_DTYPE_F32, 2, os, NULL), res = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    mlxn_tensor res_bad = make(dev, MLXN_DTYPE_F32, 2, ss, NULL), scr_small = make(dev, MLXN_DTYPE_F32, 1, small, NULL);
+    mlxn_tensor scr = make(dev, MLXN_DTYPE_F32, 1, enough, NULL);
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_qmm_fusion f = {.norm_w = &nw, .norm_eps = 1e-5f, .residual = &res, .scratch = &scr};
+    CHECK_OK(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out));
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, NULL, &out), MLXN_ERR_INVALID_ARGUMENT);
+    f.scratch = NULL;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(mlxn_last_error(), "scratch") != NULL, "missing scratch message: %s", mlxn_last_error());
+    f.scratch = &scr_small; /* 100 < 128 + 20 */
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_SHAPE);
+    f.scratch = &scr;
+    mlxn_tensor x_in_scr = scr; /* x inside the scratch */
+    x_in_scr.ndim = 2, x_in_scr.shape[0] = 1, x_in_scr.shape[1] = 128, x_in_scr.strides[0] = 128;
+    x_in_scr.strides[1] = 1;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x_in_scr, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(mlxn_last_error(), "scratch") != NULL, "overlap message: %s", mlxn_last_error());
+    f.norm_w = &nw_short;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_SHAPE);
+    CHECK(strstr(mlxn_last_error(), "norm_w") != NULL, "bad norm_w message: %s", mlxn_last_error());
+    f.norm_w = &nw;
+    f.residual = &res_bad;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_SHAPE);
+    CHECK(!mlxn_quantized_matmul_fuses(s, &wq, &sc, &bi, &q, 1), "the CPU backend runs the parts apart");
+    mlxn_tensor *all[] = {&wq, &sc, &bi, &x, &nw, &nw_short, &out, &res, &res_bad, &scr_small, &scr};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
+    rnd_free(&r);
+}
+
+static void fused(mlxn_device *dev) {
+    const mlxn_dtype dts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32};
+    for (int i = 0; i < 3; i++) fused_case(dev, dts[i], i == 1 ? 1.0f : 0.0f, 1, 1, 0, 0);
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 1, 1); /* the residual stream in place */
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 3, 0, 1, 0);
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 2, 1, 1, 1); /* both */
+    fused_errors(dev);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_qmatmul");
     best_isa = mlxn_cpu_detect_isa(MLXN_CPU_ISA_AUTO);
@@ -413,6 +532,8 @@ int main(int argc, char **argv) {
     randoms(devs);
     nan_and_errors(devs[0][2]);
     if (devs[2][2]) nan_and_errors(devs[2][2]);
+    fused(devs[0][2]);
+    if (devs[2][2]) fused(devs[2][2]);
     printf("worst nmse: float paths %.3g (tol %.0e), vnni path %.3g (tol %.0e)\n", worst_float, TOL_FLOAT,
            worst_vnni, TOL_VNNI);
     for (int i = 0; i < 3; i++)

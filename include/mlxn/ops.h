@@ -40,6 +40,43 @@ mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const ml
                                   const mlxn_tensor *scales, const mlxn_tensor *biases,
                                   const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
 
+/* What a decode step does around a mat-vec, folded into it (W [N, K]
+ * transposed, as nn.Linear):
+ *   xin = norm_w ? rms_norm(x, norm_w, norm_eps, norm_offset) : x
+ *   out = [residual +] xin @ W^T
+ * norm_w: the rms_norm weight [K] (f32/f16/bf16) or NULL; residual: f32 of
+ * out's shape or NULL, and it may be out itself (the same view: the
+ * residual stream updated in place). scratch: a contiguous f32 tensor of at
+ * least M*K elements when norm_w is given plus M*N when residual is (M = x's
+ * rows), used only where a backend runs the parts apart; it must overlap
+ * none of the other tensors. */
+typedef struct mlxn_qmm_fusion {
+    const mlxn_tensor *norm_w;
+    float norm_eps, norm_offset;
+    const mlxn_tensor *residual;
+    mlxn_tensor *scratch;
+} mlxn_qmm_fusion;
+
+/* quantized_matmul (transposed) with a fusion as above. A backend that has
+ * a kernel for the case (mlxn_quantized_matmul_fuses) runs it as one: the
+ * norm's scale rsqrt(mean(x^2) + eps) is then applied to the sums instead
+ * of to x, so the result differs from the parts run apart by f32 rounding
+ * (relative ~1e-7); every other case runs rms_norm, quantized_matmul and
+ * add through scratch, with exactly the bits of those ops. */
+mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                        const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                        const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out);
+
+/* Whether the stream's backend runs mlxn_quantized_matmul_fused for these
+ * weights and M x rows as one kernel (today: CUDA, one row, MLX affine
+ * 4-bit weights with groups of 64 or 128 and bf16/f16 scales, K a multiple
+ * of 128; there a norm weight must also be bf16 or f16, or the call runs
+ * the parts apart after all). A caller
+ * that would otherwise use mlxn_add_rms_norm (one kernel) uses the fused
+ * form only then: run apart it costs an extra pass. */
+bool mlxn_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                                 const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M);
+
 /* ---- gathers ------------------------------------------------------------- */
 
 /* out[i, :] = table[ids[i], :]. ids: i32/u32 [n]; table f32/f16/bf16 [V, D];

@@ -46,6 +46,17 @@ typedef struct mlxn_backend_i {
     mlxn_status (*quantized_matmul)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                     const mlxn_tensor *scales, const mlxn_tensor *biases,
                                     const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+    /* Optional (NULL: mlxn_quantized_matmul_fused runs the parts apart).
+     * quantized_matmul_fuses: the backend has one kernel for these weights
+     * and M x rows. quantized_matmul_fused is called only then, and may
+     * still decline a call (x or norm_w laid out in a way its kernel does
+     * not take) by setting *done = 0 without queuing anything. */
+    bool (*quantized_matmul_fuses)(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                                   const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M);
+    mlxn_status (*quantized_matmul_fused)(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                          const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                          const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out,
+                                          int *done);
     mlxn_status (*embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table,
                              mlxn_tensor *out);
     mlxn_status (*quantized_embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,

@@ -95,6 +95,32 @@ static mlxn_status norm(mlxn_stream *st, const mlxn_model_config *c, const mlxn_
     return mlxn_rms_norm(st, x, w, c->norm_eps, c->norm_offset, out);
 }
 
+/* Whether L's product over T rows takes a norm before it or a residual add
+ * after it inside its own kernel (mlxn_quantized_matmul_fuses): then the
+ * fold below costs no extra pass. */
+static bool fuses(mlxn_stream *st, const model_linear *L, int64_t T) {
+    return L->quantized && !L->has_bias &&
+           mlxn_quantized_matmul_fuses(st, &L->w, &L->scales, L->q.mode == MLXN_QUANT_AFFINE ? &L->biases : NULL,
+                                       &L->q, T);
+}
+
+/* out = [residual +] [rms_norm(x, norm_w)] L^T in one op, for an L that
+ * fuses(); buf is a scratch tensor the op may run the parts through. */
+static mlxn_status linear_fused(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x,
+                                const model_linear *L, const mlxn_tensor *norm_w, const mlxn_tensor *residual,
+                                const mlxn_tensor *buf, mlxn_tensor *out) {
+    int64_t rows = mlxn_tensor_numel(out) / out->shape[out->ndim - 1];
+    int64_t need = (norm_w ? rows * x->shape[x->ndim - 1] : 0) + (residual ? mlxn_tensor_numel(out) : 0);
+    mlxn_tensor scratch = view(buf, 1, need, 0, 0);
+    mlxn_qmm_fusion f = {.norm_w = norm_w, .norm_eps = c->norm_eps, .norm_offset = c->norm_offset,
+                         .residual = residual, .scratch = &scratch};
+    return mlxn_quantized_matmul_fused(st, x, &L->w, &L->scales, L->q.mode == MLXN_QUANT_AFFINE ? &L->biases : NULL,
+                                       &L->q, &f, out);
+}
+
+/* Layer l's q/k/v product takes its input norm in its kernel. */
+static bool fold_qkv(mlxn_stream *st, const model_layer *L, int64_t T) { return L->fused_qkv && fuses(st, &L->qkv, T); }
+
 /* The residual add x += r, and, when next_w is given, xn = rms_norm(x,
  * next_w) of the new x in the same op (the norm that follows the add). */
 static mlxn_status residual(mlxn_stream *st, const mlxn_model_config *c, mlxn_tensor *x, const mlxn_tensor *r,
@@ -230,9 +256,12 @@ static mlxn_status attend(mlxn_session *s, int l, int64_t T, const mlxn_tensor *
 }
 
 /* Layer l's attention sub-block on x [T, H]; xn holds rms_norm(x,
- * input_layernorm) when normed (the previous layer's last add made it).
- * Ends with x += branch and xn = rms_norm(x, the MLP's input norm). */
-static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, bool normed) {
+ * input_layernorm) when normed (the previous layer's last add made it),
+ * else the q/k/v product norms x itself when it can (fold_qkv). Ends with
+ * x += branch and xn = rms_norm(x, the MLP's input norm), or, when
+ * *mlp_folds is set on return, with x += branch alone, the output
+ * projection adding into x and the MLP's gate/up product norming x. */
+static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, bool normed, bool *mlp_folds) {
     mlxn_model *m = s->m;
     const mlxn_model_config *c = &m->cfg;
     const model_layer *L = &m->layers[l];
@@ -242,13 +271,15 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     int64_t H = c->hidden, D = c->head_dim, Hq = c->n_heads, Hk = c->n_kv_heads;
 
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
-    if (!normed) MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
+    const bool fold_in = !normed && fold_qkv(st, L, T);
+    if (!normed && !fold_in) MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
     mlxn_tensor q3, k3, v3; /* [T, heads, D] views of the projections */
     if (L->fused_qkv) {
         /* one matmul; q, k, v are column ranges of its [T, (Hq + 2 Hk) D] output */
         int64_t N = (Hq + 2 * Hk) * D;
         mlxn_tensor qkv = view(&sc->qkv, 2, T, N, 0);
-        MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
+        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->qkv, &L->attn_norm, NULL, &sc->xn, &qkv));
+        else MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
         q3 = cols(&sc->qkv, T, N, 0, Hq, D);
         k3 = cols(&sc->qkv, T, N, Hq * D, Hk, D);
         v3 = cols(&sc->qkv, T, N, (Hq + Hk) * D, Hk, D);
@@ -306,6 +337,10 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
         MLXN_TRY(mlxn_copy(st, &att_thd, &att_t));
         a2 = view(&sc->att_t, 2, T, Hq * D, 0);
     }
+    /* the residual add in the output projection and the MLP's input norm
+       in its gate/up product, where both run as one kernel each */
+    *mlp_folds = !c->sandwich_norms && L->fused_gu && fuses(st, &L->o, T) && fuses(st, &L->gu, T);
+    if (*mlp_folds) return linear_fused(st, c, &a2, &L->o, NULL, x, &sc->o, x);
     MLXN_TRY(linear(st, &a2, &L->o, &o));
     /* the MLP's input norm: pre_feedforward_layernorm with sandwich norms
        (post_attention_layernorm then norms the branch), else
@@ -319,10 +354,13 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
 }
 
 /* Layer l's MLP sub-block on x [T, H], from xn = rms_norm(x, its input
- * norm) (made by attention's add). Ends with x += branch and, when next_w
- * is given, xn = rms_norm(x, next_w): the next layer's input norm or the
- * final norm. */
-static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const mlxn_tensor *next_w) {
+ * norm) (made by attention's add), or from x itself when fold_in (the
+ * gate/up product norms it). Ends with x += branch and, when next_w is
+ * given, xn = rms_norm(x, next_w): the next layer's input norm or the
+ * final norm; with fold_out, with x += branch alone, added by the down
+ * projection (whoever reads x next norms it in its own product). */
+static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const mlxn_tensor *next_w, bool fold_in,
+                       bool fold_out) {
     const mlxn_model_config *c = &s->m->cfg;
     const model_layer *L = &s->m->layers[l];
     model_scratch *sc = &s->sc;
@@ -334,7 +372,8 @@ static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const 
         /* one matmul; gate and up are the two column halves of its [T, 2I]
            output, which the gated activation reads in place */
         mlxn_tensor gu = view(&sc->gu, 2, T, 2 * I, 0);
-        MLXN_TRY(linear(st, &xn, &L->gu, &gu));
+        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->gu, &L->mlp_norm, NULL, &sc->xn, &gu));
+        else MLXN_TRY(linear(st, &xn, &L->gu, &gu));
         g = view(&sc->gu, 2, T, I, 0);
         g.strides[0] = 2 * I;
         u = g;
@@ -346,6 +385,7 @@ static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const 
     }
     if (c->gelu_mlp) MLXN_TRY(mlxn_geglu(st, &g, &u, MLXN_GELU_TANH, &a));
     else MLXN_TRY(mlxn_swiglu(st, &g, &u, &a));
+    if (fold_out) return linear_fused(st, c, &a, &L->down, NULL, x, &sc->mlp_out, x);
     mlxn_tensor d = view(&sc->mlp_out, 2, T, H, 0);
     MLXN_TRY(linear(st, &a, &L->down, &d));
     if (c->sandwich_norms) {
@@ -377,13 +417,25 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
        chunk gives logits (decode, or all logits asked for); otherwise only
        the last rows are normed, apart, as before */
     bool final_fused = n == T;
+    const model_linear *head = c->tied ? &m->embed : &m->head;
+    /* Where each product runs as one kernel with the norm before it or the
+       residual add after it (a decode step on a GPU: fuses()), the adds
+       ride in the output and down projections and the norms in the q/k/v,
+       gate/up and head products, instead of add_rms_norm kernels apart. */
+    bool normed = false;
     for (int l = 0; l < c->n_layers; l++) {
-        const mlxn_tensor *next_w = l + 1 < c->n_layers ? &m->layers[l + 1].attn_norm
-                                    : final_fused       ? &m->final_norm
-                                                        : NULL;
-        mlxn_status rc = attention(s, l, T, &x, l > 0);
-        if (rc == MLXN_OK) rc = mlp(s, l, T, &x, next_w);
+        const bool last = l + 1 == c->n_layers;
+        const mlxn_tensor *next_w = !last ? &m->layers[l + 1].attn_norm : final_fused ? &m->final_norm : NULL;
+        /* the next reader norms x in its own product (or nothing norms x next). Not the head: its
+           thousands of row tiles would each redo the norm's work over x, which measured ~2.5 us
+           slower than the one norm kernel it saves (docs/perf.md) */
+        const bool next_folds = !last ? fold_qkv(st, &m->layers[l + 1], T) : !final_fused;
+        const bool fold_out = !c->sandwich_norms && next_folds && fuses(st, &m->layers[l].down, T);
+        bool mlp_folds = false;
+        mlxn_status rc = attention(s, l, T, &x, normed, &mlp_folds);
+        if (rc == MLXN_OK) rc = mlp(s, l, T, &x, fold_out ? NULL : next_w, mlp_folds, fold_out);
         if (rc != MLXN_OK) return mlxn_fail_context(rc, "layer %d: ", l);
+        normed = !fold_out;
     }
 
     if (n <= 0) return MLXN_OK;
@@ -393,5 +445,5 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
         rows.offset += (size_t)(first_logit_row * H) * sizeof(float);
         MLXN_TRY(norm(st, c, &rows, &m->final_norm, &xn));
     }
-    return linear(st, &xn, c->tied ? &m->embed : &m->head, &logits);
+    return linear(st, &xn, head, &logits);
 }

@@ -91,3 +91,85 @@ mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const ml
     MLXN_TRY(check_xo(op, x, out, K, N));
     return s->dev->be->quantized_matmul(s, x, wq, scales, biases, q, transpose, out);
 }
+
+/* A contiguous f32 view at element `at` of scratch with the leading dims of
+ * `like` and a last axis of n. */
+static mlxn_tensor scratch_view(const mlxn_tensor *scratch, size_t at, const mlxn_tensor *like, int64_t n) {
+    mlxn_tensor v = *scratch;
+    v.ndim = like->ndim;
+    for (int i = 0; i < like->ndim; i++) v.shape[i] = like->shape[i];
+    v.shape[v.ndim - 1] = n;
+    int64_t st = 1;
+    for (int i = v.ndim - 1; i >= 0; i--) {
+        v.strides[i] = st;
+        st *= v.shape[i];
+    }
+    v.offset += at * sizeof(float);
+    return v;
+}
+
+bool mlxn_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                                 const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M) {
+    if (!s || !s->dev || !wq || !scales || !q || !s->dev->be->quantized_matmul_fuses) return false;
+    return s->dev->be->quantized_matmul_fuses(s, wq, scales, biases, q, M);
+}
+
+mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                        const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                        const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out) {
+    const char *op = "quantized_matmul_fused";
+    MLXN_TRY(op_check_stream(op, s));
+    if (!f) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: the fusion is NULL", op);
+    MLXN_TRY(op_check_tensor(op, "x", s, x));
+    MLXN_TRY(op_check_dtype(op, "x", x, DT_F32));
+    MLXN_TRY(op_check_output(op, s, out, DT_F32));
+    int64_t N, K;
+    MLXN_TRY(op_check_quantized(op, s, wq, scales, biases, q, &N, &K));
+    MLXN_TRY(check_xo(op, x, out, K, N));
+    MLXN_TRY(op_check_no_alias(op, "x", out, x));
+    const int64_t M = K ? mlxn_tensor_numel(x) / K : mlxn_tensor_numel(out) / (N ? N : 1);
+    if (f->norm_w) {
+        MLXN_TRY(op_check_tensor(op, "norm_w", s, f->norm_w));
+        MLXN_TRY(op_check_dtype(op, "norm_w", f->norm_w, DT_FLOAT16_32));
+        MLXN_TRY(op_check_vector(op, "norm_w", f->norm_w, K));
+        MLXN_TRY(op_check_no_alias(op, "norm_w", out, f->norm_w));
+    }
+    if (f->residual) {
+        MLXN_TRY(op_check_tensor(op, "residual", s, f->residual));
+        MLXN_TRY(op_check_dtype(op, "residual", f->residual, DT_F32));
+        MLXN_TRY(op_check_same_shape(op, "residual", f->residual, "out", out));
+        /* the residual stream updated in place (element by element), or apart */
+        if (!op_same_view(out, f->residual)) MLXN_TRY(op_check_disjoint(op, "out", out, "residual", f->residual));
+    }
+    const size_t need = (size_t)((f->norm_w ? M * K : 0) + (f->residual ? M * N : 0));
+    if (need) {
+        char d[96];
+        if (!f->scratch) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: scratch is NULL (%zu f32 needed)", op, need);
+        MLXN_TRY(op_check_tensor(op, "scratch", s, f->scratch));
+        MLXN_TRY(op_check_dtype(op, "scratch", f->scratch, DT_F32));
+        if (!mlxn_tensor_is_contiguous(f->scratch) || (size_t)mlxn_tensor_numel(f->scratch) < need)
+            return mlxn_fail(MLXN_ERR_SHAPE, "%s: scratch is %s, expected contiguous with at least %zu elements", op,
+                             mlxn_tensor_describe(f->scratch, d, sizeof d), need);
+        MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "x", x));
+        MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "out", out));
+        if (f->residual) MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "residual", f->residual));
+        if (f->norm_w) MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "norm_w", f->norm_w));
+    }
+    const mlxn_backend_i *be = s->dev->be;
+    if (be->quantized_matmul_fused && be->quantized_matmul_fuses && M > 0 &&
+        be->quantized_matmul_fuses(s, wq, scales, biases, q, M)) {
+        int done = 0;
+        MLXN_TRY(be->quantized_matmul_fused(s, x, wq, scales, biases, q, f, out, &done));
+        if (done) return MLXN_OK;
+    }
+    /* the parts apart, through scratch: [M, K] normed x, then [M, N] products */
+    mlxn_tensor xn = *x, prod = *out;
+    if (f->norm_w) {
+        xn = scratch_view(f->scratch, 0, x, K);
+        MLXN_TRY(mlxn_rms_norm(s, x, f->norm_w, f->norm_eps, f->norm_offset, &xn));
+    }
+    if (!f->residual) return mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, out);
+    prod = scratch_view(f->scratch, f->norm_w ? (size_t)(M * K) : 0, out, N);
+    MLXN_TRY(mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, &prod));
+    return mlxn_add(s, f->residual, &prod, out);
+}

@@ -441,3 +441,49 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
     cu_scratch_free(s, xs);
     return st;
 }
+
+/* ---- quantized_matmul_fused: the one-row tensor-core kernel with the
+ * rms_norm of x before it and the residual add after it (cu_qmv_mma.cu) */
+
+extern "C" bool cu_op_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                                             const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M) {
+    const mlxn_tensor *ts[3] = {wq, scales, biases};
+    for (int i = 0; i < 3; i++) /* cu_qmat_of's condition, checked first: a query records no error */
+        if (ts[i] && ts[i]->shape[1] > 1 && ts[i]->strides[1] != 1) return false;
+    cu_qmat w;
+    if (M != 1 || cu_ctx(s)->knobs.fuse_off || cu_qmat_of("quantized_matmul_fused", wq, scales, biases, q, &w) != MLXN_OK)
+        return false;
+    return cu_qmv_mma_takes(w, wq->shape[0], wq->shape[1] * 32 / q->bits, s);
+}
+
+extern "C" mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                                    const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                                    const mlxn_quant_params *q, const mlxn_qmm_fusion *f,
+                                                    mlxn_tensor *out, int *done) {
+    const char *op = "quantized_matmul_fused";
+    *done = 0;
+    const cu_view xv = cu_view_of(x);
+    const int64_t K = cu_last(xv), N = out->shape[out->ndim - 1];
+    /* the kernel reads x, the norm weight and the residual as plain unit-stride rows */
+    if (cu_rows(xv) != 1 || !(xv.st[xv.nd - 1] == 1 || K == 1)) return MLXN_OK;
+    if (f->norm_w && !(f->norm_w->strides[0] == 1 || K == 1)) return MLXN_OK;
+    if (f->residual && !mlxn_tensor_is_contiguous(f->residual)) return MLXN_OK;
+    MLXN_TRY(cu_begin(s, op));
+    cu_qmat w;
+    MLXN_TRY(cu_qmat_of(op, wq, scales, biases, q, &w));
+    int gshift = 0;
+    while ((1 << gshift) < q->group_size) gshift++;
+    qmv_args a = {w, (const float *)cu_ptr(x), K, 1, (int)K, N, (float *)cu_ptr(out), N, gshift, 1};
+    if (f->norm_w) {
+        a.nw = cu_ptr(f->norm_w);
+        a.nw_dt = f->norm_w->dtype;
+        a.nw_off = f->norm_offset;
+        a.eps = f->norm_eps;
+    }
+    if (f->residual) a.res = (const float *)cu_ptr(f->residual);
+    mlxn_status st = MLXN_OK;
+    if (!cu_qmv_mma_fused(a, s, &st)) return MLXN_OK;
+    MLXN_TRY(st);
+    *done = 1;
+    return cu_launched(s, op, "qmv_mma_kernel");
+}

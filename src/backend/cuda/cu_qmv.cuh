@@ -22,6 +22,15 @@ typedef struct qmv_args {
     int64_t ldo;
     int gshift;         /* log2(group size) */
     int vec;            /* rows allow the kernel's vector code loads */
+    /* Only the one-row tensor-core kernel reads these (cu_qmv_mma_fused;
+     * zero elsewhere): x is first rms-normed with the weight nw [K]
+     * (dtype nw_dt, unit stride; the effective weight is nw_off + nw
+     * rounded to nw_dt, as rms_norm's) when nw is set, and out = res + the
+     * product when res is set (res [N], unit stride; may be out). */
+    const void *nw;
+    int nw_dt;
+    float nw_off, eps;
+    const float *res;
 } qmv_args;
 
 /* Load the WPL words of one step at p: 16-byte loads that skip L1 when
@@ -112,5 +121,11 @@ bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 /* The 4-bit mat-vec of 1..8 x rows on the tensor cores (cu_qmv_mma.cu);
  * false (nothing launched) outside its formats and shapes. */
 bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
+/* Whether cu_qmv_mma takes these weights (N rows of K codes) for one x row. */
+bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s);
+/* The one-row kernel with a.nw / a.res (the fused op); false (nothing
+ * launched) where cu_qmv_mma_takes is false, x is not 16-byte aligned or
+ * M != 1. */
+bool cu_qmv_mma_fused(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
 #endif

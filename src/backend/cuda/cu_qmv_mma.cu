@@ -189,10 +189,17 @@ struct qm_epi {
 };
 
 /* The end of a tile: rows g and g + 8 summed over the 4 lanes t, then over
- * the W warps in order (deterministic), written for x rows m < a.M. */
+ * the W warps in order (deterministic), written for x rows m < a.M. With
+ * red_ss (the one-row kernel's fused norm: each warp's sum of x^2 over its
+ * chunks, stored before this call) the sums are scaled by the norm's
+ * 1 / sqrt(sum(x^2) / K + eps), the warps' shares added in order, so every
+ * block gets the same bits; with a.res (one row) each output is res + sum
+ * (the add of add_kernel, the same bits), thread i < 16 adding resv, the
+ * residual of row r0 + i it loaded at its start. */
 template <int W, int NX>
 __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (&accg)[NX], float (&acch)[NX],
-                                          float (&red)[W][NX][QM_ROWS]) {
+                                          float (&red)[W][NX][QM_ROWS], const float *red_ss = nullptr,
+                                          float resv = 0.0f) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int m = 0; m < NX; m++) {
@@ -203,24 +210,67 @@ __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (
         if (t == 0) red[warp][m][g] = accg[m], red[warp][m][g + 8] = acch[m];
     }
     __syncthreads();
+    float inv = 1.0f;
+    if (red_ss) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; w++) ss += red_ss[w];
+        inv = 1.0f / sqrtf(ss / (float)a.K + a.eps);
+    }
     for (int i = threadIdx.x; i < NX * QM_ROWS; i += W * 32) {
         const int m = i / QM_ROWS, r = i % QM_ROWS;
         if (m < a.M && r0 + r < a.N) {
             float v = 0.0f;
 #pragma unroll
             for (int w = 0; w < W; w++) v += red[w][m][r];
+            if (red_ss) v *= inv;
+            if (a.res) v = resv + v; /* one row: thread i holds res[r0 + i] (NX == 1 only) */
             a.out[m * a.ldo + r0 + r] = v;
         }
     }
 }
 
+/* The fused norm's effective weight pair from two 16-bit values of dtype
+ * NDT (bf16 or f16) in one word (lo first), each off + w rounded to NDT as
+ * rms_norm's norm weight (cu_reduce.cu). */
+template <int NDT>
+__device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
+    float2 v;
+    v.x = NDT == MLXN_DTYPE_BF16 ? __uint_as_float(raw << 16) : cu_f16_f32((uint16_t)raw);
+    v.y = NDT == MLXN_DTYPE_BF16 ? __uint_as_float(raw & 0xffff0000u) : cu_f16_f32((uint16_t)(raw >> 16));
+    if (off != 0.0f) {
+        v.x = off + v.x, v.y = off + v.y;
+        v.x = NDT == MLXN_DTYPE_BF16 ? cu_bf16_f32(cu_f32_bf16(v.x)) : cu_f16_f32(cu_f32_f16(v.x));
+        v.y = NDT == MLXN_DTYPE_BF16 ? cu_bf16_f32(cu_f32_bf16(v.y)) : cu_f16_f32(cu_f32_f16(v.y));
+    }
+    return v;
+}
+
+/* Blocks per SM the one-row kernel's registers must allow: 16 warps (a
+ * 128-register cap), and 5 blocks of 4 warps, what the plain kernel gets
+ * at 95 registers (the NORM variant needs the cap: ~100 unforced). */
+#define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : 512 / ((W) * 32))
+
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
  * warps per block; D chunks in flight per warp. At least 16 warps per SM
- * (a 128-register cap). */
-template <int G, int SDT, int W, int D>
-__global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_args a) {
+ * (a 128-register cap).
+ * NDT (0, or bf16 / f16: the fused op's rms_norm of x with the weight
+ * a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
+ * projections, without a kernel of its own. The norm is linear up to its
+ * scale, so each lane stages x * w instead of x, sums x^2 as it goes, and
+ * the tile's sums are scaled once by 1 / sqrt(mean(x^2) + eps) at the end
+ * (every block sees all of x, so each computes the scale itself). The
+ * weights ride in the register ring with x (two 16-bit values per word).
+ * Measured on an H100 (docs/perf.md): copied into shared memory at each
+ * block's start instead, the kernel was 6-15% slower (a serial round trip
+ * and a barrier per block); with an f32 ring beside the 16-bit one it held
+ * 112 registers and the 4-warp launch lost a fifth of its blocks per SM. */
+template <int G, int SDT, int W, int D, int NDT>
+__global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_args a) {
+    constexpr bool NORM = NDT != 0;
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
     __shared__ float red[W][1][QM_ROWS];          /* each warp's row sums */
+    __shared__ float red_ss[NORM ? W : 1];        /* NORM: each warp's sum of x^2 */
     const int nch = a.K / QM_CHUNK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
@@ -233,11 +283,17 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
     uint32_t cw[D][8];  /* ring: codes (qm_rows::load) */
     uint32_t sw[D][4];  /* ring: raw scales and biases */
     float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
+    uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
     auto load = [&](int d, uint32_t c) {
         rows.load<G>(a, c, cw[d], sw[d]);
         xr[d][0] = *(const float2 *)(a.x + (QM_CHUNK * c + ox));
         xr[d][1] = *(const float2 *)(a.x + (QM_CHUNK * c + ox + 4));
+        if (NORM) {
+            nh[d][0] = __ldg((const uint32_t *)((const uint16_t *)a.nw + (QM_CHUNK * c + ox)));
+            nh[d][1] = __ldg((const uint32_t *)((const uint16_t *)a.nw + (QM_CHUNK * c + ox + 4)));
+        }
     };
+    float ssq = 0.0f; /* NORM: this lane's sum of x^2 */
 #pragma unroll
     for (int d = 0; d < D; d++)
         if (warp + d * W < nch) rows.prefetch(a, warp + d * W);
@@ -246,6 +302,8 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
 #pragma unroll
     for (int d = 0; d < D; d++)
         if (warp + d * W < nch) load(d, warp + d * W);
+    /* the residual this thread adds in qm_finish (thread i < 16 writes row r0 + i), loaded now */
+    const float resv = a.res && threadIdx.x < QM_ROWS && r0 + threadIdx.x < a.N ? a.res[r0 + threadIdx.x] : 0.0f;
 
     unsigned char *wb = (unsigned char *)xbuf[warp];
     if (lane < 4) ((uint4 *)(wb + QM_ZEROS))[lane] = make_uint4(0, 0, 0, 0);
@@ -265,6 +323,12 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
             if (c >= nch) break;
             /* stage the chunk's x as three bf16 parts (pairs: codes m, m + 4) and its group sums */
             float rest[4] = {xr[d][0].x, xr[d][1].x, xr[d][0].y, xr[d][1].y}; /* pair 2h, then pair 2h + 1 */
+            if (NORM) {
+                const float2 w0 = qm_norm_w2<NDT>(nh[d][0], a.nw_off), w1 = qm_norm_w2<NDT>(nh[d][1], a.nw_off);
+#pragma unroll
+                for (int e = 0; e < 4; e++) ssq = fmaf(rest[e], rest[e], ssq);
+                rest[0] *= w0.x, rest[1] *= w1.x, rest[2] *= w0.y, rest[3] *= w1.y;
+            }
             float xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);
             __syncwarp(); /* the last chunk's B reads are done */
 #pragma unroll
@@ -301,12 +365,20 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_kernel(qmv_arg
             if (c + D * W < nch) load(d, c + D * W);
         }
     }
-    qm_finish<W, 1>(a, r0, accg, acch, red);
+    if (NORM) {
+#pragma unroll
+        for (int o = 1; o < 32; o *= 2) ssq += __shfl_xor_sync(0xffffffffu, ssq, o);
+        if (lane == 0) red_ss[warp] = ssq; /* read after qm_finish's barrier */
+    }
+    qm_finish<W, 1>(a, r0, accg, acch, red, NORM ? red_ss : nullptr, resv);
 }
 
 template <int G, int SDT, int W, int D>
 static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    cu_launch(s, qmv_mma_kernel<G, SDT, W, D>, dim3((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS)), dim3(W * 32), 0, a);
+    const dim3 grid((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS));
+    if (!a.nw) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, 0>, grid, dim3(W * 32), 0, a);
+    else if (a.nw_dt == MLXN_DTYPE_BF16) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16>, grid, dim3(W * 32), 0, a);
+    else cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16>, grid, dim3(W * 32), 0, a);
     *st = MLXN_OK;
     return true;
 }
@@ -722,16 +794,47 @@ static bool qmx_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     return qmx_launch1<G, SDT, NX, 4>(a, s, st);
 }
 
-bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    const int variant = cu_ctx(s)->knobs.qmv_mma;
-    if (variant == 0 || a.M < 1 || a.M > 8 || a.w.mode != MLXN_QUANT_AFFINE || a.w.bits != 4 || !a.w.bi ||
-        (a.w.group != 64 && a.w.group != 128) || (a.w.sdt != MLXN_DTYPE_BF16 && a.w.sdt != MLXN_DTYPE_F16) ||
-        a.K % QM_CHUNK || ((uintptr_t)a.w.wq & 15) || (a.w.wq_st * 4) % 16 || (a.M == 1 && ((uintptr_t)a.x & 15)))
+bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s) {
+    if (cu_ctx(s)->knobs.qmv_mma == 0 || w.mode != MLXN_QUANT_AFFINE || w.bits != 4 || !w.bi ||
+        (w.group != 64 && w.group != 128) || (w.sdt != MLXN_DTYPE_BF16 && w.sdt != MLXN_DTYPE_F16) || K % QM_CHUNK ||
+        K > INT32_MAX / 2 || ((uintptr_t)w.wq & 15) || (w.wq_st * 4) % 16)
         return false;
     /* the G = 2 path reads a group pair as one 32-bit word */
-    if (a.w.group == 64 && (((uintptr_t)a.w.sc | (uintptr_t)a.w.bi) & 3 || (a.w.sc_st | a.w.bi_st) & 1)) return false;
+    if (w.group == 64 && (((uintptr_t)w.sc | (uintptr_t)w.bi) & 3 || (w.sc_st | w.bi_st) & 1)) return false;
     /* one offset per row serves scales and biases; element offsets are 32-bit */
-    if (a.w.sc_st != a.w.bi_st || a.N * a.w.wq_st >= ((int64_t)1 << 31) || a.N * a.w.sc_st >= ((int64_t)1 << 31))
+    return w.sc_st == w.bi_st && N * w.wq_st < ((int64_t)1 << 31) && N * w.sc_st < ((int64_t)1 << 31);
+}
+
+/* The one-row launch: 8 warps with 3 chunks in flight each when K has 64
+ * chunks or more, or when there are no more row tiles than SMs (more warps
+ * per block are then the only way to more loads in flight); else 4 warps
+ * with 2 (a block's warps split K, and fewer warps keep each one's run of
+ * chunks long enough to fill its ring). MLXN_CUDA_QMV_MMA = 2 / 3 force
+ * one shape (timing runs compare them). Measured on an H100: docs/perf.md, v8. */
+static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    const int variant = cu_ctx(s)->knobs.qmv_mma;
+#define QM_PICK(W, D)                                                                                    \
+    if (a.w.group == 64)                                                                                 \
+        return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<2, MLXN_DTYPE_BF16, W, D>(a, s, st)                \
+                                          : qm_launch<2, MLXN_DTYPE_F16, W, D>(a, s, st);                \
+    return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<1, MLXN_DTYPE_BF16, W, D>(a, s, st)                    \
+                                      : qm_launch<1, MLXN_DTYPE_F16, W, D>(a, s, st);
+    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms));
+    if (wide) { QM_PICK(8, 3) }
+    QM_PICK(4, 2)
+#undef QM_PICK
+}
+
+bool cu_qmv_mma_fused(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    if (a.M != 1 || ((uintptr_t)a.x & 15) || !cu_qmv_mma_takes(a.w, a.N, a.K, s)) return false;
+    /* the norm weight: 16-bit (read as pairs: 4-byte aligned) */
+    if (a.nw && ((a.nw_dt != MLXN_DTYPE_BF16 && a.nw_dt != MLXN_DTYPE_F16) || ((uintptr_t)a.nw & 3))) return false;
+    return qm_launch_one(a, s, st);
+}
+
+bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
+    const int variant = cu_ctx(s)->knobs.qmv_mma;
+    if (a.M < 1 || a.M > 8 || (a.M == 1 && ((uintptr_t)a.x & 15)) || !cu_qmv_mma_takes(a.w, a.N, a.K, s))
         return false;
     /* 3..8 rows: x rows as B columns (qmv_mma8_kernel; 4096 x 14336 at 8 rows 58 -> 32 us on an H100). 2 rows
      * stay on the one-row layout's kernel (24 against 30 us there), as do 3..8 rows with MLXN_CUDA_QMV_MMA = 4
@@ -756,19 +859,5 @@ bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
         QMX_PICK(8)
 #undef QMX_PICK
     }
-#define QM_PICK(W, D)                                                                                    \
-    if (a.w.group == 64)                                                                                 \
-        return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<2, MLXN_DTYPE_BF16, W, D>(a, s, st)                \
-                                          : qm_launch<2, MLXN_DTYPE_F16, W, D>(a, s, st);                \
-    return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<1, MLXN_DTYPE_BF16, W, D>(a, s, st)                    \
-                                      : qm_launch<1, MLXN_DTYPE_F16, W, D>(a, s, st);
-    /* MLXN_CUDA_QMV_MMA = 2 / 3 force one launch shape (timing runs compare them); 1 picks: 8 warps with 3
-     * chunks in flight each when K has 64 chunks or more, or when there are no more row tiles than SMs (more
-     * warps per block are then the only way to more loads in flight); else 4 warps with 2 (a block's warps
-     * split K, and fewer warps keep each one's run of chunks long enough to fill its ring). Measured on an
-     * H100: docs/perf.md, v8. */
-    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms));
-    if (wide) { QM_PICK(8, 3) }
-    QM_PICK(4, 2)
-#undef QM_PICK
+    return qm_launch_one(a, s, st);
 }

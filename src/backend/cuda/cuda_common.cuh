@@ -51,6 +51,7 @@ typedef struct cu_knobs {
     int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = 4-bit mat-vecs on the f32 kernels, not the tensor
                              cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 4 = 3..8 x rows on the
                              one-row layout's kernel (comparisons); 1 (unset) = measured choice */
+    int fuse_off;         /* MLXN_CUDA_FUSE=0: quantized_matmul_fused runs its parts apart (comparisons) */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

@@ -11,7 +11,7 @@
  *   cu_qmm.cu          quantized_matmul's entry (_any): many x rows
  *                      dequantize W to bf16 for cuBLAS, few go to
  *   cu_qmatmul.cu      quantized_matmul (mat-vec kernels, one matrix of
- *                      instantiations)
+ *                      instantiations), quantized_matmul_fused
  *   cu_matmul.cu       matmul (cuBLAS)
  *   cu_sdpa.cu         sdpa (the exact fallback; bf16/f16 K/V go to the
  *                      tensor-core kernel of cu_attn_flash.cu)
@@ -65,6 +65,12 @@ mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const m
 mlxn_status cu_op_quantized_matmul_any(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                        const mlxn_tensor *scales, const mlxn_tensor *biases,
                                        const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
+bool cu_op_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
+                                  const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M);
+mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
+                                         const mlxn_tensor *scales, const mlxn_tensor *biases,
+                                         const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out,
+                                         int *done);
 mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
                          mlxn_tensor *out);
 mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
