@@ -16,7 +16,8 @@
  * same step block the op-by-op steps do), graphs were really replayed, and
  * MLXN_CUDA_GRAPHS=0 or decode_graphs = -1 turns them off; and 300 steps
  * after a 250-token prompt cross attention span buckets (256, 512, 1024:
- * one graph each), bit-identical to op by op. */
+ * one graph each), bit-identical to op by op.
+ * On both: logits left on the device (device_logits). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,6 +225,50 @@ static void gpu_span_buckets(mlxn_device *gpu, const char *name) {
     mlxn_model_free(m);
 }
 
+/* Logits left on the device (mlxn_session_forward with MLXN_LOGITS_LAST
+ * and no host buffer, then mlxn_session_logits): the schedule's last rows
+ * bit-identical to the same calls with host logits, also when two calls
+ * run back to back without a read in between (the second waits for the
+ * first's work before it rewrites the step block); MLXN_LOGITS_ALL still
+ * wants a buffer. */
+static void device_logits(mlxn_device *dev, const char *name) {
+    mlxn_model *m = t_golden_model(dev, name);
+    if (!m) return;
+    int64_t V = mlxn_model_get_info(m)->vocab_size;
+    int32_t tok[N];
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    const size_t nsched = sizeof SCHED / sizeof SCHED[0];
+    float *ref = malloc(sizeof(float) * (size_t)V * nsched), *got = malloc(sizeof(float) * (size_t)V * nsched);
+    mlxn_session_params p = {.max_context = 64};
+    mlxn_session *a = NULL, *b = NULL;
+    CHECK_OK(mlxn_session_new(m, &p, &a));
+    CHECK_OK(mlxn_session_new(m, &p, &b));
+    if (a && b && ref && got) {
+        t_poison(got, sizeof(float) * (size_t)V * nsched);
+        int64_t pos = 0;
+        for (size_t i = 0; i < nsched; i++) {
+            CHECK_OK(mlxn_session_forward(a, tok + pos, SCHED[i], MLXN_LOGITS_LAST, ref + i * V));
+            CHECK_OK(mlxn_session_forward(b, tok + pos, SCHED[i], MLXN_LOGITS_LAST, NULL));
+            pos += SCHED[i];
+            if (i % 3 == 1) continue; /* no read: the next call runs with this one's work still queued */
+            mlxn_tensor lt;
+            CHECK_OK(mlxn_session_logits(b, &lt));
+            CHECK_OK(mlxn_buffer_read(lt.buf, lt.offset, got + i * V, sizeof(float) * (size_t)V));
+            CHECK(!memcmp(ref + i * V, got + i * V, sizeof(float) * (size_t)V),
+                  "%s on %s: logits left on the device differ from the host copy after call %zu", name,
+                  mlxn_device_name(dev), i);
+        }
+        CHECK_FAILS(mlxn_session_forward(b, tok, 1, MLXN_LOGITS_ALL, NULL), MLXN_ERR_INVALID_ARGUMENT);
+        printf("  %-18s %-24s logits left on the device: bit-identical to the host copies\n", name,
+               mlxn_device_name(dev));
+    }
+    mlxn_session_free(a);
+    mlxn_session_free(b);
+    free(ref);
+    free(got);
+    mlxn_model_free(m);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_fixed");
     mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
@@ -231,6 +276,7 @@ int main(int argc, char **argv) {
     const char *cases[] = {"gemma3_text_f32", "llama_f32", "qwen3_q8g64", "gemma3_text_q4g32"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cpu_case(cpu, cases[i]);
     bad_params(cpu);
+    device_logits(cpu, "qwen3_q8g64");
     mlxn_device_free(cpu);
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
     mlxn_device *gpu = NULL;
@@ -246,6 +292,8 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gpu_graphs(gpu, cases[i]);
         gpu_span_buckets(gpu, "llama_f32");
         gpu_span_buckets(gpu, "gemma3_text_q4g32");
+        device_logits(gpu, "qwen3_q8g64");
+        device_logits(gpu, "gemma3_text_q4g32");
         mlxn_device_free(gpu);
     } else {
         printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());

@@ -182,7 +182,14 @@ typedef enum mlxn_logits_mode {
  * of prefill_chunk, appending them to the cache. logits: host memory of
  * the size `mode` says (NULL with MLXN_LOGITS_NONE). On failure the
  * session goes back to the position it had before the call (or is reset,
- * when a sliding-window layer has already dropped what that needs). */
+ * when a sliding-window layer has already dropped what that needs).
+ * With MLXN_LOGITS_LAST, logits may be NULL: the logits then stay in the
+ * session's buffer on its device (mlxn_session_logits) and the call
+ * returns as soon as the work is queued, without waiting for it or copying
+ * vocab floats back; a GPU decode loop samples there (mlxn_sample on the
+ * session's stream) and reads back only the token. A device error of that work is reported by
+ * the next wait on the stream (the token's read, or the next call on the
+ * session), and the session keeps the new position. */
 mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t n, mlxn_logits_mode mode,
                                  float *logits);
 

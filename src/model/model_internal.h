@@ -254,6 +254,8 @@ struct mlxn_session {
     /* decode graphs */
     bool graphs;       /* enabled for this session */
     bool warm;         /* a step ran op by op since the scratch was (re)made */
+    bool queued;       /* the last forward returned without waiting for its work (logits left on the
+                          device): its step block and scratch may still be in use */
     void *graph[MODEL_SPAN_BUCKETS]; /* the captured step (with the head) per attention span
                                         bucket (model_step_span), or NULL */
     int64_t graph_replays;

@@ -286,6 +286,14 @@ static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
     return st;
 }
 
+/* Wait for the work a forward call left queued (logits left on the device),
+ * reporting its device errors. */
+static mlxn_status session_settle(mlxn_session *s) {
+    if (!s->queued) return MLXN_OK;
+    s->queued = false;
+    return mlxn_stream_sync(s->st);
+}
+
 /* ---- public API ------------------------------------------------------------------ */
 
 mlxn_status mlxn_session_new(mlxn_model *m, const mlxn_session_params *p, mlxn_session **out) {
@@ -352,6 +360,7 @@ int64_t model_session_step_host_ns(const mlxn_session *s) { return s ? s->step_h
 
 void mlxn_session_free(mlxn_session *s) {
     if (!s) return;
+    (void)session_settle(s); /* nothing is freed under queued work; its error has nobody to go to */
     graph_drop(s);
     if (s->step_dev.buf) mlxn_tensor_release(&s->step_dev);
     mlxn_host_free(s->m->dev, s->step_host);
@@ -412,8 +421,8 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
                          (const void *)tokens);
     if (mode != MLXN_LOGITS_NONE && mode != MLXN_LOGITS_LAST && mode != MLXN_LOGITS_ALL)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: unknown logits mode %d", (int)mode);
-    if (mode != MLXN_LOGITS_NONE && !logits)
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: logits is NULL");
+    if (mode == MLXN_LOGITS_ALL && !logits)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: logits is NULL (MLXN_LOGITS_ALL)");
     if (mode != MLXN_LOGITS_NONE && n == 0)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: logits of zero tokens");
     const mlxn_model_config *c = &s->m->cfg;
@@ -428,6 +437,8 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
     if (s->pos + n > 2147483647)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward: positions beyond 2^31 are not supported");
 
+    /* the last call's work first: the step block it read is rewritten below */
+    MLXN_TRY(session_settle(s));
     int64_t pos0 = s->pos, done = 0;
     mlxn_status st = MLXN_OK;
     while (st == MLXN_OK && done < n) {
@@ -446,7 +457,9 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
                                        sizeof(int32_t) * (size_t)T, 0);
             if (st == MLXN_OK) st = model_forward_chunk(s, T, first);
         }
-        if (st == MLXN_OK && T - first > 0) {
+        if (st == MLXN_OK && T - first > 0 && !logits) {
+            s->queued = true; /* MLXN_LOGITS_LAST into the device buffer only: no wait */
+        } else if (st == MLXN_OK && T - first > 0) {
             float *dst = mode == MLXN_LOGITS_ALL ? logits + done * (int64_t)c->vocab : logits;
             st = mlxn_stream_read(s->st, s->sc.logits.buf, s->sc.logits.offset, dst,
                                   sizeof(float) * (size_t)((T - first) * c->vocab));

@@ -2,8 +2,10 @@
  * the manner of llama-bench. Each test starts from an empty KV cache:
  *   ppN  runs N prompt tokens (in --prefill-chunk chunks), logits of the
  *        last one: N / seconds;
- *   tgN  runs N single-token forward passes, each with its logits (what
- *        decoding does, without sampling): N / seconds.
+ *   tgN  runs N single-token forward passes, each followed by a greedy
+ *        pick on the model's device from the logits left there and a read
+ *        of the 4-byte token (what `mlxn generate` does per token; the
+ *        next step's id is still the seeded one): N / seconds.
  * Token ids are seeded random ids of the vocabulary (speed does not
  * depend on them). Each test runs --warmup untimed times, then -r timed
  * times; the median is the figure, with mean, standard deviation, min and
@@ -122,8 +124,10 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
     return total;
 }
 
-/* One run of a test; returns seconds, or < 0 after printing the error. */
-static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth) {
+/* One run of a test; returns seconds, or < 0 after printing the error.
+ * tok: i32 [1] on the model's device, the greedy pick of each generated
+ * token. */
+static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, mlxn_tensor *tok) {
     mlxn_session_reset(c->session);
     mlxn_stream *s = mlxn_device_stream(c->dev);
     /* a generation test at depth D: the first D ids go in as an untimed prompt */
@@ -136,8 +140,15 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth)
     if (!gen) {
         if (mlxn_session_forward(c->session, ids, n, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
     } else {
-        for (int i = 0; i < n; i++)
-            if (mlxn_session_forward(c->session, &ids[i], 1, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
+        const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
+        for (int i = 0; i < n; i++) {
+            mlxn_tensor lt;
+            int32_t id;
+            if (mlxn_session_forward(c->session, &ids[i], 1, MLXN_LOGITS_LAST, NULL) != MLXN_OK ||
+                mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &greedy, tok) != MLXN_OK ||
+                mlxn_stream_sync(s) != MLXN_OK || mlxn_buffer_read(tok->buf, tok->offset, &id, sizeof id) != MLXN_OK)
+                goto fail;
+        }
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     return progress_now() - t0;
@@ -179,6 +190,12 @@ int cmd_bench_model(int argc, char **argv) {
     json_t *results = o.json ? json_array() : NULL;
     double *samples = malloc(sizeof(double) * (size_t)o.reps);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)longest);
+    mlxn_tensor tok = {0};
+    const int64_t one[1] = {1};
+    if (mlxn_tensor_alloc(c.dev, MLXN_DTYPE_I32, 1, one, &tok) != MLXN_OK) {
+        fprintf(stderr, "mlxn bench model: %s\n", mlxn_last_error());
+        goto done;
+    }
     if (!samples || !ids || (o.json && !results)) {
         fprintf(stderr, "mlxn bench model: out of memory\n");
         goto done;
@@ -227,7 +244,7 @@ int cmd_bench_model(int argc, char **argv) {
         progress_start(&p, name);
         for (int r = 0; r < o.warmup + o.reps; r++) {
             progress_update(&p, r, o.warmup + o.reps, "runs");
-            double sec = run_once(&c, ids, n, gen, o.depth);
+            double sec = run_once(&c, ids, n, gen, o.depth, &tok);
             if (sec < 0) {
                 progress_end(&p);
                 goto done;
@@ -300,6 +317,7 @@ done:
     json_decref(results);
     free(samples);
     free(ids);
+    if (tok.buf) mlxn_tensor_release(&tok);
     tg_close(&c);
     return rc;
 }

@@ -502,7 +502,8 @@ int tg_generate(tg_ctx *c, const int32_t *prompt, int64_t n, const tg_gen_opts *
             st->stop = "context";
             break;
         }
-        if (mlxn_session_forward(c->session, &tok, 1, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) {
+        /* sampling on the device: the logits stay there (pick_token reads back only the id) */
+        if (mlxn_session_forward(c->session, &tok, 1, MLXN_LOGITS_LAST, c->dev_sampling ? NULL : c->logits) != MLXN_OK) {
             err(c, "generation failed");
             rc = 1;
             break;
