@@ -571,42 +571,50 @@ static void case_qmatmul(bk *b) {
 }
 
 /* quantized_matmul_fused: the one-row kernel with the norm before it and
- * the residual add after it (CUDA: MLX 4-bit, groups of 64 / 128) against
- * the CPU's parts run apart; its fuses() answer is asserted, so the kernel
- * under test is the fused one. An 8-bit weight and two x rows run the parts
- * apart on the device too. NMSE 1e-10: the fused kernel scales the sums by
- * the norm instead of x, f32 rounding apart. */
+ * the residual add or the gated activation after it (CUDA: MLX 4-bit,
+ * groups of 64 / 128) against the CPU's parts run apart; its fuses()
+ * answer is asserted, so the kernel under test is the fused one. An 8-bit
+ * weight, two x rows, an f32 norm weight and gate halves of 333 rows (not
+ * whole 8-row tiles) run the parts apart on the device too. NMSE 1e-10:
+ * the fused kernel scales the sums by the norm instead of x, f32 rounding
+ * apart. */
 static void case_qmatmul_fused(bk *b) {
     const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
-        {4, 64, MLXN_DTYPE_BF16, 1001, 2176}, {4, 128, MLXN_DTYPE_F16, 333, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256}};
-    const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; } fs[] = {
-        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1}, {MLXN_DTYPE_F32, 0, 1, 0, 0, 1},
-        {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1}, {MLXN_DTYPE_BF16, 0, 0, 1, 0, 1}, {MLXN_DTYPE_BF16, 1, 1, 1, 1, 1},
-        {MLXN_DTYPE_BF16, 0, 1, 1, 0, 2},
+        {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256}};
+    const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
+        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_NONE},
+        {MLXN_DTYPE_F32, 0, 1, 0, 0, 1, MLXN_GLU_NONE},  {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1, MLXN_GLU_NONE},
+        {MLXN_DTYPE_BF16, 0, 0, 1, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_BF16, 1, 1, 1, 1, 1, MLXN_GLU_NONE},
+        {MLXN_DTYPE_BF16, 0, 1, 1, 0, 2, MLXN_GLU_NONE}, {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_SWIGLU},
+        {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_GEGLU_TANH}, {MLXN_DTYPE_BF16, 0, 0, 0, 0, 1, MLXN_GLU_GEGLU_ERF},
+        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 2, MLXN_GLU_SWIGLU},
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = ws[i].bits, .group_size = ws[i].group};
         const int64_t N = ws[i].N, K = ws[i].K;
         qm m = quantized(b, &q, ws[i].sdt, N, K);
         for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
-            const int64_t M = fs[j].M;
+            const int64_t M = fs[j].M, NO = fs[j].glu ? N / 2 : N;
             tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, K), 2, CONTIG);
             tp nw = tp_make(b, fs[j].nw, 1, SHAPE(K), rnd(b, fs[j].nw, K, 0.5f), CONTIG);
-            tp r = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, N), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(M, N));
-            tp scr = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(M * K + M * N));
+            tp r = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, NO), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(M, NO));
+            tp xs = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(M * K)), ys = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(M * N));
             tp *dst = fs[j].in_place ? &r : &o;
             mlxn_qmm_fusion fc = {.norm_w = fs[j].norm ? &nw.c : NULL, .norm_eps = 1e-5f, .norm_offset = fs[j].off,
-                                  .residual = fs[j].res ? &r.c : NULL, .scratch = &scr.c};
+                                  .residual = fs[j].res ? &r.c : NULL, .glu = fs[j].glu, .x_scratch = &xs.c,
+                                  .y_scratch = &ys.c};
             mlxn_qmm_fusion fg = fc;
-            fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL, fg.scratch = &scr.g;
+            fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
+            fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
             const int want_fused = ws[i].bits == 4 && M == 1;
             CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, M) == want_fused,
                   "%s: quantized_matmul_fuses %d-bit g%d M=%lld should be %d", b->name, q.bits, q.group_size, (long long)M,
                   want_fused);
-            char label[128];
-            snprintf(label, sizeof label, "quantized_matmul_fused %d-bit g%d %lldx%lld M=%lld norm %d (%s, +%g) residual %d%s",
-                     q.bits, q.group_size, (long long)N, (long long)K, (long long)M, fs[j].norm, mlxn_dtype_name(fs[j].nw),
-                     fs[j].off, fs[j].res, fs[j].in_place ? " in place" : "");
+            char label[160];
+            snprintf(label, sizeof label,
+                     "quantized_matmul_fused %d-bit g%d %lldx%lld M=%lld norm %d (%s, +%g) residual %d%s glu %d", q.bits,
+                     q.group_size, (long long)N, (long long)K, (long long)M, fs[j].norm, mlxn_dtype_name(fs[j].nw),
+                     fs[j].off, fs[j].res, fs[j].in_place ? " in place" : "", (int)fs[j].glu);
             if (ran(b, "quantized_matmul_fused", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &dst->c),
                     mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &dst->g)))
                 cmp_f32(b, label, dst, 1e-10);

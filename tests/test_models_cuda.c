@@ -25,7 +25,9 @@
  * a few x rows rounds x to bf16 for a tensor-core GEMM (cu_qmm.cu;
  * measured NMSE 1.5e-5 to 6.7e-5 on these models), at the bf16 tolerance.
  *
- * Then: SmolLM2-135M (found as test_smollm2.c finds it; skipped when
+ * Then: a random 4-bit model whose decode steps fold the norms, adds and
+ * the gated activation into the mat-vecs on the GPU (folded); SmolLM2-135M
+ * (found as test_smollm2.c finds it; skipped when
  * absent) greedy on both devices; two models on the GPU at once, their
  * sessions interleaved, each giving what it gives alone; the load progress
  * callback; an out-of-memory error naming the bytes needed; a bad token id
@@ -35,7 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert_util.h"
 #include "harness.h"
+#include "model/model_internal.h"
 
 typedef struct tol {
     double max_rel, nmse;
@@ -176,6 +180,54 @@ done:
     mlxn_model_free(mc);
     mlxn_model_free(mg);
     mlxn_weights_free(g);
+}
+
+/* ---- the folded decode step -------------------------------------------------
+ * A random 4-bit g64 Llama with hidden 128 (`tiny-llama-d64`: every
+ * product's K a multiple of 128), so that on the GPU a decode step runs
+ * its norms, residual adds and gated activation inside the mat-vecs
+ * (mlxn_quantized_matmul_fuses, asserted for the q/k/v, gate/up, o and down
+ * weights), while the CPU runs them as ops apart: a prompt, then greedy
+ * decoding with f32 caches on both (a bf16 cache would let a rounding
+ * difference flip a cached element's last bit), logits within the f32
+ * tolerance and the same tokens (up to a near-tie). None of the golden
+ * mlx-lm models fold (hidden 64, or biases, or other formats). */
+static void folded(mlxn_device *cpu, mlxn_device *gpu) {
+    const char *dir = cu_path("tiny-llama-d64-q4");
+    mlxn_convert_params cp = {.random_preset = "tiny-llama-d64", .quantize = 1, .seed = 11};
+    CHECK_OK(mlxn_convert(NULL, dir, &cp));
+    mlxn_model *mc = NULL, *mg = NULL;
+    CHECK_OK(mlxn_model_load(dir, cpu, NULL, &mc));
+    CHECK_OK(mlxn_model_load(dir, gpu, NULL, &mg));
+    if (!mc || !mg) goto done;
+    const model_layer *L = &mg->layers[0];
+    const model_linear *ls[4] = {&L->qkv, &L->gu, &L->o, &L->down};
+    for (int i = 0; i < 4; i++)
+        CHECK(L->fused_qkv && L->fused_gu &&
+                  mlxn_quantized_matmul_fuses(mlxn_device_stream(gpu), &ls[i]->w, &ls[i]->scales, &ls[i]->biases,
+                                              &ls[i]->q, 1),
+              "tiny-llama-d64 q4: product %d of layer 0 does not fold on the GPU", i);
+    int64_t V = mlxn_model_get_info(mc)->vocab_size;
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++) prompt[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    mlxn_session *cs = NULL, *gs = NULL;
+    mlxn_session_params kf = {.kv_dtype = MLXN_DTYPE_F32, .max_context = 64};
+    CHECK_OK(mlxn_session_new(mc, &kf, &cs));
+    CHECK_OK(mlxn_session_new(mg, &kf, &gs));
+    if (a && b && cs && gs) {
+        CHECK_OK(mlxn_session_forward(cs, prompt, 12, MLXN_LOGITS_LAST, a));
+        CHECK_OK(mlxn_session_forward(gs, prompt, 12, MLXN_LOGITS_LAST, b));
+        greedy_pair("tiny-llama-d64 q4 folded", cs, gs, a, b, V, 60, TOL_F32, t_std(a, (size_t)V));
+    }
+    mlxn_session_free(cs);
+    mlxn_session_free(gs);
+    free(a);
+    free(b);
+done:
+    mlxn_model_free(mc);
+    mlxn_model_free(mg);
+    cu_rm_tree(dir);
 }
 
 /* ---- SmolLM2 ---------------------------------------------------------------- */
@@ -353,6 +405,11 @@ int main(int argc, char **argv) {
             mlxn_device_free(exact);
         }
         for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(cpu, gpu, CASES[i].name, CASES[i].bf16, 1);
+    }
+    if (cpu) {
+        cu_init_root("test_models_cuda");
+        folded(cpu, gpu);
+        rmdir(cu_root);
     }
     two_models(gpu);
     mlxn_device_free(cpu);

@@ -400,22 +400,29 @@ static void nan_and_errors(mlxn_device *dev) {
 }
 
 /* ---- quantized_matmul_fused ---------------------------------------------
- * The CPU runs the parts apart (rms_norm, the product, add), so its result
- * must be exactly those ops' bits, in place or not; against the
- * independent reference (norm in double, then ref_qmm, then the residual)
- * the product's tolerance. Bad fusions fail with a status. */
+ * The CPU runs the parts apart (rms_norm, the product, then add or the
+ * gated activation), so its result must be exactly those ops' bits, in
+ * place or not; against the independent reference (norm in double, then
+ * ref_qmm, then the residual or act(gate) * up) the product's tolerance.
+ * Bad fusions fail with a status. */
+
+static double ref_act(mlxn_glu glu, double g) {
+    if (glu == MLXN_GLU_SWIGLU) return g / (1.0 + exp(-g));
+    if (glu == MLXN_GLU_GEGLU_TANH) return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g)));
+    return 0.5 * g * (1.0 + erf(g / sqrt(2.0)));
+}
 
 static void fused_case(mlxn_device *dev, mlxn_dtype nw_dt, float off, int M, int with_norm, int with_res,
-                       int in_place) {
+                       int in_place, mlxn_glu glu) {
     mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
-    const int64_t N = 77, K = 256;
+    const int64_t N = glu ? 78 : 77, K = 256, NO = glu ? N / 2 : N;
     rnd r;
     rnd_make(&r, q, MLXN_DTYPE_BF16, N, K);
-    int64_t ws[2] = {N, K / 8}, ss[2] = {N, K / 64}, xs[2] = {M, K}, os[2] = {M, N}, ks[1] = {K};
-    int64_t scr_n[1] = {M * K + M * N};
-    float *x = malloc(sizeof(float) * (size_t)(M * K)), *res = malloc(sizeof(float) * (size_t)(M * N));
+    int64_t ws[2] = {N, K / 8}, ss[2] = {N, K / 64}, xs[2] = {M, K}, os[2] = {M, NO}, ys[2] = {M, N}, ks[1] = {K};
+    int64_t xn_n[1] = {M * K}, y_n[1] = {M * N};
+    float *x = malloc(sizeof(float) * (size_t)(M * K)), *res = malloc(sizeof(float) * (size_t)(M * NO));
     t_fill_randn(x, (size_t)(M * K), 2.0f);
-    t_fill_randn(res, (size_t)(M * N), 1.0f);
+    t_fill_randn(res, (size_t)(M * NO), 1.0f);
     uint16_t nw16[256];
     float nw32[256];
     for (int k = 0; k < K; k++) {
@@ -423,47 +430,56 @@ static void fused_case(mlxn_device *dev, mlxn_dtype nw_dt, float off, int M, int
         nw32[k] = v;
         nw16[k] = nw_dt == MLXN_DTYPE_F16 ? mlxn_f32_to_f16(v) : mlxn_f32_to_bf16(v);
     }
+    const void *nwv = nw_dt == MLXN_DTYPE_F32 ? (const void *)nw32 : (const void *)nw16;
     mlxn_stream *s = mlxn_device_stream(dev);
     mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
     mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases), xt = make(dev, MLXN_DTYPE_F32, 2, xs, x);
-    mlxn_tensor nw = make(dev, nw_dt, 1, ks, nw_dt == MLXN_DTYPE_F32 ? (const void *)nw32 : (const void *)nw16);
+    mlxn_tensor nw = make(dev, nw_dt, 1, ks, nwv);
     mlxn_tensor rt = make(dev, MLXN_DTYPE_F32, 2, os, res), out = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
-    mlxn_tensor scr = make(dev, MLXN_DTYPE_F32, 1, scr_n, NULL);
-    t_poison(mlxn_tensor_host(&out), sizeof(float) * (size_t)(M * N));
+    mlxn_tensor xscr = make(dev, MLXN_DTYPE_F32, 1, xn_n, NULL), yscr = make(dev, MLXN_DTYPE_F32, 1, y_n, NULL);
+    t_poison(mlxn_tensor_host(&out), sizeof(float) * (size_t)(M * NO));
     mlxn_tensor *dst = in_place ? &rt : &out;
     mlxn_qmm_fusion f = {.norm_w = with_norm ? &nw : NULL, .norm_eps = 1e-5f, .norm_offset = off,
-                         .residual = with_res ? &rt : NULL, .scratch = &scr};
+                         .residual = with_res ? &rt : NULL, .glu = glu, .x_scratch = &xscr, .y_scratch = &yscr};
     /* the parts apart, through the public ops, first (in place overwrites the residual) */
-    mlxn_tensor xn = make(dev, MLXN_DTYPE_F32, 2, xs, NULL), prod = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    mlxn_tensor xn = make(dev, MLXN_DTYPE_F32, 2, xs, NULL), prod = make(dev, MLXN_DTYPE_F32, 2, ys, NULL);
     mlxn_tensor sum = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
     if (with_norm) CHECK_OK(mlxn_rms_norm(s, &xt, &nw, 1e-5f, off, &xn));
     CHECK_OK(mlxn_quantized_matmul(s, with_norm ? &xn : &xt, &wq, &sc, &bi, &q, true, &prod));
     if (with_res) CHECK_OK(mlxn_add(s, &rt, &prod, &sum));
-    const float *apart = mlxn_tensor_host(with_res ? &sum : &prod);
+    if (glu) {
+        mlxn_tensor g = prod, u = prod;
+        g.shape[1] = u.shape[1] = NO;
+        u.offset += (size_t)NO * sizeof(float);
+        if (glu == MLXN_GLU_SWIGLU) CHECK_OK(mlxn_swiglu(s, &g, &u, &sum));
+        else CHECK_OK(mlxn_geglu(s, &g, &u, glu == MLXN_GLU_GEGLU_TANH ? MLXN_GELU_TANH : MLXN_GELU_ERF, &sum));
+    }
+    const float *apart = mlxn_tensor_host(with_res || glu ? &sum : &prod);
     CHECK_OK(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, dst));
     const float *got = mlxn_tensor_host(dst);
-    CHECK(!memcmp(apart, got, sizeof(float) * (size_t)(M * N)),
-          "fused (norm %d %s off %g, residual %d, in place %d, M %d) differs from the parts apart", with_norm,
-          mlxn_dtype_name(nw_dt), off, with_res, in_place, M);
+    CHECK(!memcmp(apart, got, sizeof(float) * (size_t)(M * NO)),
+          "fused (norm %d %s off %g, residual %d, in place %d, glu %d, M %d) differs from the parts apart", with_norm,
+          mlxn_dtype_name(nw_dt), off, with_res, in_place, (int)glu, M);
     /* the independent reference */
-    float *xr = malloc(sizeof(float) * (size_t)(M * K)), *want = malloc(sizeof(float) * (size_t)(M * N));
+    float *xr = malloc(sizeof(float) * (size_t)(M * K)), *y = malloc(sizeof(float) * (size_t)(M * N));
+    float *want = malloc(sizeof(float) * (size_t)(M * NO));
     for (int m = 0; m < M; m++) {
         double ssq = 0;
         for (int k = 0; k < K; k++) ssq += (double)x[m * K + k] * x[m * K + k];
         double inv = 1.0 / sqrt(ssq / K + 1e-5);
         for (int k = 0; k < K; k++)
-            xr[m * K + k] = with_norm ? (float)(x[m * K + k] * inv *
-                                                t_norm_weight(nw_dt == MLXN_DTYPE_F32 ? (const void *)nw32 : (const void *)nw16,
-                                                              nw_dt, k, off))
-                                      : x[m * K + k];
+            xr[m * K + k] = with_norm ? (float)(x[m * K + k] * inv * t_norm_weight(nwv, nw_dt, k, off)) : x[m * K + k];
     }
-    ref_qmm(&r.c, 1, xr, M, want);
-    if (with_res)
-        for (int i = 0; i < M * N; i++) want[i] += res[i];
-    double e = t_nmse(want, got, (size_t)(M * N));
-    CHECK(e < TOL_VNNI, "fused vs reference: nmse %.3g (norm %d, residual %d, M %d)", e, with_norm, with_res, M);
-    free(xr), free(want), free(x), free(res);
-    mlxn_tensor *all[] = {&wq, &sc, &bi, &xt, &nw, &rt, &out, &scr, &xn, &prod, &sum};
+    ref_qmm(&r.c, 1, xr, M, y);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < NO; n++)
+            want[m * NO + n] = glu ? (float)(ref_act(glu, y[m * N + n]) * y[m * N + NO + n])
+                                   : y[m * N + n] + (with_res ? res[m * NO + n] : 0.0f);
+    double e = t_nmse(want, got, (size_t)(M * NO));
+    CHECK(e < TOL_VNNI, "fused vs reference: nmse %.3g (norm %d, residual %d, glu %d, M %d)", e, with_norm, with_res,
+          (int)glu, M);
+    free(xr), free(y), free(want), free(x), free(res);
+    mlxn_tensor *all[] = {&wq, &sc, &bi, &xt, &nw, &rt, &out, &xscr, &yscr, &xn, &prod, &sum};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
     rnd_free(&r);
 }
@@ -471,26 +487,29 @@ static void fused_case(mlxn_device *dev, mlxn_dtype nw_dt, float off, int M, int
 static void fused_errors(mlxn_device *dev) {
     mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
     rnd r;
-    rnd_make(&r, q, MLXN_DTYPE_BF16, 20, 128);
-    int64_t ws[2] = {20, 16}, ss[2] = {20, 2}, xs[2] = {1, 128}, os[2] = {1, 20}, ks[1] = {128}, bad_k[1] = {64};
-    int64_t small[1] = {100}, enough[1] = {148};
+    rnd_make(&r, q, MLXN_DTYPE_BF16, 21, 128);
+    int64_t ws[2] = {21, 16}, ss[2] = {21, 2}, xs[2] = {1, 128}, os[2] = {1, 21}, ks[1] = {128}, bad_k[1] = {64};
+    int64_t small[1] = {100}, x_n[1] = {128}, y_n[1] = {21};
     mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
     mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases), x = make(dev, MLXN_DTYPE_F32, 2, xs, NULL);
     mlxn_tensor nw = make(dev, MLXN_DTYPE_BF16, 1, ks, NULL), nw_short = make(dev, MLXN_DTYPE_BF16, 1, bad_k, NULL);
     mlxn_tensor out = make(dev, MLXN_DTYPE_F32, 2, os, NULL), res = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
     mlxn_tensor res_bad = make(dev, MLXN_DTYPE_F32, 2, ss, NULL), scr_small = make(dev, MLXN_DTYPE_F32, 1, small, NULL);
-    mlxn_tensor scr = make(dev, MLXN_DTYPE_F32, 1, enough, NULL);
+    mlxn_tensor xscr = make(dev, MLXN_DTYPE_F32, 1, x_n, NULL), yscr = make(dev, MLXN_DTYPE_F32, 1, y_n, NULL);
     mlxn_stream *s = mlxn_device_stream(dev);
-    mlxn_qmm_fusion f = {.norm_w = &nw, .norm_eps = 1e-5f, .residual = &res, .scratch = &scr};
+    mlxn_qmm_fusion f = {.norm_w = &nw, .norm_eps = 1e-5f, .residual = &res, .x_scratch = &xscr, .y_scratch = &yscr};
     CHECK_OK(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out));
     CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, NULL, &out), MLXN_ERR_INVALID_ARGUMENT);
-    f.scratch = NULL;
+    f.x_scratch = NULL;
     CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
-    CHECK(strstr(mlxn_last_error(), "scratch") != NULL, "missing scratch message: %s", mlxn_last_error());
-    f.scratch = &scr_small; /* 100 < 128 + 20 */
+    CHECK(strstr(mlxn_last_error(), "x_scratch") != NULL, "missing scratch message: %s", mlxn_last_error());
+    f.x_scratch = &scr_small; /* 100 < K = 128 */
     CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_SHAPE);
-    f.scratch = &scr;
-    mlxn_tensor x_in_scr = scr; /* x inside the scratch */
+    f.x_scratch = &xscr;
+    f.y_scratch = &xscr; /* the same tensor for both */
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
+    f.y_scratch = &yscr;
+    mlxn_tensor x_in_scr = xscr; /* x inside the scratch */
     x_in_scr.ndim = 2, x_in_scr.shape[0] = 1, x_in_scr.shape[1] = 128, x_in_scr.strides[0] = 128;
     x_in_scr.strides[1] = 1;
     CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x_in_scr, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
@@ -501,18 +520,26 @@ static void fused_errors(mlxn_device *dev) {
     f.norm_w = &nw;
     f.residual = &res_bad;
     CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_SHAPE);
+    f.residual = NULL;
+    f.glu = MLXN_GLU_SWIGLU; /* 21 rows: no halves */
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
+    f.glu = (mlxn_glu)7;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &x, &wq, &sc, &bi, &q, &f, &out), MLXN_ERR_INVALID_ARGUMENT);
     CHECK(!mlxn_quantized_matmul_fuses(s, &wq, &sc, &bi, &q, 1), "the CPU backend runs the parts apart");
-    mlxn_tensor *all[] = {&wq, &sc, &bi, &x, &nw, &nw_short, &out, &res, &res_bad, &scr_small, &scr};
+    mlxn_tensor *all[] = {&wq, &sc, &bi, &x, &nw, &nw_short, &out, &res, &res_bad, &scr_small, &xscr, &yscr};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
     rnd_free(&r);
 }
 
 static void fused(mlxn_device *dev) {
     const mlxn_dtype dts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32};
-    for (int i = 0; i < 3; i++) fused_case(dev, dts[i], i == 1 ? 1.0f : 0.0f, 1, 1, 0, 0);
-    fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 1, 1); /* the residual stream in place */
-    fused_case(dev, MLXN_DTYPE_BF16, 0, 3, 0, 1, 0);
-    fused_case(dev, MLXN_DTYPE_BF16, 0, 2, 1, 1, 1); /* both */
+    for (int i = 0; i < 3; i++) fused_case(dev, dts[i], i == 1 ? 1.0f : 0.0f, 1, 1, 0, 0, MLXN_GLU_NONE);
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 1, 1, MLXN_GLU_NONE); /* the residual stream in place */
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 3, 0, 1, 0, MLXN_GLU_NONE);
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 2, 1, 1, 1, MLXN_GLU_NONE); /* both */
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 1, 0, 0, MLXN_GLU_SWIGLU);
+    fused_case(dev, MLXN_DTYPE_F16, 1, 2, 1, 0, 0, MLXN_GLU_GEGLU_TANH);
+    fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 0, 0, MLXN_GLU_GEGLU_ERF);
     fused_errors(dev);
 }
 

@@ -40,29 +40,42 @@ mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const ml
                                   const mlxn_tensor *scales, const mlxn_tensor *biases,
                                   const mlxn_quant_params *q, bool transpose, mlxn_tensor *out);
 
+/* The gated activation a fused product may end with (below). */
+typedef enum mlxn_glu {
+    MLXN_GLU_NONE = 0,
+    MLXN_GLU_SWIGLU,     /* silu(gate) * up, as mlxn_swiglu */
+    MLXN_GLU_GEGLU_TANH, /* gelu(gate) * up, tanh form, as mlxn_geglu(MLXN_GELU_TANH) */
+    MLXN_GLU_GEGLU_ERF,  /* the same with the erf form */
+} mlxn_glu;
+
 /* What a decode step does around a mat-vec, folded into it (W [N, K]
  * transposed, as nn.Linear):
  *   xin = norm_w ? rms_norm(x, norm_w, norm_eps, norm_offset) : x
- *   out = [residual +] xin @ W^T
+ *   y   = xin @ W^T                                     [..., N]
+ *   out = glu ? act(y[..., :N/2]) * y[..., N/2:]        [..., N/2]
+ *             : [residual +] y                          [..., N]
  * norm_w: the rms_norm weight [K] (f32/f16/bf16) or NULL; residual: f32 of
  * out's shape or NULL, and it may be out itself (the same view: the
- * residual stream updated in place). scratch: a contiguous f32 tensor of at
- * least M*K elements when norm_w is given plus M*N when residual is (M = x's
- * rows), used only where a backend runs the parts apart; it must overlap
- * none of the other tensors. */
+ * residual stream updated in place); glu: W's rows are the gate rows then
+ * the up rows (N even), not together with a residual. Scratch, used only
+ * where a backend runs the parts apart, contiguous f32, overlapping nothing
+ * else: x_scratch (at least M*K elements, M = x's rows) with norm_w,
+ * y_scratch (at least M*N) with residual or glu. */
 typedef struct mlxn_qmm_fusion {
     const mlxn_tensor *norm_w;
     float norm_eps, norm_offset;
     const mlxn_tensor *residual;
-    mlxn_tensor *scratch;
+    mlxn_glu glu;
+    mlxn_tensor *x_scratch, *y_scratch;
 } mlxn_qmm_fusion;
 
 /* quantized_matmul (transposed) with a fusion as above. A backend that has
  * a kernel for the case (mlxn_quantized_matmul_fuses) runs it as one: the
  * norm's scale rsqrt(mean(x^2) + eps) is then applied to the sums instead
  * of to x, so the result differs from the parts run apart by f32 rounding
- * (relative ~1e-7); every other case runs rms_norm, quantized_matmul and
- * add through scratch, with exactly the bits of those ops. */
+ * (relative ~1e-7); every other case runs rms_norm, quantized_matmul, add
+ * or the gated activation through the scratch, with exactly the bits of
+ * those ops. */
 mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                         const mlxn_tensor *scales, const mlxn_tensor *biases,
                                         const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out);

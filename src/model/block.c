@@ -104,16 +104,20 @@ static bool fuses(mlxn_stream *st, const model_linear *L, int64_t T) {
                                        &L->q, T);
 }
 
-/* out = [residual +] [rms_norm(x, norm_w)] L^T in one op, for an L that
- * fuses(); buf is a scratch tensor the op may run the parts through. */
+/* out = [residual +] [rms_norm(x, norm_w)] L^T in one op, or with glu the
+ * gated activation of that product's two halves (mlxn_quantized_matmul_fused),
+ * for an L that fuses(); xbuf / ybuf: scratch tensors the op may run the
+ * parts through (the normed x; the product). */
 static mlxn_status linear_fused(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x,
                                 const model_linear *L, const mlxn_tensor *norm_w, const mlxn_tensor *residual,
-                                const mlxn_tensor *buf, mlxn_tensor *out) {
+                                mlxn_glu glu, const mlxn_tensor *xbuf, const mlxn_tensor *ybuf, mlxn_tensor *out) {
     int64_t rows = mlxn_tensor_numel(out) / out->shape[out->ndim - 1];
-    int64_t need = (norm_w ? rows * x->shape[x->ndim - 1] : 0) + (residual ? mlxn_tensor_numel(out) : 0);
-    mlxn_tensor scratch = view(buf, 1, need, 0, 0);
+    mlxn_tensor xs = {0}, ys = {0};
+    if (norm_w) xs = view(xbuf, 1, rows * x->shape[x->ndim - 1], 0, 0);
+    if (residual || glu) ys = view(ybuf, 1, rows * L->out, 0, 0);
     mlxn_qmm_fusion f = {.norm_w = norm_w, .norm_eps = c->norm_eps, .norm_offset = c->norm_offset,
-                         .residual = residual, .scratch = &scratch};
+                         .residual = residual, .glu = glu, .x_scratch = norm_w ? &xs : NULL,
+                         .y_scratch = residual || glu ? &ys : NULL};
     return mlxn_quantized_matmul_fused(st, x, &L->w, &L->scales, L->q.mode == MLXN_QUANT_AFFINE ? &L->biases : NULL,
                                        &L->q, &f, out);
 }
@@ -278,7 +282,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
         /* one matmul; q, k, v are column ranges of its [T, (Hq + 2 Hk) D] output */
         int64_t N = (Hq + 2 * Hk) * D;
         mlxn_tensor qkv = view(&sc->qkv, 2, T, N, 0);
-        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->qkv, &L->attn_norm, NULL, &sc->xn, &qkv));
+        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->qkv, &L->attn_norm, NULL, MLXN_GLU_NONE, &sc->xn, NULL, &qkv));
         else MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
         q3 = cols(&sc->qkv, T, N, 0, Hq, D);
         k3 = cols(&sc->qkv, T, N, Hq * D, Hk, D);
@@ -340,7 +344,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     /* the residual add in the output projection and the MLP's input norm
        in its gate/up product, where both run as one kernel each */
     *mlp_folds = !c->sandwich_norms && L->fused_gu && fuses(st, &L->o, T) && fuses(st, &L->gu, T);
-    if (*mlp_folds) return linear_fused(st, c, &a2, &L->o, NULL, x, &sc->o, x);
+    if (*mlp_folds) return linear_fused(st, c, &a2, &L->o, NULL, x, MLXN_GLU_NONE, NULL, &sc->o, x);
     MLXN_TRY(linear(st, &a2, &L->o, &o));
     /* the MLP's input norm: pre_feedforward_layernorm with sandwich norms
        (post_attention_layernorm then norms the branch), else
@@ -355,7 +359,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
 
 /* Layer l's MLP sub-block on x [T, H], from xn = rms_norm(x, its input
  * norm) (made by attention's add), or from x itself when fold_in (the
- * gate/up product norms it). Ends with x += branch and, when next_w is
+ * gate/up product norms it and ends with the gated activation). Ends with x += branch and, when next_w is
  * given, xn = rms_norm(x, next_w): the next layer's input norm or the
  * final norm; with fold_out, with x += branch alone, added by the down
  * projection (whoever reads x next norms it in its own product). */
@@ -367,25 +371,31 @@ static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const 
     mlxn_stream *st = s->st;
     int64_t H = c->hidden, I = c->inter;
     mlxn_tensor xn = view(&sc->xn, 2, T, H, 0);
-    mlxn_tensor g, u, a = view(&sc->act, 2, T, I, 0);
-    if (L->fused_gu) {
-        /* one matmul; gate and up are the two column halves of its [T, 2I]
-           output, which the gated activation reads in place */
-        mlxn_tensor gu = view(&sc->gu, 2, T, 2 * I, 0);
-        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->gu, &L->mlp_norm, NULL, &sc->xn, &gu));
-        else MLXN_TRY(linear(st, &xn, &L->gu, &gu));
-        g = view(&sc->gu, 2, T, I, 0);
-        g.strides[0] = 2 * I;
-        u = g;
-        u.offset += (size_t)I * sizeof(float);
+    mlxn_tensor a = view(&sc->act, 2, T, I, 0);
+    if (fold_in) {
+        /* the norm before the gate/up product and the gated activation after it, in one op */
+        MLXN_TRY(linear_fused(st, c, x, &L->gu, &L->mlp_norm, NULL,
+                              c->gelu_mlp ? MLXN_GLU_GEGLU_TANH : MLXN_GLU_SWIGLU, &sc->xn, &sc->gu, &a));
     } else {
-        g = view(&sc->gate, 2, T, I, 0), u = view(&sc->up, 2, T, I, 0);
-        MLXN_TRY(linear(st, &xn, &L->gate, &g));
-        MLXN_TRY(linear(st, &xn, &L->up, &u));
+        mlxn_tensor g, u;
+        if (L->fused_gu) {
+            /* one matmul; gate and up are the two column halves of its [T, 2I]
+               output, which the gated activation reads in place */
+            mlxn_tensor gu = view(&sc->gu, 2, T, 2 * I, 0);
+            MLXN_TRY(linear(st, &xn, &L->gu, &gu));
+            g = view(&sc->gu, 2, T, I, 0);
+            g.strides[0] = 2 * I;
+            u = g;
+            u.offset += (size_t)I * sizeof(float);
+        } else {
+            g = view(&sc->gate, 2, T, I, 0), u = view(&sc->up, 2, T, I, 0);
+            MLXN_TRY(linear(st, &xn, &L->gate, &g));
+            MLXN_TRY(linear(st, &xn, &L->up, &u));
+        }
+        if (c->gelu_mlp) MLXN_TRY(mlxn_geglu(st, &g, &u, MLXN_GELU_TANH, &a));
+        else MLXN_TRY(mlxn_swiglu(st, &g, &u, &a));
     }
-    if (c->gelu_mlp) MLXN_TRY(mlxn_geglu(st, &g, &u, MLXN_GELU_TANH, &a));
-    else MLXN_TRY(mlxn_swiglu(st, &g, &u, &a));
-    if (fold_out) return linear_fused(st, c, &a, &L->down, NULL, x, &sc->mlp_out, x);
+    if (fold_out) return linear_fused(st, c, &a, &L->down, NULL, x, MLXN_GLU_NONE, NULL, &sc->mlp_out, x);
     mlxn_tensor d = view(&sc->mlp_out, 2, T, H, 0);
     MLXN_TRY(linear(st, &a, &L->down, &d));
     if (c->sandwich_norms) {

@@ -114,18 +114,39 @@ bool mlxn_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const ml
     return s->dev->be->quantized_matmul_fuses(s, wq, scales, biases, q, M);
 }
 
+/* A scratch tensor of the fused op: contiguous f32 with at least `need`
+ * elements, overlapping none of the op's other tensors. */
+static mlxn_status check_scratch(const char *op, const char *name, mlxn_stream *s, const mlxn_tensor *t, size_t need,
+                                 const mlxn_tensor *const *others, const char *const *names, int n) {
+    char d[96];
+    if (!t) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: %s is NULL (%zu f32 needed)", op, name, need);
+    MLXN_TRY(op_check_tensor(op, name, s, t));
+    MLXN_TRY(op_check_dtype(op, name, t, DT_F32));
+    if (!mlxn_tensor_is_contiguous(t) || (size_t)mlxn_tensor_numel(t) < need)
+        return mlxn_fail(MLXN_ERR_SHAPE, "%s: %s is %s, expected contiguous with at least %zu elements", op, name,
+                         mlxn_tensor_describe(t, d, sizeof d), need);
+    for (int i = 0; i < n; i++)
+        if (others[i]) MLXN_TRY(op_check_disjoint(op, name, t, names[i], others[i]));
+    return MLXN_OK;
+}
+
 mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                         const mlxn_tensor *scales, const mlxn_tensor *biases,
                                         const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out) {
     const char *op = "quantized_matmul_fused";
     MLXN_TRY(op_check_stream(op, s));
     if (!f) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: the fusion is NULL", op);
+    if (f->glu < MLXN_GLU_NONE || f->glu > MLXN_GLU_GEGLU_ERF)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: unknown glu %d", op, (int)f->glu);
     MLXN_TRY(op_check_tensor(op, "x", s, x));
     MLXN_TRY(op_check_dtype(op, "x", x, DT_F32));
     MLXN_TRY(op_check_output(op, s, out, DT_F32));
     int64_t N, K;
     MLXN_TRY(op_check_quantized(op, s, wq, scales, biases, q, &N, &K));
-    MLXN_TRY(check_xo(op, x, out, K, N));
+    if (f->glu && (N % 2 || f->residual))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: a gated activation wants an even number of rows (%lld) and no "
+                         "residual", op, (long long)N);
+    MLXN_TRY(check_xo(op, x, out, K, f->glu ? N / 2 : N));
     MLXN_TRY(op_check_no_alias(op, "x", out, x));
     const int64_t M = K ? mlxn_tensor_numel(x) / K : mlxn_tensor_numel(out) / (N ? N : 1);
     if (f->norm_w) {
@@ -141,20 +162,11 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
         /* the residual stream updated in place (element by element), or apart */
         if (!op_same_view(out, f->residual)) MLXN_TRY(op_check_disjoint(op, "out", out, "residual", f->residual));
     }
-    const size_t need = (size_t)((f->norm_w ? M * K : 0) + (f->residual ? M * N : 0));
-    if (need) {
-        char d[96];
-        if (!f->scratch) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: scratch is NULL (%zu f32 needed)", op, need);
-        MLXN_TRY(op_check_tensor(op, "scratch", s, f->scratch));
-        MLXN_TRY(op_check_dtype(op, "scratch", f->scratch, DT_F32));
-        if (!mlxn_tensor_is_contiguous(f->scratch) || (size_t)mlxn_tensor_numel(f->scratch) < need)
-            return mlxn_fail(MLXN_ERR_SHAPE, "%s: scratch is %s, expected contiguous with at least %zu elements", op,
-                             mlxn_tensor_describe(f->scratch, d, sizeof d), need);
-        MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "x", x));
-        MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "out", out));
-        if (f->residual) MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "residual", f->residual));
-        if (f->norm_w) MLXN_TRY(op_check_disjoint(op, "scratch", f->scratch, "norm_w", f->norm_w));
-    }
+    const mlxn_tensor *others[5] = {x, out, f->residual, f->norm_w, NULL};
+    const char *names[5] = {"x", "out", "residual", "norm_w", "x_scratch"};
+    if (f->norm_w) MLXN_TRY(check_scratch(op, "x_scratch", s, f->x_scratch, (size_t)(M * K), others, names, 4));
+    others[4] = f->norm_w ? f->x_scratch : NULL;
+    if (f->residual || f->glu) MLXN_TRY(check_scratch(op, "y_scratch", s, f->y_scratch, (size_t)(M * N), others, names, 5));
     const mlxn_backend_i *be = s->dev->be;
     if (be->quantized_matmul_fused && be->quantized_matmul_fuses && M > 0 &&
         be->quantized_matmul_fuses(s, wq, scales, biases, q, M)) {
@@ -162,14 +174,20 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
         MLXN_TRY(be->quantized_matmul_fused(s, x, wq, scales, biases, q, f, out, &done));
         if (done) return MLXN_OK;
     }
-    /* the parts apart, through scratch: [M, K] normed x, then [M, N] products */
-    mlxn_tensor xn = *x, prod = *out;
+    /* the parts apart, through the scratch: [M, K] normed x, [M, N] products */
+    mlxn_tensor xn = *x;
     if (f->norm_w) {
-        xn = scratch_view(f->scratch, 0, x, K);
+        xn = scratch_view(f->x_scratch, 0, x, K);
         MLXN_TRY(mlxn_rms_norm(s, x, f->norm_w, f->norm_eps, f->norm_offset, &xn));
     }
-    if (!f->residual) return mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, out);
-    prod = scratch_view(f->scratch, f->norm_w ? (size_t)(M * K) : 0, out, N);
-    MLXN_TRY(mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, &prod));
-    return mlxn_add(s, f->residual, &prod, out);
+    if (!f->residual && !f->glu) return mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, out);
+    mlxn_tensor y = scratch_view(f->y_scratch, 0, out, N);
+    MLXN_TRY(mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, &y));
+    if (f->residual) return mlxn_add(s, f->residual, &y, out);
+    /* gate and up: the two column halves of y, rows N apart */
+    mlxn_tensor g = y, u = y;
+    g.shape[g.ndim - 1] = u.shape[u.ndim - 1] = N / 2;
+    u.offset += (size_t)(N / 2) * sizeof(float);
+    if (f->glu == MLXN_GLU_SWIGLU) return mlxn_swiglu(s, &g, &u, out);
+    return mlxn_geglu(s, &g, &u, f->glu == MLXN_GLU_GEGLU_TANH ? MLXN_GELU_TANH : MLXN_GELU_ERF, out);
 }

@@ -1,6 +1,7 @@
 /* CUDA elementwise ops: add (with the trailing-dims broadcast of b), scale,
  * the converting strided copy, and the activations silu, gelu (erf/tanh),
- * swiglu, geglu — in the forms the CPU backend documents (activations.c):
+ * swiglu, geglu — in the forms the CPU backend documents (activations.c;
+ * cu_act in cuda_common.cuh, shared with the mat-vec's gated epilogue):
  *   silu(x)      = x * sigmoid(x), sigmoid via 1 / (1 + exp(|x|))
  *   gelu_erf(x)  = x * (1 + erf(x / sqrt 2)) * 0.5
  *   gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -19,22 +20,6 @@ extern "C" {
 }
 
 enum { EW_THREADS = 256 };
-enum { ACT_SILU = 0, ACT_GELU_ERF = 1, ACT_GELU_TANH = 2 };
-
-__device__ __forceinline__ float act(int k, float x) {
-    switch (k) {
-    case ACT_SILU: {
-        float y = 1.0f / (1.0f + expf(fabsf(x)));
-        return x * (x < 0.0f ? y : 1.0f - y);
-    }
-    case ACT_GELU_ERF: return x * (1.0f + erff(x / 1.41421356237309505f)) * 0.5f;
-    default: {
-        float inner = 0.79788456080286536f * (x + 0.044715f * (x * x * x));
-        return 0.5f * x * (1.0f + tanhf(inner));
-    }
-    }
-}
-
 /* Offset of flat element e of view v: e itself when v is contiguous. */
 __device__ __forceinline__ int64_t off_of(const cu_view &v, bool contig, int64_t e) {
     return contig ? e : cu_elem_off(v, e);
@@ -45,7 +30,7 @@ __global__ void act_kernel(int kind, cu_view g, bool gc, cu_view u, bool uc, boo
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
-        float v = act(kind, ((const float *)g.p)[off_of(g, gc, e)]);
+        float v = cu_act(kind, ((const float *)g.p)[off_of(g, gc, e)]);
         if (has_up) v = v * ((const float *)u.p)[off_of(u, uc, e)];
         out[e] = v;
     }
@@ -87,16 +72,16 @@ static mlxn_status run_act(mlxn_stream *s, const char *op, int kind, const mlxn_
     return cu_launched(s, op, "act_kernel");
 }
 
-static int gelu_code(mlxn_gelu_kind k) { return k == MLXN_GELU_TANH ? ACT_GELU_TANH : ACT_GELU_ERF; }
+static int gelu_code(mlxn_gelu_kind k) { return k == MLXN_GELU_TANH ? CU_ACT_GELU_TANH : CU_ACT_GELU_ERF; }
 
 extern "C" mlxn_status cu_op_silu(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out) {
-    return run_act(s, "silu", ACT_SILU, x, NULL, out);
+    return run_act(s, "silu", CU_ACT_SILU, x, NULL, out);
 }
 extern "C" mlxn_status cu_op_gelu(mlxn_stream *s, const mlxn_tensor *x, mlxn_gelu_kind kind, mlxn_tensor *out) {
     return run_act(s, "gelu", gelu_code(kind), x, NULL, out);
 }
 extern "C" mlxn_status cu_op_swiglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_tensor *out) {
-    return run_act(s, "swiglu", ACT_SILU, gate, up, out);
+    return run_act(s, "swiglu", CU_ACT_SILU, gate, up, out);
 }
 extern "C" mlxn_status cu_op_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor *up, mlxn_gelu_kind kind,
                                    mlxn_tensor *out) {

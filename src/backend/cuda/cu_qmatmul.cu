@@ -463,7 +463,7 @@ extern "C" mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_t
     const char *op = "quantized_matmul_fused";
     *done = 0;
     const cu_view xv = cu_view_of(x);
-    const int64_t K = cu_last(xv), N = out->shape[out->ndim - 1];
+    const int64_t K = cu_last(xv), N = wq->shape[0];
     /* the kernel reads x, the norm weight and the residual as plain unit-stride rows */
     if (cu_rows(xv) != 1 || !(xv.st[xv.nd - 1] == 1 || K == 1)) return MLXN_OK;
     if (f->norm_w && !(f->norm_w->strides[0] == 1 || K == 1)) return MLXN_OK;
@@ -481,6 +481,7 @@ extern "C" mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_t
         a.eps = f->norm_eps;
     }
     if (f->residual) a.res = (const float *)cu_ptr(f->residual);
+    if (f->glu) a.glu = 1 + (f->glu == MLXN_GLU_SWIGLU ? CU_ACT_SILU : f->glu == MLXN_GLU_GEGLU_TANH ? CU_ACT_GELU_TANH : CU_ACT_GELU_ERF);
     mlxn_status st = MLXN_OK;
     if (!cu_qmv_mma_fused(a, s, &st)) return MLXN_OK;
     MLXN_TRY(st);

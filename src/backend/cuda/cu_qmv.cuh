@@ -26,11 +26,14 @@ typedef struct qmv_args {
      * zero elsewhere): x is first rms-normed with the weight nw [K]
      * (dtype nw_dt, unit stride; the effective weight is nw_off + nw
      * rounded to nw_dt, as rms_norm's) when nw is set, and out = res + the
-     * product when res is set (res [N], unit stride; may be out). */
+     * product when res is set (res [N], unit stride; may be out); with glu
+     * (a CU_ACT_* kind + 1) out [N / 2] = act(gate) * up of the rows
+     * [gate; up]. */
     const void *nw;
     int nw_dt;
     float nw_off, eps;
     const float *res;
+    int glu;
 } qmv_args;
 
 /* Load the WPL words of one step at p: 16-byte loads that skip L1 when

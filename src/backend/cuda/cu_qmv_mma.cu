@@ -108,8 +108,9 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * scales and biases share one row stride (checked). */
 struct qm_rows {
     uint32_t owg, owh, osg, osh;
-    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t) {
-        const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r0 + g + 8 < a.N ? r0 + g + 8 : a.N - 1;
+    /* rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue) */
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8) {
+        const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
         owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
         osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
     }
@@ -195,7 +196,9 @@ struct qm_epi {
  * 1 / sqrt(sum(x^2) / K + eps), the warps' shares added in order, so every
  * block gets the same bits; with a.res (one row) each output is res + sum
  * (the add of add_kernel, the same bits), thread i < 16 adding resv, the
- * residual of row r0 + i it loaded at its start. */
+ * residual of row r0 + i it loaded at its start; with a.glu (one row) the
+ * tile is 8 gate rows and their up rows, and out [N / 2] gets
+ * act(gate) * up. */
 template <int W, int NX>
 __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (&accg)[NX], float (&acch)[NX],
                                           float (&red)[W][NX][QM_ROWS], const float *red_ss = nullptr,
@@ -216,6 +219,17 @@ __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (
 #pragma unroll
         for (int w = 0; w < W; w++) ss += red_ss[w];
         inv = 1.0f / sqrtf(ss / (float)a.K + a.eps);
+    }
+    if (NX == 1 && a.glu) {
+        /* thread i < 8: gate row r0 + i (tile row i) and its up row (tile row i + 8) */
+        if (threadIdx.x < QM_ROWS / 2 && r0 + threadIdx.x < a.N / 2) {
+            float gv = 0.0f, uv = 0.0f;
+#pragma unroll
+            for (int w = 0; w < W; w++) gv += red[w][0][threadIdx.x], uv += red[w][0][threadIdx.x + 8];
+            if (red_ss) gv *= inv, uv *= inv;
+            a.out[r0 + threadIdx.x] = cu_act(a.glu - 1, gv) * uv; /* act_kernel's expression */
+        }
+        return;
     }
     for (int i = threadIdx.x; i < NX * QM_ROWS; i += W * 32) {
         const int m = i / QM_ROWS, r = i % QM_ROWS;
@@ -247,9 +261,10 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 }
 
 /* Blocks per SM the one-row kernel's registers must allow: 16 warps (a
- * 128-register cap), and 5 blocks of 4 warps, what the plain kernel gets
- * at 95 registers (the NORM variant needs the cap: ~100 unforced). */
-#define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : 512 / ((W) * 32))
+ * 128-register cap: 2 blocks of 8 warps, 1 of 16), and 5 blocks of 4
+ * warps, what the plain kernel gets at 95 registers (the NORM variant
+ * needs the cap: ~100 unforced). */
+#define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : (W) == 16 ? 1 : 512 / ((W) * 32))
 
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
  * warps per block; D chunks in flight per warp. At least 16 warps per SM
@@ -273,8 +288,9 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
     __shared__ float red_ss[NORM ? W : 1];        /* NORM: each warp's sum of x^2 */
     const int nch = a.K / QM_CHUNK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    const qm_rows rows(a, r0, g, t);
+    /* the tile's rows: 16 in a row, or with glu 8 gate rows r0.. and their 8 up rows N / 2 + r0.. */
+    const int64_t r0 = (int64_t)blockIdx.x * (a.glu ? QM_ROWS / 2 : QM_ROWS);
+    const qm_rows rows(a, r0, g, t, a.glu ? a.N / 2 + r0 : r0 + 8);
     /* the x this lane stages per chunk: word-group jw (8 codes) of the
      * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
     const int jw = lane >> 1, h = lane & 1;
@@ -375,7 +391,7 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
 
 template <int G, int SDT, int W, int D>
 static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    const dim3 grid((unsigned)((a.N + QM_ROWS - 1) / QM_ROWS));
+    const dim3 grid((unsigned)(a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS));
     if (!a.nw) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, 0>, grid, dim3(W * 32), 0, a);
     else if (a.nw_dt == MLXN_DTYPE_BF16) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16>, grid, dim3(W * 32), 0, a);
     else cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16>, grid, dim3(W * 32), 0, a);
@@ -461,7 +477,7 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    const qm_rows rows(a, r0, g, t);
+    const qm_rows rows(a, r0, g, t, r0 + 8);
     unsigned char *wb = (unsigned char *)qm_dsmem + warp * WBYTES;
     const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
 
@@ -819,7 +835,12 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
                                           : qm_launch<2, MLXN_DTYPE_F16, W, D>(a, s, st);                \
     return a.w.sdt == MLXN_DTYPE_BF16 ? qm_launch<1, MLXN_DTYPE_BF16, W, D>(a, s, st)                    \
                                       : qm_launch<1, MLXN_DTYPE_F16, W, D>(a, s, st);
-    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms));
+    const int64_t tiles = (a.N + QM_ROWS - 1) / QM_ROWS;
+    /* 16 warps where K is long and the row tiles are at most one per SM (Llama-3.2-1B's down projection,
+     * 2048 x 8192: 128 tiles): each SM then has one block, and 16 warps keep twice the chunks in flight.
+     * MLXN_CUDA_QMV_MMA = 6 leaves this shape out (comparisons) */
+    if (variant == 1 && a.K / QM_CHUNK >= 64 && tiles <= cu_ctx(s)->sms) { QM_PICK(16, 3) }
+    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || tiles <= cu_ctx(s)->sms));
     if (wide) { QM_PICK(8, 3) }
     QM_PICK(4, 2)
 #undef QM_PICK
@@ -827,6 +848,7 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 
 bool cu_qmv_mma_fused(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if (a.M != 1 || ((uintptr_t)a.x & 15) || !cu_qmv_mma_takes(a.w, a.N, a.K, s)) return false;
+    if (a.glu && (a.res || a.N % 2)) return false;
     /* the norm weight: 16-bit (read as pairs: 4-byte aligned) */
     if (a.nw && ((a.nw_dt != MLXN_DTYPE_BF16 && a.nw_dt != MLXN_DTYPE_F16) || ((uintptr_t)a.nw & 3))) return false;
     return qm_launch_one(a, s, st);

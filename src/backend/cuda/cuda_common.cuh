@@ -50,7 +50,8 @@ typedef struct cu_knobs {
     int64_t qmm_slab;     /* MLXN_CUDA_QMM_SLAB_ELEMS: weights per dequantized block (0 = unset) */
     int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = 4-bit mat-vecs on the f32 kernels, not the tensor
                              cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 4 = 3..8 x rows on the
-                             one-row layout's kernel (comparisons); 1 (unset) = measured choice */
+                             one-row layout's kernel (comparisons); 6 = the measured choice without
+                             the 16-warp one-row launch (comparisons); 1 (unset) = measured choice */
     int fuse_off;         /* MLXN_CUDA_FUSE=0: quantized_matmul_fused runs its parts apart (comparisons) */
 } cu_knobs;
 
@@ -134,6 +135,26 @@ __device__ __forceinline__ void cu_pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+/* The activations, in the forms the CPU backend documents (activations.c),
+ * shared by the elementwise kernels and the mat-vec's gated epilogue so
+ * both give the same bits: silu(x) = x * sigmoid(x) with sigmoid via
+ * 1 / (1 + exp(|x|)); gelu_erf(x) = x (1 + erf(x / sqrt 2)) / 2;
+ * gelu_tanh(x) = x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2. */
+enum { CU_ACT_SILU = 0, CU_ACT_GELU_ERF = 1, CU_ACT_GELU_TANH = 2 };
+__device__ __forceinline__ float cu_act(int k, float x) {
+    switch (k) {
+    case CU_ACT_SILU: {
+        float y = 1.0f / (1.0f + expf(fabsf(x)));
+        return x * (x < 0.0f ? y : 1.0f - y);
+    }
+    case CU_ACT_GELU_ERF: return x * (1.0f + erff(x / 1.41421356237309505f)) * 0.5f;
+    default: {
+        float inner = 0.79788456080286536f * (x + 0.044715f * (x * x * x));
+        return 0.5f * x * (1.0f + tanhf(inner));
+    }
+    }
 }
 
 /* The stream's cuBLAS handle, made (and the library loaded) on first use (cu_matmul.cu). */
