@@ -573,9 +573,10 @@ static void case_qmatmul(bk *b) {
 /* quantized_matmul_fused: the one-row kernel with the norm before it and
  * the residual add or the gated activation after it (CUDA: MLX 4-bit,
  * groups of 64 / 128) against the CPU's parts run apart; its fuses()
- * answer is asserted, so the kernel under test is the fused one. An 8-bit
- * weight, two x rows, an f32 norm weight and gate halves of 333 rows (not
- * whole 8-row tiles) run the parts apart on the device too. NMSE 1e-10:
+ * answer is asserted, so the kernel under test is the fused one; gate
+ * halves of 333 rows leave the last 8-row tile partly past them. An 8-bit
+ * weight, two x rows and an f32 norm weight run the parts apart on the
+ * device too. NMSE 1e-10:
  * the fused kernel scales the sums by the norm instead of x, f32 rounding
  * apart. */
 static void case_qmatmul_fused(bk *b) {

@@ -28,7 +28,13 @@
  * Layouts: token-major activations [T, heads * head_dim] from the
  * projections; head-major [heads, T, head_dim] for rope output, the cache
  * and attention; mlxn_copy moves between them (strided views, no extra
- * transposes elsewhere). */
+ * transposes elsewhere).
+ * Where the backend runs a product with its neighbours as one kernel
+ * (mlxn_quantized_matmul_fuses: a decode step on a GPU), the residual adds
+ * ride in the output and down projections, and the norms (and the gated
+ * activation) in the q/k/v and gate/up products, through
+ * mlxn_quantized_matmul_fused: no add_rms_norm or activation op then runs
+ * but the final norm. */
 #include <string.h>
 
 #include "core/internal.h"
@@ -359,10 +365,11 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
 
 /* Layer l's MLP sub-block on x [T, H], from xn = rms_norm(x, its input
  * norm) (made by attention's add), or from x itself when fold_in (the
- * gate/up product norms it and ends with the gated activation). Ends with x += branch and, when next_w is
- * given, xn = rms_norm(x, next_w): the next layer's input norm or the
- * final norm; with fold_out, with x += branch alone, added by the down
- * projection (whoever reads x next norms it in its own product). */
+ * gate/up product norms it and ends with the gated activation). Ends with
+ * x += branch and, when next_w is given, xn = rms_norm(x, next_w): the
+ * next layer's input norm or the final norm; with fold_out, with
+ * x += branch alone, added by the down projection (whoever reads x next
+ * norms it in its own product). */
 static mlxn_status mlp(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, const mlxn_tensor *next_w, bool fold_in,
                        bool fold_out) {
     const mlxn_model_config *c = &s->m->cfg;
@@ -430,8 +437,9 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
     const model_linear *head = c->tied ? &m->embed : &m->head;
     /* Where each product runs as one kernel with the norm before it or the
        residual add after it (a decode step on a GPU: fuses()), the adds
-       ride in the output and down projections and the norms in the q/k/v,
-       gate/up and head products, instead of add_rms_norm kernels apart. */
+       ride in the output and down projections and the norms in the q/k/v
+       and gate/up products (the gated activation too, in the latter),
+       instead of add_rms_norm and activation kernels apart. */
     bool normed = false;
     for (int l = 0; l < c->n_layers; l++) {
         const bool last = l + 1 == c->n_layers;
