@@ -148,7 +148,8 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
                          "residual", op, (long long)N);
     MLXN_TRY(check_xo(op, x, out, K, f->glu ? N / 2 : N));
     MLXN_TRY(op_check_no_alias(op, "x", out, x));
-    const int64_t M = K ? mlxn_tensor_numel(x) / K : mlxn_tensor_numel(out) / (N ? N : 1);
+    int64_t M = 1; /* x's rows: its leading dims */
+    for (int i = 0; i < x->ndim - 1; i++) M *= x->shape[i];
     if (f->norm_w) {
         MLXN_TRY(op_check_tensor(op, "norm_w", s, f->norm_w));
         MLXN_TRY(op_check_dtype(op, "norm_w", f->norm_w, DT_FLOAT16_32));

@@ -447,11 +447,9 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
 
 extern "C" bool cu_op_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
                                              const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M) {
-    const mlxn_tensor *ts[3] = {wq, scales, biases};
-    for (int i = 0; i < 3; i++) /* cu_qmat_of's condition, checked first: a query records no error */
-        if (ts[i] && ts[i]->shape[1] > 1 && ts[i]->strides[1] != 1) return false;
-    cu_qmat w;
-    if (M != 1 || cu_ctx(s)->knobs.fuse_off || cu_qmat_of("quantized_matmul_fused", wq, scales, biases, q, &w) != MLXN_OK)
+    cu_qmat w; /* cu_qmat_of's condition checked first, quietly: a query records no error */
+    if (M != 1 || cu_ctx(s)->knobs.fuse_off || cu_qmat_strided(wq, scales, biases) >= 0 ||
+        cu_qmat_of("quantized_matmul_fused", wq, scales, biases, q, &w) != MLXN_OK)
         return false;
     return cu_qmv_mma_takes(w, wq->shape[0], wq->shape[1] * 32 / q->bits, s);
 }

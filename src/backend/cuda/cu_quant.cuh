@@ -21,14 +21,21 @@ typedef struct cu_qmat {
     float gscale;                       /* nvfp4: global_scale / 2688 as MLX applies it, else 1 */
 } cu_qmat;
 
+/* Which of wq, scales, biases (0, 1, 2) has a last axis that is not
+ * unit-stride, or -1: the kernels' condition, checked quietly. */
+static inline int cu_qmat_strided(const mlxn_tensor *wq, const mlxn_tensor *scales, const mlxn_tensor *biases) {
+    const mlxn_tensor *ts[3] = {wq, scales, biases};
+    for (int i = 0; i < 3; i++)
+        if (ts[i] && ts[i]->shape[1] > 1 && ts[i]->strides[1] != 1) return i;
+    return -1;
+}
+
 /* From validated op arguments; MLXN_ERR_SHAPE when a last axis is not unit-stride. */
 static inline mlxn_status cu_qmat_of(const char *op, const mlxn_tensor *wq, const mlxn_tensor *scales,
                                      const mlxn_tensor *biases, const mlxn_quant_params *q, cu_qmat *m) {
-    const mlxn_tensor *ts[3] = {wq, scales, biases};
     const char *names[3] = {"wq", "scales", "biases"};
-    for (int i = 0; i < 3; i++)
-        if (ts[i] && ts[i]->shape[1] > 1 && ts[i]->strides[1] != 1)
-            return mlxn_fail(MLXN_ERR_SHAPE, "%s: %s must have a unit stride along its last axis", op, names[i]);
+    const int bad = cu_qmat_strided(wq, scales, biases);
+    if (bad >= 0) return mlxn_fail(MLXN_ERR_SHAPE, "%s: %s must have a unit stride along its last axis", op, names[bad]);
     m->wq = (const uint32_t *)cu_ptr(wq);
     m->wq_st = wq->strides[0];
     m->sc = cu_ptr(scales);
