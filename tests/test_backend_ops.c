@@ -365,6 +365,30 @@ static void case_norms(bk *b) {
                 mlxn_layer_norm(b->ds, &x.g, NULL, NULL, 1e-5f, &o.g)))
             cmp_f32(b, "layer_norm bare", &o, 1e-11);
     }
+    {   /* a fused q/k/v output [3, 416] for 3 tokens, its k part as [3, 2, 64] (strides 416, 64, 1; 128
+           columns in): rows not one stride apart. The device must normalize it to the bits of a contiguous
+           copy of it (the fused and the unfused model's k norm), and to the CPU's within rounding */
+        float *v = rnd(b, MLXN_DTYPE_F32, 3 * 416, 2), *kc = hmem(b, 3 * 128 * sizeof(float));
+        for (int t = 0; t < 3; t++) memcpy(kc + t * 128, v + t * 416 + 128, 128 * sizeof(float));
+        tp xv = tp_make(b, MLXN_DTYPE_F32, 2, SHAPE(3, 416), v, CONTIG);
+        const int64_t sh[3] = {3, 2, 64}, st[3] = {416, 64, 1};
+        mlxn_tensor *vt[2] = {&xv.c, &xv.g};
+        for (int i = 0; i < 2; i++) {
+            vt[i]->ndim = 3;
+            vt[i]->offset = 128 * sizeof(float);
+            memcpy(vt[i]->shape, sh, sizeof sh);
+            memcpy(vt[i]->strides, st, sizeof st);
+        }
+        tp xc = tp_make(b, MLXN_DTYPE_F32, 3, sh, kc, CONTIG), w = tp_rand(b, MLXN_DTYPE_BF16, 1, SHAPE(64), 1, CONTIG);
+        tp ov = tp_out(b, MLXN_DTYPE_F32, 3, sh), oc = tp_out(b, MLXN_DTYPE_F32, 3, sh);
+        if (ran(b, "rms_norm", mlxn_rms_norm(b->cs, &xv.c, &w.c, 1e-6f, 0, &ov.c), mlxn_rms_norm(b->ds, &xv.g, &w.g, 1e-6f, 0, &ov.g)) &&
+            ran(b, "rms_norm", mlxn_rms_norm(b->cs, &xc.c, &w.c, 1e-6f, 0, &oc.c), mlxn_rms_norm(b->ds, &xc.g, &w.g, 1e-6f, 0, &oc.g))) {
+            cmp_f32(b, "rms_norm of a column view", &ov, 1e-11);
+            const void *gv = bytes_of(b, &ov.g), *gc = bytes_of(b, &oc.g);
+            CHECK(memcmp(gv, gc, sizeof(float) * 3 * 128) == 0, "rms_norm: %s: a column view and its contiguous copy differ",
+                  b->name);
+        }
+    }
     {
         tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(5, 1000), 1, CONTIG), w = tp_rand(b, MLXN_DTYPE_F32, 1, SHAPE(1000), 1, CONTIG);
         tp o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(5, 1000));
@@ -624,6 +648,119 @@ static void case_qmatmul_fused(bk *b) {
     }
 }
 
+/* The rope_kv epilogue of the fused op (a decode step's q/k/v product, its
+ * rope and its cache writes): against the CPU (the products within
+ * rounding; f32 caches compared whole, the rows not written included), and
+ * on the device against the parts run apart there (MLXN_CUDA_FUSE=0: the
+ * plain product, then rope_kv_write): bit for bit without a norm (each row's
+ * sum is the same wherever its tile puts it), and with one within the
+ * norm's rounding. Head dim 48 has 3 tiles per head; traditional pairs,
+ * rotary dims short of the head and 8-bit weights run apart anyway. */
+static void case_qmatmul_rope_kv(bk *b) {
+    const mlxn_dtype BF = MLXN_DTYPE_BF16, F16 = MLXN_DTYPE_F16, F32 = MLXN_DTYPE_F32;
+    const struct { int64_t Hq, Hk, D, K; int bits, group; mlxn_dtype sdt, cdt; int norm, freqs, trad, short_dims; } cs[] = {
+        {4, 2, 64, 512, 4, 64, BF, F32, 1, 0, 0, 0},  {3, 1, 128, 256, 4, 128, F16, F32, 0, 1, 0, 0},
+        {2, 1, 48, 384, 4, 64, BF, BF, 0, 0, 0, 0},   {2, 1, 64, 256, 4, 64, BF, F16, 1, 1, 0, 0},
+        {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1},
+        {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = cs[i].bits, .group_size = cs[i].group};
+        qm m = quantized(b, &q, cs[i].sdt, N, K);
+        tp x = tp_rand(b, F32, 2, SHAPE(1, K), 2, CONTIG), nw = tp_rand(b, BF, 1, SHAPE(K), 0.5f, CONTIG);
+        const int32_t slot_v = 5, pos_v = 37;
+        tp slot = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &slot_v, CONTIG), pos = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &pos_v, CONTIG);
+        float *fr = hmem(b, (size_t)(D / 2) * sizeof(float));
+        for (int64_t k = 0; k < D / 2; k++) fr[k] = 1.0f + 0.7f * (float)(k * k);
+        tp freqs = tp_make(b, F32, 1, SHAPE(D / 2), fr, CONTIG);
+        const int64_t csh[3] = {Hk, cap, D};
+        void *kimg = rnd(b, cs[i].cdt, Hk * cap * D, 1), *vimg = rnd(b, cs[i].cdt, Hk * cap * D, 1);
+        /* run 0 against the CPU; runs 1 (fused) and 2 (apart) on the device only */
+        tp kc[3], vc[3], qo[3], o[3];
+        for (int r = 0; r < 3; r++) {
+            kc[r] = tp_make(b, cs[i].cdt, 3, csh, kimg, CONTIG), vc[r] = tp_make(b, cs[i].cdt, 3, csh, vimg, CONTIG);
+            qo[r] = tp_out(b, F32, 3, SHAPE(Hq, 1, D)), o[r] = tp_out(b, F32, 2, SHAPE(1, N));
+        }
+        tp xs = tp_out(b, F32, 1, SHAPE(K));
+        mlxn_rope_params pc = {.dims = (int)(cs[i].short_dims ? D / 2 : D), .traditional = cs[i].trad, .base = 10000.0f,
+                               .scale = 1.0f, .offset_tensor = &pos.c, .freqs = cs[i].freqs ? &freqs.c : NULL};
+        mlxn_rope_params pg = pc;
+        pg.offset_tensor = &pos.g, pg.freqs = cs[i].freqs ? &freqs.g : NULL;
+        mlxn_qmm_rope_kv rc = {.q_heads = Hq, .kv_heads = Hk, .rope = &pc, .slot = &slot.c, .q_out = &qo[0].c,
+                               .k_dst = &kc[0].c, .v_dst = &vc[0].c};
+        mlxn_qmm_fusion fc = {.norm_w = cs[i].norm ? &nw.c : NULL, .norm_eps = 1e-5f, .x_scratch = &xs.c, .rope_kv = &rc};
+        mlxn_qmm_fusion fg = fc;
+        fg.norm_w = cs[i].norm ? &nw.g : NULL, fg.x_scratch = &xs.g;
+        mlxn_qmm_rope_kv rg[3];
+        char label[160];
+        snprintf(label, sizeof label, "quantized_matmul_fused rope_kv %d-bit g%d Hq %lld Hk %lld D %lld norm %d freqs %d%s%s",
+                 q.bits, q.group_size, (long long)Hq, (long long)Hk, (long long)D, cs[i].norm, cs[i].freqs,
+                 cs[i].trad ? " traditional" : "", cs[i].short_dims ? " dims D/2" : "");
+        for (int r = 0; r < 3; r++) {
+            rg[r] = (mlxn_qmm_rope_kv){.q_heads = Hq, .kv_heads = Hk, .rope = &pg, .slot = &slot.g, .q_out = &qo[r].g,
+                                       .k_dst = &kc[r].g, .v_dst = &vc[r].g};
+            fg.rope_kv = &rg[r];
+            if (r == 2) { /* the parts apart on the device */
+                setenv("MLXN_CUDA_FUSE", "0", 1);
+                env_stream(b);
+            }
+            mlxn_status sc = r ? MLXN_OK : mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &o[0].c);
+            mlxn_status sd = mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &o[r].g);
+            if (r == 2) {
+                CHECK(!mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, 1), "%s: MLXN_CUDA_FUSE=0 still fuses", b->name);
+                mlxn_stream_sync(b->ds);
+                unsetenv("MLXN_CUDA_FUSE");
+                default_stream(b);
+            }
+            if (!ran(b, "quantized_matmul_fused", sc, sd)) break;
+        }
+        cmp_f32(b, label, &o[0], 1e-10);
+        snprintf(label + strlen(label), sizeof label - strlen(label), " (q_out)");
+        cmp_f32(b, label, &qo[0], 1e-10);
+        for (int k = 0; k < 2; k++) { /* the caches, 16-bit ones as f32 (a product's last bit may round apart) */
+            const tp *t = k ? &vc[0] : &kc[0];
+            size_t n = (size_t)mlxn_tensor_numel(&t->c);
+            const void *hc = bytes_of(b, &t->c), *hg = bytes_of(b, &t->g);
+            float *hcf = hmem(b, n * sizeof(float)), *hgf = hmem(b, n * sizeof(float));
+            for (size_t e = 0; e < n; e++) {
+                if (cs[i].cdt == F32) hcf[e] = ((const float *)hc)[e], hgf[e] = ((const float *)hg)[e];
+                else if (cs[i].cdt == BF) hcf[e] = mlxn_bf16_to_f32(((const uint16_t *)hc)[e]), hgf[e] = mlxn_bf16_to_f32(((const uint16_t *)hg)[e]);
+                else hcf[e] = mlxn_f16_to_f32(((const uint16_t *)hc)[e]), hgf[e] = mlxn_f16_to_f32(((const uint16_t *)hg)[e]);
+            }
+            double e = t_nmse(hcf, hgf, n), thr = cs[i].cdt == F32 ? 1e-10 : 1e-5;
+            CHECK(e <= thr, "%s: %s: the %s cache vs cpu: nmse %.3g > %.0g", label, b->name, k ? "v" : "k", e, thr);
+        }
+        /* fused against apart on the device */
+        const tp *pair[4][2] = {{&o[1], &o[2]}, {&qo[1], &qo[2]}, {&kc[1], &kc[2]}, {&vc[1], &vc[2]}};
+        static const char *what[4] = {"product", "q_out", "k cache", "v cache"};
+        for (int k = 0; k < 4; k++) {
+            size_t n = mlxn_buffer_size(pair[k][0]->g.buf);
+            const unsigned char *f = bytes_of(b, &pair[k][0]->g), *a = bytes_of(b, &pair[k][1]->g);
+            if (!cs[i].norm) {
+                CHECK(memcmp(f, a, n) == 0, "%s: %s: the %s differs fused and apart on the device", label, b->name, what[k]);
+            } else if (pair[k][0]->g.dtype == F32) {
+                double e = t_nmse((const float *)a, (const float *)f, n / 4);
+                CHECK(e <= 1e-10, "%s: %s: the %s fused vs apart on the device: nmse %.3g", label, b->name, what[k], e);
+            }
+        }
+        if (i == 0) { /* a slot past the caches: an error at the sync, and the caches untouched */
+            const int32_t bad = (int32_t)cap;
+            CHECK_OK(mlxn_buffer_write(slot.g.buf, 0, &bad, sizeof bad));
+            size_t n = mlxn_buffer_size(kc[1].g.buf);
+            const void *before = bytes_of(b, &kc[1].g);
+            fg.rope_kv = &rg[1];
+            CHECK_OK(mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &o[1].g));
+            mlxn_status st = mlxn_stream_sync(b->ds);
+            CHECK(st != MLXN_OK && strstr(mlxn_last_error(), "slot"), "%s: %s: a slot past the cache: %s (%s)", label,
+                  b->name, mlxn_status_str(st), mlxn_last_error());
+            CHECK(memcmp(before, bytes_of(b, &kc[1].g), n) == 0, "%s: %s: a slot past the cache wrote the k cache", label,
+                  b->name);
+        }
+        reset(b);
+    }
+}
+
 /* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
  * to bf16 for a tensor-core GEMM, so the threshold is bf16's (relative
  * 2^-9 per operand: NMSE ~3e-6 on these inputs), far under what a wrong
@@ -795,6 +932,7 @@ static void run_backend(bk *b) {
     case_embedding(b);
     case_qmatmul(b);
     case_qmatmul_fused(b);
+    case_qmatmul_rope_kv(b);
     case_qmm(b);
     case_matmul(b);
     case_sdpa(b);

@@ -531,6 +531,94 @@ static void fused_errors(mlxn_device *dev) {
     rnd_free(&r);
 }
 
+/* The rope_kv epilogue (a decode step's q/k/v product, its rope and its
+ * cache writes; 2 q heads and 1 kv head of 64, position 37 read from a
+ * tensor, slot 3 of 5): on the CPU exactly quantized_matmul then
+ * rope_kv_write on the product's column ranges; against a double-precision
+ * rope of the reference product within the product's tolerance; the rows
+ * of the caches not written untouched; bad calls fail with a status. */
+static void fused_rope_kv(mlxn_device *dev) {
+    enum { HQ = 2, HK = 1, D = 64, K = 256, N = (HQ + 2 * HK) * D, CAP = 5, SLOT = 3, POS = 37 };
+    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+    rnd r;
+    rnd_make(&r, q, MLXN_DTYPE_BF16, N, K);
+    int64_t ws[2] = {N, K / 8}, ss[2] = {N, K / 64}, xs[2] = {1, K}, os[2] = {1, N}, one[1] = {1};
+    int64_t qs[3] = {HQ, 1, D}, cs[3] = {HK, CAP, D};
+    float x[K], cache0[HK * CAP * D];
+    t_fill_randn(x, K, 2.0f);
+    t_fill_randn(cache0, HK * CAP * D, 1.0f);
+    const int32_t slot_v = SLOT, pos_v = POS;
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_tensor wq = make(dev, MLXN_DTYPE_U32, 2, ws, r.wq), sc = make(dev, MLXN_DTYPE_BF16, 2, ss, r.scales);
+    mlxn_tensor bi = make(dev, MLXN_DTYPE_BF16, 2, ss, r.biases), xt = make(dev, MLXN_DTYPE_F32, 2, xs, x);
+    mlxn_tensor slot = make(dev, MLXN_DTYPE_I32, 1, one, &slot_v), pos = make(dev, MLXN_DTYPE_I32, 1, one, &pos_v);
+    mlxn_tensor t[2][4]; /* [fused, apart][out, q_out, k cache, v cache] */
+    for (int i = 0; i < 2; i++) {
+        t[i][0] = make(dev, MLXN_DTYPE_F32, 2, os, NULL), t[i][1] = make(dev, MLXN_DTYPE_F32, 3, qs, NULL);
+        t[i][2] = make(dev, MLXN_DTYPE_F32, 3, cs, cache0), t[i][3] = make(dev, MLXN_DTYPE_F32, 3, cs, cache0);
+        t_poison(mlxn_tensor_host(&t[i][0]), sizeof(float) * N);
+        t_poison(mlxn_tensor_host(&t[i][1]), sizeof(float) * HQ * D);
+    }
+    mlxn_rope_params p = {.dims = D, .base = 10000.0f, .scale = 1.0f, .offset_tensor = &pos};
+    mlxn_qmm_rope_kv rkv = {.q_heads = HQ, .kv_heads = HK, .rope = &p, .slot = &slot, .q_out = &t[0][1],
+                            .k_dst = &t[0][2], .v_dst = &t[0][3]};
+    mlxn_qmm_fusion f = {.rope_kv = &rkv};
+    CHECK_OK(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, &t[0][0]));
+    /* the parts apart: the product, then rope_kv_write on its [heads, 1, D] column ranges */
+    CHECK_OK(mlxn_quantized_matmul(s, &xt, &wq, &sc, &bi, &q, true, &t[1][0]));
+    mlxn_tensor v3[3];
+    const int64_t c0[3] = {0, HQ * D, (HQ + HK) * D}, h[3] = {HQ, HK, HK};
+    for (int i = 0; i < 3; i++) {
+        v3[i] = t[1][0];
+        v3[i].ndim = 3;
+        v3[i].shape[0] = h[i], v3[i].shape[1] = 1, v3[i].shape[2] = D;
+        v3[i].strides[0] = D, v3[i].strides[1] = N, v3[i].strides[2] = 1;
+        v3[i].offset += (size_t)c0[i] * sizeof(float);
+    }
+    CHECK_OK(mlxn_rope_kv_write(s, &v3[0], &v3[1], &v3[2], &p, &slot, &t[1][1], &t[1][2], &t[1][3]));
+    static const char *what[4] = {"product", "q_out", "k cache", "v cache"};
+    for (int i = 0; i < 4; i++)
+        CHECK(!memcmp(mlxn_tensor_host(&t[0][i]), mlxn_tensor_host(&t[1][i]), mlxn_tensor_nbytes(&t[0][i])),
+              "fused rope_kv: the %s differs from the parts apart", what[i]);
+    /* the reference: the product in double, rotated by halves at POS */
+    float y[N], want_q[HQ * D], want_k[HK * CAP * D], want_v[HK * CAP * D];
+    ref_qmm(&r.c, 1, x, 1, y);
+    memcpy(want_k, cache0, sizeof want_k);
+    memcpy(want_v, cache0, sizeof want_v);
+    for (int hh = 0; hh < HQ + HK; hh++)
+        for (int i = 0; i < D / 2; i++) {
+            double ang = POS * pow(10000.0, -2.0 * i / D), a = y[hh * D + i], b2 = y[hh * D + i + D / 2];
+            double o1 = a * cos(ang) - b2 * sin(ang), o2 = a * sin(ang) + b2 * cos(ang);
+            float *dst = hh < HQ ? want_q + hh * D : want_k + ((hh - HQ) * CAP + SLOT) * D;
+            dst[i] = (float)o1, dst[i + D / 2] = (float)o2;
+        }
+    for (int hh = 0; hh < HK; hh++) memcpy(want_v + (hh * CAP + SLOT) * D, y + (HQ + HK + hh) * D, sizeof(float) * D);
+    double eq = t_nmse(want_q, mlxn_tensor_host(&t[0][1]), HQ * D);
+    double ek = t_nmse(want_k, mlxn_tensor_host(&t[0][2]), HK * CAP * D);
+    double ev = t_nmse(want_v, mlxn_tensor_host(&t[0][3]), HK * CAP * D);
+    CHECK(eq < TOL_VNNI && ek < TOL_VNNI && ev < TOL_VNNI, "fused rope_kv vs reference: nmse q %.3g k %.3g v %.3g", eq,
+          ek, ev);
+    /* bad calls */
+    f.glu = MLXN_GLU_SWIGLU;
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, &t[0][0]), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(mlxn_last_error(), "rope_kv") != NULL, "rope_kv with glu message: %s", mlxn_last_error());
+    f.glu = MLXN_GLU_NONE;
+    rkv.q_heads = 3; /* (3 + 2) heads do not split 256 rows */
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, &t[0][0]), MLXN_ERR_SHAPE);
+    rkv.q_heads = HQ;
+    rkv.slot = &pos; /* fine as a slot tensor, but k_dst is the v cache too */
+    rkv.k_dst = &t[0][3];
+    CHECK_FAILS(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, &t[0][0]), MLXN_ERR_INVALID_ARGUMENT);
+    rkv.k_dst = &t[0][2];
+    rkv.q_out = &xt; /* q_out over x: the wrong shape, and x is read while it is written */
+    CHECK(mlxn_quantized_matmul_fused(s, &xt, &wq, &sc, &bi, &q, &f, &t[0][0]) != MLXN_OK, "q_out over x was accepted");
+    mlxn_tensor *all[] = {&wq, &sc, &bi, &xt, &slot, &pos};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) mlxn_tensor_release(&t[i][j]);
+    rnd_free(&r);
+}
+
 static void fused(mlxn_device *dev) {
     const mlxn_dtype dts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32};
     for (int i = 0; i < 3; i++) fused_case(dev, dts[i], i == 1 ? 1.0f : 0.0f, 1, 1, 0, 0, MLXN_GLU_NONE);
@@ -541,6 +629,7 @@ static void fused(mlxn_device *dev) {
     fused_case(dev, MLXN_DTYPE_F16, 1, 2, 1, 0, 0, MLXN_GLU_GEGLU_TANH);
     fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 0, 0, MLXN_GLU_GEGLU_ERF);
     fused_errors(dev);
+    fused_rope_kv(dev);
 }
 
 int main(int argc, char **argv) {

@@ -76,6 +76,12 @@ void *mlxn_buffer_host(mlxn_buffer *buf);
 /* Copy host -> buffer and buffer -> host (any device), bounds-checked. */
 mlxn_status mlxn_buffer_write(mlxn_buffer *buf, size_t offset, const void *src, size_t n);
 mlxn_status mlxn_buffer_read(mlxn_buffer *buf, size_t offset, void *dst, size_t n);
+/* Copy n bytes of buf at offset to host dst after the work queued on
+ * stream s, and wait for them: one round trip, the way to read a result
+ * each token (a sampled id). mlxn_buffer_read waits for the whole device
+ * first and then copies, two. Reports any error the device recorded, as
+ * mlxn_stream_sync does. */
+mlxn_status mlxn_stream_read(mlxn_stream *s, mlxn_buffer *buf, size_t offset, void *dst, size_t n);
 
 #ifdef __cplusplus
 }

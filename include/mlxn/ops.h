@@ -48,16 +48,31 @@ typedef enum mlxn_glu {
     MLXN_GLU_GEGLU_ERF,  /* the same with the erf form */
 } mlxn_glu;
 
+/* A decode step's q/k/v product continued: its N = (q_heads + 2
+ * kv_heads) * D columns are q, k and v of each x row (heads of D), and
+ * then, exactly as mlxn_rope_kv_write on those column ranges seen as
+ * [heads, rows, D]: q rotated into q_out [q_heads, rows, D], k rotated and
+ * v written at *slot of k_dst / v_dst [kv_heads, cap, D]. Everything as
+ * mlxn_rope_kv_write takes it. */
+typedef struct mlxn_qmm_rope_kv {
+    int64_t q_heads, kv_heads;
+    const struct mlxn_rope_params *rope; /* below, under rotary embedding */
+    const mlxn_tensor *slot;
+    mlxn_tensor *q_out, *k_dst, *v_dst;
+} mlxn_qmm_rope_kv;
+
 /* What a decode step does around a mat-vec, folded into it (W [N, K]
  * transposed, as nn.Linear):
  *   xin = norm_w ? rms_norm(x, norm_w, norm_eps, norm_offset) : x
  *   y   = xin @ W^T                                     [..., N]
  *   out = glu ? act(y[..., :N/2]) * y[..., N/2:]        [..., N/2]
  *             : [residual +] y                          [..., N]
+ *   rope_kv: rope and the cache writes of q, k, v = y (above)
  * norm_w: the rms_norm weight [K] (f32/f16/bf16) or NULL; residual: f32 of
  * out's shape or NULL, and it may be out itself (the same view: the
  * residual stream updated in place); glu: W's rows are the gate rows then
- * the up rows (N even), not together with a residual. Scratch, used only
+ * the up rows (N even), not together with a residual; rope_kv: neither
+ * with glu nor a residual (out still receives y). Scratch, used only
  * where a backend runs the parts apart, contiguous f32, overlapping nothing
  * else: x_scratch (at least M*K elements, M = x's rows) with norm_w,
  * y_scratch (at least M*N) with residual or glu. */
@@ -67,15 +82,17 @@ typedef struct mlxn_qmm_fusion {
     const mlxn_tensor *residual;
     mlxn_glu glu;
     mlxn_tensor *x_scratch, *y_scratch;
+    const mlxn_qmm_rope_kv *rope_kv;
 } mlxn_qmm_fusion;
 
 /* quantized_matmul (transposed) with a fusion as above. A backend that has
  * a kernel for the case (mlxn_quantized_matmul_fuses) runs it as one: the
  * norm's scale rsqrt(mean(x^2) + eps) is then applied to the sums instead
  * of to x, so the result differs from the parts run apart by f32 rounding
- * (relative ~1e-7); every other case runs rms_norm, quantized_matmul, add
- * or the gated activation through the scratch, with exactly the bits of
- * those ops. */
+ * (relative ~1e-7), while the add, the activation and rope_kv take the
+ * sums with the bits of their ops; every other case runs rms_norm,
+ * quantized_matmul, add, the gated activation or mlxn_rope_kv_write
+ * through the scratch, with exactly the bits of those ops. */
 mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                         const mlxn_tensor *scales, const mlxn_tensor *biases,
                                         const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out);

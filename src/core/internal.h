@@ -42,9 +42,6 @@ void mlxn_host_free(struct mlxn_device *dev, void *ptr);
  * be reused as soon as the call returns. */
 mlxn_status mlxn_stream_write(struct mlxn_stream *s, struct mlxn_buffer *buf, size_t offset, const void *src,
                               size_t n, int src_pinned);
-/* Wait for stream s, then copy n bytes of buf at offset to host dst.
- * Reports any error the device recorded (as mlxn_stream_sync does). */
-mlxn_status mlxn_stream_read(struct mlxn_stream *s, struct mlxn_buffer *buf, size_t offset, void *dst, size_t n);
 /* Graph capture of a stream's work: 1 when the device's backend has it. */
 int mlxn_stream_has_graphs(const struct mlxn_stream *s);
 mlxn_status mlxn_stream_capture_begin(struct mlxn_stream *s);

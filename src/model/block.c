@@ -114,18 +114,25 @@ static bool fuses(mlxn_stream *st, const model_linear *L, int64_t T) {
  * gated activation of that product's two halves (mlxn_quantized_matmul_fused),
  * for an L that fuses(); xbuf / ybuf: scratch tensors the op may run the
  * parts through (the normed x; the product). */
-static mlxn_status linear_fused(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x,
-                                const model_linear *L, const mlxn_tensor *norm_w, const mlxn_tensor *residual,
-                                mlxn_glu glu, const mlxn_tensor *xbuf, const mlxn_tensor *ybuf, mlxn_tensor *out) {
+static mlxn_status linear_fused_rkv(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x,
+                                    const model_linear *L, const mlxn_tensor *norm_w, const mlxn_tensor *residual,
+                                    mlxn_glu glu, const mlxn_qmm_rope_kv *rope_kv, const mlxn_tensor *xbuf,
+                                    const mlxn_tensor *ybuf, mlxn_tensor *out) {
     int64_t rows = mlxn_tensor_numel(out) / out->shape[out->ndim - 1];
     mlxn_tensor xs = {0}, ys = {0};
     if (norm_w) xs = view(xbuf, 1, rows * x->shape[x->ndim - 1], 0, 0);
     if (residual || glu) ys = view(ybuf, 1, rows * L->out, 0, 0);
     mlxn_qmm_fusion f = {.norm_w = norm_w, .norm_eps = c->norm_eps, .norm_offset = c->norm_offset,
                          .residual = residual, .glu = glu, .x_scratch = norm_w ? &xs : NULL,
-                         .y_scratch = residual || glu ? &ys : NULL};
+                         .y_scratch = residual || glu ? &ys : NULL, .rope_kv = rope_kv};
     return mlxn_quantized_matmul_fused(st, x, &L->w, &L->scales, L->q.mode == MLXN_QUANT_AFFINE ? &L->biases : NULL,
                                        &L->q, &f, out);
+}
+
+static mlxn_status linear_fused(mlxn_stream *st, const mlxn_model_config *c, const mlxn_tensor *x,
+                                const model_linear *L, const mlxn_tensor *norm_w, const mlxn_tensor *residual,
+                                mlxn_glu glu, const mlxn_tensor *xbuf, const mlxn_tensor *ybuf, mlxn_tensor *out) {
+    return linear_fused_rkv(st, c, x, L, norm_w, residual, glu, NULL, xbuf, ybuf, out);
 }
 
 /* Layer l's q/k/v product takes its input norm in its kernel. */
@@ -205,20 +212,23 @@ static mlxn_status ring_copy(mlxn_stream *st, const mlxn_tensor *ring, int64_t c
 /* A single-token step of the fixed layout (the step a decode graph
  * captures): q3, k3, v3 [1, heads, D] (token-major views of the
  * projections) -> rope of q into qr [Hq, 1, D]; rope of k and v written at
- * the step's slot of layer l's cache, all in one op; then q4 [1, Hq, 1, D]
- * (qr) attends to slots [0, kv_len) of the whole buffer into att4. With one
+ * the step's slot of layer l's cache, all in one op (unless `roped`: the
+ * q/k/v product did it, step_qkv_rope_kv); then q4 [1, Hq, 1, D] (qr)
+ * attends to slots [0, kv_len) of the whole buffer into att4. With one
  * query every key held is visible (a ring holds exactly the window; rope
  * was applied before the write, so the order of keys in the ring does not
  * matter to the softmax). */
-static mlxn_status attend_step(mlxn_session *s, int l, const mlxn_tensor *q3, const mlxn_tensor *k3,
+static mlxn_status attend_step(mlxn_session *s, int l, bool roped, const mlxn_tensor *q3, const mlxn_tensor *k3,
                                const mlxn_tensor *v3, mlxn_tensor *qr, const mlxn_tensor *q4, mlxn_tensor *att4) {
     const mlxn_model_config *c = &s->m->cfg;
     model_kv *kv = &s->kv[l];
     mlxn_stream *st = s->st;
     mlxn_tensor slot = step_at(s, STEP_SLOT(l)), len = step_at(s, STEP_KV_LEN(l)), pos = step_at(s, STEP_POS);
-    mlxn_rope_params p = rope_params(&c->layers[l], &s->m->layers[l], s->pos, &pos, q3->shape[2]);
-    mlxn_tensor q = swap01(*q3), k = swap01(*k3), v = swap01(*v3);
-    MLXN_TRY(mlxn_rope_kv_write(st, &q, &k, &v, &p, &slot, qr, &kv->k, &kv->v));
+    if (!roped) {
+        mlxn_rope_params p = rope_params(&c->layers[l], &s->m->layers[l], s->pos, &pos, q3->shape[2]);
+        mlxn_tensor q = swap01(*q3), k = swap01(*k3), v = swap01(*v3);
+        MLXN_TRY(mlxn_rope_kv_write(st, &q, &k, &v, &p, &slot, qr, &kv->k, &kv->v));
+    }
     mlxn_tensor kall = batch1(kv->k), vall = batch1(kv->v);
     /* the span of slots attended (model_step_span: the keys held fit in it) */
     kall.shape[2] = vall.shape[2] = model_step_span(s->pos, kv->cap);
@@ -284,12 +294,27 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     const bool fold_in = !normed && fold_qkv(st, L, T);
     if (!normed && !fold_in) MLXN_TRY(norm(st, c, x, &L->attn_norm, &xn));
     mlxn_tensor q3, k3, v3; /* [T, heads, D] views of the projections */
+    mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
+    /* a decode step's rope and cache writes in the q/k/v product's own
+       kernel, where it has one (no q/k norm may come between) */
+    const bool fold_rope = s->step_mode && !s->tq && L->fused_qkv && !c->qk_norm && fuses(st, &L->qkv, T);
     if (L->fused_qkv) {
         /* one matmul; q, k, v are column ranges of its [T, (Hq + 2 Hk) D] output */
         int64_t N = (Hq + 2 * Hk) * D;
         mlxn_tensor qkv = view(&sc->qkv, 2, T, N, 0);
-        if (fold_in) MLXN_TRY(linear_fused(st, c, x, &L->qkv, &L->attn_norm, NULL, MLXN_GLU_NONE, &sc->xn, NULL, &qkv));
-        else MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
+        if (fold_rope) {
+            model_kv *kv = &s->kv[l];
+            mlxn_tensor slot = step_at(s, STEP_SLOT(l)), pos = step_at(s, STEP_POS);
+            mlxn_rope_params p = rope_params(lc, L, s->pos, &pos, D);
+            mlxn_qmm_rope_kv rkv = {.q_heads = Hq, .kv_heads = Hk, .rope = &p, .slot = &slot, .q_out = &qr,
+                                    .k_dst = &kv->k, .v_dst = &kv->v};
+            MLXN_TRY(linear_fused_rkv(st, c, fold_in ? x : &xn, &L->qkv, fold_in ? &L->attn_norm : NULL, NULL,
+                                      MLXN_GLU_NONE, &rkv, &sc->xn, NULL, &qkv));
+        } else if (fold_in) {
+            MLXN_TRY(linear_fused(st, c, x, &L->qkv, &L->attn_norm, NULL, MLXN_GLU_NONE, &sc->xn, NULL, &qkv));
+        } else {
+            MLXN_TRY(linear(st, &xn, &L->qkv, &qkv));
+        }
         q3 = cols(&sc->qkv, T, N, 0, Hq, D);
         k3 = cols(&sc->qkv, T, N, Hq * D, Hk, D);
         v3 = cols(&sc->qkv, T, N, (Hq + Hk) * D, Hk, D);
@@ -309,7 +334,6 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
         q3 = qn;
         k3 = kn;
     }
-    mlxn_tensor qr = view(&sc->qr, 3, Hq, T, D), kr = view(&sc->kr, 3, Hk, T, D);
     mlxn_tensor pos_t = step_at(s, STEP_POS);
     const mlxn_tensor *at = s->step_mode ? &pos_t : NULL;
     mlxn_tensor q4 = batch1(qr), att = view(&sc->att, 3, Hq, T, D);
@@ -317,7 +341,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     if (s->step_mode && !s->tq) {
         /* rope, the cache writes and attention of a decode step (one
            kernel for the first two on a GPU, instead of two or three) */
-        MLXN_TRY(attend_step(s, l, &q3, &k3, &v3, &qr, &q4, &att4));
+        MLXN_TRY(attend_step(s, l, fold_rope, &q3, &k3, &v3, &qr, &q4, &att4));
     } else {
         if (L->fused_qkv && !c->qk_norm) {
             /* q and k are neighbouring column ranges of the fused output: one

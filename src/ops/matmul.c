@@ -130,6 +130,41 @@ static mlxn_status check_scratch(const char *op, const char *name, mlxn_stream *
     return MLXN_OK;
 }
 
+/* Columns [c0, c0 + h * D) of out [M, N] (contiguous) as the [h, M, D]
+ * view mlxn_rope_kv_write takes: one projection's heads. */
+static mlxn_tensor head_cols(const mlxn_tensor *out, int64_t M, int64_t N, int64_t c0, int64_t h, int64_t D) {
+    mlxn_tensor v = *out;
+    v.ndim = 3;
+    v.shape[0] = h, v.shape[1] = M, v.shape[2] = D;
+    v.strides[0] = D, v.strides[1] = N, v.strides[2] = 1;
+    v.offset += (size_t)c0 * sizeof(float);
+    return v;
+}
+
+/* The rope_kv epilogue's q, k, v views of out [M, N], checked as
+ * mlxn_rope_kv_write checks them, and x and the norm weight apart from its
+ * outputs (one kernel may read those while it writes these). */
+static mlxn_status check_rope_kv(const char *op, mlxn_stream *s, const mlxn_qmm_fusion *f, const mlxn_tensor *x,
+                                 const mlxn_tensor *out, int64_t M, int64_t N, mlxn_tensor qkv[3]) {
+    const mlxn_qmm_rope_kv *r = f->rope_kv;
+    int64_t heads = r->q_heads + 2 * r->kv_heads;
+    if (r->q_heads < 1 || r->kv_heads < 1 || N % heads)
+        return mlxn_fail(MLXN_ERR_SHAPE, "%s: rope_kv: %lld q heads and 2 x %lld kv heads do not split the %lld rows of "
+                         "the weight", op, (long long)r->q_heads, (long long)r->kv_heads, (long long)N);
+    int64_t D = N / heads;
+    qkv[0] = head_cols(out, M, N, 0, r->q_heads, D);
+    qkv[1] = head_cols(out, M, N, r->q_heads * D, r->kv_heads, D);
+    qkv[2] = head_cols(out, M, N, (r->q_heads + r->kv_heads) * D, r->kv_heads, D);
+    MLXN_TRY(op_check_rope_kv(op, s, &qkv[0], &qkv[1], &qkv[2], r->rope, r->slot, r->q_out, r->k_dst, r->v_dst));
+    const mlxn_tensor *dst[3] = {r->q_out, r->k_dst, r->v_dst};
+    static const char *dst_n[3] = {"q_out", "k_dst", "v_dst"};
+    for (int i = 0; i < 3; i++) {
+        MLXN_TRY(op_check_disjoint(op, dst_n[i], dst[i], "x", x));
+        if (f->norm_w) MLXN_TRY(op_check_disjoint(op, dst_n[i], dst[i], "norm_w", f->norm_w));
+    }
+    return MLXN_OK;
+}
+
 mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                         const mlxn_tensor *scales, const mlxn_tensor *biases,
                                         const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out) {
@@ -138,6 +173,8 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
     if (!f) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: the fusion is NULL", op);
     if (f->glu < MLXN_GLU_NONE || f->glu > MLXN_GLU_GEGLU_ERF)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: unknown glu %d", op, (int)f->glu);
+    if (f->rope_kv && (f->glu || f->residual))
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: rope_kv goes with neither a gated activation nor a residual", op);
     MLXN_TRY(op_check_tensor(op, "x", s, x));
     MLXN_TRY(op_check_dtype(op, "x", x, DT_F32));
     MLXN_TRY(op_check_output(op, s, out, DT_F32));
@@ -163,6 +200,8 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
         /* the residual stream updated in place (element by element), or apart */
         if (!op_same_view(out, f->residual)) MLXN_TRY(op_check_disjoint(op, "out", out, "residual", f->residual));
     }
+    mlxn_tensor qkv[3]; /* rope_kv: q, k, v as [heads, M, D] views of out */
+    if (f->rope_kv) MLXN_TRY(check_rope_kv(op, s, f, x, out, M, N, qkv));
     const mlxn_tensor *others[5] = {x, out, f->residual, f->norm_w, NULL};
     const char *names[5] = {"x", "out", "residual", "norm_w", "x_scratch"};
     if (f->norm_w) MLXN_TRY(check_scratch(op, "x_scratch", s, f->x_scratch, (size_t)(M * K), others, names, 4));
@@ -180,6 +219,11 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
     if (f->norm_w) {
         xn = scratch_view(f->x_scratch, 0, x, K);
         MLXN_TRY(mlxn_rms_norm(s, x, f->norm_w, f->norm_eps, f->norm_offset, &xn));
+    }
+    if (f->rope_kv) {
+        const mlxn_qmm_rope_kv *r = f->rope_kv;
+        MLXN_TRY(mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, out));
+        return mlxn_rope_kv_write(s, &qkv[0], &qkv[1], &qkv[2], r->rope, r->slot, r->q_out, r->k_dst, r->v_dst);
     }
     if (!f->residual && !f->glu) return mlxn_quantized_matmul(s, &xn, wq, scales, biases, q, true, out);
     mlxn_tensor y = scratch_view(f->y_scratch, 0, out, N);

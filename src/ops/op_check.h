@@ -40,6 +40,10 @@ mlxn_status op_check_kv_pair(const char *op, mlxn_stream *s, const char *sn, con
 mlxn_status op_check_kv_slot(const char *op, mlxn_stream *s, const mlxn_tensor *slot);
 /* Rotary embedding parameters for rows of D columns (rope.c). */
 mlxn_status op_check_rope_params(const char *op, mlxn_stream *s, const mlxn_rope_params *p, int64_t D);
+/* The arguments of mlxn_rope_kv_write (rope_kv.c). */
+mlxn_status op_check_rope_kv(const char *op, mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
+                             const mlxn_tensor *v, const mlxn_rope_params *p, const mlxn_tensor *slot,
+                             const mlxn_tensor *q_out, const mlxn_tensor *k_dst, const mlxn_tensor *v_dst);
 
 /* out shares no bytes with in (in may be NULL): the op API forbids
  * aliasing, and a kernel that reads in while writing out would produce

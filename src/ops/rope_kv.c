@@ -1,14 +1,13 @@
 /* Public fused decode-step op mlxn_rope_kv_write: the rotary embedding of
  * q and k with k (rotated) and v appended to their caches at a slot read
  * on the device, validated here as mlxn_rope and mlxn_kv_write2 validate
- * the calls it stands for, then dispatched like every op. */
+ * the calls it stands for, then dispatched like every op. The check is
+ * also the one mlxn_quantized_matmul_fused runs for its rope_kv epilogue. */
 #include "ops/op_check.h"
 
-mlxn_status mlxn_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
-                               const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
-                               mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
-    const char *op = "rope_kv_write";
-    MLXN_TRY(op_check_stream(op, s));
+mlxn_status op_check_rope_kv(const char *op, mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
+                             const mlxn_tensor *v, const mlxn_rope_params *p, const mlxn_tensor *slot,
+                             const mlxn_tensor *q_out, const mlxn_tensor *k_dst, const mlxn_tensor *v_dst) {
     if (!p) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: params are NULL", op);
     MLXN_TRY(op_check_tensor(op, "q", s, q));
     MLXN_TRY(op_check_dtype(op, "q", q, DT_F32));
@@ -32,6 +31,15 @@ mlxn_status mlxn_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_
         for (int i = 0; i < 6; i++) MLXN_TRY(op_check_disjoint(op, out_n[o], out[o], in_n[i], in[i]));
         for (int o2 = 0; o2 < o; o2++) MLXN_TRY(op_check_disjoint(op, out_n[o], out[o], out_n[o2], out[o2]));
     }
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
+                               const mlxn_rope_params *p, const mlxn_tensor *slot, mlxn_tensor *q_out,
+                               mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
+    const char *op = "rope_kv_write";
+    MLXN_TRY(op_check_stream(op, s));
+    MLXN_TRY(op_check_rope_kv(op, s, q, k, v, p, slot, q_out, k_dst, v_dst));
     if (mlxn_tensor_numel(q) == 0 && mlxn_tensor_numel(k) == 0 && mlxn_tensor_numel(v) == 0) return MLXN_OK;
     return s->dev->be->rope_kv_write(s, q, k, v, p, slot, q_out, k_dst, v_dst);
 }

@@ -146,7 +146,7 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth,
             int32_t id;
             if (mlxn_session_forward(c->session, &ids[i], 1, MLXN_LOGITS_LAST, NULL) != MLXN_OK ||
                 mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &greedy, tok) != MLXN_OK ||
-                mlxn_stream_sync(s) != MLXN_OK || mlxn_buffer_read(tok->buf, tok->offset, &id, sizeof id) != MLXN_OK)
+                mlxn_stream_read(s, tok->buf, tok->offset, &id, sizeof id) != MLXN_OK)
                 goto fail;
         }
     }

@@ -104,10 +104,10 @@ int cmd_bench_sample(int argc, char **argv) {
         mlxn_sample_params sp = {.temperature = o.temp, .top_p = o.top_p, .min_p = o.min_p, .top_k = o.top_k,
                                  .seed = 7, .counter = (uint64_t)i + 1};
         double t0 = progress_now();
-        if (mlxn_sample(s, &lg, &sp, &tok) != MLXN_OK || mlxn_buffer_read(tok.buf, 0, &id, sizeof id) != MLXN_OK)
+        if (mlxn_sample(s, &lg, &sp, &tok) != MLXN_OK || mlxn_stream_read(s, tok.buf, 0, &id, sizeof id) != MLXN_OK)
             goto fail;
         double t1 = progress_now();
-        if (mlxn_buffer_read(lg.buf, 0, work, (size_t)o.vocab * sizeof(float)) != MLXN_OK ||
+        if (mlxn_stream_read(s, lg.buf, 0, work, (size_t)o.vocab * sizeof(float)) != MLXN_OK ||
             mlxn_sampler_sample(hs, work, NULL, 0, &id) != MLXN_OK)
             goto fail;
         double t2 = progress_now();

@@ -369,8 +369,7 @@ static int pick_token(tg_ctx *c, const tg_gen_opts *g, int32_t *tok) {
     if (p.temperature != 0.0f) c->dev_draws++;
     p.counter = c->dev_draws ? c->dev_draws : 1; /* greedy draws nothing; the op wants a counter >= 1 */
     if (mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &p, &c->dev_token) != MLXN_OK ||
-        mlxn_stream_sync(s) != MLXN_OK ||
-        mlxn_buffer_read(c->dev_token.buf, c->dev_token.offset, tok, sizeof *tok) != MLXN_OK) {
+        mlxn_stream_read(s, c->dev_token.buf, c->dev_token.offset, tok, sizeof *tok) != MLXN_OK) {
         err(c, "sampling on the device failed");
         return 1;
     }

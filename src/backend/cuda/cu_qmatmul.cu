@@ -454,6 +454,40 @@ extern "C" bool cu_op_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *
     return cu_qmv_mma_takes(w, wq->shape[0], wq->shape[1] * 32 / q->bits, s);
 }
 
+/* The rope_kv epilogue's arguments (qmv_args::rk) for a product of N rows
+ * (the op layer checked the call as rope_kv_write's); false for a rotation
+ * the epilogue lacks (traditional pairs, rotary dims short of the head),
+ * which then runs apart. */
+static bool rope_kv_args(const mlxn_qmm_rope_kv *r, int64_t N, qmv_args *a) {
+    const mlxn_rope_params *p = r->rope;
+    const int64_t D = N / (r->q_heads + 2 * r->kv_heads);
+    if (p->traditional || p->dims != D) return false;
+    a->rk = 1;
+    a->rk_d = (int)D;
+    a->rk_q = r->q_heads * D;
+    a->rk_qk = (r->q_heads + r->kv_heads) * D;
+    cu_rope_args &ra = a->rk_rope; /* as cu_rope_kv.cu's rope_args for one row */
+    ra.T = 1;
+    ra.D = D;
+    ra.dims = p->dims;
+    ra.trad = false;
+    ra.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2);
+    ra.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
+    ra.fs = p->freqs ? p->freqs->strides[0] : 0;
+    ra.off = (float)p->offset;
+    ra.scale = p->scale;
+    a->rk_offp = p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL;
+    a->rk_slot = (const int32_t *)cu_ptr(r->slot);
+    a->rk_qout = (float *)cu_ptr(r->q_out);
+    const mlxn_tensor *kc = r->k_dst, *vc = r->v_dst; /* [..., kv_heads, cap, D] */
+    a->rk_kc = cu_ptr(kc), a->rk_vc = cu_ptr(vc);
+    a->rk_kdt = kc->dtype, a->rk_vdt = vc->dtype;
+    for (int i = 0; i < 3; i++) a->rk_kst[i] = kc->strides[kc->ndim - 3 + i], a->rk_vst[i] = vc->strides[vc->ndim - 3 + i];
+    const int64_t kcap = kc->shape[kc->ndim - 2], vcap = vc->shape[vc->ndim - 2];
+    a->rk_cap = kcap < vcap ? kcap : vcap;
+    return true;
+}
+
 extern "C" mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,
                                                     const mlxn_tensor *scales, const mlxn_tensor *biases,
                                                     const mlxn_quant_params *q, const mlxn_qmm_fusion *f,
@@ -480,6 +514,8 @@ extern "C" mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_t
     }
     if (f->residual) a.res = (const float *)cu_ptr(f->residual);
     if (f->glu) a.glu = 1 + (f->glu == MLXN_GLU_SWIGLU ? CU_ACT_SILU : f->glu == MLXN_GLU_GEGLU_TANH ? CU_ACT_GELU_TANH : CU_ACT_GELU_ERF);
+    if (f->rope_kv && !rope_kv_args(f->rope_kv, N, &a)) return MLXN_OK;
+    a.err = cu_ctx(s)->err_dev;
     mlxn_status st = MLXN_OK;
     if (!cu_qmv_mma_fused(a, s, &st)) return MLXN_OK;
     MLXN_TRY(st);

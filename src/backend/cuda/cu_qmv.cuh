@@ -9,6 +9,7 @@
 #include <cuda_fp8.h>
 
 #include "backend/cuda/cu_quant.cuh"
+#include "backend/cuda/cu_rope.cuh"
 
 /* What a qmv launch reads and writes. */
 typedef struct qmv_args {
@@ -34,6 +35,22 @@ typedef struct qmv_args {
     float nw_off, eps;
     const float *res;
     int glu;
+    /* rk (one row, cu_qmv_mma_fused): the rows are q, k and v heads of rk_d
+     * rows (rk_q rows of q, rk_qk of q and k), and the epilogue also does
+     * rope_kv_write's work on them: q rotated into rk_qout [rk_q], k
+     * rotated and v stored at row *rk_slot of the caches rk_kc / rk_vc
+     * (dtypes rk_kdt / rk_vdt, element strides [head, row, dim], rk_cap
+     * rows); the rotation rk_rope, its position *rk_offp when set; a slot
+     * that misses is recorded in err and nothing but out is written. */
+    int rk, rk_d;
+    int64_t rk_q, rk_qk, rk_cap;
+    cu_rope_args rk_rope;
+    const int32_t *rk_offp, *rk_slot;
+    float *rk_qout;
+    void *rk_kc, *rk_vc;
+    int rk_kdt, rk_vdt;
+    int64_t rk_kst[3], rk_vst[3];
+    long long *err;
 } qmv_args;
 
 /* Load the WPL words of one step at p: 16-byte loads that skip L1 when

@@ -189,6 +189,55 @@ struct qm_epi {
     }
 };
 
+/* Tile b's two 8-row halves, rows r0.. and r8..: 16 rows in a row (r8 =
+ * r0 + 8); with glu, 8 gate rows and their up rows N / 2 further on; with
+ * the rope_kv epilogue, in q and k, 8 rows of a head and their rope
+ * partners half a head further on (rope's halves pairing: rows j and
+ * j + D / 2), so the epilogue finds each pair in one tile; v's tiles are
+ * in a row. */
+__device__ __forceinline__ void qm_tile(const qmv_args &a, int64_t b, int64_t &r0, int64_t &r8) {
+    if (a.glu) {
+        r0 = b * (QM_ROWS / 2), r8 = a.N / 2 + r0;
+    } else if (a.rk && b * QM_ROWS < a.rk_qk) {
+        const int per_head = a.rk_d / QM_ROWS; /* tiles per head */
+        const int64_t h = b / per_head;
+        r0 = h * a.rk_d + (b - h * per_head) * (QM_ROWS / 2), r8 = r0 + a.rk_d / 2;
+    } else {
+        r0 = b * QM_ROWS, r8 = r0 + QM_ROWS / 2;
+    }
+}
+
+/* The rope_kv epilogue of output row r (value v, its rope partner's value
+ * pv): rope_kv_kernel's work on that element (cu_rope_kv.cu), with
+ * cu_rope_elem's formula and roundings (cu_rope.cuh) and its stores, so the
+ * bits are those of the product followed by rope_kv_write. */
+__device__ __forceinline__ void qm_rope_kv(const qmv_args &a, int64_t r, float v, float pv) {
+    const int64_t at = (int64_t)a.rk_slot[0];
+    if (at < 0 || at >= a.rk_cap) { /* every thread sees it: nothing is written; row 0's thread reports */
+        if (r == 0) cu_report(a.err, CU_ERR_ROPE_KV_SLOT, 1, at, a.rk_cap - 1);
+        return;
+    }
+    const int D = a.rk_d;
+    if (r >= a.rk_qk) { /* v: stored as it is */
+        const int64_t h = (r - a.rk_qk) / D, c = r - a.rk_qk - h * D;
+        cu_store(a.rk_vc, a.rk_vdt, h * a.rk_vst[0] + at * a.rk_vst[1] + c * a.rk_vst[2], v);
+        return;
+    }
+    const int64_t h = r / D;
+    const int c = (int)(r - h * D), half = D / 2;
+    const bool first = c < half;
+    const int i = first ? c : c - half;
+    const cu_rope_args &ra = a.rk_rope;
+    const float pos = (0.0f + (a.rk_offp ? (float)*a.rk_offp : ra.off)) * ra.scale; /* row t = 0 */
+    const float inv = ra.freqs ? 1.0f / ra.freqs[i * ra.fs] : exp_exact(-(float)i * ra.base_step);
+    float sn, cs;
+    sincosf(pos * inv, &sn, &cs);
+    const float va = first ? v : pv, vb = first ? pv : v;
+    const float o = first ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn)) : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs));
+    if (r < a.rk_q) a.rk_qout[r] = o; /* q_out [Hq, 1, D]: element r */
+    else cu_store(a.rk_kc, a.rk_kdt, (h - a.rk_q / D) * a.rk_kst[0] + at * a.rk_kst[1] + c * a.rk_kst[2], o);
+}
+
 /* The end of a tile: rows g and g + 8 summed over the 4 lanes t, then over
  * the W warps in order (deterministic), written for x rows m < a.M. With
  * red_ss (the one-row kernel's fused norm: each warp's sum of x^2 over its
@@ -198,11 +247,12 @@ struct qm_epi {
  * (the add of add_kernel, the same bits), thread i < 16 adding resv, the
  * residual of row r0 + i it loaded at its start; with a.glu (one row) the
  * tile is 8 gate rows and their up rows, and out [N / 2] gets
- * act(gate) * up. */
+ * act(gate) * up; with a.rk (one row) the tile's halves are rows r0.. and
+ * r8.. (qm_tile), written to out and through qm_rope_kv. */
 template <int W, int NX>
 __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (&accg)[NX], float (&acch)[NX],
                                           float (&red)[W][NX][QM_ROWS], const float *red_ss = nullptr,
-                                          float resv = 0.0f) {
+                                          float resv = 0.0f, int64_t r8 = 0) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int m = 0; m < NX; m++) {
@@ -228,6 +278,24 @@ __device__ __forceinline__ void qm_finish(const qmv_args &a, int64_t r0, float (
             for (int w = 0; w < W; w++) gv += red[w][0][threadIdx.x], uv += red[w][0][threadIdx.x + 8];
             if (red_ss) gv *= inv, uv *= inv;
             a.out[r0 + threadIdx.x] = cu_act(a.glu - 1, gv) * uv; /* act_kernel's expression */
+        }
+        return;
+    }
+    if (NX == 1 && a.rk) {
+        /* warp 0's lane i < 16: tile row i (row r0 + i, then r8 + i - 8); its rope partner is lane i ^ 8 */
+        if (warp == 0) {
+            float v = 0.0f;
+            if (lane < QM_ROWS) {
+#pragma unroll
+                for (int w = 0; w < W; w++) v += red[w][0][lane];
+                if (red_ss) v *= inv;
+            }
+            const float pv = __shfl_xor_sync(0xffffffffu, v, 8);
+            const int64_t r = (lane < 8 ? r0 : r8) + (lane & 7);
+            if (lane < QM_ROWS && r < a.N) {
+                a.out[r] = v;
+                qm_rope_kv(a, r, v, pv);
+            }
         }
         return;
     }
@@ -288,9 +356,9 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
     __shared__ float red_ss[NORM ? W : 1];        /* NORM: each warp's sum of x^2 */
     const int nch = a.K / QM_CHUNK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    /* the tile's rows: 16 in a row, or with glu 8 gate rows r0.. and their 8 up rows N / 2 + r0.. */
-    const int64_t r0 = (int64_t)blockIdx.x * (a.glu ? QM_ROWS / 2 : QM_ROWS);
-    const qm_rows rows(a, r0, g, t, a.glu ? a.N / 2 + r0 : r0 + 8);
+    int64_t r0, r8; /* the tile's two halves of 8 rows (qm_tile) */
+    qm_tile(a, blockIdx.x, r0, r8);
+    const qm_rows rows(a, r0, g, t, r8);
     /* the x this lane stages per chunk: word-group jw (8 codes) of the
      * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
     const int jw = lane >> 1, h = lane & 1;
@@ -386,7 +454,7 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
         for (int o = 1; o < 32; o *= 2) ssq += __shfl_xor_sync(0xffffffffu, ssq, o);
         if (lane == 0) red_ss[warp] = ssq; /* read after qm_finish's barrier */
     }
-    qm_finish<W, 1>(a, r0, accg, acch, red, NORM ? red_ss : nullptr, resv);
+    qm_finish<W, 1>(a, r0, accg, acch, red, NORM ? red_ss : nullptr, resv, r8);
 }
 
 template <int G, int SDT, int W, int D>
@@ -849,6 +917,8 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 bool cu_qmv_mma_fused(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if (a.M != 1 || ((uintptr_t)a.x & 15) || !cu_qmv_mma_takes(a.w, a.N, a.K, s)) return false;
     if (a.glu && (a.res || a.N % 2)) return false;
+    /* rope_kv: whole tiles of a head (qm_tile), no other epilogue */
+    if (a.rk && (a.glu || a.res || a.rk_d % QM_ROWS || a.rk_qk % QM_ROWS || a.N % QM_ROWS)) return false;
     /* the norm weight: 16-bit (read as pairs: 4-byte aligned) */
     if (a.nw && ((a.nw_dt != MLXN_DTYPE_BF16 && a.nw_dt != MLXN_DTYPE_F16) || ((uintptr_t)a.nw & 3))) return false;
     return qm_launch_one(a, s, st);

@@ -87,14 +87,20 @@ __device__ __forceinline__ float sumsq4(float4 v) {
  * the residual add costs no kernel of its own, and since the reduction and
  * the scaling are this very code, out has the bits of add_kernel followed
  * by the ADD = false kernel on its result.
- * x f32 rows ld elements apart [rows, D] (ADD: a); xb f32 rows ldb apart
+ * x f32 rows ld elements apart [rows, D] (ADD: a), or, with ld < 0 (not
+ * ADD), rows where the view xv puts them (unit last stride, every row
+ * 16-byte aligned: a column slice such as a fused q/k/v output's q for
+ * several tokens, whose rows are not one stride apart; taking this kernel
+ * rather than norm_kernel keeps its summation order, so a view and a
+ * contiguous copy normalize to the same bits); xb f32 rows ldb apart
  * [rows, D] (ADD only: b); w [D] of dtype WDT (f32, bf16 or f16) when
  * has_w; sum f32 [rows, D] (ADD only; may be x or xb itself: every element
  * is read before the same thread writes it); out f32 [rows, D]. */
 template <int NV, int WDT, bool ADD>
-__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, const float *xb, int64_t ldb,
-                                                               int64_t rows, int D, const void *w, bool has_w,
-                                                               float w_off, float eps, float *sum, float *out) {
+__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, cu_view xv, const float *xb,
+                                                               int64_t ldb, int64_t rows, int D, const void *w,
+                                                               bool has_w, float w_off, float eps, float *sum,
+                                                               float *out) {
     __shared__ float sh[32];
     const int D4 = D / 4;
     cu_pdl_wait(); /* programmatic launch (cu_launch): x (and, in principle, w) come from earlier kernels */
@@ -124,7 +130,7 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
         }
     }
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float4 *xr = (const float4 *)(x + r * ld);
+        const float4 *xr = (const float4 *)(x + (ld >= 0 ? r * ld : cu_row_off(xv, r)));
         float4 xv[NV];
 #pragma unroll
         for (int k = 0; k < NV; k++) {
@@ -179,31 +185,31 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
 /* The rms_rows_kernel instance for NV, w's dtype and ADD (xb, ldb and sum
  * are unused without ADD). */
 template <int NV, bool ADD>
-static void rms_rows_launch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const float *xb,
-                            int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
+static void rms_rows_launch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const cu_view &xv,
+                            const float *xb, int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
                             float *sum, float *out) {
     if (wdt == MLXN_DTYPE_BF16)
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_BF16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_BF16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xv, xb, ldb, rows,
                   D, w, has_w, w_off, eps, sum, out);
     else if (wdt == MLXN_DTYPE_F16)
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F16, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xv, xb, ldb, rows,
                   D, w, has_w, w_off, eps, sum, out);
     else
-        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F32, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xb, ldb, rows,
+        cu_launch(s, rms_rows_kernel<NV, MLXN_DTYPE_F32, ADD>, dim3(grid), dim3(RED_THREADS), 0, x, ld, xv, xb, ldb, rows,
                   D, w, has_w, w_off, eps, sum, out);
 }
 
 /* NV (float4 vectors per thread) for rows of D elements, D % 4 == 0 and
  * D <= 8 * 4 * RED_THREADS. */
 template <bool ADD>
-static void rms_rows_dispatch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const float *xb,
-                              int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
+static void rms_rows_dispatch(unsigned grid, mlxn_stream *s, int wdt, const float *x, int64_t ld, const cu_view &xv,
+                              const float *xb, int64_t ldb, int64_t rows, int D, const void *w, bool has_w, float w_off, float eps,
                               float *sum, float *out) {
     const int nv = (D / 4 + RED_THREADS - 1) / RED_THREADS;
-    if (nv <= 1) rms_rows_launch<1, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
-    else if (nv <= 2) rms_rows_launch<2, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
-    else if (nv <= 4) rms_rows_launch<4, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
-    else rms_rows_launch<8, ADD>(grid, s, wdt, x, ld, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    if (nv <= 1) rms_rows_launch<1, ADD>(grid, s, wdt, x, ld, xv, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else if (nv <= 2) rms_rows_launch<2, ADD>(grid, s, wdt, x, ld, xv, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else if (nv <= 4) rms_rows_launch<4, ADD>(grid, s, wdt, x, ld, xv, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
+    else rms_rows_launch<8, ADD>(grid, s, wdt, x, ld, xv, xb, ldb, rows, D, w, has_w, w_off, eps, sum, out);
 }
 
 /* x f32 view [..., N]; out f32 [rows, N]. */
@@ -296,6 +302,15 @@ static bool rows_vec4(const cu_view &v, int64_t *ld) {
     return v.st[v.nd - 1] == 1 && cu_rows_uniform(v, ld) && *ld % 4 == 0 && al16(v.p);
 }
 
+/* rms_rows_kernel takes x as a view (ld < 0): unit stride on the last
+ * axis, every leading stride a multiple of 4, 16-byte aligned. */
+static bool rows_vec4_view(const cu_view &v) {
+    if (v.st[v.nd - 1] != 1 || !al16(v.p)) return false;
+    for (int i = 0; i < v.nd - 1; i++)
+        if (v.shape[i] != 1 && v.st[i] % 4 != 0) return false;
+    return true;
+}
+
 /* rms_rows_kernel takes D, the weight and out (as rms_norm of x into out). */
 static bool rms_rows_ok(int64_t D, const mlxn_tensor *w, const void *out) {
     if (D % 4 != 0 || D > 8 * 4 * RED_THREADS || !al16(out)) return false;
@@ -312,10 +327,11 @@ static mlxn_status run_norm(mlxn_stream *s, const char *op, const mlxn_tensor *x
     int64_t rows = cu_rows(xv), D = cu_last(xv);
     if (rows == 0 || D == 0) return MLXN_OK;
     cu_view wv = w ? cu_view_of(w) : xv, bv = b ? cu_view_of(b) : xv;
-    /* contiguous rms rows: the register-resident kernel (see above) */
+    /* rms rows one stride apart, or any view of aligned unit-stride rows:
+       the register-resident kernel (see above) */
     int64_t ld = D;
-    if (!layer && !b && rows_vec4(xv, &ld) && rms_rows_ok(D, w, cu_ptr(out))) {
-        rms_rows_dispatch<false>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)xv.p, ld,
+    if (!layer && !b && (rows_vec4(xv, &ld) || (ld = -1, rows_vec4_view(xv))) && rms_rows_ok(D, w, cu_ptr(out))) {
+        rms_rows_dispatch<false>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)xv.p, ld, xv,
                                  NULL, 0, rows, (int)D, wv.p, w != NULL, w_off, eps, NULL, (float *)cu_ptr(out));
         return cu_launched(s, op, "rms_rows_kernel");
     }
@@ -342,7 +358,7 @@ extern "C" mlxn_status cu_op_add_rms_norm(mlxn_stream *s, const mlxn_tensor *a, 
     int64_t rows = cu_rows(av), D = cu_last(av), lda = D, ldb = D;
     if (rows == 0 || D == 0) return MLXN_OK;
     if (rows_vec4(av, &lda) && rows_vec4(bv, &ldb) && al16(cu_ptr(sum)) && rms_rows_ok(D, w, cu_ptr(out))) {
-        rms_rows_dispatch<true>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)av.p, lda,
+        rms_rows_dispatch<true>(row_blocks(rows), s, w ? (int)w->dtype : MLXN_DTYPE_F32, (const float *)av.p, lda, av,
                                 (const float *)bv.p, ldb, rows, (int)D, w ? cu_ptr(w) : NULL, w != NULL,
                                 w ? w_offset : 0.0f, eps, (float *)cu_ptr(sum), (float *)cu_ptr(out));
         return cu_launched(s, op, "rms_rows_kernel<add>");
