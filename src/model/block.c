@@ -34,7 +34,9 @@
  * ride in the output and down projections, and the norms (and the gated
  * activation) in the q/k/v and gate/up products, through
  * mlxn_quantized_matmul_fused: no add_rms_norm or activation op then runs
- * but the final norm. */
+ * but the final norm. A decode step's rope and cache writes then ride in
+ * the fused q/k/v product too (its rope_kv; not with q/k norms, which come
+ * between the product and rope). */
 #include <string.h>
 
 #include "core/internal.h"
