@@ -97,33 +97,18 @@ static void fill(void *p, mlxn_dtype dt, int64_t n, uint64_t *seed) {
     }
 }
 
-/* Device time of `reps` calls of mlxn_sdpa, K/V copy i % nsets for call i:
- * one by one (an event after every call; t[0..reps) each call's time) or
- * back to back (events only around all of them; t[0] the time per call).
- * The device waits 60 us per call while the host queues them (validation,
- * launch, scratch: ~10-20 us per call); *host_us says whether it kept
- * ahead, with a warning when it did not. */
-static mlxn_status time_calls(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,
-                              int nsets, const mlxn_sdpa_params *p, mlxn_tensor *out, int reps, int back_to_back,
-                              double *t, double *host_us) {
-    const double hold = 1000.0 + 60.0 * reps;
-    mlxn_cuda_timer *tm = NULL;
-    mlxn_status st = mlxn_cuda_timer_begin(s, back_to_back ? 2 : reps + 1, hold, &tm);
-    if (st != MLXN_OK) return st;
-    st = mlxn_cuda_timer_mark(tm, 0);
-    const double h0 = bench_now_us();
-    for (int i = 0; i < reps && st == MLXN_OK; i++) {
-        st = mlxn_sdpa(s, q, &k[i % nsets], &v[i % nsets], p, out);
-        if (st == MLXN_OK && !back_to_back) st = mlxn_cuda_timer_mark(tm, i + 1);
-    }
-    if (st == MLXN_OK && back_to_back) st = mlxn_cuda_timer_mark(tm, 1);
-    *host_us = (bench_now_us() - h0) / reps;
-    if (st == MLXN_OK && *host_us * reps > hold)
-        fprintf(stderr, "mlxn bench sdpa: warning: queueing took %.1f us per call, past the device's wait: the "
-                        "intervals may include host time\n", *host_us);
-    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
-    if (st == MLXN_OK && st2 == MLXN_OK && back_to_back) t[0] /= reps;
-    return st != MLXN_OK ? st : st2;
+/* One timed call (bench_time_calls): mlxn_sdpa on K/V copy i % nsets. */
+typedef struct sdpa_call {
+    mlxn_stream *s;
+    const mlxn_tensor *q, *k, *v;
+    int nsets;
+    const mlxn_sdpa_params *p;
+    mlxn_tensor *out;
+} sdpa_call;
+
+static mlxn_status sdpa_once(void *ctx, int i) {
+    const sdpa_call *c = ctx;
+    return mlxn_sdpa(c->s, c->q, &c->k[i % c->nsets], &c->v[i % c->nsets], c->p, c->out);
 }
 
 int cmd_bench_sdpa(int argc, char **argv) {
@@ -191,8 +176,10 @@ int cmd_bench_sdpa(int argc, char **argv) {
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     double host_us = 0, b2b = 0, host_b2b = 0;
-    if (time_calls(s, &q, k, v, nsets, &p, &out, o.reps, 0, t, &host_us) != MLXN_OK ||
-        time_calls(s, &q, k, v, nsets, &p, &out, o.reps, 1, &b2b, &host_b2b) != MLXN_OK)
+    /* the device waits 60 us per call while the host queues them (validation, launch, scratch: ~10-20 us) */
+    sdpa_call call = {.s = s, .q = &q, .k = k, .v = v, .nsets = nsets, .p = &p, .out = &out};
+    if (bench_time_calls(s, "sdpa", o.reps, 0, 60.0, sdpa_once, &call, t, &host_us) != MLXN_OK ||
+        bench_time_calls(s, "sdpa", o.reps, 1, 60.0, sdpa_once, &call, &b2b, &host_b2b) != MLXN_OK)
         goto fail;
     qsort(t, (size_t)o.reps, sizeof(double), bench_cmp_double);
     const double med = o.reps % 2 ? t[o.reps / 2] : 0.5 * (t[o.reps / 2 - 1] + t[o.reps / 2]), tmin = t[0];

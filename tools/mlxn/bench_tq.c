@@ -363,26 +363,23 @@ static void fill_seeded(float *p, int64_t n, uint64_t *seed) {
     }
 }
 
-/* Device time of `reps` calls of one op (attention, or the one-token
- * append), cache copy i % n for call i: one by one (an event after every
- * call; t[0..reps) each call's time) or back to back (events only around
- * all of them, as a decode step's stream runs them; t[0] the time per
- * call). */
-static mlxn_status time_calls(mlxn_stream *s, mlxn_tq_cache **c, int n, int reps, int is_append, int back_to_back,
-                              const mlxn_tensor *q, const mlxn_tq_sdpa_params *tp, mlxn_tensor *out,
-                              const mlxn_tensor *k1, const mlxn_tensor *v1, int64_t apos, double *t) {
-    mlxn_cuda_timer *tm = NULL;
-    mlxn_status st = mlxn_cuda_timer_begin(s, back_to_back ? 2 : reps + 1, 1000.0 + 20.0 * reps, &tm);
-    if (st != MLXN_OK) return st;
-    st = mlxn_cuda_timer_mark(tm, 0);
-    for (int i = 0; i < reps && st == MLXN_OK; i++) {
-        st = is_append ? mlxn_tq_append(s, c[i % n], k1, v1, apos, NULL) : mlxn_tq_sdpa(s, c[i % n], q, tp, out);
-        if (st == MLXN_OK && !back_to_back) st = mlxn_cuda_timer_mark(tm, i + 1);
-    }
-    if (st == MLXN_OK && back_to_back) st = mlxn_cuda_timer_mark(tm, 1);
-    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
-    if (st == MLXN_OK && st2 == MLXN_OK && back_to_back) t[0] /= reps;
-    return st != MLXN_OK ? st : st2;
+/* One timed call (bench_time_calls): attention over cache copy i % n, or
+ * the one-token append at apos into it. */
+typedef struct tq_call {
+    mlxn_stream *s;
+    mlxn_tq_cache **c;
+    int n, is_append;
+    const mlxn_tensor *q;
+    const mlxn_tq_sdpa_params *tp;
+    mlxn_tensor *out;
+    const mlxn_tensor *k1, *v1;
+    int64_t apos;
+} tq_call;
+
+static mlxn_status tq_once(void *ctx, int i) {
+    const tq_call *a = ctx;
+    return a->is_append ? mlxn_tq_append(a->s, a->c[i % a->n], a->k1, a->v1, a->apos, NULL)
+                        : mlxn_tq_sdpa(a->s, a->c[i % a->n], a->q, a->tp, a->out);
 }
 
 enum { TQ_MAX_SETS = 32 };
@@ -436,9 +433,12 @@ static int one_ctx_cuda(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, s
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
     double b2b = 0;
-    if (time_calls(s, c, nsets, o->reps, 0, 0, &q, &ap, &out, NULL, NULL, 0, t) != MLXN_OK ||
-        time_calls(s, c, nsets, o->reps, 0, 1, &q, &ap, &out, NULL, NULL, 0, &b2b) != MLXN_OK ||
-        time_calls(s, c, nsets, o->reps, 1, 0, NULL, NULL, NULL, &k1, &v1, ctx - 1, ta) != MLXN_OK)
+    /* the device waits 20 us per call while the host queues them */
+    tq_call att = {.s = s, .c = c, .n = nsets, .q = &q, .tp = &ap, .out = &out};
+    tq_call app = {.s = s, .c = c, .n = nsets, .is_append = 1, .k1 = &k1, .v1 = &v1, .apos = ctx - 1};
+    if (bench_time_calls(s, "tq", o->reps, 0, 20.0, tq_once, &att, t, NULL) != MLXN_OK ||
+        bench_time_calls(s, "tq", o->reps, 1, 20.0, tq_once, &att, &b2b, NULL) != MLXN_OK ||
+        bench_time_calls(s, "tq", o->reps, 0, 20.0, tq_once, &app, ta, NULL) != MLXN_OK)
         goto fail;
     double med = median_us(t, o->reps), tmin = t[0], amed = median_us(ta, o->reps);
     double gbs = cbytes / (med * 1e3);

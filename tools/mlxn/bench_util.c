@@ -1,6 +1,8 @@
 /* Helpers shared by the `mlxn bench` modes; see bench_util.h. */
 #include "bench_util.h"
 
+#include "backend/cuda/cuda_bench.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +76,27 @@ double bench_read_bandwidth(mlxn_threadpool *pool, size_t bytes, int reps) {
     }
     free(p);
     return (double)bytes / (best * 1e3);
+}
+
+mlxn_status bench_time_calls(mlxn_stream *s, const char *what, int reps, int back_to_back, double hold_us,
+                             bench_call_fn fn, void *ctx, double *t, double *host_us) {
+    const double hold = 1000.0 + hold_us * reps;
+    mlxn_cuda_timer *tm = NULL;
+    mlxn_status st = mlxn_cuda_timer_begin(s, back_to_back ? 2 : reps + 1, hold, &tm);
+    if (st != MLXN_OK) return st;
+    st = mlxn_cuda_timer_mark(tm, 0);
+    const double h0 = bench_now_us();
+    for (int i = 0; i < reps && st == MLXN_OK; i++) {
+        st = fn(ctx, i);
+        if (st == MLXN_OK && !back_to_back) st = mlxn_cuda_timer_mark(tm, i + 1);
+    }
+    if (st == MLXN_OK && back_to_back) st = mlxn_cuda_timer_mark(tm, 1);
+    const double queued = bench_now_us() - h0;
+    if (host_us) *host_us = queued / reps;
+    if (st == MLXN_OK && queued > hold)
+        fprintf(stderr, "mlxn bench %s: warning: queueing took %.1f us per call, past the device's wait: the "
+                        "intervals may include host time\n", what, queued / reps);
+    mlxn_status st2 = mlxn_cuda_timer_end(tm, t);
+    if (st == MLXN_OK && st2 == MLXN_OK && back_to_back) t[0] /= reps;
+    return st != MLXN_OK ? st : st2;
 }

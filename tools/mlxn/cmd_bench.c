@@ -179,6 +179,21 @@ static double median_of(double *t, int n) {
     return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
+/* One timed call (bench_time_calls): the product over weight copy i % nsets. */
+typedef struct qmv_call {
+    mlxn_stream *s;
+    const mlxn_tensor *x, *wq, *sc, *bi;
+    const mlxn_quant_params *q;
+    int transpose, nsets;
+    mlxn_tensor *out;
+} qmv_call;
+
+static mlxn_status qmv_once(void *ctx, int i) {
+    const qmv_call *c = ctx;
+    const int k = i % c->nsets;
+    return mlxn_quantized_matmul(c->s, c->x, &c->wq[k], &c->sc[k], c->bi ? &c->bi[k] : NULL, c->q, c->transpose, c->out);
+}
+
 /* The --device cuda[:N] path: see the top of the file. */
 static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlxn_device_params *dp, int64_t qrows,
                       int64_t qcols) {
@@ -202,7 +217,6 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
     float *hx = malloc((size_t)(o->n * o->cols) * sizeof(float));
     double *t = malloc((size_t)o->reps * sizeof(double));
     mlxn_stream *s = mlxn_device_stream(dev);
-    mlxn_cuda_timer *tm = NULL;
     if (!hw || !hs || !hb || !hx || !t) {
         fprintf(stderr, "mlxn bench: out of host memory\n");
         goto done;
@@ -237,18 +251,10 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
         if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
-    /* the device waits ~20 us per call to be queued (host-side validation and launch are a few us) */
-    if (mlxn_cuda_timer_begin(s, o->reps + 1, 1000.0 + 20.0 * o->reps, &tm) != MLXN_OK) goto fail;
-    if (mlxn_cuda_timer_mark(tm, 0) != MLXN_OK) goto fail;
-    for (int i = 0; i < o->reps; i++) {
-        int k = i % nsets;
-        if (mlxn_quantized_matmul(s, &x, &wq[k], &sc[k], affine ? &bi[k] : NULL, q, o->transpose, &out) != MLXN_OK ||
-            mlxn_cuda_timer_mark(tm, i + 1) != MLXN_OK)
-            goto fail;
-    }
-    mlxn_status st = mlxn_cuda_timer_end(tm, t);
-    tm = NULL;
-    if (st != MLXN_OK) goto fail;
+    /* the device waits 20 us per call while the host queues them (validation and launch are a few us) */
+    qmv_call call = {.s = s, .x = &x, .wq = wq, .sc = sc, .bi = affine ? bi : NULL, .q = q,
+                     .transpose = o->transpose, .out = &out, .nsets = nsets};
+    if (bench_time_calls(s, "qmv", o->reps, 0, 20.0, qmv_once, &call, t, NULL) != MLXN_OK) goto fail;
     /* Back to back: the same calls with no event between them, one interval
      * over all of them (the next kernel's launch overlaps this one's tail, as
      * in a decode step). First rotating the copies (every call from HBM),
@@ -256,19 +262,8 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
      * repeats one op on one set of weights, so what the L2 holds is reused). */
     double b2b[2] = {0, 0};
     for (int same = 0; same < 2; same++) {
-        double tt[1];
-        if (mlxn_cuda_timer_begin(s, 2, 1000.0 + 20.0 * o->reps, &tm) != MLXN_OK || mlxn_cuda_timer_mark(tm, 0) != MLXN_OK)
-            goto fail;
-        for (int i = 0; i < o->reps; i++) {
-            int k = same ? 0 : i % nsets;
-            if (mlxn_quantized_matmul(s, &x, &wq[k], &sc[k], affine ? &bi[k] : NULL, q, o->transpose, &out) != MLXN_OK)
-                goto fail;
-        }
-        if (mlxn_cuda_timer_mark(tm, 1) != MLXN_OK) goto fail;
-        st = mlxn_cuda_timer_end(tm, tt);
-        tm = NULL;
-        if (st != MLXN_OK) goto fail;
-        b2b[same] = tt[0] / o->reps;
+        call.nsets = same ? 1 : nsets;
+        if (bench_time_calls(s, "qmv", o->reps, 1, 20.0, qmv_once, &call, &b2b[same], NULL) != MLXN_OK) goto fail;
     }
     double mean = 0;
     for (int i = 0; i < o->reps; i++) mean += t[i] / o->reps;
@@ -316,7 +311,6 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
 fail:
     fprintf(stderr, "mlxn bench: %s\n", mlxn_last_error());
 done:
-    if (tm) mlxn_cuda_timer_end(tm, t);
     mlxn_tensor_release(&out);
     mlxn_tensor_release(&x);
     for (int i = 0; i < nsets; i++) {
