@@ -88,7 +88,7 @@ __device__ __forceinline__ float sumsq4(float4 v) {
  * the scaling are this very code, out has the bits of add_kernel followed
  * by the ADD = false kernel on its result.
  * x f32 rows ld elements apart [rows, D] (ADD: a), or, with ld < 0 (not
- * ADD), rows where the view xv puts them (unit last stride, every row
+ * ADD), rows where the view xview puts them (unit last stride, every row
  * 16-byte aligned: a column slice such as a fused q/k/v output's q for
  * several tokens, whose rows are not one stride apart; taking this kernel
  * rather than norm_kernel keeps its summation order, so a view and a
@@ -97,7 +97,7 @@ __device__ __forceinline__ float sumsq4(float4 v) {
  * has_w; sum f32 [rows, D] (ADD only; may be x or xb itself: every element
  * is read before the same thread writes it); out f32 [rows, D]. */
 template <int NV, int WDT, bool ADD>
-__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, cu_view xv, const float *xb,
+__global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, int64_t ld, cu_view xview, const float *xb,
                                                                int64_t ldb, int64_t rows, int D, const void *w,
                                                                bool has_w, float w_off, float eps, float *sum,
                                                                float *out) {
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(RED_THREADS) rms_rows_kernel(const float *x, i
         }
     }
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-        const float4 *xr = (const float4 *)(x + (ld >= 0 ? r * ld : cu_row_off(xv, r)));
+        const float4 *xr = (const float4 *)(x + (ld >= 0 ? r * ld : cu_row_off(xview, r)));
         float4 xv[NV];
 #pragma unroll
         for (int k = 0; k < NV; k++) {
