@@ -215,7 +215,7 @@ static mlxn_status ring_copy(mlxn_stream *st, const mlxn_tensor *ring, int64_t c
  * captures): q3, k3, v3 [1, heads, D] (token-major views of the
  * projections) -> rope of q into qr [Hq, 1, D]; rope of k and v written at
  * the step's slot of layer l's cache, all in one op (unless `roped`: the
- * q/k/v product did it, step_qkv_rope_kv); then q4 [1, Hq, 1, D] (qr)
+ * q/k/v product did it, through its rope_kv); then q4 [1, Hq, 1, D] (qr)
  * attends to slots [0, kv_len) of the whole buffer into att4. With one
  * query every key held is visible (a ring holds exactly the window; rope
  * was applied before the write, so the order of keys in the ring does not
@@ -342,7 +342,8 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
     mlxn_tensor att4 = batch1(att);
     if (s->step_mode && !s->tq) {
         /* rope, the cache writes and attention of a decode step (one
-           kernel for the first two on a GPU, instead of two or three) */
+           kernel for the first two on a GPU, instead of two or three; none
+           where the q/k/v product did them) */
         MLXN_TRY(attend_step(s, l, fold_rope, &q3, &k3, &v3, &qr, &q4, &att4));
     } else {
         if (L->fused_qkv && !c->qk_norm) {
