@@ -908,7 +908,12 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * 2048 x 8192: 128 tiles): each SM then has one block, and 16 warps keep twice the chunks in flight.
      * MLXN_CUDA_QMV_MMA = 6 leaves this shape out (comparisons) */
     if (variant == 1 && a.K / QM_CHUNK >= 64 && tiles <= cu_ctx(s)->sms) { QM_PICK(16, 3) }
-    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || tiles <= cu_ctx(s)->sms));
+    /* 8 warps x 3 chunks in flight where K is long, or where the row tiles need at most two 8-warp blocks
+     * per SM (one wave): a warp then owns few enough chunks for one or two round trips. Up to 2 tiles per
+     * SM (not 1) measured on an H100: Llama-3.2-1B's q/k/v (192 tiles at K = 2048) joins, tg128 1503-1515
+     * -> 1565-1601 tok/s; the 8B's o (256 tiles) joins without moving its tg128; up to 3 per SM (the 8B's
+     * 384-tile q/k/v too) cost the 8B 1%. 4 warps x 2 elsewhere (many tiles: more blocks per SM) */
+    const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || tiles <= 2 * cu_ctx(s)->sms));
     if (wide) { QM_PICK(8, 3) }
     QM_PICK(4, 2)
 #undef QM_PICK
