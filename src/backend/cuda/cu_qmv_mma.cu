@@ -208,9 +208,9 @@ __device__ __forceinline__ void qm_tile(const qmv_args &a, int64_t b, int64_t &r
 }
 
 /* The rope_kv epilogue of output row r (value v, its rope partner's value
- * pv): rope_kv_kernel's work on that element (cu_rope_kv.cu), with
- * cu_rope_elem's formula and roundings (cu_rope.cuh) and its stores, so the
- * bits are those of the product followed by rope_kv_write. */
+ * pv): rope_kv_kernel's work on that element (cu_rope_kv.cu), through
+ * cu_rope_pair (cu_rope.cuh) and with its stores, so the bits are those of
+ * the product followed by rope_kv_write. */
 __device__ __forceinline__ void qm_rope_kv(const qmv_args &a, int64_t r, float v, float pv) {
     const int64_t at = (int64_t)a.rk_slot[0];
     if (at < 0 || at >= a.rk_cap) { /* every thread sees it: nothing is written; row 0's thread reports */
@@ -227,13 +227,8 @@ __device__ __forceinline__ void qm_rope_kv(const qmv_args &a, int64_t r, float v
     const int c = (int)(r - h * D), half = D / 2;
     const bool first = c < half;
     const int i = first ? c : c - half;
-    const cu_rope_args &ra = a.rk_rope;
-    const float pos = (0.0f + (a.rk_offp ? (float)*a.rk_offp : ra.off)) * ra.scale; /* row t = 0 */
-    const float inv = ra.freqs ? 1.0f / ra.freqs[i * ra.fs] : exp_exact(-(float)i * ra.base_step);
-    float sn, cs;
-    sincosf(pos * inv, &sn, &cs);
-    const float va = first ? v : pv, vb = first ? pv : v;
-    const float o = first ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn)) : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs));
+    const float pos = 0.0f + (a.rk_offp ? (float)*a.rk_offp : a.rk_rope.off); /* row t = 0 */
+    const float o = cu_rope_pair(a.rk_rope, pos, i, first ? v : pv, first ? pv : v, first);
     if (r < a.rk_q) a.rk_qout[r] = o; /* q_out [Hq, 1, D]: element r */
     else cu_store(a.rk_kc, a.rk_kdt, (h - a.rk_q / D) * a.rk_kst[0] + at * a.rk_kst[1] + c * a.rk_kst[2], o);
 }

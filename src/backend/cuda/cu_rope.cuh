@@ -41,6 +41,21 @@ typedef struct cu_rope_args {
     float scale;
 } cu_rope_args;
 
+/* The rotated value of rope pair i's first element (first: a cos - b sin)
+ * or second (a sin + b cos), a and b the pair's inputs, at position pos
+ * (row t + offset, unscaled): the formula and roundings every kernel that
+ * rotates shares (rope_kernel, rope_kv_kernel, the q/k/v mat-vec's
+ * rope_kv epilogue), so they give the same bits. The sum is the same
+ * either way round (an IEEE add is commutative), so traditional pairs take
+ * it too. */
+__device__ __forceinline__ float cu_rope_pair(const cu_rope_args &a, float pos, int i, float va, float vb, bool first) {
+    const float p = pos * a.scale;
+    const float inv = a.freqs ? 1.0f / a.freqs[i * a.fs] : exp_exact(-(float)i * a.base_step);
+    float sn, cs;
+    sincosf(p * inv, &sn, &cs);
+    return first ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn)) : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs));
+}
+
 /* Element e (row-major over x's [rows, D]) of rope(x). x f32 view [..., T, D]. */
 __device__ __forceinline__ float cu_rope_elem(const cu_view &x, const cu_rope_args &a, int64_t e) {
     const int64_t xs = x.st[x.nd - 1];
@@ -49,17 +64,9 @@ __device__ __forceinline__ float cu_rope_elem(const cu_view &x, const cu_rope_ar
     const float *xr = (const float *)x.p + cu_row_off(x, r);
     if (c >= a.dims) return xr[c * xs];
     const int64_t t = r % a.T;
-    const float pos = ((float)t + a.off) * a.scale;
     const int i = a.trad ? (int)(c >> 1) : (int)(c < half ? c : c - half);
-    const float inv = a.freqs ? 1.0f / a.freqs[i * a.fs] : exp_exact(-(float)i * a.base_step);
-    float sn, cs;
-    sincosf(pos * inv, &sn, &cs);
     const int64_t ia = a.trad ? 2 * i : i, ib = a.trad ? 2 * i + 1 : i + half;
-    const float va = xr[ia * xs], vb = xr[ib * xs];
-    /* first of the pair: a cos - b sin; second: a sin + b cos (traditional: b cos + a sin) */
-    return (c == ia) ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn))
-                     : (a.trad ? __fadd_rn(__fmul_rn(vb, cs), __fmul_rn(va, sn))
-                               : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs)));
+    return cu_rope_pair(a, (float)t + a.off, i, xr[ia * xs], xr[ib * xs], c == ia);
 }
 
 #endif
