@@ -50,9 +50,14 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <cooperative_groups.h>
+
 #include "backend/cuda/cu_attn.cuh"
 
-enum { FA_KT = 64, FA_MAX_SPLITS = 1024 };
+/* FA_CLUSTER_KEYS: the most keys per split for which the splits merge in
+ * a cluster (MLXN_CUDA_FA_CLUSTER overrides it), FA_CLUSTER_MAX the most
+ * splits then (a portable cluster size) */
+enum { FA_KT = 64, FA_MAX_SPLITS = 1024, FA_CLUSTER_KEYS = 256, FA_CLUSTER_MAX = 8 };
 
 typedef struct fa_args {
     const char *q;              /* [B, Hq, Tq, D] any float dtype, element strides qs */
@@ -69,6 +74,7 @@ typedef struct fa_args {
     float *part;                /* S > 1: [B * Hkv][NT][S][ROWS][D + 4] (acc, then m, l; rows
                                    padded to 16 bytes for the combine's vector loads) */
     int NT, S, CH;              /* row tiles per kv head, splits, keys per split */
+    int cl;                     /* S > 1 and the splits merge inside a cluster of S blocks (no part) */
 } fa_args;
 
 __device__ __forceinline__ uint32_t fa_pack(float x0, float x1, bool bf) {
@@ -418,6 +424,46 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
         __syncthreads(); /* the next tile overwrites S, P and (one buffer) K, V */
     }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (a.cl) {
+        /* The splits of this row tile are the blocks of one cluster (rank = split). Each parks its
+         * unnormalized rows in its own shared memory (the K/V buffers: the loop ended on a barrier and
+         * no copy is in flight); after a cluster barrier each block merges a share of the tile's
+         * outputs, reading every split's rows, maxima and denominators through distributed shared
+         * memory, in split order (deterministic). Why: the partials no longer go through global memory
+         * to a second kernel (fa_combine). */
+        float *Os = (float *)Ks; /* [ROWS][D] this split's unnormalized rows */
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                for (int nb = 0; nb < NB; nb++) {
+                    const int row = 16 * mt + g + 8 * hf, col = warp * (D / NW) + 8 * nb + 2 * t4;
+                    *(float2 *)&Os[row * D + col] = make_float2(o[mt][nb][2 * hf], o[mt][nb][2 * hf + 1]);
+                }
+        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+        cluster.sync();
+        const int Rv = min(ROWS, R - r0);
+        for (int e = split * NTH + tid; e < Rv * D; e += a.S * NTH) {
+            const int row = e / D, col = e % D;
+            float M = -INFINITY;
+            for (int j = 0; j < a.S; j++) M = fmaxf(M, *cluster.map_shared_rank(m_s + row, j));
+            float L = 0.0f, sum = 0.0f;
+            for (int j = 0; j < a.S; j++) {
+                const float mj = *cluster.map_shared_rank(m_s + row, j);
+                if (mj == -INFINITY) continue; /* an empty split */
+                const float f = expf(mj - M);
+                L += f * *cluster.map_shared_rank(l_s + row, j);
+                sum += f * *cluster.map_shared_rank(Os + row * D + col, j);
+            }
+            const int rg = r0 + row, h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
+            a.out[(((int64_t)b * a.Hq + h) * a.Tq + t) * D + col] = sum * (L > 0.0f ? 1.0f / L : 0.0f); /* none: zeros */
+        }
+        cluster.sync(); /* the other blocks read this one's shared memory until here */
+        return;
+    }
+#endif
     /* results: normalized rows, or this split's partial rows with (m, l) */
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -566,17 +612,27 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         a.S = (int)S;
         a.CH = (int)CH;
     }
+    /* the splits merged inside a cluster (sm_90+) where at most FA_CLUSTER_MAX of them cover the keys
+     * with at most FA_CLUSTER_KEYS each: fewer splits, no partials in global memory, no fa_combine */
+    a.cl = 0;
+    const int64_t ckeys = cu_ctx(s)->knobs.fa_cluster < 0 ? FA_CLUSTER_KEYS : cu_ctx(s)->knobs.fa_cluster;
+    if (a.S > 1 && cu_ctx(s)->clusters && ckeys > 0) {
+        const int64_t S = a.S < FA_CLUSTER_MAX ? a.S : FA_CLUSTER_MAX;
+        const int64_t CH = ((a.Tk + S - 1) / S + FA_KT - 1) / FA_KT * FA_KT;
+        if (CH <= ckeys && (a.Tk + CH - 1) / CH > 1) a.CH = (int)CH, a.S = (int)((a.Tk + CH - 1) / CH), a.cl = 1;
+    }
     const int64_t gx = (int64_t)a.NT * a.S;
     if (gx > INT32_MAX)
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld row tiles is not built yet", (long long)gx);
     void *part = NULL;
-    if (a.S > 1) {
+    if (a.S > 1 && !a.cl) {
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    cu_launch(s, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups), dim3(NW * 32), smem, a);
+    cu_launch_cluster(s, a.cl ? (unsigned)a.S : 1u, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups),
+                      dim3(NW * 32), smem, a);
     mlxn_status st = cu_launched(s, op, "fa_kernel");
-    if (st == MLXN_OK && a.S > 1) {
+    if (st == MLXN_OK && a.S > 1 && !a.cl) {
         const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
         if (orows > INT32_MAX) /* grid x */
             st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld rows is not built yet", (long long)orows);

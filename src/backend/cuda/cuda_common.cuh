@@ -53,6 +53,9 @@ typedef struct cu_knobs {
                              one-row layout's kernel (comparisons); 6 = the measured choice without
                              the 16-warp one-row launch (comparisons); 1 (unset) = measured choice */
     int fuse_off;         /* MLXN_CUDA_FUSE=0: quantized_matmul_fused runs its parts apart (comparisons) */
+    int64_t fa_cluster;   /* MLXN_CUDA_FA_CLUSTER: the most keys per block for which split decode attention
+                             merges its splits inside a thread-block cluster (cu_attn_flash.cu); 0 = off;
+                             -1 (unset) = the measured default */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are
@@ -74,6 +77,7 @@ typedef struct cu_stream {
     void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */
     size_t qmm_cap;      /* its bytes */
     int pdl;             /* programmatic dependent launch (cu_launch): sm_90+, unless MLXN_CUDA_PDL=0 */
+    int clusters;        /* thread-block clusters with distributed shared memory: sm_90+ */
     cu_knobs knobs;      /* the environment's switches, read when the stream was made */
     /* device attributes, read when the stream was made (launch shapes use them every call) */
     int sms;             /* multiprocessors */
@@ -107,20 +111,32 @@ static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
  * a kernel launched this way calls cu_pdl_wait() before it reads anything
  * an earlier kernel wrote or writes anything at all, and may call
  * cu_pdl_launch_dependents() to let its successor be scheduled early. */
+/* cu_launch with the grid's x cut into thread-block clusters of cluster_x
+ * blocks (sm_90+, cu_stream.clusters; 1: no clusters). */
 template <typename... KArgs, typename... Args>
-static inline void cu_launch(mlxn_stream *s, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                             Args &&...args) {
+static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                     size_t smem, Args &&...args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = cu_ctx(s)->s;
-    cudaLaunchAttribute attr[1];
+    cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = cu_ctx(s)->pdl;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
+    if (cluster_x > 1) {
+        attr[1].id = cudaLaunchAttributeClusterDimension;
+        attr[1].val.clusterDim.x = cluster_x, attr[1].val.clusterDim.y = 1, attr[1].val.clusterDim.z = 1;
+        cfg.numAttrs = 2;
+    }
     (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...); /* errors: cu_launched */
+}
+template <typename... KArgs, typename... Args>
+static inline void cu_launch(mlxn_stream *s, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                             Args &&...args) {
+    cu_launch_cluster(s, 1, kernel, grid, block, smem, static_cast<Args &&>(args)...);
 }
 /* Wait until the kernels before this one on the stream have finished and
  * their writes are visible (a no-op without programmatic launch). */

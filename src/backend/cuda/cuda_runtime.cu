@@ -127,6 +127,8 @@ static void read_knobs(cu_knobs *k) {
     k->qmv_mma = qmv && qmv[0] == '0' ? 0 : qv ? (int)qv : 1;
     const char *fuse = getenv("MLXN_CUDA_FUSE");
     k->fuse_off = fuse && fuse[0] == '0';
+    const char *fc = getenv("MLXN_CUDA_FA_CLUSTER");
+    k->fa_cluster = fc && fc[0] == '0' ? 0 : env_count("MLXN_CUDA_FA_CLUSTER") ? env_count("MLXN_CUDA_FA_CLUSTER") : -1;
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
@@ -138,6 +140,7 @@ extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
     int major = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
     c->pdl = major >= 9 && !c->knobs.pdl_off;
+    c->clusters = major >= 9;
     mlxn_status st = cuda_check(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, index),
                                 "cudaDeviceGetAttribute (multiprocessors)", index);
     if (st == MLXN_OK)
