@@ -2,7 +2,10 @@
  * src/backend/cuda/cu_attn_flash.cu) against the CPU backend's exact f32
  * attention (itself checked against a double-precision reference and MLX in
  * test_sdpa) on the same inputs: decode (Tq 1, 3, 8) with GQA ratios 1, 4
- * and 16 up to 20000 cached keys (the key-split path and its combine),
+ * and 16 up to 20000 cached keys (the key-split path and its combine; up
+ * to ~2000 keys the splits merge inside a thread-block cluster on sm_90,
+ * MLXN_CUDA_FA_CLUSTER=0 takes the combine there too), decode with
+ * softcap, without causality and on a sliding-window ring,
  * prefill (Tq 64, 257) with causal, sliding window and softcap, bf16 and
  * f16 K/V with f32 or bf16 q, strided q and K/V inside a larger cache,
  * prefill with enough kv heads that the keys are not split (each block
@@ -55,6 +58,10 @@ static const attn_tc cases[] = {
     {"dec_d512_g16",      1, 16, 1,  1,   600,   512, F32,  BF16, 0,   0,   0,    0,     0,    0},
     {"dec_window",        1, 8,  2,  1,   3000,  128, F32,  BF16, 1,   512, 0,    2900,  2000, 0},
     {"dec_softcap",       1, 8,  1,  8,   700,   256, F32,  BF16, 1,   0,   30,   0,     0,    0},
+    {"dec_softcap_d128",  1, 8,  2,  1,   900,   128, F32,  BF16, 1,   0,   30,   0,     0,    0},
+    {"dec_noncausal_d64", 2, 4,  1,  1,   300,   64,  F32,  F16,  0,   0,   0,    0,     0,    0},
+    {"dec_d128_g16_640",  1, 32, 2,  1,   640,   128, F32,  BF16, 1,   0,   0,    600,   640,  0},
+    {"dec_d64_win_ring",  1, 32, 8,  1,   640,   64,  F32,  BF16, 1,   100, 0,    640,   77,   1},
     {"pre_d64_causal",    1, 4,  1,  257, 257,   64,  F32,  BF16, 1,   0,   0,    0,     0,    0},
     {"pre_d128_causal",   1, 8,  2,  64,  64,    128, F32,  BF16, 1,   0,   0,    0,     0,    1},
     {"pre_d128_tq_lt_tk", 2, 4,  4,  64,  200,   128, F32,  F16,  1,   0,   0,    0,     0,    0},
