@@ -619,7 +619,10 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
     if (a.S > 1 && cu_ctx(s)->clusters && ckeys > 0) {
         const int64_t S = a.S < FA_CLUSTER_MAX ? a.S : FA_CLUSTER_MAX;
         const int64_t CH = ((a.Tk + S - 1) / S + FA_KT - 1) / FA_KT * FA_KT;
-        if (CH <= ckeys && (a.Tk + CH - 1) / CH > 1) a.CH = (int)CH, a.S = (int)((a.Tk + CH - 1) / CH), a.cl = 1;
+        const int64_t SC = (a.Tk + CH - 1) / CH;
+        /* and only where such a cluster fits the GPU (a partition may have too few multiprocessors per GPC) */
+        if (CH <= ckeys && SC > 1 && cu_cluster_occupancy(s, fa_kernel<D, MT, BF, NW>, NW * 32, smem, (int)SC) > 0)
+            a.CH = (int)CH, a.S = (int)SC, a.cl = 1;
     }
     const int64_t gx = (int64_t)a.NT * a.S;
     if (gx > INT32_MAX)

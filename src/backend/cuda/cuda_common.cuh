@@ -88,10 +88,11 @@ typedef struct cu_stream {
     const void *smem_fn[CU_SMEM_SLOTS];
     int smem_max[CU_SMEM_SLOTS];
     int smem_n;
-    /* [occ_n] occupancy answers (cu_occupancy): kernel, threads, dynamic
-     * shared memory -> blocks per multiprocessor */
+    /* [occ_n] occupancy answers (cu_occupancy, cu_cluster_occupancy):
+     * kernel, threads, dynamic shared memory, cluster size (0: blocks per
+     * multiprocessor asked) -> the answer */
     const void *occ_fn[CU_SMEM_SLOTS];
-    int occ_threads[CU_SMEM_SLOTS], occ_blocks[CU_SMEM_SLOTS];
+    int occ_threads[CU_SMEM_SLOTS], occ_blocks[CU_SMEM_SLOTS], occ_cluster[CU_SMEM_SLOTS];
     size_t occ_smem[CU_SMEM_SLOTS];
     int occ_n;
     int capturing;       /* a graph capture is open (mlxn_cuda_graph_begin .. _end) */
@@ -207,6 +208,17 @@ template <typename... KArgs>
 static inline mlxn_status cu_occupancy(mlxn_stream *s, const char *op, void (*kernel)(KArgs...), int threads, size_t smem,
                                        int *blocks) {
     return cu_occupancy_fn(s, op, (const void *)kernel, threads, smem, blocks);
+}
+
+/* How many clusters of `cluster_x` blocks of `fn` the GPU runs at once
+ * (cudaOccupancyMaxActiveClusters; 0 when such a cluster cannot be
+ * scheduled, e.g. on a partition with too few multiprocessors per GPC, or
+ * the runtime cannot say). Remembered as cu_occupancy's answers are.
+ * cuda_runtime.cu. */
+int cu_cluster_occupancy_fn(mlxn_stream *s, const void *fn, int threads, size_t smem, int cluster_x);
+template <typename... KArgs>
+static inline int cu_cluster_occupancy(mlxn_stream *s, void (*kernel)(KArgs...), int threads, size_t smem, int cluster_x) {
+    return cu_cluster_occupancy_fn(s, (const void *)kernel, threads, smem, cluster_x);
 }
 
 /* Select the stream's GPU (cheap when it already is current). */

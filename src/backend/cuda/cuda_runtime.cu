@@ -213,22 +213,56 @@ mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, siz
     return MLXN_OK;
 }
 
-mlxn_status cu_occupancy_fn(mlxn_stream *s, const char *op, const void *fn, int threads, size_t smem, int *blocks) {
-    cu_stream *c = cu_ctx(s);
+/* The cache behind cu_occupancy_fn and cu_cluster_occupancy_fn: the answer for (fn, threads, smem,
+ * cluster) or -1. */
+static int occ_find(const cu_stream *c, const void *fn, int threads, size_t smem, int cluster) {
     for (int i = 0; i < c->occ_n; i++)
-        if (c->occ_fn[i] == fn && c->occ_threads[i] == threads && c->occ_smem[i] == smem) {
-            *blocks = c->occ_blocks[i];
-            return MLXN_OK;
-        }
-    int n = 0;
-    MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem), op,
-                      "cudaOccupancyMaxActiveBlocksPerMultiprocessor", c->index));
+        if (c->occ_fn[i] == fn && c->occ_threads[i] == threads && c->occ_smem[i] == smem && c->occ_cluster[i] == cluster)
+            return c->occ_blocks[i];
+    return -1;
+}
+static void occ_keep(cu_stream *c, const void *fn, int threads, size_t smem, int cluster, int n) {
     if (c->occ_n < CU_SMEM_SLOTS) {
         const int i = c->occ_n++;
-        c->occ_fn[i] = fn, c->occ_threads[i] = threads, c->occ_smem[i] = smem, c->occ_blocks[i] = n;
+        c->occ_fn[i] = fn, c->occ_threads[i] = threads, c->occ_smem[i] = smem, c->occ_cluster[i] = cluster;
+        c->occ_blocks[i] = n;
+    }
+}
+
+mlxn_status cu_occupancy_fn(mlxn_stream *s, const char *op, const void *fn, int threads, size_t smem, int *blocks) {
+    cu_stream *c = cu_ctx(s);
+    int n = occ_find(c, fn, threads, smem, 0);
+    if (n < 0) {
+        n = 0;
+        MLXN_TRY(cu_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem), op,
+                          "cudaOccupancyMaxActiveBlocksPerMultiprocessor", c->index));
+        occ_keep(c, fn, threads, smem, 0, n);
     }
     *blocks = n;
     return MLXN_OK;
+}
+
+int cu_cluster_occupancy_fn(mlxn_stream *s, const void *fn, int threads, size_t smem, int cluster_x) {
+    cu_stream *c = cu_ctx(s);
+    int n = occ_find(c, fn, threads, smem, cluster_x);
+    if (n < 0) {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3((unsigned)cluster_x);
+        cfg.blockDim = dim3((unsigned)threads);
+        cfg.dynamicSmemBytes = smem;
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = (unsigned)cluster_x, attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        n = 0;
+        if (cudaOccupancyMaxActiveClusters(&n, fn, &cfg) != cudaSuccess) {
+            (void)cudaGetLastError(); /* no answer is "none", not an error of the stream's work */
+            n = 0;
+        }
+        occ_keep(c, fn, threads, smem, cluster_x, n);
+    }
+    return n;
 }
 
 /* The stream's device-side error record as a status (and cleared). */
