@@ -32,8 +32,9 @@
  *
  * Shapes: every width 2..8 and mixed K/V widths, head dims 64..512, GQA
  * groups 1, 4 and 16, Tq 1 and 7, causal or not, windows, softcap, up to
- * ~9000 keys (hundreds per block), and the issue's decode shape
- * (head dim 256, 32 query / 2 kv heads, 4-bit K and V). Every failure
+ * ~9000 keys (hundreds per block), the issue's decode shape (head dim
+ * 256, 32 query / 2 kv heads, 4-bit K and V), and a kv head over 8
+ * chunks (a Gemma-3-4B-like sliding layer among them). Every failure
  * names the case.
  * Without a CUDA device: "skipped: no CUDA device", exit 77. */
 #include <math.h>
@@ -392,6 +393,10 @@ int main(int argc, char **argv) {
         {8, 2, 256, 8, 8, 5200, 5100, 1, 1, 0, 0, 1, 1},
         {8, 2, 64, 4, 8, 9000, 8990, 7, 1, 0, 0, 0, 0},
         {8, 2, 256, 8, 4, 3000, 9000, 1, 1, 0, 0, 1, 0},
+        /* a kv head over 8 chunks of the tensor-core kernel: one kv head of 16 rows, and a
+         * Gemma-3-4B-like sliding layer (4 kv heads, a 1024-slot ring that has wrapped) */
+        {1, 16, 256, 4, 4, 1024, 1023, 1, 1, 0, 0, 0, 0},
+        {4, 2, 256, 4, 4, 1024, 3000, 1, 1, 1024, 0, 1, 0},
         /* rings that wrap: sliding windows (softcap too), and no window through a device position */
         {2, 4, 128, 4, 4, 300, 1000, 1, 1, 200, 0, 1, 1},
         {2, 4, 128, 3, 6, 300, 1000, 7, 1, 200, 30.0f, 1, 0},
