@@ -46,7 +46,13 @@
  * (never from kv_len, which only the device reads: a captured graph stays
  * valid as the cache grows; chunks past kv_len find nothing to do and only
  * mark their partials empty). Each split writes its unnormalized rows with
- * (m, l); fa_combine merges them. */
+ * (m, l); fa_combine merges them. On sm_90, where at most FA_CLUSTER_MAX
+ * splits of at most FA_CLUSTER_KEYS keys cover the capacity, the splits
+ * of a row tile are instead one thread-block cluster that merges its rows
+ * through distributed shared memory at the kernel's end (no partials in
+ * global memory, no second kernel; docs/perf.md has the measurements: the
+ * kernel after it, the o projection, gains most, its blocks resident on
+ * the multiprocessors the attention leaves idle). */
 #include <math.h>
 #include <stdint.h>
 

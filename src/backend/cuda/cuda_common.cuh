@@ -102,18 +102,8 @@ typedef struct cu_stream {
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
 
-/* Launch a kernel on the session's stream with programmatic dependent
- * launch where the GPU has it (Hopper+): the kernel may be scheduled while
- * the kernel before it on the stream is still finishing, and in a captured
- * graph the edge between them becomes programmatic. Why: a decode step is
- * ~15 small dependent kernels per layer, and the gap between one kernel's
- * end and the next one's first instruction (plus the next one's weight
- * loads, which depend on nothing) was a large share of the step. Contract:
- * a kernel launched this way calls cu_pdl_wait() before it reads anything
- * an earlier kernel wrote or writes anything at all, and may call
- * cu_pdl_launch_dependents() to let its successor be scheduled early. */
-/* cu_launch with the grid's x cut into thread-block clusters of cluster_x
- * blocks (sm_90+, cu_stream.clusters; 1: no clusters). */
+/* cu_launch (below) with the grid's x cut into thread-block clusters of
+ * cluster_x blocks (sm_90+, cu_stream.clusters; 1: no clusters). */
 template <typename... KArgs, typename... Args>
 static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                      size_t smem, Args &&...args) {
@@ -134,6 +124,16 @@ static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*
     }
     (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...); /* errors: cu_launched */
 }
+/* Launch a kernel on the session's stream with programmatic dependent
+ * launch where the GPU has it (Hopper+): the kernel may be scheduled while
+ * the kernel before it on the stream is still finishing, and in a captured
+ * graph the edge between them becomes programmatic. Why: a decode step is
+ * ~15 small dependent kernels per layer, and the gap between one kernel's
+ * end and the next one's first instruction (plus the next one's weight
+ * loads, which depend on nothing) was a large share of the step. Contract:
+ * a kernel launched this way calls cu_pdl_wait() before it reads anything
+ * an earlier kernel wrote or writes anything at all, and may call
+ * cu_pdl_launch_dependents() to let its successor be scheduled early. */
 template <typename... KArgs, typename... Args>
 static inline void cu_launch(mlxn_stream *s, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
                              Args &&...args) {
@@ -212,9 +212,9 @@ static inline mlxn_status cu_occupancy(mlxn_stream *s, const char *op, void (*ke
 
 /* How many clusters of `cluster_x` blocks of `fn` the GPU runs at once
  * (cudaOccupancyMaxActiveClusters; 0 when such a cluster cannot be
- * scheduled, e.g. on a partition with too few multiprocessors per GPC, or
- * the runtime cannot say). Remembered as cu_occupancy's answers are.
- * cuda_runtime.cu. */
+ * scheduled, e.g. on a partition with too few multiprocessors per GPC,
+ * when the kernel was not built for sm_90 or later, or when the runtime
+ * cannot say). Remembered as cu_occupancy's answers are. cuda_runtime.cu. */
 int cu_cluster_occupancy_fn(mlxn_stream *s, const void *fn, int threads, size_t smem, int cluster_x);
 template <typename... KArgs>
 static inline int cu_cluster_occupancy(mlxn_stream *s, void (*kernel)(KArgs...), int threads, size_t smem, int cluster_x) {

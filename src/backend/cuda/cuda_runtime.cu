@@ -128,7 +128,8 @@ static void read_knobs(cu_knobs *k) {
     const char *fuse = getenv("MLXN_CUDA_FUSE");
     k->fuse_off = fuse && fuse[0] == '0';
     const char *fc = getenv("MLXN_CUDA_FA_CLUSTER");
-    k->fa_cluster = fc && fc[0] == '0' ? 0 : env_count("MLXN_CUDA_FA_CLUSTER") ? env_count("MLXN_CUDA_FA_CLUSTER") : -1;
+    const int64_t fcn = env_count("MLXN_CUDA_FA_CLUSTER");
+    k->fa_cluster = fc && fc[0] == '0' ? 0 : fcn ? fcn : -1;
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
@@ -256,7 +257,11 @@ int cu_cluster_occupancy_fn(mlxn_stream *s, const void *fn, int threads, size_t 
         cfg.attrs = &attr;
         cfg.numAttrs = 1;
         n = 0;
-        if (cudaOccupancyMaxActiveClusters(&n, fn, &cfg) != cudaSuccess) {
+        /* the kernel's code for this GPU must have been built for sm_90 or later: a build for older
+         * targets only (run through PTX) has no cluster code in it */
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, fn) != cudaSuccess || fa.binaryVersion < 90 ||
+            cudaOccupancyMaxActiveClusters(&n, fn, &cfg) != cudaSuccess) {
             (void)cudaGetLastError(); /* no answer is "none", not an error of the stream's work */
             n = 0;
         }
