@@ -17,7 +17,8 @@
  * MLXN_CUDA_GRAPHS=0 or decode_graphs = -1 turns them off; and 300 steps
  * after a 250-token prompt cross attention span buckets (256, 512, 1024:
  * one graph each), bit-identical to op by op.
- * On both: logits left on the device (device_logits). */
+ * On both: logits left on the device (device_logits), and tokens kept on
+ * the device (device_tokens: mlxn_session_forward_next). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,86 @@ static void device_logits(mlxn_device *dev, const char *name) {
     mlxn_model_free(m);
 }
 
+/* mlxn_session_forward_next: a greedy decode with the token kept on the
+ * device (mlxn_sample into mlxn_session_token_slot, then the next step
+ * queued without a wait) against the same tokens given from the host: every
+ * step's logits bit-identical, each sampled token the first maximum of the
+ * host logits; then 8 steps back to back with no read between them, and
+ * the last logits still identical. The slot and the step refuse a growing
+ * session; a token outside the vocabulary in the slot is an error at the
+ * next wait. On the GPU this runs through the replayed decode graphs. */
+static void device_tokens(mlxn_device *dev, const char *name, int kv_layout) {
+    enum { P = 9, K = 24, B2B = 8 };
+    mlxn_model *m = t_golden_model(dev, name);
+    if (!m) return;
+    const int64_t V = mlxn_model_get_info(m)->vocab_size;
+    mlxn_stream *st = mlxn_device_stream(dev);
+    int32_t prompt[P];
+    for (int i = 0; i < P; i++) prompt[i] = (int32_t)(t_rand_u64() % (uint64_t)V);
+    float *ref = malloc(sizeof(float) * (size_t)V), *got = malloc(sizeof(float) * (size_t)V);
+    mlxn_session_params p = {.max_context = 64, .kv_layout = kv_layout};
+    mlxn_session *a = NULL, *b = NULL;
+    CHECK_OK(mlxn_session_new(m, &p, &a));
+    CHECK_OK(mlxn_session_new(m, &p, &b));
+    mlxn_tensor slot, lt;
+    const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
+    if (a && b && ref && got && mlxn_session_token_slot(b, &slot) == MLXN_OK) {
+        CHECK_OK(mlxn_session_forward(a, prompt, P, MLXN_LOGITS_LAST, ref));
+        CHECK_OK(mlxn_session_forward(b, prompt, P, MLXN_LOGITS_LAST, NULL));
+        CHECK_OK(mlxn_session_logits(b, &lt));
+        CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
+        int steps_ok = 1;
+        for (int k = 0; k < K + B2B && steps_ok; k++) {
+            int32_t tok = -1;
+            CHECK_OK(mlxn_stream_read(st, slot.buf, slot.offset, &tok, sizeof tok));
+            int64_t best = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (ref[v] > ref[best]) best = v;
+            CHECK(tok == best, "%s on %s: step %d: the device sampled %d, the host logits' first maximum is %lld",
+                  name, mlxn_device_name(dev), k, tok, (long long)best);
+            CHECK_OK(mlxn_session_forward(a, &tok, 1, MLXN_LOGITS_LAST, ref));
+            steps_ok = mlxn_session_forward_next(b) == MLXN_OK;
+            CHECK(steps_ok, "%s on %s: forward_next at step %d: %s", name, mlxn_device_name(dev), k, mlxn_last_error());
+            CHECK_OK(mlxn_session_logits(b, &lt));
+            CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
+            if (k >= K && k < K + B2B - 1) continue; /* back to back: no read until the last of them */
+            t_poison(got, sizeof(float) * (size_t)V);
+            CHECK_OK(mlxn_buffer_read(lt.buf, lt.offset, got, sizeof(float) * (size_t)V));
+            CHECK(!memcmp(ref, got, sizeof(float) * (size_t)V),
+                  "%s on %s: step %d: logits with the token kept on the device differ from the host token's", name,
+                  mlxn_device_name(dev), k);
+        }
+        CHECK(mlxn_session_position(b) == P + K + B2B && mlxn_session_position(a) == P + K + B2B,
+              "%s on %s: positions %lld / %lld after %d steps", name, mlxn_device_name(dev),
+              (long long)mlxn_session_position(b), (long long)mlxn_session_position(a), P + K + B2B);
+        /* a token outside the vocabulary in the slot: an error at the next wait */
+        const int32_t bad = (int32_t)V;
+        CHECK_OK(mlxn_buffer_write(slot.buf, slot.offset, &bad, sizeof bad));
+        mlxn_status fs = mlxn_session_forward_next(b);
+        if (fs == MLXN_OK) fs = mlxn_stream_sync(st);
+        CHECK(fs != MLXN_OK, "%s on %s: a token past the vocabulary in the slot ran without an error", name,
+              mlxn_device_name(dev));
+        printf("  %-18s %-24s tokens kept on the device: %d steps bit-identical to host tokens\n", name,
+               mlxn_device_name(dev), K + B2B);
+    } else if (a && b) {
+        CHECK(0, "%s on %s: session_token_slot: %s", name, mlxn_device_name(dev), mlxn_last_error());
+    }
+    mlxn_session_free(a);
+    mlxn_session_free(b);
+    /* a growing session has no slot */
+    mlxn_session_params g = {.max_context = 64, .kv_layout = 1};
+    mlxn_session *c = NULL;
+    CHECK_OK(mlxn_session_new(m, &g, &c));
+    if (c) {
+        CHECK_FAILS(mlxn_session_token_slot(c, &slot), MLXN_ERR_INVALID_ARGUMENT);
+        CHECK_FAILS(mlxn_session_forward_next(c), MLXN_ERR_INVALID_ARGUMENT);
+    }
+    mlxn_session_free(c);
+    free(ref);
+    free(got);
+    mlxn_model_free(m);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_fixed");
     mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
@@ -277,6 +358,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cpu_case(cpu, cases[i]);
     bad_params(cpu);
     device_logits(cpu, "qwen3_q8g64");
+    device_tokens(cpu, "llama_f32", 2);
+    device_tokens(cpu, "gemma3_text_q4g32", 2);
     mlxn_device_free(cpu);
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
     mlxn_device *gpu = NULL;
@@ -294,6 +377,8 @@ int main(int argc, char **argv) {
         gpu_span_buckets(gpu, "gemma3_text_q4g32");
         device_logits(gpu, "qwen3_q8g64");
         device_logits(gpu, "gemma3_text_q4g32");
+        device_tokens(gpu, "llama_f32", 0);
+        device_tokens(gpu, "gemma3_text_q4g32", 0);
         mlxn_device_free(gpu);
     } else {
         printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());

@@ -199,6 +199,25 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
  * samples there (mlxn_sample) and reads back only the token id. */
 mlxn_status mlxn_session_logits(mlxn_session *s, mlxn_tensor *out);
 
+/* Decode with the token kept on the device (fixed KV layout: a GPU
+ * session's default). mlxn_session_token_slot gives the i32 [1] tensor, on
+ * the session's device, that mlxn_session_forward_next reads its token
+ * from; mlxn_sample into it on the session's stream. mlxn_session_forward_next
+ * then runs one token after what the session holds, as
+ * mlxn_session_forward(s, &token, 1, MLXN_LOGITS_LAST, NULL) would with
+ * the token the slot holds when the step runs: it queues the step and
+ * returns without waiting for earlier work, the logits left on the device
+ * (mlxn_session_logits). So a decode loop can queue step t + 1 (and its
+ * sampling) before token t reaches the host, and the GPU never waits for
+ * the host between steps. The slot is also where mlxn_session_forward puts
+ * a single host token, so read a sampled token from it (or copy it away)
+ * before the next step's sampling overwrites it. An id outside [0, vocab)
+ * in the slot is a device error, reported by the next wait on the stream.
+ * On failure the session goes back to its position before the call (or is
+ * reset, as mlxn_session_forward says). */
+mlxn_status mlxn_session_token_slot(mlxn_session *s, mlxn_tensor *out);
+mlxn_status mlxn_session_forward_next(mlxn_session *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,11 +30,14 @@
  * Single-token steps of the fixed layout read everything that changes per
  * token (the token, its position, and per layer the slot to write and the
  * number of slots to attend to) from a small step block in device memory,
- * uploaded from pinned host memory. So every step queues the same ops with
- * the same arguments, and on a GPU the session captures one step (with the
- * output head) into a graph and replays it: per token the host fills the
- * step block, launches the graph (its first node copies the block up) and
- * reads the logits back. The first step after the scratch is (re)made runs
+ * uploaded by a staged copy (the host's copy is free again at once). So
+ * every step queues the same ops with the same arguments, and on a GPU the
+ * session captures one step (with the output head) into a graph and
+ * replays it: per token the host fills the step block, queues its upload
+ * and launches the graph. A step's token may also be the one already in
+ * the device block's token slot (mlxn_session_forward_next: a sampler on
+ * the device wrote it there), so a decode loop can queue the next step
+ * before the token comes back to the host. The first step after the scratch is (re)made runs
  * op by op (so lazy initialization, such as cuBLAS's, happens outside the
  * capture); later steps are captured, once per attention span bucket (a
  * step attends over a power-of-two prefix of each layer's slots that holds
@@ -225,13 +228,13 @@ mlxn_status model_kv_reserve(mlxn_session *s, int64_t T) {
 
 /* ---- single-token steps -------------------------------------------------------------- */
 
-/* Capture one step (the step block's upload, the forward pass, the head)
- * into s->graph[bucket]. */
-static mlxn_status capture(mlxn_session *s, size_t bytes, int bucket) {
+/* Capture one step (the forward pass and the head; the step block's
+ * upload stays outside: run_step queues it before each launch) into
+ * s->graph[bucket]. */
+static mlxn_status capture(mlxn_session *s, int bucket) {
     MLXN_TRY(mlxn_stream_capture_begin(s->st));
-    mlxn_status st = mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset, s->step_host, bytes, 1);
     s->step_mode = true;
-    if (st == MLXN_OK) st = model_forward_chunk(s, 1, 0);
+    mlxn_status st = model_forward_chunk(s, 1, 0);
     s->step_mode = false;
     void *g = NULL;
     mlxn_status e = mlxn_stream_capture_end(s->st, &g);
@@ -247,21 +250,22 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first);
+static mlxn_status run_step_(mlxn_session *s, const int32_t *token, int64_t first);
 
-/* One token at s->pos in the fixed layout; first: 0 (logits) or 1 (none). */
-static mlxn_status run_step(mlxn_session *s, int32_t token, int64_t first) {
+/* One token at s->pos in the fixed layout; first: 0 (logits) or 1 (none);
+ * token NULL: the one already in the device block's token slot. */
+static mlxn_status run_step(mlxn_session *s, const int32_t *token, int64_t first) {
     int64_t t0 = now_ns();
     mlxn_status st = run_step_(s, token, first);
     s->step_host_ns += now_ns() - t0;
     return st;
 }
 
-static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
+static mlxn_status run_step_(mlxn_session *s, const int32_t *token, int64_t first) {
     const mlxn_model_config *c = &s->m->cfg;
     int32_t *h = s->step_host;
     int64_t p = s->pos;
-    h[STEP_TOKEN] = token;
+    h[STEP_TOKEN] = token ? *token : 0;
     h[STEP_POS] = (int32_t)p;
     for (int l = 0; l < c->n_layers; l++) {
         const model_kv *kv = &s->kv[l];
@@ -269,16 +273,20 @@ static mlxn_status run_step_(mlxn_session *s, int32_t token, int64_t first) {
         h[STEP_KV_LEN(l)] = (int32_t)(kv->ring && p + 1 > kv->cap ? kv->cap : p + 1);
     }
     if (s->tq) model_tq_mark_written(s, p + 1); /* a replay runs no host code of session_tq.c */
-    size_t bytes = sizeof(int32_t) * (size_t)STEP_SIZE(c->n_layers);
+    /* the block goes up by a staged copy, queued behind the last step (which read the block), so the
+     * host may rewrite h at once and need not wait for that step; without a token the slot is left as
+     * the device wrote it */
+    const size_t skip = token ? 0 : sizeof(int32_t) * (STEP_TOKEN + 1);
+    const size_t bytes = sizeof(int32_t) * (size_t)STEP_SIZE(c->n_layers) - skip;
+    MLXN_TRY(mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset + skip, (const char *)h + skip, bytes, 0));
     bool use_graph = s->graphs && first == 0;
     const int bk = model_step_bucket(p);
-    if (use_graph && !s->graph[bk] && s->warm && capture(s, bytes, bk) != MLXN_OK) s->graphs = use_graph = false;
+    if (use_graph && !s->graph[bk] && s->warm && capture(s, bk) != MLXN_OK) s->graphs = use_graph = false;
     if (use_graph && s->graph[bk]) {
         MLXN_TRY(mlxn_stream_graph_launch(s->st, s->graph[bk]));
         s->graph_replays++;
         return MLXN_OK;
     }
-    MLXN_TRY(mlxn_stream_write(s->st, s->step_dev.buf, s->step_dev.offset, h, bytes, 1));
     s->step_mode = true;
     mlxn_status st = model_forward_chunk(s, 1, first);
     s->step_mode = false;
@@ -292,6 +300,21 @@ static mlxn_status session_settle(mlxn_session *s) {
     if (!s->queued) return MLXN_OK;
     s->queued = false;
     return mlxn_stream_sync(s->st);
+}
+
+/* A call on a fixed-layout session that started at pos0 failed with st
+ * after completing the tokens before `reached`: back to pos0, or reset. */
+static mlxn_status fixed_failed(mlxn_session *s, int64_t pos0, int64_t reached, mlxn_status st) {
+    /* a ring may already hold part of the failed chunk over positions
+       that are still needed: start again (the API allows it) */
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mlxn_last_error());
+    s->pos = reached;
+    kv_set_end(s, s->pos);
+    bool ring = false;
+    for (int l = 0; l < s->m->cfg.n_layers; l++) ring |= s->kv[l].ring;
+    if (ring || mlxn_session_truncate(s, pos0) != MLXN_OK) mlxn_session_reset(s);
+    return mlxn_fail(st, "%s", msg);
 }
 
 /* ---- public API ------------------------------------------------------------------ */
@@ -450,7 +473,7 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
         /* in order on the session's stream: ids up, the forward pass, logits
            down (the read waits for the stream and reports device errors) */
         if (st == MLXN_OK && s->fixed && T == 1) {
-            st = run_step(s, tokens[done], first);
+            st = run_step(s, tokens + done, first);
         } else {
             if (st == MLXN_OK)
                 st = mlxn_stream_write(s->st, s->sc.ids.buf, s->sc.ids.offset, tokens + done,
@@ -472,19 +495,7 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
             if (s->fixed) kv_set_end(s, s->pos);
         }
     }
-    if (st != MLXN_OK && s->fixed) {
-        /* a ring may already hold part of the failed chunk over positions
-           that are still needed: start again (the API allows it) */
-        mlxn_status keep = st;
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", mlxn_last_error());
-        s->pos = pos0 + done;
-        kv_set_end(s, s->pos);
-        bool ring = false;
-        for (int l = 0; l < c->n_layers; l++) ring |= s->kv[l].ring;
-        if (ring || mlxn_session_truncate(s, pos0) != MLXN_OK) mlxn_session_reset(s);
-        return mlxn_fail(keep, "%s", msg);
-    }
+    if (st != MLXN_OK && s->fixed) return fixed_failed(s, pos0, pos0 + done, st);
     if (st != MLXN_OK) {
         /* back to where the call started (the layers may have appended part of a chunk) */
         s->pos = pos0 + done;
@@ -495,5 +506,37 @@ mlxn_status mlxn_session_forward(mlxn_session *s, const int32_t *tokens, int64_t
         if (mlxn_session_truncate(s, pos0) != MLXN_OK) mlxn_session_reset(s);
         return mlxn_fail(keep, "%s", msg);
     }
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_session_token_slot(mlxn_session *s, mlxn_tensor *out) {
+    if (!s || !out) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_token_slot: NULL argument");
+    if (!s->fixed)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "session_token_slot: needs the fixed KV layout (kv_layout 2; a GPU session's default)");
+    int64_t shape[1] = {1};
+    return mlxn_tensor_view(s->step_dev.buf, MLXN_DTYPE_I32, 1, shape,
+                            s->step_dev.offset + sizeof(int32_t) * STEP_TOKEN, out);
+}
+
+mlxn_status mlxn_session_forward_next(mlxn_session *s) {
+    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward_next: session is NULL");
+    if (!s->fixed)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "session_forward_next: needs the fixed KV layout (kv_layout 2; a GPU session's default)");
+    if (s->max_context > 0 && s->pos + 1 > s->max_context)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "session_forward_next: context overflow: %lld tokens held + 1 new > max_context %lld",
+                         (long long)s->pos, (long long)s->max_context);
+    if (s->pos + 1 > 2147483647)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward_next: positions beyond 2^31 are not supported");
+    /* no settle: the step block's upload is queued behind the last call's work (run_step) */
+    const int64_t pos0 = s->pos;
+    mlxn_status st = scratch_reserve(s, 1);
+    if (st == MLXN_OK) st = run_step(s, NULL, 0);
+    if (st != MLXN_OK) return fixed_failed(s, pos0, pos0, st);
+    s->queued = true; /* the logits stay on the device, as MLXN_LOGITS_LAST with NULL */
+    s->pos += 1;
+    kv_set_end(s, s->pos);
     return MLXN_OK;
 }

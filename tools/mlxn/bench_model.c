@@ -5,7 +5,11 @@
  *   tgN  runs N single-token forward passes, each followed by a greedy
  *        pick on the model's device from the logits left there and a read
  *        of the 4-byte token (what `mlxn generate` does per token; the
- *        next step's id is still the seeded one): N / seconds.
+ *        next step's id is still the seeded one): N / seconds. With
+ *        --tokens-on-device, the pick goes into the session's token slot
+ *        and the next step reads it there (mlxn_session_forward_next):
+ *        nothing comes back to the host until the end, so the steps run
+ *        back to back (a fixed-layout session: a GPU's default).
  * Token ids are seeded random ids of the vocabulary (speed does not
  * depend on them). Each test runs --warmup untimed times, then -r timed
  * times; the median is the figure, with mean, standard deviation, min and
@@ -35,7 +39,7 @@
 typedef struct bm_opts {
     tg_model_opts mo;
     const char *pp, *tg;
-    int reps, warmup, json, depth;
+    int reps, warmup, json, depth, dev_tokens;
 } bm_opts;
 
 static const opt_spec bm_rows[] = {
@@ -52,6 +56,11 @@ static const opt_spec bm_rows[] = {
      NULL},
     {"json", 0, OPT_FLAG, offsetof(bm_opts, json), NULL, "Print a JSON array, one object per test.", NULL, 0, 0,
      NULL},
+    {"tokens-on-device", 0, OPT_FLAG, offsetof(bm_opts, dev_tokens), NULL,
+     "Generation tests: each greedy pick stays on the device and the next step reads it there "
+     "(mlxn_session_forward_next), instead of coming back to the host before the next step "
+     "(a fixed-layout session: a GPU's default).",
+     NULL, 0, 0, NULL},
     {0},
 };
 
@@ -127,7 +136,7 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
 /* One run of a test; returns seconds, or < 0 after printing the error.
  * tok: i32 [1] on the model's device, the greedy pick of each generated
  * token. */
-static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, mlxn_tensor *tok) {
+static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, int dev_tokens, mlxn_tensor *tok) {
     mlxn_session_reset(c->session);
     mlxn_stream *s = mlxn_device_stream(c->dev);
     /* a generation test at depth D: the first D ids go in as an untimed prompt */
@@ -139,6 +148,16 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth,
     double t0 = progress_now();
     if (!gen) {
         if (mlxn_session_forward(c->session, ids, n, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
+    } else if (dev_tokens) {
+        /* the first step takes the seeded id; each later one the pick before it, from the slot */
+        const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
+        mlxn_tensor slot, lt;
+        if (mlxn_session_token_slot(c->session, &slot) != MLXN_OK) goto fail;
+        for (int i = 0; i < n; i++)
+            if ((i == 0 ? mlxn_session_forward(c->session, ids, 1, MLXN_LOGITS_LAST, NULL)
+                        : mlxn_session_forward_next(c->session)) != MLXN_OK ||
+                mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &greedy, &slot) != MLXN_OK)
+                goto fail;
     } else {
         const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
         for (int i = 0; i < n; i++) {
@@ -244,7 +263,7 @@ int cmd_bench_model(int argc, char **argv) {
         progress_start(&p, name);
         for (int r = 0; r < o.warmup + o.reps; r++) {
             progress_update(&p, r, o.warmup + o.reps, "runs");
-            double sec = run_once(&c, ids, n, gen, o.depth, &tok);
+            double sec = run_once(&c, ids, n, gen, o.depth, o.dev_tokens, &tok);
             if (sec < 0) {
                 progress_end(&p);
                 goto done;
