@@ -530,7 +530,10 @@ mlxn_status mlxn_session_forward_next(mlxn_session *s) {
                          (long long)s->pos, (long long)s->max_context);
     if (s->pos + 1 > 2147483647)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward_next: positions beyond 2^31 are not supported");
-    /* no settle: the step block's upload is queued behind the last call's work (run_step) */
+    /* No settle: the step block's upload is queued behind the last call's work (run_step), and the
+     * scratch, once made, only grows, so a one-row reservation frees nothing queued work still uses.
+     * Only a session without scratch (new, or after a failed reservation) makes it, after a settle. */
+    if (s->sc.rows < 1) MLXN_TRY(session_settle(s));
     const int64_t pos0 = s->pos;
     mlxn_status st = scratch_reserve(s, 1);
     if (st == MLXN_OK) st = run_step(s, NULL, 0);
