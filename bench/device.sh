@@ -65,6 +65,11 @@ if [ -x "$B/tests/test_backend_attn" ]; then
   rc=$?
   note "test_backend_attn: exit $rc, $(tail -1 "$OUT/test_backend_attn.log")"
   grep -E "FAIL" "$OUT/test_backend_attn.log" | head -20
+  # again with the split merge kernel where short caches merge inside a cluster by default
+  MLXN_CUDA_FA_CLUSTER=0 "$B/tests/test_backend_attn" > "$OUT/test_backend_attn_combine.log" 2>&1
+  rc=$?
+  note "test_backend_attn, MLXN_CUDA_FA_CLUSTER=0: exit $rc, $(tail -1 "$OUT/test_backend_attn_combine.log")"
+  grep -E "FAIL" "$OUT/test_backend_attn_combine.log" | head -20
 fi
 
 if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
