@@ -83,6 +83,26 @@ mlxn_status mlxn_buffer_read(mlxn_buffer *buf, size_t offset, void *dst, size_t 
  * mlxn_stream_sync does. */
 mlxn_status mlxn_stream_read(mlxn_stream *s, mlxn_buffer *buf, size_t offset, void *dst, size_t n);
 
+/* A read that does not wait for the work queued after it. mlxn_reader_begin
+ * queues a copy of n bytes (at most the reader's max_bytes) of buf at
+ * offset behind the work queued on the reader's stream so far, and returns
+ * at once; mlxn_reader_end waits for that copy alone (work queued after the
+ * begin may still be running) and gives the bytes. Why: a decode loop
+ * begins the read of token t, queues step t + 1 (mlxn_session_forward_next)
+ * and only then ends the read, so the device runs the step while the host
+ * handles the token. A reader holds one read at a time: begin, end, begin
+ * again (a begin while one is pending, or an end without one, is
+ * MLXN_ERR_INVALID_ARGUMENT). end reports errors the device recorded, as
+ * mlxn_stream_read does. On the CPU, which runs work at each call, begin
+ * copies at once. Not inside a graph capture (a replay would not read). */
+typedef struct mlxn_reader mlxn_reader;
+mlxn_status mlxn_reader_new(mlxn_stream *s, size_t max_bytes, mlxn_reader **out);
+mlxn_status mlxn_reader_begin(mlxn_reader *r, mlxn_buffer *buf, size_t offset, size_t n);
+mlxn_status mlxn_reader_end(mlxn_reader *r, void *dst);
+/* Waits for a pending read first; free a reader before its stream. NULL is
+ * fine. */
+void mlxn_reader_free(mlxn_reader *r);
+
 #ifdef __cplusplus
 }
 #endif

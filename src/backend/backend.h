@@ -34,6 +34,12 @@ typedef struct mlxn_backend_i {
      * data (and any device-side error is reported) when it returns. */
     mlxn_status (*stream_upload)(mlxn_stream *s, void *dst, const void *src, size_t n, int src_pinned);
     mlxn_status (*stream_download)(mlxn_stream *s, void *dst, const void *src, size_t n);
+    /* reads that do not wait for later work (mlxn_reader): impl is what one read needs (a GPU: pinned
+       memory and an event); NULL: mlxn_reader reads at begin through stream_download */
+    mlxn_status (*reader_new)(mlxn_stream *s, size_t max_bytes, void **impl);
+    mlxn_status (*reader_begin)(mlxn_stream *s, void *impl, const void *src, size_t n);
+    mlxn_status (*reader_end)(mlxn_stream *s, void *impl, void *dst, size_t n);
+    void (*reader_free)(mlxn_stream *s, void *impl);
     /* Graphs (NULL when the backend has none): capture the ops queued on s
      * between begin and end into an executable graph, replay it on s, free it. */
     mlxn_status (*graph_begin)(mlxn_stream *s);

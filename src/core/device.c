@@ -201,6 +201,74 @@ mlxn_status mlxn_stream_read(mlxn_stream *s, mlxn_buffer *b, size_t offset, void
     return s->dev->be->stream_download(s, dst, (const char *)b->ptr + offset, n);
 }
 
+/* mlxn_reader: the backend's deferred read where it has one, else a read
+ * at begin into host memory of our own, handed over at end. */
+struct mlxn_reader {
+    mlxn_stream *s;
+    size_t cap;     /* max_bytes */
+    size_t n;       /* the pending read's bytes */
+    int pending;
+    void *impl;     /* the backend's (reader_new), or [cap] host bytes */
+};
+
+mlxn_status mlxn_reader_new(mlxn_stream *s, size_t max_bytes, mlxn_reader **out) {
+    if (!s || !out) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_new: NULL argument");
+    *out = NULL;
+    if (max_bytes == 0) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_new: max_bytes is 0");
+    mlxn_reader *r = calloc(1, sizeof *r);
+    if (!r) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "mlxn_reader_new: out of host memory");
+    r->s = s;
+    r->cap = max_bytes;
+    mlxn_status st = MLXN_OK;
+    if (s->dev->be->reader_new) st = s->dev->be->reader_new(s, max_bytes, &r->impl);
+    else if (!(r->impl = malloc(max_bytes)))
+        st = mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "mlxn_reader_new: out of host memory for %zu bytes", max_bytes);
+    if (st != MLXN_OK) {
+        free(r);
+        return st;
+    }
+    *out = r;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_reader_begin(mlxn_reader *r, mlxn_buffer *b, size_t offset, size_t n) {
+    if (!r) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_begin: reader is NULL");
+    MLXN_TRY(check_range(b, offset, n, "mlxn_reader_begin"));
+    if (b->dev != r->s->dev)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_begin: the buffer is on %s, the stream on %s",
+                         b->dev->name, r->s->dev->name);
+    if (n > r->cap)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_begin: %zu bytes asked, the reader holds %zu", n,
+                         r->cap);
+    if (r->pending)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_begin: a read is pending (end it first)");
+    const void *src = (const char *)b->ptr + offset;
+    mlxn_stream *s = r->s;
+    MLXN_TRY(s->dev->be->reader_begin ? s->dev->be->reader_begin(s, r->impl, src, n)
+                                      : s->dev->be->stream_download(s, r->impl, src, n));
+    r->n = n;
+    r->pending = 1;
+    return MLXN_OK;
+}
+
+mlxn_status mlxn_reader_end(mlxn_reader *r, void *dst) {
+    if (!r) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_end: reader is NULL");
+    if (!r->pending) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_end: no read is pending");
+    if (r->n && !dst) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "mlxn_reader_end: dst is NULL");
+    r->pending = 0; /* ended, whatever the device reports */
+    mlxn_stream *s = r->s;
+    if (s->dev->be->reader_end) return s->dev->be->reader_end(s, r->impl, dst, r->n);
+    if (r->n) memcpy(dst, r->impl, r->n);
+    return MLXN_OK;
+}
+
+void mlxn_reader_free(mlxn_reader *r) {
+    if (!r) return;
+    if (r->s->dev->be->reader_free) r->s->dev->be->reader_free(r->s, r->impl);
+    else free(r->impl);
+    free(r);
+}
+
 int mlxn_stream_has_graphs(const mlxn_stream *s) { return s && s->dev->be->graph_begin != NULL; }
 
 mlxn_status mlxn_stream_capture_begin(mlxn_stream *s) {

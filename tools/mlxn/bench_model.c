@@ -39,7 +39,7 @@
 typedef struct bm_opts {
     tg_model_opts mo;
     const char *pp, *tg;
-    int reps, warmup, json, depth, dev_tokens;
+    int reps, warmup, json, depth, dev_tokens, overlap;
 } bm_opts;
 
 static const opt_spec bm_rows[] = {
@@ -60,6 +60,10 @@ static const opt_spec bm_rows[] = {
      "Generation tests: each greedy pick stays on the device and the next step reads it there "
      "(mlxn_session_forward_next), instead of coming back to the host before the next step "
      "(a fixed-layout session: a GPU's default).",
+     NULL, 0, 0, NULL},
+    {"overlap-reads", 0, OPT_FLAG, offsetof(bm_opts, overlap), NULL,
+     "Generation tests: as --tokens-on-device, and each pick also comes back to the host while the next "
+     "step runs (mlxn_reader), as `mlxn generate` decodes on a fixed-layout session.",
      NULL, 0, 0, NULL},
     {0},
 };
@@ -136,9 +140,14 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
 /* One run of a test; returns seconds, or < 0 after printing the error.
  * tok: i32 [1] on the model's device, the greedy pick of each generated
  * token. */
-static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, int dev_tokens, mlxn_tensor *tok) {
+static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, int dev_tokens, int overlap,
+                       mlxn_tensor *tok) {
     mlxn_session_reset(c->session);
     mlxn_stream *s = mlxn_device_stream(c->dev);
+    mlxn_reader *rd[2] = {NULL, NULL}; /* overlap: token i's read is rd[i % 2] */
+    if (gen && overlap &&
+        (mlxn_reader_new(s, sizeof(int32_t), &rd[0]) != MLXN_OK || mlxn_reader_new(s, sizeof(int32_t), &rd[1]) != MLXN_OK))
+        goto fail;
     /* a generation test at depth D: the first D ids go in as an untimed prompt */
     if (gen && depth > 0) {
         if (mlxn_session_forward(c->session, ids, depth, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
@@ -148,16 +157,23 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth,
     double t0 = progress_now();
     if (!gen) {
         if (mlxn_session_forward(c->session, ids, n, MLXN_LOGITS_LAST, c->logits) != MLXN_OK) goto fail;
-    } else if (dev_tokens) {
-        /* the first step takes the seeded id; each later one the pick before it, from the slot */
+    } else if (dev_tokens || overlap) {
+        /* the first step takes the seeded id; each later one the pick before it, from the slot; with
+           overlap, pick i's read is begun behind its sampling and ended after step i + 1 is queued */
         const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
         mlxn_tensor slot, lt;
+        int32_t id;
         if (mlxn_session_token_slot(c->session, &slot) != MLXN_OK) goto fail;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             if ((i == 0 ? mlxn_session_forward(c->session, ids, 1, MLXN_LOGITS_LAST, NULL)
                         : mlxn_session_forward_next(c->session)) != MLXN_OK ||
                 mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &greedy, &slot) != MLXN_OK)
                 goto fail;
+            if (overlap && (mlxn_reader_begin(rd[i & 1], slot.buf, slot.offset, sizeof id) != MLXN_OK ||
+                            (i > 0 && mlxn_reader_end(rd[(i - 1) & 1], &id) != MLXN_OK)))
+                goto fail;
+        }
+        if (overlap && mlxn_reader_end(rd[(n - 1) & 1], &id) != MLXN_OK) goto fail;
     } else {
         const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
         for (int i = 0; i < n; i++) {
@@ -170,9 +186,14 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth,
         }
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
-    return progress_now() - t0;
+    double sec = progress_now() - t0;
+    mlxn_reader_free(rd[0]);
+    mlxn_reader_free(rd[1]);
+    return sec;
 fail:
     fprintf(stderr, "mlxn bench model: %s\n", mlxn_last_error());
+    mlxn_reader_free(rd[0]);
+    mlxn_reader_free(rd[1]);
     return -1;
 }
 
@@ -263,7 +284,7 @@ int cmd_bench_model(int argc, char **argv) {
         progress_start(&p, name);
         for (int r = 0; r < o.warmup + o.reps; r++) {
             progress_update(&p, r, o.warmup + o.reps, "runs");
-            double sec = run_once(&c, ids, n, gen, o.depth, o.dev_tokens, &tok);
+            double sec = run_once(&c, ids, n, gen, o.depth, o.dev_tokens, o.overlap, &tok);
             if (sec < 0) {
                 progress_end(&p);
                 goto done;

@@ -158,7 +158,7 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
     }
     c->info = mlxn_model_get_info(c->model);
     c->chunk = o->prefill_chunk > 0 ? o->prefill_chunk : 512;
-    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size};
+    mlxn_session_params sp = {.prefill_chunk = c->chunk, .max_context = o->ctx_size, .kv_layout = o->kv_layout};
     if (tg_kv_cache(cmd, c->dev, o, &sp, &c->kv_name)) return 2;
     if (mlxn_session_new(c->model, &sp, &c->session) != MLXN_OK) {
         err(c, "cannot start a session");
@@ -176,6 +176,8 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
 }
 
 void tg_close(tg_ctx *c) {
+    mlxn_reader_free(c->reader[0]);
+    mlxn_reader_free(c->reader[1]);
     if (c->dev_token.buf) mlxn_tensor_release(&c->dev_token);
     free(c->logits);
     free(c->held);
@@ -348,6 +350,18 @@ int tg_make_sampler(tg_ctx *c, const tg_sample_opts *s, int seed_given, mlxn_sam
             err(c, "cannot allocate the sampled token on the device");
             return 1;
         }
+        /* a fixed-layout session takes its next token from its slot: then each token's read overlaps the
+           next step (decode_overlapped); others (no model, or a growing cache) read before each step */
+        if (c->session && !c->overlap && mlxn_session_token_slot(c->session, &c->slot) == MLXN_OK) {
+            mlxn_stream *st = mlxn_device_stream(c->dev);
+            if (mlxn_reader_new(st, sizeof(int32_t), &c->reader[0]) != MLXN_OK ||
+                mlxn_reader_new(st, sizeof(int32_t), &c->reader[1]) != MLXN_OK) {
+                err(c, "cannot set up the token reads");
+                return 1;
+            }
+            c->overlap = 1;
+        }
+        mlxn_clear_error(); /* a session without a slot is not an error */
     }
     return 0;
 }
@@ -357,27 +371,39 @@ int tg_make_sampler(tg_ctx *c, const tg_sample_opts *s, int seed_given, mlxn_sam
  * the error and returns non-zero on failure. The device path numbers its
  * draws as the host sampler does, so the same seed picks the same tokens
  * either way. */
+/* Queue the device sampler on the session's last logits, its pick into
+ * dst (i32 [1] on the device); prints the error and returns non-zero on
+ * failure. */
+static int sample_into(tg_ctx *c, mlxn_tensor *dst) {
+    mlxn_tensor lt;
+    mlxn_sample_params p = c->dev_sample;
+    if (p.temperature != 0.0f) c->dev_draws++;
+    p.counter = c->dev_draws ? c->dev_draws : 1; /* greedy draws nothing; the op wants a counter >= 1 */
+    if (mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(mlxn_device_stream(c->dev), &lt, &p, dst) != MLXN_OK) {
+        err(c, "sampling on the device failed");
+        return 1;
+    }
+    return 0;
+}
+
+static int bad_pick(const tg_ctx *c, int32_t tok) {
+    if (tok >= 0) return 0;
+    fprintf(stderr, "mlxn %s: sampling failed: every logit is -inf or NaN\n", c->cmd);
+    return 1;
+}
+
 static int pick_token(tg_ctx *c, const tg_gen_opts *g, int32_t *tok) {
     if (!c->dev_sampling) {
         if (mlxn_sampler_sample(g->sampler, c->logits, c->held, (size_t)c->n_held, tok) == MLXN_OK) return 0;
         err(c, "sampling failed");
         return 1;
     }
-    mlxn_tensor lt;
-    mlxn_stream *s = mlxn_device_stream(c->dev);
-    mlxn_sample_params p = c->dev_sample;
-    if (p.temperature != 0.0f) c->dev_draws++;
-    p.counter = c->dev_draws ? c->dev_draws : 1; /* greedy draws nothing; the op wants a counter >= 1 */
-    if (mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &p, &c->dev_token) != MLXN_OK ||
-        mlxn_stream_read(s, c->dev_token.buf, c->dev_token.offset, tok, sizeof *tok) != MLXN_OK) {
+    if (sample_into(c, &c->dev_token)) return 1;
+    if (mlxn_stream_read(mlxn_device_stream(c->dev), c->dev_token.buf, c->dev_token.offset, tok, sizeof *tok) != MLXN_OK) {
         err(c, "sampling on the device failed");
         return 1;
     }
-    if (*tok < 0) {
-        fprintf(stderr, "mlxn %s: sampling failed: every logit is -inf or NaN\n", c->cmd);
-        return 1;
-    }
-    return 0;
+    return bad_pick(c, *tok);
 }
 
 static int hold(tg_ctx *c, const int32_t *t, int64_t n) {
@@ -417,6 +443,92 @@ static int emit(const tg_gen_opts *g, tg_stats *st, const char *t, size_t n, siz
         fflush(g->out);
     }
     return g->keep_text ? append_text(st, t, n, cap) : 0;
+}
+
+/* The decode loop where each token's read overlaps the next step: the
+ * device sampler writes the session's token slot, a reader begins copying
+ * it back, and step t + 1 (mlxn_session_forward_next, which takes its
+ * token from the slot on the device) and its sampling are queued before
+ * the host waits for token t. So the host prints token t while the device
+ * runs step t + 1, and the device never waits for the host between steps.
+ * Same tokens, stops and counts as tg_generate's other loop, with one
+ * difference: a step is queued before the host knows whether its token is
+ * a stop token (or whether Ctrl-C came); that step's token then stays in
+ * the cache and in c->held (a chat's next prompt repeats the stop token,
+ * so the cached prefix still matches), and its sampler draw is not
+ * counted. Returns 0, 1 (error, printed) or 2 (out of memory). */
+static int decode_overlapped(tg_ctx *c, const tg_gen_opts *g, tg_stats *st, mlxn_detokenizer *d, size_t *cap) {
+    const char *piece;
+    size_t plen;
+    int k = 0, rc = 0; /* k: the reader of the token the host waits for next */
+    if (sample_into(c, &c->slot)) return 1;
+    if (mlxn_reader_begin(c->reader[k], c->slot.buf, c->slot.offset, sizeof(int32_t)) != MLXN_OK) goto fail;
+    c->reading[k] = 1;
+    for (;;) {
+        /* whether a step may follow this token (the other loop's max-tokens and context tests, a token early) */
+        const int more = st->n_gen + 1 < g->max_tokens && !(c->ctx > 0 && mlxn_session_position(c->session) >= c->ctx);
+        if (more) {
+            if (mlxn_session_forward_next(c->session) != MLXN_OK) {
+                err(c, "generation failed");
+                rc = 1;
+                break;
+            }
+            if (sample_into(c, &c->slot)) {
+                rc = 1;
+                break;
+            }
+            if (mlxn_reader_begin(c->reader[k ^ 1], c->slot.buf, c->slot.offset, sizeof(int32_t)) != MLXN_OK) goto fail;
+            c->reading[k ^ 1] = 1;
+        }
+        int32_t tok;
+        c->reading[k] = 0;
+        if (mlxn_reader_end(c->reader[k], &tok) != MLXN_OK) goto fail;
+        if (bad_pick(c, tok)) {
+            rc = 1;
+            break;
+        }
+        int is_stop = 0;
+        for (size_t i = 0; i < g->n_stop; i++) is_stop |= g->stop_ids[i] == tok;
+        if (tg_interrupted || (is_stop && !g->ignore_eos)) {
+            st->stop = tg_interrupted ? "interrupted" : "eos";
+            if (more) { /* the step queued after tok ran it: the cache holds it; its pick is dropped */
+                if (hold(c, &tok, 1)) rc = 2;
+                if (c->dev_sample.temperature != 0.0f) c->dev_draws--;
+            }
+            break;
+        }
+        st->n_gen++;
+        if (mlxn_detokenizer_push(d, tok, &piece, &plen) != MLXN_OK || emit(g, st, piece, plen, cap)) {
+            err(c, "cannot decode the output");
+            rc = 1;
+            break;
+        }
+        if (!more) {
+            if (st->n_gen < g->max_tokens) st->stop = "context";
+            break;
+        }
+        st->n_decode++;
+        if (hold(c, &tok, 1)) {
+            rc = 2;
+            break;
+        }
+        k ^= 1;
+    }
+    goto drain;
+fail:
+    err(c, "reading the sampled token failed");
+    rc = 1;
+drain: /* a read still pending (the step after a stop): end it, so the readers are free for the next call */
+    for (int i = 0; i < 2; i++) {
+        if (!c->reading[i]) continue;
+        int32_t unused;
+        c->reading[i] = 0;
+        if (mlxn_reader_end(c->reader[i], &unused) != MLXN_OK && rc == 0) {
+            err(c, "generation failed");
+            rc = 1;
+        }
+    }
+    return rc;
 }
 
 int tg_generate(tg_ctx *c, const int32_t *prompt, int64_t n, const tg_gen_opts *g, tg_stats *st) {
@@ -474,43 +586,51 @@ int tg_generate(tg_ctx *c, const int32_t *prompt, int64_t n, const tg_gen_opts *
     int rc = 0;
     const char *piece;
     size_t plen;
-    while (st->n_gen < g->max_tokens) {
-        if (tg_interrupted) {
-            st->stop = "interrupted";
-            break;
-        }
-        int32_t tok;
-        if (pick_token(c, g, &tok)) {
-            rc = 1;
-            break;
-        }
-        int is_stop = 0;
-        for (size_t k = 0; k < g->n_stop; k++) is_stop |= g->stop_ids[k] == tok;
-        if (is_stop && !g->ignore_eos) {
-            st->stop = "eos";
-            break;
-        }
-        st->n_gen++;
-        if (mlxn_detokenizer_push(d, tok, &piece, &plen) != MLXN_OK || emit(g, st, piece, plen, &cap)) {
-            err(c, "cannot decode the output");
-            rc = 1;
-            break;
-        }
-        if (st->n_gen == g->max_tokens) break;
-        if (c->ctx > 0 && mlxn_session_position(c->session) >= c->ctx) {
-            st->stop = "context";
-            break;
-        }
-        /* sampling on the device: the logits stay there (pick_token reads back only the id) */
-        if (mlxn_session_forward(c->session, &tok, 1, MLXN_LOGITS_LAST, c->dev_sampling ? NULL : c->logits) != MLXN_OK) {
-            err(c, "generation failed");
-            rc = 1;
-            break;
-        }
-        st->n_decode++;
-        if (hold(c, &tok, 1)) {
+    if (c->overlap) {
+        rc = decode_overlapped(c, g, st, d, &cap);
+        if (rc == 2) {
             mlxn_detokenizer_free(d);
             goto oom;
+        }
+    } else {
+        while (st->n_gen < g->max_tokens) {
+            if (tg_interrupted) {
+                st->stop = "interrupted";
+                break;
+            }
+            int32_t tok;
+            if (pick_token(c, g, &tok)) {
+                rc = 1;
+                break;
+            }
+            int is_stop = 0;
+            for (size_t k = 0; k < g->n_stop; k++) is_stop |= g->stop_ids[k] == tok;
+            if (is_stop && !g->ignore_eos) {
+                st->stop = "eos";
+                break;
+            }
+            st->n_gen++;
+            if (mlxn_detokenizer_push(d, tok, &piece, &plen) != MLXN_OK || emit(g, st, piece, plen, &cap)) {
+                err(c, "cannot decode the output");
+                rc = 1;
+                break;
+            }
+            if (st->n_gen == g->max_tokens) break;
+            if (c->ctx > 0 && mlxn_session_position(c->session) >= c->ctx) {
+                st->stop = "context";
+                break;
+            }
+            /* sampling on the device: the logits stay there (pick_token reads back only the id) */
+            if (mlxn_session_forward(c->session, &tok, 1, MLXN_LOGITS_LAST, c->dev_sampling ? NULL : c->logits) != MLXN_OK) {
+                err(c, "generation failed");
+                rc = 1;
+                break;
+            }
+            st->n_decode++;
+            if (hold(c, &tok, 1)) {
+                mlxn_detokenizer_free(d);
+                goto oom;
+            }
         }
     }
     if (mlxn_detokenizer_flush(d, &piece, &plen) == MLXN_OK) emit(g, st, piece, plen, &cap);

@@ -23,7 +23,10 @@ typedef struct tg_model_opts {
     const char *kv_cache; /* --kv-cache: f32, f16, bf16, tq, tq2..tq8, kXvY (mlxn_kv_cache_parse) */
     int prefill_chunk;  /* 0: 512 */
     int fuse;           /* index in TG_FUSE_CHOICES: mlxn_model_params.fuse_projections 0, 1, -1 */
+    int kv_layout;      /* index in TG_LAYOUT_CHOICES: mlxn_session_params.kv_layout 0, 1, 2 */
 } tg_model_opts;
+
+#define TG_LAYOUT_CHOICES "auto|growing|fixed"
 
 #define TG_FUSE_CHOICES "auto|on|off"
 
@@ -53,7 +56,12 @@ typedef struct tg_model_opts {
     {"fuse", 0, OPT_CHOICE, offsetof(T, M.fuse), "WHEN",                                                      \
      "Run each layer's q/k/v projections as one matmul and gate/up as another, where they are quantized "    \
      "alike (weights stacked at load: exact; extra memory on the CPU). auto: the device's default (on).",    \
-     "auto", 0, 0, TG_FUSE_CHOICES}
+     "auto", 0, 0, TG_FUSE_CHOICES},                                                                            \
+    {"kv-layout", 0, OPT_CHOICE, offsetof(T, M.kv_layout), "L",                                               \
+     "How the KV cache is allocated. growing: in steps as it fills; fixed: once, for all of --ctx-size (set "  \
+     "it), which lets decode replay captured GPU graphs and take each next token on the device. auto: fixed " \
+     "on a GPU when the context is bounded, else growing.",                                                    \
+     "auto", 0, 0, TG_LAYOUT_CHOICES}
 
 /* The opened model. */
 typedef struct tg_ctx {
@@ -79,6 +87,14 @@ typedef struct tg_ctx {
     mlxn_sample_params dev_sample;
     uint64_t dev_draws;       /* random draws so far (temperature > 0) */
     mlxn_tensor dev_token;    /* i32 [1] on dev */
+    /* decode with each token's read overlapping the next step (device
+       sampling on a fixed-layout session, a GPU's default): the sampler
+       writes the session's token slot, mlxn_session_forward_next reads it
+       there, and two readers in turn bring the tokens back */
+    int overlap;
+    mlxn_tensor slot;         /* i32 [1]: the session's token slot */
+    mlxn_reader *reader[2];
+    int reading[2];           /* reader i has a read pending */
 } tg_ctx;
 
 /* The KV cache kind of --kv-cache / --kv-dtype into sp (its name, for

@@ -41,6 +41,16 @@ static mlxn_status cuda_stream_upload(mlxn_stream *s, void *dst, const void *src
 static mlxn_status cuda_stream_download(mlxn_stream *s, void *dst, const void *src, size_t n) {
     return mlxn_cuda_stream_download(s->ctx, dst, src, n);
 }
+static mlxn_status cuda_reader_new(mlxn_stream *s, size_t max_bytes, void **impl) {
+    return mlxn_cuda_reader_new(s->ctx, max_bytes, impl);
+}
+static mlxn_status cuda_reader_begin(mlxn_stream *s, void *impl, const void *src, size_t n) {
+    return mlxn_cuda_reader_begin(s->ctx, impl, src, n);
+}
+static mlxn_status cuda_reader_end(mlxn_stream *s, void *impl, void *dst, size_t n) {
+    return mlxn_cuda_reader_end(s->ctx, impl, dst, n);
+}
+static void cuda_reader_free(mlxn_stream *s, void *impl) { mlxn_cuda_reader_free(s->ctx, impl); }
 static mlxn_status cuda_graph_begin(mlxn_stream *s) { return mlxn_cuda_graph_begin(s->ctx); }
 static mlxn_status cuda_graph_end(mlxn_stream *s, void **graph) { return mlxn_cuda_graph_end(s->ctx, graph); }
 static mlxn_status cuda_graph_launch(mlxn_stream *s, void *graph) { return mlxn_cuda_graph_launch(s->ctx, graph); }
@@ -62,6 +72,10 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .host_free = cuda_host_free,
     .stream_upload = cuda_stream_upload,
     .stream_download = cuda_stream_download,
+    .reader_new = cuda_reader_new,
+    .reader_begin = cuda_reader_begin,
+    .reader_end = cuda_reader_end,
+    .reader_free = cuda_reader_free,
     .graph_begin = cuda_graph_begin,
     .graph_end = cuda_graph_end,
     .graph_launch = cuda_graph_launch,

@@ -351,6 +351,65 @@ extern "C" mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const 
     return device_errors(c);
 }
 
+/* ---- reads that do not wait for later work (mlxn_reader) ------------------ */
+
+/* One reader: the copy lands in pinned memory (a pageable destination would
+ * make the async copy synchronous), and the event marks its end, so
+ * waiting for it does not wait for work queued after it. */
+typedef struct cu_reader {
+    void *host;      /* [max_bytes] pinned */
+    cudaEvent_t ev;  /* recorded behind the copy */
+} cu_reader;
+
+extern "C" mlxn_status mlxn_cuda_reader_new(void *stream, size_t max_bytes, void **impl) {
+    cu_stream *c = (cu_stream *)stream;
+    *impl = NULL;
+    cu_reader *r = (cu_reader *)calloc(1, sizeof *r);
+    if (!r) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: out of host memory for a reader", c->index);
+    mlxn_status st = mlxn_cuda_host_alloc(c->index, max_bytes, &r->host);
+    if (st == MLXN_OK)
+        st = cuda_check(cudaEventCreateWithFlags(&r->ev, cudaEventDisableTiming), "cudaEventCreate (reader)", c->index);
+    if (st != MLXN_OK) {
+        if (r->host) cudaFreeHost(r->host);
+        free(r);
+        return st;
+    }
+    *impl = r;
+    return MLXN_OK;
+}
+
+extern "C" mlxn_status mlxn_cuda_reader_begin(void *stream, void *impl, const void *src, size_t n) {
+    cu_stream *c = (cu_stream *)stream;
+    cu_reader *r = (cu_reader *)impl;
+    MLXN_TRY(cuda_check(cudaSetDevice(c->index), "cudaSetDevice", c->index));
+    if (c->capturing)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                         "cuda:%d: a reader cannot begin inside a graph capture (a replay would not read)", c->index);
+    if (n) MLXN_TRY(cuda_check(cudaMemcpyAsync(r->host, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (read)", c->index));
+    return cuda_check(cudaEventRecord(r->ev, c->s), "cudaEventRecord (read)", c->index);
+}
+
+extern "C" mlxn_status mlxn_cuda_reader_end(void *stream, void *impl, void *dst, size_t n) {
+    cu_stream *c = (cu_stream *)stream;
+    cu_reader *r = (cu_reader *)impl;
+    MLXN_TRY(cuda_check(cudaSetDevice(c->index), "cudaSetDevice", c->index));
+    MLXN_TRY(cuda_check(cudaEventSynchronize(r->ev), "cudaEventSynchronize (read)", c->index));
+    if (n) memcpy(dst, r->host, n);
+    return device_errors(c);
+}
+
+extern "C" void mlxn_cuda_reader_free(void *stream, void *impl) {
+    cu_stream *c = (cu_stream *)stream;
+    cu_reader *r = (cu_reader *)impl;
+    if (!r) return;
+    if (cudaSetDevice(c->index) == cudaSuccess) {
+        cudaEventSynchronize(r->ev); /* a pending copy still writes r->host */
+        cudaEventDestroy(r->ev);
+        cudaFreeHost(r->host);
+    }
+    free(r);
+}
+
 /* ---- graphs -------------------------------------------------------------- */
 
 /* Thread-local capture mode: an unsafe call (a synchronization, a plain

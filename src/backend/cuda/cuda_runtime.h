@@ -24,6 +24,11 @@ mlxn_status mlxn_cuda_host_alloc(int index, size_t bytes, void **ptr);
 void mlxn_cuda_host_free(int index, void *ptr);
 mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const void *src, size_t n, int src_pinned);
 mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const void *src, size_t n);
+/* mlxn_reader's deferred reads: pinned memory and an event per reader */
+mlxn_status mlxn_cuda_reader_new(void *stream, size_t max_bytes, void **impl);
+mlxn_status mlxn_cuda_reader_begin(void *stream, void *impl, const void *src, size_t n);
+mlxn_status mlxn_cuda_reader_end(void *stream, void *impl, void *dst, size_t n);
+void mlxn_cuda_reader_free(void *stream, void *impl);
 mlxn_status mlxn_cuda_graph_begin(void *stream);
 mlxn_status mlxn_cuda_graph_end(void *stream, void **graph);
 mlxn_status mlxn_cuda_graph_launch(void *stream, void *graph);
