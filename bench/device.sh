@@ -7,7 +7,8 @@
 # the attention benchmarks (mlxn bench sdpa beside PyTorch's SDPA on the same
 # shapes, bench/peer_torch_sdpa.py), then end-to-end model benchmarks: random
 # 4-bit models of real shapes (`mlxn convert --random PRESET -q`) timed by
-# `mlxn bench model --device cuda` beside the same shapes in PyTorch
+# `mlxn bench model --device cuda` (and its tg with --overlap-reads, as
+# `mlxn generate` decodes: "mlxn-ovl") beside the same shapes in PyTorch
 # (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
 # python3 has torch; full logs go to OUTDIR and a short table is printed last.
 #   bash bench/device.sh OUTDIR
@@ -267,6 +268,15 @@ for r in json.load(open(sys.argv[1])): r["peer"] = "mlxn"; r["preset"] = sys.arg
       note "model $preset: mlxn bench model ok in $(($(date +%s) - t0)) s"
     else
       note "model $preset: mlxn bench model failed (exit $?): $(tail -1 "$OUT/model_$preset.err")"
+    fi
+    # generation as `mlxn generate` runs it on a GPU: each token's read overlapping the next step
+    if timeout "$MT" "$B/mlxn" bench model -m "$MD/$preset" --device cuda --kv-dtype bf16 -p 0 -n 128 \
+         -r "$MREPS" --warmup 1 --overlap-reads --json > "$OUT/model_${preset}_overlap.json" 2>> "$OUT/model_$preset.err"; then
+      python3 -c 'import json, sys
+for r in json.load(open(sys.argv[1])): r["peer"] = "mlxn-ovl"; r["preset"] = sys.argv[2]; print(json.dumps(r))' \
+        "$OUT/model_${preset}_overlap.json" "$preset" >> "$OUT/models.jsonl"
+    else
+      note "model $preset: mlxn bench model --overlap-reads failed (exit $?): $(tail -1 "$OUT/model_$preset.err")"
     fi
     if [ "$have_torch" = 1 ]; then
       t0=$(date +%s)
