@@ -366,11 +366,6 @@ int tg_make_sampler(tg_ctx *c, const tg_sample_opts *s, int seed_given, mlxn_sam
     return 0;
 }
 
-/* The next token from the logits of the last forward pass: on the device
- * (only the id comes back) or with the host sampler on c->logits; prints
- * the error and returns non-zero on failure. The device path numbers its
- * draws as the host sampler does, so the same seed picks the same tokens
- * either way. */
 /* Queue the device sampler on the session's last logits, its pick into
  * dst (i32 [1] on the device); prints the error and returns non-zero on
  * failure. */
@@ -386,12 +381,18 @@ static int sample_into(tg_ctx *c, mlxn_tensor *dst) {
     return 0;
 }
 
+/* A device sampler's pick: -1 when every logit was -inf or NaN (printed, non-zero) */
 static int bad_pick(const tg_ctx *c, int32_t tok) {
     if (tok >= 0) return 0;
     fprintf(stderr, "mlxn %s: sampling failed: every logit is -inf or NaN\n", c->cmd);
     return 1;
 }
 
+/* The next token from the logits of the last forward pass: on the device
+ * (only the id comes back) or with the host sampler on c->logits; prints
+ * the error and returns non-zero on failure. The device path numbers its
+ * draws as the host sampler does, so the same seed picks the same tokens
+ * either way. */
 static int pick_token(tg_ctx *c, const tg_gen_opts *g, int32_t *tok) {
     if (!c->dev_sampling) {
         if (mlxn_sampler_sample(g->sampler, c->logits, c->held, (size_t)c->n_held, tok) == MLXN_OK) return 0;
