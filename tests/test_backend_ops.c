@@ -617,7 +617,9 @@ static void case_qmatmul(bk *b) {
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
     const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
-        {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256}};
+        {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256},
+        /* K a multiple of 1024: the loader-warp kernel's shapes (cu_qmv_mma.cu) */
+        {4, 64, MLXN_DTYPE_BF16, 1330, 3072}};
     const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_NONE},
         {MLXN_DTYPE_F32, 0, 1, 0, 0, 1, MLXN_GLU_NONE},  {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1, MLXN_GLU_NONE},
@@ -674,7 +676,7 @@ static void case_qmatmul_rope_kv(bk *b) {
         {4, 2, 64, 512, 4, 64, BF, F32, 1, 0, 0, 0},  {3, 1, 128, 256, 4, 128, F16, F32, 0, 1, 0, 0},
         {2, 1, 48, 384, 4, 64, BF, BF, 0, 0, 0, 0},   {2, 1, 64, 256, 4, 64, BF, F16, 1, 1, 0, 0},
         {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1},
-        {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0},
+        {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;
@@ -949,6 +951,18 @@ static void run_backend(bk *b) {
     case_qmatmul(b);
     case_qmatmul_fused(b);
     case_qmatmul_rope_kv(b);
+    /* again with the one-row mat-vec in blocks of two row tiles on every shape (cu_qmv_mma.cu; by
+     * default only products with at least 6 row tiles per SM take them): odd tile counts leave a
+     * block's second tile past the rows */
+    printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_T2=1\n", b->name);
+    setenv("MLXN_CUDA_QMV_T2", "1", 1);
+    env_stream(b);
+    case_qmatmul_fused(b);
+    case_qmatmul(b); /* makes its own stream (the switch is still set), ends on the default one */
+    env_stream(b);
+    case_qmatmul_rope_kv(b); /* ends on the default stream */
+    unsetenv("MLXN_CUDA_QMV_T2");
+    default_stream(b);
     case_qmm(b);
     case_matmul(b);
     case_sdpa(b);

@@ -108,6 +108,7 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * scales and biases share one row stride (checked). */
 struct qm_rows {
     uint32_t owg, owh, osg, osh;
+    __device__ qm_rows() {}
     /* rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue) */
     __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
@@ -328,6 +329,8 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
  * warps, what the plain kernel gets at 95 registers (the NORM variant
  * needs the cap: ~100 unforced). */
 #define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : (W) == 16 ? 1 : 512 / ((W) * 32))
+/* T = 2 (two row tiles per block): a 128-register cap */
+#define QM_MIN_BLOCKS_T(W, T) ((T) == 1 ? QM_MIN_BLOCKS(W) : (W) == 16 ? 1 : 512 / ((W) * 32))
 
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
  * warps per block; D chunks in flight per warp. At least 16 warps per SM
@@ -343,28 +346,33 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
  * block's start instead, the kernel was 6-15% slower (a serial round trip
  * and a barrier per block); with an f32 ring beside the 16-bit one it held
  * 112 registers and the 4-warp launch lost a fifth of its blocks per SM. */
-template <int G, int SDT, int W, int D, int NDT>
-__global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_args a) {
+template <int G, int SDT, int W, int D, int NDT, int T>
+__global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS_T(W, T)) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
-    __shared__ float red[W][1][QM_ROWS];          /* each warp's row sums */
+    __shared__ float red[T][W][1][QM_ROWS];       /* each warp's row sums, per tile */
     __shared__ float red_ss[NORM ? W : 1];        /* NORM: each warp's sum of x^2 */
     const int nch = a.K / QM_CHUNK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    int64_t r0, r8; /* the tile's two halves of 8 rows (qm_tile) */
-    qm_tile(a, blockIdx.x, r0, r8);
-    const qm_rows rows(a, r0, g, t, r8);
+    int64_t r0[T], r8[T]; /* each tile's two halves of 8 rows (qm_tile): tiles T b .. T b + T - 1 */
+    qm_rows rows[T];
+#pragma unroll
+    for (int u = 0; u < T; u++) {
+        qm_tile(a, (int64_t)blockIdx.x * T + u, r0[u], r8[u]);
+        rows[u] = qm_rows(a, r0[u], g, t, r8[u]);
+    }
     /* the x this lane stages per chunk: word-group jw (8 codes) of the
      * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
     const int jw = lane >> 1, h = lane & 1;
     const uint32_t ox = 8 * jw + 2 * h;
 
-    uint32_t cw[D][8];  /* ring: codes (qm_rows::load) */
-    uint32_t sw[D][4];  /* ring: raw scales and biases */
+    uint32_t cw[D][T][8];  /* ring: codes (qm_rows::load), per tile */
+    uint32_t sw[D][T][4];  /* ring: raw scales and biases */
     float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
     uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
     auto load = [&](int d, uint32_t c) {
-        rows.load<G>(a, c, cw[d], sw[d]);
+#pragma unroll
+        for (int u = 0; u < T; u++) rows[u].template load<G>(a, c, cw[d][u], sw[d][u]);
         xr[d][0] = *(const float2 *)(a.x + (QM_CHUNK * c + ox));
         xr[d][1] = *(const float2 *)(a.x + (QM_CHUNK * c + ox + 4));
         if (NORM) {
@@ -375,14 +383,19 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
     float ssq = 0.0f; /* NORM: this lane's sum of x^2 */
 #pragma unroll
     for (int d = 0; d < D; d++)
-        if (warp + d * W < nch) rows.prefetch(a, warp + d * W);
+        if (warp + d * W < nch)
+#pragma unroll
+            for (int u = 0; u < T; u++) rows[u].prefetch(a, warp + d * W);
     cu_pdl_wait();
     cu_pdl_launch_dependents();
 #pragma unroll
     for (int d = 0; d < D; d++)
         if (warp + d * W < nch) load(d, warp + d * W);
     /* the residual this thread adds in qm_finish (thread i < 16 writes row r0 + i), loaded now */
-    const float resv = a.res && threadIdx.x < QM_ROWS && r0 + threadIdx.x < a.N ? a.res[r0 + threadIdx.x] : 0.0f;
+    float resv[T];
+#pragma unroll
+    for (int u = 0; u < T; u++)
+        resv[u] = a.res && threadIdx.x < QM_ROWS && r0[u] + threadIdx.x < a.N ? a.res[r0[u] + threadIdx.x] : 0.0f;
 
     unsigned char *wb = (unsigned char *)xbuf[warp];
     if (lane < 4) ((uint4 *)(wb + QM_ZEROS))[lane] = make_uint4(0, 0, 0, 0);
@@ -394,7 +407,9 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
     const unsigned char *xb = bvalid ? wb + (g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
     const int swz = bvalid ? (t >> 1) : 0;
     const qm_epi<G, SDT> epi(t);
-    float accg[1] = {0.0f}, acch[1] = {0.0f};
+    float accg[T][1], acch[T][1];
+#pragma unroll
+    for (int u = 0; u < T; u++) accg[u][0] = acch[u][0] = 0.0f;
     for (int c0 = warp; c0 < nch; c0 += D * W) {
 #pragma unroll
         for (int d = 0; d < D; d++) {
@@ -426,19 +441,27 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
                 const uint4 v = *(const uint4 *)(xb + 16 * (j ^ swz));
                 b[4 * j] = v.x, b[4 * j + 1] = v.y, b[4 * j + 2] = v.z, b[4 * j + 3] = v.w;
             }
-            float acc[2][4] = {}; /* two chains of 4 mmas (one of 8 waits on the mma latency 8 times) */
+            float acc[T][2][4] = {}; /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times) */
 #pragma unroll
             for (int i = 0; i < 8; i++) {
                 const int j = i >> 1, m = 2 * (i & 1);
-                qm_mma(acc[i & 1], qm_pair(cw[d][j], m), qm_pair(cw[d][4 + j], m), qm_pair(cw[d][j], m + 1),
-                       qm_pair(cw[d][4 + j], m + 1), b[4 * j + m], b[4 * j + m + 1]);
-            }
-            float sv[4], bv[4];
-            epi.scales(sw[d], sv, bv);
 #pragma unroll
-            for (int e = 0; e < 2; e++)
-                epi.add(e, __shfl_sync(0xffffffffu, xsum, epi.egrp[e] * 16), acc[0][e] + acc[1][e], acc[0][2 + e] + acc[1][2 + e],
-                        sv, bv, accg[0], acch[0]);
+                for (int u = 0; u < T; u++)
+                    qm_mma(acc[u][i & 1], qm_pair(cw[d][u][j], m), qm_pair(cw[d][u][4 + j], m), qm_pair(cw[d][u][j], m + 1),
+                           qm_pair(cw[d][u][4 + j], m + 1), b[4 * j + m], b[4 * j + m + 1]);
+            }
+            float xs[2];
+#pragma unroll
+            for (int e = 0; e < 2; e++) xs[e] = __shfl_sync(0xffffffffu, xsum, epi.egrp[e] * 16);
+#pragma unroll
+            for (int u = 0; u < T; u++) {
+                float sv[4], bv[4];
+                epi.scales(sw[d][u], sv, bv);
+#pragma unroll
+                for (int e = 0; e < 2; e++)
+                    epi.add(e, xs[e], acc[u][0][e] + acc[u][1][e], acc[u][0][2 + e] + acc[u][1][2 + e], sv, bv, accg[u][0],
+                            acch[u][0]);
+            }
             /* refill the slot, D chunks ahead (refilling before the mmas, with the codes moved to operand
              * registers first, measured slower: 21.1 against 18.6 us at 4096 x 14336) */
             if (c + D * W < nch) load(d, c + D * W);
@@ -449,15 +472,45 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS(W)) qmv_mma_kernel(qmv_a
         for (int o = 1; o < 32; o *= 2) ssq += __shfl_xor_sync(0xffffffffu, ssq, o);
         if (lane == 0) red_ss[warp] = ssq; /* read after qm_finish's barrier */
     }
-    qm_finish<W, 1>(a, r0, accg, acch, red, NORM ? red_ss : nullptr, resv, r8);
+#pragma unroll
+    for (int u = 0; u < T; u++) qm_finish<W, 1>(a, r0[u], accg[u], acch[u], red[u], NORM ? red_ss : nullptr, resv[u], r8[u]);
+}
+
+/* qmv_mma_kernel for this product's norm variant (NDT), as a plain function pointer */
+template <int G, int SDT, int W, int D, int T>
+static void (*qm_kernel_for(const qmv_args &a))(qmv_args) {
+    if (!a.nw) return qmv_mma_kernel<G, SDT, W, D, 0, T>;
+    if (a.nw_dt == MLXN_DTYPE_BF16) return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16, T>;
+    return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16, T>;
+}
+
+/* How full the last wave of a grid of `blocks` is, on average over its
+ * waves (1: every wave full), at `per_sm` blocks per SM. */
+static double qm_wave_fill(int64_t blocks, int per_sm, int sms) {
+    const int64_t wave = (int64_t)(per_sm > 0 ? per_sm : 1) * sms, waves = (blocks + wave - 1) / wave;
+    return (double)blocks / (double)(waves * wave);
 }
 
 template <int G, int SDT, int W, int D>
 static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    const dim3 grid((unsigned)(a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS));
-    if (!a.nw) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, 0>, grid, dim3(W * 32), 0, a);
-    else if (a.nw_dt == MLXN_DTYPE_BF16) cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16>, grid, dim3(W * 32), 0, a);
-    else cu_launch(s, qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16>, grid, dim3(W * 32), 0, a);
+    /* Blocks of two row tiles (each warp's x parts and B reads serve both; one chunk of each in flight)
+     * for the 4-warp launch's many-tile products, where the halved grid still fills its waves about as
+     * well as the one-tile grid (within 0.1). Measured on an H100 (docs/perf.md), back to back: 16384 x
+     * 2048 10.7 -> 9.2 us, 28672 x 4096 29.5 -> 28.6, 128256 x 2048 61.1 -> 58.7; but 20480 x 2560
+     * (640 two-tile blocks at 4 per SM: 1.2 waves) 14.9 -> 16.4, and with few tiles half the blocks
+     * leave SMs short of loads (4096 x 14336 14.3 -> 19.6). MLXN_CUDA_QMV_T2 = 0 / 1 forces it off / on. */
+    const cu_stream *c = cu_ctx(s);
+    const int64_t tiles = a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS;
+    bool two = c->knobs.qmv_t2 > 0;
+    if (c->knobs.qmv_t2 == 0 && W == 4 && tiles >= 6 * c->sms) {
+        int b1 = 0, b2 = 0;
+        *st = cu_occupancy(s, "quantized_matmul", qm_kernel_for<G, SDT, W, D, 1>(a), W * 32, 0, &b1);
+        if (*st == MLXN_OK) *st = cu_occupancy(s, "quantized_matmul", qm_kernel_for<G, SDT, W, 1, 2>(a), W * 32, 0, &b2);
+        if (*st != MLXN_OK) return true;
+        two = qm_wave_fill((tiles + 1) / 2, b2, c->sms) >= qm_wave_fill(tiles, b1, c->sms) - 0.1;
+    }
+    if (two) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2>(a), dim3((unsigned)((tiles + 1) / 2)), dim3(W * 32), 0, a);
+    else cu_launch(s, qm_kernel_for<G, SDT, W, D, 1>(a), dim3((unsigned)tiles), dim3(W * 32), 0, a);
     *st = MLXN_OK;
     return true;
 }

@@ -56,6 +56,8 @@ typedef struct cu_knobs {
     int64_t fa_cluster;   /* MLXN_CUDA_FA_CLUSTER: the most keys per block for which split decode attention
                              merges its splits inside a thread-block cluster (cu_attn_flash.cu); 0 = off;
                              -1 (unset) = the measured default */
+    int qmv_t2;           /* MLXN_CUDA_QMV_T2: one-row mat-vec blocks of two row tiles (cu_qmv_mma.cu):
+                             -1 (=0) never, 1 (=1) always (comparisons, tests), 0 (unset) the measured rule */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

@@ -130,6 +130,8 @@ static void read_knobs(cu_knobs *k) {
     const char *fc = getenv("MLXN_CUDA_FA_CLUSTER");
     const int64_t fcn = env_count("MLXN_CUDA_FA_CLUSTER");
     k->fa_cluster = fc && fc[0] == '0' ? 0 : fcn ? fcn : -1;
+    const char *t2 = getenv("MLXN_CUDA_QMV_T2");
+    k->qmv_t2 = t2 && t2[0] == '0' ? -1 : env_count("MLXN_CUDA_QMV_T2") ? 1 : 0;
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
