@@ -618,7 +618,7 @@ static void case_qmatmul(bk *b) {
 static void case_qmatmul_fused(bk *b) {
     const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
         {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256},
-        /* K a multiple of 1024: the loader-warp kernel's shapes (cu_qmv_mma.cu) */
+        /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
         {4, 64, MLXN_DTYPE_BF16, 1330, 3072}};
     const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_NONE},

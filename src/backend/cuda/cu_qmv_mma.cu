@@ -54,7 +54,9 @@
  * moment a block reads W consecutive 64-byte pieces of each of its 16
  * rows, and each warp keeps D chunks of codes, scales and x in flight in a
  * register ring. The warps' sums meet once in shared memory at the end, in
- * a fixed order (deterministic).
+ * a fixed order (deterministic). Products with many row tiles run blocks
+ * of two tiles instead (each warp stages x once for both; qm_launch says
+ * where).
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
  * both), K % 128 == 0, 16-byte aligned rows (and x, for one row), element
@@ -333,8 +335,10 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 #define QM_MIN_BLOCKS_T(W, T) ((T) == 1 ? QM_MIN_BLOCKS(W) : (W) == 16 ? 1 : 512 / ((W) * 32))
 
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
- * warps per block; D chunks in flight per warp. At least 16 warps per SM
- * (a 128-register cap).
+ * warps per block; D chunks in flight per warp (per tile); T row tiles per
+ * block (1, or 2 where qm_launch's rule picks it: the chunk's x parts and B
+ * registers then serve both tiles). At least 16 warps per SM (a 128-register
+ * cap).
  * NDT (0, or bf16 / f16: the fused op's rms_norm of x with the weight
  * a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
  * projections, without a kernel of its own. The norm is linear up to its
