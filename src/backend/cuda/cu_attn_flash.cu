@@ -81,6 +81,7 @@ typedef struct fa_args {
                                    padded to 16 bytes for the combine's vector loads) */
     int NT, S, CH;              /* row tiles per kv head, splits, keys per split */
     int cl;                     /* S > 1 and the splits merge inside a cluster of S blocks (no part) */
+    int pf;                     /* one query row (decode): prefetch the first K/V tile before the wait */
 } fa_args;
 
 __device__ __forceinline__ uint32_t fa_pack(float x0, float x1, bool bf) {
@@ -158,6 +159,32 @@ constexpr size_t fa_smem_bytes(int D, int ROWS, int ST) {
  * targets (163 KB on sm_80; 227 KB on sm_90). */
 constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 160 * 1024 ? 2 : 1; }
 
+/* Decode (one query row per head), before the programmatic wait: an L2
+ * prefetch of this block's first 64-key tile of K and V. Why: a decode
+ * step's cache rows were written steps ago and have left the L2 (the
+ * weights streamed through it since), so the first tile's copy after the
+ * wait was a DRAM round trip on the step's serial path; now it overlaps
+ * the kernel before (the q/k/v product). The key range is a hint: kv_len
+ * is read before the wait (the kernel before may still write it, and it
+ * writes the newest key); a prefetch changes no value, the range proper is
+ * read after the wait. */
+template <int D>
+__device__ __forceinline__ void fa_prefetch_first_tile(const fa_args &a, int nth) {
+    const int split = (int)(blockIdx.x % a.S), bh = (int)blockIdx.y, b = bh / a.Hkv, hk = bh % a.Hkv;
+    int n = a.Tk;
+    if (a.kv_len) n = min(max(*(const volatile int32_t *)a.kv_len, 0), a.Tk);
+    int lo = split * a.CH;
+    if (a.window > 0) lo = max(lo, n - a.window);
+    const int hi = min(min(n, split * a.CH + a.CH), lo + FA_KT);
+    constexpr int LINES = D * 2 / 128; /* 128-byte lines per key row */
+    for (int e = threadIdx.x; e < 2 * (hi - lo) * LINES; e += nth) {
+        const int kv = e & 1, r = lo + (e >> 1) / LINES, c = ((e >> 1) % LINES) * 64; /* c: elements */
+        const uint16_t *p = kv ? a.v + (int64_t)b * a.vs[0] + (int64_t)hk * a.vs[1] + (int64_t)r * a.vs[2] + c
+                               : a.k + (int64_t)b * a.ks[0] + (int64_t)hk * a.ks[1] + (int64_t)r * a.ks[2] + c;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    }
+}
+
 /* NW warps per block: 4, or 8 for decode (one query position: a block has
  * one 16-row tile and, with one block per SM at D 256, 4 warps left each
  * scheduler a single warp, stalled on every latency: ncu had 19% of issue
@@ -165,9 +192,10 @@ constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 
  * columns per warp in P V. */
 template <int D, int MT, bool BF, int NW>
 __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
+    constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
+    if (a.pf) fa_prefetch_first_tile<D>(a, NTH);
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
-    constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
     constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
     constexpr int TPR = NTH / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
@@ -621,6 +649,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
     /* the splits merged inside a cluster (sm_90+) where at most FA_CLUSTER_MAX of them cover the keys
      * with at most FA_CLUSTER_KEYS each: fewer splits, no partials in global memory, no fa_combine */
     a.cl = 0;
+    a.pf = a.Tq == 1 && !cu_ctx(s)->knobs.attn_pf_off;
     const int64_t ckeys = cu_ctx(s)->knobs.fa_cluster < 0 ? FA_CLUSTER_KEYS : cu_ctx(s)->knobs.fa_cluster;
     if (a.S > 1 && cu_ctx(s)->clusters && ckeys > 0) {
         const int64_t S = a.S < FA_CLUSTER_MAX ? a.S : FA_CLUSTER_MAX;

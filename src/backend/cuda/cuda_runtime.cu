@@ -132,6 +132,8 @@ static void read_knobs(cu_knobs *k) {
     k->fa_cluster = fc && fc[0] == '0' ? 0 : fcn ? fcn : -1;
     const char *t2 = getenv("MLXN_CUDA_QMV_T2");
     k->qmv_t2 = t2 && t2[0] == '0' ? -1 : env_count("MLXN_CUDA_QMV_T2") ? 1 : 0;
+    const char *apf = getenv("MLXN_CUDA_ATTN_PREFETCH");
+    k->attn_pf_off = apf && apf[0] == '0';
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
