@@ -963,6 +963,16 @@ static void run_backend(bk *b) {
     case_qmatmul_rope_kv(b); /* ends on the default stream */
     unsetenv("MLXN_CUDA_QMV_T2");
     default_stream(b);
+    /* and on the 6-warp launch (by default only products with 2..3 row tiles per SM take it) */
+    printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_MMA=7\n", b->name);
+    setenv("MLXN_CUDA_QMV_MMA", "7", 1);
+    env_stream(b);
+    case_qmatmul_fused(b);
+    case_qmatmul(b);
+    env_stream(b);
+    case_qmatmul_rope_kv(b);
+    unsetenv("MLXN_CUDA_QMV_MMA");
+    default_stream(b);
     case_qmm(b);
     case_matmul(b);
     case_sdpa(b);

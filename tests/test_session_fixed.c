@@ -180,7 +180,7 @@ static void gpu_graphs(mlxn_device *gpu, const char *name) {
     mlxn_model_free(m);
 }
 
-/* Steps across attention span buckets (model_step_span: 256, 512): a
+/* Steps across attention span buckets (model_step_span: 256, 512, 1024): a
  * 250-token prefill, then 300 single tokens with graphs on and off. One
  * graph is captured per bucket, and the replayed logits are bit-identical
  * to the op-by-op ones (both attend over the same span). */

@@ -216,8 +216,12 @@ typedef struct model_scratch {
  * whole preallocated capacity made every short-context step pay for a
  * full-context split and merge. A step's graph is captured once per span
  * bucket (model_step_bucket) and op-by-op steps use the same spans, so the
- * two give the same bits. */
-enum { MODEL_SPAN_MIN = 256, MODEL_SPAN_BUCKETS = 32 };
+ * two give the same bits. The smallest span is 64 keys (one attention
+ * tile): on CUDA, spans up to 128 keys are not split at all, where a
+ * 256-key span cut the first 128 steps' few keys into 4 split blocks and
+ * a cluster merge (an H100: Llama-3.2-1B tg128 1714 -> 1830 tok/s,
+ * docs/perf.md); two more graphs are captured as a context grows. */
+enum { MODEL_SPAN_MIN = 64, MODEL_SPAN_BUCKETS = 32 };
 static inline int64_t model_step_span(int64_t p, int64_t cap) {
     int64_t b = MODEL_SPAN_MIN;
     while (b < p + 1) b *= 2;

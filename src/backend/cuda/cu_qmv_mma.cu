@@ -330,7 +330,7 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
  * 128-register cap: 2 blocks of 8 warps, 1 of 16), and 5 blocks of 4
  * warps, what the plain kernel gets at 95 registers (the NORM variant
  * needs the cap: ~100 unforced). */
-#define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : (W) == 16 ? 1 : 512 / ((W) * 32))
+#define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : (W) == 6 ? 3 : (W) == 16 ? 1 : 512 / ((W) * 32))
 /* T = 2 (two row tiles per block): a 128-register cap */
 #define QM_MIN_BLOCKS_T(W, T) ((T) == 1 ? QM_MIN_BLOCKS(W) : (W) == 16 ? 1 : 512 / ((W) * 32))
 
@@ -943,10 +943,12 @@ bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s) {
 
 /* The one-row launch: 8 warps with 3 chunks in flight each when K has 64
  * chunks or more, or when there are no more row tiles than SMs (more warps
- * per block are then the only way to more loads in flight); else 4 warps
- * with 2 (a block's warps split K, and fewer warps keep each one's run of
- * chunks long enough to fill its ring). MLXN_CUDA_QMV_MMA = 2 / 3 force
- * one shape (timing runs compare them). Measured on an H100: docs/perf.md, v8. */
+ * per block are then the only way to more loads in flight); 6 warps with 2
+ * where 3 blocks per SM take every tile in one wave; else 4 warps with 2 (a
+ * block's warps split K, and fewer warps keep each one's run of chunks
+ * long enough to fill its ring). MLXN_CUDA_QMV_MMA = 2 / 3 / 7 force one
+ * shape (timing runs compare them, tests cover them). Measured on an H100:
+ * docs/perf.md, v8 and later sections. */
 static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int variant = cu_ctx(s)->knobs.qmv_mma;
 #define QM_PICK(W, D)                                                                                    \
@@ -959,7 +961,8 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     /* 16 warps where K is long and the row tiles are at most one per SM (Llama-3.2-1B's down projection,
      * 2048 x 8192: 128 tiles): each SM then has one block, and 16 warps keep twice the chunks in flight.
      * MLXN_CUDA_QMV_MMA = 6 leaves this shape out (comparisons) */
-    if (variant == 1 && a.K / QM_CHUNK >= 64 && tiles <= cu_ctx(s)->sms) { QM_PICK(16, 3) }
+    if ((variant == 1 || variant == 8) && a.K / QM_CHUNK >= 64 && tiles <= cu_ctx(s)->sms) { QM_PICK(16, 3) }
+    if (variant == 7) { QM_PICK(6, 2) } /* every shape on the 6-warp launch (tests) */
     /* 8 warps x 3 chunks in flight where K is long, or where the row tiles need at most two 8-warp blocks
      * per SM (one wave): a warp then owns few enough chunks for one or two round trips. Up to 2 tiles per
      * SM (not 1) measured on an H100: Llama-3.2-1B's q/k/v (192 tiles at K = 2048) joins, tg128 1503-1515
@@ -967,6 +970,13 @@ static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * 384-tile q/k/v too) cost the 8B 1%. 4 warps x 2 elsewhere (many tiles: more blocks per SM) */
     const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || tiles <= 2 * cu_ctx(s)->sms));
     if (wide) { QM_PICK(8, 3) }
+    /* 6 warps x 2 where the row tiles need more than 2 and at most 3 blocks per SM (Llama-3-8B's q/k/v,
+     * 6144 x 4096: 384 tiles): 3 blocks of 6 warps fit a SM at 96 registers, so the grid is one wave of
+     * ~18 warps per SM where 4-warp blocks left ~12 (2.9 blocks per SM of the 5 that fit) and 8-warp
+     * ones needed 1.5 waves. Measured on an H100: 6144 x 4096 10.7 -> 8.6 us back to back, 8B tg128
+     * 421.5 -> 437.0 tok/s; on shapes with fewer tiles it gained nothing (4096 x 4096 6.37 / 6.35 us)
+     * or lost (2048 x 8192 7.1 -> 7.5). MLXN_CUDA_QMV_MMA = 8 leaves this shape out (comparisons) */
+    if (variant != 3 && variant != 8 && tiles <= 3 * cu_ctx(s)->sms) { QM_PICK(6, 2) }
     QM_PICK(4, 2)
 #undef QM_PICK
 }

@@ -49,9 +49,10 @@ typedef struct cu_knobs {
                              bf16 GEMM path (0 = unset: the measured defaults, cu_qmm.cu) */
     int64_t qmm_slab;     /* MLXN_CUDA_QMM_SLAB_ELEMS: weights per dequantized block (0 = unset) */
     int qmv_mma;          /* MLXN_CUDA_QMV_MMA: 0 = 4-bit mat-vecs on the f32 kernels, not the tensor
-                             cores (cu_qmv_mma.cu); 2 / 3 force a launch shape; 4 = 3..8 x rows on the
-                             one-row layout's kernel (comparisons); 6 = the measured choice without
-                             the 16-warp one-row launch (comparisons); 1 (unset) = measured choice */
+                             cores (cu_qmv_mma.cu); 2 / 3 / 7 force a launch shape (8 / 4 / 6 warps);
+                             4 = 3..8 x rows on the one-row layout's kernel (comparisons); 6 / 8 = the
+                             measured choice without the 16- / 6-warp one-row launch (comparisons);
+                             1 (unset) = measured choice */
     int fuse_off;         /* MLXN_CUDA_FUSE=0: quantized_matmul_fused runs its parts apart (comparisons) */
     int64_t fa_cluster;   /* MLXN_CUDA_FA_CLUSTER: the most keys per block for which split decode attention
                              merges its splits inside a thread-block cluster (cu_attn_flash.cu); 0 = off;
