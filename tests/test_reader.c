@@ -1,6 +1,7 @@
 /* mlxn_reader: reads that do not wait for the work queued after them.
  *
- * On the CPU and, when there is one, on a CUDA device: a read begun before
+ * On the CPU and, when there is one, on a CUDA device (reads of 64 and of
+ * 4000 bytes, the two ways CUDA reads): a read begun before
  * an op that overwrites the buffer gives the bytes from before the op (the
  * copy is ordered behind the work queued before it, and only that); 200
  * such rounds with two readers in turn, as a decode loop uses them, each
@@ -24,32 +25,36 @@ static mlxn_buffer *filled(mlxn_device *dev, float *v) {
     return b;
 }
 
-static void rounds(mlxn_device *dev, const char *name) {
+/* The rounds read NF floats at a time (CUDA: up to 256 bytes a kernel
+ * stores them into pinned memory, longer reads are copies), then the
+ * misuse. */
+enum { NF_BIG = 1000 };
+static void rounds(mlxn_device *dev, const char *name, int nf) {
     mlxn_stream *s = mlxn_device_stream(dev);
     float *a = malloc(N * sizeof(float)), *c = malloc(N * sizeof(float)), *got = malloc(N * sizeof(float));
     mlxn_buffer *ab = filled(dev, a), *cb = filled(dev, c);
     mlxn_reader *r[2] = {NULL, NULL};
-    CHECK_OK(mlxn_reader_new(s, 64, &r[0]));
-    CHECK_OK(mlxn_reader_new(s, 64, &r[1]));
+    const size_t rb = (size_t)nf * sizeof(float); /* bytes per read */
+    CHECK_OK(mlxn_reader_new(s, rb, &r[0]));
+    CHECK_OK(mlxn_reader_new(s, rb, &r[1]));
     if (!ab || !cb || !r[0] || !r[1]) goto done;
     int64_t n = N;
     mlxn_tensor at, ct;
     CHECK_OK(mlxn_tensor_view(ab, MLXN_DTYPE_F32, 1, &n, 0, &at));
     CHECK_OK(mlxn_tensor_view(cb, MLXN_DTYPE_F32, 1, &n, 0, &ct));
     int bad = 0;
-    float want[2][16];
+    static float want[2][NF_BIG], g[NF_BIG];
     for (int i = 0; i < 200; i++) {
         const int k = i & 1;
         /* a holds this round's values; read 16 of them at an odd offset, then overwrite a with c */
         const size_t off = (size_t)(i % 7) * sizeof(float) * 3;
-        memcpy(want[k], (const char *)a + off, sizeof want[k]);
-        CHECK_OK(mlxn_reader_begin(r[k], ab, off, sizeof want[k]));
+        memcpy(want[k], (const char *)a + off, rb);
+        CHECK_OK(mlxn_reader_begin(r[k], ab, off, rb));
         CHECK_OK(mlxn_copy(s, &ct, &at));
         if (i > 0) { /* the previous round's read, ended after this round's work was queued */
-            float g[16];
-            t_poison(g, sizeof g);
+            t_poison(g, rb);
             CHECK_OK(mlxn_reader_end(r[k ^ 1], g));
-            bad += memcmp(g, want[k ^ 1], sizeof g) != 0;
+            bad += memcmp(g, want[k ^ 1], rb) != 0;
         }
         /* next round: a = c, c = fresh values (queued behind the copy) */
         memcpy(a, c, N * sizeof(float));
@@ -57,10 +62,11 @@ static void rounds(mlxn_device *dev, const char *name) {
         t_fill_randn(c, N, 1.0f);
         CHECK_OK(mlxn_buffer_write(cb, 0, c, N * sizeof(float)));
     }
-    float g[16];
+    t_poison(g, rb);
     CHECK_OK(mlxn_reader_end(r[1], g));
-    bad += memcmp(g, want[1], sizeof g) != 0;
-    CHECK(bad == 0, "%s: %d of 200 reads gave bytes other than those before the op queued after them", name, bad);
+    bad += memcmp(g, want[1], rb) != 0;
+    CHECK(bad == 0, "%s: %d of 200 reads of %zu bytes gave bytes other than those before the op queued after them", name,
+          bad, rb);
     CHECK_OK(mlxn_buffer_read(ab, 0, got, N * sizeof(float)));
     CHECK(!memcmp(got, a, N * sizeof(float)), "%s: the work queued after the reads did not land", name);
 
@@ -70,7 +76,7 @@ static void rounds(mlxn_device *dev, const char *name) {
     CHECK_OK(mlxn_reader_end(r[0], g));
     CHECK(!memcmp(g, a, 8), "%s: the read after a refused begin is wrong", name);
     CHECK_FAILS(mlxn_reader_end(r[0], g), MLXN_ERR_INVALID_ARGUMENT);
-    CHECK_FAILS(mlxn_reader_begin(r[0], ab, 0, 65), MLXN_ERR_INVALID_ARGUMENT);
+    CHECK_FAILS(mlxn_reader_begin(r[0], ab, 0, rb + 1), MLXN_ERR_INVALID_ARGUMENT);
     CHECK_FAILS(mlxn_reader_begin(r[0], ab, N * sizeof(float) - 4, 8), MLXN_ERR_INVALID_ARGUMENT);
     CHECK_FAILS(mlxn_reader_begin(NULL, ab, 0, 4), MLXN_ERR_INVALID_ARGUMENT);
     mlxn_reader *z = NULL;
@@ -80,7 +86,7 @@ static void rounds(mlxn_device *dev, const char *name) {
     CHECK_OK(mlxn_reader_end(r[0], g));
     CHECK(!memcmp(g, (const char *)a + 4, 4), "%s: the reader is not usable after refused calls", name);
     /* freed with a read pending: waits for it */
-    CHECK_OK(mlxn_reader_begin(r[1], ab, 0, 64));
+    CHECK_OK(mlxn_reader_begin(r[1], ab, 0, rb));
 done:
     mlxn_reader_free(r[0]);
     mlxn_reader_free(r[1]);
@@ -94,13 +100,14 @@ int main(int argc, char **argv) {
     mlxn_device_params cp = {.kind = MLXN_DEVICE_CPU};
     mlxn_device *cpu = NULL;
     CHECK_OK(mlxn_device_new(&cp, &cpu));
-    if (cpu) rounds(cpu, "cpu");
+    if (cpu) rounds(cpu, "cpu", 16);
     mlxn_device_params gp = {.kind = MLXN_DEVICE_CUDA, .index = 0};
     mlxn_device *gpu = NULL;
     if (mlxn_device_new(&gp, &gpu) != MLXN_OK) {
         printf("cuda: skipped: no CUDA device\n");
     } else {
-        rounds(gpu, "cuda");
+        rounds(gpu, "cuda", 16);
+        rounds(gpu, "cuda", NF_BIG);
         /* a buffer of another device */
         mlxn_reader *r = NULL;
         mlxn_buffer *b = NULL;

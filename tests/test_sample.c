@@ -233,6 +233,37 @@ static void test_device(mlxn_device *dev, mlxn_device *cpu) {
     printf("%s vs cpu op: %d draws, %d differ\n", mlxn_device_name(dev), total, mismatches);
 }
 
+/* Greedy over large vocabularies, which a GPU splits over several blocks
+ * (cu_sample.cu: one share per block of a cluster): the maximum tied in
+ * two distant shares (the lower id wins, whichever share is merged
+ * first), NaN logits (ignored), an odd size, and no logit above -inf (-1);
+ * each against its known answer and the CPU op. */
+static void test_device_greedy(mlxn_device *dev, mlxn_device *cpu) {
+    const int V = 262147;
+    float *x = malloc((size_t)V * sizeof(float));
+    if (!x) {
+        CHECK(0, "out of memory");
+        return;
+    }
+    mlxn_sample_params p = {.temperature = 0, .counter = 1};
+    const char *dn = mlxn_device_name(dev);
+    for (int trial = 0; trial < 6; trial++) {
+        for (int i = 0; i < V; i++) x[i] = t_randn();
+        for (int i = 0; i < 64; i++) x[t_rand_u64() % (uint64_t)V] = NAN;
+        x[0] = NAN;
+        /* two equal maxima: a random low id and one at least a quarter of the vocabulary above it */
+        const int lo = (int)(t_rand_u64() % (uint64_t)(V / 2)), hi = lo + V / 4 + (int)(t_rand_u64() % (uint64_t)(V / 4));
+        x[lo] = x[hi] = 40.0f;
+        int32_t want = run_op(cpu, x, V, 1, &p), got = run_op(dev, x, V, 1, &p);
+        CHECK(want == lo && got == lo, "%s: greedy over %d logits, maxima at %d and %d: got %d, cpu %d", dn, V, lo, hi,
+              got, want);
+    }
+    for (int i = 0; i < V; i++) x[i] = (i % 3) ? -INFINITY : NAN;
+    CHECK(run_op(dev, x, V, 1, &p) == -1 && run_op(cpu, x, V, 1, &p) == -1, "%s: greedy with no logit above -inf gives -1",
+          dn);
+    free(x);
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_sample");
     mlxn_device *cpu = t_cpu_device(1, MLXN_CPU_ISA_AUTO);
@@ -245,6 +276,7 @@ int main(int argc, char **argv) {
     if (mlxn_device_new(&dp, &gpu) == MLXN_OK) {
         test_known(gpu);
         test_device(gpu, cpu);
+        test_device_greedy(gpu, cpu);
         mlxn_device_free(gpu);
     } else {
         printf("skipped: no CUDA device (%s): the device part did not run\n", mlxn_last_error());

@@ -61,6 +61,8 @@ typedef struct cu_knobs {
                              -1 (=0) never, 1 (=1) always (comparisons, tests), 0 (unset) the measured rule */
     int attn_pf_off;      /* MLXN_CUDA_ATTN_PREFETCH=0: decode attention prefetches no cache rows into the
                              L2 before its programmatic wait (comparisons) */
+    int reader_copy;      /* MLXN_CUDA_READER_COPY=1: mlxn_reader reads every size with a device-to-host
+                             copy, not small ones with a kernel (comparisons) */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

@@ -134,6 +134,8 @@ static void read_knobs(cu_knobs *k) {
     k->qmv_t2 = t2 && t2[0] == '0' ? -1 : env_count("MLXN_CUDA_QMV_T2") ? 1 : 0;
     const char *apf = getenv("MLXN_CUDA_ATTN_PREFETCH");
     k->attn_pf_off = apf && apf[0] == '0';
+    const char *rc = getenv("MLXN_CUDA_READER_COPY");
+    k->reader_copy = rc && rc[0] == '1';
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
@@ -362,8 +364,20 @@ extern "C" mlxn_status mlxn_cuda_stream_download(void *stream, void *dst, const 
  * waiting for it does not wait for work queued after it. */
 typedef struct cu_reader {
     void *host;      /* [max_bytes] pinned */
+    void *dev;       /* host as the device addresses it (pinned memory is mapped), or NULL */
     cudaEvent_t ev;  /* recorded behind the copy */
 } cu_reader;
+
+/* Reads of at most CU_READER_KERNEL_BYTES (a decode loop's token id): a
+ * one-warp kernel stores the bytes straight into the reader's mapped
+ * pinned memory. Why: a device-to-host copy between two kernels held the
+ * stream ~8 us on an H100 (a copy-engine operation and its handoffs), a
+ * kernel ~2 us, and the next decode step waits behind it (docs/perf.md). */
+enum { CU_READER_KERNEL_BYTES = 256 };
+__global__ void reader_store_kernel(const unsigned char *src, unsigned char *dst, unsigned n) {
+    for (unsigned i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+    __threadfence_system(); /* the host reads them once the event behind this kernel has fired */
+}
 
 extern "C" mlxn_status mlxn_cuda_reader_new(void *stream, size_t max_bytes, void **impl) {
     cu_stream *c = (cu_stream *)stream;
@@ -373,6 +387,10 @@ extern "C" mlxn_status mlxn_cuda_reader_new(void *stream, size_t max_bytes, void
     mlxn_status st = mlxn_cuda_host_alloc(c->index, max_bytes, &r->host);
     if (st == MLXN_OK)
         st = cuda_check(cudaEventCreateWithFlags(&r->ev, cudaEventDisableTiming), "cudaEventCreate (reader)", c->index);
+    if (st == MLXN_OK && cudaHostGetDevicePointer(&r->dev, r->host, 0) != cudaSuccess) {
+        (void)cudaGetLastError(); /* not mapped: reads take the copy */
+        r->dev = NULL;
+    }
     if (st != MLXN_OK) {
         if (r->host) cudaFreeHost(r->host);
         free(r);
@@ -389,7 +407,12 @@ extern "C" mlxn_status mlxn_cuda_reader_begin(void *stream, void *impl, const vo
     if (c->capturing)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
                          "cuda:%d: a reader cannot begin inside a graph capture (a replay would not read)", c->index);
-    if (n) MLXN_TRY(cuda_check(cudaMemcpyAsync(r->host, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (read)", c->index));
+    if (n && n <= CU_READER_KERNEL_BYTES && r->dev && !c->knobs.reader_copy) {
+        reader_store_kernel<<<1, 32, 0, c->s>>>((const unsigned char *)src, (unsigned char *)r->dev, (unsigned)n);
+        MLXN_TRY(cuda_check(cudaGetLastError(), "reader_store_kernel", c->index));
+    } else if (n) {
+        MLXN_TRY(cuda_check(cudaMemcpyAsync(r->host, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (read)", c->index));
+    }
     return cuda_check(cudaEventRecord(r->ev, c->s), "cudaEventRecord (read)", c->index);
 }
 
