@@ -143,8 +143,34 @@ struct tqm_regs {
     float kn[4], vn[4];
 };
 
+/* Before the programmatic wait: an L2 prefetch of the block's first steps
+ * (one per warp) of key and value codes and their norms. Why: a decode
+ * step's cache rows were written steps ago and have left the L2, so the
+ * first codes' load after the wait was a DRAM round trip on the step's
+ * serial path; now it overlaps the kernel before. The position is a hint
+ * read before the wait (a prefetch changes no value; the kernel reads it
+ * again after). */
+__device__ __forceinline__ void tqm_prefetch_first_steps(const tqs_args &a) {
+    const int64_t p = a.pos_t ? (int64_t)*(const volatile int32_t *)a.pos_t : a.pos;
+    if (p < 0) return;
+    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0, n_held = end - lo;
+    const int64_t j0 = (int64_t)blockIdx.x * a.chunk;
+    const int64_t j1 = min(min(j0 + a.chunk, n_held), j0 + (int64_t)TQM_WARPS * TQM_STEP);
+    const int64_t head = (int64_t)blockIdx.y * a.cap;
+    for (int64_t j = j0 + threadIdx.x; j < j1; j += TQM_THREADS) {
+        const int64_t sl = head + (lo + j) % a.cap; /* the ring in position order */
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.kc + sl * a.krow));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.vc + sl * a.vrow));
+        if ((j - j0) % 32 == 0) { /* norms: one 128-byte line per 32 keys */
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.kn + sl));
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.vn + sl));
+        }
+    }
+}
+
 template <int KS, int VS, int D>
 __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
+    if (a.pf) tqm_prefetch_first_steps(a);
     constexpr int NS = D / 16;       /* k-steps of the score product */
     constexpr int NU = D / 8;        /* n-tiles of the value product */
     constexpr int KBY = D * KS / 32; /* key code bytes per lane and key (a quarter row) */

@@ -31,6 +31,7 @@ typedef struct tqs_args {
     const int32_t *pos_t;
     int64_t chunk;       /* keys per block */
     int nchunks;
+    int pf;              /* the tensor-core kernel prefetches its first codes before the programmatic wait */
     float *pm, *pl;      /* [Hq * Tq, nchunks]: chunk max, chunk denominator */
     float *pacc;         /* [Hq * Tq, nchunks, D]: chunk's unnormalized weighted value sum */
     float *out;          /* [Hq * Tq, D] contiguous */

@@ -59,8 +59,9 @@ typedef struct cu_knobs {
                              -1 (unset) = the measured default */
     int qmv_t2;           /* MLXN_CUDA_QMV_T2: one-row mat-vec blocks of two row tiles (cu_qmv_mma.cu):
                              -1 (=0) never, 1 (=1) always (comparisons, tests), 0 (unset) the measured rule */
-    int attn_pf_off;      /* MLXN_CUDA_ATTN_PREFETCH=0: decode attention prefetches no cache rows into the
-                             L2 before its programmatic wait (comparisons) */
+    int attn_pf_off;      /* MLXN_CUDA_ATTN_PREFETCH=0: decode attention (bf16/f16 caches and TurboQuant's
+                             tensor-core kernel) prefetches no cache rows into the L2 before its
+                             programmatic wait (comparisons) */
     int reader_copy;      /* MLXN_CUDA_READER_COPY=1: mlxn_reader reads every size with a device-to-host
                              copy, not small ones with a kernel (comparisons) */
 } cu_knobs;
