@@ -236,7 +236,8 @@ static void test_device(mlxn_device *dev, mlxn_device *cpu) {
 /* Greedy over large vocabularies, which a GPU splits over several blocks
  * (cu_sample.cu: one share per block of a cluster): the maximum tied in
  * two distant shares (the lower id wins, whichever share is merged
- * first), NaN logits (ignored), an odd size, and no logit above -inf (-1);
+ * first), NaN logits (ignored), an odd size, contiguous and strided
+ * logits, and no logit above -inf (-1);
  * each against its known answer and the CPU op. */
 static void test_device_greedy(mlxn_device *dev, mlxn_device *cpu) {
     const int V = 262147;
@@ -254,9 +255,10 @@ static void test_device_greedy(mlxn_device *dev, mlxn_device *cpu) {
         /* two equal maxima: a random low id and one at least a quarter of the vocabulary above it */
         const int lo = (int)(t_rand_u64() % (uint64_t)(V / 2)), hi = lo + V / 4 + (int)(t_rand_u64() % (uint64_t)(V / 4));
         x[lo] = x[hi] = 40.0f;
-        int32_t want = run_op(cpu, x, V, 1, &p), got = run_op(dev, x, V, 1, &p);
-        CHECK(want == lo && got == lo, "%s: greedy over %d logits, maxima at %d and %d: got %d, cpu %d", dn, V, lo, hi,
-              got, want);
+        const int64_t st = 1 + trial % 2; /* contiguous (16-byte loads on a GPU) and strided logits */
+        int32_t want = run_op(cpu, x, V, 1, &p), got = run_op(dev, x, V, st, &p);
+        CHECK(want == lo && got == lo, "%s: greedy over %d logits (stride %lld), maxima at %d and %d: got %d, cpu %d", dn,
+              V, (long long)st, lo, hi, got, want);
     }
     for (int i = 0; i < V; i++) x[i] = (i % 3) ? -INFINITY : NAN;
     CHECK(run_op(dev, x, V, 1, &p) == -1 && run_op(cpu, x, V, 1, &p) == -1, "%s: greedy with no logit above -inf gives -1",

@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(SB) sample_prep(const float *x, int64_t xs, in
  * (lowest id among equal maxima, NaN ignored, -1 when no logit is above
  * -inf), by the SC blocks of one thread-block cluster, block r taking the
  * r-th contiguous share of the vocabulary with 4 loads in flight per
- * thread; block 0 merges the blocks' answers through distributed shared
+ * thread (16-byte loads where the logits are contiguous); block 0 merges the blocks' answers through distributed shared
  * memory. The maximum under (value, then lower id) is a total order, so the
  * answer does not depend on the order of the merge. Why a cluster: 8 SMs
  * read the ~0.5-1 MB of logits ~8x faster than one, with no scratch memory
@@ -133,18 +133,41 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
     __shared__ arg_best best;
     cu_pdl_wait(); /* cu_launch_cluster launches programmatically: the logits are complete from here */
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-    const int rank = (int)cluster.block_rank(), per = (V + SC - 1) / SC;
+    /* shares of whole float4s, so each starts 16-byte aligned when x does */
+    const int rank = (int)cluster.block_rank(), per = ((V + 3) / 4 + SC - 1) / SC * 4;
     const int lo = min(V, rank * per), hi = min(V, lo + per);
     arg_best b = {-INFINITY, INT32_MAX};
-    for (int i0 = lo + (int)threadIdx.x; i0 < hi; i0 += 4 * SB) {
+    auto take = [&](float v, int i) {
+        if (v > b.v || (v == b.v && i < b.i)) b.v = v, b.i = i; /* NaN compares false: ignored */
+    };
+    int rest = lo; /* the elements from here on go one by one */
+    if (xs == 1 && ((uintptr_t)x & 15) == 0) {
+        /* contiguous logits (a decode step's): 16-byte loads, 4 in flight per thread (a 128k vocabulary is
+         * then one round of loads per block) */
+        const float4 *x4 = (const float4 *)(x + lo);
+        const int n4 = (hi - lo) / 4;
+        for (int q0 = (int)threadIdx.x; q0 < n4; q0 += 4 * SB) {
+            float4 v[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                if (q0 + u * SB < n4) v[u] = x4[q0 + u * SB];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                if (q0 + u * SB < n4) {
+                    const int i = lo + 4 * (q0 + u * SB);
+                    take(v[u].x, i), take(v[u].y, i + 1), take(v[u].z, i + 2), take(v[u].w, i + 3);
+                }
+        }
+        rest = lo + 4 * n4;
+    }
+    for (int i0 = rest + (int)threadIdx.x; i0 < hi; i0 += 4 * SB) {
         float v[4];
 #pragma unroll
-        for (int u = 0; u < 4; u++) v[u] = i0 + u * SB < hi ? x[(int64_t)(i0 + u * SB) * xs] : -INFINITY;
+        for (int u = 0; u < 4; u++)
+            if (i0 + u * SB < hi) v[u] = x[(int64_t)(i0 + u * SB) * xs];
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int i = i0 + u * SB;
-            if (v[u] > b.v || (v[u] == b.v && i < b.i)) b.v = v[u], b.i = i; /* NaN compares false: ignored */
-        }
+        for (int u = 0; u < 4; u++)
+            if (i0 + u * SB < hi) take(v[u], i0 + u * SB);
     }
     b = RA(tmp).Reduce(b, arg_best_op());
     if (threadIdx.x == 0) best = b;
