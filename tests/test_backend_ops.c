@@ -954,15 +954,17 @@ static void run_backend(bk *b) {
     /* again with the one-row mat-vec in blocks of two row tiles on every shape (cu_qmv_mma.cu; by
      * default only products with at least 6 row tiles per SM take them): odd tile counts leave a
      * block's second tile past the rows */
-    printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_T2=1\n", b->name);
-    setenv("MLXN_CUDA_QMV_T2", "1", 1);
-    env_stream(b);
-    case_qmatmul_fused(b);
-    case_qmatmul(b); /* makes its own stream (the switch is still set), ends on the default one */
-    env_stream(b);
-    case_qmatmul_rope_kv(b); /* ends on the default stream */
-    unsetenv("MLXN_CUDA_QMV_T2");
-    default_stream(b);
+    for (int v = 1; v <= 2; v++) { /* both builds: 4 and 5 blocks per SM */
+        printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_T2=%d\n", b->name, v);
+        setenv("MLXN_CUDA_QMV_T2", v == 1 ? "1" : "2", 1);
+        env_stream(b);
+        case_qmatmul_fused(b);
+        case_qmatmul(b); /* makes its own stream (the switch is still set), ends on the default one */
+        env_stream(b);
+        case_qmatmul_rope_kv(b); /* ends on the default stream */
+        unsetenv("MLXN_CUDA_QMV_T2");
+        default_stream(b);
+    }
     /* and on the 6-warp launch (by default only products with 2..3 row tiles per SM take it) */
     printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_MMA=7\n", b->name);
     setenv("MLXN_CUDA_QMV_MMA", "7", 1);

@@ -337,8 +337,9 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
  * warps per block; D chunks in flight per warp (per tile); T row tiles per
  * block (1, or 2 where qm_launch's rule picks it: the chunk's x parts and B
- * registers then serve both tiles). At least 16 warps per SM (a 128-register
- * cap).
+ * registers then serve both tiles); MB the blocks per SM the registers must
+ * allow (QM_MIN_BLOCKS_T; qm_launch also builds two-tile blocks of 4 warps
+ * at 5). At least 16 warps per SM (a 128-register cap).
  * NDT (0, or bf16 / f16: the fused op's rms_norm of x with the weight
  * a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
  * projections, without a kernel of its own. The norm is linear up to its
@@ -350,8 +351,8 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
  * block's start instead, the kernel was 6-15% slower (a serial round trip
  * and a barrier per block); with an f32 ring beside the 16-bit one it held
  * 112 registers and the 4-warp launch lost a fifth of its blocks per SM. */
-template <int G, int SDT, int W, int D, int NDT, int T>
-__global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS_T(W, T)) qmv_mma_kernel(qmv_args a) {
+template <int G, int SDT, int W, int D, int NDT, int T, int MB = QM_MIN_BLOCKS_T(W, T)>
+__global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
     __shared__ float red[T][W][1][QM_ROWS];       /* each warp's row sums, per tile */
@@ -481,11 +482,11 @@ __global__ void __launch_bounds__(W * 32, QM_MIN_BLOCKS_T(W, T)) qmv_mma_kernel(
 }
 
 /* qmv_mma_kernel for this product's norm variant (NDT), as a plain function pointer */
-template <int G, int SDT, int W, int D, int T>
+template <int G, int SDT, int W, int D, int T, int MB = QM_MIN_BLOCKS_T(W, T)>
 static void (*qm_kernel_for(const qmv_args &a))(qmv_args) {
-    if (!a.nw) return qmv_mma_kernel<G, SDT, W, D, 0, T>;
-    if (a.nw_dt == MLXN_DTYPE_BF16) return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16, T>;
-    return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16, T>;
+    if (!a.nw) return qmv_mma_kernel<G, SDT, W, D, 0, T, MB>;
+    if (a.nw_dt == MLXN_DTYPE_BF16) return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16, T, MB>;
+    return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16, T, MB>;
 }
 
 /* How full the last wave of a grid of `blocks` is, on average over its
@@ -498,22 +499,36 @@ static double qm_wave_fill(int64_t blocks, int per_sm, int sms) {
 template <int G, int SDT, int W, int D>
 static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     /* Blocks of two row tiles (each warp's x parts and B reads serve both; one chunk of each in flight)
-     * for the 4-warp launch's many-tile products, where the halved grid still fills its waves about as
-     * well as the one-tile grid (within 0.1). Measured on an H100 (docs/perf.md), back to back: 16384 x
-     * 2048 10.7 -> 9.2 us, 28672 x 4096 29.5 -> 28.6, 128256 x 2048 61.1 -> 58.7; but 20480 x 2560
-     * (640 two-tile blocks at 4 per SM: 1.2 waves) 14.9 -> 16.4, and with few tiles half the blocks
-     * leave SMs short of loads (4096 x 14336 14.3 -> 19.6). MLXN_CUDA_QMV_T2 = 0 / 1 forces it off / on. */
+     * for the 4-warp launch's many-tile products, in one of two builds: capped at 128 registers (115
+     * used: 4 blocks per SM) or at 102 (96 used, no spills: 5 blocks per SM, a quarter more warps).
+     * Measured on an H100 (docs/perf.md), back to back, one tile / two at 4 per SM / two at 5 per SM:
+     *   - 5 per SM where its grid fills its waves (>= 0.95): 20480 x 2560 (Gemma-3-4B's gate/up: 640
+     *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 465 -> 479 tok/s. The heads
+     *     are faster alone at 5 per SM too (128256 x 2048 58.4 -> 56.4), but Llama-3.2-1B's tg128 fell
+     *     1881 -> 1860 with its head there (the fused norm, in the step), so 4 per SM keep them;
+     *   - elsewhere 4 per SM, where the halved grid still fills its waves about as well as the one-tile
+     *     grid (within 0.1): 16384 x 2048 10.7 / 9.2 / 10.1, 28672 x 4096 29.5 / 28.5 / 30.0 (1.7 waves
+     *     at 4 per SM; 1.36 at 5 leave a third of the last wave's slots empty);
+     *   - with few tiles half the blocks leave SMs short of loads (4096 x 14336 14.3 -> 19.6).
+     * MLXN_CUDA_QMV_T2 = 0 forces one tile, 1 / 2 two at 4 / 5 per SM (comparisons, tests). */
     const cu_stream *c = cu_ctx(s);
     const int64_t tiles = a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS;
-    bool two = c->knobs.qmv_t2 > 0;
-    if (c->knobs.qmv_t2 == 0 && W == 4 && tiles >= 6 * c->sms) {
-        int b1 = 0, b2 = 0;
-        *st = cu_occupancy(s, "quantized_matmul", qm_kernel_for<G, SDT, W, D, 1>(a), W * 32, 0, &b1);
-        if (*st == MLXN_OK) *st = cu_occupancy(s, "quantized_matmul", qm_kernel_for<G, SDT, W, 1, 2>(a), W * 32, 0, &b2);
+    const int64_t pairs = (tiles + 1) / 2;
+    constexpr int MB5 = W == 4 ? 5 : QM_MIN_BLOCKS_T(W, 2); /* other widths: the one build */
+    const int t2 = c->knobs.qmv_t2;
+    bool two = t2 == 1 || t2 == 2, five = t2 == 2;
+    if (t2 == 0 && W == 4 && tiles >= 6 * c->sms) {
+        int b1 = 0, b2 = 0, b5 = 0;
+        const char *op = "quantized_matmul";
+        *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, D, 1>(a), W * 32, 0, &b1);
+        if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2>(a), W * 32, 0, &b2);
+        if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), W * 32, 0, &b5);
         if (*st != MLXN_OK) return true;
-        two = qm_wave_fill((tiles + 1) / 2, b2, c->sms) >= qm_wave_fill(tiles, b1, c->sms) - 0.1;
+        five = b5 > 0 && qm_wave_fill(pairs, b5, c->sms) >= 0.95;
+        two = five || qm_wave_fill(pairs, b2, c->sms) >= qm_wave_fill(tiles, b1, c->sms) - 0.1;
     }
-    if (two) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2>(a), dim3((unsigned)((tiles + 1) / 2)), dim3(W * 32), 0, a);
+    if (two && five) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
+    else if (two) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
     else cu_launch(s, qm_kernel_for<G, SDT, W, D, 1>(a), dim3((unsigned)tiles), dim3(W * 32), 0, a);
     *st = MLXN_OK;
     return true;

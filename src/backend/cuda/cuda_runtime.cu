@@ -131,7 +131,8 @@ static void read_knobs(cu_knobs *k) {
     const int64_t fcn = env_count("MLXN_CUDA_FA_CLUSTER");
     k->fa_cluster = fc && fc[0] == '0' ? 0 : fcn ? fcn : -1;
     const char *t2 = getenv("MLXN_CUDA_QMV_T2");
-    k->qmv_t2 = t2 && t2[0] == '0' ? -1 : env_count("MLXN_CUDA_QMV_T2") ? 1 : 0;
+    const int64_t t2n = env_count("MLXN_CUDA_QMV_T2");
+    k->qmv_t2 = t2 && t2[0] == '0' ? -1 : t2n >= 2 ? 2 : (int)t2n;
     const char *apf = getenv("MLXN_CUDA_ATTN_PREFETCH");
     k->attn_pf_off = apf && apf[0] == '0';
     const char *rc = getenv("MLXN_CUDA_READER_COPY");
