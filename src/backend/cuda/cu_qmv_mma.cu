@@ -503,7 +503,7 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * used: 4 blocks per SM) or at 102 (96 used, no spills: 5 blocks per SM, a quarter more warps).
      * Measured on an H100 (docs/perf.md), back to back, one tile / two at 4 per SM / two at 5 per SM:
      *   - 5 per SM where its grid fills its waves (>= 0.95): 20480 x 2560 (Gemma-3-4B's gate/up: 640
-     *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 465 -> 479 tok/s. The heads
+     *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 470 -> 482 tok/s. The heads
      *     are faster alone at 5 per SM too (128256 x 2048 58.4 -> 56.4), but Llama-3.2-1B's tg128 fell
      *     1881 -> 1860 with its head there (the fused norm, in the step), so 4 per SM keep them;
      *   - elsewhere 4 per SM, where the halved grid still fills its waves about as well as the one-tile
