@@ -504,8 +504,9 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * Measured on an H100 (docs/perf.md), back to back, one tile / two at 4 per SM / two at 5 per SM:
      *   - 5 per SM where its grid fills its waves (>= 0.95): 20480 x 2560 (Gemma-3-4B's gate/up: 640
      *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 470 -> 482 tok/s. The heads
-     *     are faster alone at 5 per SM too (128256 x 2048 58.4 -> 56.4), but Llama-3.2-1B's tg128 fell
-     *     1881 -> 1860 with its head there (the fused norm, in the step), so 4 per SM keep them;
+     *     are faster at 5 per SM too, alone (128256 x 2048 58.4 -> 56.4) and in a traced step (58.5 ->
+     *     55.9), but with them there Llama-3.2-1B's tg128 fell 1881 -> 1860 in one call, unexplained, so
+     *     4 per SM keep them until a cleaner measurement;
      *   - elsewhere 4 per SM, where the halved grid still fills its waves about as well as the one-tile
      *     grid (within 0.1): 16384 x 2048 10.7 / 9.2 / 10.1, 28672 x 4096 29.5 / 28.5 / 30.0 (1.7 waves
      *     at 4 per SM; 1.36 at 5 leave a third of the last wave's slots empty);
