@@ -46,7 +46,7 @@ static void rounds(mlxn_device *dev, const char *name, int nf) {
     static float want[2][NF_BIG], g[NF_BIG];
     for (int i = 0; i < 200; i++) {
         const int k = i & 1;
-        /* a holds this round's values; read 16 of them at an odd offset, then overwrite a with c */
+        /* a holds this round's values; read nf of them at an odd offset, then overwrite a with c */
         const size_t off = (size_t)(i % 7) * sizeof(float) * 3;
         memcpy(want[k], (const char *)a + off, rb);
         CHECK_OK(mlxn_reader_begin(r[k], ab, off, rb));

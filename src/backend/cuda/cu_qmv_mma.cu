@@ -327,11 +327,13 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 }
 
 /* Blocks per SM the one-row kernel's registers must allow: 16 warps (a
- * 128-register cap: 2 blocks of 8 warps, 1 of 16), and 5 blocks of 4
- * warps, what the plain kernel gets at 95 registers (the NORM variant
- * needs the cap: ~100 unforced). */
+ * 128-register cap: 2 blocks of 8 warps, 1 of 16), 3 blocks of 6 warps
+ * (one wave of ~18 warps per SM, qm_launch_one), and 5 blocks of 4 warps,
+ * what the plain kernel gets at 95 registers (the NORM variant needs the
+ * cap: ~100 unforced). */
 #define QM_MIN_BLOCKS(W) ((W) == 4 ? 5 : (W) == 6 ? 3 : (W) == 16 ? 1 : 512 / ((W) * 32))
-/* T = 2 (two row tiles per block): a 128-register cap */
+/* T = 2 (two row tiles per block): a 128-register cap by default;
+ * qm_launch also builds the 4-warp kernel at 5 blocks per SM (its MB) */
 #define QM_MIN_BLOCKS_T(W, T) ((T) == 1 ? QM_MIN_BLOCKS(W) : (W) == 16 ? 1 : 512 / ((W) * 32))
 
 /* G: groups per chunk (2: group 64, 1: group 128); SDT: scale dtype; W
