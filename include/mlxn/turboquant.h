@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mlxn/ops.h"
 #include "mlxn/tensor.h"
 
 #ifdef __cplusplus
@@ -67,6 +68,22 @@ size_t mlxn_tq_cache_bytes(const mlxn_tq_cache *c);
  * pos_tensor (optional, i32 [1] on the device) overrides pos; pos >= 0. */
 mlxn_status mlxn_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v,
                            int64_t pos, const mlxn_tensor *pos_tensor);
+
+/* A step's rotary embedding and quantize-on-append in one call (on a GPU
+ * one kernel where the calls it stands for take two or three): exactly
+ * mlxn_rope(q, p, q_out), then mlxn_rope(k, p, k_rot) into an f32
+ * temporary of k's shape, then mlxn_tq_append(c, k_rot, v, pos,
+ * pos_tensor), bit for bit. q: f32 [Hq, T, head_dim] (any strides, Hq >=
+ * 1); q_out: f32 of q's shape, contiguous; k, v, pos, pos_tensor as
+ * mlxn_tq_append takes them, with the same T; p->dims fits head_dim. The
+ * rope's positions are p's (offset / offset_tensor), the slots pos's: a
+ * caller appending into a scratch view passes them apart. q_out may not
+ * overlap an input or the cache. A bad position writes nothing, not even
+ * q_out (a negative device position too: an error on the CPU, silently on
+ * a GPU, as mlxn_tq_append). */
+mlxn_status mlxn_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tensor *k,
+                                const mlxn_tensor *v, const mlxn_rope_params *p, mlxn_tensor *q_out, int64_t pos,
+                                const mlxn_tensor *pos_tensor);
 
 typedef struct mlxn_tq_sdpa_params {
     float scale;   /* multiplies q.k (typically 1/sqrt(head_dim)) */

@@ -96,6 +96,10 @@ typedef struct mlxn_backend_i {
      * pos_tensor itself (on the device, for graph replay). which_v: 0 keys, 1 values. */
     mlxn_status (*tq_append)(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v,
                              int64_t pos, const mlxn_tensor *pos_tensor);
+    /* validated by mlxn_tq_rope_append (q and k roped, k and v appended) */
+    mlxn_status (*tq_rope_append)(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tensor *k,
+                                  const mlxn_tensor *v, const mlxn_rope_params *p, mlxn_tensor *q_out, int64_t pos,
+                                  const mlxn_tensor *pos_tensor);
     mlxn_status (*tq_sdpa)(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q,
                            const mlxn_tq_sdpa_params *p, mlxn_tensor *out);
     mlxn_status (*tq_dequantize)(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos,

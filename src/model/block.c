@@ -345,6 +345,13 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
            kernel for the first two on a GPU, instead of two or three; none
            where the q/k/v product did them) */
         MLXN_TRY(attend_step(s, l, fold_rope, &q3, &k3, &v3, &qr, &q4, &att4));
+    } else if (s->tq) {
+        /* TurboQuant cache: the rope and quantize-on-append in one op (on a
+           GPU one kernel, where rope, rope and append were three), then
+           attention from the codes (session_tq.c) */
+        mlxn_rope_params rp = rope_params(lc, L, s->pos, at, D);
+        mlxn_tensor qh = swap01(q3), kh = swap01(k3), vt = swap01(v3);
+        MLXN_TRY(model_tq_attention(s, l, &qh, &kh, &vt, &rp, &qr, &q4, at, &att4));
     } else {
         if (L->fused_qkv && !c->qk_norm) {
             /* q and k are neighbouring column ranges of the fused output: one
@@ -360,10 +367,7 @@ static mlxn_status attention(mlxn_session *s, int l, int64_t T, mlxn_tensor *x, 
             MLXN_TRY(rope(st, lc, L, s->pos, at, &k3, &kr));
         }
         mlxn_tensor vt = swap01(v3);
-        if (s->tq) /* TurboQuant cache: quantize on append, attention reads the codes (session_tq.c) */
-            MLXN_TRY(model_tq_attention(s, l, &kr, &vt, &q4, at, &att4));
-        else
-            MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
+        MLXN_TRY(attend(s, l, T, &kr, &vt, &q4, &att4));
     }
 
     /* [Hq, T, D] -> [T, Hq * D] for the output projection (one token: the

@@ -289,16 +289,19 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
  * fails, changing nothing, when a sliding layer's ring no longer holds what
  * position n's query needs; model_tq_mark_written counts positions before
  * `end` as written in every layer (a replayed step runs no host code);
- * model_tq_attention appends the chunk's keys/values ([Hkv, T, D] views) at
- * s->pos, or at the position in `at` (i32 [1] on the device: a single-token
- * step) when given, and runs attention of q [1, Hq, T, D] into out
- * [1, Hq, T, D]. */
+ * model_tq_attention ropes the chunk's queries and keys (q [Hq, T, D], k
+ * [Hkv, T, D] views, under rope params rp) and appends its keys and values
+ * (v [Hkv, T, D]) in one op (mlxn_tq_rope_append: qr [Hq, T, D] receives
+ * the roped queries; q4 is qr as [1, Hq, T, D]) at s->pos, or at the
+ * position in `at` (i32 [1] on the device: a single-token step) when
+ * given, then runs attention of q4 into out [1, Hq, T, D]. */
 mlxn_status model_tq_new(mlxn_session *s, const mlxn_session_params *p);
 void model_tq_free(mlxn_session *s);
 mlxn_status model_tq_truncate_check(const mlxn_session *s, int64_t n);
 void model_tq_mark_written(mlxn_session *s, int64_t end);
-mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *k, const mlxn_tensor *v,
-                               const mlxn_tensor *q, const mlxn_tensor *at, mlxn_tensor *out);
+mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *q, const mlxn_tensor *k,
+                               const mlxn_tensor *v, const mlxn_rope_params *rp, mlxn_tensor *qr,
+                               const mlxn_tensor *q4, const mlxn_tensor *at, mlxn_tensor *out);
 size_t model_tq_bytes_per_token(const mlxn_session *s);
 
 /* Make room for T more tokens in every layer's cache. */

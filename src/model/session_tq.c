@@ -238,8 +238,9 @@ static mlxn_status chunk_cache(mlxn_session *s, int64_t need) {
 
 /* Fixed layout, a chunk of T tokens (k, v [Hkv, T, D]) at s->pos on layer
  * l's ring of `window` slots: through the chunk scratch (top of file). */
-static mlxn_status ring_chunk(mlxn_session *s, int l, const mlxn_tensor *k, const mlxn_tensor *v,
-                              const mlxn_tensor *q, mlxn_tq_sdpa_params *p, mlxn_tensor *out) {
+static mlxn_status ring_chunk(mlxn_session *s, int l, const mlxn_tensor *q, const mlxn_tensor *k,
+                              const mlxn_tensor *v, const mlxn_rope_params *rp, mlxn_tensor *qr, const mlxn_tensor *q4,
+                              mlxn_tq_sdpa_params *p, mlxn_tensor *out) {
     mlxn_tq_cache *ring = s->tq[l];
     const int64_t T = k->shape[1], pos = s->pos, W = p->window, cap = ring->p.capacity;
     const int64_t h = pos < W - 1 ? pos : W - 1; /* keys before the chunk that its first query sees */
@@ -251,15 +252,17 @@ static mlxn_status ring_chunk(mlxn_session *s, int l, const mlxn_tensor *k, cons
     /* position pos - h + i at scratch position i: attention depends on
        relative positions only */
     MLXN_TRY(tq_move(s->st, ring, pos - h, &view, 0, h));
-    MLXN_TRY(mlxn_tq_append(s->st, &view, k, v, h, NULL));
+    /* the rope at the chunk's own positions (rp), the codes at h */
+    MLXN_TRY(mlxn_tq_rope_append(s->st, &view, q, k, v, rp, qr, h, NULL));
     p->pos = h;
-    MLXN_TRY(mlxn_tq_sdpa(s->st, &view, q, p, out));
+    MLXN_TRY(mlxn_tq_sdpa(s->st, &view, q4, p, out));
     const int64_t m = T < cap ? T : cap;
     return tq_move(s->st, &view, h + T - m, ring, pos + T - m, m);
 }
 
-mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *k, const mlxn_tensor *v,
-                               const mlxn_tensor *q, const mlxn_tensor *at, mlxn_tensor *out) {
+mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *q, const mlxn_tensor *k,
+                               const mlxn_tensor *v, const mlxn_rope_params *rp, mlxn_tensor *qr,
+                               const mlxn_tensor *q4, const mlxn_tensor *at, mlxn_tensor *out) {
     const mlxn_model_config *c = &s->m->cfg;
     int64_t T = k->shape[1];
     /* a failed append may have overwritten ring slots: count them as written first */
@@ -268,14 +271,14 @@ mlxn_status model_tq_attention(mlxn_session *s, int l, const mlxn_tensor *k, con
     if (at) {
         /* a single-token step: the position is the step block's (device
            memory), so nothing that changes per token is an argument here */
-        MLXN_TRY(mlxn_tq_append(s->st, s->tq[l], k, v, 0, at));
+        MLXN_TRY(mlxn_tq_rope_append(s->st, s->tq[l], q, k, v, rp, qr, 0, at));
         p.pos_tensor = at;
-        return mlxn_tq_sdpa(s->st, s->tq[l], q, &p, out);
+        return mlxn_tq_sdpa(s->st, s->tq[l], q4, &p, out);
     }
-    if (s->fixed && s->kv[l].ring) return ring_chunk(s, l, k, v, q, &p, out);
-    MLXN_TRY(mlxn_tq_append(s->st, s->tq[l], k, v, s->pos, NULL));
+    if (s->fixed && s->kv[l].ring) return ring_chunk(s, l, q, k, v, rp, qr, q4, &p, out);
+    MLXN_TRY(mlxn_tq_rope_append(s->st, s->tq[l], q, k, v, rp, qr, s->pos, NULL));
     p.pos = s->pos;
-    return mlxn_tq_sdpa(s->st, s->tq[l], q, &p, out);
+    return mlxn_tq_sdpa(s->st, s->tq[l], q4, &p, out);
 }
 
 size_t model_tq_bytes_per_token(const mlxn_session *s) {

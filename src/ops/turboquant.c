@@ -1,7 +1,7 @@
-/* The TurboQuant KV cache: parameter checks, allocation, and the three ops
- * (append, attention, dequantize), each validated once here and then run
- * by the device's backend (a backend without them reports "not built
- * yet"). Format: src/quant/tq_layout.h. */
+/* The TurboQuant KV cache: parameter checks, allocation, and the ops
+ * (append, the fused rope + append of a step, attention, dequantize), each
+ * validated once here and then run by the device's backend (a backend
+ * without them reports "not built yet"). Format: src/quant/tq_layout.h. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -173,6 +173,42 @@ mlxn_status mlxn_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *
     if (tk != tv) return mlxn_fail(MLXN_ERR_SHAPE, "tq_append: k has %lld tokens, v %lld", (long long)tk, (long long)tv);
     MLXN_TRY(check_pos(op, s, pos, pos_tensor));
     return s->dev->be->tq_append(s, c, k, v, pos, pos_tensor);
+}
+
+mlxn_status mlxn_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tensor *k,
+                                const mlxn_tensor *v, const mlxn_rope_params *p, mlxn_tensor *q_out, int64_t pos,
+                                const mlxn_tensor *pos_tensor) {
+    const char *op = "tq_rope_append";
+    char d1[96];
+    MLXN_TRY(check_cache(op, s, c, s && s->dev && s->dev->be->tq_rope_append != NULL));
+    if (!p) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "tq_rope_append: rope params are NULL");
+    int64_t tk = 0, tv = 0;
+    MLXN_TRY(check_kv(op, "k", s, c, k, &tk));
+    MLXN_TRY(check_kv(op, "v", s, c, v, &tv));
+    if (tk != tv)
+        return mlxn_fail(MLXN_ERR_SHAPE, "tq_rope_append: k has %lld tokens, v %lld", (long long)tk, (long long)tv);
+    MLXN_TRY(op_check_tensor(op, "q", s, q));
+    MLXN_TRY(op_check_dtype(op, "q", q, DT_F32));
+    if (q->ndim != 3 || q->shape[0] < 1 || q->shape[1] != tk || q->shape[2] != c->p.head_dim)
+        return mlxn_fail(MLXN_ERR_SHAPE, "tq_rope_append: q is %s, expected [Hq, %lld, %d] (k's tokens, the head dim)",
+                         mlxn_tensor_describe(q, d1, sizeof d1), (long long)tk, c->p.head_dim);
+    MLXN_TRY(op_check_tensor(op, "q_out", s, q_out));
+    MLXN_TRY(op_check_dtype(op, "q_out", q_out, DT_F32));
+    if (!mlxn_tensor_is_contiguous(q_out)) return mlxn_fail(MLXN_ERR_SHAPE, "tq_rope_append: q_out must be contiguous");
+    MLXN_TRY(op_check_same_shape(op, "q_out", q_out, "q", q));
+    MLXN_TRY(op_check_rope_params(op, s, p, c->p.head_dim));
+    MLXN_TRY(check_pos(op, s, pos, pos_tensor));
+    /* one kernel reads every input while writing q_out and the cache */
+    const mlxn_tensor *in[6] = {q, k, v, p->freqs, p->offset_tensor, pos_tensor};
+    static const char *in_n[6] = {"q", "k", "v", "freqs", "offset_tensor", "pos_tensor"};
+    const mlxn_tensor *cache[4] = {&c->k_codes, &c->v_codes, &c->k_norms, &c->v_norms};
+    for (int i = 0; i < 6; i++) {
+        if (!in[i]) continue;
+        MLXN_TRY(op_check_disjoint(op, "q_out", q_out, in_n[i], in[i]));
+        for (int j = 0; j < 4; j++) MLXN_TRY(op_check_disjoint(op, "the cache", cache[j], in_n[i], in[i]));
+    }
+    for (int j = 0; j < 4; j++) MLXN_TRY(op_check_disjoint(op, "q_out", q_out, "the cache", cache[j]));
+    return s->dev->be->tq_rope_append(s, c, q, k, v, p, q_out, pos, pos_tensor);
 }
 
 mlxn_status mlxn_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tq_sdpa_params *p,

@@ -209,6 +209,7 @@ const mlxn_backend_i mlxn_cpu_backend = {
     .scale = cpu_scale,
     .copy = cpu_copy_tensor,
     .tq_append = cpu_tq_append,
+    .tq_rope_append = cpu_tq_rope_append,
     .tq_sdpa = cpu_tq_sdpa,
     .tq_dequantize = cpu_tq_dequantize,
     .sample = cpu_sample,

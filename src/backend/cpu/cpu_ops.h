@@ -38,6 +38,9 @@ mlxn_status cpu_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_te
 mlxn_status cpu_copy_tensor(mlxn_stream *s, const mlxn_tensor *src, mlxn_tensor *dst);
 mlxn_status cpu_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v, int64_t pos,
                           const mlxn_tensor *pos_tensor);
+mlxn_status cpu_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tensor *k,
+                               const mlxn_tensor *v, const mlxn_rope_params *p, mlxn_tensor *q_out, int64_t pos,
+                               const mlxn_tensor *pos_tensor);
 mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tq_sdpa_params *p,
                         mlxn_tensor *out);
 mlxn_status cpu_tq_dequantize(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos, mlxn_tensor *out);

@@ -65,6 +65,23 @@ mlxn_status cpu_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k
     return MLXN_OK;
 }
 
+/* rope + append: the position checked first (a bad one writes nothing),
+ * then the calls the op stands for, in order: rope of q, rope of k into an
+ * f32 temporary, the append. */
+mlxn_status cpu_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q, const mlxn_tensor *k,
+                               const mlxn_tensor *v, const mlxn_rope_params *p, mlxn_tensor *q_out, int64_t pos,
+                               const mlxn_tensor *pos_tensor) {
+    int64_t at = 0;
+    MLXN_TRY(read_pos("tq_rope_append", pos, pos_tensor, &at));
+    MLXN_TRY(cpu_rope(s, q, p, q_out));
+    mlxn_tensor kr;
+    MLXN_TRY(mlxn_tensor_alloc(s->dev, MLXN_DTYPE_F32, k->ndim, k->shape, &kr));
+    mlxn_status st = cpu_rope(s, k, p, &kr);
+    if (st == MLXN_OK) st = cpu_tq_append(s, c, &kr, v, at, NULL);
+    mlxn_tensor_release(&kr);
+    return st;
+}
+
 /* ---- dequantize -------------------------------------------------------------- */
 
 typedef struct deq_job {

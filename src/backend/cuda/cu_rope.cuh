@@ -48,12 +48,24 @@ typedef struct cu_rope_args {
  * rope_kv epilogue), so they give the same bits. The sum is the same
  * either way round (an IEEE add is commutative), so traditional pairs take
  * it too. */
-__device__ __forceinline__ float cu_rope_pair(const cu_rope_args &a, float pos, int i, float va, float vb, bool first) {
+__device__ __forceinline__ void cu_rope_angle(const cu_rope_args &a, float pos, int i, float *sn, float *cs) {
     const float p = pos * a.scale;
     const float inv = a.freqs ? 1.0f / a.freqs[i * a.fs] : exp_exact(-(float)i * a.base_step);
+    sincosf(p * inv, sn, cs);
+}
+__device__ __forceinline__ float cu_rope_pair(const cu_rope_args &a, float pos, int i, float va, float vb, bool first) {
     float sn, cs;
-    sincosf(p * inv, &sn, &cs);
+    cu_rope_angle(a, pos, i, &sn, &cs);
     return first ? __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn)) : __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs));
+}
+/* Both rotated values of pair i (the same bits as two cu_rope_pair calls,
+ * one angle). */
+__device__ __forceinline__ void cu_rope_pair2(const cu_rope_args &a, float pos, int i, float va, float vb, float *first,
+                                              float *second) {
+    float sn, cs;
+    cu_rope_angle(a, pos, i, &sn, &cs);
+    *first = __fadd_rn(__fmul_rn(va, cs), -__fmul_rn(vb, sn));
+    *second = __fadd_rn(__fmul_rn(va, sn), __fmul_rn(vb, cs));
 }
 
 /* Element e (row-major over x's [rows, D]) of rope(x). x f32 view [..., T, D]. */

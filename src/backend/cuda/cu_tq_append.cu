@@ -21,7 +21,23 @@
  * took log2(D) block barriers and its x loads waited behind the boundary
  * table; a decode step's append is 2 x kv heads vectors, so the whole
  * launch was that serial path (~8 us standalone). The boundary tables are
- * filled before the programmatic-launch wait (they are constants). */
+ * filled before the programmatic-launch wait (they are constants).
+ *
+ * The same kernel is mlxn_tq_rope_append's (a decode step's rope and
+ * append): its first blocks rope q into q_out, a warp per row, and the
+ * key warps rope their vector before the rotation, with the pair formula
+ * rope_kernel uses (cu_rope.cuh), so q_out and the codes are the bits of
+ * rope, rope and append apart. Why: at decode each of those kernels moves
+ * a few kilobytes, so each costs its launch and dependency gap (~2 us in a
+ * step's graph), not its bytes; this is one kernel where they were two or
+ * three per layer. A row's pairs are rotated in registers where a lane
+ * holds both halves of each pair (halves 32 k dims apart) or its
+ * neighbour lane does (adjacent pairs); other rotary layouts take the
+ * element-by-element path (correct, slower: a 64-bit row division per
+ * element). */
+#include <string.h>
+
+#include "backend/cuda/cu_rope.cuh"
 #include "backend/cuda/cu_tq.cuh"
 
 extern "C" {
@@ -42,13 +58,50 @@ typedef struct tqa_dst {
     int bits;
 } tqa_dst;
 
-/* grid ceil(2 nvec / TQA_WARPS), nvec = Hkv T: warp w of the grid encodes
- * vector w / 2 (head, token), its key (w even) or its value (w odd).
+/* The rope of the fused op (on = 0: a plain append). */
+typedef struct tqa_rope {
+    int on;
+    int regs;            /* pairs rotated in registers (tqa_rope_regs); else element by element */
+    cu_view q, k;        /* q f32 [Hq, T, D]; k f32 [Hkv, T, D], the keys before their rope */
+    cu_rope_args rq, rk; /* their off replaced by *offp when offp is given (device i32 [1]) */
+    const int32_t *offp;
+    float *q_out;        /* f32 [Hq, T, D] contiguous */
+    int64_t nq;          /* q's elements */
+    unsigned qb;         /* blocks [0, qb) rope q */
+} tqa_rope;
+
+/* Rope of one row in registers: lane holds dims 32 j + lane in y[j];
+ * position pos. Pairs of halves (dims / 2 a multiple of 32: dim d and
+ * d + dims / 2 both in this lane) or adjacent pairs (the partner in lane ^
+ * 1); dims from a.dims on are kept. */
+template <int E>
+__device__ __forceinline__ void tqa_rope_regs(const cu_rope_args &a, float pos, float *y, int lane) {
+    if (a.trad) {
+#pragma unroll
+        for (int j = 0; j < E; j++) {
+            const float o = __shfl_xor_sync(0xffffffffu, y[j], 1); /* every lane: a uniform shuffle */
+            const int d = 32 * j + lane;
+            if (d < a.dims) {
+                const bool first = !(lane & 1);
+                y[j] = cu_rope_pair(a, pos, d >> 1, first ? y[j] : o, first ? o : y[j], first);
+            }
+        }
+    } else {
+        const int hj = a.dims / 64; /* half, in steps of 32 dims */
+#pragma unroll
+        for (int j = 0; j < E; j++)
+            if (j < hj) cu_rope_pair2(a, pos, 32 * j + lane, y[j], y[j + hj], &y[j], &y[j + hj]);
+    }
+}
+
+/* grid qb + ceil(2 nvec / TQA_WARPS), nvec = Hkv T: blocks [0, qb) rope q
+ * (rope.on), then warp w of the rest encodes vector w / 2 (head, token),
+ * its key (w even; roped first when rope.on) or its value (w odd).
  * signs: f32 [D]; E = D / 32 dims per lane. */
 template <int E>
 __global__ void __launch_bounds__(TQA_THREADS)
 tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *signs, int64_t nvec, int64_t T,
-                 int64_t cap, int64_t pos, const int32_t *pos_t) {
+                 int64_t cap, int64_t pos, const int32_t *pos_t, tqa_rope rope) {
     constexpr int D = 32 * E;
     __shared__ float bnd[2][255];          /* boundaries of the key width, the value width */
     __shared__ float sq[TQA_WARPS][D];     /* a warp's squares y_d^2, in dim order */
@@ -59,10 +112,32 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
     cu_pdl_wait(); /* programmatic launch: the sources and the position are an earlier kernel's */
     cu_pdl_launch_dependents();
     const int lane = threadIdx.x & 31, wl = threadIdx.x >> 5;
-    const int64_t wv = (int64_t)blockIdx.x * TQA_WARPS + wl, r = wv >> 1;
-    const int is_v = (int)(wv & 1);
     const int64_t p0 = cu_tq_pos(pos_t, pos);
-    if (p0 < 0 || r >= nvec) return; /* warp-uniform */
+    if (p0 < 0) return; /* nothing written, q_out included (as the CPU, which reports it) */
+    if (blockIdx.x < rope.qb) {
+        cu_rope_args a = rope.rq;
+        if (rope.offp) a.off = (float)*rope.offp;
+        if (rope.regs) { /* warp w: row w of q [Hq, T, D] (head w / T, token w % T) */
+            const int64_t row = (int64_t)blockIdx.x * TQA_WARPS + wl;
+            if (row >= rope.nq / D) return;
+            const int64_t hq = row / a.T, t = row % a.T;
+            const float *qr = (const float *)rope.q.p + hq * rope.q.st[0] + t * rope.q.st[1];
+            float y[E];
+#pragma unroll
+            for (int j = 0; j < E; j++) y[j] = qr[(int64_t)(32 * j + lane) * rope.q.st[2]];
+            tqa_rope_regs<E>(a, (float)t + a.off, y, lane);
+#pragma unroll
+            for (int j = 0; j < E; j++) rope.q_out[row * D + 32 * j + lane] = y[j];
+        } else {
+            for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < rope.nq;
+                 e += (int64_t)rope.qb * blockDim.x)
+                rope.q_out[e] = cu_rope_elem(rope.q, a, e);
+        }
+        return;
+    }
+    const int64_t wv = (int64_t)(blockIdx.x - rope.qb) * TQA_WARPS + wl, r = wv >> 1;
+    const int is_v = (int)(wv & 1);
+    if (r >= nvec) return; /* warp-uniform */
     const tqa_src src = is_v ? v : k;
     const tqa_dst dst = is_v ? vd : kd;
     const int64_t h = r / T, t = r % T;
@@ -71,8 +146,20 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
     /* lane holds dims 32 j + lane; every load issued before any use */
     const float *x = src.p + h * src.s[0] + t * src.s[1];
     float y[E], sg[E];
+    if (rope.on && !is_v && !rope.regs) { /* the key's rope, element by element (row r of k: head h, token t) */
+        cu_rope_args a = rope.rk;
+        if (rope.offp) a.off = (float)*rope.offp;
 #pragma unroll
-    for (int j = 0; j < E; j++) y[j] = x[(int64_t)(32 * j + lane) * src.s[2]], sg[j] = signs[32 * j + lane];
+        for (int j = 0; j < E; j++) y[j] = cu_rope_elem(rope.k, a, r * D + 32 * j + lane), sg[j] = signs[32 * j + lane];
+    } else {
+#pragma unroll
+        for (int j = 0; j < E; j++) y[j] = x[(int64_t)(32 * j + lane) * src.s[2]], sg[j] = signs[32 * j + lane];
+        if (rope.on && !is_v) { /* src is k itself here: its rope in registers */
+            cu_rope_args a = rope.rk;
+            if (rope.offp) a.off = (float)*rope.offp;
+            tqa_rope_regs<E>(a, (float)t + a.off, y, lane);
+        }
+    }
 #pragma unroll
     for (int j = 0; j < E; j++) y[j] = __fmul_rn(y[j], sg[j]);
     cu_tq_fwht_warp<E>(y, lane); /* the CPU's stage order: bit-identical */
@@ -126,27 +213,73 @@ static tqa_dst dst_of(const mlxn_tensor *codes, const mlxn_tensor *norms, int64_
     return d;
 }
 
-extern "C" mlxn_status cu_op_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v,
-                                       int64_t pos, const mlxn_tensor *pos_tensor) {
-    const char *op = "tq_append";
+/* One launch of tq_append_kernel: the append of k (or, with rope.on, of
+ * rope(k)) and v, after the q rope's rope.qb blocks. */
+static mlxn_status tqa_launch(mlxn_stream *s, const char *op, mlxn_tq_cache *c, const mlxn_tensor *k,
+                              const mlxn_tensor *v, int64_t pos, const mlxn_tensor *pos_tensor, const tqa_rope &rope) {
     MLXN_TRY(cu_begin(s, op));
     const int64_t H = c->p.n_kv_heads, T = k->shape[1];
-    if (2 * H * T / TQA_WARPS + 1 > 0x7fffffffLL)
-        return mlxn_fail(MLXN_ERR_UNSUPPORTED, "tq_append: %lld vectors in one call is more than a grid holds",
+    if (2 * H * T / TQA_WARPS + rope.qb + 1 > 0x7fffffffLL)
+        return mlxn_fail(MLXN_ERR_UNSUPPORTED, "%s: %lld vectors in one call is more than a grid holds", op,
                          (long long)(H * T));
-    const int64_t nvec = H * T, blocks = (2 * nvec + TQA_WARPS - 1) / TQA_WARPS;
+    const int64_t nvec = H * T, blocks = rope.qb + (2 * nvec + TQA_WARPS - 1) / TQA_WARPS;
     const tqa_src ks = src_of(k), vs = src_of(v);
     const tqa_dst kd = dst_of(&c->k_codes, &c->k_norms, c->k_row, c->p.k_bits),
                   vd = dst_of(&c->v_codes, &c->v_norms, c->v_row, c->p.v_bits);
     const float *signs = (const float *)cu_ptr(&c->signs);
     const int32_t *pt = pos_tensor ? (const int32_t *)cu_ptr(pos_tensor) : NULL;
     const dim3 grid((unsigned)blocks), block(TQA_THREADS);
+    const int64_t cap = c->p.capacity;
     switch (c->p.head_dim) {
-    case 64: cu_launch(s, tq_append_kernel<2>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, c->p.capacity, pos, pt); break;
-    case 128: cu_launch(s, tq_append_kernel<4>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, c->p.capacity, pos, pt); break;
-    case 256: cu_launch(s, tq_append_kernel<8>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, c->p.capacity, pos, pt); break;
-    case 512: cu_launch(s, tq_append_kernel<16>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, c->p.capacity, pos, pt); break;
-    default: return mlxn_fail(MLXN_ERR_UNSUPPORTED, "tq_append: head dim %lld", (long long)c->p.head_dim);
+    case 64: cu_launch(s, tq_append_kernel<2>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, cap, pos, pt, rope); break;
+    case 128: cu_launch(s, tq_append_kernel<4>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, cap, pos, pt, rope); break;
+    case 256: cu_launch(s, tq_append_kernel<8>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, cap, pos, pt, rope); break;
+    case 512: cu_launch(s, tq_append_kernel<16>, grid, block, 0, ks, vs, kd, vd, signs, nvec, T, cap, pos, pt, rope); break;
+    default: return mlxn_fail(MLXN_ERR_UNSUPPORTED, "%s: head dim %lld", op, (long long)c->p.head_dim);
     }
     return cu_launched(s, op, "tq_append_kernel");
+}
+
+extern "C" mlxn_status cu_op_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v,
+                                       int64_t pos, const mlxn_tensor *pos_tensor) {
+    tqa_rope rope;
+    memset(&rope, 0, sizeof rope);
+    return tqa_launch(s, "tq_append", c, k, v, pos, pos_tensor, rope);
+}
+
+/* The rope arguments of x [..., T, D] under p (as cu_op_rope builds them). */
+static cu_rope_args tqa_rope_args(const mlxn_tensor *x, const mlxn_rope_params *p) {
+    cu_rope_args a;
+    a.T = x->shape[x->ndim - 2];
+    a.D = x->shape[x->ndim - 1];
+    a.dims = p->dims;
+    a.trad = p->traditional;
+    a.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2);
+    a.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
+    a.fs = p->freqs ? p->freqs->strides[0] : 0;
+    a.off = (float)p->offset;
+    a.scale = p->scale;
+    return a;
+}
+
+extern "C" mlxn_status cu_op_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q,
+                                            const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_rope_params *p,
+                                            mlxn_tensor *q_out, int64_t pos, const mlxn_tensor *pos_tensor) {
+    tqa_rope rope;
+    rope.on = 1;
+    rope.q = cu_view_of(q);
+    rope.k = cu_view_of(k);
+    rope.rq = tqa_rope_args(q, p);
+    rope.rk = tqa_rope_args(k, p);
+    rope.offp = p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL;
+    rope.q_out = (float *)cu_ptr(q_out);
+    rope.nq = mlxn_tensor_numel(q);
+    /* pairs in registers: adjacent pairs, or halves a multiple of 32 dims apart */
+    rope.regs = p->traditional || (p->dims / 2) % 32 == 0;
+    /* a warp per q row (registers), else a thread per element */
+    const int64_t qb = rope.regs ? (rope.nq / c->p.head_dim + TQA_WARPS - 1) / TQA_WARPS
+                                 : (rope.nq + TQA_THREADS - 1) / TQA_THREADS;
+    if (qb > 0x3fffffff) return mlxn_fail(MLXN_ERR_UNSUPPORTED, "tq_rope_append: q has %lld elements", (long long)rope.nq);
+    rope.qb = (unsigned)qb;
+    return tqa_launch(s, "tq_rope_append", c, k, v, pos, pos_tensor, rope);
 }

@@ -106,6 +106,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .kv_write2 = cu_op_kv_write2,
     .rope_kv_write = cu_op_rope_kv_write,
     .tq_append = cu_op_tq_append,
+    .tq_rope_append = cu_op_tq_rope_append,
     .tq_sdpa = cu_op_tq_sdpa,
     .tq_dequantize = cu_op_tq_dequantize,
 };
