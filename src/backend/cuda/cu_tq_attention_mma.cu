@@ -127,9 +127,10 @@ static size_t tqm_smem(int D) {
            + sizeof(float) * TQM_WARPS * 16 * (size_t)D /* red: a [16][D] slot per warp */
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
+           + sizeof(float) * 32                /* ml */
            + sizeof(uint32_t) * 512            /* pk, pv */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
-           + sizeof(int) * 32;                 /* kr */
+           + sizeof(int) * 36;                 /* kr, vr */
 }
 
 /* One step's codes and norms in registers: key codes of n-tile t (key
@@ -189,11 +190,13 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     float *nat = red + TQM_WARPS * 16 * D;                /* [16][D + 1] the block's sums in dim order */
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
-    uint32_t *pk = (uint32_t *)(lw + TQM_WARPS * 16);   /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
+    float *ml = lw + TQM_WARPS * 16;                      /* [2][16] the block's max, then denominator, of each row */
+    uint32_t *pk = (uint32_t *)(ml + 32);                 /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
     uint32_t *pv = pk + 256;                              /* [256] same for 4-bit values */
     unsigned short *lvk = (unsigned short *)(pv + 256);   /* [256] key levels, f16 bits */
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
     int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
+    int *vr = kr + 32;                                    /* [3] keys some row sees [vr0, vr1); the first key's ring slot */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
@@ -223,34 +226,41 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     const int64_t p = cu_tq_pos(a.pos_t, a.pos);
     if (p < 0) return; /* the combine kernel writes NaN rows */
     const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
-    const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap;
-    const int lo_slot = (int)(lo % a.cap);
-    if (tid < 16) {
+    const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap, Tq = (int)a.Tq;
+    /* Warp 0's lanes 0..15: the keys row `lane` sees, and (reduced over
+     * the lanes by shuffles) the range some row sees; lane 16: the first
+     * key's ring slot. Why here and not in every thread: a loop over the
+     * 16 rows and a 64-bit remainder per thread were ~200 instructions of
+     * every warp's serial path, for numbers one warp can share. */
+    if (warp == 0) {
         int b0 = 0, b1 = 0; /* padding rows see nothing */
-        if (tid < R) {
-            const int64_t qp = p + tid % a.Tq;
+        if (lane < R) {
+            const int64_t qp = p + lane % Tq;
             int64_t p0 = lo, p1 = end;
             if (a.causal && qp + 1 < p1) p1 = qp + 1;
             if (a.window > 0 && qp - a.window + 1 > p0) p0 = qp - a.window + 1;
             b0 = (int)(p0 - lo);
             b1 = (int)(p1 - lo);
         }
-        kr[tid] = b0;
-        kr[16 + tid] = b1;
+        if (lane < 16) kr[lane] = b0, kr[16 + lane] = b1;
+        int vlo = b0 < b1 ? b0 : INT32_MAX, vhi = b0 < b1 ? b1 : 0; /* lanes 16.. and padding rows: nothing */
+        if (lane >= 16) vlo = INT32_MAX, vhi = 0;
+#pragma unroll
+        for (int o = 8; o >= 1; o >>= 1) {
+            vlo = min(vlo, __shfl_xor_sync(0xffffffffu, vlo, o));
+            vhi = max(vhi, __shfl_xor_sync(0xffffffffu, vhi, o));
+        }
+        if (lane == 0) vr[0] = vlo, vr[1] = vhi;
+        if (lane == 16) vr[2] = (int)(lo % a.cap);
     }
     __syncthreads();
     const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
+    const int lo_slot = vr[2];
     /* this block's keys, clipped to what some row can see */
     int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
     if (j1 > n_held) j1 = n_held;
-    int vlo = INT32_MAX, vhi = 0;
-    for (int r = 0; r < R; r++)
-        if (kr[r] < kr[16 + r]) {
-            vlo = min(vlo, kr[r]);
-            vhi = max(vhi, kr[16 + r]);
-        }
-    j0 = max(j0, vlo);
-    j1 = min(j1, vhi);
+    j0 = max(j0, vr[0]);
+    j1 = min(j1, vr[1]);
     const int64_t head = hk * a.cap;
     /* slot of key j (0 <= j < n_held): the ring in position order */
     auto slot = [&](int j) -> int64_t {
@@ -290,18 +300,23 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
 #pragma unroll 1 /* one copy of the row code: the kernel's size is its fixed cost (instruction fetch) */
         for (int rr = 0; rr < 2; rr++) {
             const int r = warp + 8 * rr;
-            float x[E], sg[E];
-            const bool live = r < R;
-            const int64_t h = hk * a.G + (live ? r / a.Tq : 0), i = live ? r % a.Tq : 0;
-            const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
+            float x[E];
+            if (r < R) { /* warp-uniform; a padding row is zeros, no loads or transform */
+                float sg[E];
+                const int64_t h = hk * a.G + r / Tq, i = r % Tq;
+                const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
 #pragma unroll
-            for (int k = 0; k < E; k++) {
-                x[k] = live ? __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) : 0.0f;
-                sg[k] = __ldg(a.signs + 32 * k + lane);
+                for (int k = 0; k < E; k++) {
+                    x[k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]);
+                    sg[k] = __ldg(a.signs + 32 * k + lane);
+                }
+#pragma unroll
+                for (int k = 0; k < E; k++) x[k] *= sg[k];
+                cu_tq_fwht_warp<E>(x, lane);
+            } else {
+#pragma unroll
+                for (int k = 0; k < E; k++) x[k] = 0.0f;
             }
-#pragma unroll
-            for (int k = 0; k < E; k++) x[k] *= sg[k];
-            cu_tq_fwht_warp<E>(x, lane);
             /* dims d, d + 1 (d even: this lane and the next) go to one
              * register: d lies in key piece d / PK of the row; lane cc =
              * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
@@ -451,18 +466,28 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
     }
     __syncthreads();
-    float M[2], L[2];
+    /* the block's max and denominator of each row, by one thread per row
+     * (why: every lane of every warp did both rows' 8-way loops, ~220
+     * instructions of each warp's serial path), with the row's partial
+     * max and denominator written out */
+    if (tid < 16) {
+        float M = -INFINITY, L = 0.0f;
+        for (int w = 0; w < TQM_WARPS; w++) M = fmaxf(M, mw[w * 16 + tid]);
+        for (int w = 0; w < TQM_WARPS; w++) {
+            const float mv = mw[w * 16 + tid];
+            L += mv == -INFINITY ? 0.0f : lw[w * 16 + tid] * __expf(mv - M);
+        }
+        ml[tid] = M;
+        if (tid < R) {
+            const int64_t row = (hk * a.G + tid / Tq) * a.Tq + tid % Tq;
+            a.pm[row * a.nchunks + ch] = M;
+            a.pl[row * a.nchunks + ch] = L;
+        }
+    }
+    __syncthreads();
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-        const int row = g + 8 * h;
-        M[h] = -INFINITY;
-        for (int w = 0; w < TQM_WARPS; w++) M[h] = fmaxf(M[h], mw[w * 16 + row]);
-        L[h] = 0.0f;
-        for (int w = 0; w < TQM_WARPS; w++) {
-            const float mv = mw[w * 16 + row];
-            L[h] += mv == -INFINITY ? 0.0f : lw[w * 16 + row] * __expf(mv - M[h]);
-        }
-        const float f = m[h] == -INFINITY ? 0.0f : __expf(m[h] - M[h]);
+        const float f = m[h] == -INFINITY ? 0.0f : __expf(m[h] - ml[g + 8 * h]);
 #pragma unroll
         for (int u = 0; u < NU; u++) acc[u][2 * h] *= f, acc[u][2 * h + 1] *= f;
     }
@@ -476,16 +501,6 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
 #pragma unroll
     for (int u = 0; u < NU; u++)
         rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
-    if (warp == 0 && c == 0)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = g + 8 * h;
-            if (r < R) {
-                const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
-                a.pm[row * a.nchunks + ch] = M[h];
-                a.pl[row * a.nchunks + ch] = L[h];
-            }
-        }
     __syncthreads();
     for (int e = tid; e < NU * 32; e += TQM_THREADS) {
         const int u = e >> 5, ln = e & 31, gg = ln >> 2, cc = ln & 3;
@@ -516,7 +531,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
                 x[k] = nat[r * (D + 1) + 32 * k + lane];
             }
             cu_tq_fwht_warp<E>(x, lane);
-            const int64_t row = (hk * a.G + r / a.Tq) * a.Tq + r % a.Tq;
+            const int64_t row = (hk * a.G + r / Tq) * a.Tq + r % Tq;
             float *dst = a.pacc + (row * a.nchunks + ch) * D + lane;
 #pragma unroll
             for (int k = 0; k < E; k++) dst[32 * k] = x[k];
