@@ -498,12 +498,14 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * not a tree of warp pairs: its rounds ran one after another on one
      * warp, the longest path of the whole kernel at short contexts. */
     float4 *rb = (float4 *)red; /* [8][NU][32] */
+    if (g < R) /* a lane whose rows g, g + 8 are both padding has nothing to add (its slots are never read) */
 #pragma unroll
-    for (int u = 0; u < NU; u++)
-        rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+        for (int u = 0; u < NU; u++)
+            rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
     __syncthreads();
     for (int e = tid; e < NU * 32; e += TQM_THREADS) {
         const int u = e >> 5, ln = e & 31, gg = ln >> 2, cc = ln & 3;
+        if (gg >= R) continue; /* padding rows only (a group of fewer than 8 rows) */
         float4 t = rb[e];
 #pragma unroll
         for (int w = 1; w < TQM_WARPS; w++) {
