@@ -466,16 +466,7 @@ static bool rope_kv_args(const mlxn_qmm_rope_kv *r, int64_t N, qmv_args *a) {
     a->rk_d = (int)D;
     a->rk_q = r->q_heads * D;
     a->rk_qk = (r->q_heads + r->kv_heads) * D;
-    cu_rope_args &ra = a->rk_rope; /* as cu_rope_kv.cu's rope_args for one row */
-    ra.T = 1;
-    ra.D = D;
-    ra.dims = p->dims;
-    ra.trad = false;
-    ra.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2);
-    ra.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
-    ra.fs = p->freqs ? p->freqs->strides[0] : 0;
-    ra.off = (float)p->offset;
-    ra.scale = p->scale;
+    a->rk_rope = cu_rope_args_of(p, 1, D); /* one row */
     a->rk_offp = p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL;
     a->rk_slot = (const int32_t *)cu_ptr(r->slot);
     a->rk_qout = (float *)cu_ptr(r->q_out);

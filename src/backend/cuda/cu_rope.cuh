@@ -41,6 +41,22 @@ typedef struct cu_rope_args {
     float scale;
 } cu_rope_args;
 
+/* The rope arguments of rows [..., T, D] under p (host side; base_step
+ * as cu_op_rope computes it), for the kernels that take a cu_rope_args. */
+static inline cu_rope_args cu_rope_args_of(const mlxn_rope_params *p, int64_t T, int64_t D) {
+    cu_rope_args a;
+    a.T = T;
+    a.D = D;
+    a.dims = p->dims;
+    a.trad = p->traditional;
+    a.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2);
+    a.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
+    a.fs = p->freqs ? p->freqs->strides[0] : 0;
+    a.off = (float)p->offset;
+    a.scale = p->scale;
+    return a;
+}
+
 /* The rotated value of rope pair i's first element (first: a cos - b sin)
  * or second (a sin + b cos), a and b the pair's inputs, at position pos
  * (row t + offset, unscaled): the formula and roundings every kernel that

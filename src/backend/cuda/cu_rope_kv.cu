@@ -59,21 +59,6 @@ __global__ void rope_kv_kernel(cu_view q, cu_view k, cu_view v, cu_view kd, cu_v
     }
 }
 
-/* The rope arguments of x [..., T, D] under p. */
-static cu_rope_args rope_args(const mlxn_tensor *x, const mlxn_rope_params *p) {
-    cu_rope_args a;
-    a.T = x->shape[x->ndim - 2];
-    a.D = x->shape[x->ndim - 1];
-    a.dims = p->dims;
-    a.trad = p->traditional;
-    a.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2); /* as cu_op_rope */
-    a.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
-    a.fs = p->freqs ? p->freqs->strides[0] : 0;
-    a.off = (float)p->offset;
-    a.scale = p->scale;
-    return a;
-}
-
 extern "C" mlxn_status cu_op_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k,
                                            const mlxn_tensor *v, const mlxn_rope_params *p, const mlxn_tensor *slot,
                                            mlxn_tensor *q_out, mlxn_tensor *k_dst, mlxn_tensor *v_dst) {
@@ -83,7 +68,8 @@ extern "C" mlxn_status cu_op_rope_kv_write(mlxn_stream *s, const mlxn_tensor *q,
     unsigned qb = nq ? cu_blocks(nq, 256) : 0, kb = nk ? cu_blocks(nk, 256) : 0, vb = nv ? cu_blocks(nv, 256) : 0;
     if (qb + kb + vb == 0) return MLXN_OK;
     cu_launch(s, rope_kv_kernel, dim3(qb + kb + vb), dim3(256), 0, cu_view_of(q), cu_view_of(k), cu_view_of(v),
-              cu_view_of(k_dst), cu_view_of(v_dst), rope_args(q, p), rope_args(k, p),
+              cu_view_of(k_dst), cu_view_of(v_dst), cu_rope_args_of(p, q->shape[q->ndim - 2], q->shape[q->ndim - 1]),
+              cu_rope_args_of(p, k->shape[k->ndim - 2], k->shape[k->ndim - 1]),
               p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL, (const int32_t *)cu_ptr(slot),
               (float *)cu_ptr(q_out), nq, nk, nv, qb, kb, cu_ctx(s)->err_dev);
     return cu_launched(s, op, "rope_kv_kernel");

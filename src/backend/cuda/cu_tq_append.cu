@@ -247,21 +247,6 @@ extern "C" mlxn_status cu_op_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const m
     return tqa_launch(s, "tq_append", c, k, v, pos, pos_tensor, rope);
 }
 
-/* The rope arguments of x [..., T, D] under p (as cu_op_rope builds them). */
-static cu_rope_args tqa_rope_args(const mlxn_tensor *x, const mlxn_rope_params *p) {
-    cu_rope_args a;
-    a.T = x->shape[x->ndim - 2];
-    a.D = x->shape[x->ndim - 1];
-    a.dims = p->dims;
-    a.trad = p->traditional;
-    a.base_step = p->freqs ? 0.0f : logf(p->base) / (float)(p->dims / 2);
-    a.freqs = p->freqs ? (const float *)cu_ptr(p->freqs) : NULL;
-    a.fs = p->freqs ? p->freqs->strides[0] : 0;
-    a.off = (float)p->offset;
-    a.scale = p->scale;
-    return a;
-}
-
 extern "C" mlxn_status cu_op_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *q,
                                             const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_rope_params *p,
                                             mlxn_tensor *q_out, int64_t pos, const mlxn_tensor *pos_tensor) {
@@ -269,8 +254,8 @@ extern "C" mlxn_status cu_op_tq_rope_append(mlxn_stream *s, mlxn_tq_cache *c, co
     rope.on = 1;
     rope.q = cu_view_of(q);
     rope.k = cu_view_of(k);
-    rope.rq = tqa_rope_args(q, p);
-    rope.rk = tqa_rope_args(k, p);
+    rope.rq = cu_rope_args_of(p, q->shape[1], q->shape[2]);
+    rope.rk = cu_rope_args_of(p, k->shape[1], k->shape[2]);
     rope.offp = p->offset_tensor ? (const int32_t *)cu_ptr(p->offset_tensor) : NULL;
     rope.q_out = (float *)cu_ptr(q_out);
     rope.nq = mlxn_tensor_numel(q);

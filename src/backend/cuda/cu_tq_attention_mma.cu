@@ -127,7 +127,7 @@ static size_t tqm_smem(int D) {
            + sizeof(float) * TQM_WARPS * 16 * (size_t)D /* red: a [16][D] slot per warp */
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
-           + sizeof(float) * 32                /* ml */
+           + sizeof(float) * 16                /* ml */
            + sizeof(uint32_t) * 512            /* pk, pv */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
            + sizeof(int) * 36;                 /* kr, vr */
@@ -190,8 +190,8 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     float *nat = red + TQM_WARPS * 16 * D;                /* [16][D + 1] the block's sums in dim order */
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
-    float *ml = lw + TQM_WARPS * 16;                      /* [2][16] the block's max, then denominator, of each row */
-    uint32_t *pk = (uint32_t *)(ml + 32);                 /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
+    float *ml = lw + TQM_WARPS * 16;                      /* [16] the block's max of each row */
+    uint32_t *pk = (uint32_t *)(ml + 16);                 /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
     uint32_t *pv = pk + 256;                              /* [256] same for 4-bit values */
     unsigned short *lvk = (unsigned short *)(pv + 256);   /* [256] key levels, f16 bits */
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
