@@ -128,7 +128,6 @@ static size_t tqm_smem(int D) {
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
            + sizeof(float) * 16                /* ml */
-           + sizeof(uint32_t) * 512            /* pk, pv */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
            + sizeof(int) * 36;                 /* kr, vr */
 }
@@ -191,12 +190,22 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
     float *ml = lw + TQM_WARPS * 16;                      /* [16] the block's max of each row */
-    uint32_t *pk = (uint32_t *)(ml + 16);                 /* [256] 4-bit keys: byte -> (level lo nibble, level hi nibble) f16 pair */
-    uint32_t *pv = pk + 256;                              /* [256] same for 4-bit values */
-    unsigned short *lvk = (unsigned short *)(pv + 256);   /* [256] key levels, f16 bits */
+    unsigned short *lvk = (unsigned short *)(ml + 16);    /* [256] key levels, f16 bits */
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
     int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
     int *vr = kr + 32;                                    /* [3] keys some row sees [vr0, vr1); the first key's ring slot */
+    /* [256][32] the 4-bit pair table (byte of two codes -> their levels as
+     * an f16 pair), one copy per bank: entry b of copy l at word 32 b + l.
+     * Lane l reads only copy l, so a warp's 32 lookups of any 32 bytes hit
+     * 32 different banks. Why: with one copy, the bytes of real codes (the
+     * inner levels are the likely ones) piled ~4 lanes on a bank, and the
+     * replays of the 128 lookups of every 16-key step kept the shared
+     * memory pipe busier than the warps' instructions. 32 KB, in the merge
+     * slots, which are first written after the last step (a barrier
+     * between). Keys and values share it: both 4-bit sides use the one
+     * 4-bit codebook. */
+    uint32_t *pair = (uint32_t *)red;
+    static_assert(TQM_WARPS * 16 * D * sizeof(float) >= 256 * 32 * sizeof(uint32_t), "pair table fits the merge slots");
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
@@ -211,13 +220,24 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     for (int i = tid; i < 256; i += TQM_THREADS) {
         if (KS != 4) lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? tqm_level(a.kb, i) : 0.0f));
         if (VS != 4) lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
-        if (KS == 4)
-            pk[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(tqm_level(4, i & 15))),
-                                  __half_as_ushort(__float2half_rn(tqm_level(4, i >> 4))));
-        if (VS == 4)
-            pv[i] = tqm_pack_bits(__half_as_ushort(__float2half_rn(tqm_level(4, i & 15))),
-                                  __half_as_ushort(__float2half_rn(tqm_level(4, i >> 4))));
     }
+    if (KS == 4 || VS == 4) {
+        /* word e = 32 b + l holds byte b's pair; b = e / 32 is the same
+         * for the whole warp in every round, so the levels come from the
+         * lanes (lane i holds level i % 16) by two broadcasts */
+        const unsigned short lv = __half_as_ushort(__float2half_rn(tqm_level(4, lane & 15)));
+        for (int e = tid; e < 256 * 32; e += TQM_THREADS) {
+            const int b = e >> 5;
+            pair[e] = tqm_pack_bits(__shfl_sync(0xffffffffu, lv, b & 15), __shfl_sync(0xffffffffu, lv, b >> 4));
+        }
+    }
+    /* this lane's copy of the pair table: the pair of byte (w >> sh) & 0xff */
+    const unsigned char *pair_lane = (const unsigned char *)pair + 4 * lane;
+    auto pair_of = [&](uint32_t w, int sh) -> uint32_t {
+        /* byte * 128 (32 words per entry) in one shift and mask; sh is a constant once unrolled */
+        const uint32_t off = (sh >= 7 ? w >> (sh - 7) : w << (7 - sh)) & 0x7f80u;
+        return *(const uint32_t *)(pair_lane + off);
+    };
     /* Programmatic launch (tqm_launch): the tables above read only
      * constants, so they are filled while the kernel before this one
      * finishes; everything from here reads what earlier kernels wrote. */
@@ -356,8 +376,8 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
                 uint32_t b0, b1;
                 if (KS == 4) { /* dims 4s, 4s + 1 are byte 2s (low nibble even), 4s + 2, 4s + 3 byte 2s + 1 */
                     const uint32_t w = r.k[t][s >> 1], sh = (s & 1) * 16;
-                    b0 = pk[(w >> sh) & 0xffu];
-                    b1 = pk[(w >> (sh + 8)) & 0xffu];
+                    b0 = pair_of(w, sh);
+                    b1 = pair_of(w, sh + 8);
                 } else {
                     b0 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s)], lvk[tqm_code<KS>(r.k[t], 4 * s + 1)]);
                     b1 = tqm_pack_bits(lvk[tqm_code<KS>(r.k[t], 4 * s + 2)], lvk[tqm_code<KS>(r.k[t], 4 * s + 3)]);
@@ -429,8 +449,8 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
                 const uint32_t ev1 = (r.v[2][i] & m) | ((r.v[3][i] & m) << 4), od1 = ((r.v[2][i] >> 4) & m) | (r.v[3][i] & ~m);
 #pragma unroll
                 for (int k = 0; k < 4; k++) {
-                    tqm_mma(acc[8 * i + 2 * k], P, pv[(ev0 >> (8 * k)) & 0xffu], pv[(ev1 >> (8 * k)) & 0xffu]);
-                    tqm_mma(acc[8 * i + 2 * k + 1], P, pv[(od0 >> (8 * k)) & 0xffu], pv[(od1 >> (8 * k)) & 0xffu]);
+                    tqm_mma(acc[8 * i + 2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));
+                    tqm_mma(acc[8 * i + 2 * k + 1], P, pair_of(od0, 8 * k), pair_of(od1, 8 * k));
                 }
             }
         } else {
