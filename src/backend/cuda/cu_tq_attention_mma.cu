@@ -124,10 +124,10 @@ __device__ __forceinline__ void tqm_load_pieces(const uint8_t *row, int idx, int
 /* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
 static size_t tqm_smem(int D) {
     return (size_t)D * 32                      /* qf: [D/16][32] uint4 */
+           + sizeof(uint32_t) * 256 * 32       /* pair: [256][32] */
            + sizeof(float) * TQM_WARPS * 16 * (size_t)D /* red: a [16][D] slot per warp */
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
-           + sizeof(float) * 16                /* ml */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
            + sizeof(int) * 36;                 /* kr, vr */
 }
@@ -185,27 +185,24 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     constexpr bool PF = D * (KS + VS) <= 2048;
     extern __shared__ __align__(16) unsigned char tqm_sm[];
     uint4 *qf = (uint4 *)tqm_sm;                          /* [NS][32] query A fragments, f16 */
-    float *red = (float *)(qf + NS * 32);                 /* [8][16 * D] merge slots, a warp's accumulators */
+    uint32_t *pair = (uint32_t *)(qf + NS * 32);          /* [256][32] 4-bit pair table, one copy per bank (below) */
+    float *red = (float *)(pair + 256 * 32);              /* [8][16 * D] merge slots, a warp's accumulators */
     float *nat = red + TQM_WARPS * 16 * D;                /* [16][D + 1] the block's sums in dim order */
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
-    float *ml = lw + TQM_WARPS * 16;                      /* [16] the block's max of each row */
-    unsigned short *lvk = (unsigned short *)(ml + 16);    /* [256] key levels, f16 bits */
+    unsigned short *lvk = (unsigned short *)(lw + TQM_WARPS * 16); /* [256] key levels, f16 bits */
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
     int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
     int *vr = kr + 32;                                    /* [3] keys some row sees [vr0, vr1); the first key's ring slot */
-    /* [256][32] the 4-bit pair table (byte of two codes -> their levels as
+    /* pair: the 4-bit pair table (a byte of two codes -> their levels as
      * an f16 pair), one copy per bank: entry b of copy l at word 32 b + l.
      * Lane l reads only copy l, so a warp's 32 lookups of any 32 bytes hit
      * 32 different banks. Why: with one copy, the bytes of real codes (the
-     * inner levels are the likely ones) piled ~4 lanes on a bank, and the
-     * replays of the 128 lookups of every 16-key step kept the shared
-     * memory pipe busier than the warps' instructions. 32 KB, in the merge
-     * slots, which are first written after the last step (a barrier
-     * between). Keys and values share it: both 4-bit sides use the one
-     * 4-bit codebook. */
-    uint32_t *pair = (uint32_t *)red;
-    static_assert(TQM_WARPS * 16 * D * sizeof(float) >= 256 * 32 * sizeof(uint32_t), "pair table fits the merge slots");
+     * inner levels are the likely ones) piled ~4 lanes on a bank: 0.76 M
+     * of the 1.4 M shared-load wavefronts at the goal shape were replays.
+     * Keys and values share it: both 4-bit sides use the one 4-bit
+     * codebook. Its own 32 KB, not the merge slots': a warp parks its
+     * accumulators while others may still be in their steps. */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
@@ -222,13 +219,15 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         if (VS != 4) lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
     }
     if (KS == 4 || VS == 4) {
-        /* word e = 32 b + l holds byte b's pair; b = e / 32 is the same
-         * for the whole warp in every round, so the levels come from the
-         * lanes (lane i holds level i % 16) by two broadcasts */
+        /* 16 bytes per store: the 4 words of piece i are 4 copies of byte
+         * b = i / 8's pair (8 pieces per entry); the levels come from the
+         * lanes (lane i holds level i % 16) by two shuffles */
         const unsigned short lv = __half_as_ushort(__float2half_rn(tqm_level(4, lane & 15)));
-        for (int e = tid; e < 256 * 32; e += TQM_THREADS) {
-            const int b = e >> 5;
-            pair[e] = tqm_pack_bits(__shfl_sync(0xffffffffu, lv, b & 15), __shfl_sync(0xffffffffu, lv, b >> 4));
+        uint4 *pair4 = (uint4 *)pair; /* [256 * 8] */
+        for (int i = tid; i < 256 * 8; i += TQM_THREADS) {
+            const int b = i >> 3;
+            const uint32_t v = tqm_pack_bits(__shfl_sync(0xffffffffu, lv, b & 15), __shfl_sync(0xffffffffu, lv, b >> 4));
+            pair4[i] = make_uint4(v, v, v, v);
         }
     }
     /* this lane's copy of the pair table: the pair of byte (w >> sh) & 0xff */
@@ -281,24 +280,28 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     if (j1 > n_held) j1 = n_held;
     j0 = max(j0, vr[0]);
     j1 = min(j1, vr[1]);
-    const int64_t head = hk * a.cap;
-    /* slot of key j (0 <= j < n_held): the ring in position order */
-    auto slot = [&](int j) -> int64_t {
+    /* this kv head's rows (64-bit once; a key's row is then its 32-bit
+     * slot times the row's compile-time size: one wide multiply-add per
+     * address, where 64-bit slot arithmetic was a tenth of a step) */
+    constexpr int KROW = D * KS / 8, VROW = D * VS / 8; /* a.krow, a.vrow (cu_tq_attn_mma_fits) */
+    const uint8_t *kch = a.kc + hk * a.cap * KROW, *vch = a.vc + hk * a.cap * VROW;
+    const float *knh = a.kn + hk * a.cap, *vnh = a.vn + hk * a.cap;
+    /* slot of key j (0 <= j < n_held) within the head: the ring in position order */
+    auto slot = [&](int j) -> unsigned {
         int sl = lo_slot + j;
         if (sl >= cap) sl -= cap;
-        return head + sl;
+        return (unsigned)sl;
     };
     auto load = [&](int kb, tqm_regs<KW, VW> &r) {
         const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
 #pragma unroll
-        for (int t = 0; t < 2; t++) tqm_load_pieces<KBY>(a.kc + slot(min(kb + 8 * t + g, last)) * a.krow, c, 4, r.k[t]);
+        for (int t = 0; t < 2; t++) tqm_load_pieces<KBY>(kch + (size_t)slot(min(kb + 8 * t + g, last)) * KROW, c, 4, r.k[t]);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
-            const int j = min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last);
-            tqm_load_pieces<VBY>(a.vc + slot(j) * a.vrow, g, 8, r.v[i]);
-            const int64_t sl = slot(j);
-            r.kn[i] = __ldg(a.kn + sl) * rd;
-            r.vn[i] = __ldg(a.vn + sl) * rd;
+            const unsigned sl = slot(min(kb + 8 * (i >> 1) + 2 * c + (i & 1), last));
+            tqm_load_pieces<VBY>(vch + (size_t)sl * VROW, g, 8, r.v[i]);
+            r.kn[i] = __ldg(knh + sl) * rd;
+            r.vn[i] = __ldg(vnh + sl) * rd;
         }
     };
     /* The warp's first step of codes is on its way before the query is
@@ -312,46 +315,51 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * 32 k + lane. All loads are issued before any use (why: one
      * dependent global round trip per element made the prologue alone
      * several microseconds), the FWHT runs in registers (strides < E) and
-     * across lanes by shuffles (cu_tq_fwht_warp). Then each pair of dims goes,
-     * scaled and rounded to f16, to its place in the A fragments. */
+     * across lanes by shuffles (cu_tq_fwht_warp); when both rows are real
+     * their loads and transforms are one straight stretch of code, so the
+     * two rows' shuffle chains overlap (a padding row, 14 of 16 rows for
+     * Gemma-3-4B, is zeros without loads or transform). Then each pair of
+     * dims goes, scaled and rounded to f16, to its place in the A
+     * fragments. */
     {
         constexpr int E = D / 32;
         const float qscale = rd * a.scale;
-#pragma unroll 1 /* one copy of the row code: the kernel's size is its fixed cost (instruction fetch) */
-        for (int rr = 0; rr < 2; rr++) {
-            const int r = warp + 8 * rr;
-            float x[E];
-            if (r < R) { /* warp-uniform; a padding row is zeros, no loads or transform */
-                float sg[E];
-                const int64_t h = hk * a.G + r / Tq, i = r % Tq;
-                const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
+        float x[2][E];
+        auto load_q = [&](int r, float *xr) {
+            const int64_t h = hk * a.G + r / Tq, i = r % Tq;
+            const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
 #pragma unroll
-                for (int k = 0; k < E; k++) {
-                    x[k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]);
-                    sg[k] = __ldg(a.signs + 32 * k + lane);
-                }
+            for (int k = 0; k < E; k++) xr[k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) * __ldg(a.signs + 32 * k + lane);
+        };
+        if (warp + 8 < R) { /* warp-uniform */
+            load_q(warp, x[0]);
+            load_q(warp + 8, x[1]);
+            cu_tq_fwht_warp<E>(x[0], lane);
+            cu_tq_fwht_warp<E>(x[1], lane);
+        } else {
 #pragma unroll
-                for (int k = 0; k < E; k++) x[k] *= sg[k];
-                cu_tq_fwht_warp<E>(x, lane);
-            } else {
-#pragma unroll
-                for (int k = 0; k < E; k++) x[k] = 0.0f;
-            }
-            /* dims d, d + 1 (d even: this lane and the next) go to one
-             * register: d lies in key piece d / PK of the row; lane cc =
-             * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
-             * which k-step j / 4 takes at position j % 4 */
-            uint32_t *qw = (uint32_t *)qf;
-            const int gg = r & 7, hi = r >> 3;
-#pragma unroll
-            for (int k = 0; k < E; k++) {
-                const float nb = __shfl_xor_sync(0xffffffffu, x[k], 1);
-                if (!(lane & 1)) {
-                    const int d = 32 * k + lane, piece = d / PK, cc = piece & 3, j = (piece >> 2) * PK + d % PK;
-                    qw[((j >> 2) * 32 + gg * 4 + cc) * 4 + ((j & 3) >> 1) * 2 + hi] = tqm_pack(x[k] * qscale, nb * qscale);
-                }
+            for (int k = 0; k < E; k++) x[0][k] = x[1][k] = 0.0f;
+            if (warp < R) {
+                load_q(warp, x[0]);
+                cu_tq_fwht_warp<E>(x[0], lane);
             }
         }
+        /* dims d, d + 1 (d even: this lane and the next) go to one
+         * register: d lies in key piece d / PK of the row; lane cc =
+         * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
+         * which k-step j / 4 takes at position j % 4 */
+        uint32_t *qw = (uint32_t *)qf;
+#pragma unroll
+        for (int hi = 0; hi < 2; hi++)
+#pragma unroll
+            for (int k = 0; k < E; k++) {
+                const float nb = __shfl_xor_sync(0xffffffffu, x[hi][k], 1);
+                if (!(lane & 1)) {
+                    const int d = 32 * k + lane, piece = d / PK, cc = piece & 3, j = (piece >> 2) * PK + d % PK;
+                    qw[((j >> 2) * 32 + warp * 4 + cc) * 4 + ((j & 3) >> 1) * 2 + hi] =
+                        tqm_pack(x[hi][k] * qscale, nb * qscale);
+                }
+            }
     }
     __syncthreads();
 
@@ -480,83 +488,94 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
     }
 
-    /* merge the warps: rescale to the block's max per row, then add */
+    /* Merge the warps. Every warp parks its raw accumulators in its own
+     * slot, in lane order (conflict-free 16-byte stores), with its running
+     * max and denominator per row; after one barrier each thread sums the
+     * 8 slots of its elements in a fixed order (deterministic), each slot
+     * scaled to the block's max of its row, and puts the sum at its dim:
+     * column n of n-tile u is value dim ((u / PV) 8 + n) PV + u % PV. Why
+     * not a tree of warp pairs: its rounds ran one after another on one
+     * warp. Why the scaling in the sum: a thread's elements all belong to
+     * the same two rows (its lane in the slot), so it works out those rows'
+     * 8 factors itself, where a pass of 16 threads, a barrier and a
+     * rescale of every accumulator stood before the parking. */
     if (c == 0) {
         mw[warp * 16 + g] = m[0], mw[warp * 16 + g + 8] = m[1];
         lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
     }
-    __syncthreads();
-    /* the block's max and denominator of each row, by one thread per row
-     * (why: every lane of every warp did both rows' 8-way loops, ~220
-     * instructions of each warp's serial path), with the row's partial
-     * max and denominator written out */
-    if (tid < 16) {
-        float M = -INFINITY, L = 0.0f;
-        for (int w = 0; w < TQM_WARPS; w++) M = fmaxf(M, mw[w * 16 + tid]);
-        for (int w = 0; w < TQM_WARPS; w++) {
-            const float mv = mw[w * 16 + tid];
-            L += mv == -INFINITY ? 0.0f : lw[w * 16 + tid] * __expf(mv - M);
-        }
-        ml[tid] = M;
-        if (tid < R) {
-            const int64_t row = (hk * a.G + tid / Tq) * a.Tq + tid % Tq;
-            a.pm[row * a.nchunks + ch] = M;
-            a.pl[row * a.nchunks + ch] = L;
-        }
-    }
-    __syncthreads();
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const float f = m[h] == -INFINITY ? 0.0f : __expf(m[h] - ml[g + 8 * h]);
-#pragma unroll
-        for (int u = 0; u < NU; u++) acc[u][2 * h] *= f, acc[u][2 * h + 1] *= f;
-    }
-    /* Every warp parks its (rescaled) accumulators in its own slot, in
-     * lane order (conflict-free 16-byte stores); then all threads add the
-     * 8 slots in a fixed order (deterministic) and put each sum at its dim:
-     * column n of n-tile u is value dim ((u / PV) 8 + n) PV + u % PV. Why
-     * not a tree of warp pairs: its rounds ran one after another on one
-     * warp, the longest path of the whole kernel at short contexts. */
     float4 *rb = (float4 *)red; /* [8][NU][32] */
     if (g < R) /* a lane whose rows g, g + 8 are both padding has nothing to add (its slots are never read) */
 #pragma unroll
         for (int u = 0; u < NU; u++)
             rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
     __syncthreads();
-    for (int e = tid; e < NU * 32; e += TQM_THREADS) {
-        const int u = e >> 5, ln = e & 31, gg = ln >> 2, cc = ln & 3;
-        if (gg >= R) continue; /* padding rows only (a group of fewer than 8 rows) */
-        float4 t = rb[e];
+    {
+        const int ln = tid & 31, gg = ln >> 2, cc = ln & 3; /* the same for every element e = tid + 256 i */
+        if (gg < R) { /* else padding rows only (a group of fewer than 8 rows) */
+            float f[2][TQM_WARPS];
 #pragma unroll
-        for (int w = 1; w < TQM_WARPS; w++) {
-            const float4 o = rb[w * NU * 32 + e];
-            t.x += o.x, t.y += o.y, t.z += o.z, t.w += o.w;
+            for (int h = 0; h < 2; h++) {
+                const int row = gg + 8 * h;
+                float M = -INFINITY, L = 0.0f;
+#pragma unroll
+                for (int w = 0; w < TQM_WARPS; w++) M = fmaxf(M, mw[w * 16 + row]);
+#pragma unroll
+                for (int w = 0; w < TQM_WARPS; w++) {
+                    const float mv = mw[w * 16 + row];
+                    f[h][w] = mv == -INFINITY ? 0.0f : __expf(mv - M);
+                    L += f[h][w] * lw[w * 16 + row];
+                }
+                if (tid < 32 && cc == 0 && row < R) { /* one thread per row writes the row's partial max, denominator */
+                    const int64_t orow = (hk * a.G + row / Tq) * a.Tq + row % Tq;
+                    a.pm[orow * a.nchunks + ch] = M;
+                    a.pl[orow * a.nchunks + ch] = L;
+                }
+            }
+            for (int e = tid; e < NU * 32; e += TQM_THREADS) {
+                const int u = e >> 5;
+                float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+                for (int w = 0; w < TQM_WARPS; w++) {
+                    const float4 o = rb[w * NU * 32 + e];
+                    t.x += f[0][w] * o.x, t.y += f[0][w] * o.y, t.z += f[1][w] * o.z, t.w += f[1][w] * o.w;
+                }
+                const int d0 = ((u / PV) * 8 + 2 * cc) * PV + u % PV, d1 = d0 + PV; /* columns 2cc, 2cc + 1 */
+                nat[gg * (D + 1) + d0] = t.x, nat[gg * (D + 1) + d1] = t.y;
+                nat[(gg + 8) * (D + 1) + d0] = t.z, nat[(gg + 8) * (D + 1) + d1] = t.w;
+            }
         }
-        const int d0 = ((u / PV) * 8 + 2 * cc) * PV + u % PV, d1 = d0 + PV; /* columns 2cc, 2cc + 1 */
-        nat[gg * (D + 1) + d0] = t.x, nat[gg * (D + 1) + d1] = t.y;
-        nat[(gg + 8) * (D + 1) + d0] = t.z, nat[(gg + 8) * (D + 1) + d1] = t.w;
     }
     __syncthreads();
     /* Un-rotate the partial here (the FWHT is linear, so the combine's
      * weighted sum of rotated-back partials is the rotated-back sum; why:
      * the combine then needs no whole-row step and spreads over many
-     * blocks). Warp w takes rows w and w + 8, lane l dims 32 k + l. */
+     * blocks). Warp w takes rows w and w + 8 (both in one stretch of code,
+     * as the query above), lane l dims 32 k + l. */
     {
         constexpr int E = D / 32;
-#pragma unroll 1 /* one copy of the row code: the kernel's size is its fixed cost (instruction fetch) */
-        for (int rr = 0; rr < 2; rr++) {
-            const int r = warp + 8 * rr;
-            if (r >= R) continue; /* warp-uniform */
-            float x[E];
-#pragma unroll
-            for (int k = 0; k < E; k++) {
-                x[k] = nat[r * (D + 1) + 32 * k + lane];
-            }
-            cu_tq_fwht_warp<E>(x, lane);
+        const int nr = warp + 8 < R ? 2 : warp < R ? 1 : 0; /* warp-uniform */
+        float x[2][E];
+        auto out_row = [&](int r, const float *xr) {
             const int64_t row = (hk * a.G + r / Tq) * a.Tq + r % Tq;
             float *dst = a.pacc + (row * a.nchunks + ch) * D + lane;
 #pragma unroll
-            for (int k = 0; k < E; k++) dst[32 * k] = x[k];
+            for (int k = 0; k < E; k++) dst[32 * k] = xr[k];
+        };
+        auto load_row = [&](int r, float *xr) {
+#pragma unroll
+            for (int k = 0; k < E; k++) xr[k] = nat[r * (D + 1) + 32 * k + lane];
+        };
+        if (nr == 2) {
+            load_row(warp, x[0]);
+            load_row(warp + 8, x[1]);
+            cu_tq_fwht_warp<E>(x[0], lane);
+            cu_tq_fwht_warp<E>(x[1], lane);
+            out_row(warp, x[0]);
+            out_row(warp + 8, x[1]);
+        } else if (nr == 1) {
+            load_row(warp, x[0]);
+            cu_tq_fwht_warp<E>(x[0], lane);
+            out_row(warp, x[0]);
         }
     }
 }
