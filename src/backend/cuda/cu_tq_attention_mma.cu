@@ -21,16 +21,17 @@
  *     tqm_load_pieces); k-step s takes the lane's codes 4s .. 4s + 3 (a
  *     permutation of the reduction index, applied to the query fragments
  *     too), looked up in f16 levels in shared memory (4-bit: a byte of two
- *     codes is one lookup in a pair table). Scores times norm / sqrt(D);
+ *     codes is one lookup in a pair table, one copy of it per bank so the
+ *     lookups never conflict). Scores times norm / sqrt(D);
  *     softcap; per-row visibility (causal, window, ring, chunk end) as -inf;
  *   online softmax per row in f32 (the row's 16 scores sit in 4 lanes);
  *   values: the weights of keys 2c, 2c + 1 (+ 8) times the value norms /
  *     sqrt(D), rounded to f16, are exactly the A fragment of the next mma
  *     (no shuffles); lane g loads pieces g, g + 8, ... of the 4 keys' value
  *     rows, its codes being the B columns of the n-tiles.
- * The 8 warps then merge (rescaled to the block max, parked in per-warp
- * shared-memory slots and added by all threads in a fixed order:
- * deterministic), each row is rotated back (FWHT per
+ * The 8 warps then merge (parked in per-warp shared-memory slots, added by
+ * all threads in a fixed order, each slot scaled to the block's max of its
+ * row: deterministic), each row is rotated back (FWHT per
  * chunk: the transform is linear), and the block writes one partial per
  * row. tq_attn_mma_combine then sums the chunks' partials with their
  * softmax weights over many blocks and applies sign / sqrt(D). Both run
