@@ -5,6 +5,8 @@
  * balanced chunks of whole row blocks.
  *   - AVX-512 with VNNI, affine, few x rows (decode): the integer mat-vec in
  *     qmatmul_avx512.c (x quantized to 16 bits per group once per call).
+ *   - else AVX2, affine, up to 4 x rows: the f32 mat-vec in qmatmul_avx2.c
+ *     (codes to weights in registers, no panel).
  *   - otherwise: a block of RB weight rows x KC columns is dequantized to f32
  *     (L1-sized) and multiplied by every x row with the ISA's tile kernel,
  *     so each weight is decoded once however many x rows there are.
@@ -42,6 +44,12 @@ typedef struct qm_job {
 static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
     const qm_job *j = arg;
     qm_vnni_rows(j->w, j->xp, r0, r1, j->out, j->N, thread);
+}
+
+static void task_matvec(void *arg, int64_t r0, int64_t r1, int thread) {
+    (void)thread;
+    const qm_job *j = arg;
+    qm_matvec_avx2_rows(j->w, j->x, j->ldx, (int)j->M, r0, r1, j->out, j->N);
 }
 
 /* transpose: output columns [r0, r1) = W rows [r0, r1). A panel of NR
@@ -132,6 +140,8 @@ mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlx
             j.xp = prep;
             mlxn_parallel_for(dev->pool, N, RB, task_vnni, &j);
             qm_vnni_free(prep);
+        } else if (dev->isa >= MLXN_CPU_ISA_AVX2 && qm_matvec_avx2_supported(&w, M)) {
+            mlxn_parallel_for(dev->pool, N, RB, task_matvec, &j);
         } else {
             int nt = mlxn_threadpool_size(dev->pool);
             j.panels = malloc((size_t)nt * NR * KC * sizeof(float));

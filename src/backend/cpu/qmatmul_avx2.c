@@ -1,8 +1,11 @@
 /* AVX2 + FMA kernels of the quantized matmul (the AVX2 ISA level, for
  * processors without AVX-512): weights dequantized to f32 with 8-wide
  * code->float conversion, then register-blocked dot products (tile) or row
- * updates (axpy), all in f32 FMA: results match the scalar reference up to
- * summation order. */
+ * updates (axpy); and for decode (affine, a few x rows) a mat-vec that
+ * turns codes into f32 weights in registers. All in f32 FMA: results match
+ * the scalar reference up to summation order. */
+#include <string.h>
+
 #include "backend/cpu/qmatmul.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -116,6 +119,111 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
 
 const qm_kernels qm_kernels_avx2 = {.dequant = dequant_avx2, .tile = tile_avx2, .axpy = axpy_avx2};
 
+/* ---- the mat-vec: transpose, affine, few x rows (decode) ----------------
+ * Why: dequantizing 64-row panels to f32 and running the tile kernel over
+ * them cost a byte per code through the scalar unpacker, then a 4-byte
+ * store and load per weight, for one x row; SmolLM2-135M decoded at ~6
+ * tok/s on a 2-core AVX2 machine. Here 32 codes at a time go from their
+ * packed bytes to f32 in registers (4-bit: two masks and two byte
+ * interleaves; 8-bit: as they are; other widths through the unpacker),
+ * w = scale * q + bias as the dequantization computes it, and straight
+ * into the x rows' FMAs: the same products, summed in another order. */
+
+/* Codes [c, c + 32) of row r as 4 x 8 f32 (BITS 4 or 8; 0: any width). */
+static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t r, int64_t c, const int BITS,
+                                                          __m256 q[4]) {
+    const uint8_t *row = (const uint8_t *)(m->wq + r * m->wq_stride);
+    __m128i e0, e1;
+    if (BITS == 4) { /* byte j holds codes 2j (low nibble) and 2j + 1 */
+        const __m128i b = _mm_loadu_si128((const __m128i *)(row + c / 2)), lo4 = _mm_set1_epi8(0x0f);
+        const __m128i lo = _mm_and_si128(b, lo4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo4);
+        e0 = _mm_unpacklo_epi8(lo, hi);
+        e1 = _mm_unpackhi_epi8(lo, hi);
+    } else if (BITS == 8) {
+        e0 = _mm_loadu_si128((const __m128i *)(row + c));
+        e1 = _mm_loadu_si128((const __m128i *)(row + c + 16));
+    } else {
+        uint8_t buf[32];
+        qm_unpack_codes(m, r, c, 32, buf);
+        e0 = _mm_loadu_si128((const __m128i *)buf);
+        e1 = _mm_loadu_si128((const __m128i *)(buf + 16));
+    }
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
+}
+
+/* An affine group's scale or bias: element i of p, of the matrix's dtype,
+ * f16 through the F16C conversion (exact, as mlxn_f16_to_f32). Why not
+ * qm_scale / qm_bias: two calls and a software f16 conversion per group
+ * were a fifth of a decode step's time with 32-code groups. */
+static inline float affine_param(const void *p, mlxn_dtype dt, int64_t i) {
+    switch (dt) {
+    case MLXN_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)p)[i]);
+    case MLXN_DTYPE_BF16: {
+        const uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    default: return ((const float *)p)[i];
+    }
+}
+
+/* Rows [r0, r1) against MR x rows. One x row keeps 4 accumulators (the
+ * 4 independent FMA chains hide the FMA latency), two keep 2 each, more
+ * keep one. */
+static inline __attribute__((always_inline)) void matvec_core(const qmat *m, const float *x, int64_t ldx, int64_t r0,
+                                                              int64_t r1, float *out, int64_t ldo, const int MR,
+                                                              const int BITS) {
+    const int NA = MR == 1 ? 4 : MR == 2 ? 2 : 1; /* accumulators per x row */
+    const int64_t G = m->group, ng = m->cols / G;
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc[4][4];
+        for (int i = 0; i < MR; i++)
+            for (int a = 0; a < NA; a++) acc[i][a] = _mm256_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
+            const __m256 s = _mm256_set1_ps(affine_param(m->scales, m->sdt, r * m->s_stride + g));
+            const __m256 b = _mm256_set1_ps(m->biases ? affine_param(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
+            for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
+                __m256 q[4];
+                codes32(m, r, c, BITS, q);
+                for (int j = 0; j < 4; j++) {
+                    const __m256 w = _mm256_fmadd_ps(s, q[j], b); /* as dequant_avx2 */
+                    for (int i = 0; i < MR; i++)
+                        acc[i][j % NA] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i * ldx + c + 8 * j), acc[i][j % NA]);
+                }
+            }
+        }
+        for (int i = 0; i < MR; i++) {
+            __m256 t = acc[i][0];
+            for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
+            out[i * ldo + r] = hsum8(t);
+        }
+    }
+}
+
+#define MATVEC_CASE(MR_, BITS_) \
+    case (MR_) * 16 + (BITS_): matvec_core(m, x, ldx, r0, r1, out, ldo, MR_, BITS_); break;
+
+int qm_matvec_avx2_supported(const qmat *m, int64_t M) {
+    return m->mode == MLXN_QUANT_AFFINE && M >= 1 && M <= QM_MATVEC_MAX_ROWS && m->group % 32 == 0 &&
+           m->cols % m->group == 0;
+}
+
+void qm_matvec_avx2_rows(const qmat *m, const float *x, int64_t ldx, int M, int64_t r0, int64_t r1, float *out,
+                         int64_t ldo) {
+    const int bits = m->bits == 4 || m->bits == 8 ? m->bits : 0;
+    switch (M * 16 + bits) {
+        MATVEC_CASE(1, 4) MATVEC_CASE(1, 8) MATVEC_CASE(1, 0)
+        MATVEC_CASE(2, 4) MATVEC_CASE(2, 8) MATVEC_CASE(2, 0)
+        MATVEC_CASE(3, 4) MATVEC_CASE(3, 8) MATVEC_CASE(3, 0)
+        MATVEC_CASE(4, 4) MATVEC_CASE(4, 8) MATVEC_CASE(4, 0)
+    default: break;
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -124,4 +232,12 @@ const qm_kernels qm_kernels_avx2 = {.dequant = dequant_avx2, .tile = tile_avx2, 
 
 #else
 const qm_kernels qm_kernels_avx2 = {.dequant = qm_dequant_span, .tile = NULL, .axpy = NULL};
+int qm_matvec_avx2_supported(const qmat *m, int64_t M) {
+    (void)m, (void)M;
+    return 0;
+}
+void qm_matvec_avx2_rows(const qmat *m, const float *x, int64_t ldx, int M, int64_t r0, int64_t r1, float *out,
+                         int64_t ldo) {
+    (void)m, (void)x, (void)ldx, (void)M, (void)r0, (void)r1, (void)out, (void)ldo;
+}
 #endif
