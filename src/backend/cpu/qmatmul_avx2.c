@@ -117,12 +117,11 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
     }
 }
 
-
 /* ---- the mat-vec: transpose, affine, few x rows (decode) ----------------
  * Why: dequantizing 64-row panels to f32 and running the tile kernel over
  * them cost a byte per code through the scalar unpacker, then a 4-byte
- * store and load per weight, for one x row; SmolLM2-135M decoded at ~6
- * tok/s on a 2-core AVX2 machine. Here 32 codes at a time go from their
+ * store and load per weight, for one x row; SmolLM2-135M decoded at ~9
+ * tok/s on a 2-core AVX2 machine (56-74 now). Here 32 codes at a time go from their
  * packed bytes to f32 in registers (4-bit: two masks and two byte
  * interleaves; 8-bit: as they are; other widths through the unpacker),
  * w = scale * q + bias as the dequantization computes it, and straight
@@ -194,6 +193,8 @@ static void dequant_fast_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, f
     else dequant_avx2(m, r, c0, n, dst);
 }
 
+const qm_kernels qm_kernels_avx2 = {.dequant = dequant_fast_avx2, .tile = tile_avx2, .axpy = axpy_avx2};
+
 /* Rows [r0, r1) against MR x rows. One x row keeps 4 accumulators (the
  * 4 independent FMA chains hide the FMA latency), two keep 2 each, more
  * keep one. */
@@ -229,8 +230,6 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
 
 #define MATVEC_CASE(MR_, BITS_) \
     case (MR_) * 16 + (BITS_): matvec_core(m, x, ldx, r0, r1, out, ldo, MR_, BITS_); break;
-
-const qm_kernels qm_kernels_avx2 = {.dequant = dequant_fast_avx2, .tile = tile_avx2, .axpy = axpy_avx2};
 
 int qm_matvec_avx2_supported(const qmat *m, int64_t M) {
     return m->mode == MLXN_QUANT_AFFINE && M >= 1 && M <= QM_MATVEC_MAX_ROWS && m->group % 32 == 0 &&
