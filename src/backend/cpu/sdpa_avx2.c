@@ -69,27 +69,38 @@ T256 static void to_f32(const void *src, mlxn_dtype dt, int64_t stride, int64_t 
     for (; i < n; i++) dst[i] = cpu_load_f32(src, dt, i);
 }
 
+/* Four accumulators' sums as one vector [sum a0, sum a1, sum a2, sum a3]
+ * (three horizontal adds and one cross-lane add, where four separate
+ * reductions took five operations each). */
+T256 INL __m128 hsum4x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* Scalar tails (D % 8 dims) of row q against keys k_0..k_3 added to t. */
+T256 INL __m128 tail4(__m128 t, const float *q, const float *k, int64_t ldk, int64_t d0, int64_t D) {
+    if (d0 == D) return t;
+    float e[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < 4; i++)
+        for (int64_t d = d0; d < D; d++) e[i] += q[d] * k[i * ldk + d];
+    return _mm_add_ps(t, _mm_loadu_ps(e));
+}
+
+/* One row against 8 keys per pass: 8 independent FMA chains (why: with 4,
+ * the FMA latency, not the issue width, set the pace). */
 T256 static void dots(const float *q, const float *k, int64_t ldk, int64_t n, int64_t D, float *s) {
     const int64_t Dv8 = D / 8 * 8;
     int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        const float *k0 = k + j * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; j + 8 <= n; j += 8) {
+        const float *k0 = k + j * ldk;
+        __m256 a[8];
+        for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
         for (int64_t d = 0; d < Dv8; d += 8) {
-            __m256 qv = _mm256_loadu_ps(q + d);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + d), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + d), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + d), a3);
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i * ldk + d), a[i]);
         }
-        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
-        for (int64_t d = Dv8; d < D; d++) {
-            s0 += q[d] * k0[d];
-            s1 += q[d] * k1[d];
-            s2 += q[d] * k2[d];
-            s3 += q[d] * k3[d];
-        }
-        s[j] = s0, s[j + 1] = s1, s[j + 2] = s2, s[j + 3] = s3;
+        _mm_storeu_ps(s + j, tail4(hsum4x8(a[0], a[1], a[2], a[3]), q, k0, ldk, Dv8, D));
+        _mm_storeu_ps(s + j + 4, tail4(hsum4x8(a[4], a[5], a[6], a[7]), q, k0 + 4 * ldk, ldk, Dv8, D));
     }
     for (; j < n; j++) {
         const float *k0 = k + j * ldk;
@@ -98,6 +109,34 @@ T256 static void dots(const float *q, const float *k, int64_t ldk, int64_t n, in
         float s0 = hsum8(a0);
         for (int64_t d = Dv8; d < D; d++) s0 += q[d] * k0[d];
         s[j] = s0;
+    }
+}
+
+/* Two rows against 4 keys per pass: 8 accumulators, and each key load
+ * feeds both rows (why: the rows of one kv head see the same keys, so this
+ * halves the K loads per FMA). */
+T256 static void dots2(const float *q0, const float *q1, const float *k, int64_t ldk, int64_t n, int64_t D,
+                       float *s0, float *s1) {
+    const int64_t Dv8 = D / 8 * 8;
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = k + j * ldk;
+        __m256 a[4], b[4];
+        for (int i = 0; i < 4; i++) a[i] = b[i] = _mm256_setzero_ps();
+        for (int64_t d = 0; d < Dv8; d += 8) {
+            const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
+            for (int i = 0; i < 4; i++) {
+                const __m256 kv = _mm256_loadu_ps(k0 + i * ldk + d);
+                a[i] = _mm256_fmadd_ps(x0, kv, a[i]);
+                b[i] = _mm256_fmadd_ps(x1, kv, b[i]);
+            }
+        }
+        _mm_storeu_ps(s0 + j, tail4(hsum4x8(a[0], a[1], a[2], a[3]), q0, k0, ldk, Dv8, D));
+        _mm_storeu_ps(s1 + j, tail4(hsum4x8(b[0], b[1], b[2], b[3]), q1, k0, ldk, Dv8, D));
+    }
+    if (j < n) {
+        dots(q0, k + j * ldk, ldk, n - j, D, s0 + j);
+        dots(q1, k + j * ldk, ldk, n - j, D, s1 + j);
     }
 }
 
@@ -128,25 +167,20 @@ T256 static float exp_sum(float *s, int64_t n, float m) {
     return t;
 }
 
-/* 32 output columns per pass (4 ymm accumulators held across the block). */
+/* 64 output columns per pass: 8 accumulators held across the block (8
+ * independent FMA chains). */
 T256 static void pv(const float *p, const float *v, int64_t ldv, int64_t n, int64_t Dv, float corr, float *acc) {
     const __m256 c = _mm256_set1_ps(corr);
     int64_t d = 0;
-    for (; d + 32 <= Dv; d += 32) {
-        __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d)), a1 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d + 8)),
-               a2 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d + 16)), a3 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d + 24));
+    for (; d + 64 <= Dv; d += 64) {
+        __m256 a[8];
+        for (int i = 0; i < 8; i++) a[i] = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d + 8 * i));
         for (int64_t j = 0; j < n; j++) {
             const float *vj = v + j * ldv + d;
-            __m256 pj = _mm256_set1_ps(p[j]);
-            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
-            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+            const __m256 pj = _mm256_set1_ps(p[j]);
+            for (int i = 0; i < 8; i++) a[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), a[i]);
         }
-        _mm256_storeu_ps(acc + d, a0);
-        _mm256_storeu_ps(acc + d + 8, a1);
-        _mm256_storeu_ps(acc + d + 16, a2);
-        _mm256_storeu_ps(acc + d + 24, a3);
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(acc + d + 8 * i, a[i]);
     }
     for (; d + 8 <= Dv; d += 8) {
         __m256 a0 = _mm256_mul_ps(c, _mm256_loadu_ps(acc + d));
@@ -160,8 +194,39 @@ T256 static void pv(const float *p, const float *v, int64_t ldv, int64_t n, int6
     }
 }
 
-/* no two-row kernels: 16 ymm registers cannot hold two rows' accumulators */
-static const sdpa_kernels kernels = {to_f32, dots, vmax, exp_sum, pv, NULL, NULL};
+/* Two rows' p.V: 32 columns x 2 rows = 8 accumulators per pass; each V
+ * load feeds both rows. */
+T256 static void pv2(const float *p0, const float *p1, const float *v, int64_t ldv, int64_t n, int64_t Dv,
+                     float corr0, float corr1, float *acc0, float *acc1) {
+    const __m256 c0 = _mm256_set1_ps(corr0), c1 = _mm256_set1_ps(corr1);
+    int64_t d = 0;
+    for (; d + 32 <= Dv; d += 32) {
+        __m256 a[4], b[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = _mm256_mul_ps(c0, _mm256_loadu_ps(acc0 + d + 8 * i));
+            b[i] = _mm256_mul_ps(c1, _mm256_loadu_ps(acc1 + d + 8 * i));
+        }
+        for (int64_t j = 0; j < n; j++) {
+            const float *vj = v + j * ldv + d;
+            const __m256 x0 = _mm256_set1_ps(p0[j]), x1 = _mm256_set1_ps(p1[j]);
+            for (int i = 0; i < 4; i++) {
+                const __m256 vv = _mm256_loadu_ps(vj + 8 * i);
+                a[i] = _mm256_fmadd_ps(x0, vv, a[i]);
+                b[i] = _mm256_fmadd_ps(x1, vv, b[i]);
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps(acc0 + d + 8 * i, a[i]);
+            _mm256_storeu_ps(acc1 + d + 8 * i, b[i]);
+        }
+    }
+    if (d < Dv) {
+        pv(p0, v + d, ldv, n, Dv - d, corr0, acc0 + d);
+        pv(p1, v + d, ldv, n, Dv - d, corr1, acc1 + d);
+    }
+}
+
+static const sdpa_kernels kernels = {to_f32, dots, vmax, exp_sum, pv, dots2, pv2};
 const sdpa_kernels *sdpa_kernels_avx2(void) { return &kernels; }
 
 #else

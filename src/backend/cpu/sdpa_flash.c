@@ -27,10 +27,13 @@
 #include "core/internal.h"
 #include "core/threadpool.h"
 
-/* Keys per block: K and V of a 32-key block of head dim 128 in f32 are
- * 2 x 16 KiB, so both stay in L1 while every row of the item reuses them
- * (64 keys spilled to L2 and ran 25% slower in decode). */
+/* Keys per block, at most: K and V of a 32-key block of head dim 128 in
+ * f32 are 2 x 16 KiB, so both stay in L1 while every row of the item
+ * reuses them (64 keys spilled to L2 and ran 25% slower in decode). Wider
+ * heads take fewer keys per block to stay within the same 32 KiB
+ * (block_keys). */
 #define SDPA_KB 32
+#define SDPA_KV_BYTES (32 * 1024)
 /* Target query rows per item (G * QB): enough rows to amortize a block's
  * conversion, few enough that the per-row state stays in cache. */
 #define SDPA_ROWS 64
@@ -48,6 +51,14 @@ typedef struct flash_job {
 } flash_job;
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Keys per block for head dims D / Dv: SDPA_KB, halved while the block's
+ * K and V in f32 exceed SDPA_KV_BYTES (at least 8 keys). */
+static int64_t block_keys(const sdpa_problem *p) {
+    int64_t kb = SDPA_KB;
+    while (kb > 8 && kb * (p->D + p->Dv) * (int64_t)sizeof(float) > SDPA_KV_BYTES) kb /= 2;
+    return kb;
+}
 
 /* Per-thread scratch layout, in bytes. */
 typedef struct flash_scratch {
@@ -123,6 +134,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
     const int64_t t0 = qb * job->QB, t1 = t0 + job->QB < p->Tq ? t0 + job->QB : p->Tq, nt = t1 - t0;
     const int64_t M = p->G * nt, Dv = p->Dv;
     const int use_sink = p->sinks && split == 0;
+    const int64_t KB = block_keys(p);
     float *part = NULL;
     if (S > 1) {
         int64_t group = ((qb * p->B + b) * p->Hkv + hk);
@@ -150,13 +162,13 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
     /* this split's share of the keys, whole blocks each */
     int64_t ks = ulo, ke = uhi;
     if (S > 1 && ulo < uhi) {
-        int64_t per = ((uhi - ulo + S - 1) / S + SDPA_KB - 1) / SDPA_KB * SDPA_KB;
+        int64_t per = ((uhi - ulo + S - 1) / S + KB - 1) / KB * KB;
         ks = ulo + split * per;
         ke = ks + per < uhi ? ks + per : uhi;
     }
 
-    for (int64_t kb = ks; kb < ke; kb += SDPA_KB) {
-        const int64_t n = ke - kb < SDPA_KB ? ke - kb : SDPA_KB;
+    for (int64_t kb = ks; kb < ke; kb += KB) {
+        const int64_t n = ke - kb < KB ? ke - kb : KB;
         const float *kp = NULL, *vp = NULL;
         int64_t ldk = 0, ldv = 0;
         for (int64_t r = 0; r < M; r++) {

@@ -13,9 +13,8 @@
  *  - 5 and 6 bits: one byte per code; vpermt2ps looks up 32 levels from two
  *    registers (6 bits: two such lookups and a blend on bit 5).
  *  - 7 and 8 bits: gathers from the level table, then one multiply.
- *  - AVX2, 4 bits: the same nibble split over 8 lanes; 16 levels need two
- *    vpermps and a blend on bit 3. Other widths at AVX2 use the scalar
- *    decoder (they are not the default format).
+ *  - AVX2, 4 bits: byte planes of the codebook looked up by vpshufb (see
+ *    dec4_256); 5..8 bits: gathers; 2 and 3 bits use the scalar decoder.
  * Rows are whole vectors (head dim a multiple of 64), and a 3-bit group's
  * 4-byte load may read one byte past the row, which MLXN_TQ_PAD covers. */
 #include <string.h>
@@ -98,25 +97,64 @@ TGT_AVX512 static void decode512(const uint8_t *row, int bits, const float *lv, 
     }
 }
 
-TGT_AVX2 static void decode256(const uint8_t *row, int bits, const float *lv, float scale, int64_t D, float *y) {
-    if (bits != 4) {
-        tq_decode_scalar(row, bits, lv, scale, D, y);
-        return;
-    }
+/* AVX2, 4 bits: the 16 levels as four byte planes (plane b holds byte b of
+ * each level's f32 bits), so a vpshufb per plane looks up 32 codes at once
+ * and byte interleaves rebuild the floats. Why not permutes as at AVX-512:
+ * with 8 lanes a lookup of 16 levels took two vpermps and a blend per 8
+ * codes, and decoding was over half of a 4-bit attention's time at head
+ * dim 128 on a 2-core AVX2 machine (~0.8 cycles per code). */
+TGT_AVX2 static void dec4_256(const uint8_t *row, const float *lv, float scale, int64_t D, float *y) {
+    /* planes: byte b of levels 0..15 in lane byte j, in both 128-bit lanes */
+    const __m128i tr = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    __m128i r[4];
+    for (int i = 0; i < 4; i++) r[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(lv + 4 * i)), tr);
+    const __m128i t0 = _mm_unpacklo_epi32(r[0], r[1]), t1 = _mm_unpacklo_epi32(r[2], r[3]);
+    const __m128i t2 = _mm_unpackhi_epi32(r[0], r[1]), t3 = _mm_unpackhi_epi32(r[2], r[3]);
+    const __m256i p0 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(t0, t1));
+    const __m256i p1 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(t0, t1));
+    const __m256i p2 = _mm256_broadcastsi128_si256(_mm_unpacklo_epi64(t2, t3));
+    const __m256i p3 = _mm256_broadcastsi128_si256(_mm_unpackhi_epi64(t2, t3));
+    /* Each code byte twice, ordered so the interleaves below land the
+     * floats in natural order without a cross-lane step: lane 0 takes the
+     * bytes of codes 0-3, 8-11, 16-19, 24-27, lane 1 those of 4-7, 12-15,
+     * 20-23, 28-31; even positions keep the low nibble (the even
+     * coordinate), odd ones the high nibble. */
+    const __m256i sel = _mm256_setr_epi8(0, 0, 1, 1, 4, 4, 5, 5, 8, 8, 9, 9, 12, 12, 13, 13, 2, 2, 3, 3, 6, 6, 7, 7, 10,
+                                         10, 11, 11, 14, 14, 15, 15);
+    const __m256i odd = _mm256_set1_epi16((short)0xff00), m4 = _mm256_set1_epi8(15);
     const __m256 s = _mm256_set1_ps(scale);
-    const __m256 cl = _mm256_mul_ps(_mm256_loadu_ps(lv), s), ch = _mm256_mul_ps(_mm256_loadu_ps(lv + 8), s);
-    const __m256i m4 = _mm256_set1_epi32(15);
-    for (int64_t d = 0; d < D; d += 16) {
-        __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + d / 2)));
-        __m256i il = _mm256_and_si256(x, m4), ih = _mm256_srli_epi32(x, 4);
-        /* bit 3 of the code picks the upper half of the codebook (blendv reads the sign bit) */
-        __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cl, il), _mm256_permutevar8x32_ps(ch, il),
-                                     _mm256_castsi256_ps(_mm256_slli_epi32(il, 28)));
-        __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cl, ih), _mm256_permutevar8x32_ps(ch, ih),
-                                     _mm256_castsi256_ps(_mm256_slli_epi32(ih, 28)));
-        __m256 a = _mm256_unpacklo_ps(lo, hi), b = _mm256_unpackhi_ps(lo, hi); /* pairs within 128-bit lanes */
-        _mm256_storeu_ps(y + d, _mm256_permute2f128_ps(a, b, 0x20));
-        _mm256_storeu_ps(y + d + 8, _mm256_permute2f128_ps(a, b, 0x31));
+    for (int64_t d = 0; d < D; d += 32) {
+        __m256i x = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + d / 2))), sel);
+        const __m256i c = _mm256_and_si256(_mm256_blendv_epi8(x, _mm256_srli_epi16(x, 4), odd), m4);
+        const __m256i b0 = _mm256_shuffle_epi8(p0, c), b1 = _mm256_shuffle_epi8(p1, c);
+        const __m256i b2 = _mm256_shuffle_epi8(p2, c), b3 = _mm256_shuffle_epi8(p3, c);
+        const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
+        const __m256i l23 = _mm256_unpacklo_epi8(b2, b3), h23 = _mm256_unpackhi_epi8(b2, b3);
+        _mm256_storeu_ps(y + d, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23)), s));
+        _mm256_storeu_ps(y + d + 8, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23)), s));
+        _mm256_storeu_ps(y + d + 16, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23)), s));
+        _mm256_storeu_ps(y + d + 24, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23)), s));
+    }
+}
+
+/* AVX2, 5..8 bits (one byte per code): eight gathers from the level
+ * table per 64 codes, then the scale. */
+TGT_AVX2 static void dec8_256(const uint8_t *row, const float *lv, float scale, int64_t D, float *y) {
+    const __m256 s = _mm256_set1_ps(scale);
+    for (int64_t d = 0; d < D; d += 8) {
+        const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + d)));
+        _mm256_storeu_ps(y + d, _mm256_mul_ps(_mm256_i32gather_ps(lv, x, 4), s));
+    }
+}
+
+TGT_AVX2 static void decode256(const uint8_t *row, int bits, const float *lv, float scale, int64_t D, float *y) {
+    switch (bits) {
+    case 4: dec4_256(row, lv, scale, D, y); return;
+    case 5:
+    case 6:
+    case 7:
+    case 8: dec8_256(row, lv, scale, D, y); return;
+    default: tq_decode_scalar(row, bits, lv, scale, D, y); return;
     }
 }
 
