@@ -191,6 +191,14 @@ mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa) {
     return dev;
 }
 
+mlxn_device *t_cpu_device_exact(int threads) {
+    mlxn_device_params p = {.kind = MLXN_DEVICE_CPU, .n_threads = threads, .isa = MLXN_CPU_ISA_AVX2,
+                            .float_activations = 1};
+    mlxn_device *dev = NULL;
+    CHECK_OK(mlxn_device_new(&p, &dev));
+    return dev;
+}
+
 mlxn_device *t_cuda_device(void) {
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA, .index = 0};
     mlxn_device *dev = NULL;

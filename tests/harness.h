@@ -112,6 +112,9 @@ void t_tensor_free(mlxn_tensor *t);
 
 /* A CPU device with `threads` threads (0 = all) and an ISA cap. */
 mlxn_device *t_cpu_device(int threads, mlxn_cpu_isa isa);
+/* The CPU at AVX2 with f32 activations in every quantized matmul (no
+ * integer mat-vec): the float paths only, for tight comparisons. */
+mlxn_device *t_cpu_device_exact(int threads);
 
 /* CUDA device 0, or NULL after printing why it could not be opened (the
  * caller then returns t_skip("no CUDA device")). */

@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_add_norm");
     mlxn_device *gpu = t_cuda_device();
     if (!gpu) return t_skip("no CUDA device");
-    mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
+    mlxn_device *cpu = t_cpu_device_exact(0);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     double worst_cpu = 0, worst_ref = 0;
     for (int si = 0; si < AN_N_SHAPES; si++) {

@@ -191,7 +191,7 @@ int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_attn");
     mlxn_device *gpu = t_cuda_device();
     if (!gpu) return t_skip("no CUDA device");
-    mlxn_device *cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
+    mlxn_device *cpu = t_cpu_device_exact(0);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         double e = run_case(cpu, gpu, &cases[i]);

@@ -995,7 +995,7 @@ int main(int argc, char **argv) {
             printf("%s: not available (%s)\n", kinds[i].name, mlxn_last_error());
             continue;
         }
-        b.cpu = t_cpu_device(0, MLXN_CPU_ISA_AVX2);
+        b.cpu = t_cpu_device_exact(0);
         b.cs = mlxn_device_stream(b.cpu);
         b.ds = mlxn_device_stream(b.dev);
         run_backend(&b);

@@ -324,7 +324,7 @@ static void test_bad(void) {
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_convert");
     cu_init_root("test_convert");
-    mlxn_device *exact = t_cpu_device(0, MLXN_CPU_ISA_AVX2), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
+    mlxn_device *exact = t_cpu_device_exact(0), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
     if (exact && fast) {
         test_hf(exact, fast);
         test_random(fast);

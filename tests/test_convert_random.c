@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     t_init(argc, argv, "test_convert_random");
     cu_init_root("test_convert_random");
     mlxn_weights *g = t_golden_open("convert/random.safetensors");
-    mlxn_device *exact = t_cpu_device(0, MLXN_CPU_ISA_AVX2), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
+    mlxn_device *exact = t_cpu_device_exact(0), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
     json_t *cases = NULL, *tokens = NULL;
     if (g) {
         json_error_t e;

@@ -382,7 +382,7 @@ static void test_bad(mlxn_device *dev) {
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_gguf_model");
     cu_init_root("test_gguf_model");
-    mlxn_device *exact = t_cpu_device(0, MLXN_CPU_ISA_AVX2), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
+    mlxn_device *exact = t_cpu_device_exact(0), *fast = t_cpu_device(0, MLXN_CPU_ISA_AUTO);
     if (exact && fast) {
         test_tiny(exact, fast);
         test_bad(fast);

@@ -393,7 +393,7 @@ static void test_sessions(mlxn_device *dev) {
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_models");
     /* float paths only: the tight comparison */
-    mlxn_device *dev = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
+    mlxn_device *dev = t_cpu_device_exact(2);
     if (!dev) return t_finish();
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_case(dev, &CASES[i], 1, 1);
     test_sessions(dev);

@@ -352,7 +352,7 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout) {
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_session_fixed");
-    mlxn_device *cpu = t_cpu_device(2, MLXN_CPU_ISA_AVX2);
+    mlxn_device *cpu = t_cpu_device_exact(2);
     if (!cpu) return t_finish();
     const char *cases[] = {"gemma3_text_f32", "llama_f32", "qwen3_q8g64", "gemma3_text_q4g32"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cpu_case(cpu, cases[i]);

@@ -56,6 +56,7 @@ static mlxn_status cpu_device_init(mlxn_device *dev, const mlxn_device_params *p
         return st;
     }
     c->isa = mlxn_cpu_detect_isa(p->isa);
+    c->float_activations = p->float_activations != 0;
     dev->ctx = c;
     snprintf(dev->name, sizeof dev->name, "cpu (%d thread%s, %s)", n, n == 1 ? "" : "s",
              mlxn_cpu_isa_name(c->isa));

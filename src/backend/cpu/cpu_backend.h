@@ -8,6 +8,7 @@
 typedef struct cpu_device {
     mlxn_threadpool *pool;
     mlxn_cpu_isa isa; /* resolved: never AUTO */
+    int float_activations; /* mlxn_device_params.float_activations: no integer mat-vecs */
 } cpu_device;
 
 static inline cpu_device *cpu_dev(mlxn_stream *s) { return (cpu_device *)s->dev->ctx; }

@@ -5,6 +5,8 @@
  * balanced chunks of whole row blocks.
  *   - AVX-512 with VNNI, affine, few x rows (decode): the integer mat-vec in
  *     qmatmul_avx512.c (x quantized to 16 bits per group once per call).
+ *   - else AVX2, affine 4-bit, up to 4 x rows: the integer mat-vec in
+ *     qmatmul_avx2_int.c (the VNNI kernel's arithmetic with VPMADDUBSW).
  *   - else AVX2, affine, up to 4 x rows: the f32 mat-vec in qmatmul_avx2.c
  *     (codes to weights in registers, no panel).
  *   - otherwise: a block of RB weight rows x KC columns is dequantized to f32
@@ -38,12 +40,18 @@ typedef struct qm_job {
     int64_t ldx, M, K, N;
     float *out;         /* [M, N] */
     const qm_xprep *xp; /* the VNNI path's prepared x, else NULL */
+    const qm_ixprep *ixp; /* the AVX2 integer path's prepared x, else NULL */
     float *panels;      /* [threads, NR, KC] scratch of the float transpose path */
 } qm_job;
 
 static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
     const qm_job *j = arg;
     qm_vnni_rows(j->w, j->xp, r0, r1, j->out, j->N, thread);
+}
+
+static void task_imv(void *arg, int64_t r0, int64_t r1, int thread) {
+    const qm_job *j = arg;
+    qm_imv_avx2_rows(j->w, j->ixp, r0, r1, j->out, j->N, thread);
 }
 
 static void task_matvec(void *arg, int64_t r0, int64_t r1, int thread) {
@@ -134,12 +142,17 @@ mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlx
     qm_job j = {.w = &w, .k = kernels_for(dev->isa), .x = xp, .ldx = K, .M = M, .K = K, .N = N, .out = o};
     if (transpose) {
         qm_xprep *prep = NULL;
-        if (dev->isa == MLXN_CPU_ISA_AVX512 && qm_vnni_supported(&w, M))
+        const int int_x = !dev->float_activations; /* integer mat-vecs allowed */
+        if (int_x && dev->isa == MLXN_CPU_ISA_AVX512 && qm_vnni_supported(&w, M))
             prep = qm_vnni_prepare(&w, xp, K, M, mlxn_threadpool_size(dev->pool)); /* NULL (non-finite x, no memory): float path */
         if (prep) {
             j.xp = prep;
             mlxn_parallel_for(dev->pool, N, RB, task_vnni, &j);
             qm_vnni_free(prep);
+        } else if (int_x && dev->isa >= MLXN_CPU_ISA_AVX2 && qm_imv_avx2_supported(&w, M) &&
+                   (j.ixp = qm_imv_avx2_prepare(&w, xp, K, M, mlxn_threadpool_size(dev->pool)))) {
+            mlxn_parallel_for(dev->pool, N, RB, task_imv, &j);
+            qm_imv_avx2_free((qm_ixprep *)j.ixp);
         } else if (dev->isa >= MLXN_CPU_ISA_AVX2 && qm_matvec_avx2_supported(&w, M)) {
             mlxn_parallel_for(dev->pool, N, RB, task_matvec, &j);
         } else {

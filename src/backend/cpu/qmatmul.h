@@ -8,6 +8,7 @@
  *   qmatmul_decode.c   scalar decode: codes -> bytes -> f32 (any mode/width)
  *   qmatmul_ref.c      scalar kernels (the SCALAR ISA level), float-exact
  *   qmatmul_avx2.c     AVX2+FMA float kernels
+ *   qmatmul_avx2_int.c AVX2 integer mat-vec (affine 4-bit decode)
  *   qmatmul_avx512.c   AVX-512 float kernels + the VNNI integer mat-vec
  * and qmatmul.c picks one per call and spreads it over the thread pool. */
 #ifndef MLXN_CPU_QMATMUL_H
@@ -102,4 +103,20 @@ int qm_matvec_avx2_supported(const qmat *m, int64_t M);
  * CPU. */
 void qm_matvec_avx2_rows(const qmat *m, const float *x, int64_t ldx, int M, int64_t r0, int64_t r1, float *out,
                          int64_t ldo);
+
+/* ---- the AVX2 integer mat-vec (affine 4-bit, transpose, few x rows:
+ * qmatmul_avx2_int.c); the VNNI kernel's arithmetic with AVX2 ---------- */
+typedef struct qm_ixprep qm_ixprep;
+/* Whether it takes this matrix with M x rows: affine 4-bit, groups of
+ * 32/64/128 that tile the row, M <= QM_MATVEC_MAX_ROWS. */
+int qm_imv_avx2_supported(const qmat *m, int64_t M);
+/* x [M, K] (rows ldx apart) quantized per group, for up to n_threads
+ * callers; NULL when out of memory or when x holds a non-finite (or
+ * absurdly tiny) value: the float path then handles it. */
+qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads);
+void qm_imv_avx2_free(qm_ixprep *p);
+/* out[i * ldo + r] = dot(x_i, W_r) for W rows [r0, r1) and every x row i;
+ * `thread` (< n_threads) picks the caller's scratch. */
+void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
+                      int thread);
 #endif

@@ -1,0 +1,269 @@
+/* The AVX2 integer mat-vec of decode: affine 4-bit weights (MLX's default
+ * format), transpose, 1..4 x rows, on processors without AVX-512 VNNI.
+ *
+ * Why: the float AVX2 mat-vec (qmatmul_avx2.c) turns every code into an
+ * f32 weight and spends about one instruction per weight, so on a 2-core
+ * AVX2 machine it ran at ~6.6 GB/s of a ~23 GB/s memory. Here the products
+ * run on the raw codes in integers, ~0.3 instructions per weight.
+ *
+ * The arithmetic is the VNNI kernel's (qmatmul_avx512.c), with AVX2
+ * instructions:
+ *   - per group g of a weight row, dot(x, w) = s_g * dot(x, q) + b_g *
+ *     sum(x); sum(x) per group is computed once per call in f32;
+ *   - x is quantized once per call, per group, to xi = rint(x / xs) with
+ *     xs = max|x| / 32639, and split into two signed bytes, xi = 256 * xh +
+ *     xl (xh, xl in [-127, 127]);
+ *   - VPMADDUBSW multiplies unsigned code bytes (0..15) by signed x bytes
+ *     and adds pairs into int16 (|pair| <= 2 * 15 * 127: never saturates;
+ *     the even and odd codes' pairs added: <= 7620), VPMADDWD with ones
+ *     widens to int32; 256 * dot(q, xh) + dot(q, xl) is exact in int32.
+ * So x is rounded to 16 bits relative to its group's largest element, far
+ * below the precision of the bf16/f16 scales; the tests hold it to the
+ * VNNI kernel's bound (NMSE 1e-7 against the float-exact reference). A
+ * non-finite x falls back to the float path, so NaN/inf propagate as in
+ * MLX.
+ *
+ * Layout: a block is 64 codes (32 bytes of a row). Its low nibbles are the
+ * even codes and its high nibbles the odd ones; x is stored pre-split the
+ * same way, as four 32-byte planes per block (xh of the even codes, xh of
+ * the odd, xl even, xl odd), so int32 lane j of a block's sum covers codes
+ * 8j .. 8j + 7 and never straddles a group (groups are 32, 64 or 128). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/qmatmul.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#define XQ_MAX 32639 /* largest |xi|: keeps xh = (xi + 128) >> 8 within [-127, 127] */
+#define SF_PAD 8     /* zero floats after each row's per-group arrays (8-wide loads past the last group) */
+
+struct qm_ixprep {
+    int64_t M, K, ngroups, nblk;
+    int8_t *xq;  /* [M, nblk, 4, 32]: xh even codes, xh odd, xl even, xl odd */
+    float *xs;   /* [M, ngroups + SF_PAD]: x scale per group */
+    float *sumx; /* [M, ngroups + SF_PAD]: sum of x per group */
+    float *sf;   /* [n_threads, M, ngroups + SF_PAD]: per-thread scratch, scale * xs per group */
+};
+
+int qm_imv_avx2_supported(const qmat *m, int64_t M) {
+    return m->mode == MLXN_QUANT_AFFINE && m->bits == 4 && M >= 1 && M <= QM_MATVEC_MAX_ROWS &&
+           (m->group == 32 || m->group == 64 || m->group == 128) && m->cols % m->group == 0;
+}
+
+void qm_imv_avx2_free(qm_ixprep *p) {
+    if (!p) return;
+    free(p->xq);
+    free(p->xs);
+    free(p->sumx);
+    free(p->sf);
+    free(p);
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads) {
+    const int64_t K = m->cols, G = m->group, ng = K / G, ngp = ng + SF_PAD;
+    qm_ixprep *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->M = M;
+    p->K = K;
+    p->ngroups = ng;
+    p->nblk = (K + 63) / 64;
+    p->xq = calloc((size_t)(M * p->nblk * 128), 1); /* zeros: a 32-code tail block's missing half adds 0 */
+    p->xs = calloc((size_t)(M * ngp), sizeof(float));
+    p->sumx = calloc((size_t)(M * ngp), sizeof(float));
+    p->sf = calloc((size_t)(n_threads * M * ngp), sizeof(float));
+    if (!p->xq || !p->xs || !p->sumx || !p->sf) {
+        qm_imv_avx2_free(p);
+        return NULL;
+    }
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 big = _mm256_set1_ps(0x1p127f);
+    /* int32 lanes -> bytes: the low byte of each lane, evens and odds apart */
+    const __m256i pick = _mm256_setr_epi8(0, 8, 4, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 8, 4, 12, -1,
+                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    for (int64_t i = 0; i < M; i++) {
+        const float *xr = x + i * ldx;
+        int8_t *xq = p->xq + i * p->nblk * 128;
+        for (int64_t g = 0; g < ng; g++) {
+            __m256 vmax = _mm256_setzero_ps(), vsum = _mm256_setzero_ps();
+            __m256 bad = _mm256_setzero_ps();
+            for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
+                const __m256 xv = _mm256_loadu_ps(xr + c), ax = _mm256_and_ps(xv, absmask);
+                bad = _mm256_or_ps(bad, _mm256_cmp_ps(ax, big, _CMP_NLE_UQ)); /* NaN, inf (and > 2^127) */
+                vmax = _mm256_max_ps(vmax, ax);
+                vsum = _mm256_add_ps(vsum, xv);
+            }
+            const float amax = hmax8(vmax);
+            if (_mm256_movemask_ps(bad) || (amax > 0.0f && amax < 0x1p-96f)) {
+                /* non-finite x: the float path propagates it; tiny x: 1/xs
+                 * would overflow, and the float path is exact anyway */
+                qm_imv_avx2_free(p);
+                return NULL;
+            }
+            p->xs[i * ngp + g] = amax / (float)XQ_MAX;
+            p->sumx[i * ngp + g] = hsum8(vsum);
+            const __m256 inv = _mm256_set1_ps(amax > 0.0f ? (float)XQ_MAX / amax : 0.0f);
+            for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
+                /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
+                __m256i xi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + c), inv));
+                xi = _mm256_max_epi32(_mm256_min_epi32(xi, _mm256_set1_epi32(XQ_MAX)), _mm256_set1_epi32(-XQ_MAX));
+                const __m256i xh = _mm256_srai_epi32(_mm256_add_epi32(xi, _mm256_set1_epi32(128)), 8);
+                const __m256i xl = _mm256_sub_epi32(xi, _mm256_slli_epi32(xh, 8));
+                /* codes c .. c + 7 (c a multiple of 8) are bytes (c % 64) / 2
+                 * .. + 3 of the even and the odd plane: per 128-bit half,
+                 * lanes 0, 2 (even) and 1, 3 (odd) */
+                const __m256i h = _mm256_shuffle_epi8(xh, pick), l = _mm256_shuffle_epi8(xl, pick);
+                int8_t *base = xq + (c / 64) * 128 + (c % 64) / 2;
+                const uint32_t he = (uint32_t)_mm256_extract_epi16(h, 0) | (uint32_t)_mm256_extract_epi16(h, 8) << 16;
+                const uint32_t ho = (uint32_t)_mm256_extract_epi16(h, 1) | (uint32_t)_mm256_extract_epi16(h, 9) << 16;
+                const uint32_t le = (uint32_t)_mm256_extract_epi16(l, 0) | (uint32_t)_mm256_extract_epi16(l, 8) << 16;
+                const uint32_t lo = (uint32_t)_mm256_extract_epi16(l, 1) | (uint32_t)_mm256_extract_epi16(l, 9) << 16;
+                memcpy(base, &he, 4);
+                memcpy(base + 32, &ho, 4);
+                memcpy(base + 64, &le, 4);
+                memcpy(base + 96, &lo, 4);
+            }
+        }
+    }
+    return p;
+}
+
+/* 8 scales or biases from index i of a row (n < 8: the rest zero). */
+static inline __m256 load_param8(const void *row, mlxn_dtype dt, int64_t i, int64_t n) {
+    if (n >= 8) {
+        switch (dt) {
+        case MLXN_DTYPE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+        case MLXN_DTYPE_BF16: {
+            const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+            return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+        }
+        default: return _mm256_loadu_ps((const float *)row + i);
+        }
+    }
+    float t[8] = {0};
+    for (int64_t k = 0; k < n; k++) {
+        switch (dt) {
+        case MLXN_DTYPE_F16: t[k] = _cvtsh_ss(((const uint16_t *)row)[i + k]); break;
+        case MLXN_DTYPE_BF16: {
+            const uint32_t u = (uint32_t)((const uint16_t *)row)[i + k] << 16;
+            memcpy(&t[k], &u, 4);
+            break;
+        }
+        default: t[k] = ((const float *)row)[i + k]; break;
+        }
+    }
+    return _mm256_loadu_ps(t);
+}
+
+/* Per weight row and x row: sf[g] = scale_g * xs_g (one FMA applies both),
+ * and the bias term sum_g b_g * sum(x)_g. */
+static float row_setup(const qmat *m, const qm_ixprep *p, int64_t r, int64_t i, float *sf) {
+    const int64_t ng = p->ngroups, ngp = ng + SF_PAD, es = (int64_t)mlxn_dtype_size(m->sdt);
+    const char *srow = (const char *)m->scales + r * m->s_stride * es;
+    const char *brow = m->biases ? (const char *)m->biases + r * m->b_stride * es : NULL;
+    const float *xs = p->xs + i * ngp, *sx = p->sumx + i * ngp;
+    __m256 bacc = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g += 8) {
+        const int64_t n = ng - g;
+        _mm256_storeu_ps(sf + g, _mm256_mul_ps(load_param8(srow, m->sdt, g, n), _mm256_loadu_ps(xs + g)));
+        if (brow) bacc = _mm256_fmadd_ps(load_param8(brow, m->sdt, g, n), _mm256_loadu_ps(sx + g), bacc);
+    }
+    return hsum8(bacc);
+}
+
+/* Rows [r0, r1) against MM x rows (a constant once inlined, so the
+ * accumulators stay in registers). */
+static inline __attribute__((always_inline)) void imv_body(const qmat *m, const qm_ixprep *p, int64_t r0,
+                                                           int64_t r1, float *out, int64_t ldo, float *sf,
+                                                           const int MM) {
+    const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    /* lane j (codes 8j .. 8j + 7 of the block) belongs to group g0 + 8j / G */
+    const __m256i gidx = G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
+    float bias[QM_MATVEC_MAX_ROWS];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
+        __m256 acc[QM_MATVEC_MAX_ROWS];
+        for (int i = 0; i < MM; i++) {
+            bias[i] = row_setup(m, p, r, i, sf + i * ngp);
+            acc[i] = _mm256_setzero_ps();
+        }
+        for (int64_t b = 0; b < p->nblk; b++) {
+            /* a 32-code tail block: its missing upper half is zero codes
+             * against zero x bytes */
+            const __m256i w = K - b * 64 >= 64 ? _mm256_loadu_si256((const __m256i *)(wrow + b * 32))
+                                               : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32)));
+            const __m256i ev = _mm256_and_si256(w, low4);                       /* codes 0, 2, 4, ... */
+            const __m256i od = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
+            const int64_t g0 = b * 64 / G;
+            for (int i = 0; i < MM; i++) {
+                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * 128);
+                const __m256i h = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb)),
+                                                   _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 1)));
+                const __m256i l = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb + 2)),
+                                                   _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 3)));
+                const __m256i d = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8),
+                                                   _mm256_madd_epi16(l, ones));
+                const __m256 lsf = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sf + i * ngp + g0), gidx);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), lsf, acc[i]);
+            }
+        }
+        for (int i = 0; i < MM; i++) out[i * ldo + r] = hsum8(acc[i]) + bias[i];
+    }
+}
+
+void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
+                      int thread) {
+    float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + SF_PAD);
+    switch (p->M) {
+    case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1); break;
+    case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2); break;
+    case 3: imv_body(m, p, r0, r1, out, ldo, sf, 3); break;
+    default: imv_body(m, p, r0, r1, out, ldo, sf, 4); break;
+    }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#else /* not x86-64 GCC/Clang: the AVX2 level is never selected */
+
+int qm_imv_avx2_supported(const qmat *m, int64_t M) {
+    (void)m, (void)M;
+    return 0;
+}
+qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads) {
+    (void)m, (void)x, (void)ldx, (void)M, (void)n_threads;
+    return NULL;
+}
+void qm_imv_avx2_free(qm_ixprep *p) { (void)p; }
+void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
+                      int thread) {
+    (void)m, (void)p, (void)r0, (void)r1, (void)out, (void)ldo, (void)thread;
+}
+#endif
