@@ -17,7 +17,7 @@
  *   float paths (scalar, AVX2, AVX-512 tiles): 1e-10 — only f32 rounding
  *   of the sums (~K * 2^-48 ~ 1e-12 here).
  *   the integer mat-vecs, AVX-512 VNNI (affine, transpose, <= 8 x rows)
- *   and AVX2 (affine 4-bit, transpose, <= 4 x rows): 1e-7 — x is rounded
+ *   and AVX2 (affine 4/8-bit, transpose, <= 4 x rows): 1e-7 — x is rounded
  *   to 16 bits per group (rms error ~ max|x| / 113000, i.e. NMSE ~1e-9 on
  *   Gaussian x); see src/backend/cpu/qmatmul_avx512.c and
  *   qmatmul_avx2_int.c.
@@ -101,7 +101,7 @@ static double tolerance(mlxn_cpu_isa isa, const qcase *c, int transpose, int64_t
     mlxn_cpu_isa eff = isa < best_isa ? isa : best_isa;
     if (!transpose || c->q.mode != MLXN_QUANT_AFFINE) return TOL_FLOAT;
     if (eff == MLXN_CPU_ISA_AVX512 && M <= 8) return TOL_VNNI;
-    if (eff == MLXN_CPU_ISA_AVX2 && c->q.bits == 4 && M <= 4) return TOL_VNNI; /* the AVX2 integer mat-vec */
+    if (eff == MLXN_CPU_ISA_AVX2 && (c->q.bits == 4 || c->q.bits == 8) && M <= 4) return TOL_VNNI; /* the AVX2 integer mat-vec */
     return TOL_FLOAT;
 }
 

@@ -1,5 +1,6 @@
-/* The AVX2 integer mat-vec of decode: affine 4-bit weights (MLX's default
- * format), transpose, 1..4 x rows, on processors without AVX-512 VNNI.
+/* The AVX2 integer mat-vec of decode: affine 4- and 8-bit weights (MLX's
+ * default format and its 8-bit one), transpose, 1..4 x rows, on processors
+ * without AVX-512 VNNI.
  *
  * Why: the float AVX2 mat-vec (qmatmul_avx2.c) turns every code into an
  * f32 weight and spends about one instruction per weight, so on a 2-core
@@ -13,21 +14,28 @@
  *   - x is quantized once per call, per group, to xi = rint(x / xs) with
  *     xs = max|x| / 32639, and split into two signed bytes, xi = 256 * xh +
  *     xl (xh, xl in [-127, 127]);
- *   - VPMADDUBSW multiplies unsigned code bytes (0..15) by signed x bytes
- *     and adds pairs into int16 (|pair| <= 2 * 15 * 127: never saturates;
- *     the even and odd codes' pairs added: <= 7620), VPMADDWD with ones
- *     widens to int32; 256 * dot(q, xh) + dot(q, xl) is exact in int32.
+ *   - 4-bit: VPMADDUBSW multiplies unsigned code bytes (0..15) by signed x
+ *     bytes and adds pairs into int16 (|pair| <= 2 * 15 * 127: never
+ *     saturates; the even and odd codes' pairs added: <= 7620), VPMADDWD
+ *     with ones widens to int32; 256 * dot(q, xh) + dot(q, xl) is exact in
+ *     int32.
+ *   - 8-bit: codes 0..255 would saturate VPMADDUBSW's pairs, so they are
+ *     widened to int16 and VPMADDWD multiplies them by xi itself (kept
+ *     whole, in int16): |pair| <= 2 * 255 * 32639, a 32-code block's lane
+ *     sum < 2^26, exact.
  * So x is rounded to 16 bits relative to its group's largest element, far
  * below the precision of the bf16/f16 scales; the tests hold it to the
  * VNNI kernel's bound (NMSE 1e-7 against the float-exact reference). A
  * non-finite x falls back to the float path, so NaN/inf propagate as in
  * MLX.
  *
- * Layout: a block is 64 codes (32 bytes of a row). Its low nibbles are the
- * even codes and its high nibbles the odd ones; x is stored pre-split the
- * same way, as four 32-byte planes per block (xh of the even codes, xh of
- * the odd, xl even, xl odd), so int32 lane j of a block's sum covers codes
- * 8j .. 8j + 7 and never straddles a group (groups are 32, 64 or 128). */
+ * Layout, 4-bit: a block is 64 codes (32 bytes of a row). Its low nibbles
+ * are the even codes and its high nibbles the odd ones; x is stored
+ * pre-split the same way, as four 32-byte planes per block (xh of the even
+ * codes, xh of the odd, xl even, xl odd), so int32 lane j of a block's sum
+ * covers codes 8j .. 8j + 7 and never straddles a group (groups are 32, 64
+ * or 128). 8-bit: a block is 32 codes (32 bytes), one group's or part of
+ * one, and x is xi in int16 in code order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,14 +56,16 @@
 
 struct qm_ixprep {
     int64_t M, K, ngroups, nblk;
-    int8_t *xq;  /* [M, nblk, 4, 32]: xh even codes, xh odd, xl even, xl odd */
+    int bits;    /* 4 or 8 */
+    int8_t *xq;  /* 4-bit: [M, nblk, 4, 32] xh even codes, xh odd, xl even, xl odd;
+                    8-bit: [M, nblk, 32] xi as int16 */
     float *xs;   /* [M, ngroups + SF_PAD]: x scale per group */
     float *sumx; /* [M, ngroups + SF_PAD]: sum of x per group */
     float *sf;   /* [n_threads, M, ngroups + SF_PAD]: per-thread scratch, scale * xs per group */
 };
 
 int qm_imv_avx2_supported(const qmat *m, int64_t M) {
-    return m->mode == MLXN_QUANT_AFFINE && m->bits == 4 && M >= 1 && M <= QM_MATVEC_MAX_ROWS &&
+    return m->mode == MLXN_QUANT_AFFINE && (m->bits == 4 || m->bits == 8) && M >= 1 && M <= QM_MATVEC_MAX_ROWS &&
            (m->group == 32 || m->group == 64 || m->group == 128) && m->cols % m->group == 0;
 }
 
@@ -89,8 +99,11 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
     p->M = M;
     p->K = K;
     p->ngroups = ng;
-    p->nblk = (K + 63) / 64;
-    p->xq = calloc((size_t)(M * p->nblk * 128), 1); /* zeros: a 32-code tail block's missing half adds 0 */
+    p->bits = m->bits;
+    p->nblk = m->bits == 4 ? (K + 63) / 64 : K / 32;
+    /* 128 bytes per block at 4 bits (zeros: a 32-code tail block's missing half adds 0), 64 at 8 */
+    const int64_t xblk = m->bits == 4 ? 128 : 64;
+    p->xq = calloc((size_t)(M * p->nblk * xblk), 1);
     p->xs = calloc((size_t)(M * ngp), sizeof(float));
     p->sumx = calloc((size_t)(M * ngp), sizeof(float));
     p->sf = calloc((size_t)(n_threads * M * ngp), sizeof(float));
@@ -105,7 +118,7 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                                           -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     for (int64_t i = 0; i < M; i++) {
         const float *xr = x + i * ldx;
-        int8_t *xq = p->xq + i * p->nblk * 128;
+        int8_t *xq = p->xq + i * p->nblk * xblk;
         for (int64_t g = 0; g < ng; g++) {
             __m256 vmax = _mm256_setzero_ps(), vsum = _mm256_setzero_ps();
             __m256 bad = _mm256_setzero_ps();
@@ -129,6 +142,11 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                 /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
                 __m256i xi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + c), inv));
                 xi = _mm256_max_epi32(_mm256_min_epi32(xi, _mm256_set1_epi32(XQ_MAX)), _mm256_set1_epi32(-XQ_MAX));
+                if (p->bits == 8) { /* xi as int16, in code order */
+                    const __m128i x16 = _mm_packs_epi32(_mm256_castsi256_si128(xi), _mm256_extracti128_si256(xi, 1));
+                    _mm_storeu_si128((__m128i *)(xq + 2 * c), x16);
+                    continue;
+                }
                 const __m256i xh = _mm256_srai_epi32(_mm256_add_epi32(xi, _mm256_set1_epi32(128)), 8);
                 const __m256i xl = _mm256_sub_epi32(xi, _mm256_slli_epi32(xh, 8));
                 /* codes c .. c + 7 (c a multiple of 8) are bytes (c % 64) / 2
@@ -234,9 +252,47 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
     }
 }
 
+/* 8-bit rows [r0, r1): a 32-code block is 32 bytes; its codes widened to
+ * int16 in two halves, each multiplied with 16 int16 x values by VPMADDWD. */
+static inline __attribute__((always_inline)) void imv8_body(const qmat *m, const qm_ixprep *p, int64_t r0,
+                                                            int64_t r1, float *out, int64_t ldo, float *sf,
+                                                            const int MM) {
+    const int64_t ngp = p->ngroups + SF_PAD, G = m->group;
+    float bias[QM_MATVEC_MAX_ROWS];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
+        __m256 acc[QM_MATVEC_MAX_ROWS];
+        for (int i = 0; i < MM; i++) {
+            bias[i] = row_setup(m, p, r, i, sf + i * ngp);
+            acc[i] = _mm256_setzero_ps();
+        }
+        for (int64_t b = 0; b < p->nblk; b++) {
+            const __m128i *wb = (const __m128i *)(wrow + b * 32);
+            const __m256i q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(wb)), q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(wb + 1));
+            const int64_t g = b * 32 / G;
+            for (int i = 0; i < MM; i++) {
+                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * 64);
+                const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
+                                                   _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sf[i * ngp + g]), acc[i]);
+            }
+        }
+        for (int i = 0; i < MM; i++) out[i * ldo + r] = hsum8(acc[i]) + bias[i];
+    }
+}
+
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread) {
     float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + SF_PAD);
+    if (p->bits == 8) {
+        switch (p->M) {
+        case 1: imv8_body(m, p, r0, r1, out, ldo, sf, 1); break;
+        case 2: imv8_body(m, p, r0, r1, out, ldo, sf, 2); break;
+        case 3: imv8_body(m, p, r0, r1, out, ldo, sf, 3); break;
+        default: imv8_body(m, p, r0, r1, out, ldo, sf, 4); break;
+        }
+        return;
+    }
     switch (p->M) {
     case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1); break;
     case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2); break;
