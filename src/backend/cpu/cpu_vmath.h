@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "mlxn/dtype.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_VMATH_X86 1
 #include <immintrin.h>
@@ -153,6 +155,21 @@ TGT_AVX2 static inline float v8_hmax(__m256 v) {
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* Element i of an f16, bf16 or f32 array as f32 (f16 through F16C; bf16 is
+ * the top half of an f32): the quantized kernels' scales and biases. */
+TGT_AVX2 static inline float v8_param1(const void *p, mlxn_dtype dt, int64_t i) {
+    switch (dt) {
+    case MLXN_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)p)[i]);
+    case MLXN_DTYPE_BF16: {
+        const uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    default: return ((const float *)p)[i];
+    }
 }
 
 /* Mask for a tail of n < 8 lanes (maskload/maskstore read/write only those). */

@@ -6,6 +6,7 @@
  * the scalar reference up to summation order. */
 #include <string.h>
 
+#include "backend/cpu/cpu_vmath.h"
 #include "backend/cpu/qmatmul.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -59,13 +60,6 @@ static void dequant_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, float 
     }
 }
 
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* MB_ x RB_ (<= 4 x 2: 8 accumulators + 6 operands fit the 16 ymm
  * registers) dot products over kc (multiple of 16), unrolled per shape. */
 static inline __attribute__((always_inline)) void tile_core(const float *x, int64_t ldx, const float *w,
@@ -83,7 +77,7 @@ static inline __attribute__((always_inline)) void tile_core(const float *x, int6
         }
     }
     for (int a = 0; a < MB_; a++)
-        for (int b = 0; b < RB_; b++) out[a * ldo + b] += hsum8(acc[a][b]);
+        for (int b = 0; b < RB_; b++) out[a * ldo + b] += v8_hsum(acc[a][b]);
 }
 
 #define TILE_CASE(A, B) \
@@ -152,33 +146,19 @@ static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t
     q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
 }
 
-/* An affine group's scale or bias: element i of p, of the matrix's dtype,
- * f16 through the F16C conversion (exact, as mlxn_f16_to_f32). Why not
- * qm_scale / qm_bias: two calls and a software f16 conversion per group
- * were a fifth of a decode step's time with 32-code groups. */
-static inline float affine_param(const void *p, mlxn_dtype dt, int64_t i) {
-    switch (dt) {
-    case MLXN_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)p)[i]);
-    case MLXN_DTYPE_BF16: {
-        const uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
-        float f;
-        memcpy(&f, &u, sizeof f);
-        return f;
-    }
-    default: return ((const float *)p)[i];
-    }
-}
-
 /* dequant_avx2 for affine 4- and 8-bit codes in groups of a multiple of
  * 32: the same weights (w = scale * q + bias, one FMA), the codes decoded
- * in registers instead of through the scalar unpacker. */
+ * in registers instead of through the scalar unpacker. Scales and biases
+ * come through v8_param1 (F16C, exact as mlxn_f16_to_f32); qm_scale /
+ * qm_bias, two calls and a software f16 conversion per group, were a fifth
+ * of a decode step's time with 32-code groups. */
 static inline __attribute__((always_inline)) void dequant_affine(const qmat *m, int64_t r, int64_t c0, int64_t n,
                                                                  float *dst, const int BITS) {
     const int64_t G = m->group;
     for (int64_t i = 0; i < n; i += G) {
         const int64_t g = (c0 + i) / G;
-        const __m256 s = _mm256_set1_ps(affine_param(m->scales, m->sdt, r * m->s_stride + g));
-        const __m256 b = _mm256_set1_ps(m->biases ? affine_param(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
+        const __m256 s = _mm256_set1_ps(v8_param1(m->scales, m->sdt, r * m->s_stride + g));
+        const __m256 b = _mm256_set1_ps(m->biases ? v8_param1(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
         for (int64_t c = 0; c < G; c += 32) {
             __m256 q[4];
             codes32(m, r, c0 + i + c, BITS, q);
@@ -208,8 +188,8 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
         for (int i = 0; i < MR; i++)
             for (int a = 0; a < NA; a++) acc[i][a] = _mm256_setzero_ps();
         for (int64_t g = 0; g < ng; g++) {
-            const __m256 s = _mm256_set1_ps(affine_param(m->scales, m->sdt, r * m->s_stride + g));
-            const __m256 b = _mm256_set1_ps(m->biases ? affine_param(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
+            const __m256 s = _mm256_set1_ps(v8_param1(m->scales, m->sdt, r * m->s_stride + g));
+            const __m256 b = _mm256_set1_ps(m->biases ? v8_param1(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
             for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
                 __m256 q[4];
                 codes32(m, r, c, BITS, q);
@@ -223,7 +203,7 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
         for (int i = 0; i < MR; i++) {
             __m256 t = acc[i][0];
             for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
-            out[i * ldo + r] = hsum8(t);
+            out[i * ldo + r] = v8_hsum(t);
         }
     }
 }

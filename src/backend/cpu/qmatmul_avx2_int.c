@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_vmath.h"
 #include "backend/cpu/qmatmul.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -78,20 +79,6 @@ void qm_imv_avx2_free(qm_ixprep *p) {
     free(p);
 }
 
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float hmax8(__m256 v) {
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M, int n_threads) {
     const int64_t K = m->cols, G = m->group, ng = K / G, ngp = ng + SF_PAD;
     qm_ixprep *p = calloc(1, sizeof *p);
@@ -128,7 +115,7 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                 vmax = _mm256_max_ps(vmax, ax);
                 vsum = _mm256_add_ps(vsum, xv);
             }
-            const float amax = hmax8(vmax);
+            const float amax = v8_hmax(vmax);
             if (_mm256_movemask_ps(bad) || (amax > 0.0f && amax < 0x1p-96f)) {
                 /* non-finite x: the float path propagates it; tiny x: 1/xs
                  * would overflow, and the float path is exact anyway */
@@ -136,7 +123,7 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                 return NULL;
             }
             p->xs[i * ngp + g] = amax / (float)XQ_MAX;
-            p->sumx[i * ngp + g] = hsum8(vsum);
+            p->sumx[i * ngp + g] = v8_hsum(vsum);
             const __m256 inv = _mm256_set1_ps(amax > 0.0f ? (float)XQ_MAX / amax : 0.0f);
             for (int64_t c = g * G; c < (g + 1) * G; c += 8) {
                 /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
@@ -180,20 +167,6 @@ static inline __m256 load_param8(const void *row, mlxn_dtype dt, int64_t i) {
     }
 }
 
-/* One scale or bias. */
-static inline float load_param1(const void *row, mlxn_dtype dt, int64_t i) {
-    switch (dt) {
-    case MLXN_DTYPE_F16: return _cvtsh_ss(((const uint16_t *)row)[i]);
-    case MLXN_DTYPE_BF16: {
-        const uint32_t u = (uint32_t)((const uint16_t *)row)[i] << 16;
-        float f;
-        memcpy(&f, &u, sizeof f);
-        return f;
-    }
-    default: return ((const float *)row)[i];
-    }
-}
-
 /* Per weight row and x row: sf[g] = scale_g * xs_g (one FMA applies both),
  * and the bias term sum_g b_g * sum(x)_g. The groups past the last whole 8
  * go one by one, straight into sf (why: gathering them into a vector
@@ -210,23 +183,41 @@ static float row_setup(const qmat *m, const qm_ixprep *p, int64_t r, int64_t i, 
         _mm256_storeu_ps(sf + g, _mm256_mul_ps(load_param8(srow, m->sdt, g), _mm256_loadu_ps(xs + g)));
         if (brow) bacc = _mm256_fmadd_ps(load_param8(brow, m->sdt, g), _mm256_loadu_ps(sx + g), bacc);
     }
-    float bias = hsum8(bacc);
+    float bias = v8_hsum(bacc);
     for (; g < ng; g++) {
-        sf[g] = load_param1(srow, m->sdt, g) * xs[g];
-        if (brow) bias += load_param1(brow, m->sdt, g) * sx[g];
+        sf[g] = v8_param1(srow, m->sdt, g) * xs[g];
+        if (brow) bias += v8_param1(brow, m->sdt, g) * sx[g];
     }
     return bias;
 }
 
-/* Rows [r0, r1) against MM x rows (a constant once inlined, so the
- * accumulators stay in registers). */
+/* One 4-bit block (64 codes, 32 bytes at w) against x row i's planes xb:
+ * the int32 sums of its 8 lanes (codes 8j .. 8j + 7 in lane j). */
+static inline __m256i block4(__m256i w, const __m256i *xb) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i ev = _mm256_and_si256(w, low4);                       /* codes 0, 2, 4, ... */
+    const __m256i od = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
+    const __m256i h = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb)),
+                                       _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 1)));
+    const __m256i l = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb + 2)),
+                                       _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 3)));
+    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8), _mm256_madd_epi16(l, ones));
+}
+
+/* Rows [r0, r1) against MM x rows, BITS 4 or 8 (constants once inlined, so
+ * the accumulators stay in registers and the block step is fixed).
+ *   4-bit: a block is 64 codes; lane j's group is g0 + 8j / G (two groups
+ *   per block at G = 32). The split into even and odd codes (and, shift,
+ *   and) is the same for every x row; the compiler hoists it out of the
+ *   x-row loop.
+ *   8-bit: a block is 32 codes (one group or part of one), widened to int16
+ *   in two halves, each multiplied with 16 int16 x values by VPMADDWD. */
 static inline __attribute__((always_inline)) void imv_body(const qmat *m, const qm_ixprep *p, int64_t r0,
                                                            int64_t r1, float *out, int64_t ldo, float *sf,
-                                                           const int MM) {
+                                                           const int MM, const int BITS) {
     const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    /* lane j (codes 8j .. 8j + 7 of the block) belongs to group g0 + 8j / G */
-    const __m256i gidx = G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
+    const int64_t codes = BITS == 4 ? 64 : 32, xbytes = BITS == 4 ? 128 : 64; /* per block */
+    const __m256i gidx = BITS == 4 && G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
     float bias[QM_MATVEC_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
@@ -236,76 +227,40 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
             acc[i] = _mm256_setzero_ps();
         }
         for (int64_t b = 0; b < p->nblk; b++) {
-            /* a 32-code tail block: its missing upper half is zero codes
-             * against zero x bytes */
-            const __m256i w = K - b * 64 >= 64 ? _mm256_loadu_si256((const __m256i *)(wrow + b * 32))
-                                               : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32)));
-            const __m256i ev = _mm256_and_si256(w, low4);                       /* codes 0, 2, 4, ... */
-            const __m256i od = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
-            const int64_t g0 = b * 64 / G;
+            const int64_t g0 = b * codes / G;
+            __m256i w = _mm256_setzero_si256(), q0 = w, q1 = w;
+            if (BITS == 4) /* a 32-code tail block: its missing half is zero codes against zero x bytes */
+                w = K - b * 64 >= 64 ? _mm256_loadu_si256((const __m256i *)(wrow + b * 32))
+                                     : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32)));
+            else
+                q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32))),
+                q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
             for (int i = 0; i < MM; i++) {
-                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * 128);
-                const __m256i h = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb)),
-                                                   _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 1)));
-                const __m256i l = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb + 2)),
-                                                   _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 3)));
-                const __m256i d = _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8),
-                                                   _mm256_madd_epi16(l, ones));
-                const __m256 lsf = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sf + i * ngp + g0), gidx);
+                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
+                const __m256i d = BITS == 4 ? block4(w, xb)
+                                            : _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
+                                                               _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
+                const __m256 lsf = BITS == 4 ? _mm256_permutevar8x32_ps(_mm256_loadu_ps(sf + i * ngp + g0), gidx)
+                                             : _mm256_set1_ps(sf[i * ngp + g0]);
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), lsf, acc[i]);
             }
         }
-        for (int i = 0; i < MM; i++) out[i * ldo + r] = hsum8(acc[i]) + bias[i];
+        for (int i = 0; i < MM; i++) out[i * ldo + r] = v8_hsum(acc[i]) + bias[i];
     }
 }
 
-/* 8-bit rows [r0, r1): a 32-code block is 32 bytes; its codes widened to
- * int16 in two halves, each multiplied with 16 int16 x values by VPMADDWD. */
-static inline __attribute__((always_inline)) void imv8_body(const qmat *m, const qm_ixprep *p, int64_t r0,
-                                                            int64_t r1, float *out, int64_t ldo, float *sf,
-                                                            const int MM) {
-    const int64_t ngp = p->ngroups + SF_PAD, G = m->group;
-    float bias[QM_MATVEC_MAX_ROWS];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
-        __m256 acc[QM_MATVEC_MAX_ROWS];
-        for (int i = 0; i < MM; i++) {
-            bias[i] = row_setup(m, p, r, i, sf + i * ngp);
-            acc[i] = _mm256_setzero_ps();
-        }
-        for (int64_t b = 0; b < p->nblk; b++) {
-            const __m128i *wb = (const __m128i *)(wrow + b * 32);
-            const __m256i q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(wb)), q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(wb + 1));
-            const int64_t g = b * 32 / G;
-            for (int i = 0; i < MM; i++) {
-                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * 64);
-                const __m256i d = _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
-                                                   _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(sf[i * ngp + g]), acc[i]);
-            }
-        }
-        for (int i = 0; i < MM; i++) out[i * ldo + r] = hsum8(acc[i]) + bias[i];
+#define IMV_CASES(BITS)                                                    \
+    switch (p->M) {                                                        \
+    case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1, BITS); break;          \
+    case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2, BITS); break;          \
+    case 3: imv_body(m, p, r0, r1, out, ldo, sf, 3, BITS); break;          \
+    default: imv_body(m, p, r0, r1, out, ldo, sf, 4, BITS); break;         \
     }
-}
 
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread) {
     float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + SF_PAD);
-    if (p->bits == 8) {
-        switch (p->M) {
-        case 1: imv8_body(m, p, r0, r1, out, ldo, sf, 1); break;
-        case 2: imv8_body(m, p, r0, r1, out, ldo, sf, 2); break;
-        case 3: imv8_body(m, p, r0, r1, out, ldo, sf, 3); break;
-        default: imv8_body(m, p, r0, r1, out, ldo, sf, 4); break;
-        }
-        return;
-    }
-    switch (p->M) {
-    case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1); break;
-    case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2); break;
-    case 3: imv_body(m, p, r0, r1, out, ldo, sf, 3); break;
-    default: imv_body(m, p, r0, r1, out, ldo, sf, 4); break;
-    }
+    if (p->bits == 8) IMV_CASES(8) else IMV_CASES(4)
 }
 
 #if defined(__clang__)
