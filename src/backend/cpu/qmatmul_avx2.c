@@ -4,8 +4,6 @@
  * updates (axpy); and for decode (affine, a few x rows) a mat-vec that
  * turns codes into f32 weights in registers. All in f32 FMA: results match
  * the scalar reference up to summation order. */
-#include <string.h>
-
 #include "backend/cpu/cpu_vmath.h"
 #include "backend/cpu/qmatmul.h"
 
@@ -115,7 +113,9 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
  * Why: dequantizing 64-row panels to f32 and running the tile kernel over
  * them cost a byte per code through the scalar unpacker, then a 4-byte
  * store and load per weight, for one x row; SmolLM2-135M decoded at ~9
- * tok/s on a 2-core AVX2 machine (56-74 now). Here 32 codes at a time go from their
+ * tok/s on a 2-core AVX2 machine (56-74 with this kernel; 4- and 8-bit
+ * weights now take the integer mat-vec, qmatmul_avx2_int.c, unless the
+ * device keeps float activations). Here 32 codes at a time go from their
  * packed bytes to f32 in registers (4-bit: two masks and two byte
  * interleaves; 8-bit: as they are; other widths through the unpacker),
  * w = scale * q + bias as the dequantization computes it, and straight

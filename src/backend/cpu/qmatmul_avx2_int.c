@@ -13,10 +13,10 @@
  *     sum(x); sum(x) per group is computed once per call in f32;
  *   - x is quantized once per call, per group, to xi = rint(x / xs) with
  *     xs = max|x| / 32639, and split into two signed bytes, xi = 256 * xh +
- *     xl (xh, xl in [-127, 127]);
+ *     xl (xh in [-127, 127], xl in [-128, 127]);
  *   - 4-bit: VPMADDUBSW multiplies unsigned code bytes (0..15) by signed x
- *     bytes and adds pairs into int16 (|pair| <= 2 * 15 * 127: never
- *     saturates; the even and odd codes' pairs added: <= 7620), VPMADDWD
+ *     bytes and adds pairs into int16 (|pair| <= 2 * 15 * 128: never
+ *     saturates; the even and odd codes' pairs added: <= 7680), VPMADDWD
  *     with ones widens to int32; 256 * dot(q, xh) + dot(q, xl) is exact in
  *     int32.
  *   - 8-bit: codes 0..255 would saturate VPMADDUBSW's pairs, so they are
