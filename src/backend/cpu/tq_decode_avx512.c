@@ -15,8 +15,10 @@
  *  - 7 and 8 bits: gathers from the level table, then one multiply.
  *  - AVX2, 4 bits: byte planes of the codebook looked up by vpshufb (see
  *    dec4_256); 5..8 bits: gathers; 2 and 3 bits use the scalar decoder.
- * Rows are whole vectors (head dim a multiple of 64), and a 3-bit group's
- * 4-byte load may read one byte past the row, which MLXN_TQ_PAD covers. */
+ * The decoders take a block of rows (tq_decode_fn); the AVX2 4-bit byte
+ * planes are built once per block. Rows are whole vectors (head dim a
+ * multiple of 64), and a 3-bit group's 4-byte load may read one byte past
+ * the row, which MLXN_TQ_PAD covers. */
 #include <string.h>
 
 #include "backend/cpu/cpu_vmath.h"
@@ -86,14 +88,19 @@ TGT_AVX512 static void dec78_512(const uint8_t *row, const float *lv, float scal
     }
 }
 
-TGT_AVX512 static void decode512(const uint8_t *row, int bits, const float *lv, float scale, int64_t D, float *y) {
-    switch (bits) {
-    case 2: dec2_512(row, lv, scale, D, y); return;
-    case 3: dec3_512(row, lv, scale, D, y); return;
-    case 4: dec4_512(row, lv, scale, D, y); return;
-    case 5:
-    case 6: dec56_512(row, bits, lv, scale, D, y); return;
-    default: dec78_512(row, lv, scale, D, y); return;
+TGT_AVX512 static void decode512(const uint8_t *const *rows, const float *scale, int64_t n, int bits, const float *lv,
+                                 int64_t D, float *y) {
+    for (int64_t j = 0; j < n; j++) { /* the codebook is scaled per row, so each row sets up its own */
+        const uint8_t *row = rows[j];
+        float *yj = y + j * D;
+        switch (bits) {
+        case 2: dec2_512(row, lv, scale[j], D, yj); break;
+        case 3: dec3_512(row, lv, scale[j], D, yj); break;
+        case 4: dec4_512(row, lv, scale[j], D, yj); break;
+        case 5:
+        case 6: dec56_512(row, bits, lv, scale[j], D, yj); break;
+        default: dec78_512(row, lv, scale[j], D, yj); break;
+        }
     }
 }
 
@@ -103,8 +110,10 @@ TGT_AVX512 static void decode512(const uint8_t *row, int bits, const float *lv, 
  * with 8 lanes a lookup of 16 levels took two vpermps and a blend per 8
  * codes, and decoding was over half of a 4-bit attention's time at head
  * dim 128 on a 2-core AVX2 machine (~0.8 cycles per code). */
-TGT_AVX2 static void dec4_256(const uint8_t *row, const float *lv, float scale, int64_t D, float *y) {
-    /* planes: byte b of levels 0..15 in lane byte j, in both 128-bit lanes */
+TGT_AVX2 static void dec4_256(const uint8_t *const *rows, const float *scale, int64_t n, const float *lv, int64_t D,
+                              float *y) {
+    /* planes: byte b of levels 0..15 in lane byte j, in both 128-bit lanes;
+     * built once per block of rows */
     const __m128i tr = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     __m128i r[4];
     for (int i = 0; i < 4; i++) r[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(lv + 4 * i)), tr);
@@ -122,18 +131,23 @@ TGT_AVX2 static void dec4_256(const uint8_t *row, const float *lv, float scale, 
     const __m256i sel = _mm256_setr_epi8(0, 0, 1, 1, 4, 4, 5, 5, 8, 8, 9, 9, 12, 12, 13, 13, 2, 2, 3, 3, 6, 6, 7, 7, 10,
                                          10, 11, 11, 14, 14, 15, 15);
     const __m256i odd = _mm256_set1_epi16((short)0xff00), m4 = _mm256_set1_epi8(15);
-    const __m256 s = _mm256_set1_ps(scale);
-    for (int64_t d = 0; d < D; d += 32) {
-        __m256i x = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + d / 2))), sel);
-        const __m256i c = _mm256_and_si256(_mm256_blendv_epi8(x, _mm256_srli_epi16(x, 4), odd), m4);
-        const __m256i b0 = _mm256_shuffle_epi8(p0, c), b1 = _mm256_shuffle_epi8(p1, c);
-        const __m256i b2 = _mm256_shuffle_epi8(p2, c), b3 = _mm256_shuffle_epi8(p3, c);
-        const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
-        const __m256i l23 = _mm256_unpacklo_epi8(b2, b3), h23 = _mm256_unpackhi_epi8(b2, b3);
-        _mm256_storeu_ps(y + d, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23)), s));
-        _mm256_storeu_ps(y + d + 8, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23)), s));
-        _mm256_storeu_ps(y + d + 16, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23)), s));
-        _mm256_storeu_ps(y + d + 24, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23)), s));
+    for (int64_t j = 0; j < n; j++) {
+        const uint8_t *row = rows[j];
+        float *yj = y + j * D;
+        const __m256 s = _mm256_set1_ps(scale[j]);
+        for (int64_t d = 0; d < D; d += 32) {
+            __m256i x =
+                _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + d / 2))), sel);
+            const __m256i c = _mm256_and_si256(_mm256_blendv_epi8(x, _mm256_srli_epi16(x, 4), odd), m4);
+            const __m256i b0 = _mm256_shuffle_epi8(p0, c), b1 = _mm256_shuffle_epi8(p1, c);
+            const __m256i b2 = _mm256_shuffle_epi8(p2, c), b3 = _mm256_shuffle_epi8(p3, c);
+            const __m256i l01 = _mm256_unpacklo_epi8(b0, b1), h01 = _mm256_unpackhi_epi8(b0, b1);
+            const __m256i l23 = _mm256_unpacklo_epi8(b2, b3), h23 = _mm256_unpackhi_epi8(b2, b3);
+            _mm256_storeu_ps(yj + d, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23)), s));
+            _mm256_storeu_ps(yj + d + 8, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23)), s));
+            _mm256_storeu_ps(yj + d + 16, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23)), s));
+            _mm256_storeu_ps(yj + d + 24, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23)), s));
+        }
     }
 }
 
@@ -147,14 +161,15 @@ TGT_AVX2 static void dec8_256(const uint8_t *row, const float *lv, float scale, 
     }
 }
 
-TGT_AVX2 static void decode256(const uint8_t *row, int bits, const float *lv, float scale, int64_t D, float *y) {
-    switch (bits) {
-    case 4: dec4_256(row, lv, scale, D, y); return;
-    case 5:
-    case 6:
-    case 7:
-    case 8: dec8_256(row, lv, scale, D, y); return;
-    default: tq_decode_scalar(row, bits, lv, scale, D, y); return;
+TGT_AVX2 static void decode256(const uint8_t *const *rows, const float *scale, int64_t n, int bits, const float *lv,
+                               int64_t D, float *y) {
+    if (bits == 4) {
+        dec4_256(rows, scale, n, lv, D, y);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        if (bits >= 5) dec8_256(rows[j], lv, scale[j], D, y + j * D);
+        else tq_decode_scalar(rows[j], bits, lv, scale[j], D, y + j * D);
     }
 }
 

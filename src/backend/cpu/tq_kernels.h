@@ -2,8 +2,8 @@
  * src/quant/tq_layout.h, op semantics in mlxn/turboquant.h):
  *  - tq_ref.c: the scalar reference (encode/decode of one vector and the
  *    attention rows), the oracle every fast path is tested against;
- *  - tq_decode.c / tq_decode_avx512.c: one vector's codes to rotated-domain
- *    f32 (what the fast attention feeds the flash driver);
+ *  - tq_decode_avx512.c: blocks of vectors' codes to rotated-domain f32
+ *    (what the fast attention feeds the flash driver), AVX-512 and AVX2;
  *  - turboquant.c: the backend entry points (threads, ISA choice). */
 #ifndef MLXN_CPU_TQ_KERNELS_H
 #define MLXN_CPU_TQ_KERNELS_H
@@ -19,8 +19,15 @@ void tq_encode_row(const float *x, int64_t xs, int64_t D, const float *signs, in
 
 /* y[d] = scale * levels[code d]: a row back to the rotated domain, with
  * scale = norm / sqrt(D). */
-typedef void (*tq_decode_fn)(const uint8_t *row, int bits, const float *levels, float scale, int64_t D, float *y);
 void tq_decode_scalar(const uint8_t *row, int bits, const float *levels, float scale, int64_t D, float *y);
+/* The same for a block: y [n][D], row j from rows[j] with scale[j]. Why a
+ * block: a fast decoder sets up its lookup tables once per block of keys,
+ * not once per key (at head dim 64 the AVX2 table setup cost as much as a
+ * row's decoding). */
+typedef void (*tq_decode_fn)(const uint8_t *const *rows, const float *scale, int64_t n, int bits,
+                             const float *levels, int64_t D, float *y);
+void tq_decode_rows_scalar(const uint8_t *const *rows, const float *scale, int64_t n, int bits, const float *levels,
+                           int64_t D, float *y);
 tq_decode_fn tq_decode_avx512(void); /* NULL without x86 SIMD */
 tq_decode_fn tq_decode_avx2(void);   /* NULL without x86 SIMD */
 

@@ -41,6 +41,11 @@ void tq_decode_scalar(const uint8_t *row, int bits, const float *levels, float s
     for (int64_t d = 0; d < D; d++) y[d] = scale * levels[mlxn_tq_get_code(row, d, bits)];
 }
 
+void tq_decode_rows_scalar(const uint8_t *const *rows, const float *scale, int64_t n, int bits, const float *levels,
+                           int64_t D, float *y) {
+    for (int64_t j = 0; j < n; j++) tq_decode_scalar(rows[j], bits, levels, scale[j], D, y + j * D);
+}
+
 void tq_ref_attn_rows(const tq_attn *a, int64_t r0, int64_t r1, float *scratch) {
     const int64_t D = a->D;
     const int kb = a->c->p.k_bits, vb = a->c->p.v_bits;

@@ -143,9 +143,17 @@ static void fetch(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, 
     const uint8_t *codes = is_v ? a->vc : a->kc;
     const float *norms = is_v ? a->vn : a->kn, *lv = is_v ? a->vlv : a->klv;
     const float r = 1.0f / sqrtf((float)D);
-    for (int64_t j = 0; j < n; j++) {
-        const int64_t slot = hk * a->cap + (a->lo + n0 + j) % a->cap;
-        f->dec(codes + slot * rb, bits, lv, norms[slot] * r, D, buf + j * D);
+    enum { CH = 64 }; /* rows per decoder call (a flash block is at most 32 keys) */
+    const uint8_t *rows[CH];
+    float scale[CH];
+    for (int64_t j0 = 0; j0 < n; j0 += CH) {
+        const int64_t m = n - j0 < CH ? n - j0 : CH;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t slot = hk * a->cap + (a->lo + n0 + j0 + j) % a->cap; /* the ring in position order */
+            rows[j] = codes + slot * rb;
+            scale[j] = norms[slot] * r;
+        }
+        f->dec(rows, scale, m, bits, lv, D, buf + j0 * D);
     }
 }
 
@@ -204,7 +212,7 @@ mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tenso
     tq_decode_fn dec = NULL;
     if (dev->isa >= MLXN_CPU_ISA_AVX512) kr = sdpa_kernels_avx512(), dec = tq_decode_avx512();
     else if (dev->isa >= MLXN_CPU_ISA_AVX2) kr = sdpa_kernels_avx2(), dec = tq_decode_avx2();
-    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_scalar);
+    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar);
 
     int threads = mlxn_threadpool_size(dev->pool);
     ref_job j = {&a, malloc((size_t)threads * (size_t)(a.n_held + 2 * a.D) * sizeof(float))};
