@@ -297,16 +297,18 @@ static void rnd_free(rnd *r) {
 /* One configuration at every ISA level; threads and batch rotate. */
 static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype sdt, int transpose, int salt) {
     static const int64_t kmul[3] = {3, 5, 13};
-    static const int64_t leads[4][3] = {{1, 1, 1}, {3, 1, 1}, {4, 1, 1}, {3, 3, 1}};
-    static const int nleads[4] = {1, 1, 1, 2};
+    /* x rows: decode sizes, and prefill sizes for the packed-x path (17: a
+     * second, mostly padded block of 16; 40 = 4 x 10: three blocks) */
+    static const int64_t leads[6][3] = {{1, 1, 1}, {3, 1, 1}, {4, 1, 1}, {3, 3, 1}, {17, 1, 1}, {4, 10, 1}};
+    static const int nleads[6] = {1, 1, 1, 2, 1, 2};
     int64_t G = q.group_size;
     /* transpose: W [N, K], N odd; K = group * (3 | 5 | 13). Not transposed:
      * W [K, N] with N = group * (3 | 5), K odd. */
-    int64_t rows = transpose ? 37 : 7 + 2 * (salt % 3);
+    int64_t rows = transpose ? (salt % 2 ? 37 : 101) : 7 + 2 * (salt % 3); /* 101: three 48-row panels */
     int64_t cols = transpose ? G * kmul[salt % 3] : G * kmul[salt % 2];
     rnd r;
     rnd_make(&r, q, sdt, rows, cols);
-    int li = salt % 4;
+    int li = salt % 6;
     int64_t M = leads[li][0] * (nleads[li] > 1 ? leads[li][1] : 1);
     int64_t K = transpose ? cols : rows, N = transpose ? rows : cols;
     float *x = malloc((size_t)(M * K) * sizeof(float));

@@ -9,6 +9,9 @@
  *     qmatmul_avx2_int.c (the VNNI kernel's arithmetic with VPMADDUBSW).
  *   - else AVX2, affine, up to 4 x rows: the f32 mat-vec in qmatmul_avx2.c
  *     (codes to weights in registers, no panel).
+ *   - else AVX2, at least QM_GEMM_MIN_ROWS x rows (prefill): the dense
+ *     micro-kernel over dequantized weight panels and x packed once
+ *     (qmatmul_gemm.c).
  *   - otherwise: a block of RB weight rows x KC columns is dequantized to f32
  *     (L1-sized) and multiplied by every x row with the ISA's tile kernel,
  *     so each weight is decoded once however many x rows there are.
@@ -42,6 +45,7 @@ typedef struct qm_job {
     const qm_xprep *xp; /* the VNNI path's prepared x, else NULL */
     const qm_ixprep *ixp; /* the AVX2 integer path's prepared x, else NULL */
     float *panels;      /* [threads, NR, KC] scratch of the float transpose path */
+    qm_gemm *gemm;      /* the AVX2 prefill path's packed x and scratch, else NULL */
 } qm_job;
 
 static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
@@ -58,6 +62,11 @@ static void task_matvec(void *arg, int64_t r0, int64_t r1, int thread) {
     (void)thread;
     const qm_job *j = arg;
     qm_matvec_avx2_rows(j->w, j->x, j->ldx, (int)j->M, r0, r1, j->out, j->N);
+}
+
+static void task_gemm(void *arg, int64_t r0, int64_t r1, int thread) {
+    const qm_job *j = arg;
+    qm_gemm_rows(j->gemm, r0, r1, thread);
 }
 
 /* transpose: output columns [r0, r1) = W rows [r0, r1). A panel of NR
@@ -155,6 +164,10 @@ mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlx
             qm_imv_avx2_free((qm_ixprep *)j.ixp);
         } else if (dev->isa >= MLXN_CPU_ISA_AVX2 && qm_matvec_avx2_supported(&w, M)) {
             mlxn_parallel_for(dev->pool, N, RB, task_matvec, &j);
+        } else if (qm_gemm_supported(&w, dev->isa, M) &&
+                   (j.gemm = qm_gemm_prepare(&w, j.k->dequant, xp, K, M, N, o, dev->pool))) {
+            mlxn_parallel_for(dev->pool, N, RB, task_gemm, &j);
+            qm_gemm_free(j.gemm);
         } else {
             int nt = mlxn_threadpool_size(dev->pool);
             j.panels = malloc((size_t)nt * NR * KC * sizeof(float));

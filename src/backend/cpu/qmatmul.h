@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "core/threadpool.h"
+#include "mlxn/device.h"
 #include "mlxn/quant.h"
 #include "mlxn/tensor.h"
 
@@ -65,8 +67,11 @@ typedef void (*qm_tile_fn)(const float *x, int64_t ldx, int mb, const float *w, 
 typedef void (*qm_axpy_fn)(const float *x, int64_t ldx, int mb, const float *b, int64_t ldb, int kb,
                            int64_t n, float *out, int64_t ldo);
 
+/* dst[i] = W[r][c0 + i], i < n, dequantized to f32 (c0 group aligned). */
+typedef void (*qm_dequant_fn)(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst);
+
 typedef struct qm_kernels {
-    void (*dequant)(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst);
+    qm_dequant_fn dequant;
     qm_tile_fn tile;
     qm_axpy_fn axpy;
 } qm_kernels;
@@ -119,4 +124,21 @@ void qm_imv_avx2_free(qm_ixprep *p);
  * `thread` (< n_threads) picks the caller's scratch. */
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread);
+
+/* ---- prefill on the dense micro-kernel (transpose, many x rows:
+ * qmatmul_gemm.c), AVX2 level ------------------------------------------ */
+typedef struct qm_gemm qm_gemm;
+enum { QM_GEMM_MIN_ROWS = 16 /* fewer x rows keep the tile kernel: a packed block holds 16 (measured: 8 rows took 9.0 ms there against 5.5, 16 rows the same, 32 rows 12.9 against 14.6) */ };
+/* Whether it takes w with M x rows at ISA level isa (any mode and width:
+ * it dequantizes; groups that divide its 256-column blocks). */
+int qm_gemm_supported(const qmat *w, mlxn_cpu_isa isa, int64_t M);
+/* x [M, K = w->cols] (rows ldx apart) packed once (over the pool's threads)
+ * for products into out [M, N], with scratch for every thread; NULL when
+ * out of memory. */
+qm_gemm *qm_gemm_prepare(const qmat *w, qm_dequant_fn dequant, const float *x, int64_t ldx, int64_t M, int64_t N,
+                         float *out, mlxn_threadpool *pool);
+void qm_gemm_free(qm_gemm *g);
+/* out[m][r] = dot(x_m, W_r) for W rows [r0, r1) and every x row; `thread`
+ * (a pool thread index) picks its scratch. */
+void qm_gemm_rows(const qm_gemm *g, int64_t r0, int64_t r1, int thread);
 #endif
