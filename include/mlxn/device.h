@@ -44,7 +44,7 @@ typedef struct mlxn_device_params {
     mlxn_cpu_isa isa;   /* CPU only */
     /* CPU only. 0 (default): the quantized mat-vec of decode may quantize x
      * to 16-bit integers per weight group and multiply in integers where the
-     * processor has a kernel for it (AVX-512 VNNI; AVX2 for affine 4- and 8-bit),
+     * processor has a kernel for it (AVX-512 VNNI; AVX2 for affine 2..6- and 8-bit),
      * 2-4x faster, ~1e-8 normalized error per product. 1: x stays f32 in
      * every quantized matmul (results match the float reference to
      * summation order). */

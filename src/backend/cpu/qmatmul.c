@@ -5,7 +5,7 @@
  * balanced chunks of whole row blocks.
  *   - AVX-512 with VNNI, affine, few x rows (decode): the integer mat-vec in
  *     qmatmul_avx512.c (x quantized to 16 bits per group once per call).
- *   - else AVX2, affine 4- or 8-bit, up to 4 x rows: the integer mat-vec in
+ *   - else AVX2, affine 2..6- or 8-bit, up to 4 x rows: the integer mat-vec in
  *     qmatmul_avx2_int.c (the VNNI kernel's arithmetic with VPMADDUBSW).
  *   - else AVX2, affine, up to 4 x rows: the f32 mat-vec in qmatmul_avx2.c
  *     (codes to weights in registers, no panel).

@@ -8,7 +8,7 @@
  *   qmatmul_decode.c   scalar decode: codes -> bytes -> f32 (any mode/width)
  *   qmatmul_ref.c      scalar kernels (the SCALAR ISA level), float-exact
  *   qmatmul_avx2.c     AVX2+FMA float kernels
- *   qmatmul_avx2_int.c AVX2 integer mat-vec (affine 4- and 8-bit decode)
+ *   qmatmul_avx2_int.c AVX2 integer mat-vec (affine 2..6- and 8-bit decode)
  *   qmatmul_avx512.c   AVX-512 float kernels + the VNNI integer mat-vec
  * and qmatmul.c picks one per call and spreads it over the thread pool. */
 #ifndef MLXN_CPU_QMATMUL_H
@@ -109,10 +109,10 @@ int qm_matvec_avx2_supported(const qmat *m, int64_t M);
 void qm_matvec_avx2_rows(const qmat *m, const float *x, int64_t ldx, int M, int64_t r0, int64_t r1, float *out,
                          int64_t ldo);
 
-/* ---- the AVX2 integer mat-vec (affine 4/8-bit, transpose, few x rows:
+/* ---- the AVX2 integer mat-vec (affine 2..6/8-bit, transpose, few x rows:
  * qmatmul_avx2_int.c); the VNNI kernel's arithmetic with AVX2 ---------- */
 typedef struct qm_ixprep qm_ixprep;
-/* Whether it takes this matrix with M x rows: affine 4- or 8-bit, groups of
+/* Whether it takes this matrix with M x rows: affine 2..6- or 8-bit, groups of
  * 32/64/128 that tile the row, M <= QM_MATVEC_MAX_ROWS. */
 int qm_imv_avx2_supported(const qmat *m, int64_t M);
 /* x [M, K] (rows ldx apart) quantized per group, for up to n_threads

@@ -1,6 +1,6 @@
-/* The AVX2 integer mat-vec of decode: affine 4- and 8-bit weights (MLX's
- * default format and its 8-bit one), transpose, 1..4 x rows, on processors
- * without AVX-512 VNNI.
+/* The AVX2 integer mat-vec of decode: affine 2-, 3-, 4-, 5-, 6- and 8-bit
+ * weights (MLX's widths but 1 and 7), transpose, 1..4 x rows, on
+ * processors without AVX-512 VNNI.
  *
  * Why: the float AVX2 mat-vec (qmatmul_avx2.c) turns every code into an
  * f32 weight and spends about one instruction per weight, so on a 2-core
@@ -23,6 +23,10 @@
  *     widened to int16 and VPMADDWD multiplies them by xi itself (kept
  *     whole, in int16): |pair| <= 2 * 255 * 32639, a 32-code block's lane
  *     sum < 2^26, exact.
+ *   - 2, 3, 5, 6 bits: the codes of a 32-code block are unpacked from
+ *     MLX's bit stream straight into int16 (packed_codes32), then as 8-bit.
+ *     Why: the float mat-vec unpacked them one by one through the scalar
+ *     unpacker, ~16x slower than 4-bit.
  * So x is rounded to 16 bits relative to its group's largest element, far
  * below the precision of the bf16/f16 scales; the tests hold it to the
  * VNNI kernel's bound (NMSE 1e-7 against the float-exact reference). A
@@ -35,7 +39,8 @@
  * codes, xh of the odd, xl even, xl odd), so int32 lane j of a block's sum
  * covers codes 8j .. 8j + 7 and never straddles a group (groups are 32, 64
  * or 128). 8-bit: a block is 32 codes (32 bytes), one group's or part of
- * one, and x is xi in int16 in code order. */
+ * one, and x is xi in int16 in code order; 2..6 bits: a block is 32 codes
+ * (4 * bits bytes), x as for 8-bit. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,16 +62,17 @@
 
 struct qm_ixprep {
     int64_t M, K, ngroups, nblk;
-    int bits;    /* 4 or 8 */
+    int bits;    /* 2, 3, 4, 5, 6 or 8 */
     int8_t *xq;  /* 4-bit: [M, nblk, 4, 32] xh even codes, xh odd, xl even, xl odd;
-                    8-bit: [M, nblk, 32] xi as int16 */
+                    other widths: [M, nblk, 32] xi as int16 */
     float *xs;   /* [M, ngroups + SF_PAD]: x scale per group */
     float *sumx; /* [M, ngroups + SF_PAD]: sum of x per group */
     float *sf;   /* [n_threads, M, ngroups + SF_PAD]: per-thread scratch, scale * xs per group */
 };
 
 int qm_imv_avx2_supported(const qmat *m, int64_t M) {
-    return m->mode == MLXN_QUANT_AFFINE && (m->bits == 4 || m->bits == 8) && M >= 1 && M <= QM_MATVEC_MAX_ROWS &&
+    return m->mode == MLXN_QUANT_AFFINE && m->bits >= 2 && m->bits <= 8 && m->bits != 7 && M >= 1 &&
+           M <= QM_MATVEC_MAX_ROWS &&
            (m->group == 32 || m->group == 64 || m->group == 128) && m->cols % m->group == 0;
 }
 
@@ -87,7 +93,7 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
     p->K = K;
     p->ngroups = ng;
     p->bits = m->bits;
-    p->nblk = m->bits == 4 ? (K + 63) / 64 : K / 32;
+    p->nblk = m->bits == 4 ? (K + 63) / 64 : K / 32; /* other widths: 32-code blocks, as 8-bit */
     /* 128 bytes per block at 4 bits (zeros: a 32-code tail block's missing half adds 0), 64 at 8 */
     const int64_t xblk = m->bits == 4 ? 128 : 64;
     p->xq = calloc((size_t)(M * p->nblk * xblk), 1);
@@ -129,7 +135,7 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                 /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
                 __m256i xi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + c), inv));
                 xi = _mm256_max_epi32(_mm256_min_epi32(xi, _mm256_set1_epi32(XQ_MAX)), _mm256_set1_epi32(-XQ_MAX));
-                if (p->bits == 8) { /* xi as int16, in code order */
+                if (p->bits != 4) { /* xi as int16, in code order */
                     const __m128i x16 = _mm_packs_epi32(_mm256_castsi256_si128(xi), _mm256_extracti128_si256(xi, 1));
                     _mm_storeu_si128((__m128i *)(xq + 2 * c), x16);
                     continue;
@@ -204,7 +210,56 @@ static inline __m256i block4(__m256i w, const __m256i *xb) {
     return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8), _mm256_madd_epi16(l, ones));
 }
 
-/* Rows [r0, r1) against MM x rows, BITS 4 or 8 (constants once inlined, so
+/* 2-, 3-, 5- and 6-bit codes: MLX packs them as an LSB-first bit stream,
+ * so 16 codes take 2 * bits bytes and every code lies within the two bytes
+ * at its first bit's byte (offset + bits <= 7 + 6). One VPSHUFB puts those
+ * two bytes in the code's int16 lane; a VPMULLW by 2^(16 - offset - bits)
+ * drops the bits above the code and a shift right by 16 - bits the bits
+ * below it: 16 codes as int16 in three instructions, the 8-bit path's
+ * operands. The pattern repeats every 16 codes, so one mask and one set of
+ * multipliers serve a block's two halves. */
+typedef struct packed_unpacker {
+    __m256i shuf, mul;
+    __m128i shift;
+    int bits;
+} packed_unpacker;
+
+static packed_unpacker packed_unpacker_for(int bits) {
+    packed_unpacker u;
+    int8_t sh[32];
+    int16_t mu[16];
+    for (int i = 0; i < 16; i++) { /* lane i: code i of the 16 (upper 128 bits: codes 8..15) */
+        const int byte = i * bits / 8, off = i * bits % 8;
+        sh[2 * i] = (int8_t)byte, sh[2 * i + 1] = (int8_t)(byte + 1); /* within the 16 loaded bytes: 2 * bits <= 12 */
+        mu[i] = (int16_t)(1u << (16 - off - bits));
+    }
+    u.shuf = _mm256_loadu_si256((const __m256i *)sh);
+    u.mul = _mm256_loadu_si256((const __m256i *)mu);
+    u.shift = _mm_cvtsi32_si128(16 - bits);
+    u.bits = bits;
+    return u;
+}
+
+/* The 32 codes of a packed block at blk (4 * bits bytes) as two vectors of
+ * 16 int16. The second half's 16-byte load reaches 16 - 2 * bits bytes past
+ * the block; a row's last block is copied first, so no load leaves the row. */
+static inline __m256i packed_half(const packed_unpacker *u, const uint8_t *src) {
+    const __m256i w = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)src));
+    return _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(w, u->shuf), u->mul), u->shift);
+}
+static inline void packed_codes32(const packed_unpacker *u, const uint8_t *blk, int last, __m256i *q0, __m256i *q1) {
+    uint8_t tmp[48];
+    if (last) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, blk, (size_t)(4 * u->bits));
+        blk = tmp;
+    }
+    *q0 = packed_half(u, blk);
+    *q1 = packed_half(u, blk + 2 * u->bits);
+}
+
+/* Rows [r0, r1) against MM x rows, BITS 4, 8 or 0 (2, 3, 5, 6: m->bits;
+ * constants once inlined, so
  * the accumulators stay in registers and the block step is fixed).
  *   4-bit: a block is 64 codes; lane j's group is g0 + 8j / G (two groups
  *   per block at G = 32). The split into even and odd codes (and, shift,
@@ -218,6 +273,8 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
     const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
     const int64_t codes = BITS == 4 ? 64 : 32, xbytes = BITS == 4 ? 128 : 64; /* per block */
     const __m256i gidx = BITS == 4 && G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
+    const packed_unpacker pu = packed_unpacker_for(BITS == 0 ? m->bits : 2); /* used by BITS 0 only */
+    const int64_t bb = 4 * (int64_t)m->bits; /* BITS 0: bytes per 32-code block */
     float bias[QM_MATVEC_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
@@ -232,9 +289,11 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
             if (BITS == 4) /* a 32-code tail block: its missing half is zero codes against zero x bytes */
                 w = K - b * 64 >= 64 ? _mm256_loadu_si256((const __m256i *)(wrow + b * 32))
                                      : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32)));
-            else
+            else if (BITS == 8)
                 q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32))),
                 q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
+            else
+                packed_codes32(&pu, wrow + b * bb, b + 1 == p->nblk, &q0, &q1);
             for (int i = 0; i < MM; i++) {
                 const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
                 const __m256i d = BITS == 4 ? block4(w, xb)
@@ -260,7 +319,7 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread) {
     float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + SF_PAD);
-    if (p->bits == 8) IMV_CASES(8) else IMV_CASES(4)
+    if (p->bits == 8) IMV_CASES(8) else if (p->bits == 4) IMV_CASES(4) else IMV_CASES(0)
 }
 
 #if defined(__clang__)
