@@ -19,6 +19,8 @@
 #pragma GCC target("avx2,fma,f16c")
 #endif
 
+#include "backend/cpu/qm_packed_avx2.h" /* inside the target region: its functions are AVX2 */
+
 /* 8 codes (int32 lanes) to their fp-mode values before the scale. */
 static inline __m256 fp_codes8(mlxn_quant_mode mode, __m256i q) {
     if (mode == MLXN_QUANT_MXFP8) {
@@ -117,14 +119,26 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
  * weights now take the integer mat-vec, qmatmul_avx2_int.c, unless the
  * device keeps float activations). Here 32 codes at a time go from their
  * packed bytes to f32 in registers (4-bit: two masks and two byte
- * interleaves; 8-bit: as they are; other widths through the unpacker),
+ * interleaves; 8-bit: as they are; 2, 3, 5, 6 bits: qm_packed_avx2.h;
+ * 1 and 7 bits through the scalar unpacker),
  * w = scale * q + bias as the dequantization computes it, and straight
  * into the x rows' FMAs: the same products, summed in another order. */
 
-/* Codes [c, c + 32) of row r as 4 x 8 f32 (BITS 4 or 8; 0: any width). */
+/* Codes [c, c + 32) of row r as 4 x 8 f32 (BITS 4 or 8; 0: any width,
+ * through pu where it handles the width (qm_packed_avx2.h), else the scalar
+ * unpacker). c is a multiple of 32. */
 static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t r, int64_t c, const int BITS,
-                                                          __m256 q[4]) {
+                                                          const qm_packed *pu, __m256 q[4]) {
     const uint8_t *row = (const uint8_t *)(m->wq + r * m->wq_stride);
+    if (BITS == 0 && pu) {
+        __m256i h0, h1;
+        qm_packed_codes32(pu, row + c * m->bits / 8, c + 32 >= m->cols, &h0, &h1);
+        q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h0)));
+        q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(h0, 1)));
+        q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h1)));
+        q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(h1, 1)));
+        return;
+    }
     __m128i e0, e1;
     if (BITS == 4) { /* byte j holds codes 2j (low nibble) and 2j + 1 */
         const __m128i b = _mm_loadu_si128((const __m128i *)(row + c / 2)), lo4 = _mm_set1_epi8(0x0f);
@@ -146,22 +160,24 @@ static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t
     q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8)));
 }
 
-/* dequant_avx2 for affine 4- and 8-bit codes in groups of a multiple of
+/* dequant_avx2 for affine 2..6- and 8-bit codes in groups of a multiple of
  * 32: the same weights (w = scale * q + bias, one FMA), the codes decoded
- * in registers instead of through the scalar unpacker. Scales and biases
+ * in registers instead of through the scalar unpacker (2, 3, 5, 6 bits:
+ * qm_packed_avx2.h). Scales and biases
  * come through v8_param1 (F16C, exact as mlxn_f16_to_f32); qm_scale /
  * qm_bias, two calls and a software f16 conversion per group, were a fifth
  * of a decode step's time with 32-code groups. */
 static inline __attribute__((always_inline)) void dequant_affine(const qmat *m, int64_t r, int64_t c0, int64_t n,
                                                                  float *dst, const int BITS) {
     const int64_t G = m->group;
+    const qm_packed pk = qm_packed_for(BITS == 0 ? m->bits : 2), *pu = BITS == 0 ? &pk : NULL;
     for (int64_t i = 0; i < n; i += G) {
         const int64_t g = (c0 + i) / G;
         const __m256 s = _mm256_set1_ps(v8_param1(m->scales, m->sdt, r * m->s_stride + g));
         const __m256 b = _mm256_set1_ps(m->biases ? v8_param1(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
         for (int64_t c = 0; c < G; c += 32) {
             __m256 q[4];
-            codes32(m, r, c0 + i + c, BITS, q);
+            codes32(m, r, c0 + i + c, BITS, pu, q);
             for (int j = 0; j < 4; j++) _mm256_storeu_ps(dst + i + c + 8 * j, _mm256_fmadd_ps(s, q[j], b));
         }
     }
@@ -170,6 +186,8 @@ static inline __attribute__((always_inline)) void dequant_affine(const qmat *m, 
 static void dequant_fast_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst) {
     if (m->mode == MLXN_QUANT_AFFINE && m->group % 32 == 0 && m->bits == 4) dequant_affine(m, r, c0, n, dst, 4);
     else if (m->mode == MLXN_QUANT_AFFINE && m->group % 32 == 0 && m->bits == 8) dequant_affine(m, r, c0, n, dst, 8);
+    else if (m->mode == MLXN_QUANT_AFFINE && m->group % 32 == 0 && qm_packed_width(m->bits))
+        dequant_affine(m, r, c0, n, dst, 0);
     else dequant_avx2(m, r, c0, n, dst);
 }
 
@@ -183,6 +201,8 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
                                                               const int BITS) {
     const int NA = MR == 1 ? 4 : MR == 2 ? 2 : 1; /* accumulators per x row */
     const int64_t G = m->group, ng = m->cols / G;
+    const qm_packed pk = qm_packed_for(BITS == 0 && qm_packed_width(m->bits) ? m->bits : 2);
+    const qm_packed *pu = BITS == 0 && qm_packed_width(m->bits) ? &pk : NULL;
     for (int64_t r = r0; r < r1; r++) {
         __m256 acc[4][4];
         for (int i = 0; i < MR; i++)
@@ -192,7 +212,7 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
             const __m256 b = _mm256_set1_ps(m->biases ? v8_param1(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
             for (int64_t c = g * G; c < (g + 1) * G; c += 32) {
                 __m256 q[4];
-                codes32(m, r, c, BITS, q);
+                codes32(m, r, c, BITS, pu, q);
                 for (int j = 0; j < 4; j++) {
                     const __m256 w = _mm256_fmadd_ps(s, q[j], b); /* as dequant_avx2 */
                     for (int i = 0; i < MR; i++)

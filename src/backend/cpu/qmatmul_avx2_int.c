@@ -24,7 +24,7 @@
  *     whole, in int16): |pair| <= 2 * 255 * 32639, a 32-code block's lane
  *     sum < 2^26, exact.
  *   - 2, 3, 5, 6 bits: the codes of a 32-code block are unpacked from
- *     MLX's bit stream straight into int16 (packed_codes32), then as 8-bit.
+ *     MLX's bit stream straight into int16 (qm_packed_avx2.h), then as 8-bit.
  *     Why: the float mat-vec unpacked them one by one through the scalar
  *     unpacker, ~16x slower than 4-bit.
  * So x is rounded to 16 bits relative to its group's largest element, far
@@ -56,6 +56,8 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 #endif
+
+#include "backend/cpu/qm_packed_avx2.h" /* inside the target region: its functions are AVX2 */
 
 #define XQ_MAX 32639 /* largest |xi|: keeps xh = (xi + 128) >> 8 within [-127, 127] */
 #define SF_PAD 8     /* zero floats after each row's per-group arrays (8-wide loads past the last group) */
@@ -210,54 +212,6 @@ static inline __m256i block4(__m256i w, const __m256i *xb) {
     return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8), _mm256_madd_epi16(l, ones));
 }
 
-/* 2-, 3-, 5- and 6-bit codes: MLX packs them as an LSB-first bit stream,
- * so 16 codes take 2 * bits bytes and every code lies within the two bytes
- * at its first bit's byte (offset + bits <= 7 + 6). One VPSHUFB puts those
- * two bytes in the code's int16 lane; a VPMULLW by 2^(16 - offset - bits)
- * drops the bits above the code and a shift right by 16 - bits the bits
- * below it: 16 codes as int16 in three instructions, the 8-bit path's
- * operands. The pattern repeats every 16 codes, so one mask and one set of
- * multipliers serve a block's two halves. */
-typedef struct packed_unpacker {
-    __m256i shuf, mul;
-    __m128i shift;
-    int bits;
-} packed_unpacker;
-
-static packed_unpacker packed_unpacker_for(int bits) {
-    packed_unpacker u;
-    int8_t sh[32];
-    int16_t mu[16];
-    for (int i = 0; i < 16; i++) { /* lane i: code i of the 16 (upper 128 bits: codes 8..15) */
-        const int byte = i * bits / 8, off = i * bits % 8;
-        sh[2 * i] = (int8_t)byte, sh[2 * i + 1] = (int8_t)(byte + 1); /* within the 16 loaded bytes: 2 * bits <= 12 */
-        mu[i] = (int16_t)(1u << (16 - off - bits));
-    }
-    u.shuf = _mm256_loadu_si256((const __m256i *)sh);
-    u.mul = _mm256_loadu_si256((const __m256i *)mu);
-    u.shift = _mm_cvtsi32_si128(16 - bits);
-    u.bits = bits;
-    return u;
-}
-
-/* The 32 codes of a packed block at blk (4 * bits bytes) as two vectors of
- * 16 int16. The second half's 16-byte load reaches 16 - 2 * bits bytes past
- * the block; a row's last block is copied first, so no load leaves the row. */
-static inline __m256i packed_half(const packed_unpacker *u, const uint8_t *src) {
-    const __m256i w = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)src));
-    return _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(w, u->shuf), u->mul), u->shift);
-}
-static inline void packed_codes32(const packed_unpacker *u, const uint8_t *blk, int last, __m256i *q0, __m256i *q1) {
-    uint8_t tmp[48];
-    if (last) {
-        memset(tmp, 0, sizeof tmp);
-        memcpy(tmp, blk, (size_t)(4 * u->bits));
-        blk = tmp;
-    }
-    *q0 = packed_half(u, blk);
-    *q1 = packed_half(u, blk + 2 * u->bits);
-}
-
 /* Rows [r0, r1) against MM x rows, BITS 4, 8 or 0 (2, 3, 5, 6: m->bits;
  * constants once inlined, so
  * the accumulators stay in registers and the block step is fixed).
@@ -273,7 +227,7 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
     const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
     const int64_t codes = BITS == 4 ? 64 : 32, xbytes = BITS == 4 ? 128 : 64; /* per block */
     const __m256i gidx = BITS == 4 && G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
-    const packed_unpacker pu = packed_unpacker_for(BITS == 0 ? m->bits : 2); /* used by BITS 0 only */
+    const qm_packed pu = qm_packed_for(BITS == 0 ? m->bits : 2); /* used by BITS 0 only */
     const int64_t bb = 4 * (int64_t)m->bits; /* BITS 0: bytes per 32-code block */
     float bias[QM_MATVEC_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
@@ -293,7 +247,7 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
                 q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32))),
                 q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
             else
-                packed_codes32(&pu, wrow + b * bb, b + 1 == p->nblk, &q0, &q1);
+                qm_packed_codes32(&pu, wrow + b * bb, b + 1 == p->nblk, &q0, &q1);
             for (int i = 0; i < MM; i++) {
                 const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
                 const __m256i d = BITS == 4 ? block4(w, xb)
