@@ -28,18 +28,30 @@ typedef struct qm_packed {
     int bits;
 } qm_packed;
 
-/* The constants for one width (2, 3, 5 or 6); made once per call. */
+/* The constants of each width as literal tables (row: bits 2, 3, 5, 6),
+ * so qm_packed_for is two loads wherever it is called. Lane i holds code i
+ * of 16 (the upper 128 bits: codes 8..15): its two bytes start at byte
+ * i * bits / 8 (both within the 16 loaded bytes: 2 * bits <= 12) and its
+ * multiplier is 2^(16 - i * bits % 8 - bits) (<= 2^14: a positive int16). */
+#define QMP_SH(b, i) (int8_t)((i) * (b) / 8), (int8_t)((i) * (b) / 8 + 1)
+#define QMP_MU(b, i) (int16_t)(1 << (16 - ((i) * (b)) % 8 - (b)))
+#define QMP_ROW(F, b)                                                                                         \
+    {F(b, 0), F(b, 1), F(b, 2), F(b, 3), F(b, 4), F(b, 5), F(b, 6), F(b, 7), F(b, 8), F(b, 9), F(b, 10), F(b, 11), \
+     F(b, 12), F(b, 13), F(b, 14), F(b, 15)}
+static const int8_t qm_packed_shuf[4][32] = {QMP_ROW(QMP_SH, 2), QMP_ROW(QMP_SH, 3), QMP_ROW(QMP_SH, 5),
+                                             QMP_ROW(QMP_SH, 6)};
+static const int16_t qm_packed_mul[4][16] = {QMP_ROW(QMP_MU, 2), QMP_ROW(QMP_MU, 3), QMP_ROW(QMP_MU, 5),
+                                             QMP_ROW(QMP_MU, 6)};
+#undef QMP_SH
+#undef QMP_MU
+#undef QMP_ROW
+
+/* The constants for one width (2, 3, 5 or 6). */
 static inline qm_packed qm_packed_for(int bits) {
+    const int row = bits == 2 ? 0 : bits == 3 ? 1 : bits == 5 ? 2 : 3;
     qm_packed u;
-    int8_t sh[32];
-    int16_t mu[16];
-    for (int i = 0; i < 16; i++) { /* lane i: code i of the 16 (upper 128 bits: codes 8..15) */
-        const int byte = i * bits / 8, off = i * bits % 8;
-        sh[2 * i] = (int8_t)byte, sh[2 * i + 1] = (int8_t)(byte + 1); /* within the 16 loaded bytes: 2 * bits <= 12 */
-        mu[i] = (int16_t)(1u << (16 - off - bits));
-    }
-    u.shuf = _mm256_loadu_si256((const __m256i *)sh);
-    u.mul = _mm256_loadu_si256((const __m256i *)mu);
+    u.shuf = _mm256_loadu_si256((const __m256i *)qm_packed_shuf[row]);
+    u.mul = _mm256_loadu_si256((const __m256i *)qm_packed_mul[row]);
     u.shift = _mm_cvtsi32_si128(16 - bits);
     u.bits = bits;
     return u;

@@ -3,17 +3,18 @@
  *
  * The product is computed transposed: out^T [N, M] = W [N, K] x^T, so that
  *   - the weights are the micro-kernel's broadcast operand ("A"): a panel of
- *     PR weight rows x KC columns is dequantized row by row (the natural
+ *     PR weight rows x GKC columns is dequantized row by row (the natural
  *     order of the codes) and each of its rows is read in place;
  *   - x is the packed operand ("B", [kc][16] per block of 16 x rows): packed
  *     once per call and shared by every panel, so the transposition costs
  *     O(M K) once instead of once per weight panel;
- *   - a 6 x 16 tile (6 weight rows x 16 x rows) keeps 12 accumulators, one
- *     more than the FMA latency x ports needs, and 2 loads + 6 broadcasts
- *     feed its 12 FMAs.
+ *   - a 6 x 16 tile (6 weight rows x 16 x rows) keeps 12 independent
+ *     accumulators, more than FMA latency x ports needs (4 x 2 on Zen 3,
+ *     4 x 2 or 5 x 2 elsewhere), and 2 loads + 6 broadcasts feed its 12
+ *     FMAs.
  * Why: the f32 tile kernel of qmatmul_avx2.c (4 x rows x 2 weight rows as
- * dot products, 8 accumulators, 6 loads per 8 FMAs) ran prefill at ~35% of
- * the cores' FMA peak.
+ * dot products, 8 accumulators, 6 loads per 8 FMAs) ran prefill at ~40% of
+ * the cores' FMA peak, this at ~60-65% (docs/perf.md).
  *
  * Each panel's results collect in a per-thread [MB][PR][16] buffer over
  * the K blocks, then go to out transposed. Sums are f32 in k order per
