@@ -24,6 +24,7 @@ typedef struct tg_model_opts {
     int prefill_chunk;  /* 0: 512 */
     int fuse;           /* index in TG_FUSE_CHOICES: mlxn_model_params.fuse_projections 0, 1, -1 */
     int kv_layout;      /* index in TG_LAYOUT_CHOICES: mlxn_session_params.kv_layout 0, 1, 2 */
+    int float_activations; /* --float-activations: mlxn_device_params.float_activations */
 } tg_model_opts;
 
 #define TG_LAYOUT_CHOICES "auto|growing|fixed"
@@ -61,7 +62,12 @@ typedef struct tg_model_opts {
      "How the KV cache is allocated. growing: in steps as it fills; fixed: once, for all of --ctx-size (set "  \
      "it), which lets decode replay captured GPU graphs and take each next token on the device. auto: fixed " \
      "on a GPU when the context is bounded, else growing.",                                                    \
-     "auto", 0, 0, TG_LAYOUT_CHOICES}
+     "auto", 0, 0, TG_LAYOUT_CHOICES},                                                                          \
+    {"float-activations", 0, OPT_FLAG, offsetof(T, M.float_activations), NULL,                                \
+     "CPU: keep x in f32 in every quantized matmul, so products are float-exact as MLX computes them. By "   \
+     "default decode's mat-vecs round x to 16 bits per group and work in integers (2-3x faster without "      \
+     "AVX-512; relative error ~1e-5 to 1e-4 per product).",                                                            \
+     NULL, 0, 0, NULL}
 
 /* The opened model. */
 typedef struct tg_ctx {
