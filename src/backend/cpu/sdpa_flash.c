@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "backend/cpu/cpu_tensor.h"
+#include "backend/cpu/matmul_kernels.h"
 #include "backend/cpu/sdpa_kernels.h"
 #include "core/internal.h"
 #include "core/threadpool.h"
@@ -40,9 +41,15 @@
 /* Smallest key range worth a split of its own. */
 #define SDPA_MIN_SPLIT (4 * SDPA_KB)
 
+/* Query rows per item from which the block's two products run on the dense
+ * matmul's micro-kernel (sdpa_block_gemm), where the ISA has one: two of
+ * its 6-row tiles. */
+#define SDPA_GEMM_ROWS 12
+
 typedef struct flash_job {
     const sdpa_problem *p;
     const sdpa_kernels *kr;
+    const mm_kernels *mk; /* the micro-kernel for prefill items (AVX2), else NULL */
     int64_t QB, nqb, S, n_items, max_rows;
     atomic_llong next;  /* next item to hand out */
     char *scratch;      /* [threads][per_thread] bytes */
@@ -51,6 +58,9 @@ typedef struct flash_job {
 } flash_job;
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Dv rounded up to whole 16-wide panels of the micro-kernel. */
+static int64_t dv16(const sdpa_problem *p) { return (p->Dv + 15) / 16 * 16; }
 
 /* Keys per block for head dims D / Dv: SDPA_KB, halved while the block's
  * K and V in f32 exceed SDPA_KV_BYTES (at least 8 keys). */
@@ -70,6 +80,11 @@ typedef struct flash_scratch {
     int64_t *lo, *hi;  /* [max_rows] visible key range */
     float **acc;       /* [max_rows] output accumulators */
     const char **mask; /* [max_rows] mask rows */
+    /* sdpa_block_gemm (prefill items): */
+    float *kpk;        /* [SDPA_KB / 16][D][16] the block's keys, 16 to a panel (the micro-kernel's packed B) */
+    float *vpk;        /* [ceil(Dv / 16)][SDPA_KB][16] its values, 16 dims to a panel */
+    float *sc;         /* [max_rows][SDPA_KB] scores, then weights */
+    float *o;          /* [max_rows][Dv16] unnormalized outputs (Dv16: Dv rounded up to 16) */
 } flash_scratch;
 
 /* Carves fs out of base (0 when only the size is wanted); returns the size. */
@@ -91,6 +106,10 @@ static size_t scratch_layout(const sdpa_problem *p, int64_t rows, uintptr_t base
     TAKE(hi, rows * 8);
     TAKE(acc, rows * sizeof(float *));
     TAKE(mask, rows * sizeof(char *));
+    TAKE(kpk, SDPA_KB * p->D * 4);
+    TAKE(vpk, SDPA_KB * dv16(p) * 4);
+    TAKE(sc, rows * SDPA_KB * 4);
+    TAKE(o, rows * dv16(p) * 4);
 #undef TAKE
     return off;
 }
@@ -123,6 +142,80 @@ static int row_softmax(const sdpa_problem *p, const sdpa_kernels *kr, const flas
     fs->l[r] = fs->l[r] * *corr + kr->exp_sum(s, n, mn);
     fs->m[r] = mn;
     return 1;
+}
+
+/* One key block [kb, kb + n) for the item's M rows as two matrix products
+ * on the dense matmul's micro-kernel (mk: mr x 16 tiles, packed B):
+ *   S = Q K^T   (rows x keys; the keys packed 16 to a panel, [D][16])
+ *   online softmax per row over its visible keys (row_softmax), invisible
+ *   ones zeroed, each row's output rescaled by its correction
+ *   O += P V    (rows x Dv; the values packed 16 dims to a panel)
+ * Why: the per-row dot and axpy kernels reduce every score horizontally
+ * and reload K and V per row pair; with a whole item's rows the block is a
+ * small GEMM, which the micro-kernel runs near the FMA peak. The sums are
+ * f32 in key order per output, as in the per-row kernels (the order of
+ * the dims in a score differs: results agree to f32 rounding). */
+static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64_t M, int64_t kb, int64_t n,
+                            const float *kp, int64_t ldk, const float *vp, int64_t ldv) {
+    const sdpa_problem *p = job->p;
+    const mm_kernels *mk = job->mk;
+    const int64_t D = p->D, Dv = p->Dv, DV16 = dv16(p), np = (n + 15) / 16, nvp = DV16 / 16;
+    /* K [n][D] -> kpk [np][D][16], keys past n zero */
+    for (int64_t pj = 0; pj < np; pj++) {
+        float *dst = fs->kpk + pj * D * 16;
+        for (int64_t j = 0; j < 16; j++) {
+            const int64_t key = pj * 16 + j;
+            if (key >= n) {
+                for (int64_t d = 0; d < D; d++) dst[d * 16 + j] = 0.0f;
+                continue;
+            }
+            const float *kr = kp + key * ldk;
+            for (int64_t d = 0; d < D; d++) dst[d * 16 + j] = kr[d];
+        }
+    }
+    /* V [n][Dv] -> vpk [nvp][n][16], dims past Dv zero */
+    for (int64_t pv = 0; pv < nvp; pv++) {
+        float *dst = fs->vpk + pv * SDPA_KB * 16;
+        const int64_t c0 = pv * 16, w = Dv - c0 < 16 ? Dv - c0 : 16;
+        for (int64_t j = 0; j < n; j++) {
+            const float *vr = vp + j * ldv + c0;
+            if (w == 16) memcpy(dst + j * 16, vr, 16 * sizeof(float));
+            else
+                for (int64_t c = 0; c < 16; c++) dst[j * 16 + c] = c < w ? vr[c] : 0.0f;
+        }
+    }
+    const int mr = mk->mr;
+    const float *a[8];
+    /* S = Q K^T */
+    for (int64_t r = 0; r < M; r += mr) {
+        const int mv = (int)(M - r < mr ? M - r : mr);
+        for (int i = 0; i < mr; i++) a[i] = fs->q + (r + (i < mv ? i : mv - 1)) * D;
+        for (int64_t pj = 0; pj < np; pj++) {
+            const int nv = (int)(n - pj * 16 < 16 ? n - pj * 16 : 16);
+            mk->micro(D, a, fs->kpk + pj * D * 16, fs->sc + r * SDPA_KB + pj * 16, SDPA_KB, 0, mv, nv);
+        }
+    }
+    /* per row: the visible keys' softmax step; everything else a zero weight */
+    for (int64_t r = 0; r < M; r++) {
+        float *s = fs->sc + r * SDPA_KB;
+        const int64_t lo = fs->lo[r] > kb ? fs->lo[r] : kb, hi = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
+        float corr = 1.0f;
+        if (lo >= hi || !row_softmax(p, job->kr, fs, r, lo, s + (lo - kb), hi - lo, &corr)) {
+            memset(s, 0, (size_t)n * sizeof(float));
+            continue;
+        }
+        for (int64_t j = 0; j < lo - kb; j++) s[j] = 0.0f;
+        for (int64_t j = hi - kb; j < n; j++) s[j] = 0.0f;
+        if (corr != 1.0f)
+            for (int64_t d = 0; d < Dv; d++) fs->o[r * DV16 + d] *= corr;
+    }
+    /* O += P V */
+    for (int64_t r = 0; r < M; r += mr) {
+        const int mv = (int)(M - r < mr ? M - r : mr);
+        for (int i = 0; i < mr; i++) a[i] = fs->sc + (r + (i < mv ? i : mv - 1)) * SDPA_KB;
+        for (int64_t pv = 0; pv < nvp; pv++)
+            mk->micro(n, a, fs->vpk + pv * SDPA_KB * 16, fs->o + r * DV16 + pv * 16, DV16, 1, mv, 16);
+    }
 }
 
 static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
@@ -166,9 +259,28 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
         ks = ulo + split * per;
         ke = ks + per < uhi ? ks + per : uhi;
     }
+    const int gemm = job->mk && M >= SDPA_GEMM_ROWS; /* the block as two small GEMMs (sdpa_block_gemm) */
+    if (gemm) memset(fs->o, 0, (size_t)(M * dv16(p)) * sizeof(float));
 
     for (int64_t kb = ks; kb < ke; kb += KB) {
         const int64_t n = ke - kb < KB ? ke - kb : KB;
+        if (gemm) {
+            int seen = 0; /* some row sees a key of the block */
+            for (int64_t r = 0; r < M && !seen; r++) seen = fs->lo[r] < kb + n && fs->hi[r] > kb;
+            if (!seen) continue;
+            const float *kp, *vp;
+            int64_t ldk, ldv;
+            if (p->fetch) {
+                p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
+                p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
+                kp = fs->kbuf, vp = fs->vbuf, ldk = p->D, ldv = Dv;
+            } else {
+                kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
+                vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);
+            }
+            sdpa_block_gemm(job, fs, M, kb, n, kp, ldk, vp, ldv);
+            continue;
+        }
         const float *kp = NULL, *vp = NULL;
         int64_t ldk = 0, ldv = 0;
         for (int64_t r = 0; r < M; r++) {
@@ -207,6 +319,8 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
         }
     }
 
+    if (gemm)
+        for (int64_t r = 0; r < M; r++) memcpy(fs->acc[r], fs->o + r * dv16(p), (size_t)Dv * sizeof(float));
     for (int64_t r = 0; r < M; r++) {
         float *acc = fs->acc[r];
         if (S > 1) {
@@ -280,6 +394,9 @@ mlxn_status sdpa_flash(struct mlxn_threadpool *pool, const sdpa_problem *p, cons
         if (S < 1) S = 1;
     }
     flash_job job = {.p = p, .kr = kr, .QB = QB, .nqb = nqb, .S = S, .n_items = groups * S, .max_rows = p->G * QB};
+    /* the micro-kernel path at the AVX2 level only (measured there; AVX-512 keeps the per-row kernels) */
+    const mm_kernels *mk = mm_kernels_avx2();
+    if (kr == sdpa_kernels_avx2() && mk && mk->nr == 16 && mk->mr <= 8) job.mk = mk;
     atomic_init(&job.next, 0);
     flash_scratch sizing;
     job.per_thread = scratch_layout(p, job.max_rows, 0, &sizing);
