@@ -354,6 +354,35 @@ static void randoms(mlxn_device *devs[3][4]) {
     }
 }
 
+/* 2-, 3-, 5- and 6-bit rows whose matrix ends exactly at a 64-byte
+ * boundary (K = 256, 8 rows), so the weights' buffer has no allocation
+ * slack: a vector load past a row's last code then leaves the buffer, which
+ * the ASan build reports. Every AVX2 path that unpacks these widths runs:
+ * the integer mat-vec (1 x row), the float mat-vec (1 x row with float
+ * activations), the tile kernel (9) and the micro-kernel prefill (17). */
+static void packed_row_ends(mlxn_device *avx2) {
+    mlxn_device *exact = t_cpu_device_exact(2);
+    static const int widths[4] = {2, 3, 5, 6};
+    static const int64_t ms[3] = {1, 9, 17};
+    for (int wi = 0; wi < 4; wi++) {
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = widths[wi], .group_size = 64};
+        rnd r;
+        rnd_make(&r, q, MLXN_DTYPE_BF16, 8, 256);
+        for (int mi = 0; mi < 3; mi++) {
+            const int64_t M = ms[mi], lead[1] = {M};
+            float *x = malloc((size_t)(M * 256) * sizeof(float)), *want = malloc((size_t)(M * 8) * sizeof(float));
+            t_fill_randn(x, (size_t)(M * 256), 1.0f);
+            ref_qmm(&r.c, 1, x, M, want);
+            run_and_check(avx2, MLXN_CPU_ISA_AVX2, &r.c, 1, 1, lead, x, 0, want, "packed row ends");
+            if (M == 1) run_and_check(exact, MLXN_CPU_ISA_AVX2, &r.c, 1, 1, lead, x, 0, want, "packed row ends, float");
+            free(x);
+            free(want);
+        }
+        rnd_free(&r);
+    }
+    mlxn_device_free(exact);
+}
+
 /* ---- NaN and bad arguments ---------------------------------------------- */
 
 static void nan_and_errors(mlxn_device *dev) {
@@ -697,6 +726,7 @@ int main(int argc, char **argv) {
     mlxn_device *gdevs[3] = {devs[0][2], devs[1][2], devs[2][2]};
     goldens(gdevs);
     randoms(devs);
+    if (devs[1][2]) packed_row_ends(devs[1][2]);
     for (int i = 0; i < 3; i++) /* the integer paths' NaN fallback at AVX2 and AVX-512 too */
         if (devs[i][2]) nan_and_errors(devs[i][2]);
     for (int i = 0; i < 3; i++)

@@ -65,12 +65,14 @@ static inline __m256i qm_packed_half(const qm_packed *u, const uint8_t *src) {
 
 /* The 32 codes of the block at blk (4 * bits bytes, starting on a code
  * that is a multiple of 32) as two vectors of 16 int16, codes 0..15 and
- * 16..31 in order. The second half's 16-byte load reaches 16 - 2 * bits
- * bytes past the block, so a row's last block (last != 0) is copied
- * first: no load leaves the row. */
-static inline void qm_packed_codes32(const qm_packed *u, const uint8_t *blk, int last, __m256i *q0, __m256i *q1) {
+ * 16..31 in order. avail: the row's bytes from blk on. The second half's
+ * 16-byte load reaches 2 * bits + 16 bytes from blk, past the block and,
+ * at 2 bits, past the next one too; where the row has fewer bytes left,
+ * the block is copied first, so no load leaves the row. */
+static inline void qm_packed_codes32(const qm_packed *u, const uint8_t *blk, int64_t avail, __m256i *q0,
+                                     __m256i *q1) {
     uint8_t tmp[48];
-    if (last) {
+    if (avail < 2 * u->bits + 16) {
         memset(tmp, 0, sizeof tmp);
         memcpy(tmp, blk, (size_t)(4 * u->bits));
         blk = tmp;

@@ -132,7 +132,7 @@ static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t
     const uint8_t *row = (const uint8_t *)(m->wq + r * m->wq_stride);
     if (BITS == 0 && pu) {
         __m256i h0, h1;
-        qm_packed_codes32(pu, row + c * m->bits / 8, c + 32 >= m->cols, &h0, &h1);
+        qm_packed_codes32(pu, row + c * m->bits / 8, (m->cols - c) * m->bits / 8, &h0, &h1);
         q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h0)));
         q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(h0, 1)));
         q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h1)));

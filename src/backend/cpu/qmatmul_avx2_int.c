@@ -247,7 +247,7 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
                 q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32))),
                 q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
             else
-                qm_packed_codes32(&pu, wrow + b * bb, b + 1 == p->nblk, &q0, &q1);
+                qm_packed_codes32(&pu, wrow + b * bb, (p->nblk - b) * bb, &q0, &q1);
             for (int i = 0; i < MM; i++) {
                 const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
                 const __m256i d = BITS == 4 ? block4(w, xb)
