@@ -41,9 +41,9 @@
 /* Smallest key range worth a split of its own. */
 #define SDPA_MIN_SPLIT (4 * SDPA_KB)
 
-/* Query rows per item from which the block's two products run on the dense
- * matmul's micro-kernel (sdpa_block_gemm), where the ISA has one: two of
- * its 6-row tiles. */
+/* Query rows per prefill item from which the block's two products run on
+ * the dense matmul's micro-kernel (sdpa_block_gemm), where the ISA has one:
+ * two of its 6-row tiles. */
 #define SDPA_GEMM_ROWS 12
 
 typedef struct flash_job {
@@ -126,6 +126,21 @@ static const float *kv_block(const sdpa_kernels *kr, const sdpa_view *v, int64_t
     for (int64_t j = 0; j < n; j++) kr->to_f32(sdpa_row(v, b, hk, n0 + j), v->dt, v->s[3], dim, buf + j * dim);
     *ld = dim;
     return buf;
+}
+
+/* Keys and values [kb, kb + n) of (b, hk) as f32 rows: decoded by the
+ * problem's fetch (a TurboQuant cache), else the views themselves or
+ * converted (kv_block). */
+static void block_kv(const sdpa_problem *p, const sdpa_kernels *kr, const flash_scratch *fs, int64_t b, int64_t hk,
+                     int64_t kb, int64_t n, const float **kp, int64_t *ldk, const float **vp, int64_t *ldv) {
+    if (p->fetch) {
+        p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
+        p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
+        *kp = fs->kbuf, *vp = fs->vbuf, *ldk = p->D, *ldv = p->Dv;
+        return;
+    }
+    *kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, ldk);
+    *vp = kv_block(kr, &p->v, b, hk, kb, n, p->Dv, fs->vbuf, ldv);
 }
 
 /* Online-softmax step for row r over scores s[0..n) of keys a .. a+n:
@@ -259,7 +274,11 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
         ks = ulo + split * per;
         ke = ks + per < uhi ? ks + per : uhi;
     }
-    const int gemm = job->mk && M >= SDPA_GEMM_ROWS; /* the block as two small GEMMs (sdpa_block_gemm) */
+    /* the block as two small GEMMs (sdpa_block_gemm) for prefill items only:
+     * a decode item of one query position and a 16-head group measured
+     * slower that way (tq4 D256 32 q / 2 kv at 4096 keys 2.2 -> 2.5-2.8 ms:
+     * the packing is shared by too few rows) */
+    const int gemm = job->mk && nt > 1 && M >= SDPA_GEMM_ROWS;
     if (gemm) memset(fs->o, 0, (size_t)(M * dv16(p)) * sizeof(float));
 
     for (int64_t kb = ks; kb < ke; kb += KB) {
@@ -270,14 +289,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
             if (!seen) continue;
             const float *kp, *vp;
             int64_t ldk, ldv;
-            if (p->fetch) {
-                p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
-                p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
-                kp = fs->kbuf, vp = fs->vbuf, ldk = p->D, ldv = Dv;
-            } else {
-                kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
-                vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);
-            }
+            block_kv(p, kr, fs, b, hk, kb, n, &kp, &ldk, &vp, &ldv);
             sdpa_block_gemm(job, fs, M, kb, n, kp, ldk, vp, ldv);
             continue;
         }
@@ -286,15 +298,8 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
         for (int64_t r = 0; r < M; r++) {
             const int64_t a = fs->lo[r] > kb ? fs->lo[r] : kb, e = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
             if (a >= e) continue;
-            if (!kp && p->fetch) { /* decoded on first use, like the conversion below */
-                p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
-                p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
-                kp = fs->kbuf, vp = fs->vbuf, ldk = p->D, ldv = Dv;
-            }
-            if (!kp) { /* converted on first use: a window may skip whole blocks */
-                kp = kv_block(kr, &p->k, b, hk, kb, n, p->D, fs->kbuf, &ldk);
-                vp = kv_block(kr, &p->v, b, hk, kb, n, Dv, fs->vbuf, &ldv);
-            }
+            /* on first use: a window may skip whole blocks */
+            if (!kp) block_kv(p, kr, fs, b, hk, kb, n, &kp, &ldk, &vp, &ldv);
             const int64_t g = r / nt;
             if (kr->dots2 && g % 2 == 1) continue; /* done with its partner row r - nt */
             const int64_t n1 = e - a;
