@@ -46,8 +46,8 @@ static void dequant_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, float 
     for (int64_t cc = 0; cc < n; cc += 512) {
         int64_t len = n - cc < 512 ? n - cc : 512;
         qm_unpack_codes(m, r, c0 + cc, len, codes);
-        for (int64_t i0 = 0; i0 < len; i0 += G) { /* chunks start on group boundaries */
-            int64_t g = (c0 + cc + i0) / G;
+        /* chunks start on group boundaries; g counts the groups (no division per group) */
+        for (int64_t i0 = 0, g = (c0 + cc) / G; i0 < len; i0 += G, g++) {
             __m256 s = _mm256_set1_ps(qm_scale(m, r, g));
             __m256 b = _mm256_set1_ps(qm_bias(m, r, g));
             for (int64_t i = i0; i < i0 + G; i += 8) {
@@ -171,8 +171,8 @@ static inline __attribute__((always_inline)) void dequant_affine(const qmat *m, 
                                                                  float *dst, const int BITS) {
     const int64_t G = m->group;
     const qm_packed pk = qm_packed_for(BITS == 0 ? m->bits : 2), *pu = BITS == 0 ? &pk : NULL;
-    for (int64_t i = 0; i < n; i += G) {
-        const int64_t g = (c0 + i) / G;
+    /* g counts the groups: one division per call, not per group */
+    for (int64_t i = 0, g = c0 / G; i < n; i += G, g++) {
         const __m256 s = _mm256_set1_ps(v8_param1(m->scales, m->sdt, r * m->s_stride + g));
         const __m256 b = _mm256_set1_ps(m->biases ? v8_param1(m->biases, m->sdt, r * m->b_stride + g) : 0.0f);
         for (int64_t c = 0; c < G; c += 32) {

@@ -88,8 +88,7 @@ float qm_fp_code(const qmat *m, uint32_t q) {
 void qm_dequant_span(const qmat *m, int64_t r, int64_t c0, int64_t n, float *dst) {
     uint8_t codes[128]; /* one group (groups are at most 128) */
     const int G = m->group;
-    for (int64_t c = 0; c < n; c += G) {
-        int64_t g = (c0 + c) / G;
+    for (int64_t c = 0, g = c0 / G; c < n; c += G, g++) { /* g counts the groups: no division per group */
         qm_unpack_codes(m, r, c0 + c, G, codes);
         float s = qm_scale(m, r, g);
         if (m->mode == MLXN_QUANT_AFFINE) {
