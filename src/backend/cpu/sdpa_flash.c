@@ -175,19 +175,10 @@ static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64
     const sdpa_problem *p = job->p;
     const mm_kernels *mk = job->mk;
     const int64_t D = p->D, Dv = p->Dv, DV16 = dv16(p), np = (n + 15) / 16, nvp = DV16 / 16;
-    /* K [n][D] -> kpk [np][D][16], keys past n zero */
-    for (int64_t pj = 0; pj < np; pj++) {
-        float *dst = fs->kpk + pj * D * 16;
-        for (int64_t j = 0; j < 16; j++) {
-            const int64_t key = pj * 16 + j;
-            if (key >= n) {
-                for (int64_t d = 0; d < D; d++) dst[d * 16 + j] = 0.0f;
-                continue;
-            }
-            const float *kr = kp + key * ldk;
-            for (int64_t d = 0; d < D; d++) dst[d * 16 + j] = kr[d];
-        }
-    }
+    /* K [n][D] -> kpk [np][D][16], keys past n zero: the dense matmul's packing of a B contiguous
+       along k (B[d][key] = K[key][d]), which transposes in registers */
+    const mm_problem kb_view = {.K = D, .N = n, .w = kp, .wdt = MLXN_DTYPE_F32, .rsb = 1, .csb = ldk};
+    mk->pack_b(&kb_view, 0, D, 0, n, fs->kpk);
     /* V [n][Dv] -> vpk [nvp][n][16], dims past Dv zero */
     for (int64_t pv = 0; pv < nvp; pv++) {
         float *dst = fs->vpk + pv * SDPA_KB * 16;
