@@ -227,6 +227,28 @@ static inline __m256i block4(__m256i w, const __m256i *xb) {
     return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8), _mm256_madd_epi16(l, ones));
 }
 
+/* One block b (its first group g0; 4-bit: codes w; else q0, q1 as int16)
+ * against the MM x rows, into acc. */
+static inline __attribute__((always_inline)) void imv_step(const qm_ixprep *p, const float *sf, int64_t ngp, int64_t b,
+                                                           int64_t g0, __m256i w, __m256i q0, __m256i q1, __m256i gidx,
+                                                           __m256 *acc, const int MM, const int BITS) {
+    const int64_t xbytes = BITS == 4 ? 128 : 64; /* x per block */
+    for (int i = 0; i < MM; i++) {
+        const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
+        const __m256i d = BITS == 4 ? block4(w, xb)
+                                    : _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
+                                                       _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
+        /* 4-bit: the block's one or two groups, sf[g0] and sf[g0 + 1], spread over the lanes. An
+           8-byte load, where 32 bytes had been loaded: 3% faster on an AMD EPYC (Zen 3), likely
+           because a 32-byte load straddles two of row_setup's recent stores and cannot take its
+           value from them */
+        const __m128i sf2 = _mm_loadl_epi64((const __m128i *)(sf + i * ngp + g0));
+        const __m256 lsf = BITS == 4 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(sf2)), gidx)
+                                     : _mm256_set1_ps(sf[i * ngp + g0]);
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), lsf, acc[i]);
+    }
+}
+
 /* Rows [r0, r1) against MM x rows, BITS 4, 8 or 0 (2, 3, 5, 6: m->bits;
  * constants once inlined, so
  * the accumulators stay in registers and the block step is fixed).
@@ -240,13 +262,14 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
                                                            int64_t r1, float *out, int64_t ldo, float *sf,
                                                            const int MM, const int BITS) {
     const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
-    const int64_t codes = BITS == 4 ? 64 : 32, xbytes = BITS == 4 ? 128 : 64; /* per block */
+    const int64_t codes = BITS == 4 ? 64 : 32; /* per block */
     const __m256i gidx = BITS == 4 && G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
     const qm_packed pu = qm_packed_for(BITS == 0 ? m->bits : 2); /* used by BITS 0 only */
     const int64_t bb = 4 * (int64_t)m->bits; /* BITS 0: bytes per 32-code block */
     /* log2 of the group (32, 64 or 128): a block's first group by a shift. Why: `b * codes / G`
        compiled to a 64-bit idiv per block, which set the loop's pace on an AMD EPYC (Zen 3) */
     const int gsh = G == 32 ? 5 : G == 64 ? 6 : 7;
+    const int64_t nfull = BITS == 4 ? K / 64 : p->nblk; /* blocks of a whole 64 codes (4-bit) */
     float bias[QM_MATVEC_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
@@ -255,33 +278,22 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
             bias[i] = row_setup(m, p, r, i, sf + i * ngp);
             acc[i] = _mm256_setzero_ps();
         }
-        for (int64_t b = 0; b < p->nblk; b++) {
-            const int64_t g0 = (b * codes) >> gsh;
+        /* the full blocks without a per-block test, then 4-bit's 32-code tail block, if any */
+        int64_t b = 0;
+        for (; b < nfull; b++) {
             __m256i w = _mm256_setzero_si256(), q0 = w, q1 = w;
-            if (BITS == 4) /* a 32-code tail block: its missing half is zero codes against zero x bytes */
-                w = K - b * 64 >= 64 ? _mm256_loadu_si256((const __m256i *)(wrow + b * 32))
-                                     : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32)));
+            if (BITS == 4) w = _mm256_loadu_si256((const __m256i *)(wrow + b * 32));
             else if (BITS == 8)
                 q0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32))),
                 q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
             else
                 qm_packed_codes32(&pu, wrow + b * bb, (p->nblk - b) * bb, &q0, &q1);
-            for (int i = 0; i < MM; i++) {
-                const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
-                const __m256i d = BITS == 4 ? block4(w, xb)
-                                            : _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
-                                                               _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
-                /* 4-bit: the block's one or two groups, sf[g0] and sf[g0 + 1], spread over the lanes. An
-                   8-byte load, where 32 bytes had been loaded: 3% faster on an AMD EPYC (Zen 3), likely
-                   because a 32-byte load straddles two of row_setup's recent stores and cannot take its
-                   value from them */
-                const __m128i sf2 = _mm_loadl_epi64((const __m128i *)(sf + i * ngp + g0));
-                const __m256 lsf = BITS == 4
-                                       ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(sf2)), gidx)
-                                       : _mm256_set1_ps(sf[i * ngp + g0]);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), lsf, acc[i]);
-            }
+            imv_step(p, sf, ngp, b, (b * codes) >> gsh, w, q0, q1, gidx, acc, MM, BITS);
         }
+        for (; b < p->nblk; b++) /* its missing half: zero codes against zero x bytes */
+            imv_step(p, sf, ngp, b, (b * codes) >> gsh,
+                     _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32))), _mm256_setzero_si256(),
+                     _mm256_setzero_si256(), gidx, acc, MM, BITS);
         for (int i = 0; i < MM; i++) out[i * ldo + r] = v8_hsum(acc[i]) + bias[i];
     }
 }
