@@ -294,8 +294,12 @@ static void rnd_free(rnd *r) {
     free(r->biases);
 }
 
-/* One configuration at every ISA level; threads and batch rotate. */
-static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype sdt, int transpose, int salt) {
+/* One configuration at every ISA level; threads and batch rotate. kfix:
+ * 0, or the number of groups per row of a transposed W instead of 3, 5 or
+ * 13 (nvfp4's groups of 16 need an even count for whole 32-code chunks,
+ * the AVX2 mat-vec's step). */
+static void random_case_k(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype sdt, int transpose, int salt,
+                          int64_t kfix) {
     static const int64_t kmul[3] = {3, 5, 13};
     /* x rows: decode sizes, and prefill sizes for the packed-x path (17: a
      * second, mostly padded block of 16; 40 = 4 x 10: three blocks) */
@@ -305,7 +309,7 @@ static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype
     /* transpose: W [N, K], N odd; K = group * (3 | 5 | 13). Not transposed:
      * W [K, N] with N = group * (3 | 5), K odd. */
     int64_t rows = transpose ? (salt % 2 ? 37 : 101) : 7 + 2 * (salt % 3); /* 101: three 48-row panels */
-    int64_t cols = transpose ? G * kmul[salt % 3] : G * kmul[salt % 2];
+    int64_t cols = transpose ? G * (kfix ? kfix : kmul[salt % 3]) : G * kmul[salt % 2];
     rnd r;
     rnd_make(&r, q, sdt, rows, cols);
     int li = salt % 6;
@@ -323,6 +327,10 @@ static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype
     free(x);
     free(want);
     rnd_free(&r);
+}
+
+static void random_case(mlxn_device *devs[3][4], mlxn_quant_params q, mlxn_dtype sdt, int transpose, int salt) {
+    random_case_k(devs, q, sdt, transpose, salt, 0);
 }
 
 static void randoms(mlxn_device *devs[3][4]) {
@@ -344,6 +352,12 @@ static void randoms(mlxn_device *devs[3][4]) {
             random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0}, MLXN_DTYPE_U8, t, salt++);
             random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f}, MLXN_DTYPE_U8, t, salt++);
         }
+    /* nvfp4 over whole 32-code chunks (two groups each): K = 32, 128, 416, every lead */
+    for (int rep = 0; rep < 6; rep++) {
+        const int64_t kfix[3] = {2, 8, 26};
+        const float gs = rep % 2 ? 0.37f : 0.0f;
+        random_case_k(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, gs}, MLXN_DTYPE_U8, 1, salt++, kfix[rep % 3]);
+    }
     /* every thread count on one larger decode-shaped case per ISA */
     for (int th = 1; th <= 3; th++) {
         mlxn_device *one[3][4] = {{0}};

@@ -98,10 +98,11 @@ void qm_vnni_free(qm_xprep *p);
  * `thread` (< n_threads) picks the caller's scratch. */
 void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo, int thread);
 
-/* ---- the AVX2 mat-vec (affine, transpose, few x rows: qmatmul_avx2.c) ---- */
+/* ---- the AVX2 mat-vec (every mode, transpose, few x rows: qmatmul_avx2.c) ---- */
 enum { QM_MATVEC_MAX_ROWS = 4 };
-/* Whether it takes this matrix with M x rows: affine, M <= 4, groups a
- * multiple of 32 codes that tile the row. */
+/* Whether it takes this matrix with M x rows: M <= 4; affine with groups a
+ * multiple of 32 codes that tile the row, or an fp mode (mxfp4, nvfp4,
+ * mxfp8) with rows of whole 32-code chunks. */
 int qm_matvec_avx2_supported(const qmat *m, int64_t M);
 /* out[i * ldo + r] = dot(x_i, W_r) for W rows [r0, r1) and x rows i < M
  * (x rows ldx apart); the caller checked qm_matvec_avx2_supported and the

@@ -1,11 +1,12 @@
 /* AVX2 + FMA kernels of the quantized matmul (the AVX2 ISA level, for
  * processors without AVX-512): weights dequantized to f32 with 8-wide
  * code->float conversion, then register-blocked dot products (tile) or row
- * updates (axpy); and for decode (affine, a few x rows) a mat-vec that
+ * updates (axpy); and for decode (every mode, a few x rows) a mat-vec that
  * turns codes into f32 weights in registers. All in f32 FMA: results match
  * the scalar reference up to summation order. */
 #include "backend/cpu/cpu_vmath.h"
 #include "backend/cpu/qmatmul.h"
+#include "quant/quant_layout.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -124,6 +125,28 @@ static void axpy_avx2(const float *x, int64_t ldx, int mb, const float *b, int64
  * w = scale * q + bias as the dequantization computes it, and straight
  * into the x rows' FMAs: the same products, summed in another order. */
 
+/* Codes [c, c + 32) of row r as 32 bytes, in order (e0: the first 16):
+ * BITS 4 (two nibbles a byte, low first) or 8 (as they are), else through
+ * the scalar unpacker. c is a multiple of 32. */
+static inline __attribute__((always_inline)) void code_bytes32(const qmat *m, int64_t r, int64_t c, const int BITS,
+                                                               __m128i *e0, __m128i *e1) {
+    const uint8_t *row = (const uint8_t *)(m->wq + r * m->wq_stride);
+    if (BITS == 4) { /* byte j holds codes 2j (low nibble) and 2j + 1 */
+        const __m128i b = _mm_loadu_si128((const __m128i *)(row + c / 2)), lo4 = _mm_set1_epi8(0x0f);
+        const __m128i lo = _mm_and_si128(b, lo4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo4);
+        *e0 = _mm_unpacklo_epi8(lo, hi);
+        *e1 = _mm_unpackhi_epi8(lo, hi);
+    } else if (BITS == 8) {
+        *e0 = _mm_loadu_si128((const __m128i *)(row + c));
+        *e1 = _mm_loadu_si128((const __m128i *)(row + c + 16));
+    } else {
+        uint8_t buf[32];
+        qm_unpack_codes(m, r, c, 32, buf);
+        *e0 = _mm_loadu_si128((const __m128i *)buf);
+        *e1 = _mm_loadu_si128((const __m128i *)(buf + 16));
+    }
+}
+
 /* Codes [c, c + 32) of row r as 4 x 8 f32 (BITS 4 or 8; 0: any width,
  * through pu where it handles the width (qm_packed_avx2.h), else the scalar
  * unpacker). c is a multiple of 32. */
@@ -140,20 +163,7 @@ static inline __attribute__((always_inline)) void codes32(const qmat *m, int64_t
         return;
     }
     __m128i e0, e1;
-    if (BITS == 4) { /* byte j holds codes 2j (low nibble) and 2j + 1 */
-        const __m128i b = _mm_loadu_si128((const __m128i *)(row + c / 2)), lo4 = _mm_set1_epi8(0x0f);
-        const __m128i lo = _mm_and_si128(b, lo4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), lo4);
-        e0 = _mm_unpacklo_epi8(lo, hi);
-        e1 = _mm_unpackhi_epi8(lo, hi);
-    } else if (BITS == 8) {
-        e0 = _mm_loadu_si128((const __m128i *)(row + c));
-        e1 = _mm_loadu_si128((const __m128i *)(row + c + 16));
-    } else {
-        uint8_t buf[32];
-        qm_unpack_codes(m, r, c, 32, buf);
-        e0 = _mm_loadu_si128((const __m128i *)buf);
-        e1 = _mm_loadu_si128((const __m128i *)(buf + 16));
-    }
+    code_bytes32(m, r, c, BITS, &e0, &e1);
     q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e0));
     q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)));
     q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(e1));
@@ -228,16 +238,76 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
     }
 }
 
+/* Group g's scale of row r in an fp mode, exactly as qm_scale gives it, inlined: through the call
+   per group, a one-thread 4096 x 4096 mxfp4 mat-vec took 3.9-5.1 ms, inlined 3.0-3.5 (AMD EPYC) */
+static inline __attribute__((always_inline)) float fp_scale(const qmat *m, int64_t r, int64_t g,
+                                                            const mlxn_quant_mode MODE) {
+    const uint8_t s = ((const uint8_t *)m->scales)[r * m->s_stride + g];
+    return MODE == MLXN_QUANT_NVFP4 ? mlxn_e4m3_to_f32(s) * m->gscale : mlxn_e8m0_to_f32(s);
+}
+
+/* matvec_core for the fp modes: mxfp4 and nvfp4 (4-bit e2m1 codes, groups of
+ * 32 and 16) and mxfp8 (8-bit e4m3, groups of 32). Each weight is value *
+ * scale, the scale as qm_scale gives it, as dequant_avx2 computes it; at
+ * nvfp4's 16 a 32-code chunk holds two groups. Why: these modes had only
+ * the dequantized-panel tile path, through the scalar unpacker: a 4096 x
+ * 4096 mxfp4 mat-vec took 17-28 ms on one core of an AMD EPYC (Zen 3), 30-50x
+ * the affine 4-bit one. */
+static inline __attribute__((always_inline)) void matvec_fp_core(const qmat *m, const float *x, int64_t ldx,
+                                                                 int64_t r0, int64_t r1, float *out, int64_t ldo,
+                                                                 const int MR, const mlxn_quant_mode MODE) {
+    const int NA = MR == 1 ? 4 : MR == 2 ? 2 : 1; /* accumulators per x row */
+    const int BITS = MODE == MLXN_QUANT_MXFP8 ? 8 : 4;
+    const int gsh = MODE == MLXN_QUANT_NVFP4 ? 4 : 5; /* log2 of the group: 16 or 32 */
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc[4][4];
+        for (int i = 0; i < MR; i++)
+            for (int a = 0; a < NA; a++) acc[i][a] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < m->cols; c += 32) {
+            const __m256 s0 = _mm256_set1_ps(fp_scale(m, r, c >> gsh, MODE));
+            const __m256 s1 = gsh == 4 ? _mm256_set1_ps(fp_scale(m, r, (c >> gsh) + 1, MODE)) : s0;
+            __m128i e0, e1;
+            code_bytes32(m, r, c, BITS, &e0, &e1);
+            const __m256i qi[4] = {_mm256_cvtepu8_epi32(e0), _mm256_cvtepu8_epi32(_mm_srli_si128(e0, 8)),
+                                   _mm256_cvtepu8_epi32(e1), _mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8))};
+            for (int j = 0; j < 4; j++) {
+                const __m256 w = _mm256_mul_ps(fp_codes8(MODE, qi[j]), j < 2 ? s0 : s1); /* as dequant_avx2 */
+                for (int i = 0; i < MR; i++)
+                    acc[i][j % NA] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i * ldx + c + 8 * j), acc[i][j % NA]);
+            }
+        }
+        for (int i = 0; i < MR; i++) {
+            __m256 t = acc[i][0];
+            for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
+            out[i * ldo + r] = v8_hsum(t);
+        }
+    }
+}
+
 #define MATVEC_CASE(MR_, BITS_) \
     case (MR_) * 16 + (BITS_): matvec_core(m, x, ldx, r0, r1, out, ldo, MR_, BITS_); break;
+#define MATVEC_FP_CASE(MR_)                                                                          \
+    case MR_:                                                                                        \
+        if (m->mode == MLXN_QUANT_MXFP4) matvec_fp_core(m, x, ldx, r0, r1, out, ldo, MR_, MLXN_QUANT_MXFP4); \
+        else if (m->mode == MLXN_QUANT_NVFP4) matvec_fp_core(m, x, ldx, r0, r1, out, ldo, MR_, MLXN_QUANT_NVFP4); \
+        else matvec_fp_core(m, x, ldx, r0, r1, out, ldo, MR_, MLXN_QUANT_MXFP8);                   \
+        break;
 
 int qm_matvec_avx2_supported(const qmat *m, int64_t M) {
-    return m->mode == MLXN_QUANT_AFFINE && M >= 1 && M <= QM_MATVEC_MAX_ROWS && m->group % 32 == 0 &&
-           m->cols % m->group == 0;
+    if (M < 1 || M > QM_MATVEC_MAX_ROWS) return 0;
+    if (m->mode != MLXN_QUANT_AFFINE) return m->cols % 32 == 0; /* whole 32-code chunks */
+    return m->group % 32 == 0 && m->cols % m->group == 0;
 }
 
 void qm_matvec_avx2_rows(const qmat *m, const float *x, int64_t ldx, int M, int64_t r0, int64_t r1, float *out,
                          int64_t ldo) {
+    if (m->mode != MLXN_QUANT_AFFINE) {
+        switch (M) {
+            MATVEC_FP_CASE(1) MATVEC_FP_CASE(2) MATVEC_FP_CASE(3) MATVEC_FP_CASE(4)
+        default: break;
+        }
+        return;
+    }
     const int bits = m->bits == 4 || m->bits == 8 ? m->bits : 0;
     switch (M * 16 + bits) {
         MATVEC_CASE(1, 4) MATVEC_CASE(1, 8) MATVEC_CASE(1, 0)
