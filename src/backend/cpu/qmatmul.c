@@ -162,7 +162,10 @@ mlxn_status cpu_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlx
                    (j.ixp = qm_imv_avx2_prepare(&w, xp, K, M, mlxn_threadpool_size(dev->pool)))) {
             mlxn_parallel_for(dev->pool, N, RB, task_imv, &j);
             qm_imv_avx2_free((qm_ixprep *)j.ixp);
-        } else if (dev->isa >= MLXN_CPU_ISA_AVX2 && qm_matvec_avx2_supported(&w, M)) {
+        } else if ((w.mode == MLXN_QUANT_AFFINE ? dev->isa >= MLXN_CPU_ISA_AVX2 : dev->isa == MLXN_CPU_ISA_AVX2) &&
+                   qm_matvec_avx2_supported(&w, M)) {
+            /* the fp modes only at the AVX2 level: the AVX-512 level keeps its dequantized-panel path
+               for them until the two are compared on such a machine */
             mlxn_parallel_for(dev->pool, N, RB, task_matvec, &j);
         } else if (qm_gemm_supported(&w, dev->isa, M) &&
                    (j.gemm = qm_gemm_prepare(&w, j.k->dequant, xp, K, M, N, o, dev->pool))) {
