@@ -203,6 +203,22 @@ static void dequant_fast_avx2(const qmat *m, int64_t r, int64_t c0, int64_t n, f
 
 const qm_kernels qm_kernels_avx2 = {.dequant = dequant_fast_avx2, .tile = tile_avx2, .axpy = axpy_avx2};
 
+/* The mat-vecs' shared steps: weights w (8 codes from column c) into
+ * accumulator a of each of the MR x rows; then each row's NA accumulators
+ * summed into out[i * ldo + r]. */
+static inline __attribute__((always_inline)) void rows_fma(__m256 w, const float *x, int64_t ldx, int64_t c,
+                                                           __m256 acc[4][4], int a, const int MR) {
+    for (int i = 0; i < MR; i++) acc[i][a] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i * ldx + c), acc[i][a]);
+}
+static inline __attribute__((always_inline)) void rows_store(__m256 acc[4][4], const int NA, const int MR, float *out,
+                                                             int64_t ldo, int64_t r) {
+    for (int i = 0; i < MR; i++) {
+        __m256 t = acc[i][0];
+        for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
+        out[i * ldo + r] = v8_hsum(t);
+    }
+}
+
 /* Rows [r0, r1) against MR x rows. One x row keeps 4 accumulators (the
  * 4 independent FMA chains hide the FMA latency), two keep 2 each, more
  * keep one. */
@@ -225,16 +241,11 @@ static inline __attribute__((always_inline)) void matvec_core(const qmat *m, con
                 codes32(m, r, c, BITS, pu, q);
                 for (int j = 0; j < 4; j++) {
                     const __m256 w = _mm256_fmadd_ps(s, q[j], b); /* as dequant_avx2 */
-                    for (int i = 0; i < MR; i++)
-                        acc[i][j % NA] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i * ldx + c + 8 * j), acc[i][j % NA]);
+                    rows_fma(w, x, ldx, c + 8 * j, acc, j % NA, MR);
                 }
             }
         }
-        for (int i = 0; i < MR; i++) {
-            __m256 t = acc[i][0];
-            for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
-            out[i * ldo + r] = v8_hsum(t);
-        }
+        rows_store(acc, NA, MR, out, ldo, r);
     }
 }
 
@@ -272,15 +283,10 @@ static inline __attribute__((always_inline)) void matvec_fp_core(const qmat *m, 
                                    _mm256_cvtepu8_epi32(e1), _mm256_cvtepu8_epi32(_mm_srli_si128(e1, 8))};
             for (int j = 0; j < 4; j++) {
                 const __m256 w = _mm256_mul_ps(fp_codes8(MODE, qi[j]), j < 2 ? s0 : s1); /* as dequant_avx2 */
-                for (int i = 0; i < MR; i++)
-                    acc[i][j % NA] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i * ldx + c + 8 * j), acc[i][j % NA]);
+                rows_fma(w, x, ldx, c + 8 * j, acc, j % NA, MR);
             }
         }
-        for (int i = 0; i < MR; i++) {
-            __m256 t = acc[i][0];
-            for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[i][a]);
-            out[i * ldo + r] = v8_hsum(t);
-        }
+        rows_store(acc, NA, MR, out, ldo, r);
     }
 }
 
