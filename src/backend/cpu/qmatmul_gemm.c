@@ -53,22 +53,17 @@ typedef struct gemm_pack {
     int64_t ldx;
 } gemm_pack;
 
-/* Pack the x rows of blocks [b0, b1) into g->xp. */
+/* Pack the x rows of blocks [b0, b1) into g->xp: the dense matmul's
+ * packing of a B contiguous along k (B[k][m] = x[m][k], register
+ * transposes), one panel of XB x rows per block, rows past M zero. */
 static void pack_x(void *arg, int64_t b0, int64_t b1, int thread) {
     (void)thread;
     const gemm_pack *pk = arg;
     const struct qm_gemm *g = pk->g;
+    const mm_problem xv = {.K = g->K, .N = g->M, .w = pk->x, .wdt = MLXN_DTYPE_F32, .rsb = 1, .csb = pk->ldx};
     for (int64_t b = b0; b < b1; b++) {
-        float *dst = g->xp + b * g->K * XB; /* [K][XB] */
-        for (int j = 0; j < XB; j++) {
-            const int64_t m = b * XB + j;
-            if (m >= g->M) {
-                for (int64_t k = 0; k < g->K; k++) dst[k * XB + j] = 0.0f;
-                continue;
-            }
-            const float *xr = pk->x + m * pk->ldx;
-            for (int64_t k = 0; k < g->K; k++) dst[k * XB + j] = xr[k];
-        }
+        const int64_t nc = g->M - b * XB < XB ? g->M - b * XB : XB;
+        g->mk->pack_b(&xv, 0, g->K, b * XB, nc, g->xp + b * g->K * XB); /* [K][XB] */
     }
 }
 
