@@ -50,10 +50,11 @@ INL const char *w_at(const mm_problem *p, int64_t k, int64_t n) {
 
 T256 INL void pack_n_contig(const mm_problem *p, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float *dst,
                             mlxn_dtype dt) {
+    const int64_t es = dt == MLXN_DTYPE_F32 ? 4 : 2; /* as in pack_k_contig: no library call per row */
     for (int64_t j = 0; j < nc; j += NR, dst += kc * NR) {
         int64_t w = nc - j < NR ? nc - j : NR;
         for (int64_t k = 0; k < kc; k++) {
-            const void *row = w_at(p, k0 + k, n0 + j);
+            const void *row = (const char *)p->w + ((k0 + k) * p->rsb + (n0 + j) * p->csb) * es;
             if (w == NR) {
                 _mm256_storeu_ps(dst + k * NR, ld8(row, dt, 0));
                 _mm256_storeu_ps(dst + k * NR + 8, ld8(row, dt, 8));

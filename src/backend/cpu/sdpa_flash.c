@@ -82,7 +82,7 @@ typedef struct flash_scratch {
     const char **mask; /* [max_rows] mask rows */
     /* sdpa_block_gemm (prefill items): */
     float *kpk;        /* [SDPA_KB / 16][D][16] the block's keys, 16 to a panel (the micro-kernel's packed B) */
-    float *vpk;        /* [ceil(Dv / 16)][SDPA_KB][16] its values, 16 dims to a panel */
+    float *vpk;        /* [ceil(Dv / 16)][n][16] its n values, 16 dims to a panel (room for SDPA_KB) */
     float *sc;         /* [max_rows][SDPA_KB] scores, then weights */
     float *o;          /* [max_rows][Dv16] unnormalized outputs (Dv16: Dv rounded up to 16) */
 } flash_scratch;
@@ -179,17 +179,10 @@ static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64
        along k (B[d][key] = K[key][d]), which transposes in registers */
     const mm_problem kb_view = {.K = D, .N = n, .w = kp, .wdt = MLXN_DTYPE_F32, .rsb = 1, .csb = ldk};
     mk->pack_b(&kb_view, 0, D, 0, n, fs->kpk);
-    /* V [n][Dv] -> vpk [nvp][n][16], dims past Dv zero */
-    for (int64_t pv = 0; pv < nvp; pv++) {
-        float *dst = fs->vpk + pv * SDPA_KB * 16;
-        const int64_t c0 = pv * 16, w = Dv - c0 < 16 ? Dv - c0 : 16;
-        for (int64_t j = 0; j < n; j++) {
-            const float *vr = vp + j * ldv + c0;
-            if (w == 16) memcpy(dst + j * 16, vr, 16 * sizeof(float));
-            else
-                for (int64_t c = 0; c < 16; c++) dst[j * 16 + c] = c < w ? vr[c] : 0.0f;
-        }
-    }
+    /* V [n][Dv] -> vpk [nvp][n][16], dims past Dv zero: the same packing of a B contiguous along n
+       (B[key][d] = V[key][d]) */
+    const mm_problem vb_view = {.K = n, .N = Dv, .w = vp, .wdt = MLXN_DTYPE_F32, .rsb = ldv, .csb = 1};
+    mk->pack_b(&vb_view, 0, n, 0, Dv, fs->vpk);
     const int mr = mk->mr;
     const float *a[8];
     /* S = Q K^T */
@@ -220,7 +213,7 @@ static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64
         const int mv = (int)(M - r < mr ? M - r : mr);
         for (int i = 0; i < mr; i++) a[i] = fs->sc + (r + (i < mv ? i : mv - 1)) * SDPA_KB;
         for (int64_t pv = 0; pv < nvp; pv++)
-            mk->micro(n, a, fs->vpk + pv * SDPA_KB * 16, fs->o + r * DV16 + pv * 16, DV16, 1, mv, 16);
+            mk->micro(n, a, fs->vpk + pv * n * 16, fs->o + r * DV16 + pv * 16, DV16, 1, mv, 16);
     }
 }
 
