@@ -18,8 +18,11 @@
  *    online softmax, FMA), which costs ~1e-12; a one-key masking slip
  *    (off-by-one causal / window / ring edge) at these shapes moves the
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
- *    Cases the tensor-core decode kernel takes (cu_tq_attention_mma.cu)
- *    run on it too, at NMSE <= 5e-5: it rounds the rotated query and the
+ *    Cases the tensor-core decode kernels take (cu_tq_attention_mma.cu,
+ *    and for 4-bit K and V at head dim 256 cu_tq_attention_split.cu, the
+ *    default there, and tq_attn_mma and both of its shapes again on
+ *    streams made with MLXN_CUDA_TQ_SPLIT=0, 1, 2) run on them too, at
+ *    NMSE <= 5e-5: it rounds the rotated query and the
  *    softmax weights (times value norms) to f16. That costs ~1e-7..5e-6
  *    for most seeds, but the error of a score grows with the score, so a
  *    seed whose softmax is peaky costs more: seed 1795735933422391415 gives
@@ -49,6 +52,8 @@ typedef struct env {
     mlxn_device *cpu, *gpu;
     mlxn_stream *cs, *gs;
     mlxn_stream *gs_simple; /* a second GPU stream, made with MLXN_CUDA_TQ_SIMPLE=1 (read when a stream is made) */
+    mlxn_stream *gs_split[3]; /* made with MLXN_CUDA_TQ_SPLIT=0, 1, 2: where the split kernel fits, tq_attn_mma
+                                 and the split kernel's two shapes (8 and 16 keys per score warp) */
 } env;
 
 /* A tensor on the CPU and its byte-identical twin on the GPU. */
@@ -221,10 +226,24 @@ static bool mma_path(const tcase *t) {
     return (int64_t)t->G * t->Tq <= 16 && t->D <= 256 && t->kb >= 4 && t->vb >= 4;
 }
 
-/* The query step's attention on the CPU and on one CUDA kernel: simple =
- * the f32 kernel (on e->gs_simple, MLXN_CUDA_TQ_SIMPLE=1), else the
- * default dispatch. */
-static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc, mlxn_tq_cache *gc, bool simple) {
+/* Whether the split-dims tensor-core kernel (cu_tq_attention_split.cu)
+ * takes this case by default: 4-bit K and V at head dim 256, up to 16
+ * query rows per kv head. Such cases also run on tq_attn_mma and on both
+ * shapes of the split kernel (e->gs_split). */
+static bool split_path(const tcase *t) {
+    return (int64_t)t->G * t->Tq <= 16 && t->D == 256 && t->kb == 4 && t->vb == 4;
+}
+
+enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
+
+/* The query step's attention on the CPU and on one CUDA kernel: K_SIMPLE
+ * the f32 kernel (on e->gs_simple, MLXN_CUDA_TQ_SIMPLE=1), K_DEFAULT the
+ * default dispatch, K_MMA tq_attn_mma, K_SPLIT8 / 16 the split kernel's
+ * shapes (on e->gs_split[kernel - K_MMA]). */
+static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc, mlxn_tq_cache *gc, int kernel) {
+    const bool simple = kernel == K_SIMPLE;
+    const char *kname = simple ? "f32" : kernel == K_MMA ? "tq_attn_mma" : kernel == K_SPLIT8 ? "split (8 keys a warp)"
+                        : kernel == K_SPLIT16 ? "split (16 keys a warp)" : split_path(t) ? "split (rule)" : "tensor-core";
     const int64_t Hq = (int64_t)t->Hkv * t->G, D = t->D, Tq = t->Tq;
     int64_t qshape[4] = {1, Hq, Tq, D}, qst[4] = {Hq * Tq * D, Tq * D, D, 1};
     if (t->strided) qst[1] = D, qst[2] = Hq * D; /* a view of [1, Tq, Hq, D] */
@@ -239,8 +258,8 @@ static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc,
     sp.pos_tensor = t->pos_tensor ? &pt.c : NULL;
     CHECK_OK(mlxn_tq_sdpa(e->cs, cc, &q.c, &sp, &out.c));
     sp.pos_tensor = t->pos_tensor ? &pt.g : NULL;
-    mlxn_stream *gs = simple ? e->gs_simple : e->gs;
-    if (simple) CHECK_OK(mlxn_stream_sync(e->gs)); /* the cache was written on e->gs */
+    mlxn_stream *gs = simple ? e->gs_simple : kernel >= K_MMA ? e->gs_split[kernel - K_MMA] : e->gs;
+    if (gs != e->gs) CHECK_OK(mlxn_stream_sync(e->gs)); /* the cache was written on e->gs */
     CHECK_OK(mlxn_tq_sdpa(gs, gc, &q.g, &sp, &out.g));
     const size_t N = (size_t)(Hq * Tq * D);
     float *g = malloc(N * sizeof(float));
@@ -261,10 +280,9 @@ static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc,
     }
     const double bound = simple ? 1e-8 : 5e-5; /* tensor cores: f16 rounding, see the top */
     CHECK(nmse <= bound, "%s: %s attention NMSE %.3g (max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g cuda[0] %.6g)",
-          cs, simple ? "f32" : "tensor-core", nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
+          cs, kname, nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
           g ? (double)g[worst * D] : 0.0);
-    printf("  %s: codes/norms/dequant compared, %s attention NMSE %.3g max |diff| %.3g\n", cs,
-           simple ? "f32" : "tensor-core", nmse, mad);
+    printf("  %s: codes/norms/dequant compared, %s attention NMSE %.3g max |diff| %.3g\n", cs, kname, nmse, mad);
     free(g);
     if (t->pos_tensor) twin_free(&pt);
     twin_free(&q);
@@ -303,8 +321,10 @@ static void run_case(env *e, const tcase *t) {
     same_dequant(e, cs, t, cc, gc, 'v', lo, end - lo);
 
     /* attention of the query step, on both CUDA kernels */
-    attn_both(e, t, cs, cc, gc, true);
-    if (mma_path(t)) attn_both(e, t, cs, cc, gc, false);
+    attn_both(e, t, cs, cc, gc, K_SIMPLE);
+    if (mma_path(t)) attn_both(e, t, cs, cc, gc, K_DEFAULT);
+    if (split_path(t))
+        for (int k = K_MMA; k <= K_SPLIT16; k++) attn_both(e, t, cs, cc, gc, k);
     mlxn_tq_cache_free(cc);
     mlxn_tq_cache_free(gc);
 }
@@ -359,7 +379,13 @@ int main(int argc, char **argv) {
     setenv("MLXN_CUDA_TQ_SIMPLE", "1", 1);
     CHECK_OK(mlxn_stream_new(e.gpu, &e.gs_simple));
     unsetenv("MLXN_CUDA_TQ_SIMPLE");
-    if (!e.gs_simple) return t_finish();
+    for (int k = 0; k < 3; k++) {
+        char v[2] = {(char)('0' + k), 0};
+        setenv("MLXN_CUDA_TQ_SPLIT", v, 1);
+        CHECK_OK(mlxn_stream_new(e.gpu, &e.gs_split[k]));
+    }
+    unsetenv("MLXN_CUDA_TQ_SPLIT");
+    if (!e.gs_simple || !e.gs_split[0] || !e.gs_split[1] || !e.gs_split[2]) return t_finish();
 
     /*   Hkv  G    D  kb vb   cap  hist  Tq causal win softcap pos_t strided */
     const tcase cases[] = {
@@ -396,6 +422,10 @@ int main(int argc, char **argv) {
         /* a kv head over 8 chunks of the tensor-core kernel: one kv head of 16 rows, and a
          * Gemma-3-4B-like sliding layer (4 kv heads, a 1024-slot ring that has wrapped) */
         {1, 16, 256, 4, 4, 1024, 1023, 1, 1, 0, 0, 0, 0},
+        /* a short causal prefill chunk in one 16-row tile (7 tokens x 2 query heads); the issue's decode
+         * shape at a longer context through a device position (the split kernel's rule: 16 keys a warp) */
+        {2, 2, 256, 4, 4, 900, 813, 7, 1, 0, 0, 1, 1},
+        {2, 16, 256, 4, 4, 12000, 11990, 1, 1, 0, 0, 1, 0},
         {4, 2, 256, 4, 4, 1024, 3000, 1, 1, 1024, 0, 1, 0},
         /* rings that wrap: sliding windows (softcap too), and no window through a device position */
         {2, 4, 128, 4, 4, 300, 1000, 1, 1, 200, 0, 1, 1},
@@ -413,6 +443,7 @@ int main(int argc, char **argv) {
     negative_device_pos(&e);
 
     mlxn_stream_free(e.gs_simple);
+    for (int k = 0; k < 3; k++) mlxn_stream_free(e.gs_split[k]);
     mlxn_device_free(e.cpu);
     mlxn_device_free(e.gpu);
     return t_finish();

@@ -471,8 +471,12 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     /* The tensor-core kernel takes what it fits (decode; MLXN_CUDA_TQ_SIMPLE=1
      * keeps everything on the f32 kernel, for tests and comparisons). */
     const bool mma = !cu_ctx(s)->knobs.tq_simple && cu_tq_attn_mma_fits(a);
+    /* the split-dims kernel where it fits (MLXN_CUDA_TQ_SPLIT: 0 tq_attn_mma, 1 / 2 one of its shapes) */
+    const int split = mma ? cu_tq_attn_split_pick(a, span, Hkv, sms, cu_ctx(s)->knobs.tq_split) : 0;
     int64_t chunk;
-    if (mma) {
+    if (split) {
+        chunk = cu_tq_attn_split_chunk(span, Hkv, sms, split);
+    } else if (mma) {
         chunk = cu_tq_attn_mma_chunk(span, Hkv, sms);
     } else {
         int64_t want = (3 * (int64_t)(sms > 0 ? sms : 1) + Hkv * tiles - 1) / (Hkv * tiles);
@@ -497,7 +501,8 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     a.pm = scratch + n_part * (size_t)D;
     a.pl = a.pm + n_part;
 
-    mlxn_status st = mma       ? cu_tq_attn_mma_launch(s, a, Hkv)
+    mlxn_status st = split     ? cu_tq_attn_split_launch(s, a, Hkv, split)
+                     : mma     ? cu_tq_attn_mma_launch(s, a, Hkv)
                      : RT == 1 ? launch_partial_d<1>(s, a, Hkv, tiles)
                      : RT == 4 ? launch_partial_d<4>(s, a, Hkv, tiles)
                                : launch_partial_d<16>(s, a, Hkv, tiles);

@@ -42,85 +42,13 @@
  * holds each Lloyd-Max level to ~5e-4 relative, far inside a code's own
  * error); sums are f32. Results match the f32 kernel to ~1e-7 normalized
  * squared error (test_backend_tq bounds it), not bit for bit. */
-#include <cuda_fp16.h>
-#include <math.h>
-
-#include "backend/cuda/cu_tq_attn.cuh"
+#include "backend/cuda/cu_tq_mma.cuh"
 
 enum {
     TQM_WARPS = 8,
     TQM_THREADS = 32 * TQM_WARPS,
     TQM_STEP = 16, /* keys per warp step: two n-tiles of scores, one k-step of values */
 };
-
-/* The levels again, in global memory (read through L1): the prologue
- * looks up 256 different indices at once, which the constant cache
- * (cu_tq_cb) serves one address at a time. */
-static __device__ const cu_tq_books tqm_books = CU_TQ_BOOKS_INIT;
-__device__ __forceinline__ float tqm_level(int bits, int i) {
-    switch (bits) {
-    case 2: return __ldg(&tqm_books.l2[i]);
-    case 3: return __ldg(&tqm_books.l3[i]);
-    case 4: return __ldg(&tqm_books.l4[i]);
-    case 5: return __ldg(&tqm_books.l5[i]);
-    case 6: return __ldg(&tqm_books.l6[i]);
-    case 7: return __ldg(&tqm_books.l7[i]);
-    default: return __ldg(&tqm_books.l8[i]);
-    }
-}
-
-/* c += a (16x16 f16, row) * b (16x8 f16, col), f32 accumulators. */
-__device__ __forceinline__ void tqm_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t tqm_pack(float lo, float hi) {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *(const uint32_t *)&h;
-}
-__device__ __forceinline__ uint32_t tqm_pack_bits(unsigned short lo, unsigned short hi) {
-    return (uint32_t)lo | ((uint32_t)hi << 16);
-}
-
-/* N bytes (4, 8, 16, 32 or 64; p aligned to min(N, 16)) into words w[N / 4]. */
-template <int N>
-__device__ __forceinline__ void tqm_load(const uint8_t *p, uint32_t *w) {
-    if (N >= 16) {
-#pragma unroll
-        for (int i = 0; i < N / 16; i++) {
-            const uint4 u = __ldg((const uint4 *)p + i);
-            w[4 * i] = u.x, w[4 * i + 1] = u.y, w[4 * i + 2] = u.z, w[4 * i + 3] = u.w;
-        }
-    } else if (N == 8) {
-        const uint2 u = __ldg((const uint2 *)p);
-        w[0] = u.x, w[1] = u.y;
-    } else {
-        w[0] = __ldg((const unsigned *)p);
-    }
-}
-
-/* Code i (compile-time once unrolled) of words w: SB storage bits per code
- * (4: nibbles, low nibble the even coordinate; 8: bytes). */
-template <int SB>
-__device__ __forceinline__ uint32_t tqm_code(const uint32_t *w, int i) {
-    return (w[(i * SB) >> 5] >> ((i * SB) & 31)) & ((1u << SB) - 1u);
-}
-
-/* A lane's share of one code row, NB bytes in pieces of PB = min(NB, 16):
- * piece i of lane `idx` (of `nl` lanes sharing the row) at byte
- * (i nl + idx) PB. Why pieces: lanes next to each other then read
- * neighbouring 16 bytes in every load instruction (one lane's 32 contiguous
- * bytes, loaded as two 16-byte halves, left every sector half used per
- * instruction). */
-template <int NB>
-__device__ __forceinline__ void tqm_load_pieces(const uint8_t *row, int idx, int nl, uint32_t *w) {
-    constexpr int PB = NB < 16 ? NB : 16;
-#pragma unroll
-    for (int i = 0; i < NB / PB; i++) tqm_load<PB>(row + (i * nl + idx) * PB, w + i * (PB / 4));
-}
 
 /* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
 static size_t tqm_smem(int D) {
@@ -144,34 +72,9 @@ struct tqm_regs {
     float kn[4], vn[4];
 };
 
-/* Before the programmatic wait: an L2 prefetch of the block's first steps
- * (one per warp) of key and value codes and their norms. Why: a decode
- * step's cache rows were written steps ago and have left the L2, so the
- * first codes' load after the wait was a DRAM round trip on the step's
- * serial path; now it overlaps the kernel before. The position is a hint
- * read before the wait (a prefetch changes no value; the kernel reads it
- * again after). */
-__device__ __forceinline__ void tqm_prefetch_first_steps(const tqs_args &a) {
-    const int64_t p = a.pos_t ? (int64_t)*(const volatile int32_t *)a.pos_t : a.pos;
-    if (p < 0) return;
-    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0, n_held = end - lo;
-    const int64_t j0 = (int64_t)blockIdx.x * a.chunk;
-    const int64_t j1 = min(min(j0 + a.chunk, n_held), j0 + (int64_t)TQM_WARPS * TQM_STEP);
-    const int64_t head = (int64_t)blockIdx.y * a.cap;
-    for (int64_t j = j0 + threadIdx.x; j < j1; j += TQM_THREADS) {
-        const int64_t sl = head + (lo + j) % a.cap; /* the ring in position order */
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.kc + sl * a.krow));
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.vc + sl * a.vrow));
-        if ((j - j0) % 32 == 0) { /* norms: one 128-byte line per 32 keys */
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.kn + sl));
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(a.vn + sl));
-        }
-    }
-}
-
 template <int KS, int VS, int D>
 __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
-    if (a.pf) tqm_prefetch_first_steps(a);
+    if (a.pf) tqm_prefetch_first(a, (int64_t)TQM_WARPS * TQM_STEP, threadIdx.x, TQM_THREADS);
     constexpr int NS = D / 16;       /* k-steps of the score product */
     constexpr int NU = D / 8;        /* n-tiles of the value product */
     constexpr int KBY = D * KS / 32; /* key code bytes per lane and key (a quarter row) */
@@ -195,15 +98,10 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     unsigned short *lvv = lvk + 256;                      /* [256] value levels */
     int *kr = (int *)(lvv + 256);                         /* [2][16] visible keys [k0, k1) of each row */
     int *vr = kr + 32;                                    /* [3] keys some row sees [vr0, vr1); the first key's ring slot */
-    /* pair: the 4-bit pair table (a byte of two codes -> their levels as
-     * an f16 pair), one copy per bank: entry b of copy l at word 32 b + l.
-     * Lane l reads only copy l, so a warp's 32 lookups of any 32 bytes hit
-     * 32 different banks. Why: with one copy, the bytes of real codes (the
-     * inner levels are the likely ones) piled ~4 lanes on a bank: 0.76 M
-     * of the 1.4 M shared-load wavefronts at the goal shape were replays.
-     * Keys and values share it: both 4-bit sides use the one 4-bit
-     * codebook. Its own 32 KB, not the merge slots': a warp parks its
-     * accumulators while others may still be in their steps. */
+    /* pair: the 4-bit pair table (tqm_fill_pairs). Keys and values share
+     * it: both 4-bit sides use the one 4-bit codebook. Its own 32 KB, not
+     * the merge slots': a warp parks its accumulators while others may
+     * still be in their steps. */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
@@ -219,25 +117,10 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         if (KS != 4) lvk[i] = __half_as_ushort(__float2half_rn(i < (1 << a.kb) ? tqm_level(a.kb, i) : 0.0f));
         if (VS != 4) lvv[i] = __half_as_ushort(__float2half_rn(i < (1 << a.vb) ? tqm_level(a.vb, i) : 0.0f));
     }
-    if (KS == 4 || VS == 4) {
-        /* 16 bytes per store: the 4 words of piece i are 4 copies of byte
-         * b = i / 8's pair (8 pieces per entry); the levels come from the
-         * lanes (lane i holds level i % 16) by two shuffles */
-        const unsigned short lv = __half_as_ushort(__float2half_rn(tqm_level(4, lane & 15)));
-        uint4 *pair4 = (uint4 *)pair; /* [256 * 8] */
-        for (int i = tid; i < 256 * 8; i += TQM_THREADS) {
-            const int b = i >> 3;
-            const uint32_t v = tqm_pack_bits(__shfl_sync(0xffffffffu, lv, b & 15), __shfl_sync(0xffffffffu, lv, b >> 4));
-            pair4[i] = make_uint4(v, v, v, v);
-        }
-    }
-    /* this lane's copy of the pair table: the pair of byte (w >> sh) & 0xff */
+    if (KS == 4 || VS == 4) tqm_fill_pairs(pair, tid, TQM_THREADS);
+    /* this lane's copy of the pair table */
     const unsigned char *pair_lane = (const unsigned char *)pair + 4 * lane;
-    auto pair_of = [&](uint32_t w, int sh) -> uint32_t {
-        /* byte * 128 (32 words per entry) in one shift and mask; sh is a constant once unrolled */
-        const uint32_t off = (sh >= 7 ? w >> (sh - 7) : w << (7 - sh)) & 0x7f80u;
-        return *(const uint32_t *)(pair_lane + off);
-    };
+    auto pair_of = [&](uint32_t w, int sh) -> uint32_t { return tqm_pair_of(pair_lane, w, sh); };
     /* Programmatic launch (tqm_launch): the tables above read only
      * constants, so they are filled while the kernel before this one
      * finishes; everything from here reads what earlier kernels wrote. */
@@ -247,32 +130,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     if (p < 0) return; /* the combine kernel writes NaN rows */
     const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
     const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap, Tq = (int)a.Tq;
-    /* Warp 0's lanes 0..15: the keys row `lane` sees, and (reduced over
-     * the lanes by shuffles) the range some row sees; lane 16: the first
-     * key's ring slot. Why here and not in every thread: a loop over the
-     * 16 rows and a 64-bit remainder per thread were ~200 instructions of
-     * every warp's serial path, for numbers one warp can share. */
-    if (warp == 0) {
-        int b0 = 0, b1 = 0; /* padding rows see nothing */
-        if (lane < R) {
-            const int64_t qp = p + lane % Tq;
-            int64_t p0 = lo, p1 = end;
-            if (a.causal && qp + 1 < p1) p1 = qp + 1;
-            if (a.window > 0 && qp - a.window + 1 > p0) p0 = qp - a.window + 1;
-            b0 = (int)(p0 - lo);
-            b1 = (int)(p1 - lo);
-        }
-        if (lane < 16) kr[lane] = b0, kr[16 + lane] = b1;
-        int vlo = b0 < b1 ? b0 : INT32_MAX, vhi = b0 < b1 ? b1 : 0; /* lanes 16.. and padding rows: nothing */
-        if (lane >= 16) vlo = INT32_MAX, vhi = 0;
-#pragma unroll
-        for (int o = 8; o >= 1; o >>= 1) {
-            vlo = min(vlo, __shfl_xor_sync(0xffffffffu, vlo, o));
-            vhi = max(vhi, __shfl_xor_sync(0xffffffffu, vhi, o));
-        }
-        if (lane == 0) vr[0] = vlo, vr[1] = vhi;
-        if (lane == 16) vr[2] = (int)(lo % a.cap);
-    }
+    if (warp == 0) tqm_ranges(a, p, lane, kr, vr);
     __syncthreads();
     const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
     const int lo_slot = vr[2];
@@ -312,56 +170,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     const int nst = j1 > j0 ? (j1 - j0 + TQM_STEP - 1) / TQM_STEP : 0;
     tqm_regs<KW, VW> cur, nxt;
     if (warp < nst) load(j0 + warp * TQM_STEP, cur);
-    /* Query rows w and w + 8 by warp w, in registers: lane holds dims
-     * 32 k + lane. All loads are issued before any use (why: one
-     * dependent global round trip per element made the prologue alone
-     * several microseconds), the FWHT runs in registers (strides < E) and
-     * across lanes by shuffles (cu_tq_fwht_warp); when both rows are real
-     * their loads and transforms are one straight stretch of code, so the
-     * two rows' shuffle chains overlap (a padding row, 14 of 16 rows for
-     * Gemma-3-4B, is zeros without loads or transform). Then each pair of
-     * dims goes, scaled and rounded to f16, to its place in the A
-     * fragments. */
-    {
-        constexpr int E = D / 32;
-        const float qscale = rd * a.scale;
-        float x[2][E];
-        auto load_q = [&](int r, float *xr) {
-            const int64_t h = hk * a.G + r / Tq, i = r % Tq;
-            const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
-#pragma unroll
-            for (int k = 0; k < E; k++) xr[k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) * __ldg(a.signs + 32 * k + lane);
-        };
-        if (warp + 8 < R) { /* warp-uniform */
-            load_q(warp, x[0]);
-            load_q(warp + 8, x[1]);
-            cu_tq_fwht_warp<E>(x[0], lane);
-            cu_tq_fwht_warp<E>(x[1], lane);
-        } else {
-#pragma unroll
-            for (int k = 0; k < E; k++) x[0][k] = x[1][k] = 0.0f;
-            if (warp < R) {
-                load_q(warp, x[0]);
-                cu_tq_fwht_warp<E>(x[0], lane);
-            }
-        }
-        /* dims d, d + 1 (d even: this lane and the next) go to one
-         * register: d lies in key piece d / PK of the row; lane cc =
-         * piece % 4 holds it as its code j = (piece / 4) PK + d % PK,
-         * which k-step j / 4 takes at position j % 4 */
-        uint32_t *qw = (uint32_t *)qf;
-#pragma unroll
-        for (int hi = 0; hi < 2; hi++)
-#pragma unroll
-            for (int k = 0; k < E; k++) {
-                const float nb = __shfl_xor_sync(0xffffffffu, x[hi][k], 1);
-                if (!(lane & 1)) {
-                    const int d = 32 * k + lane, piece = d / PK, cc = piece & 3, j = (piece >> 2) * PK + d % PK;
-                    qw[((j >> 2) * 32 + warp * 4 + cc) * 4 + ((j & 3) >> 1) * 2 + hi] =
-                        tqm_pack(x[hi][k] * qscale, nb * qscale);
-                }
-            }
-    }
+    tqm_query_frags<D, PK>(a, hk, R, warp, lane, qf);
     __syncthreads();
 
     float acc[NU][4];
@@ -647,6 +456,11 @@ __global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) 
     }
 }
 
+mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int64_t rows) {
+    cu_launch(s, tq_attn_mma_combine, dim3((unsigned)rows, (unsigned)((a.D + 31) / 32)), dim3(TQMC_THREADS), 0, a);
+    return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");
+}
+
 bool cu_tq_attn_mma_fits(const tqs_args &a) {
     const int sb_k = a.kb <= 4 ? 4 : 8, sb_v = a.vb <= 4 ? 4 : 8;
     return a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
@@ -673,9 +487,7 @@ static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
      * level tables and the combine's launch overlap the kernel before */
     cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TQM_THREADS), smem, a);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_mma"));
-    const int64_t rows = a.G * a.Tq * hkv;
-    cu_launch(s, tq_attn_mma_combine, dim3((unsigned)rows, (unsigned)((D + 31) / 32)), dim3(TQMC_THREADS), 0, a);
-    return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");
+    return cu_tq_attn_mma_combine_launch(s, a, a.G * a.Tq * hkv);
 }
 
 template <int KS, int VS>

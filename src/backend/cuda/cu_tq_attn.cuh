@@ -46,5 +46,19 @@ typedef struct tqs_args {
 bool cu_tq_attn_mma_fits(const tqs_args &a);
 int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms);
 mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv);
+/* tq_attn_mma_combine alone (programmatic launch): the merge of a.nchunks
+ * partials per row, rotated back, into a.out; `rows` query rows. */
+mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int64_t rows);
+
+/* The tensor-core decode kernel with the value dims split over the warps
+ * (cu_tq_attention_split.cu), for 4-bit keys and values at head dim 256.
+ * pick: 0 where it does not fit this call (or knob = 0), else its keys
+ * per score warp, 8 or 16 (knob 1 / 2 force one; -1: the measured rule
+ * for `span` keys over `hkv` kv heads on `sms` multiprocessors). chunk
+ * and launch as above, for that choice (the merge is
+ * tq_attn_mma_combine). */
+int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob);
+int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw);
+mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw);
 
 #endif

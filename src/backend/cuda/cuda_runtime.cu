@@ -130,6 +130,9 @@ static void read_knobs(cu_knobs *k) {
     const char *fc = getenv("MLXN_CUDA_FA_CLUSTER");
     const int64_t fcn = env_count("MLXN_CUDA_FA_CLUSTER");
     k->fa_cluster = fc && fc[0] == '0' ? 0 : fcn ? fcn : -1;
+    const char *tsp = getenv("MLXN_CUDA_TQ_SPLIT");
+    const int64_t tspn = env_count("MLXN_CUDA_TQ_SPLIT");
+    k->tq_split = tsp && tsp[0] == '0' ? 0 : tspn ? (int)tspn : -1;
     const char *t2 = getenv("MLXN_CUDA_QMV_T2");
     const int64_t t2n = env_count("MLXN_CUDA_QMV_T2");
     k->qmv_t2 = t2 && t2[0] == '0' ? -1 : t2n >= 2 ? 2 : (int)t2n;

@@ -1,0 +1,388 @@
+/* TurboQuant decode attention on the tensor cores with the value dims
+ * split over the warps: the partial kernel of mlxn_tq_sdpa for 4-bit keys
+ * and values at head dim 256 and up to 16 query rows per kv head (a
+ * decode step of a GQA group up to 16), merged by tq_attn_mma_combine
+ * (cu_tq_attention_mma.cu), whose partials it writes in the same form.
+ *
+ * Why a second kernel: in tq_attn_mma every warp owns whole 16-key steps
+ * and the whole [16, 256] output, 128 f32 accumulators per lane, so it
+ * runs at 255 registers, one block of 8 warps per SM that takes the whole
+ * register file (nothing else can be resident beside it, not even the
+ * merge kernel waiting for it), and its 8 warps' outputs meet in a 128 KB
+ * merge at the end. Measured there (docs/perf.md): at 20000 keys the steps
+ * were latency-bound at 2 warps per scheduler, and the block merge was
+ * ~2.5 of ~19 us.
+ *
+ * Here a block of W = 8 warps (127-128 registers: two blocks fit a SM,
+ * and the merge kernel can wait resident beside one) walks its chunk in
+ * tiles of KPW W keys, in two phases per tile:
+ *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
+ *     8 or 16: one or two n-tiles; the query's A fragments and the
+ *     key-code pieces exactly as in tq_attn_mma), scales, softcaps and
+ *     masks them, and posts its row maxima; after a barrier every warp
+ *     forms the same tile maximum per row (so every warp holds the same
+ *     running max), and warp w writes the weights of its keys times their
+ *     value norms, in f16, as its part of the value product's A fragments;
+ *   values: after a second barrier warp w owns the 64 value dims of
+ *     quarter w % 4 for the tile's key group w / 4 (KPW / 8 k-steps of 16
+ *     keys): 8 n-tiles, 32 accumulators per lane. Its B fragments come
+ *     from the tile's value codes, which the block copied into shared
+ *     memory with cp.async one tile ahead (no registers held for bytes in
+ *     flight); a lane reads one 32-bit word (8 dims) of each of its 4 keys
+ *     per k-step.
+ * KPW = 8 leaves more, shorter blocks (2 per SM): the choice for short
+ * spans; 16 reads the query fragments half as often per key and writes
+ * half the partials: long spans (cu_tq_attn_split_pick has the rule and
+ * the figures).
+ * At the end the W / 4 key groups' accumulators meet once in shared
+ * memory (added in a fixed order), each row is rotated back and written as
+ * the chunk's partial with the row's max and denominator.
+ *
+ * Exactness: as tq_attn_mma (q and the weights times value norms rounded
+ * to f16, levels in f16, sums in f32), with a different summation order;
+ * test_backend_tq holds both to the f32 kernel. */
+#include "backend/cuda/cu_tq_mma.cuh"
+
+namespace {
+
+constexpr int TS_W = 8;                   /* warps per block (16 measured no faster: docs/perf.md) */
+constexpr int TS_D = 256;                 /* head dim */
+constexpr int TS_ROW = TS_D / 2;          /* bytes of a 4-bit code row */
+constexpr int TS_VSTRIDE = TS_ROW + 16;   /* a value row in shared memory (why 144: below) */
+constexpr int TS_NS = TS_D / 16;          /* k-steps of the score product */
+constexpr int TS_PK = 32;                 /* codes per 16-byte key piece (tqm_query_frags' PK) */
+
+/* 16 bytes global -> shared, not through L1 (each code is read once). */
+__device__ __forceinline__ void ts_cp16(void *dst, const void *src) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src));
+}
+__device__ __forceinline__ void ts_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* all but the newest group have landed (this thread's copies) */
+__device__ __forceinline__ void ts_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+/* Shared memory of the W-warp kernel, in bytes from the start. */
+template <int W, int KPW>
+struct ts_smem {
+    static constexpr int TK = KPW * W;   /* keys per tile */
+    static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
+    static constexpr int KG = W / 4;     /* key groups of the value phase */
+    static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
+    static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
+    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][32] u32 pair table */
+    static constexpr int VBUF = PAIR + 256 * 32 * 4;               /* [2][TK][144] bytes: value codes */
+    static constexpr int PBUF = VBUF + 2 * TK * TS_VSTRIDE;        /* [KSTEPS][32] uint4 weight fragments */
+    static constexpr int WMAX = PBUF + KSTEPS * 32 * 16;           /* [16][W] f32 warp row maxima */
+    static constexpr int LSUM = WMAX + 16 * W * 4;                 /* [16][W] f32 warp row denominators */
+    static constexpr int MROW = LSUM + 16 * W * 4;                 /* [16] f32 the block's row max */
+    static constexpr int KR = MROW + 16 * 4;                       /* [32] i32 visible keys of each row */
+    static constexpr int VR = KR + 32 * 4;                         /* [4] i32 keys some row sees, first slot */
+    static constexpr int BYTES = VR + 4 * 4;
+    /* after the tiles: [KG][16][D + 1] f32, each key group's sums in dim
+     * order, over the pair table and the value buffers (both done by then) */
+    static constexpr int NAT = PAIR;
+    static_assert(NAT + KG * 16 * (TS_D + 1) * 4 <= PBUF, "the sums must fit over the tables");
+};
+
+/* A score warp's next keys in registers (NT n-tiles of 8 keys): key code
+ * pieces of n-tile t (lane (g, c): key KPW w + 8 t + g, pieces c and
+ * c + 4), and both norms / sqrt(D) of keys KPW w + 8 t + 2 c + e at
+ * [2 t + e]. */
+template <int NT>
+struct ts_kregs {
+    uint32_t k[NT][8];
+    float kn[2 * NT], vn[2 * NT];
+};
+
+template <int W, int KPW>
+__global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
+    using L = ts_smem<W, KPW>;
+    constexpr int NT = KPW / 8; /* score n-tiles per warp */
+    constexpr int TK = L::TK;
+    extern __shared__ __align__(16) unsigned char ts_sm[];
+    uint4 *qf = (uint4 *)(ts_sm + L::QF);
+    uint32_t *pair = (uint32_t *)(ts_sm + L::PAIR);
+    unsigned char *vbuf = ts_sm + L::VBUF;
+    uint4 *pbuf = (uint4 *)(ts_sm + L::PBUF);
+    float *wmax = (float *)(ts_sm + L::WMAX), *lsum = (float *)(ts_sm + L::LSUM), *mrow = (float *)(ts_sm + L::MROW);
+    int *kr = (int *)(ts_sm + L::KR), *vr = (int *)(ts_sm + L::VR);
+    float *nat = (float *)(ts_sm + L::NAT);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+    const int ch = blockIdx.x;
+    const int64_t hk = blockIdx.y;
+    const float rd = cu_tq_rsqrt_d(TS_D);
+
+    if (a.pf) tqm_prefetch_first(a, TK, tid, W * 32);
+    tqm_fill_pairs(pair, tid, W * 32);
+    const unsigned char *pair_lane = (const unsigned char *)pair + 4 * lane;
+    auto pair_of = [&](uint32_t w, int sh) -> uint32_t { return tqm_pair_of(pair_lane, w, sh); };
+    /* Programmatic launch: the table above reads only constants, so it is
+     * filled while the kernel before this one finishes. */
+    cu_pdl_wait();
+    cu_pdl_launch_dependents();
+    const int64_t p = cu_tq_pos(a.pos_t, a.pos);
+    if (p < 0) return; /* the combine kernel writes NaN rows */
+    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
+    const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap, Tq = (int)a.Tq;
+    if (warp == 0) tqm_ranges(a, p, lane, kr, vr);
+    __syncthreads();
+    const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
+    const int lo_slot = vr[2];
+    int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
+    if (j1 > n_held) j1 = n_held;
+    j0 = max(j0, vr[0]);
+    j1 = min(j1, vr[1]);
+    const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
+    const int ntiles = j1 > j0 ? (j1 - j0 + TK - 1) / TK : 0;
+    const uint8_t *kch = a.kc + hk * a.cap * TS_ROW, *vch = a.vc + hk * a.cap * TS_ROW;
+    const float *knh = a.kn + hk * a.cap, *vnh = a.vn + hk * a.cap;
+    auto slot = [&](int j) -> unsigned { /* key j's ring slot in the head: the ring in position order */
+        int sl = lo_slot + min(j, last);
+        if (sl >= cap) sl -= cap;
+        return (unsigned)sl;
+    };
+    /* the value codes of the tile at key kt into buffer b: 8 pieces of 16
+     * bytes per key, piece i of the tile by thread i % (32 W); rows 144
+     * bytes apart so that a value lane's 32-bit reads (row 4 keys apart
+     * per lane c, word g) fall on 32 different banks */
+    auto copy_values = [&](int kt, int b) {
+#pragma unroll
+        for (int i = tid; i < TK * 8; i += W * 32) {
+            const int key = i >> 3, piece = i & 7;
+            ts_cp16(vbuf + (b * TK + key) * TS_VSTRIDE + 16 * piece, vch + (size_t)slot(kt + key) * TS_ROW + 16 * piece);
+        }
+    };
+    auto load_keys = [&](int kt, ts_kregs<NT> &r) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) tqm_load_pieces<32>(kch + (size_t)slot(kt + KPW * warp + 8 * t + g) * TS_ROW, c, 4, r.k[t]);
+#pragma unroll
+        for (int i = 0; i < 2 * NT; i++) {
+            const unsigned sl = slot(kt + KPW * warp + 8 * (i >> 1) + 2 * c + (i & 1));
+            r.kn[i] = __ldg(knh + sl) * rd;
+            r.vn[i] = __ldg(vnh + sl) * rd;
+        }
+    };
+    ts_kregs<NT> cur, nxt;
+    if (ntiles > 0) {
+        copy_values(j0, 0);
+        load_keys(j0, cur);
+    }
+    ts_commit();
+    if (warp < 8) tqm_query_frags<TS_D, TS_PK>(a, hk, R, warp, lane, qf);
+    __syncthreads();
+
+    const int qd = warp & 3, kg = warp >> 2; /* the value phase: dim quarter, key group */
+    float acc[8][4];                         /* n-tile u, column n: value dim 64 qd + 8 n + u */
+#pragma unroll
+    for (int u = 0; u < 8; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, lown[2] = {0.0f, 0.0f}; /* rows g, g + 8; lown: this lane's keys */
+    for (int it = 0; it < ntiles; it++) {
+        const int kt = j0 + it * TK, buf = it & 1;
+        if (it + 1 < ntiles) load_keys(kt + TK, nxt);
+        /* scores of keys kt + KPW warp + 8t + 2c + e for rows g, g + 8:
+         * sc[t][2h + e] (one n-tile: even and odd k-steps in two
+         * accumulators, two shorter mma chains) */
+        float sc[NT][4], sc2[NT][4];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[t][e] = sc2[t][e] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < TS_NS; s++) {
+            const uint4 qa = qf[s * 32 + lane];
+            const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const uint32_t w = cur.k[t][s >> 1], sh = (s & 1) * 16; /* dims 4s, 4s + 1: byte 2s; 4s + 2, 4s + 3: 2s + 1 */
+                tqm_mma(NT == 1 && (s & 1) ? sc2[t] : sc[t], A, pair_of(w, sh), pair_of(w, sh + 8));
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kt + KPW * warp + 8 * t + 2 * c + e;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    float x = (sc[t][2 * h + e] + sc2[t][2 * h + e]) * cur.kn[2 * t + e];
+                    if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+                    x = (key >= rk0[h] && key < rk1[h] && key < j1) ? x : -INFINITY;
+                    sc[t][2 * h + e] = x;
+                    mx[h] = fmaxf(mx[h], x);
+                }
+            }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            if (c == 0) wmax[(g + 8 * h) * W + warp] = mx[h];
+        }
+        __syncthreads(); /* (1) the maxima are posted; every warp is done with the last tile's values */
+        if (it + 1 < ntiles) copy_values(kt + TK, buf ^ 1);
+        ts_commit();
+        /* the tile max of rows g, g + 8 (the same in every warp), the weights, the fragment half */
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const float4 *wm = (const float4 *)(wmax + (g + 8 * h) * W);
+            float tm = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < W / 4; i++) {
+                const float4 v = wm[i];
+                tm = fmaxf(tm, fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w)));
+            }
+            const float mnew = fmaxf(m[h], tm);
+            corr[h] = m[h] == -INFINITY ? 0.0f : __expf(m[h] - mnew);
+            float sum = 0.0f;
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float x = sc[t][2 * h + e];
+                    const float pw = x == -INFINITY ? 0.0f : __expf(x - mnew);
+                    sc[t][2 * h + e] = pw;
+                    sum += pw;
+                }
+            lown[h] = lown[h] * corr[h] + sum;
+            m[h] = mnew;
+        }
+        /* the weights times value norms as A fragments of the value product: n-tile t is half t of
+         * k-step (KPW warp + 8 t) / 16 (rows g, g + 8) */
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const int kk = KPW * warp + 8 * t;
+            ((uint2 *)(pbuf + (kk >> 4) * 32 + lane))[(kk >> 3) & 1] =
+                make_uint2(tqm_pack(sc[t][0] * cur.vn[2 * t], sc[t][1] * cur.vn[2 * t + 1]),
+                           tqm_pack(sc[t][2] * cur.vn[2 * t], sc[t][3] * cur.vn[2 * t + 1]));
+        }
+        ts_wait_all_but_newest(); /* this tile's value codes (this thread's copies) */
+        __syncthreads();          /* (2) the weights and the value codes are in place */
+        if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f))
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                acc[u][0] *= corr[0], acc[u][1] *= corr[0];
+                acc[u][2] *= corr[1], acc[u][3] *= corr[1];
+            }
+        /* lane (g, c): word g of the quarter (dims 64 qd + 8 g ..) of keys 2c, 2c + 1, 2c + 8, 2c + 9 */
+        const unsigned char *vb = vbuf + buf * TK * TS_VSTRIDE + 32 * qd + 4 * g;
+#pragma unroll
+        for (int j = 0; j < L::KPG; j++) {
+            const int ks = L::KPG * kg + j, k0 = 16 * ks + 2 * c;
+            const uint4 pa = pbuf[ks * 32 + lane];
+            const uint32_t P[4] = {pa.x, pa.y, pa.z, pa.w};
+            const uint32_t w0 = *(const uint32_t *)(vb + k0 * TS_VSTRIDE), w1 = *(const uint32_t *)(vb + (k0 + 1) * TS_VSTRIDE);
+            const uint32_t w2 = *(const uint32_t *)(vb + (k0 + 8) * TS_VSTRIDE),
+                           w3 = *(const uint32_t *)(vb + (k0 + 9) * TS_VSTRIDE);
+            /* the two keys of a B register interleaved into bytes: byte k of ev = (code of the first key) |
+             * (code of the second) << 4 at dim 8 g + 2k (od: 2k + 1), one pair lookup each */
+            const uint32_t mk = 0x0f0f0f0fu;
+            const uint32_t ev0 = (w0 & mk) | ((w1 & mk) << 4), od0 = ((w0 >> 4) & mk) | (w1 & ~mk);
+            const uint32_t ev1 = (w2 & mk) | ((w3 & mk) << 4), od1 = ((w2 >> 4) & mk) | (w3 & ~mk);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                tqm_mma(acc[2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));
+                tqm_mma(acc[2 * k + 1], P, pair_of(od0, 8 * k), pair_of(od1, 8 * k));
+            }
+        }
+        if (it + 1 < ntiles) cur = nxt;
+    }
+
+    /* The block's denominators (each score warp's keys, its lanes c summed) and max per row. */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        lown[h] += __shfl_xor_sync(0xffffffffu, lown[h], 1);
+        lown[h] += __shfl_xor_sync(0xffffffffu, lown[h], 2);
+        if (c == 0) lsum[(g + 8 * h) * W + warp] = lown[h];
+        if (warp == 0 && c == 0) mrow[g + 8 * h] = m[h];
+    }
+    __syncthreads(); /* every warp is past its last tile: the tables and buffers are free */
+    /* each key group's sums in dim order: acc[u][2h + e] is row g + 8h, dim 64 qd + 8 (2c + e) + u */
+#pragma unroll
+    for (int u = 0; u < 8; u++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+                nat[(kg * 16 + g + 8 * h) * (TS_D + 1) + 64 * qd + 16 * c + 8 * e + u] = acc[u][2 * h + e];
+    if (tid < 16 && tid < R) { /* row tid's partial max and denominator, the warps added in order */
+        float Lr = 0.0f;
+#pragma unroll
+        for (int w = 0; w < W; w++) Lr += lsum[tid * W + w];
+        const int64_t orow = (hk * a.G + tid / Tq) * a.Tq + tid % Tq;
+        a.pm[orow * a.nchunks + ch] = mrow[tid];
+        a.pl[orow * a.nchunks + ch] = Lr;
+    }
+    __syncthreads();
+    /* Un-rotate each row (the FWHT is linear: the combine's weighted sum of
+     * rotated-back partials is the rotated-back sum) and write it: rows
+     * warp, warp + W, ..., the key groups added in order; lane l holds dims
+     * 32 k + l. */
+    constexpr int E = TS_D / 32, NR = 16 / W;
+    float x[NR][E];
+#pragma unroll
+    for (int i = 0; i < NR; i++) {
+        const int r = warp + W * i;
+#pragma unroll
+        for (int k = 0; k < E; k++) {
+            float v = 0.0f;
+#pragma unroll
+            for (int q = 0; q < L::KG; q++) v += nat[(q * 16 + r) * (TS_D + 1) + 32 * k + lane];
+            x[i][k] = v;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < NR; i++)
+        if (warp + W * i < R) cu_tq_fwht_warp<E>(x[i], lane);
+#pragma unroll
+    for (int i = 0; i < NR; i++) {
+        const int r = warp + W * i;
+        if (r < R) {
+            const int64_t row = (hk * a.G + r / Tq) * a.Tq + r % Tq;
+            float *dst = a.pacc + (row * a.nchunks + ch) * TS_D + lane;
+#pragma unroll
+            for (int k = 0; k < E; k++) dst[32 * k] = x[i][k];
+        }
+    }
+}
+
+template <int KPW>
+mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
+    constexpr size_t smem = ts_smem<TS_W, KPW>::BYTES;
+    auto k = tq_attn_split<TS_W, KPW>;
+    MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
+    cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TS_W * 32), smem, a);
+    MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_split"));
+    return cu_tq_attn_mma_combine_launch(s, a, a.G * a.Tq * hkv);
+}
+
+} // namespace
+
+int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob) {
+    const bool fits = a.G * a.Tq <= 16 && a.D == TS_D && a.kb == 4 && a.vb == 4 && a.krow == TS_ROW &&
+                      a.vrow == TS_ROW && a.cap < INT32_MAX / 2;
+    if (!fits || knob == 0) return 0;
+    if (knob == 1 || knob == 2) return 8 * knob;
+    /* Measured on an H100 (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per
+     * score warp at 2 blocks per SM (32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.4 against 12.1 us
+     * with 16); beyond, 16 keys per score warp at 1 block per SM, which reads the query fragments half as
+     * often per key and leaves half the partials (8 q / 4 kv heads at 4096 keys, 124 per SM: 11.2 against
+     * 12.5; 32 q / 2 kv at 20000, 303 per SM: 18.8 against 20.7) */
+    const int64_t per_sm = span * hkv / (sms > 0 ? sms : 1);
+    return per_sm <= 96 ? 8 : 16;
+}
+
+int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {
+    /* blocks per SM: 2 (8 keys per score warp) or 1 (16); at least one tile of keys per block */
+    const int64_t per_sm = kpw == 8 ? 2 : 1, tk = (int64_t)kpw * TS_W;
+    int64_t want = (sms > 0 ? sms : 1) * per_sm / hkv;
+    if (want < 1) want = 1;
+    int64_t chunk = (span + want - 1) / want;
+    chunk = (chunk + 15) / 16 * 16;
+    return chunk < tk ? tk : chunk;
+}
+
+mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw) {
+    return kpw == 16 ? ts_launch<16>(s, a, hkv) : ts_launch<8>(s, a, hkv);
+}
