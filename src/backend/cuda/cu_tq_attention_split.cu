@@ -25,11 +25,14 @@
  *     value norms, in f16, as its part of the value product's A fragments;
  *   values: after a second barrier warp w owns the 64 value dims of
  *     quarter w % 4 for the tile's key group w / 4 (KPW / 8 k-steps of 16
- *     keys): 8 n-tiles, 32 accumulators per lane. Its B fragments come
- *     from the tile's value codes, which the block copied into shared
- *     memory with cp.async one tile ahead (no registers held for bytes in
- *     flight); a lane reads one 32-bit word (8 dims) of each of its 4 keys
- *     per k-step.
+ *     keys): 8 n-tiles, 32 accumulators per lane. A lane reads one 32-bit
+ *     word (8 dims) of each of its 4 keys per k-step for its B fragments.
+ * Both phases read the tile from shared memory: the block copies each
+ * tile's key and value codes and norms there with cp.async two tiles
+ * ahead (three buffers), so bytes in flight hold no registers. Measured
+ * on an H100 against key codes loaded into registers one tile ahead (and
+ * values copied one tile ahead): 20000 keys at 32 q / 2 kv heads 18.8 ->
+ * 18.4 us, 32768 keys at 8 q / 4 kv 32.7 -> 29.5-29.8 us.
  * KPW = 8 leaves more, shorter blocks (2 per SM): the choice for short
  * spans; 16 reads the query fragments half as often per key and writes
  * half the partials: long spans (cu_tq_attn_split_pick has the rule and
@@ -57,6 +60,11 @@ __device__ __forceinline__ void ts_cp16(void *dst, const void *src) {
     const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(src));
 }
+/* 4 bytes global -> shared (cp.async has no 4-byte form that skips L1) */
+__device__ __forceinline__ void ts_cp4(void *dst, const void *src) {
+    const unsigned sa = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(sa), "l"(src));
+}
 __device__ __forceinline__ void ts_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 /* all but the newest group have landed (this thread's copies) */
 __device__ __forceinline__ void ts_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;\n" ::); }
@@ -64,14 +72,18 @@ __device__ __forceinline__ void ts_wait_all_but_newest() { asm volatile("cp.asyn
 /* Shared memory of the W-warp kernel, in bytes from the start. */
 template <int W, int KPW>
 struct ts_smem {
+    static constexpr int NB = 3;         /* tile buffers: the tile computed and two on their way */
+    static constexpr int KSTRIDE = TS_ROW + 64; /* a key row in shared memory (why 192: copy_tile) */
     static constexpr int TK = KPW * W;   /* keys per tile */
     static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
     static constexpr int KG = W / 4;     /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
     static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
     static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][32] u32 pair table */
-    static constexpr int VBUF = PAIR + 256 * 32 * 4;               /* [2][TK][144] bytes: value codes */
-    static constexpr int PBUF = VBUF + 2 * TK * TS_VSTRIDE;        /* [KSTEPS][32] uint4 weight fragments */
+    static constexpr int VBUF = PAIR + 256 * 32 * 4;               /* [NB][TK][144] bytes: value codes */
+    static constexpr int KBUF = VBUF + NB * TK * TS_VSTRIDE;       /* [NB][TK][192] bytes: key codes */
+    static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
+    static constexpr int PBUF = NBUF + NB * 2 * TK * 4;            /* [KSTEPS][32] uint4 weight fragments */
     static constexpr int WMAX = PBUF + KSTEPS * 32 * 16;           /* [16][W] f32 warp row maxima */
     static constexpr int LSUM = WMAX + 16 * W * 4;                 /* [16][W] f32 warp row denominators */
     static constexpr int MROW = LSUM + 16 * W * 4;                 /* [16] f32 the block's row max */
@@ -84,8 +96,8 @@ struct ts_smem {
     static_assert(NAT + KG * 16 * (TS_D + 1) * 4 <= PBUF, "the sums must fit over the tables");
 };
 
-/* A score warp's next keys in registers (NT n-tiles of 8 keys): key code
- * pieces of n-tile t (lane (g, c): key KPW w + 8 t + g, pieces c and
+/* A score warp's keys of a tile in registers (NT n-tiles of 8 keys): key
+ * code pieces of n-tile t (lane (g, c): key KPW w + 8 t + g, pieces c and
  * c + 4), and both norms / sqrt(D) of keys KPW w + 8 t + 2 c + e at
  * [2 t + e]. */
 template <int NT>
@@ -102,7 +114,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
     extern __shared__ __align__(16) unsigned char ts_sm[];
     uint4 *qf = (uint4 *)(ts_sm + L::QF);
     uint32_t *pair = (uint32_t *)(ts_sm + L::PAIR);
-    unsigned char *vbuf = ts_sm + L::VBUF;
+    unsigned char *vbuf = ts_sm + L::VBUF, *kbuf = ts_sm + L::KBUF;
+    float *nbuf = (float *)(ts_sm + L::NBUF);
     uint4 *pbuf = (uint4 *)(ts_sm + L::PBUF);
     float *wmax = (float *)(ts_sm + L::WMAX), *lsum = (float *)(ts_sm + L::LSUM), *mrow = (float *)(ts_sm + L::MROW);
     int *kr = (int *)(ts_sm + L::KR), *vr = (int *)(ts_sm + L::VR);
@@ -142,33 +155,51 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
         if (sl >= cap) sl -= cap;
         return (unsigned)sl;
     };
-    /* the value codes of the tile at key kt into buffer b: 8 pieces of 16
-     * bytes per key, piece i of the tile by thread i % (32 W); rows 144
-     * bytes apart so that a value lane's 32-bit reads (row 4 keys apart
-     * per lane c, word g) fall on 32 different banks */
-    auto copy_values = [&](int kt, int b) {
+    /* The tile at key kt into buffer b (cp.async: no registers held for
+     * bytes in flight; the codes are read once): 8 pieces of 16 bytes per
+     * key of both code rows, piece i of the tile by thread i % (32 W), and
+     * the two norms of key tid. Value rows are 144 bytes apart, so a value
+     * lane's 32-bit reads (rows 2 keys apart per lane c, word g) fall on 32
+     * banks; key rows 192, so a quarter warp's 16-byte reads (2 keys x 4
+     * pieces) do. */
+    auto copy_tile = [&](int kt, int b) {
 #pragma unroll
         for (int i = tid; i < TK * 8; i += W * 32) {
             const int key = i >> 3, piece = i & 7;
-            ts_cp16(vbuf + (b * TK + key) * TS_VSTRIDE + 16 * piece, vch + (size_t)slot(kt + key) * TS_ROW + 16 * piece);
+            const size_t at = (size_t)slot(kt + key) * TS_ROW + 16 * piece;
+            ts_cp16(vbuf + (b * TK + key) * TS_VSTRIDE + 16 * piece, vch + at);
+            ts_cp16(kbuf + (b * TK + key) * L::KSTRIDE + 16 * piece, kch + at);
+        }
+        if (tid < TK) {
+            const unsigned sl = slot(kt + tid);
+            ts_cp4(nbuf + (b * 2) * TK + tid, knh + sl);
+            ts_cp4(nbuf + (b * 2 + 1) * TK + tid, vnh + sl);
         }
     };
-    auto load_keys = [&](int kt, ts_kregs<NT> &r) {
+    /* the score warp's keys of the tile in buffer b, into registers */
+    auto keys_from_smem = [&](int b, ts_kregs<NT> &r) {
 #pragma unroll
-        for (int t = 0; t < NT; t++) tqm_load_pieces<32>(kch + (size_t)slot(kt + KPW * warp + 8 * t + g) * TS_ROW, c, 4, r.k[t]);
+        for (int t = 0; t < NT; t++) {
+            const unsigned char *row = kbuf + (b * TK + KPW * warp + 8 * t + g) * L::KSTRIDE;
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const uint4 u = *(const uint4 *)(row + 16 * (4 * i + c));
+                r.k[t][4 * i] = u.x, r.k[t][4 * i + 1] = u.y, r.k[t][4 * i + 2] = u.z, r.k[t][4 * i + 3] = u.w;
+            }
+        }
 #pragma unroll
         for (int i = 0; i < 2 * NT; i++) {
-            const unsigned sl = slot(kt + KPW * warp + 8 * (i >> 1) + 2 * c + (i & 1));
-            r.kn[i] = __ldg(knh + sl) * rd;
-            r.vn[i] = __ldg(vnh + sl) * rd;
+            const int key = KPW * warp + 8 * (i >> 1) + 2 * c + (i & 1);
+            r.kn[i] = nbuf[(b * 2) * TK + key] * rd;
+            r.vn[i] = nbuf[(b * 2 + 1) * TK + key] * rd;
         }
     };
-    ts_kregs<NT> cur, nxt;
-    if (ntiles > 0) {
-        copy_values(j0, 0);
-        load_keys(j0, cur);
-    }
+    /* two tiles on their way; the first one waited for before the barrier below */
+    if (ntiles > 0) copy_tile(j0, 0);
     ts_commit();
+    if (ntiles > 1) copy_tile(j0 + TK, 1);
+    ts_commit();
+    ts_wait_all_but_newest();
     if (warp < 8) tqm_query_frags<TS_D, TS_PK>(a, hk, R, warp, lane, qf);
     __syncthreads();
 
@@ -178,8 +209,9 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
     for (int u = 0; u < 8; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, lown[2] = {0.0f, 0.0f}; /* rows g, g + 8; lown: this lane's keys */
     for (int it = 0; it < ntiles; it++) {
-        const int kt = j0 + it * TK, buf = it & 1;
-        if (it + 1 < ntiles) load_keys(kt + TK, nxt);
+        const int kt = j0 + it * TK, buf = it % L::NB;
+        ts_kregs<NT> cur;
+        keys_from_smem(buf, cur);
         /* scores of keys kt + KPW warp + 8t + 2c + e for rows g, g + 8:
          * sc[t][2h + e] (one n-tile: even and odd k-steps in two
          * accumulators, two shorter mma chains) */
@@ -220,7 +252,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
             if (c == 0) wmax[(g + 8 * h) * W + warp] = mx[h];
         }
         __syncthreads(); /* (1) the maxima are posted; every warp is done with the last tile's values */
-        if (it + 1 < ntiles) copy_values(kt + TK, buf ^ 1);
+        if (it + 2 < ntiles) copy_tile(kt + 2 * TK, (it + 2) % L::NB); /* tile it - 1's buffer: every warp is past it */
         ts_commit();
         /* the tile max of rows g, g + 8 (the same in every warp), the weights, the fragment half */
         float corr[2];
@@ -257,8 +289,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
                 make_uint2(tqm_pack(sc[t][0] * cur.vn[2 * t], sc[t][1] * cur.vn[2 * t + 1]),
                            tqm_pack(sc[t][2] * cur.vn[2 * t], sc[t][3] * cur.vn[2 * t + 1]));
         }
-        ts_wait_all_but_newest(); /* this tile's value codes (this thread's copies) */
-        __syncthreads();          /* (2) the weights and the value codes are in place */
+        ts_wait_all_but_newest(); /* the next tile (this thread's copies) */
+        __syncthreads();          /* (2) the weights are in place, and the next tile */
         if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f))
 #pragma unroll
             for (int u = 0; u < 8; u++) {
@@ -286,7 +318,6 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
                 tqm_mma(acc[2 * k + 1], P, pair_of(od0, 8 * k), pair_of(od1, 8 * k));
             }
         }
-        if (it + 1 < ntiles) cur = nxt;
     }
 
     /* The block's denominators (each score warp's keys, its lanes c summed) and max per row. */
@@ -365,10 +396,11 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
     if (!fits || knob == 0) return 0;
     if (knob == 1 || knob == 2) return 8 * knob;
     /* Measured on an H100 (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per
-     * score warp at 2 blocks per SM (32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.4 against 12.1 us
+     * score warp at 2 blocks per SM (32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against 12.1 us
      * with 16); beyond, 16 keys per score warp at 1 block per SM, which reads the query fragments half as
-     * often per key and leaves half the partials (8 q / 4 kv heads at 4096 keys, 124 per SM: 11.2 against
-     * 12.5; 32 q / 2 kv at 20000, 303 per SM: 18.8 against 20.7) */
+     * often per key and leaves half the partials (32 q / 2 kv at 20000, 303 per SM: 18.2 against 20.2;
+     * 8 q / 4 kv heads at 4096 keys, 124 per SM: 11.2 against 12.5 in the kernel's first version, with
+     * the key codes loaded into registers) */
     const int64_t per_sm = span * hkv / (sms > 0 ? sms : 1);
     return per_sm <= 96 ? 8 : 16;
 }
