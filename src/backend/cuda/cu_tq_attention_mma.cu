@@ -126,19 +126,10 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
      * finishes; everything from here reads what earlier kernels wrote. */
     cu_pdl_wait();
     cu_pdl_launch_dependents();
-    const int64_t p = cu_tq_pos(a.pos_t, a.pos);
-    if (p < 0) return; /* the combine kernel writes NaN rows */
-    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
-    const int n_held = (int)(end - lo), R = (int)(a.G * a.Tq), cap = (int)a.cap, Tq = (int)a.Tq;
-    if (warp == 0) tqm_ranges(a, p, lane, kr, vr);
-    __syncthreads();
-    const int rk0[2] = {kr[g], kr[g + 8]}, rk1[2] = {kr[16 + g], kr[16 + g + 8]};
-    const int lo_slot = vr[2];
-    /* this block's keys, clipped to what some row can see */
-    int j0 = ch * (int)a.chunk, j1 = j0 + (int)a.chunk;
-    if (j1 > n_held) j1 = n_held;
-    j0 = max(j0, vr[0]);
-    j1 = min(j1, vr[1]);
+    tqm_span sp;
+    if (!tqm_block_span(a, warp, lane, kr, vr, sp)) return;
+    const int R = sp.R, cap = sp.cap, Tq = sp.Tq, lo_slot = sp.lo_slot, j0 = sp.j0, j1 = sp.j1;
+    const int *rk0 = sp.rk0, *rk1 = sp.rk1;
     /* this kv head's rows (64-bit once; a key's row is then its 32-bit
      * slot times the row's compile-time size: one wide multiply-add per
      * address, where 64-bit slot arithmetic was a tenth of a step) */

@@ -145,6 +145,35 @@ __device__ __forceinline__ void tqm_ranges(const tqs_args &a, int64_t p, int lan
     if (lane == 16) vr[2] = (int)(lo % a.cap);
 }
 
+/* A block's view of the cache after the programmatic wait: its rows, and
+ * which keys (indices in position order from the oldest held key) it and
+ * the lane's rows g, g + 8 see. */
+struct tqm_span {
+    int R, cap, Tq;     /* query rows (G Tq), ring capacity, query tokens */
+    int rk0[2], rk1[2]; /* rows g, g + 8 see keys [rk0, rk1) */
+    int lo_slot;        /* the oldest held key's ring slot */
+    int j0, j1;         /* this block's keys (chunk blockIdx.x), clipped to what some row sees */
+};
+/* Fills sp through tqm_ranges (warp 0, into kr and vr) and one block
+ * barrier, so every thread calls it. False when the device position is
+ * negative: the block then returns (the merge kernel writes NaN rows). */
+__device__ __forceinline__ bool tqm_block_span(const tqs_args &a, int warp, int lane, int *kr, int *vr, tqm_span &sp) {
+    const int64_t p = cu_tq_pos(a.pos_t, a.pos);
+    if (p < 0) return false;
+    const int64_t end = p + a.Tq, lo = end > a.cap ? end - a.cap : 0;
+    const int n_held = (int)(end - lo), g = lane >> 2;
+    sp.R = (int)(a.G * a.Tq), sp.cap = (int)a.cap, sp.Tq = (int)a.Tq;
+    if (warp == 0) tqm_ranges(a, p, lane, kr, vr);
+    __syncthreads();
+    sp.rk0[0] = kr[g], sp.rk0[1] = kr[g + 8], sp.rk1[0] = kr[16 + g], sp.rk1[1] = kr[16 + g + 8];
+    sp.lo_slot = vr[2];
+    sp.j0 = (int)blockIdx.x * (int)a.chunk, sp.j1 = sp.j0 + (int)a.chunk;
+    if (sp.j1 > n_held) sp.j1 = n_held;
+    sp.j0 = max(sp.j0, vr[0]);
+    sp.j1 = min(sp.j1, vr[1]);
+    return true;
+}
+
 /* Query rows w and w + 8 by warp w (< 8) of kv head hk, rotated (signs,
  * FWHT), times 1 / sqrt(D) and the scale, rounded to f16 and stored as the
  * score mma's A fragments: qf [D / 16][32 lanes] uint4, in the order of the
