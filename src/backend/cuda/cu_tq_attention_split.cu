@@ -13,8 +13,9 @@
  * were latency-bound at 2 warps per scheduler, and the block merge was
  * ~2.5 of ~19 us.
  *
- * Here a block of W = 8 warps (127-128 registers: two blocks fit a SM,
- * and the merge kernel can wait resident beside one) walks its chunk in
+ * Here a block of W = 8 warps (127-128 registers, so the merge kernel
+ * can wait resident beside it; 108 KB of shared memory at KPW = 8, two
+ * blocks a SM, 178 KB at 16, one) walks its chunk in
  * tiles of KPW W keys, in two phases per tile:
  *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
  *     8 or 16: one or two n-tiles; the query's A fragments and the
