@@ -206,8 +206,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
         ts_kregs<NT> cur;
         keys_from_smem(buf, cur);
         /* scores of keys kt + KPW warp + 8t + 2c + e for rows g, g + 8:
-         * sc[t][2h + e] (one n-tile: even and odd k-steps in two
-         * accumulators, two shorter mma chains) */
+         * sc[t][2h + e] (two mma chains: with one n-tile its even and odd
+         * k-steps in sc and sc2, with two one per n-tile) */
         float sc[NT][4], sc2[NT][4];
 #pragma unroll
         for (int t = 0; t < NT; t++)
