@@ -253,9 +253,9 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
              * << 4 (od likewise for the odd dims), one pair lookup each */
 #pragma unroll
             for (int i = 0; i < VW; i++) {
-                const uint32_t m = 0x0f0f0f0fu;
-                const uint32_t ev0 = (r.v[0][i] & m) | ((r.v[1][i] & m) << 4), od0 = ((r.v[0][i] >> 4) & m) | (r.v[1][i] & ~m);
-                const uint32_t ev1 = (r.v[2][i] & m) | ((r.v[3][i] & m) << 4), od1 = ((r.v[2][i] >> 4) & m) | (r.v[3][i] & ~m);
+                uint32_t ev0, od0, ev1, od1;
+                tqm_interleave(r.v[0][i], r.v[1][i], ev0, od0);
+                tqm_interleave(r.v[2][i], r.v[3][i], ev1, od1);
 #pragma unroll
                 for (int k = 0; k < 4; k++) {
                     tqm_mma(acc[8 * i + 2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));

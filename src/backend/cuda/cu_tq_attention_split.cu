@@ -300,11 +300,10 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
             const uint32_t w0 = *(const uint32_t *)(vb + k0 * TS_VSTRIDE), w1 = *(const uint32_t *)(vb + (k0 + 1) * TS_VSTRIDE);
             const uint32_t w2 = *(const uint32_t *)(vb + (k0 + 8) * TS_VSTRIDE),
                            w3 = *(const uint32_t *)(vb + (k0 + 9) * TS_VSTRIDE);
-            /* the two keys of a B register interleaved into bytes: byte k of ev = (code of the first key) |
-             * (code of the second) << 4 at dim 8 g + 2k (od: 2k + 1), one pair lookup each */
-            const uint32_t mk = 0x0f0f0f0fu;
-            const uint32_t ev0 = (w0 & mk) | ((w1 & mk) << 4), od0 = ((w0 >> 4) & mk) | (w1 & ~mk);
-            const uint32_t ev1 = (w2 & mk) | ((w3 & mk) << 4), od1 = ((w2 >> 4) & mk) | (w3 & ~mk);
+            /* the two keys of a B register interleaved into bytes (dims 8 g + 2k, 8 g + 2k + 1), one pair lookup each */
+            uint32_t ev0, od0, ev1, od1;
+            tqm_interleave(w0, w1, ev0, od0);
+            tqm_interleave(w2, w3, ev1, od1);
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 tqm_mma(acc[2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));

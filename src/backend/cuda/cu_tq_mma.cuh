@@ -114,6 +114,17 @@ __device__ __forceinline__ uint32_t tqm_pair_of(const unsigned char *pair_lane, 
     return *(const uint32_t *)(pair_lane + off);
 }
 
+/* Two keys' words of 4-bit codes (8 dims each, the same dims) interleaved
+ * into bytes for the pair table: byte k of ev = (code of the first key) |
+ * (code of the second) << 4 at dim 2k of the words, od likewise at dim
+ * 2k + 1; each byte's pair is then a value product's B register (the two
+ * keys are its k rows). */
+__device__ __forceinline__ void tqm_interleave(uint32_t first, uint32_t second, uint32_t &ev, uint32_t &od) {
+    const uint32_t m = 0x0f0f0f0fu;
+    ev = (first & m) | ((second & m) << 4);
+    od = ((first >> 4) & m) | (second & ~m);
+}
+
 /* Warp 0 of a block: which keys each of the block's (up to 16) query rows
  * sees, as key indices in position order from the oldest held key lo:
  * kr[r] .. kr[16 + r] for row r (padding rows see nothing); vr[0], vr[1]
