@@ -1,7 +1,7 @@
 /* The CUDA tensor-core attention (bf16/f16 K/V, head dims 64/128/256/512:
- * src/backend/cuda/cu_attn_flash.cu) against the CPU backend's exact f32
- * attention (itself checked against a double-precision reference and MLX in
- * test_sdpa) on the same inputs: decode (Tq 1, 3, 8) with GQA ratios 1, 4
+ * src/backend/cuda/cu_attn_flash.cu and cu_attn_decode.cu) against the CPU
+ * backend's exact f32 attention (itself checked against a double-precision
+ * reference and MLX in test_sdpa) on the same inputs: decode (Tq 1, 3, 8) with GQA ratios 1, 4
  * and 16 up to 20000 cached keys (the key-split path and its combine; up
  * to ~2000 keys the splits merge inside a thread-block cluster on sm_90,
  * MLXN_CUDA_FA_CLUSTER=0 takes the combine there too), decode with
@@ -12,7 +12,14 @@
  * then walks several 64-key tiles through its K/V buffers), and
  * a device-side kv_len shorter than the K/V capacity (the rows past it are
  * NaN, so a kernel that reads one fails), changed between two calls on the
- * same tensors (the device reads it each time).
+ * same tensors (the device reads it each time). One-row decode at head
+ * dims 64/128 with at most 256 keys a block (more than 64 at 128) runs the
+ * one-row kernel (cu_attn_decode.cu): short spans (64..256 slots, a single
+ * key, a window inside a chunk, softcap without causality) are cases of
+ * their own, and every one-row case runs twice more on a device opened
+ * with a switch: MLXN_CUDA_FA_DECODE=0 (the tile kernel for all) and
+ * MLXN_CUDA_FA_CLUSTER=0 (the one-row kernel's splits merged by
+ * fa_combine).
  *
  * Fresh random inputs per run (the seed is printed and replayable), outputs
  * poisoned with NaN on both sides. Thresholds, NMSE against the f32 CPU
@@ -62,6 +69,13 @@ static const attn_tc cases[] = {
     {"dec_noncausal_d64", 2, 4,  1,  1,   300,   64,  F32,  F16,  0,   0,   0,    0,     0,    0},
     {"dec_d128_g16_640",  1, 32, 2,  1,   640,   128, F32,  BF16, 1,   0,   0,    600,   640,  0},
     {"dec_d64_win_ring",  1, 32, 8,  1,   640,   64,  F32,  BF16, 1,   100, 0,    640,   77,   1},
+    /* one-row decode at a short context (a step's span of 64 / 128 / 256 capacity slots), the spans the
+       one-row kernel takes whole or in a cluster's splits: a single key, a chunk's edge, a window */
+    {"dec_d128_short",    1, 32, 8,  1,   128,   128, F32,  BF16, 1,   0,   0,    1,     100,  0},
+    {"dec_d64_short",     1, 32, 8,  1,   64,    64,  F32,  BF16, 1,   0,   0,    64,    17,   1},
+    {"dec_d128_g8_256",   2, 16, 2,  1,   256,   128, F32,  F16,  1,   0,   0,    200,   256,  0},
+    {"dec_d64_short_win", 1, 8,  2,  1,   128,   64,  BF16, BF16, 1,   40,  0,    128,   50,   0},
+    {"dec_d128_g16_33",   1, 16, 1,  1,   128,   128, F32,  F16,  0,   0,   20,   33,    128,  1},
     {"pre_d64_causal",    1, 4,  1,  257, 257,   64,  F32,  BF16, 1,   0,   0,    0,     0,    0},
     {"pre_d128_causal",   1, 8,  2,  64,  64,    128, F32,  BF16, 1,   0,   0,    0,     0,    1},
     {"pre_d128_tq_lt_tk", 2, 4,  4,  64,  200,   128, F32,  F16,  1,   0,   0,    0,     0,    0},
@@ -187,19 +201,39 @@ static double run_case(mlxn_device *cpu, mlxn_device *gpu, const attn_tc *c) {
     return worst;
 }
 
+/* Every case (decode_only: those with one query position) on gpu against cpu. */
+static void run_all(mlxn_device *cpu, mlxn_device *gpu, const char *label, int decode_only) {
+    printf("%s:\n", label);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (decode_only && cases[i].Tq != 1) continue;
+        double e = run_case(cpu, gpu, &cases[i]);
+        printf("  %-18s D %3lld Hq %2lld Hkv %lld Tq %3lld Tk %5lld %s: worst nmse %.3g\n", cases[i].name,
+               (long long)cases[i].D, (long long)cases[i].Hq, (long long)cases[i].Hkv, (long long)cases[i].Tq,
+               (long long)cases[i].Tk, cases[i].kvdt == BF16 ? "bf16" : "f16 ", e);
+    }
+}
+
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_backend_attn");
     mlxn_device *gpu = t_cuda_device();
     if (!gpu) return t_skip("no CUDA device");
     mlxn_device *cpu = t_cpu_device_exact(0);
     printf("%s vs %s\n", mlxn_device_name(gpu), mlxn_device_name(cpu));
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        double e = run_case(cpu, gpu, &cases[i]);
-        printf("  %-18s D %3lld Hq %2lld Hkv %lld Tq %3lld Tk %5lld %s: worst nmse %.3g\n", cases[i].name,
-               (long long)cases[i].D, (long long)cases[i].Hq, (long long)cases[i].Hkv, (long long)cases[i].Tq,
-               (long long)cases[i].Tk, cases[i].kvdt == BF16 ? "bf16" : "f16 ", e);
+    run_all(cpu, gpu, "default", 0);
+    mlxn_device_free(gpu);
+    /* the one-row decode cases again with each switch that changes their path (read when a device's
+       stream is made): the tile kernel alone, and the splits merged by fa_combine instead of a cluster */
+    static const char *const runs[][2] = {{"MLXN_CUDA_FA_DECODE", "0"}, {"MLXN_CUDA_FA_CLUSTER", "0"}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        setenv(runs[r][0], runs[r][1], 1);
+        gpu = t_cuda_device();
+        char label[64];
+        snprintf(label, sizeof label, "%s=%s", runs[r][0], runs[r][1]);
+        if (gpu) run_all(cpu, gpu, label, 1);
+        CHECK(gpu != NULL, "%s: the CUDA device did not open again", label);
+        mlxn_device_free(gpu);
+        unsetenv(runs[r][0]);
     }
     mlxn_device_free(cpu);
-    mlxn_device_free(gpu);
     return t_finish();
 }

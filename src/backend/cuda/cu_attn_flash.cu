@@ -52,96 +52,12 @@
  * through distributed shared memory at the kernel's end (no partials in
  * global memory, no second kernel; docs/perf.md has the measurements: the
  * kernel after it, the o projection, gains most, its blocks resident on
- * the multiprocessors the attention leaves idle). */
-#include <math.h>
-#include <stdint.h>
-
-#include <cooperative_groups.h>
-
-#include "backend/cuda/cu_attn.cuh"
-
-/* FA_CLUSTER_KEYS: the most keys per split for which the splits merge in
- * a cluster (MLXN_CUDA_FA_CLUSTER overrides it), FA_CLUSTER_MAX the most
- * splits then (a portable cluster size) */
-enum { FA_KT = 64, FA_MAX_SPLITS = 1024, FA_CLUSTER_KEYS = 256, FA_CLUSTER_MAX = 8 };
-
-typedef struct fa_args {
-    const char *q;              /* [B, Hq, Tq, D] any float dtype, element strides qs */
-    int qdt;
-    int qvec;                   /* q is f32 with 16-byte aligned, unit-stride rows (vector loads) */
-    int64_t qs[4];
-    const uint16_t *k, *v;      /* [B, Hkv, Tk, D] bf16/f16, strides ks/vs (inner 1) */
-    int64_t ks[3], vs[3];
-    int B, Hq, Hkv, G, Tq, Tk;  /* Tk: the capacity */
-    float scale, softcap;
-    int causal, window;
-    const int32_t *kv_len;      /* NULL or [1] on the device */
-    float *out;                 /* [B, Hq, Tq, D] contiguous */
-    float *part;                /* S > 1: [B * Hkv][NT][S][ROWS][D + 4] (acc, then m, l; rows
-                                   padded to 16 bytes for the combine's vector loads) */
-    int NT, S, CH;              /* row tiles per kv head, splits, keys per split */
-    int cl;                     /* S > 1 and the splits merge inside a cluster of S blocks (no part) */
-    int pf;                     /* one query row (decode): prefetch the first K/V tile before the wait */
-} fa_args;
-
-__device__ __forceinline__ uint32_t fa_pack(float x0, float x1, bool bf) {
-    if (bf) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-        return *(uint32_t *)&h;
-    }
-    __half2 h = __floats2half2_rn(x0, x1);
-    return *(uint32_t *)&h;
-}
-__device__ __forceinline__ float fa_unpack_lo(uint32_t u, bool bf) {
-    return bf ? __uint_as_float(u << 16) : __half2float(__ushort_as_half((unsigned short)(u & 0xffffu)));
-}
-__device__ __forceinline__ float fa_unpack_hi(uint32_t u, bool bf) {
-    return bf ? __uint_as_float(u & 0xffff0000u) : __half2float(__ushort_as_half((unsigned short)(u >> 16)));
-}
-
-/* c += a (16x16, row) * b (16x8, col), f32 accumulators. */
-template <bool BF>
-__device__ __forceinline__ void fa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    if (BF)
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    else
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                     "{%0,%1,%2,%3};\n"
-                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* Four 8 x 8 b16 matrices from shared memory, lanes 8m .. 8m + 7 giving the
- * row addresses of matrix m (16-byte aligned); lane l receives row l / 4,
- * elements 2 (l % 4) and 2 (l % 4) + 1 of each (.trans: the transposed
- * matrix), i.e. one mma fragment register per matrix, in one instruction
- * instead of one 32-bit (or two 16-bit) shared-memory loads per register. */
-template <bool TRANS = false>
-__device__ __forceinline__ void fa_ldsm4(uint32_t r[4], const void *row) {
-    const unsigned sa = (unsigned)__cvta_generic_to_shared(row);
-    if (TRANS)
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(sa)
-                     : "memory");
-    else
-        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                     : "r"(sa)
-                     : "memory");
-}
-
-/* 16 bytes global -> shared (sa: a shared-space address) without the
- * register file; and 16 zero bytes to shared */
-__device__ __forceinline__ void fa_cp16(unsigned sa, const void *gmem) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
-}
-__device__ __forceinline__ void fa_zero16(unsigned sa) {
-    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(sa), "r"(0) : "memory");
-}
+ * the multiprocessors the attention leaves idle).
+ *
+ * One query position at head dim 64 or 128 with at most FA_DEC_KEYS keys a
+ * block (more than 64 at 128) runs the one-row kernel (cu_attn_decode.cu)
+ * instead, over the same splits, chosen here (fa_launch). */
+#include "backend/cuda/cu_attn_flash.cuh"
 
 __device__ __forceinline__ float fa_warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -159,32 +75,6 @@ constexpr size_t fa_smem_bytes(int D, int ROWS, int ST) {
  * targets (163 KB on sm_80; 227 KB on sm_90). */
 constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 160 * 1024 ? 2 : 1; }
 
-/* Decode (one query row per head), before the programmatic wait: an L2
- * prefetch of this block's first 64-key tile of K and V. Why: a decode
- * step's cache rows were written steps ago and have left the L2 (the
- * weights streamed through it since), so the first tile's copy after the
- * wait was a DRAM round trip on the step's serial path; now it overlaps
- * the kernel before (the q/k/v product). The key range is a hint: kv_len
- * is read before the wait (the kernel before may still write it, and it
- * writes the newest key); a prefetch changes no value, the range proper is
- * read after the wait. */
-template <int D>
-__device__ __forceinline__ void fa_prefetch_first_tile(const fa_args &a, int nth) {
-    const int split = (int)(blockIdx.x % a.S), bh = (int)blockIdx.y, b = bh / a.Hkv, hk = bh % a.Hkv;
-    int n = a.Tk;
-    if (a.kv_len) n = min(max(*(const volatile int32_t *)a.kv_len, 0), a.Tk);
-    int lo = split * a.CH;
-    if (a.window > 0) lo = max(lo, n - a.window);
-    const int hi = min(min(n, split * a.CH + a.CH), lo + FA_KT);
-    constexpr int LINES = D * 2 / 128; /* 128-byte lines per key row */
-    for (int e = threadIdx.x; e < 2 * (hi - lo) * LINES; e += nth) {
-        const int kv = e & 1, r = lo + (e >> 1) / LINES, c = ((e >> 1) % LINES) * 64; /* c: elements */
-        const uint16_t *p = kv ? a.v + (int64_t)b * a.vs[0] + (int64_t)hk * a.vs[1] + (int64_t)r * a.vs[2] + c
-                               : a.k + (int64_t)b * a.ks[0] + (int64_t)hk * a.ks[1] + (int64_t)r * a.ks[2] + c;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-    }
-}
-
 /* NW warps per block: 4, or 8 for decode (one query position: a block has
  * one 16-row tile and, with one block per SM at D 256, 4 warps left each
  * scheduler a single warp, stalled on every latency: ncu had 19% of issue
@@ -193,7 +83,7 @@ __device__ __forceinline__ void fa_prefetch_first_tile(const fa_args &a, int nth
 template <int D, int MT, bool BF, int NW>
 __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
-    if (a.pf) fa_prefetch_first_tile<D>(a, NTH);
+    if (a.pf) fa_prefetch_keys<D>(a, NTH, FA_KT);
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
     constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
@@ -460,12 +350,8 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if (a.cl) {
-        /* The splits of this row tile are the blocks of one cluster (rank = split). Each parks its
-         * unnormalized rows in its own shared memory (the K/V buffers: the loop ended on a barrier and
-         * no copy is in flight); after a cluster barrier each block merges a share of the tile's
-         * outputs, reading every split's rows, maxima and denominators through distributed shared
-         * memory, in split order (deterministic). Why: the partials no longer go through global memory
-         * to a second kernel (fa_combine). */
+        /* the splits of this row tile merge inside their cluster (fa_cluster_merge); the rows are parked in
+         * the K/V buffers (the loop ended on a barrier and no copy is in flight) */
         float *Os = (float *)Ks; /* [ROWS][D] this split's unnormalized rows */
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
@@ -476,25 +362,7 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
                     const int row = 16 * mt + g + 8 * hf, col = warp * (D / NW) + 8 * nb + 2 * t4;
                     *(float2 *)&Os[row * D + col] = make_float2(o[mt][nb][2 * hf], o[mt][nb][2 * hf + 1]);
                 }
-        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
-        cluster.sync();
-        const int Rv = min(ROWS, R - r0);
-        for (int e = split * NTH + tid; e < Rv * D; e += a.S * NTH) {
-            const int row = e / D, col = e % D;
-            float M = -INFINITY;
-            for (int j = 0; j < a.S; j++) M = fmaxf(M, *cluster.map_shared_rank(m_s + row, j));
-            float L = 0.0f, sum = 0.0f;
-            for (int j = 0; j < a.S; j++) {
-                const float mj = *cluster.map_shared_rank(m_s + row, j);
-                if (mj == -INFINITY) continue; /* an empty split */
-                const float f = expf(mj - M);
-                L += f * *cluster.map_shared_rank(l_s + row, j);
-                sum += f * *cluster.map_shared_rank(Os + row * D + col, j);
-            }
-            const int rg = r0 + row, h = hk * a.G + rg / a.Tq, t = rg % a.Tq;
-            a.out[(((int64_t)b * a.Hq + h) * a.Tq + t) * D + col] = sum * (L > 0.0f ? 1.0f / L : 0.0f); /* none: zeros */
-        }
-        cluster.sync(); /* the other blocks read this one's shared memory until here */
+        fa_cluster_merge(a, D, Os, m_s, l_s, r0, min(ROWS, R - r0), b, hk, split);
         return;
     }
 #endif
@@ -530,6 +398,7 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
             dst[D + 1] = l_s[r];
         }
 }
+
 
 /* Merges the S partial rows of one output row (b, h, t) over columns
  * [blockIdx.y * 128, + 128): weights exp(m_s - max m), denominators summed
@@ -602,6 +471,15 @@ __global__ void __launch_bounds__(256) fa_combine(const float *part, float *out,
     }
 }
 
+mlxn_status fa_combine_launch(mlxn_stream *s, const fa_args &a, int D, int ROWS) {
+    const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
+    if (orows > INT32_MAX) /* grid x */
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld rows is not built yet", (long long)orows);
+    cu_launch(s, fa_combine, dim3((unsigned)orows, (unsigned)((D + 127) / 128)), dim3(256), 0, (const float *)a.part,
+              a.out, a.Hq, a.Hkv, a.G, a.Tq, D, a.NT, a.S, ROWS);
+    return cu_launched(s, "sdpa", "fa_combine");
+}
+
 bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p) {
     const int64_t D = q->shape[3];
     if (p->mask || p->sinks) return false;
@@ -667,19 +545,15 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         MLXN_TRY(cu_scratch(s, op, (size_t)groups * a.NT * a.S * 16 * MT * (D + 4) * sizeof(float), &part));
         a.part = (float *)part;
     }
-    cu_launch_cluster(s, a.cl ? (unsigned)a.S : 1u, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups),
-                      dim3(NW * 32), smem, a);
-    mlxn_status st = cu_launched(s, op, "fa_kernel");
-    if (st == MLXN_OK && a.S > 1 && !a.cl) {
-        const int64_t orows = (int64_t)a.B * a.Hq * a.Tq;
-        if (orows > INT32_MAX) /* grid x */
-            st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with %lld rows is not built yet", (long long)orows);
-        else {
-            cu_launch(s, fa_combine, dim3((unsigned)orows, (unsigned)((D + 127) / 128)), dim3(256), 0, (const float *)a.part,
-                      a.out, a.Hq, a.Hkv, a.G, a.Tq, D, a.NT, a.S, 16 * MT);
-            st = cu_launched(s, op, "fa_combine");
-        }
+    /* one query position at D 64/128 with few keys a block: the one-row decode kernel (cu_attn_decode.cu) */
+    bool taken = false;
+    mlxn_status st = MT == 1 && NW == 8 ? fa_decode_launch(s, a, D, BF, &taken) : MLXN_OK;
+    if (st == MLXN_OK && !taken) {
+        cu_launch_cluster(s, a.cl ? (unsigned)a.S : 1u, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups),
+                          dim3(NW * 32), smem, a);
+        st = cu_launched(s, op, "fa_kernel");
     }
+    if (st == MLXN_OK && a.S > 1 && !a.cl) st = fa_combine_launch(s, a, D, 16 * MT);
     cu_scratch_free(s, part);
     return st;
 }
@@ -728,6 +602,7 @@ mlxn_status cu_attn_mma(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor 
     a.kv_len = p->kv_len ? (const int32_t *)cu_ptr(p->kv_len) : NULL;
     a.out = (float *)cu_ptr(out);
     a.part = NULL;
+    a.dch = 1;
     const int D = (int)q->shape[3];
     const int64_t groups = (int64_t)a.B * a.Hkv;
     if (groups > 65535)

@@ -68,6 +68,8 @@ typedef struct cu_knobs {
                              instead (comparisons, tests); -1 (unset) = the measured rule */
     int reader_copy;      /* MLXN_CUDA_READER_COPY=1: mlxn_reader reads every size with a device-to-host
                              copy, not small ones with a kernel (comparisons) */
+    int fa_decode_off;    /* MLXN_CUDA_FA_DECODE=0: one-row decode attention on the tile kernel, never the
+                             one-row kernel (cu_attn_decode.cu; comparisons, tests) */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are
