@@ -160,10 +160,12 @@ __device__ __forceinline__ void fa_cluster_merge(const fa_args &a, int D, const 
 
 /* The one-row decode kernel (cu_attn_decode.cu) in place of the tile
  * kernel, where it fits: one query position, head dim 64 or 128, at most 16
- * rows (query heads per kv head) and at most FA_DEC_KEYS keys a block, and
- * (a cluster's splits) where its cluster fits the GPU. a: the tile
- * kernel's arguments with its splits (S, CH, cl) chosen. *taken: whether
- * it ran (then the status is the launch's). */
+ * rows (query heads per kv head), at most FA_DEC_KEYS keys a block (and
+ * more than 64 at head dim 128, where the tile kernel was faster), and (a
+ * cluster's splits) where its cluster fits the GPU; not with
+ * MLXN_CUDA_FA_DECODE=0. a: the tile kernel's arguments with its splits
+ * (S, CH, cl) chosen. *taken: whether it ran (then the status is the
+ * launch's). */
 enum { FA_DEC_KEYS = 256 };
 mlxn_status fa_decode_launch(mlxn_stream *s, fa_args &a, int D, bool bf, bool *taken);
 
