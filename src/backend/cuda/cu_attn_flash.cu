@@ -399,7 +399,6 @@ __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
         }
 }
 
-
 /* Merges the S partial rows of one output row (b, h, t) over columns
  * [blockIdx.y * 128, + 128): weights exp(m_s - max m), denominators summed
  * with the same weights. 8 warps take every 8th split, each lane 4 columns

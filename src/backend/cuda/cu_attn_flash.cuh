@@ -161,8 +161,9 @@ __device__ __forceinline__ void fa_cluster_merge(const fa_args &a, int D, const 
 /* The one-row decode kernel (cu_attn_decode.cu) in place of the tile
  * kernel, where it fits: one query position, head dim 64 or 128, at most 16
  * rows (query heads per kv head), at most FA_DEC_KEYS keys a block (and
- * more than 64 at head dim 128, where the tile kernel was faster), and (a
- * cluster's splits) where its cluster fits the GPU; not with
+ * more than 64 at head dim 128, where the tile kernel was faster), where
+ * its shared memory fits the GPU's limit per block and (a cluster's
+ * splits) its cluster fits the GPU; not with
  * MLXN_CUDA_FA_DECODE=0. a: the tile kernel's arguments with its splits
  * (S, CH, cl) chosen. *taken: whether it ran (then the status is the
  * launch's). */
