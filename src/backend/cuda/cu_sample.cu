@@ -130,8 +130,9 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     typedef cub::BlockReduce<arg_best, SB> RA;
     __shared__ typename RA::TempStorage tmp;
-    __shared__ arg_best best;
+    __shared__ arg_best part[SC]; /* block 0's copy: every block's answer, by rank */
     cu_pdl_wait(); /* cu_launch_cluster launches programmatically: the logits are complete from here */
+    cu_pdl_launch_dependents(); /* a token read (mlxn_reader) behind this kernel may be scheduled */
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     /* shares of whole float4s, so each starts 16-byte aligned when x does */
     const int rank = (int)cluster.block_rank(), per = ((V + 3) / 4 + SC - 1) / SC * 4;
@@ -170,13 +171,17 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
             if (i0 + u * SB < hi) take(v[u], i0 + u * SB);
     }
     b = RA(tmp).Reduce(b, arg_best_op());
-    if (threadIdx.x == 0) best = b;
+    /* each block stores its answer into block 0's shared memory; one cluster barrier then makes them
+       visible there, and no block reads another's memory after it (so none waits for block 0 to read:
+       block 0 reading the others' answers one remote load at a time after the barrier, then a second
+       barrier, was ~1 us of serial latency) */
+    if (threadIdx.x == 0) *cluster.map_shared_rank(&part[rank], 0) = b;
     cluster.sync();
     if (rank == 0 && threadIdx.x == 0) {
-        for (int j = 1; j < SC; j++) b = arg_best_op()(b, *cluster.map_shared_rank(&best, j));
+        b = part[0];
+        for (int j = 1; j < SC; j++) b = arg_best_op()(b, part[j]);
         *tok = b.v > -INFINITY ? b.i : -1;
     }
-    cluster.sync(); /* block 0 reads the others' shared memory until here */
 #endif
 }
 

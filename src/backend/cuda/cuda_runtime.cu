@@ -381,6 +381,7 @@ typedef struct cu_reader {
  * kernel ~2 us, and the next decode step waits behind it (docs/perf.md). */
 enum { CU_READER_KERNEL_BYTES = 256 };
 __global__ void reader_store_kernel(const unsigned char *src, unsigned char *dst, unsigned n) {
+    cu_pdl_wait(); /* launched programmatically: the bytes are final from here */
     for (unsigned i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
     __threadfence_system(); /* the host reads them once the event behind this kernel has fired */
 }
@@ -414,8 +415,17 @@ extern "C" mlxn_status mlxn_cuda_reader_begin(void *stream, void *impl, const vo
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
                          "cuda:%d: a reader cannot begin inside a graph capture (a replay would not read)", c->index);
     if (n && n <= CU_READER_KERNEL_BYTES && r->dev && !c->knobs.reader_copy) {
-        reader_store_kernel<<<1, 32, 0, c->s>>>((const unsigned char *)src, (unsigned char *)r->dev, (unsigned)n);
-        MLXN_TRY(cuda_check(cudaGetLastError(), "reader_store_kernel", c->index));
+        /* programmatic launch: behind a kernel that lets dependents start early (the greedy sampler), this
+           one is resident when the bytes are final and skips a launch gap on the decode loop's path */
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(1), cfg.blockDim = dim3(32), cfg.stream = c->s;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = c->pdl;
+        cfg.attrs = attr, cfg.numAttrs = 1;
+        MLXN_TRY(cuda_check(cudaLaunchKernelEx(&cfg, reader_store_kernel, (const unsigned char *)src,
+                                               (unsigned char *)r->dev, (unsigned)n),
+                            "reader_store_kernel", c->index));
     } else if (n) {
         MLXN_TRY(cuda_check(cudaMemcpyAsync(r->host, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (read)", c->index));
     }
