@@ -136,6 +136,9 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     /* shares of whole float4s, so each starts 16-byte aligned when x does */
     const int rank = (int)cluster.block_rank(), per = ((V + 3) / 4 + SC - 1) / SC * 4;
+    /* a block may write into another's shared memory only once that block has started: each block says
+       so here and waits for the others just before its remote store, by which time they all have */
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
     const int lo = min(V, rank * per), hi = min(V, lo + per);
     arg_best b = {-INFINITY, INT32_MAX};
     auto take = [&](float v, int i) {
@@ -175,6 +178,7 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
        visible there, and no block reads another's memory after it (so none waits for block 0 to read:
        block 0 reading the others' answers one remote load at a time after the barrier, then a second
        barrier, was ~1 us of serial latency) */
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); /* every block of the cluster has started */
     if (threadIdx.x == 0) *cluster.map_shared_rank(&part[rank], 0) = b;
     cluster.sync();
     if (rank == 0 && threadIdx.x == 0) {
