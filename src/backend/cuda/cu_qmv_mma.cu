@@ -505,10 +505,11 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * used: 4 blocks per SM) or at 102 (96 used, no spills: 5 blocks per SM, a quarter more warps).
      * Measured on an H100 (docs/perf.md), back to back, one tile / two at 4 per SM / two at 5 per SM:
      *   - 5 per SM where its grid fills its waves (>= 0.95): 20480 x 2560 (Gemma-3-4B's gate/up: 640
-     *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 470 -> 482 tok/s. The heads
-     *     are faster at 5 per SM too, alone (128256 x 2048 58.4 -> 56.4) and in a traced step (58.5 ->
-     *     55.9), but with them there Llama-3.2-1B's tg128 fell 1881 -> 1860 in one call, unexplained, so
-     *     4 per SM keep them until a cleaner measurement;
+     *     blocks in 0.97 of a wave) 14.9 / 16.4 / 12.9 us, Gemma-3-4B tg128 470 -> 482 tok/s; and where
+     *     it runs at least 4 waves (the vocabulary heads): 128256 x 2048 58.4 -> 56.4 alone, 58.5 -> 55.9
+     *     in a traced step. With the heads there, Llama-3.2-1B's tg128 fell 1881 -> 1860 in one call
+     *     (unexplained) and rose 1866 / 1869 -> 1871 / 1883 in a later one, Llama-3-8B's 447.6 / 447.4 ->
+     *     448.0 / 447.8;
      *   - elsewhere 4 per SM, where the halved grid still fills its waves about as well as the one-tile
      *     grid (within 0.1): 16384 x 2048 10.7 / 9.2 / 10.1, 28672 x 4096 29.5 / 28.5 / 30.0 (1.7 waves
      *     at 4 per SM; 1.36 at 5 leave a third of the last wave's slots empty);
@@ -527,7 +528,7 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
         if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2>(a), W * 32, 0, &b2);
         if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), W * 32, 0, &b5);
         if (*st != MLXN_OK) return true;
-        five = b5 > 0 && qm_wave_fill(pairs, b5, c->sms) >= 0.95;
+        five = b5 > 0 && (qm_wave_fill(pairs, b5, c->sms) >= 0.95 || pairs >= 4 * (int64_t)b5 * c->sms);
         two = five || qm_wave_fill(pairs, b2, c->sms) >= qm_wave_fill(tiles, b1, c->sms) - 0.1;
     }
     if (two && five) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
