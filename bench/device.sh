@@ -12,6 +12,7 @@
 # (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
 # python3 has torch; full logs go to OUTDIR and a short table is printed last.
 #   bash bench/device.sh OUTDIR
+# The kernel stage also times a kernel boundary (bench/handoff.cu).
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
@@ -166,6 +167,13 @@ fi
 # TurboQuant decode attention, the issue's shape: head dim 256, 32 q / 2 kv heads, 4-bit K and V, 20000 tokens
 "$B/mlxn" bench tq --device cuda --head-dim 256 --q-heads 32 --kv-heads 2 --k-bits 4 --v-bits 4 --ctx 20000 \
   --reps "$REPS" --warmup 10 > "$OUT/bench_tq.log" 2>&1 || echo "bench tq failed: $(tail -1 "$OUT/bench_tq.log")"
+# what a kernel boundary costs in a captured graph (bench/handoff.cu, built on its own)
+if nvcc -O3 -arch=sm_90a -o "$B/handoff" "$ROOT/bench/handoff.cu" > "$OUT/handoff_build.log" 2>&1; then
+  "$B/handoff" > "$OUT/handoff.log" 2>&1
+  note "kernel boundary (us per kernel, none / 1 MB each, 264 blocks: plain pdl flags): $(awk '$3 == 264 && ($1 == 0 || $1 == 1) {printf "%s MB %s %s %s; ", $1, $4, $5, $6}' "$OUT/handoff.log")"
+else
+  note "bench/handoff.cu: build failed ($(tail -1 "$OUT/handoff_build.log"))"
+fi
 kill "$smi_pid" 2>/dev/null
 note "sm clock while benchmarking (MHz): $(awk -F', ' 'NR > 1 {print $2}' "$OUT/clocks.log" | sort -n | uniq -c | sort -rn | head -3 | tr '\n' ' ')"
 fi
