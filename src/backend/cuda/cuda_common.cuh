@@ -116,19 +116,19 @@ typedef struct cu_stream {
 
 static inline cu_stream *cu_ctx(mlxn_stream *s) { return (cu_stream *)s->ctx; }
 
-/* cu_launch (below) with the grid's x cut into thread-block clusters of
- * cluster_x blocks (sm_90+, cu_stream.clusters; 1: no clusters). */
+/* cu_launch_cluster on the backend's stream itself (for the runtime's own
+ * kernels, which hold a cu_stream rather than an mlxn_stream). */
 template <typename... KArgs, typename... Args>
-static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                                     size_t smem, Args &&...args) {
+static inline void cu_launch_cluster_on(const cu_stream *c, unsigned cluster_x, void (*kernel)(KArgs...), dim3 grid,
+                                        dim3 block, size_t smem, Args &&...args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
-    cfg.stream = cu_ctx(s)->s;
+    cfg.stream = c->s;
     cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = cu_ctx(s)->pdl;
+    attr[0].val.programmaticStreamSerializationAllowed = c->pdl;
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     if (cluster_x > 1) {
@@ -137,6 +137,13 @@ static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*
         cfg.numAttrs = 2;
     }
     (void)cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(args)...); /* errors: cu_launched */
+}
+/* cu_launch (below) with the grid's x cut into thread-block clusters of
+ * cluster_x blocks (sm_90+, cu_stream.clusters; 1: no clusters). */
+template <typename... KArgs, typename... Args>
+static inline void cu_launch_cluster(mlxn_stream *s, unsigned cluster_x, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                     size_t smem, Args &&...args) {
+    cu_launch_cluster_on(cu_ctx(s), cluster_x, kernel, grid, block, smem, static_cast<Args &&>(args)...);
 }
 /* Launch a kernel on the session's stream with programmatic dependent
  * launch where the GPU has it (Hopper+): the kernel may be scheduled while

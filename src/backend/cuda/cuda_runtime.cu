@@ -417,15 +417,9 @@ extern "C" mlxn_status mlxn_cuda_reader_begin(void *stream, void *impl, const vo
     if (n && n <= CU_READER_KERNEL_BYTES && r->dev && !c->knobs.reader_copy) {
         /* programmatic launch: behind a kernel that lets dependents start early (the greedy sampler), this
            one is resident when the bytes are final and skips a launch gap on the decode loop's path */
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(1), cfg.blockDim = dim3(32), cfg.stream = c->s;
-        cudaLaunchAttribute attr[1];
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = c->pdl;
-        cfg.attrs = attr, cfg.numAttrs = 1;
-        MLXN_TRY(cuda_check(cudaLaunchKernelEx(&cfg, reader_store_kernel, (const unsigned char *)src,
-                                               (unsigned char *)r->dev, (unsigned)n),
-                            "reader_store_kernel", c->index));
+        cu_launch_cluster_on(c, 1, reader_store_kernel, dim3(1), dim3(32), 0, (const unsigned char *)src,
+                             (unsigned char *)r->dev, (unsigned)n);
+        MLXN_TRY(cuda_check(cudaGetLastError(), "reader_store_kernel", c->index));
     } else if (n) {
         MLXN_TRY(cuda_check(cudaMemcpyAsync(r->host, src, n, cudaMemcpyDeviceToHost, c->s), "cudaMemcpyAsync (read)", c->index));
     }
