@@ -725,7 +725,10 @@ static void case_qmatmul_rope_kv(bk *b) {
                 CHECK(!mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, 1), "%s: MLXN_CUDA_FUSE=0 still fuses", b->name);
                 mlxn_stream_sync(b->ds);
                 unsetenv("MLXN_CUDA_FUSE");
-                default_stream(b);
+                /* back on a stream with the caller's switches (MLXN_CUDA_QMV_T2 ...), so the next case's
+                   fused products run under them too, as its apart ones do (the default stream has none:
+                   fused and apart then ran different launches after the first case) */
+                env_stream(b);
             }
             if (!ran(b, "quantized_matmul_fused", sc, sd)) break;
         }
@@ -777,6 +780,7 @@ static void case_qmatmul_rope_kv(bk *b) {
         }
         reset(b);
     }
+    default_stream(b);
 }
 
 /* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
@@ -954,9 +958,9 @@ static void run_backend(bk *b) {
     /* again with the one-row mat-vec in blocks of two row tiles on every shape (cu_qmv_mma.cu; by
      * default only products with at least 6 row tiles per SM take them): odd tile counts leave a
      * block's second tile past the rows */
-    for (int v = 1; v <= 2; v++) { /* both builds: 4 and 5 blocks per SM */
+    for (int v = 1; v <= 3; v++) { /* the builds: 4 warps at 4 and 5 blocks per SM, 2 warps */
         printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_T2=%d\n", b->name, v);
-        setenv("MLXN_CUDA_QMV_T2", v == 1 ? "1" : "2", 1);
+        setenv("MLXN_CUDA_QMV_T2", v == 1 ? "1" : v == 2 ? "2" : "3", 1);
         env_stream(b);
         case_qmatmul_fused(b);
         case_qmatmul(b); /* makes its own stream (the switch is still set), ends on the default one */

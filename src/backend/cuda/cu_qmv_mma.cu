@@ -514,24 +514,36 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      *     grid (within 0.1): 16384 x 2048 10.7 / 9.2 / 10.1, 28672 x 4096 29.5 / 28.5 / 30.0 (1.7 waves
      *     at 4 per SM; 1.36 at 5 leave a third of the last wave's slots empty);
      *   - with few tiles half the blocks leave SMs short of loads (4096 x 14336 14.3 -> 19.6).
-     * MLXN_CUDA_QMV_T2 = 0 forces one tile, 1 / 2 two at 4 / 5 per SM (comparisons, tests). */
+     * And two-tile blocks of 2 warps (8 per SM) where the grid picked above takes more than one wave and
+     * theirs fits in one: a SM then holds 6-7 small blocks in one wave instead of a full wave of 4 and a
+     * second one ~70% full. Measured on an H100 (docs/perf.md): Llama-3-8B's gate/up (28672 x 4096, 896
+     * blocks: 1.7 waves of 4 per SM) took tg128 447.9 / 448.0 -> 453.9 / 453.9 tok/s in one call, though
+     * alone, back to back, it moved only 28.56 -> 28.73 us (one by one 33.4 -> 32.6); 33792 x 4096 (2
+     * waves) 31.7 -> 30.7 us. Where 4 per SM already fit one wave they lost: 16384 x 2048 (Llama-3.2-1B's
+     * gate/up, 512 blocks) 9.2 -> 11.5 us, the 1B's tg128 1880 -> 1574; 14336 x 4096 15.5 -> 19.8.
+     * MLXN_CUDA_QMV_T2 = 0 forces one tile, 1 / 2 two at 4 / 5 per SM, 3 two-warp blocks (comparisons,
+     * tests); MLXN_CUDA_QMV_W2 = 0 keeps the rule without two-warp blocks (comparisons). */
     const cu_stream *c = cu_ctx(s);
     const int64_t tiles = a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS;
     const int64_t pairs = (tiles + 1) / 2;
     constexpr int MB5 = W == 4 ? 5 : QM_MIN_BLOCKS_T(W, 2); /* other widths: the one build */
     const int t2 = c->knobs.qmv_t2;
-    bool two = t2 == 1 || t2 == 2, five = t2 == 2;
+    bool two = t2 == 1 || t2 == 2, five = t2 == 2, warp2 = t2 == 3;
     if (t2 == 0 && W == 4 && tiles >= 6 * c->sms) {
-        int b1 = 0, b2 = 0, b5 = 0;
+        int b1 = 0, b2 = 0, b5 = 0, bw = 0;
         const char *op = "quantized_matmul";
         *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, D, 1>(a), W * 32, 0, &b1);
         if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2>(a), W * 32, 0, &b2);
         if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), W * 32, 0, &b5);
+        if (*st == MLXN_OK) *st = cu_occupancy(s, op, qm_kernel_for<G, SDT, 2, 1, 2>(a), 2 * 32, 0, &bw);
         if (*st != MLXN_OK) return true;
         five = b5 > 0 && (qm_wave_fill(pairs, b5, c->sms) >= 0.95 || pairs >= 4 * (int64_t)b5 * c->sms);
         two = five || qm_wave_fill(pairs, b2, c->sms) >= qm_wave_fill(tiles, b1, c->sms) - 0.1;
+        const int64_t blocks = two ? pairs : tiles, per_sm = five ? b5 : two ? b2 : b1;
+        warp2 = !c->knobs.qmv_w2_off && bw > 0 && blocks > per_sm * c->sms && pairs <= (int64_t)bw * c->sms;
     }
-    if (two && five) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
+    if (warp2) cu_launch(s, qm_kernel_for<G, SDT, 2, 1, 2>(a), dim3((unsigned)pairs), dim3(2 * 32), 0, a);
+    else if (two && five) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2, MB5>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
     else if (two) cu_launch(s, qm_kernel_for<G, SDT, W, 1, 2>(a), dim3((unsigned)pairs), dim3(W * 32), 0, a);
     else cu_launch(s, qm_kernel_for<G, SDT, W, D, 1>(a), dim3((unsigned)tiles), dim3(W * 32), 0, a);
     *st = MLXN_OK;

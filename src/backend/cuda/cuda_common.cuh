@@ -58,8 +58,9 @@ typedef struct cu_knobs {
                              merges its splits inside a thread-block cluster (cu_attn_flash.cu); 0 = off;
                              -1 (unset) = the measured default */
     int qmv_t2;           /* MLXN_CUDA_QMV_T2: one-row mat-vec blocks of two row tiles (cu_qmv_mma.cu):
-                             -1 (=0) never, 1 / 2 (=1 / =2) always, 4 / 5 blocks per SM (comparisons,
-                             tests), 0 (unset) the measured rule */
+                             -1 (=0) never, 1 / 2 (=1 / =2) always, 4 / 5 blocks per SM, 3 (=3) always
+                             as blocks of two warps (comparisons, tests), 0 (unset) the measured rule */
+    int qmv_w2_off;       /* MLXN_CUDA_QMV_W2=0: the rule above never picks blocks of two warps (comparisons) */
     int attn_pf_off;      /* MLXN_CUDA_ATTN_PREFETCH=0: decode attention (bf16/f16 caches and TurboQuant's
                              tensor-core kernel) prefetches no cache rows into the L2 before its
                              programmatic wait (comparisons) */

@@ -135,7 +135,9 @@ static void read_knobs(cu_knobs *k) {
     k->tq_split = tsp && tsp[0] == '0' ? 0 : tspn ? (int)tspn : -1;
     const char *t2 = getenv("MLXN_CUDA_QMV_T2");
     const int64_t t2n = env_count("MLXN_CUDA_QMV_T2");
-    k->qmv_t2 = t2 && t2[0] == '0' ? -1 : t2n >= 2 ? 2 : (int)t2n;
+    k->qmv_t2 = t2 && t2[0] == '0' ? -1 : t2n >= 3 ? 3 : (int)t2n;
+    const char *w2 = getenv("MLXN_CUDA_QMV_W2");
+    k->qmv_w2_off = w2 && w2[0] == '0';
     const char *apf = getenv("MLXN_CUDA_ATTN_PREFETCH");
     k->attn_pf_off = apf && apf[0] == '0';
     const char *rc = getenv("MLXN_CUDA_READER_COPY");
