@@ -516,11 +516,12 @@ static bool qm_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      *   - with few tiles half the blocks leave SMs short of loads (4096 x 14336 14.3 -> 19.6).
      * And two-tile blocks of 2 warps (8 per SM) where the grid picked above takes more than one wave and
      * theirs fits in one: a SM then holds 6-7 small blocks in one wave instead of a full wave of 4 and a
-     * second one ~70% full. Measured on an H100 (docs/perf.md): Llama-3-8B's gate/up (28672 x 4096, 896
-     * blocks: 1.7 waves of 4 per SM) took tg128 447.9 / 448.0 -> 453.9 / 453.9 tok/s in one call, though
-     * alone, back to back, it moved only 28.56 -> 28.73 us (one by one 33.4 -> 32.6); 33792 x 4096 (2
-     * waves) 31.7 -> 30.7 us. Where 4 per SM already fit one wave they lost: 16384 x 2048 (Llama-3.2-1B's
-     * gate/up, 512 blocks) 9.2 -> 11.5 us, the 1B's tg128 1880 -> 1574; 14336 x 4096 15.5 -> 19.8.
+     * second one ~70% full. Measured on an H100 (docs/perf.md): with Llama-3-8B's gate/up (28672 x 4096,
+     * 896 blocks: 1.7 waves of 4 per SM) on them, its tg128 rose 449.3 / 448.9 -> 455.7 / 455.9 tok/s in
+     * one call (447.9 / 448.0 -> 453.9 / 453.9 in another), though alone, back to back, that product moved
+     * only 28.6 -> 28.5-28.7 us (one by one 33.2-33.4 -> 31.8-32.6); 33792 x 4096 (2 waves) 31.7 -> 30.7
+     * us. Where 4 per SM already fit one wave they lost: 16384 x 2048 (Llama-3.2-1B's gate/up, 512
+     * blocks) 9.2 -> 11.5 us, the 1B's tg128 1880 -> 1574; 14336 x 4096 15.5 -> 19.8.
      * MLXN_CUDA_QMV_T2 = 0 forces one tile, 1 / 2 two at 4 / 5 per SM, 3 two-warp blocks (comparisons,
      * tests); MLXN_CUDA_QMV_W2 = 0 keeps the rule without two-warp blocks (comparisons). */
     const cu_stream *c = cu_ctx(s);
