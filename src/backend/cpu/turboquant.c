@@ -146,12 +146,16 @@ static void fetch(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, 
     enum { CH = 64 }; /* rows per decoder call (a flash block is at most 32 keys) */
     const uint8_t *rows[CH];
     float scale[CH];
+    /* the ring in position order: the slot of position lo + n0 + j, stepped and wrapped rather than divided
+       per key (docs/perf.md, CPU TurboQuant: a small gain at head dim 64, within the 2-core machine's spread) */
+    int64_t at = (a->lo + n0) % a->cap;
     for (int64_t j0 = 0; j0 < n; j0 += CH) {
         const int64_t m = n - j0 < CH ? n - j0 : CH;
         for (int64_t j = 0; j < m; j++) {
-            const int64_t slot = hk * a->cap + (a->lo + n0 + j0 + j) % a->cap; /* the ring in position order */
+            const int64_t slot = hk * a->cap + at;
             rows[j] = codes + slot * rb;
             scale[j] = norms[slot] * r;
+            if (++at == a->cap) at = 0;
         }
         f->dec(rows, scale, m, bits, lv, D, buf + j0 * D);
     }
