@@ -783,6 +783,143 @@ static void case_qmatmul_rope_kv(bk *b) {
     default_stream(b);
 }
 
+/* The TILED16 layout (mlxn/quant.h): a matrix tiled in place on the
+ * device (mlxn_quantized_tile) holds exactly the host reorder's bytes
+ * (mlxn_quant_tile), and every op that takes it gives the CPU's results on
+ * the row layout: the mat-vec at 1..15 x rows (the tensor-core kernels, 8
+ * rows at a time), the mat-mat from 16 rows (dequantized slabs), the
+ * untransposed product, the fused norm / residual / gated / rope_kv
+ * epilogues, and the gather (bit for bit). Tile counts that no launch
+ * fills evenly (19 tiles), both group sizes and 16-bit scale dtypes; a
+ * matrix that cannot be tiled is refused with nothing changed, and
+ * MLXN_CUDA_TILED=0 declines. */
+static void case_qmatmul_tiled(bk *b) {
+    const struct { int64_t N, K; int group; mlxn_dtype sdt; } ws[] = {
+        {304, 256, 64, MLXN_DTYPE_BF16}, {1024, 2048, 128, MLXN_DTYPE_F16}, {2048, 1152, 64, MLXN_DTYPE_BF16}};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        const int64_t N = ws[i].N, K = ws[i].K, ng = K / ws[i].group;
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = ws[i].group};
+        qm m = quantized(b, &q, ws[i].sdt, N, K);
+        mlxn_status st = mlxn_quantized_tile(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q);
+        if (st == MLXN_ERR_NOT_IMPLEMENTED) {
+            printf("  %s: no tiled layout (%s)\n", b->name, mlxn_last_error());
+            reset(b);
+            return;
+        }
+        CHECK_OK(st);
+        CHECK_OK(mlxn_stream_sync(b->ds));
+        mlxn_quant_params qt = q;
+        qt.layout = MLXN_QUANT_TILED16;
+        char label[160];
+        snprintf(label, sizeof label, "tiled %lldx%lld g%d %s", (long long)N, (long long)K, q.group_size,
+                 mlxn_dtype_name(ws[i].sdt));
+        { /* the device's bytes are the host reorder's */
+            const size_t es = mlxn_dtype_size(ws[i].sdt);
+            uint32_t *wt = hmem(b, (size_t)(N * K / 8) * 4);
+            void *stt = hmem(b, (size_t)(N * ng) * es), *btt = hmem(b, (size_t)(N * ng) * es);
+            CHECK_OK(mlxn_quant_tile(&q, ws[i].sdt, bytes_of(b, &m.wq.c), bytes_of(b, &m.sc.c), bytes_of(b, &m.bi.c), N, K,
+                                     0, wt, stt, btt));
+            CHECK(!memcmp(wt, bytes_of(b, &m.wq.g), (size_t)(N * K / 8) * 4), "%s: %s: tiled codes differ from the host's",
+                  label, b->name);
+            CHECK(!memcmp(stt, bytes_of(b, &m.sc.g), (size_t)(N * ng) * es) &&
+                      !memcmp(btt, bytes_of(b, &m.bi.g), (size_t)(N * ng) * es),
+                  "%s: %s: tiled scales or biases differ from the host's", label, b->name);
+        }
+        /* products: x [n, K] -> [n, N] (and untransposed x [n, N] -> [n, K]) */
+        const int64_t ns[8] = {1, 2, 3, 5, 8, 13, 16, 40};
+        for (int k = 0; k < 8; k++) {
+            for (int t = 1; t >= 0; t--) {
+                if (!t && k % 3) continue; /* untransposed at a few row counts */
+                const int64_t n = ns[k], in = t ? K : N, on = t ? N : K;
+                tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(n, in), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(n, on));
+                char l2[320];
+                snprintf(l2, sizeof l2, "%s quantized_matmul t=%d n=%lld", label, t, (long long)n);
+                if (ran(b, "quantized_matmul tiled", mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, t, &o.c),
+                        mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &qt, t, &o.g)))
+                    /* the mat-mat path (16 rows and up, and untransposed) rounds W and x to bf16: case_qmm's bound */
+                    cmp_f32(b, l2, &o, t && n < 16 ? qmv_bound(&q, ws[i].sdt) : 3e-5);
+            }
+        }
+        { /* the fused epilogues, one row: norm + residual in place, and norm + gated activation */
+            tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(1, K), 2, CONTIG), nw = tp_rand(b, MLXN_DTYPE_BF16, 1, SHAPE(K), 0.5f, CONTIG);
+            tp r = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(1, N), 1, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, N / 2));
+            tp xs = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(K)), ys = tp_out(b, MLXN_DTYPE_F32, 1, SHAPE(N));
+            CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &qt, 1), "%s: %s: a tiled matrix does not fuse",
+                  label, b->name);
+            for (int glu = 0; glu < 2; glu++) {
+                mlxn_qmm_fusion fc = {.norm_w = &nw.c, .norm_eps = 1e-5f, .residual = glu ? NULL : &r.c,
+                                      .glu = glu ? MLXN_GLU_SWIGLU : MLXN_GLU_NONE, .x_scratch = &xs.c, .y_scratch = &ys.c};
+                mlxn_qmm_fusion fg = fc;
+                fg.norm_w = &nw.g, fg.residual = glu ? NULL : &r.g, fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
+                tp *dst = glu ? &o : &r;
+                char l2[320];
+                snprintf(l2, sizeof l2, "%s quantized_matmul_fused %s", label, glu ? "norm + swiglu" : "norm + residual in place");
+                if (ran(b, "quantized_matmul_fused tiled", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &dst->c),
+                        mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &qt, &fg, &dst->g)))
+                    cmp_f32(b, l2, dst, qmv_bound(&q, ws[i].sdt));
+            }
+        }
+        if (N % 64 == 0) { /* rope_kv: heads of 64 (rows N = (Hq + 2 Hk) 64 with Hk = N / 256) */
+            const int64_t D = 64, Hk = N / 256 > 0 ? N / 256 : 1, Hq = N / D - 2 * Hk, cap = 7;
+            tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(1, K), 2, CONTIG);
+            const int32_t slot_v = 3, pos_v = 21;
+            tp slot = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &slot_v, CONTIG), pos = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &pos_v, CONTIG);
+            void *kimg = rnd(b, MLXN_DTYPE_F32, Hk * cap * D, 1), *vimg = rnd(b, MLXN_DTYPE_F32, Hk * cap * D, 1);
+            tp kc = tp_make(b, MLXN_DTYPE_F32, 3, SHAPE(Hk, cap, D), kimg, CONTIG), vc = tp_make(b, MLXN_DTYPE_F32, 3, SHAPE(Hk, cap, D), vimg, CONTIG);
+            tp qo = tp_out(b, MLXN_DTYPE_F32, 3, SHAPE(Hq, 1, D)), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, N));
+            mlxn_rope_params pc = {.dims = (int)D, .base = 10000.0f, .scale = 1.0f, .offset_tensor = &pos.c};
+            mlxn_rope_params pg = pc;
+            pg.offset_tensor = &pos.g;
+            mlxn_qmm_rope_kv rc = {.q_heads = Hq, .kv_heads = Hk, .rope = &pc, .slot = &slot.c, .q_out = &qo.c, .k_dst = &kc.c, .v_dst = &vc.c};
+            mlxn_qmm_rope_kv rg = {.q_heads = Hq, .kv_heads = Hk, .rope = &pg, .slot = &slot.g, .q_out = &qo.g, .k_dst = &kc.g, .v_dst = &vc.g};
+            mlxn_qmm_fusion fc = {.rope_kv = &rc}, fg = {.rope_kv = &rg};
+            char l2[320];
+            snprintf(l2, sizeof l2, "%s quantized_matmul_fused rope_kv Hq %lld Hk %lld", label, (long long)Hq, (long long)Hk);
+            if (ran(b, "quantized_matmul_fused tiled", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &o.c),
+                    mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &qt, &fg, &o.g))) {
+                cmp_f32(b, l2, &o, qmv_bound(&q, ws[i].sdt));
+                cmp_f32(b, l2, &qo, qmv_bound(&q, ws[i].sdt));
+                cmp_f32(b, l2, &kc, qmv_bound(&q, ws[i].sdt));
+                cmp_f32(b, l2, &vc, qmv_bound(&q, ws[i].sdt));
+            }
+        }
+        { /* the gather: bit for bit */
+            tp ids = ids_of(b, MLXN_DTYPE_I32, 9, N), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(9, K));
+            if (ran(b, "quantized_embedding tiled", mlxn_quantized_embedding(b->cs, &ids.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &o.c),
+                    mlxn_quantized_embedding(b->ds, &ids.g, &m.wq.g, &m.sc.g, &m.bi.g, &qt, &o.g)))
+                cmp_exact(b, "quantized_embedding tiled", &o);
+        }
+        /* tiled twice, and the CPU, refuse */
+        CHECK_FAILS(mlxn_quantized_tile(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &qt), MLXN_ERR_INVALID_ARGUMENT);
+        CHECK_FAILS(mlxn_quantized_tile(b->cs, &m.wq.c, &m.sc.c, &m.bi.c, &q), MLXN_ERR_NOT_IMPLEMENTED);
+        reset(b);
+    }
+    { /* not tileable (30 rows; 8 bits; f32 scales): refused, nothing changed */
+        const struct { int64_t N, K; int bits; mlxn_dtype sdt; } bad[3] = {
+            {30, 256, 4, MLXN_DTYPE_BF16}, {32, 256, 8, MLXN_DTYPE_BF16}, {32, 256, 4, MLXN_DTYPE_F32}};
+        for (int i = 0; i < 3; i++) {
+            mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = bad[i].bits, .group_size = 64};
+            qm m = quantized(b, &q, bad[i].sdt, bad[i].N, bad[i].K);
+            const size_t n = mlxn_buffer_size(m.wq.g.buf);
+            const void *before = bytes_of(b, &m.wq.g);
+            CHECK_FAILS(mlxn_quantized_tile(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q), MLXN_ERR_NOT_IMPLEMENTED);
+            CHECK(!memcmp(before, bytes_of(b, &m.wq.g), n), "%s: a refused tiling changed the codes", b->name);
+            reset(b);
+        }
+    }
+    { /* MLXN_CUDA_TILED=0: declined */
+        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+        setenv("MLXN_CUDA_TILED", "0", 1);
+        env_stream(b);
+        qm m = quantized(b, &q, MLXN_DTYPE_BF16, 32, 256);
+        CHECK_FAILS(mlxn_quantized_tile(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q), MLXN_ERR_NOT_IMPLEMENTED);
+        CHECK(strstr(mlxn_last_error(), "MLXN_CUDA_TILED") != NULL, "%s: MLXN_CUDA_TILED=0 message: %s", b->name, mlxn_last_error());
+        unsetenv("MLXN_CUDA_TILED");
+        default_stream(b);
+        reset(b);
+    }
+}
+
 /* Many x rows (prefill): the CUDA backend dequantizes W to bf16 and rounds x
  * to bf16 for a tensor-core GEMM, so the threshold is bf16's (relative
  * 2^-9 per operand: NMSE ~3e-6 on these inputs), far under what a wrong
@@ -955,6 +1092,7 @@ static void run_backend(bk *b) {
     case_qmatmul(b);
     case_qmatmul_fused(b);
     case_qmatmul_rope_kv(b);
+    case_qmatmul_tiled(b);
     /* again with the one-row mat-vec in blocks of two row tiles on every shape (cu_qmv_mma.cu; by
      * default only products with at least 6 row tiles per SM take them): odd tile counts leave a
      * block's second tile past the rows */
@@ -963,6 +1101,7 @@ static void run_backend(bk *b) {
         setenv("MLXN_CUDA_QMV_T2", v == 1 ? "1" : v == 2 ? "2" : "3", 1);
         env_stream(b);
         case_qmatmul_fused(b);
+        case_qmatmul_tiled(b);
         case_qmatmul(b); /* makes its own stream (the switch is still set), ends on the default one */
         env_stream(b);
         case_qmatmul_rope_kv(b); /* ends on the default stream */

@@ -138,10 +138,10 @@ int main(int argc, char **argv) {
                 }
         }
         for (int rep = 0; rep < 2; rep++, salt++) {
-            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_MXFP4, 4, 32, 0}, MLXN_DTYPE_U8, salt, 1);
-            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_MXFP8, 8, 32, 0}, MLXN_DTYPE_U8, salt, 0);
-            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0}, MLXN_DTYPE_U8, salt, 0);
-            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f}, MLXN_DTYPE_U8, salt, 0);
+            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_MXFP4, 4, 32, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, salt, 1);
+            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_MXFP8, 8, 32, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, salt, 0);
+            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, salt, 0);
+            one(devs[salt % 3], (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, salt, 0);
         }
         for (int t = 0; t < 3; t++) mlxn_device_free(devs[t]);
     }

@@ -235,10 +235,10 @@ static void goldens(mlxn_device **devs) {
     mlxn_weights *g = t_golden_open("qmm/fp.safetensors");
     if (!g) return;
     static const struct { const char *name; mlxn_quant_params q; } fp[] = {
-        {"mxfp4_t1", {MLXN_QUANT_MXFP4, 4, 32, 0}}, {"mxfp4_t0", {MLXN_QUANT_MXFP4, 4, 32, 0}},
-        {"mxfp8_t1", {MLXN_QUANT_MXFP8, 8, 32, 0}}, {"mxfp8_t0", {MLXN_QUANT_MXFP8, 8, 32, 0}},
-        {"nvfp4_t1", {MLXN_QUANT_NVFP4, 4, 16, 0}}, {"nvfp4_t0", {MLXN_QUANT_NVFP4, 4, 16, 0}},
-        {"nvfp4gs_t1", {MLXN_QUANT_NVFP4, 4, 16, 0}},
+        {"mxfp4_t1", {MLXN_QUANT_MXFP4, 4, 32, 0, MLXN_QUANT_ROWS}}, {"mxfp4_t0", {MLXN_QUANT_MXFP4, 4, 32, 0, MLXN_QUANT_ROWS}},
+        {"mxfp8_t1", {MLXN_QUANT_MXFP8, 8, 32, 0, MLXN_QUANT_ROWS}}, {"mxfp8_t0", {MLXN_QUANT_MXFP8, 8, 32, 0, MLXN_QUANT_ROWS}},
+        {"nvfp4_t1", {MLXN_QUANT_NVFP4, 4, 16, 0, MLXN_QUANT_ROWS}}, {"nvfp4_t0", {MLXN_QUANT_NVFP4, 4, 16, 0, MLXN_QUANT_ROWS}},
+        {"nvfp4gs_t1", {MLXN_QUANT_NVFP4, 4, 16, 0, MLXN_QUANT_ROWS}},
     };
     for (size_t i = 0; i < sizeof fp / sizeof fp[0]; i++) golden_case(g, fp[i].name, fp[i].q, devs);
     mlxn_weights_free(g);
@@ -347,16 +347,16 @@ static void randoms(mlxn_device *devs[3][4]) {
     }
     for (int t = 0; t < 2; t++)
         for (int rep = 0; rep < 4; rep++) {
-            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP4, 4, 32, 0}, MLXN_DTYPE_U8, t, salt++);
-            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP8, 8, 32, 0}, MLXN_DTYPE_U8, t, salt++);
-            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0}, MLXN_DTYPE_U8, t, salt++);
-            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP4, 4, 32, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_MXFP8, 8, 32, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, t, salt++);
+            random_case(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, 0.37f, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, t, salt++);
         }
     /* nvfp4 over whole 32-code chunks (two groups each): K = 32, 128, 416, every lead */
     for (int rep = 0; rep < 6; rep++) {
         const int64_t kfix[3] = {2, 8, 26};
         const float gs = rep % 2 ? 0.37f : 0.0f;
-        random_case_k(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, gs}, MLXN_DTYPE_U8, 1, salt++, kfix[rep % 3]);
+        random_case_k(devs, (mlxn_quant_params){MLXN_QUANT_NVFP4, 4, 16, gs, MLXN_QUANT_ROWS}, MLXN_DTYPE_U8, 1, salt++, kfix[rep % 3]);
     }
     /* every thread count on one larger decode-shaped case per ISA */
     for (int th = 1; th <= 3; th++) {
@@ -668,6 +668,55 @@ static void fused_rope_kv(mlxn_device *dev) {
     rnd_free(&r);
 }
 
+/* The TILED16 layout's host reorder (mlxn/quant.h): tile then untile gives
+ * the rows back; word 4 of row 17 of a [32, 256] matrix lands where the
+ * layout says (tile 1, chunk 1, row 1 of the tile: (3 * 256) + 16 + 4);
+ * what cannot be tiled is refused; the CPU's ops refuse tiled params. */
+static void tiled_layout(mlxn_device *dev) {
+    enum { R = 32, C = 256, W = C / 8, NG = C / 64 };
+    mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
+    uint32_t wq[R * W], wt[R * W], back[R * W];
+    uint16_t sc[R * NG], bi[R * NG], st[R * NG], bt[R * NG], sb[R * NG], bb[R * NG];
+    for (int i = 0; i < R * W; i++) wq[i] = (uint32_t)t_rand_u64();
+    for (int i = 0; i < R * NG; i++) sc[i] = (uint16_t)i, bi[i] = (uint16_t)(1000 + i);
+    CHECK(mlxn_quant_tileable(&q, MLXN_DTYPE_BF16, R, C), "a [32, 256] 4-bit g64 matrix is tileable");
+    CHECK_OK(mlxn_quant_tile(&q, MLXN_DTYPE_BF16, wq, sc, bi, R, C, 0, wt, st, bt));
+    CHECK(wt[3 * 256 + 16 + 4] == wq[17 * W + 20], "row 17 word 20 not at tile 1 chunk 1 row 1 word 4");
+    /* group 3 of row 17 (chunk 1's second group): (tile 1 * 2 chunks + chunk 1) * 32, then rows 1 and 9's
+     * pair ((17 % 8) * 2 + 0) * 2, then group 1 of the chunk; and group 0 of row 25 (row 9 of tile 1, the
+     * pair's second): (tile 1 * 2 + chunk 0) * 32 + (1 * 2 + 1) * 2 */
+    CHECK(st[3 * 32 + 4 + 1] == sc[17 * NG + 3] && bt[3 * 32 + 4 + 1] == bi[17 * NG + 3],
+          "row 17 group 3 scale not where the layout puts it");
+    CHECK(st[2 * 32 + 6] == sc[25 * NG] && bt[2 * 32 + 6] == bi[25 * NG], "row 25 group 0 scale not where the layout puts it");
+    CHECK_OK(mlxn_quant_tile(&q, MLXN_DTYPE_BF16, wt, st, bt, R, C, 1, back, sb, bb));
+    CHECK(!memcmp(back, wq, sizeof wq) && !memcmp(sb, sc, sizeof sc) && !memcmp(bb, bi, sizeof bi), "untile(tile) is not the rows");
+    mlxn_quant_params q8 = q, q32 = q;
+    q8.bits = 8, q32.group_size = 32;
+    CHECK(!mlxn_quant_tileable(&q, MLXN_DTYPE_BF16, 30, C) && !mlxn_quant_tileable(&q, MLXN_DTYPE_BF16, R, 192) &&
+              !mlxn_quant_tileable(&q8, MLXN_DTYPE_BF16, R, C) && !mlxn_quant_tileable(&q32, MLXN_DTYPE_BF16, R, C) &&
+              !mlxn_quant_tileable(&q, MLXN_DTYPE_F32, R, C),
+          "tileable: 30 rows, 192 cols, 8 bits, group 32 or f32 scales");
+    CHECK_FAILS(mlxn_quant_tile(&q8, MLXN_DTYPE_BF16, wq, sc, bi, R, C, 0, wt, st, bt), MLXN_ERR_INVALID_ARGUMENT);
+    /* the CPU's ops: tiled params refused, the tile op not there, dequantize wants rows */
+    int64_t ws[2] = {R, W}, ss[2] = {R, NG}, xs[2] = {1, C}, os[2] = {1, R};
+    mlxn_tensor tw = make(dev, MLXN_DTYPE_U32, 2, ws, wq), ts = make(dev, MLXN_DTYPE_BF16, 2, ss, sc);
+    mlxn_tensor tb = make(dev, MLXN_DTYPE_BF16, 2, ss, bi), x = make(dev, MLXN_DTYPE_F32, 2, xs, NULL);
+    mlxn_tensor out = make(dev, MLXN_DTYPE_F32, 2, os, NULL);
+    mlxn_stream *s = mlxn_device_stream(dev);
+    mlxn_quant_params qt = q;
+    qt.layout = MLXN_QUANT_TILED16;
+    CHECK_FAILS(mlxn_quantized_matmul(s, &x, &tw, &ts, &tb, &qt, true, &out), MLXN_ERR_NOT_IMPLEMENTED);
+    CHECK(strstr(mlxn_last_error(), "row layout") != NULL, "tiled on the CPU: %s", mlxn_last_error());
+    CHECK_FAILS(mlxn_quantized_tile(s, &tw, &ts, &tb, &q), MLXN_ERR_NOT_IMPLEMENTED);
+    qt.layout = (mlxn_quant_layout)7;
+    CHECK_FAILS(mlxn_quantized_matmul(s, &x, &tw, &ts, &tb, &qt, true, &out), MLXN_ERR_INVALID_ARGUMENT);
+    qt.layout = MLXN_QUANT_TILED16;
+    float deq[R * C];
+    CHECK_FAILS(mlxn_dequantize(&qt, MLXN_DTYPE_BF16, wq, sc, bi, R, C, MLXN_DTYPE_F32, deq), MLXN_ERR_INVALID_ARGUMENT);
+    mlxn_tensor *all[] = {&tw, &ts, &tb, &x, &out};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) mlxn_tensor_release(all[i]);
+}
+
 static void fused(mlxn_device *dev) {
     const mlxn_dtype dts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32};
     for (int i = 0; i < 3; i++) fused_case(dev, dts[i], i == 1 ? 1.0f : 0.0f, 1, 1, 0, 0, MLXN_GLU_NONE);
@@ -679,6 +728,7 @@ static void fused(mlxn_device *dev) {
     fused_case(dev, MLXN_DTYPE_BF16, 0, 1, 0, 0, 0, MLXN_GLU_GEGLU_ERF);
     fused_errors(dev);
     fused_rope_kv(dev);
+    tiled_layout(dev);
 }
 
 /* mlxn_device_params.float_activations = 1 keeps x in f32: a decode-shaped

@@ -87,6 +87,7 @@ typedef struct mlxn_model_info {
     int tied_embeddings;       /* the output head is the embedding */
     int n_quantized;           /* linear/embedding weights that are quantized */
     int n_fused;               /* projection groups fused at load (q/k/v, gate/up: 2 a layer at most) */
+    int n_tiled;               /* quantized matrices in the device's tiled layout (mlxn/quant.h TILED16) */
 } mlxn_model_info;
 
 /* Load an mlx-lm model directory onto `dev`, or a llama-architecture .gguf

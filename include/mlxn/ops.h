@@ -107,6 +107,16 @@ mlxn_status mlxn_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, co
 bool mlxn_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const mlxn_tensor *scales,
                                  const mlxn_tensor *biases, const mlxn_quant_params *q, int64_t M);
 
+/* Reorder the quantized matrix wq / scales / biases (params q, layout
+ * ROWS) in place into the TILED16 layout (mlxn/quant.h), on the stream's
+ * device; afterwards pass the same params with layout = MLXN_QUANT_TILED16
+ * to the ops that read it. Only a backend whose kernels read that layout
+ * has it (CUDA; MLXN_CUDA_TILED=0 turns it off): elsewhere, or for a
+ * matrix mlxn_quant_tileable refuses, MLXN_ERR_NOT_IMPLEMENTED with nothing
+ * changed. The three tensors must be contiguous. */
+mlxn_status mlxn_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
+                                const mlxn_quant_params *q);
+
 /* ---- gathers ------------------------------------------------------------- */
 
 /* out[i, :] = table[ids[i], :]. ids: i32/u32 [n]; table f32/f16/bf16 [V, D];

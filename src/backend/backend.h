@@ -63,6 +63,12 @@ typedef struct mlxn_backend_i {
                                           const mlxn_tensor *scales, const mlxn_tensor *biases,
                                           const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out,
                                           int *done);
+    /* Optional (NULL: the backend's kernels read only the ROWS layout):
+     * mlxn_quantized_tile in place, called with checked, tileable,
+     * contiguous tensors; MLXN_ERR_NOT_IMPLEMENTED declines (nothing
+     * changed). */
+    mlxn_status (*quantized_tile)(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
+                                  const mlxn_quant_params *q);
     mlxn_status (*embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *table,
                              mlxn_tensor *out);
     mlxn_status (*quantized_embedding)(mlxn_stream *s, const mlxn_tensor *ids, const mlxn_tensor *wq,

@@ -54,6 +54,20 @@ mlxn_status op_check_quantized(const char *op, mlxn_stream *s, const mlxn_tensor
     MLXN_TRY(mlxn_quant_validate(q, c));
     *rows = wq->shape[0];
     *cols = c;
+    if (q->layout != MLXN_QUANT_ROWS) {
+        if (q->layout != MLXN_QUANT_TILED16)
+            return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: unknown quantized layout %d", op, (int)q->layout);
+        if (!mlxn_quant_tileable(q, scales->dtype, *rows, c))
+            return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
+                             "%s: a tiled layout needs affine 4-bit weights with groups of 64 or 128, bf16/f16 scales, "
+                             "rows a multiple of 16 and cols of 128 (got %s %d-bit group %d, %s scales, [%lld, %lld])",
+                             op, mlxn_quant_mode_name(q->mode), q->bits, q->group_size, mlxn_dtype_name(scales->dtype),
+                             (long long)*rows, (long long)c);
+        if (!s->dev->be->quantized_tile)
+            return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED,
+                             "%s: the %s backend reads quantized weights in MLX's row layout only, not tiled ones",
+                             op, s->dev->be->name);
+    }
     int64_t ng = c / q->group_size;
     if (scales->shape[0] != *rows || scales->shape[1] != ng)
         return mlxn_fail(MLXN_ERR_SHAPE, "%s: scales is %s, expected [%lld, %lld] for wq %lld x %lld codes", op,
@@ -74,6 +88,31 @@ mlxn_status op_check_quantized(const char *op, mlxn_stream *s, const mlxn_tensor
                              mlxn_quant_mode_name(q->mode));
     }
     return MLXN_OK;
+}
+
+mlxn_status mlxn_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
+                                const mlxn_quant_params *q) {
+    const char *op = "quantized_tile";
+    MLXN_TRY(op_check_stream(op, s));
+    int64_t rows, cols;
+    MLXN_TRY(op_check_quantized(op, s, wq, scales, biases, q, &rows, &cols));
+    if (q->layout != MLXN_QUANT_ROWS)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: the matrix is tiled already", op);
+    if (!mlxn_quant_tileable(q, scales->dtype, rows, cols))
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED,
+                         "%s: a [%lld, %lld] %s %d-bit group %d matrix with %s scales has no tiled layout (affine "
+                         "4-bit, group 64 or 128, bf16/f16 scales, rows a multiple of 16, cols of 128)",
+                         op, (long long)rows, (long long)cols, mlxn_quant_mode_name(q->mode), q->bits, q->group_size,
+                         mlxn_dtype_name(scales->dtype));
+    const mlxn_tensor *t[3] = {wq, scales, biases};
+    static const char *tn[3] = {"wq", "scales", "biases"};
+    for (int i = 0; i < 3; i++)
+        if (!mlxn_tensor_is_contiguous(t[i]))
+            return mlxn_fail(MLXN_ERR_SHAPE, "%s: %s must be contiguous", op, tn[i]);
+    if (!s->dev->be->quantized_tile)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "%s: the %s backend reads quantized weights in MLX's row layout only",
+                         op, s->dev->be->name);
+    return s->dev->be->quantized_tile(s, wq, scales, biases, q);
 }
 
 mlxn_status mlxn_quantized_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *wq,

@@ -17,6 +17,8 @@ static mlxn_status check_common(const char *op, const mlxn_quant_params *q, int6
     mlxn_status st = mlxn_quant_validate(q, cols);
     if (st != MLXN_OK) return mlxn_fail_context(st, "%s: ", op);
     if (rows < 0) return mlxn_fail(MLXN_ERR_SHAPE, "%s: rows = %lld is negative", op, (long long)rows);
+    if (q->layout != MLXN_QUANT_ROWS)
+        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: works on MLX's row layout (mlxn_quant_tile untiles)", op);
     if (q->mode == MLXN_QUANT_AFFINE && !biases)
         return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "%s: affine mode needs biases (got NULL)", op);
     if (q->mode != MLXN_QUANT_AFFINE && biases)

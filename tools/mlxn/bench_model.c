@@ -265,9 +265,9 @@ int cmd_bench_model(int argc, char **argv) {
         printf("model: %s (%s, %.1f MiB, %d layers), device: %s, KV cache %s (%zu bytes per token)\n", o.mo.model,
                mi->arch, bytes / 1048576.0, mi->n_layers, dev, c.kv_name, c.kv_bytes_per_token);
         printf("shape: hidden %d, %d heads (%d KV) of %d, FFN %d, vocab %d, %s embeddings, %d quantized "
-               "matrices (%d fused groups); a decode step reads %.1f MB of weights\n",
+               "matrices (%d fused groups, %d tiled); a decode step reads %.1f MB of weights\n",
                mi->hidden_size, mi->n_heads, mi->n_kv_heads, mi->head_dim, mi->intermediate_size, mi->vocab_size,
-               mi->tied_embeddings ? "tied" : "untied", mi->n_quantized, mi->n_fused, wtok / 1e6);
+               mi->tied_embeddings ? "tied" : "untied", mi->n_quantized, mi->n_fused, mi->n_tiled, wtok / 1e6);
         if (copy_gbs > 0) printf("device-to-device copy: %.1f GB/s (read + write)\n", copy_gbs);
         printf("| test   |     t/s (median) |       mean ± sd |      min |      max | runs | ms/token |    GB/s "
                "| %% copy |\n");
@@ -314,7 +314,8 @@ int cmd_bench_model(int argc, char **argv) {
                                       "head_dim", mi->head_dim, "intermediate_size", mi->intermediate_size,
                                       "vocab_size", mi->vocab_size, "tied_embeddings", mi->tied_embeddings,
                                       "n_quantized", mi->n_quantized);
-            if (shape && json_object_set_new(shape, "n_fused", json_integer(mi->n_fused))) {
+            if (shape && (json_object_set_new(shape, "n_fused", json_integer(mi->n_fused)) ||
+                          json_object_set_new(shape, "n_tiled", json_integer(mi->n_tiled)))) {
                 json_decref(shape);
                 shape = NULL;
             }

@@ -237,6 +237,16 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
             (affine && mlxn_buffer_write(bi[i].buf, 0, hb, (size_t)ng * ssz) != MLXN_OK))
             goto fail;
     }
+    /* the layout a model's weights take on this device: tiled where the backend has it (weights.c) */
+    mlxn_quant_params qq = *q;
+    if (mlxn_quant_tileable(q, sdt, qrows, qcols)) {
+        mlxn_status ts = MLXN_OK;
+        for (int i = 0; i < nsets && ts == MLXN_OK; i++) ts = mlxn_quantized_tile(s, &wq[i], &sc[i], &bi[i], q);
+        if (ts == MLXN_OK) qq.layout = MLXN_QUANT_TILED16;
+        else if (ts != MLXN_ERR_NOT_IMPLEMENTED) goto fail;
+    }
+    q = &qq;
+    printf("weights: %s layout\n", qq.layout == MLXN_QUANT_TILED16 ? "tiled (TILED16)" : "MLX's row");
     if (mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, xshape, &x) != MLXN_OK ||
         mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, oshape, &out) != MLXN_OK ||
         mlxn_buffer_write(x.buf, 0, hx, (size_t)(o->n * o->cols) * sizeof(float)) != MLXN_OK)

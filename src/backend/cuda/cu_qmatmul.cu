@@ -419,7 +419,12 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
             const int cpl = q->mode == MLXN_QUANT_NVFP4 ? 16 : 32, nsteps = (int)(K / cpl);
             const int t1 = ((nsteps + 64 / cpl - 1) / (64 / cpl) + 31) / 32 * 32; /* qmv1 block size */
             qmv_fn k1 = mc == 1 && t1 <= QMV_THREADS ? qmv1_pick(q->mode, q->bits, w.sdt, a.vec) : NULL;
-            if (cu_qmv_fast(a, s, &st)) {
+            if (w.tiled) { /* only the tensor-core kernels read the tiled layout (cu_op_quantized_matmul_any) */
+                if (!cu_qmv_mma(a, s, &st))
+                    st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: quantized_matmul of a tiled %lld x %lld matrix "
+                                   "over %d rows is not built yet", (long long)N, (long long)K, mc);
+                if (st != MLXN_OK) break;
+            } else if (cu_qmv_fast(a, s, &st)) {
                 if (st != MLXN_OK) break;
             } else if (k1) {
                 const int sms = cu_ctx(s)->sms;
@@ -433,6 +438,9 @@ extern "C" mlxn_status cu_op_quantized_matmul(mlxn_stream *s, const mlxn_tensor 
                 qmv_pick(q->mode, q->bits, nx)<<<(unsigned)blocks, QMV_THREADS, 0, cs>>>(a);
             }
             st = cu_launched(s, op, "qmv_kernel");
+        } else if (w.tiled) {
+            st = mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: quantized_matmul of a tiled matrix untransposed over %d "
+                           "rows is not built yet", mc);
         } else {
             qmv_n_kernel<<<cu_blocks(N, 128), 128, 0, cs>>>(w, xp + m0 * ldx, ldx, mc, K, N, o + m0 * N, N);
             st = cu_launched(s, op, "qmv_n_kernel");

@@ -27,6 +27,7 @@
 #include <cuda_bf16.h>
 #include <limits.h>
 
+#include "backend/cuda/cu_qmv.cuh"
 #include "backend/cuda/cu_quant.cuh"
 
 extern "C" {
@@ -78,7 +79,8 @@ __global__ void __launch_bounds__(QMM_THREADS) qmm_dequant_kernel(cu_qmat w, int
         const int r = i / cpr, cl = i - r * cpr, c = c0 / QMM_CHUNK + cl;
         const int64_t row = r0 + r;
         const int64_t bit = (int64_t)c * QMM_CHUNK * BITS;
-        const uint32_t *p = w.wq + row * w.wq_st + (bit >> 5);
+        /* (tiled: 4-bit, so a 16-code piece is two words of one chunk's row) */
+        const uint32_t *p = w.wq + (w.tiled ? mlxn_tiled_word(row, bit >> 5, w.cols) : row * w.wq_st + (bit >> 5));
         uint32_t wd[NL];
 #pragma unroll
         for (int j = 0; j < NL; j++) wd[j] = __ldg(p + j);
@@ -89,8 +91,9 @@ __global__ void __launch_bounds__(QMM_THREADS) qmm_dequant_kernel(cu_qmat w, int
             }
         }
         const int64_t g = ((int64_t)c * QMM_CHUNK) / w.group;
-        const float s = qmm_scale<MODE>(w, row * w.sc_st + g);
-        const float b = MODE == MLXN_QUANT_AFFINE ? cu_load(w.bi, w.sdt, row * w.bi_st + g) : 0.0f;
+        const int64_t si = w.tiled ? mlxn_tiled_scale(row, g, w.cols, w.group) : row * w.sc_st + g;
+        const float s = qmm_scale<MODE>(w, si);
+        const float b = MODE == MLXN_QUANT_AFFINE ? cu_load(w.bi, w.sdt, w.tiled ? si : row * w.bi_st + g) : 0.0f;
         uint32_t packed[QMM_CHUNK / 2];
 #pragma unroll
         for (int k = 0; k < QMM_CHUNK; k += 2) {
@@ -254,9 +257,19 @@ extern "C" mlxn_status cu_op_quantized_matmul_any(mlxn_stream *s, const mlxn_ten
     const char *op = "quantized_matmul";
     cu_view xv = cu_view_of(x);
     const int64_t M = cu_rows(xv), K = cu_last(xv), N = out->shape[out->ndim - 1];
-    if (M < qmm_min_rows(s, transpose) || K == 0 || N == 0 || !fits_int(M) || !fits_int(K) || !fits_int(N) ||
-        !qmm_dq_pick(q->mode, q->bits))
+    /* a tiled matrix (4-bit, MLXN_QUANT_TILED16): the tensor-core mat-vec where it takes the rows (up to 8
+     * at a time, W [N, K]), this path for everything else; the f32 mat-vec kernels read rows only */
+    const bool tiled = q->layout == MLXN_QUANT_TILED16;
+    if (tiled && transpose && M < 16 && K > 0 && N > 0) {
+        cu_qmat w;
+        MLXN_TRY(cu_qmat_of(op, wq, scales, biases, q, &w));
+        if (cu_qmv_mma_takes(w, N, K, s)) return cu_op_quantized_matmul(s, x, wq, scales, biases, q, transpose, out);
+    } else if (!tiled && (M < qmm_min_rows(s, transpose) || K == 0 || N == 0 || !fits_int(M) || !fits_int(K) ||
+                          !fits_int(N) || !qmm_dq_pick(q->mode, q->bits))) {
         return cu_op_quantized_matmul(s, x, wq, scales, biases, q, transpose, out);
+    }
+    if (tiled && (M == 0 || N == 0 || K == 0 || !fits_int(M) || !fits_int(K) || !fits_int(N)))
+        return cu_op_quantized_matmul(s, x, wq, scales, biases, q, transpose, out); /* empty: zeros or nothing */
     MLXN_TRY(cu_begin(s, op));
     cu_qmat w;
     MLXN_TRY(cu_qmat_of(op, wq, scales, biases, q, &w));

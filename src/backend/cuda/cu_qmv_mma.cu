@@ -110,19 +110,28 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * scales and biases share one row stride (checked). */
 struct qm_rows {
     uint32_t owg, owh, osg, osh;
+    uint32_t stw, sts; /* a chunk's step in words and in scale elements (the layout's: cu_qchunk_*) */
+    bool paired;       /* tiled, rows g and g + 8 of one stored tile: their scales are neighbours */
     __device__ qm_rows() {}
-    /* rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue) */
+    /* rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue). In
+     * the TILED16 layout r0 and r8 are multiples of 8, so the 8 lanes g of a
+     * half read 8 neighbouring rows of one tile's chunk: 512 contiguous
+     * bytes of codes; and where the two halves are one stored tile (every
+     * tile but the gated and rope ones, and not past the rows) a lane's
+     * scales of both rows are one load (quant_tiled.h) */
     __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
-        owg = (uint32_t)(rg * a.w.wq_st) + 4 * t, owh = (uint32_t)(rh * a.w.wq_st) + 4 * t;
-        osg = (uint32_t)(rg * a.w.sc_st), osh = (uint32_t)(rh * a.w.sc_st);
+        owg = (uint32_t)cu_qrow_words(a.w, rg) + 4 * t, owh = (uint32_t)cu_qrow_words(a.w, rh) + 4 * t;
+        osg = (uint32_t)cu_qrow_scales(a.w, rg), osh = (uint32_t)cu_qrow_scales(a.w, rh);
+        stw = (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)cu_qchunk_scales(a.w);
+        paired = a.w.tiled && r8 == r0 + 8 && r0 % 16 == 0 && r0 + 16 <= a.N;
     }
     /* Programmatic launch (cu_launch): before the kernel ahead finishes,
      * only L2 prefetches (the weights could in principle be an earlier
      * kernel's output; a prefetch cannot leave a stale value in a register) */
     __device__ void prefetch(const qmv_args &a, uint32_t c) const {
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + 16 * c)));
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + 16 * c)));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + stw * c)));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + stw * c)));
     }
     /* chunk c: cw = words 0..3 of row g then of row g + 8; sw = the raw
      * scales of the chunk's G groups in rows g, g + 8, then the biases (a
@@ -131,19 +140,26 @@ struct qm_rows {
     __device__ void load(const qmv_args &a, uint32_t c, uint32_t (&cw)[8], uint32_t (&sw)[4]) const {
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(cw[0]), "=r"(cw[1]), "=r"(cw[2]), "=r"(cw[3])
-                     : "l"(a.w.wq + (owg + 16 * c)));
+                     : "l"(a.w.wq + (owg + stw * c)));
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(cw[4]), "=r"(cw[5]), "=r"(cw[6]), "=r"(cw[7])
-                     : "l"(a.w.wq + (owh + 16 * c)));
+                     : "l"(a.w.wq + (owh + stw * c)));
         const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
-        if (G == 2) {
-            sw[0] = __ldg((const unsigned int *)(sc + (osg + 2 * c)));
-            sw[1] = __ldg((const unsigned int *)(sc + (osh + 2 * c)));
-            sw[2] = __ldg((const unsigned int *)(bi + (osg + 2 * c)));
-            sw[3] = __ldg((const unsigned int *)(bi + (osh + 2 * c)));
+        if (paired && G == 2) { /* rows g, g + 8: two group-pair words side by side */
+            const uint2 s2 = __ldg((const uint2 *)(sc + (osg + sts * c))), b2 = __ldg((const uint2 *)(bi + (osg + sts * c)));
+            sw[0] = s2.x, sw[1] = s2.y, sw[2] = b2.x, sw[3] = b2.y;
+        } else if (paired) { /* G = 1: one 16-bit scale of each row in a word */
+            const uint32_t s2 = __ldg((const unsigned int *)(sc + (osg + sts * c)));
+            const uint32_t b2 = __ldg((const unsigned int *)(bi + (osg + sts * c)));
+            sw[0] = s2 & 0xffffu, sw[1] = s2 >> 16, sw[2] = b2 & 0xffffu, sw[3] = b2 >> 16;
+        } else if (G == 2) {
+            sw[0] = __ldg((const unsigned int *)(sc + (osg + sts * c)));
+            sw[1] = __ldg((const unsigned int *)(sc + (osh + sts * c)));
+            sw[2] = __ldg((const unsigned int *)(bi + (osg + sts * c)));
+            sw[3] = __ldg((const unsigned int *)(bi + (osh + sts * c)));
         } else {
-            sw[0] = __ldg(sc + (osg + c)), sw[1] = __ldg(sc + (osh + c));
-            sw[2] = __ldg(bi + (osg + c)), sw[3] = __ldg(bi + (osh + c));
+            sw[0] = __ldg(sc + (osg + sts * c)), sw[1] = __ldg(sc + (osh + sts * c));
+            sw[2] = __ldg(bi + (osg + sts * c)), sw[3] = __ldg(bi + (osh + sts * c));
         }
     }
 };
@@ -783,9 +799,11 @@ __global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const u
         for (int hr = 0; hr < 2; hr++) {
             int64_t r = r0 + 16 * u + g + 8 * hr;
             if (r >= a.N) r = a.N - 1;
-            ow[u][hr] = (uint32_t)(r * a.w.wq_st) + (G == 2 ? 2 * t : 4 * t);
-            os[u][hr] = (uint32_t)(r * a.w.sc_st);
+            ow[u][hr] = (uint32_t)cu_qrow_words(a.w, r) + (G == 2 ? 2 * t : 4 * t);
+            os[u][hr] = (uint32_t)cu_qrow_scales(a.w, r);
         }
+    /* a chunk's step in words and scale elements (the layout's) */
+    const uint32_t ccw = (uint32_t)cu_qchunk_words(a.w), ccs = (uint32_t)cu_qchunk_scales(a.w);
     uint32_t cw[D][T][8]; /* ring: words 0..3 of row g, then of row g + 8, per tile */
     uint32_t sw[D][T][4]; /* ring: raw scales of rows g, g + 8, then biases (a group pair as one word when G = 2) */
     auto load = [&](int d, uint32_t c) {
@@ -797,16 +815,16 @@ __global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const u
             for (int hr = 0; hr < 2; hr++) {
                 uint32_t *w = cw[d][u] + 4 * hr;
                 if (G == 2) {
-                    const uint2 v0 = __ldg((const uint2 *)(wq + ow[u][hr] + 16 * c));
-                    const uint2 v1 = __ldg((const uint2 *)(wq + ow[u][hr] + 16 * c + 8));
+                    const uint2 v0 = __ldg((const uint2 *)(wq + ow[u][hr] + ccw * c));
+                    const uint2 v1 = __ldg((const uint2 *)(wq + ow[u][hr] + ccw * c + 8));
                     w[0] = v0.x, w[1] = v0.y, w[2] = v1.x, w[3] = v1.y;
-                    sw[d][u][hr] = __ldg((const unsigned int *)(sc + (os[u][hr] + 2 * c)));
-                    sw[d][u][2 + hr] = __ldg((const unsigned int *)(bi + (os[u][hr] + 2 * c)));
+                    sw[d][u][hr] = __ldg((const unsigned int *)(sc + (os[u][hr] + ccs * c)));
+                    sw[d][u][2 + hr] = __ldg((const unsigned int *)(bi + (os[u][hr] + ccs * c)));
                 } else {
-                    const uint4 v = __ldg((const uint4 *)(wq + ow[u][hr] + 16 * c));
+                    const uint4 v = __ldg((const uint4 *)(wq + ow[u][hr] + ccw * c));
                     w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
-                    sw[d][u][hr] = __ldg(sc + (os[u][hr] + c));
-                    sw[d][u][2 + hr] = __ldg(bi + (os[u][hr] + c));
+                    sw[d][u][hr] = __ldg(sc + (os[u][hr] + ccs * c));
+                    sw[d][u][2 + hr] = __ldg(bi + (os[u][hr] + ccs * c));
                 }
             }
         /* the chunk's image into slot d: SLOT / 16 pieces over the lanes; one cp.async group per refill */
@@ -822,7 +840,7 @@ __global__ void __launch_bounds__(W * 32, 1) qmv_mma8_kernel(qmv_args a, const u
         for (int u = 0; u < T; u++)
 #pragma unroll
             for (int hr = 0; hr < 2; hr++)
-                if (warp + d * W < nch) asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (ow[u][hr] + 16 * (warp + d * W))));
+                if (warp + d * W < nch) asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (ow[u][hr] + ccw * (warp + d * W))));
     cu_pdl_wait(); /* the images are the kernel before's output */
     cu_pdl_launch_dependents();
 #pragma unroll
@@ -1038,7 +1056,7 @@ bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if (a.M > 1) {
         /* 5..8 rows over a short K: the f32 kernel (cu_qmv_fast.cu) measured faster (62 against 68-72 us at
          * 14336 x 4096, n = 8); the mma kernel wins from K = 8192 (58 against 74 us at 4096 x 14336) */
-        if (a.M > 4 && a.K / QM_CHUNK < 64) return false;
+        if (a.M > 4 && a.K / QM_CHUNK < 64 && !a.w.tiled) return false; /* (a tiled matrix has no f32 kernel) */
 #define QMX_PICK(NX)                                                                                     \
     if (a.w.group == 64)                                                                                 \
         return a.w.sdt == MLXN_DTYPE_BF16 ? qmx_launch<2, MLXN_DTYPE_BF16, NX>(a, s, st)                 \

@@ -84,6 +84,7 @@ const mlxn_backend_i mlxn_cuda_backend = {
     .quantized_matmul = cu_op_quantized_matmul_any,
     .quantized_matmul_fuses = cu_op_quantized_matmul_fuses,
     .quantized_matmul_fused = cu_op_quantized_matmul_fused,
+    .quantized_tile = cu_op_quantized_tile,
     .embedding = cu_op_embedding,
     .quantized_embedding = cu_op_quantized_embedding,
     .rms_norm = cu_op_rms_norm,

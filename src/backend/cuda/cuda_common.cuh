@@ -71,6 +71,8 @@ typedef struct cu_knobs {
                              copy, not small ones with a kernel (comparisons) */
     int fa_decode_off;    /* MLXN_CUDA_FA_DECODE=0: one-row decode attention on the tile kernel, never the
                              one-row kernel (cu_attn_decode.cu; comparisons, tests) */
+    int tiled_off;        /* MLXN_CUDA_TILED=0: mlxn_quantized_tile declines, so a model's 4-bit weights stay in
+                             MLX's row layout (cu_quant_tile.cu; comparisons) */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

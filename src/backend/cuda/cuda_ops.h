@@ -71,6 +71,8 @@ mlxn_status cu_op_quantized_matmul_fused(mlxn_stream *s, const mlxn_tensor *x, c
                                          const mlxn_tensor *scales, const mlxn_tensor *biases,
                                          const mlxn_quant_params *q, const mlxn_qmm_fusion *f, mlxn_tensor *out,
                                          int *done);
+mlxn_status cu_op_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
+                                 const mlxn_quant_params *q);
 mlxn_status cu_op_matmul(mlxn_stream *s, const mlxn_tensor *x, const mlxn_tensor *w, bool transpose,
                          mlxn_tensor *out);
 mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v,

@@ -144,6 +144,8 @@ static void read_knobs(cu_knobs *k) {
     k->reader_copy = rc && rc[0] == '1';
     const char *fd = getenv("MLXN_CUDA_FA_DECODE");
     k->fa_decode_off = fd && fd[0] == '0';
+    const char *tl = getenv("MLXN_CUDA_TILED");
+    k->tiled_off = tl && tl[0] == '0';
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
