@@ -792,7 +792,7 @@ static void case_qmatmul_rope_kv(bk *b) {
  * epilogues, and the gather (bit for bit). Tile counts that no launch
  * fills evenly (19 tiles), both group sizes and 16-bit scale dtypes; a
  * matrix that cannot be tiled is refused with nothing changed, and
- * MLXN_CUDA_TILED=0 declines. */
+ * MLXN_CUDA_TILED=0 or MLXN_CUDA_QMV_MMA=0 declines. */
 static void case_qmatmul_tiled(bk *b) {
     const struct { int64_t N, K; int group; mlxn_dtype sdt; } ws[] = {
         {304, 256, 64, MLXN_DTYPE_BF16}, {1024, 2048, 128, MLXN_DTYPE_F16}, {2048, 1152, 64, MLXN_DTYPE_BF16}};
@@ -907,14 +907,16 @@ static void case_qmatmul_tiled(bk *b) {
             reset(b);
         }
     }
-    { /* MLXN_CUDA_TILED=0: declined */
+    /* MLXN_CUDA_TILED=0, and MLXN_CUDA_QMV_MMA=0 (the layout's mat-vec readers off): declined */
+    static const char *const off[2][2] = {{"MLXN_CUDA_TILED", "MLXN_CUDA_TILED"}, {"MLXN_CUDA_QMV_MMA", "MLXN_CUDA_QMV_MMA=0"}};
+    for (int i = 0; i < 2; i++) {
         mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = 4, .group_size = 64};
-        setenv("MLXN_CUDA_TILED", "0", 1);
+        setenv(off[i][0], "0", 1);
         env_stream(b);
         qm m = quantized(b, &q, MLXN_DTYPE_BF16, 32, 256);
         CHECK_FAILS(mlxn_quantized_tile(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q), MLXN_ERR_NOT_IMPLEMENTED);
-        CHECK(strstr(mlxn_last_error(), "MLXN_CUDA_TILED") != NULL, "%s: MLXN_CUDA_TILED=0 message: %s", b->name, mlxn_last_error());
-        unsetenv("MLXN_CUDA_TILED");
+        CHECK(strstr(mlxn_last_error(), off[i][1]) != NULL, "%s: %s=0 message: %s", b->name, off[i][0], mlxn_last_error());
+        unsetenv(off[i][0]);
         default_stream(b);
         reset(b);
     }

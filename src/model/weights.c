@@ -365,6 +365,7 @@ static mlxn_status tile_linear(mlxn_model *m, model_linear *L, bool *declined) {
         *declined = true;
         return MLXN_OK;
     }
+    if (rc == MLXN_ERR_OUT_OF_MEMORY) return MLXN_OK; /* no room for its scratch: this one stays in rows */
     if (rc != MLXN_OK) return mlxn_fail_context(rc, "model: tiling the weights: ");
     L->q.layout = MLXN_QUANT_TILED16;
     m->info.n_tiled++;

@@ -24,23 +24,18 @@ __global__ void tile_kernel(const E *src, E *dst, int64_t rows, int64_t per_row,
     }
 }
 
-/* One tensor of the matrix through scratch: copy, then scatter back. */
+/* One tensor of the matrix through tmp (scratch of at least its size): copy, then scatter back. */
 template <typename E, bool CODES>
-static mlxn_status tile_one(mlxn_stream *s, mlxn_tensor *t, int64_t rows, int64_t per_row, int64_t cols, int group) {
+static mlxn_status tile_one(mlxn_stream *s, void *tmp, mlxn_tensor *t, int64_t rows, int64_t per_row, int64_t cols,
+                            int group) {
     const char *op = "quantized_tile";
     const size_t bytes = (size_t)(rows * per_row) * sizeof(E);
-    void *tmp = NULL;
-    MLXN_TRY(cu_scratch(s, op, bytes, &tmp));
     E *p = (E *)cu_ptr(t);
-    mlxn_status st = cu_check(cudaMemcpyAsync(tmp, p, bytes, cudaMemcpyDeviceToDevice, cu_ctx(s)->s), op,
-                              "cudaMemcpyAsync", cu_ctx(s)->index);
-    if (st == MLXN_OK) {
-        tile_kernel<E, CODES><<<cu_blocks(rows * per_row, 256), 256, 0, cu_ctx(s)->s>>>((const E *)tmp, p, rows, per_row,
-                                                                                       cols, group);
-        st = cu_launched(s, op, "tile_kernel");
-    }
-    cu_scratch_free(s, tmp);
-    return st;
+    MLXN_TRY(cu_check(cudaMemcpyAsync(tmp, p, bytes, cudaMemcpyDeviceToDevice, cu_ctx(s)->s), op, "cudaMemcpyAsync",
+                      cu_ctx(s)->index));
+    tile_kernel<E, CODES><<<cu_blocks(rows * per_row, 256), 256, 0, cu_ctx(s)->s>>>((const E *)tmp, p, rows, per_row,
+                                                                                   cols, group);
+    return cu_launched(s, op, "tile_kernel");
 }
 
 extern "C" mlxn_status cu_op_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
@@ -48,9 +43,17 @@ extern "C" mlxn_status cu_op_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlx
     const char *op = "quantized_tile";
     if (cu_ctx(s)->knobs.tiled_off)
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: %s: turned off (MLXN_CUDA_TILED=0)", op);
+    /* the layout's mat-vec readers are the tensor-core kernels: with them off, rows (and the f32 kernels) */
+    if (cu_ctx(s)->knobs.qmv_mma == 0)
+        return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: %s: the tensor-core mat-vec is off (MLXN_CUDA_QMV_MMA=0)", op);
     MLXN_TRY(cu_begin(s, op));
     const int64_t rows = wq->shape[0], cols = wq->shape[1] * 8, groups = cols / q->group_size;
-    MLXN_TRY((tile_one<uint32_t, true>(s, wq, rows, cols / 8, cols, q->group_size)));
-    MLXN_TRY((tile_one<uint16_t, false>(s, scales, rows, groups, cols, q->group_size))); /* 16-bit (tileable) */
-    return tile_one<uint16_t, false>(s, biases, rows, groups, cols, q->group_size);
+    /* one scratch for the three (the codes are the largest), taken first: out of memory changes nothing */
+    void *tmp = NULL;
+    MLXN_TRY(cu_scratch(s, op, (size_t)(rows * cols / 8) * sizeof(uint32_t), &tmp));
+    mlxn_status st = tile_one<uint32_t, true>(s, tmp, wq, rows, cols / 8, cols, q->group_size);
+    if (st == MLXN_OK) st = tile_one<uint16_t, false>(s, tmp, scales, rows, groups, cols, q->group_size); /* 16-bit */
+    if (st == MLXN_OK) st = tile_one<uint16_t, false>(s, tmp, biases, rows, groups, cols, q->group_size);
+    cu_scratch_free(s, tmp);
+    return st;
 }
