@@ -350,12 +350,14 @@ static int by_ptr(const void *a, const void *b) {
 }
 
 /* On a backend whose kernels read it (CUDA), every tileable quantized
- * linear (affine 4-bit, groups of 64 or 128) goes into the TILED16 layout
- * (mlxn/quant.h): a decode step's mat-vecs then read each warp's 16 x 128
- * codes as one piece (measured ~7% faster end to end on an H100,
- * docs/perf.md). The first decline (a backend without the layout, or
- * MLXN_CUDA_TILED=0) leaves every matrix in rows. */
-/* Tile L if it can be; *declined once the backend has said no. */
+ * linear (affine 4-bit, groups of 64 or 128, 16-bit scales) goes into the
+ * TILED16 layout (mlxn/quant.h), reordered in place on the device: a
+ * decode step's mat-vecs then read each warp's 16 x 128 codes as one
+ * piece (decode measured 5-8% faster on an H100, docs/perf.md). The first
+ * decline (a backend without the layout, MLXN_CUDA_TILED=0) leaves every
+ * matrix in rows; a matrix without room for the reorder's scratch stays
+ * in rows alone. tile_linear: L, if it can be; *declined once the backend
+ * has said no. */
 static mlxn_status tile_linear(mlxn_model *m, model_linear *L, bool *declined) {
     if (*declined || !L->quantized || !L->w.buf || L->q.layout != MLXN_QUANT_ROWS ||
         !mlxn_quant_tileable(&L->q, L->scales.dtype, L->out, L->in))
