@@ -57,6 +57,11 @@
  * a fixed order (deterministic). Products with many row tiles run blocks
  * of two tiles instead (each warp stages x once for both; qm_launch says
  * where).
+ * Weight layouts: MLX's rows, or the TILED16 layout a model's weights take
+ * on the GPU (quant_tiled.h: a tile's chunk is 1 KB in one piece, so a
+ * warp's code load reads 512 contiguous bytes where by rows it reads 64
+ * from each of 8 rows; decode measured 5-8% faster, docs/perf.md); the
+ * kernels see either through qm_rows' row offsets and chunk steps.
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
  * both), K % 128 == 0, 16-byte aligned rows (and x, for one row), element
