@@ -113,8 +113,9 @@ bool mlxn_quantized_matmul_fuses(mlxn_stream *s, const mlxn_tensor *wq, const ml
  * to the ops that read it. Only a backend whose kernels read that layout
  * has it (CUDA; MLXN_CUDA_TILED=0 turns it off): elsewhere, or for a
  * matrix mlxn_quant_tileable refuses, MLXN_ERR_NOT_IMPLEMENTED with nothing
- * changed; so is MLXN_ERR_OUT_OF_MEMORY (the reorder goes through scratch
- * of the codes' size). The three tensors must be contiguous. */
+ * changed. MLXN_ERR_OUT_OF_MEMORY (no room for the reorder's scratch, the
+ * codes' size) changes nothing either. The three tensors must be
+ * contiguous. */
 mlxn_status mlxn_quantized_tile(mlxn_stream *s, mlxn_tensor *wq, mlxn_tensor *scales, mlxn_tensor *biases,
                                 const mlxn_quant_params *q);
 

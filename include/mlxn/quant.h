@@ -46,7 +46,7 @@ typedef enum mlxn_quant_mode {
  *            are 1 KB in one piece, and their scales 32 or 64 bytes. Shapes
  *            and dtypes are unchanged; the element order is
  *            quant_tiled.h's. The CUDA backend reads it (decode measured
- *            5-7% faster end to end on an H100, docs/perf.md); the CPU
+ *            5-8% faster end to end on an H100, docs/perf.md); the CPU
  *            backend's kernels do not take it. */
 typedef enum mlxn_quant_layout {
     MLXN_QUANT_ROWS = 0,
@@ -58,7 +58,7 @@ typedef struct mlxn_quant_params {
     int bits;           /* affine: 1,2,3,4,5,6,8; mxfp4/nvfp4: 4; mxfp8: 8 */
     int group_size;     /* affine: 32,64,128; mxfp*: 32; nvfp4: 16 */
     float global_scale; /* nvfp4 only; 0 means none, else dequantized values are scaled by g / 2688 */
-    mlxn_quant_layout layout; /* ROWS (0) unless the matrix was tiled (mlxn_quant_tile) */
+    mlxn_quant_layout layout; /* ROWS (0), or TILED16 for a matrix tiled on its device (mlxn_quantized_tile) */
 } mlxn_quant_params;
 
 /* "affine", "mxfp4", ... and back. */

@@ -1,11 +1,13 @@
 /* mlxn_quantized_tile on CUDA: a quantized matrix reordered in place into
  * the TILED16 layout (quant_tiled.h), which the tensor-core mat-vec, the
  * prefill dequantizer and the gathers read (cu_quant.cuh's cu_qrow_*).
- * Each of wq, scales and biases is copied to stream-ordered scratch and
- * scattered back through the layout's index: a pure permutation, so the
- * bits are the host reorder's (mlxn_quant_tile; test_backend_ops compares
- * them). A model does this once per weight at load (weights.c).
- * MLXN_CUDA_TILED=0 declines (the matrices stay in rows), for comparisons. */
+ * Each of wq, scales and biases is copied to one stream-ordered scratch
+ * (the codes' size, taken before anything moves: running out of memory
+ * changes nothing) and scattered back through the layout's index: a pure
+ * permutation, so the bits are the host reorder's (mlxn_quant_tile;
+ * test_backend_ops compares them). A model does this once per weight at
+ * load (weights.c). MLXN_CUDA_TILED=0 declines (the matrices stay in
+ * rows), for comparisons, and so does MLXN_CUDA_QMV_MMA=0. */
 #include "backend/cuda/cu_quant.cuh"
 
 extern "C" {
