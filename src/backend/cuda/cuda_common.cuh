@@ -73,6 +73,8 @@ typedef struct cu_knobs {
                              one-row kernel (cu_attn_decode.cu; comparisons, tests) */
     int tiled_off;        /* MLXN_CUDA_TILED=0: mlxn_quantized_tile declines, so a model's 4-bit weights stay in
                              MLX's row layout (cu_quant_tile.cu; comparisons) */
+    int upload_copy;      /* MLXN_CUDA_UPLOAD_COPY=1: staged uploads of every size by a host-to-device copy,
+                             not small ones by a kernel (cuda_runtime.cu; comparisons) */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are
@@ -89,6 +91,7 @@ typedef struct cu_stream {
      * a copy (so a sync costs no extra transfer) */
     long long *err_host, *err_dev;
     unsigned char *stage;     /* [2 * CU_STAGE_BYTES] pinned, made on the first staged upload */
+    unsigned char *stage_dev; /* stage as kernels address it (pinned memory is mapped), or NULL */
     cudaEvent_t stage_ev[2];  /* the copy out of each half has finished */
     int stage_used[2];
     void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */

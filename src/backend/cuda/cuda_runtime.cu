@@ -16,8 +16,10 @@
  *    staging buffer in 4 MiB halves (pageable memory cannot be DMA'd
  *    directly; with two halves the host's memcpy into one overlaps the copy
  *    engine draining the other), or straight from memory the caller got
- *    from mlxn_cuda_host_alloc. A download waits for the stream and then
- *    checks the stream's device-side error record. */
+ *    from mlxn_cuda_host_alloc. A staged upload of at most 1 KB (a decode
+ *    step's block) is loaded by a kernel through the staging's mapping
+ *    instead of copied: cheaper between two kernels. A download waits for
+ *    the stream and then checks the stream's device-side error record. */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +148,8 @@ static void read_knobs(cu_knobs *k) {
     k->fa_decode_off = fd && fd[0] == '0';
     const char *tl = getenv("MLXN_CUDA_TILED");
     k->tiled_off = tl && tl[0] == '0';
+    const char *uc = getenv("MLXN_CUDA_UPLOAD_COPY");
+    k->upload_copy = uc && uc[0] == '1';
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
@@ -314,6 +318,36 @@ extern "C" mlxn_status mlxn_cuda_stream_sync(int index, void *stream) {
     return device_errors((cu_stream *)stream);
 }
 
+/* Staged uploads of at most CU_UPLOAD_KERNEL_BYTES (a decode step's block
+ * of token, position and per-layer slots): a kernel loads the bytes from
+ * the staging half through its mapped address and stores them to dst,
+ * instead of a host-to-device copy. Why: a copy-engine operation between
+ * two kernels holds the stream for microseconds of handoffs (the same cost
+ * mlxn_reader's store kernel avoids the other way; docs/perf.md). The
+ * kernel is launched programmatically, so it may be resident while the
+ * kernel before it finishes: it reads the host bytes first (they were final
+ * before it was queued, and the bus round trip is its slow part), then
+ * waits, then stores. */
+enum { CU_UPLOAD_KERNEL_BYTES = 1024, CU_UPLOAD_THREADS = 256 };
+__global__ void __launch_bounds__(CU_UPLOAD_THREADS) upload_load_kernel(const unsigned char *src, unsigned char *dst,
+                                                                         unsigned n) {
+    enum { PER = CU_UPLOAD_KERNEL_BYTES / CU_UPLOAD_THREADS };
+    const volatile unsigned char *hs = src; /* host memory the host rewrites between calls: never a cached copy */
+    unsigned char v[PER];
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+        const unsigned i = threadIdx.x + u * CU_UPLOAD_THREADS;
+        v[u] = i < n ? hs[i] : 0;
+    }
+    cu_pdl_launch_dependents(); /* the kernel after may be resident now; it still waits for this one's stores */
+    cu_pdl_wait(); /* the work before may still read dst */
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+        const unsigned i = threadIdx.x + u * CU_UPLOAD_THREADS;
+        if (i < n) dst[i] = v[u];
+    }
+}
+
 extern "C" mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const void *src, size_t n, int src_pinned) {
     cu_stream *c = (cu_stream *)stream;
     int index = c->index;
@@ -340,6 +374,10 @@ extern "C" mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const vo
         }
         c->stage = (unsigned char *)p;
         c->stage_used[0] = c->stage_used[1] = 0;
+        if (cudaHostGetDevicePointer((void **)&c->stage_dev, p, 0) != cudaSuccess) {
+            (void)cudaGetLastError(); /* not mapped: every upload takes the copy */
+            c->stage_dev = NULL;
+        }
     }
     /* alternate halves; a half is refilled once its previous copy is done */
     static_assert(CU_STAGE_BYTES > 0, "staging size");
@@ -350,8 +388,15 @@ extern "C" mlxn_status mlxn_cuda_stream_upload(void *stream, void *dst, const vo
         if (c->stage_used[half])
             MLXN_TRY(cuda_check(cudaEventSynchronize(c->stage_ev[half]), "cudaEventSynchronize (staging)", index));
         memcpy(buf, (const unsigned char *)src + off, len);
-        MLXN_TRY(cuda_check(cudaMemcpyAsync((unsigned char *)dst + off, buf, len, cudaMemcpyHostToDevice, c->s),
-                            "cudaMemcpyAsync (upload)", index));
+        if (n <= CU_UPLOAD_KERNEL_BYTES && c->stage_dev && !c->knobs.upload_copy) {
+            cu_launch_cluster_on(c, 1, upload_load_kernel, dim3(1), dim3(CU_UPLOAD_THREADS), 0,
+                                 (const unsigned char *)(c->stage_dev + (size_t)half * CU_STAGE_BYTES),
+                                 (unsigned char *)dst + off, (unsigned)len);
+            MLXN_TRY(cuda_check(cudaGetLastError(), "upload_load_kernel", index));
+        } else {
+            MLXN_TRY(cuda_check(cudaMemcpyAsync((unsigned char *)dst + off, buf, len, cudaMemcpyHostToDevice, c->s),
+                                "cudaMemcpyAsync (upload)", index));
+        }
         MLXN_TRY(cuda_check(cudaEventRecord(c->stage_ev[half], c->s), "cudaEventRecord (staging)", index));
         c->stage_used[half] = 1;
     }
@@ -385,6 +430,7 @@ typedef struct cu_reader {
  * kernel ~2 us, and the next decode step waits behind it (docs/perf.md). */
 enum { CU_READER_KERNEL_BYTES = 256 };
 __global__ void reader_store_kernel(const unsigned char *src, unsigned char *dst, unsigned n) {
+    cu_pdl_launch_dependents(); /* the next kernel (a step block's upload) may be resident beside this one */
     cu_pdl_wait(); /* launched programmatically: the bytes are final from here */
     for (unsigned i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
     __threadfence_system(); /* the host reads them once the event behind this kernel has fired */
