@@ -18,9 +18,7 @@
  * after a 250-token prompt cross attention span buckets (256, 512, 1024:
  * one graph each), bit-identical to op by op.
  * On both: logits left on the device (device_logits), and tokens kept on
- * the device (device_tokens: mlxn_session_forward_next), sampled by
- * mlxn_sample between the steps or picked inside them
- * (mlxn_session_set_greedy_pick: on a GPU inside the replayed graphs). */
+ * the device (device_tokens: mlxn_session_forward_next). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,7 +278,7 @@ static void device_logits(mlxn_device *dev, const char *name) {
  * the last logits still identical. The slot and the step refuse a growing
  * session; a token outside the vocabulary in the slot is an error at the
  * next wait. On the GPU this runs through the replayed decode graphs. */
-static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, bool in_step) {
+static void device_tokens(mlxn_device *dev, const char *name, int kv_layout) {
     enum { P = 9, K = 24, B2B = 8 };
     mlxn_model *m = t_golden_model(dev, name);
     if (!m) return;
@@ -296,13 +294,10 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, boo
     mlxn_tensor slot, lt;
     const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
     if (a && b && ref && got && mlxn_session_token_slot(b, &slot) == MLXN_OK) {
-        if (in_step) CHECK_OK(mlxn_session_set_greedy_pick(b, true));
-        const int32_t poison = -7; /* the slot before the first pick: it must be overwritten */
-        CHECK_OK(mlxn_buffer_write(slot.buf, slot.offset, &poison, sizeof poison));
         CHECK_OK(mlxn_session_forward(a, prompt, P, MLXN_LOGITS_LAST, ref));
         CHECK_OK(mlxn_session_forward(b, prompt, P, MLXN_LOGITS_LAST, NULL));
         CHECK_OK(mlxn_session_logits(b, &lt));
-        if (!in_step) CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
+        CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
         int steps_ok = 1;
         for (int k = 0; k < K + B2B && steps_ok; k++) {
             int32_t tok = -1;
@@ -316,7 +311,7 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, boo
             steps_ok = mlxn_session_forward_next(b) == MLXN_OK;
             CHECK(steps_ok, "%s on %s: forward_next at step %d: %s", name, mlxn_device_name(dev), k, mlxn_last_error());
             CHECK_OK(mlxn_session_logits(b, &lt));
-            if (!in_step) CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
+            CHECK_OK(mlxn_sample(st, &lt, &greedy, &slot));
             if (k >= K && k < K + B2B - 1) continue; /* back to back: no read until the last of them */
             t_poison(got, sizeof(float) * (size_t)V);
             CHECK_OK(mlxn_buffer_read(lt.buf, lt.offset, got, sizeof(float) * (size_t)V));
@@ -327,20 +322,6 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, boo
         CHECK(mlxn_session_position(b) == P + K + B2B && mlxn_session_position(a) == P + K + B2B,
               "%s on %s: positions %lld / %lld after %d steps", name, mlxn_device_name(dev),
               (long long)mlxn_session_position(b), (long long)mlxn_session_position(a), P + K + B2B);
-        if (in_step && mlxn_device_get_kind(dev) == MLXN_DEVICE_CUDA)
-            CHECK(model_session_graph_replays(b) > 0, "%s on %s: no graph was replayed with the picks in the step",
-                  name, mlxn_device_name(dev));
-        if (in_step) {
-            /* picks off again: a step leaves the slot as it was */
-            const int32_t keep = (int32_t)(t_rand_u64() % (uint64_t)V);
-            int32_t after = -1;
-            CHECK_OK(mlxn_session_set_greedy_pick(b, false));
-            CHECK_OK(mlxn_buffer_write(slot.buf, slot.offset, &keep, sizeof keep));
-            CHECK_OK(mlxn_session_forward_next(b));
-            CHECK_OK(mlxn_stream_read(st, slot.buf, slot.offset, &after, sizeof after));
-            CHECK(after == keep, "%s on %s: with greedy picks off a step wrote %d over the slot's %d", name,
-                  mlxn_device_name(dev), after, keep);
-        }
         /* a token outside the vocabulary in the slot: an error at the next wait */
         const int32_t bad = (int32_t)V;
         CHECK_OK(mlxn_buffer_write(slot.buf, slot.offset, &bad, sizeof bad));
@@ -348,8 +329,8 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, boo
         if (fs == MLXN_OK) fs = mlxn_stream_sync(st);
         CHECK(fs != MLXN_OK, "%s on %s: a token past the vocabulary in the slot ran without an error", name,
               mlxn_device_name(dev));
-        printf("  %-18s %-24s tokens kept on the device (%s): %d steps bit-identical to host tokens\n", name,
-               mlxn_device_name(dev), in_step ? "picked in the step" : "mlxn_sample", K + B2B);
+        printf("  %-18s %-24s tokens kept on the device: %d steps bit-identical to host tokens\n", name,
+               mlxn_device_name(dev), K + B2B);
     } else if (a && b) {
         CHECK(0, "%s on %s: session_token_slot: %s", name, mlxn_device_name(dev), mlxn_last_error());
     }
@@ -362,7 +343,6 @@ static void device_tokens(mlxn_device *dev, const char *name, int kv_layout, boo
     if (c) {
         CHECK_FAILS(mlxn_session_token_slot(c, &slot), MLXN_ERR_INVALID_ARGUMENT);
         CHECK_FAILS(mlxn_session_forward_next(c), MLXN_ERR_INVALID_ARGUMENT);
-        CHECK_FAILS(mlxn_session_set_greedy_pick(c, true), MLXN_ERR_INVALID_ARGUMENT);
     }
     mlxn_session_free(c);
     free(ref);
@@ -378,10 +358,8 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) cpu_case(cpu, cases[i]);
     bad_params(cpu);
     device_logits(cpu, "qwen3_q8g64");
-    device_tokens(cpu, "llama_f32", 2, false);
-    device_tokens(cpu, "gemma3_text_q4g32", 2, false);
-    device_tokens(cpu, "llama_f32", 2, true);
-    device_tokens(cpu, "gemma3_text_q4g32", 2, true);
+    device_tokens(cpu, "llama_f32", 2);
+    device_tokens(cpu, "gemma3_text_q4g32", 2);
     mlxn_device_free(cpu);
     mlxn_device_params p = {.kind = MLXN_DEVICE_CUDA};
     mlxn_device *gpu = NULL;
@@ -399,10 +377,8 @@ int main(int argc, char **argv) {
         gpu_span_buckets(gpu, "gemma3_text_q4g32");
         device_logits(gpu, "qwen3_q8g64");
         device_logits(gpu, "gemma3_text_q4g32");
-        device_tokens(gpu, "llama_f32", 0, false);
-        device_tokens(gpu, "gemma3_text_q4g32", 0, false);
-        device_tokens(gpu, "llama_f32", 0, true);
-        device_tokens(gpu, "gemma3_text_q4g32", 0, true);
+        device_tokens(gpu, "llama_f32", 0);
+        device_tokens(gpu, "gemma3_text_q4g32", 0);
         mlxn_device_free(gpu);
     } else {
         printf("cuda: not available: graphs not tested (%s)\n", mlxn_last_error());

@@ -219,18 +219,6 @@ mlxn_status mlxn_session_logits(mlxn_session *s, mlxn_tensor *out);
 mlxn_status mlxn_session_token_slot(mlxn_session *s, mlxn_tensor *out);
 mlxn_status mlxn_session_forward_next(mlxn_session *s);
 
-/* Greedy picks inside the forward pass (fixed KV layout). With on, every
- * later mlxn_session_forward or mlxn_session_forward_next call that
- * computes logits also writes the greedy pick of its last token's logits
- * (exactly as mlxn_sample with temperature 0: the lowest id among equal
- * maxima, -1 when no logit is above -inf) into the token slot, on the
- * session's stream, as part of the call's queued work; on a GPU the pick
- * is inside the step's graph, so a greedy decode loop (forward_next, then
- * a read of the slot) launches nothing between steps. The logits stay
- * available (mlxn_session_logits). Off by default; a session without the
- * fixed layout refuses it. */
-mlxn_status mlxn_session_set_greedy_pick(mlxn_session *s, bool on);
-
 #ifdef __cplusplus
 }
 #endif

@@ -494,12 +494,5 @@ mlxn_status model_forward_chunk(mlxn_session *s, int64_t T, int64_t first_logit_
         rows.offset += (size_t)(first_logit_row * H) * sizeof(float);
         MLXN_TRY(norm(st, c, &rows, &m->final_norm, &xn));
     }
-    MLXN_TRY(linear(st, &xn, head, &logits));
-    if (!s->greedy_pick) return MLXN_OK;
-    /* the last row's greedy pick into the step block's token (mlxn_session_set_greedy_pick): in a
-       captured step it is part of the graph, so the loop launches no sampler between steps */
-    static const mlxn_sample_params greedy = {.temperature = 0, .counter = 1};
-    mlxn_tensor last = view(&sc->logits, 1, c->vocab, 0, 0), tok = step_at(s, STEP_TOKEN);
-    last.offset += (size_t)((n - 1) * c->vocab) * sizeof(float);
-    return mlxn_sample(st, &last, &greedy, &tok);
+    return linear(st, &xn, head, &logits);
 }

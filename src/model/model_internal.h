@@ -253,8 +253,6 @@ struct mlxn_session {
     model_scratch sc;
     bool fixed;        /* fixed KV layout (mlxn_session_params.kv_layout) */
     bool step_mode;    /* the chunk being run is a single-token step reading step_dev */
-    bool greedy_pick;  /* a chunk with logits writes its last row's greedy pick into step_dev's token
-                          (mlxn_session_set_greedy_pick) */
     mlxn_tensor step_dev;  /* i32 [STEP_SIZE] on the device */
     int32_t *step_host;    /* [STEP_SIZE] pinned host memory */
     /* decode graphs */

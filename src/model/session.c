@@ -519,16 +519,6 @@ mlxn_status mlxn_session_token_slot(mlxn_session *s, mlxn_tensor *out) {
                             s->step_dev.offset + sizeof(int32_t) * STEP_TOKEN, out);
 }
 
-mlxn_status mlxn_session_set_greedy_pick(mlxn_session *s, bool on) {
-    if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_set_greedy_pick: session is NULL");
-    if (!s->fixed)
-        return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT,
-                         "session_set_greedy_pick: needs the fixed KV layout (kv_layout 2; a GPU session's default)");
-    if (s->greedy_pick != on) graph_drop(s); /* the captured steps have the pick or not */
-    s->greedy_pick = on;
-    return MLXN_OK;
-}
-
 mlxn_status mlxn_session_forward_next(mlxn_session *s) {
     if (!s) return mlxn_fail(MLXN_ERR_INVALID_ARGUMENT, "session_forward_next: session is NULL");
     if (!s->fixed)

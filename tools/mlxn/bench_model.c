@@ -9,9 +9,7 @@
  *        --tokens-on-device, the pick goes into the session's token slot
  *        and the next step reads it there (mlxn_session_forward_next):
  *        nothing comes back to the host until the end, so the steps run
- *        back to back (a fixed-layout session: a GPU's default). There
- *        the pick is made inside each step (mlxn_session_set_greedy_pick;
- *        --sample-apart: by mlxn_sample after it, as before).
+ *        back to back (a fixed-layout session: a GPU's default).
  * Token ids are seeded random ids of the vocabulary (speed does not
  * depend on them). Each test runs --warmup untimed times, then -r timed
  * times; the median is the figure, with mean, standard deviation, min and
@@ -41,7 +39,7 @@
 typedef struct bm_opts {
     tg_model_opts mo;
     const char *pp, *tg;
-    int reps, warmup, json, depth, dev_tokens, overlap, sample_apart;
+    int reps, warmup, json, depth, dev_tokens, overlap;
 } bm_opts;
 
 static const opt_spec bm_rows[] = {
@@ -66,10 +64,6 @@ static const opt_spec bm_rows[] = {
     {"overlap-reads", 0, OPT_FLAG, offsetof(bm_opts, overlap), NULL,
      "Generation tests: as --tokens-on-device, and each pick also comes back to the host while the next "
      "step runs (mlxn_reader), as `mlxn generate` decodes on a fixed-layout session.",
-     NULL, 0, 0, NULL},
-    {"sample-apart", 0, OPT_FLAG, offsetof(bm_opts, sample_apart), NULL,
-     "With --tokens-on-device or --overlap-reads: each greedy pick by mlxn_sample after its step, instead of "
-     "inside the step (mlxn_session_set_greedy_pick; comparisons).",
      NULL, 0, 0, NULL},
     {0},
 };
@@ -147,17 +141,10 @@ static double decode_weight_bytes(const char *path, const mlxn_model_info *info,
  * tok: i32 [1] on the model's device, the greedy pick of each generated
  * token. */
 static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth, int dev_tokens, int overlap,
-                       int apart, mlxn_tensor *tok) {
+                       mlxn_tensor *tok) {
     mlxn_session_reset(c->session);
     mlxn_stream *s = mlxn_device_stream(c->dev);
     mlxn_reader *rd[2] = {NULL, NULL}; /* overlap: token i's read is rd[i % 2] */
-    /* tokens on the device: the greedy pick inside each step (in its graph on a GPU), or by mlxn_sample
-       after it; every other test without it (a growing session has no picks to turn off) */
-    const bool pick = gen && (dev_tokens || overlap) && !apart;
-    if (mlxn_session_set_greedy_pick(c->session, pick) != MLXN_OK) {
-        if (pick) goto fail;
-        mlxn_clear_error();
-    }
     if (gen && overlap &&
         (mlxn_reader_new(s, sizeof(int32_t), &rd[0]) != MLXN_OK || mlxn_reader_new(s, sizeof(int32_t), &rd[1]) != MLXN_OK))
         goto fail;
@@ -180,8 +167,7 @@ static double run_once(tg_ctx *c, const int32_t *ids, int n, int gen, int depth,
         for (int i = 0; i < n; i++) {
             if ((i == 0 ? mlxn_session_forward(c->session, ids, 1, MLXN_LOGITS_LAST, NULL)
                         : mlxn_session_forward_next(c->session)) != MLXN_OK ||
-                (apart && (mlxn_session_logits(c->session, &lt) != MLXN_OK ||
-                           mlxn_sample(s, &lt, &greedy, &slot) != MLXN_OK)))
+                mlxn_session_logits(c->session, &lt) != MLXN_OK || mlxn_sample(s, &lt, &greedy, &slot) != MLXN_OK)
                 goto fail;
             if (overlap && (mlxn_reader_begin(rd[i & 1], slot.buf, slot.offset, sizeof id) != MLXN_OK ||
                             (i > 0 && mlxn_reader_end(rd[(i - 1) & 1], &id) != MLXN_OK)))
@@ -298,7 +284,7 @@ int cmd_bench_model(int argc, char **argv) {
         progress_start(&p, name);
         for (int r = 0; r < o.warmup + o.reps; r++) {
             progress_update(&p, r, o.warmup + o.reps, "runs");
-            double sec = run_once(&c, ids, n, gen, o.depth, o.dev_tokens, o.overlap, o.sample_apart, &tok);
+            double sec = run_once(&c, ids, n, gen, o.depth, o.dev_tokens, o.overlap, &tok);
             if (sec < 0) {
                 progress_end(&p);
                 goto done;

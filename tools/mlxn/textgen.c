@@ -361,8 +361,6 @@ int tg_make_sampler(tg_ctx *c, const tg_sample_opts *s, int seed_given, mlxn_sam
                 return 1;
             }
             c->overlap = 1;
-            /* greedy: the pick inside each forward call (in the step's graph on a GPU) */
-            c->pick_in_step = c->dev_sample.temperature == 0.0f && mlxn_session_set_greedy_pick(c->session, true) == MLXN_OK;
         }
         mlxn_clear_error(); /* a session without a slot is not an error */
     }
@@ -465,7 +463,7 @@ static int decode_overlapped(tg_ctx *c, const tg_gen_opts *g, tg_stats *st, mlxn
     const char *piece;
     size_t plen;
     int k = 0, rc = 0; /* k: the reader of the token the host waits for next */
-    if (!c->pick_in_step && sample_into(c, &c->slot)) return 1; /* else the prompt's last call picked */
+    if (sample_into(c, &c->slot)) return 1;
     if (mlxn_reader_begin(c->reader[k], c->slot.buf, c->slot.offset, sizeof(int32_t)) != MLXN_OK) goto fail;
     c->reading[k] = 1;
     for (;;) {
@@ -477,7 +475,7 @@ static int decode_overlapped(tg_ctx *c, const tg_gen_opts *g, tg_stats *st, mlxn
                 rc = 1;
                 break;
             }
-            if (!c->pick_in_step && sample_into(c, &c->slot)) {
+            if (sample_into(c, &c->slot)) {
                 rc = 1;
                 break;
             }

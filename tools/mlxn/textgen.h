@@ -101,8 +101,6 @@ typedef struct tg_ctx {
     mlxn_tensor slot;         /* i32 [1]: the session's token slot */
     mlxn_reader *reader[2];
     int reading[2];           /* reader i has a read pending */
-    int pick_in_step;         /* greedy: every forward call picks into the slot itself
-                                 (mlxn_session_set_greedy_pick), so no sampler runs between steps */
 } tg_ctx;
 
 /* The KV cache kind of --kv-cache / --kv-dtype into sp (its name, for
