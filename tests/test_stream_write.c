@@ -1,7 +1,9 @@
 /* mlxn_stream_write: host bytes into a device buffer, in stream order.
  *
  * On the CPU and, when there is one, on a CUDA device (where host bytes go
- * up through pinned staging, two halves of 4 MB in turn): 40 batches of 8
+ * up through pinned staging, two halves of 4 MB in turn, by a copy, or up
+ * to 1 KB by a kernel that loads them through the staging's mapping; the
+ * sizes below straddle that bound): 40 batches of 8
  * writes of fresh random bytes, at odd offsets, of sizes from 1 byte to
  * 9000. After each write its host bytes are poisoned at once (the call
  * must have taken them), and a reader is begun over the whole buffer, so
