@@ -34,7 +34,8 @@ enum { CU_ERR_NONE = 0, CU_ERR_EMBEDDING_ID, CU_ERR_QEMBEDDING_ID, CU_ERR_KV_SLO
        CU_ERR_ROPE_KV_SLOT };
 
 /* Pinned staging for uploads: two halves of CU_STAGE_BYTES, so the host
- * fills one while the copy engine drains the other. */
+ * fills one while the copy engine drains the other (an upload of at most
+ * 1 KB is drained by a kernel instead: cuda_runtime.cu). */
 #define CU_STAGE_BYTES ((size_t)4 << 20)
 
 /* Switches from the environment, read once when the stream is made (a
