@@ -93,7 +93,7 @@ typedef struct cu_stream {
     long long *err_host, *err_dev;
     unsigned char *stage;     /* [2 * CU_STAGE_BYTES] pinned, made on the first staged upload */
     unsigned char *stage_dev; /* stage as kernels address it (pinned memory is mapped), or NULL */
-    cudaEvent_t stage_ev[2];  /* the copy out of each half has finished */
+    cudaEvent_t stage_ev[2];  /* the copy (or load kernel) out of each half has finished */
     int stage_used[2];
     void *qmm_buf;       /* quantized mat-mat scratch (bf16 x and W, cu_qmm.cu), kept between calls */
     size_t qmm_cap;      /* its bytes */
