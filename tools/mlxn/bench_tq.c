@@ -42,7 +42,8 @@
 
 typedef struct tq_bench_opts {
     const char *ctx, *device;
-    int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, reps, warmup, quality, mem_mib, vectors;
+    int head_dim, q_heads, kv_heads, k_bits, v_bits, threads, isa, float_activations, reps, warmup, quality, mem_mib,
+        vectors;
 } tq_bench_opts;
 
 static const opt_spec tq_rows[] = {
@@ -59,6 +60,10 @@ static const opt_spec tq_rows[] = {
      0, 4096, NULL},
     {"isa", 0, OPT_CHOICE, offsetof(tq_bench_opts, isa), "I", "Cap the CPU instruction set.", "auto", 0, 0,
      "auto|scalar|avx2|avx512"},
+    {"float-activations", 0, OPT_FLAG, offsetof(tq_bench_opts, float_activations), NULL,
+     "CPU: score TurboQuant keys with the query in f32 (by default 4-bit keys without AVX-512 are scored in "
+     "16-bit integers).",
+     NULL, 0, 0, NULL},
     {"reps", 0, OPT_INT, offsetof(tq_bench_opts, reps), "R", "Timed calls of each attention.", "20", 1, 1 << 20,
      NULL},
     {"warmup", 0, OPT_INT, offsetof(tq_bench_opts, warmup), "W", "Untimed calls first.", "3", 0, 1 << 20, NULL},
@@ -519,7 +524,8 @@ int cmd_bench_tq(int argc, char **argv) {
             return 2;
         }
     }
-    mlxn_device_params dpar = {.kind = MLXN_DEVICE_CPU, .n_threads = o.threads, .isa = (mlxn_cpu_isa)o.isa};
+    mlxn_device_params dpar = {.kind = MLXN_DEVICE_CPU, .n_threads = o.threads, .isa = (mlxn_cpu_isa)o.isa,
+                                .float_activations = o.float_activations};
     if (mlxn_device_parse(o.device, &dpar) != MLXN_OK) {
         opt_error(&bench_tq_command, "%s", mlxn_last_error());
         return 2;

@@ -132,9 +132,9 @@ static const float *kv_block(const sdpa_kernels *kr, const sdpa_view *v, int64_t
  * problem's fetch (a TurboQuant cache), else the views themselves or
  * converted (kv_block). */
 static void block_kv(const sdpa_problem *p, const sdpa_kernels *kr, const flash_scratch *fs, int64_t b, int64_t hk,
-                     int64_t kb, int64_t n, const float **kp, int64_t *ldk, const float **vp, int64_t *ldv) {
-    if (p->fetch) {
-        p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
+                     int64_t kb, int64_t n, int want_k, const float **kp, int64_t *ldk, const float **vp, int64_t *ldv) {
+    if (p->fetch) { /* keys only when asked (kscores scores them from the codes) */
+        if (want_k) p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
         p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
         *kp = fs->kbuf, *vp = fs->vbuf, *ldk = p->D, *ldv = p->Dv;
         return;
@@ -273,7 +273,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
             if (!seen) continue;
             const float *kp, *vp;
             int64_t ldk, ldv;
-            block_kv(p, kr, fs, b, hk, kb, n, &kp, &ldk, &vp, &ldv);
+            block_kv(p, kr, fs, b, hk, kb, n, 1, &kp, &ldk, &vp, &ldv);
             sdpa_block_gemm(job, fs, M, kb, n, kp, ldk, vp, ldv);
             continue;
         }
@@ -283,18 +283,23 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
             const int64_t a = fs->lo[r] > kb ? fs->lo[r] : kb, e = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
             if (a >= e) continue;
             /* on first use: a window may skip whole blocks */
-            if (!kp) block_kv(p, kr, fs, b, hk, kb, n, &kp, &ldk, &vp, &ldv);
+            if (!vp) {
+                block_kv(p, kr, fs, b, hk, kb, n, !p->kscores, &kp, &ldk, &vp, &ldv);
+                if (p->kscores) p->kscores(p->fetch_ctx, b, hk, t0, nt, kb, n, fs->sc, SDPA_KB); /* every row's */
+            }
             const int64_t g = r / nt;
             if (kr->dots2 && g % 2 == 1) continue; /* done with its partner row r - nt */
             const int64_t n1 = e - a;
             const float *kj = kp + (a - kb) * ldk, *vj = vp + (a - kb) * ldv;
             float *s = fs->s, *s2 = fs->s2, c1 = 1.0f, c2 = 1.0f;
+            if (p->kscores) s = fs->sc + r * SDPA_KB + (a - kb); /* the scores of keys a .. e */
             if (kr->dots2 && g + 1 < p->G) {
                 /* heads g and g + 1 at the same position see the same keys:
                  * one pass over the block serves both (why: halves the K/V
                  * loads per FMA) */
                 const int64_t r2 = r + nt;
-                kr->dots2(fs->q + r * p->D, fs->q + r2 * p->D, kj, ldk, n1, p->D, s, s2);
+                if (p->kscores) s2 = fs->sc + r2 * SDPA_KB + (a - kb);
+                else kr->dots2(fs->q + r * p->D, fs->q + r2 * p->D, kj, ldk, n1, p->D, s, s2);
                 int ok1 = row_softmax(p, kr, fs, r, a, s, n1, &c1);
                 int ok2 = row_softmax(p, kr, fs, r2, a, s2, n1, &c2);
                 if (!ok1 && !ok2) continue;
@@ -302,7 +307,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
                 if (!ok2) memset(s2, 0, (size_t)n1 * sizeof(float));
                 kr->pv2(s, s2, vj, ldv, n1, Dv, c1, c2, fs->acc[r], fs->acc[r2]);
             } else {
-                kr->dots(fs->q + r * p->D, kj, ldk, n1, p->D, s);
+                if (!p->kscores) kr->dots(fs->q + r * p->D, kj, ldk, n1, p->D, s);
                 if (row_softmax(p, kr, fs, r, a, s, n1, &c1)) kr->pv(s, vj, ldv, n1, Dv, c1, fs->acc[r]);
             }
         }

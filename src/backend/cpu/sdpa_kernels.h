@@ -65,6 +65,14 @@ typedef struct sdpa_problem {
      * values (is_v 1, [n][Dv]) n0 .. n0+n of (b, hk) as f32. Flash path only. */
     void (*fetch)(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, int64_t n, float *buf);
     const void *fetch_ctx;
+    /* Optional, with fetch: the scores of keys n0 .. n0+n of (b, hk) for an
+     * item's M = G * nt query rows (row r: head hk * G + r / nt, position
+     * t0 + r % nt), already scaled, into s [M][lds] (the TurboQuant cache's
+     * integer scores straight from the codes). The driver then fetches only
+     * the values and skips its dots. Per-row items only (the block-GEMM
+     * path of prefill items still fetches keys). Called with fetch_ctx. */
+    void (*kscores)(const void *ctx, int64_t b, int64_t hk, int64_t t0, int64_t nt, int64_t n0, int64_t n, float *s,
+                    int64_t lds);
 } sdpa_problem;
 
 /* Keys [*lo, *hi) that causal/window leave visible to query row i

@@ -130,6 +130,9 @@ typedef struct fast_ctx {
     const tq_attn *a;
     tq_decode_fn dec;
     float *qr; /* [Hq, Tq, D] rotated queries */
+    /* the integer score path (4-bit keys at AVX2, tq_kernels.h), else NULL */
+    tq_kscores_fn ks;
+    tq_kq kq;  /* [Hq * Tq] rows: the rotated, scaled queries in 16 bits */
 } fast_ctx;
 
 /* sdpa_flash's K/V source: keys (or values) of positions lo + n0 .. + n of
@@ -161,12 +164,43 @@ static void fetch(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, 
     }
 }
 
+/* sdpa_flash's kscores: the item's rows against keys of positions lo + n0 ..
+ * + n of kv head hk, from the codes (tq_kscores_fn). */
+static void kscores(const void *ctx, int64_t b, int64_t hk, int64_t t0, int64_t nt, int64_t n0, int64_t n, float *s,
+                    int64_t lds) {
+    (void)b;
+    const fast_ctx *f = ctx;
+    const tq_attn *a = f->a;
+    const float kfac = 1.0f / sqrtf((float)a->D) / TQ_KS_LSCALE;
+    enum { CH = 64 };
+    const uint8_t *rows[CH];
+    float kscale[CH];
+    int64_t at = (a->lo + n0) % a->cap; /* the ring in position order, as in fetch */
+    for (int64_t j0 = 0; j0 < n; j0 += CH) {
+        const int64_t m = n - j0 < CH ? n - j0 : CH;
+        for (int64_t j = 0; j < m; j++) {
+            const int64_t slot = hk * a->cap + at;
+            rows[j] = a->kc + slot * a->c->k_row;
+            kscale[j] = a->kn[slot] * kfac;
+            if (++at == a->cap) at = 0;
+        }
+        f->ks(rows, kscale, m, a->D, &f->kq, hk * a->G * a->Tq + t0, nt, a->Tq, a->G * nt, s + j0, lds);
+    }
+}
+
 static void rotate_task(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const fast_ctx *f = arg;
     const tq_attn *a = f->a;
-    for (int64_t r = begin; r < end; r++)
-        tq_rotate(a->q + (r / a->Tq) * a->qs[0] + (r % a->Tq) * a->qs[1], a->qs[2], a->D, a->signs, f->qr + r * a->D);
+    for (int64_t r = begin; r < end; r++) {
+        float *y = f->qr + r * a->D;
+        tq_rotate(a->q + (r / a->Tq) * a->qs[0] + (r % a->Tq) * a->qs[1], a->qs[2], a->D, a->signs, y);
+        if (f->ks) { /* the query as the driver scales it (q * scale), then in 16 bits */
+            float x[MLXN_TQ_MAX_HEAD_DIM];
+            for (int64_t d = 0; d < a->D; d++) x[d] = y[d] * a->scale;
+            tq_kq_prepare(x, a->D, (int16_t *)f->kq.q + r * a->D, (float *)f->kq.qs + r);
+        }
+    }
 }
 
 static void unrotate_task(void *arg, int64_t begin, int64_t end, int thread) {
@@ -175,20 +209,33 @@ static void unrotate_task(void *arg, int64_t begin, int64_t end, int thread) {
     for (int64_t r = begin; r < end; r++) tq_unrotate(a->out + r * a->D, a->D, a->signs);
 }
 
-static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa_kernels *kr, tq_decode_fn dec) {
-    fast_ctx f = {.a = a, .dec = dec, .qr = malloc((size_t)(a->Hq * a->Tq * a->D) * sizeof(float))};
-    if (!f.qr) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_sdpa: no memory for the rotated queries");
+static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa_kernels *kr, tq_decode_fn dec,
+                             tq_kscores_fn ks) {
+    const size_t rows = (size_t)(a->Hq * a->Tq);
+    fast_ctx f = {.a = a, .dec = dec, .qr = malloc(rows * (size_t)a->D * sizeof(float)), .ks = ks};
+    /* one block: [rows][D] q16, then [rows] scales */
+    char *kqbuf = ks ? malloc(rows * (size_t)(2 * a->D + 4)) : NULL;
+    if (!f.qr || (ks && !kqbuf)) {
+        free(f.qr);
+        free(kqbuf);
+        return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_sdpa: no memory for the rotated queries");
+    }
+    if (ks) {
+        f.kq.q = (const int16_t *)kqbuf, f.kq.qs = (const float *)(kqbuf + rows * 2 * a->D);
+        tq_kq_levels4(f.kq.l16);
+    }
     mlxn_parallel_for(pool, a->Hq * a->Tq, 8, rotate_task, &f);
     sdpa_problem p = {
         .B = 1, .Hq = a->Hq, .Hkv = a->Hkv, .G = a->G, .Tq = a->Tq, .Tk = a->n_held, .D = a->D, .Dv = a->D,
         .scale = a->scale, .softcap = a->softcap, .causal = a->causal, .window = a->window, .out = a->out,
-        .fetch = fetch, .fetch_ctx = &f,
+        .fetch = fetch, .fetch_ctx = &f, .kscores = ks ? kscores : NULL,
     };
     p.q = (sdpa_view){.base = (const char *)f.qr, .dt = MLXN_DTYPE_F32,
                       .s = {a->Hq * a->Tq * a->D, a->Tq * a->D, a->D, 1}};
     p.k.dt = p.v.dt = MLXN_DTYPE_F32; /* unused: fetch supplies K and V */
     mlxn_status st = sdpa_flash(pool, &p, kr);
     free(f.qr);
+    free(kqbuf);
     MLXN_TRY(st);
     mlxn_parallel_for(pool, a->Hq * a->Tq, 8, unrotate_task, (void *)a);
     return MLXN_OK;
@@ -216,7 +263,11 @@ mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tenso
     tq_decode_fn dec = NULL;
     if (dev->isa >= MLXN_CPU_ISA_AVX512) kr = sdpa_kernels_avx512(), dec = tq_decode_avx512();
     else if (dev->isa >= MLXN_CPU_ISA_AVX2) kr = sdpa_kernels_avx2(), dec = tq_decode_avx2();
-    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar);
+    /* 4-bit keys at the AVX2 level: integer scores from the codes (tq_kernels.h; measured there, docs/perf.md),
+       unless the device keeps activations in f32 */
+    tq_kscores_fn ks = kr && kr == sdpa_kernels_avx2() && c->p.k_bits == 4 && !dev->float_activations
+                           ? tq_kscores4_avx2() : NULL;
+    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar, ks);
 
     int threads = mlxn_threadpool_size(dev->pool);
     ref_job j = {&a, malloc((size_t)threads * (size_t)(a.n_held + 2 * a.D) * sizeof(float))};
