@@ -69,8 +69,8 @@ static void check_prepare(const float *x, int64_t D, const int16_t *q16, float q
  * stay within what the roundings allow, term by term:
  *   |x L - (q qs)(L16 / LS)| <= |dx| |L| + |x| |dL| + |dx| |dL|,
  *   |dx| <= qs / 2, |dL| <= 1 / (2 LS); plus f32 rounding of the result. */
-static void check_model_accuracy(const uint8_t *const *rows, const float *kscale, int64_t n, int64_t D, const float *x,
-                                 const tq_kq *q, const float *s) {
+static void check_model_accuracy(const uint8_t *k, int64_t kstride, const float *kscale, int64_t n, int64_t D,
+                                 const float *x, const tq_kq *q, const float *s) {
     const float *lv = mlxn_tq_levels(4);
     const double ks_lv = TQ_KS_LSCALE, dl = 0.5 / ks_lv, dx = q->qs[0] * 0.5;
     int ok = 1;
@@ -79,7 +79,7 @@ static void check_model_accuracy(const uint8_t *const *rows, const float *kscale
         const double kn = (double)kscale[j] * ks_lv; /* the key's norm / sqrt(D) */
         double exact = 0.0, bound = 0.0, mag = 0.0;
         for (int64_t d = 0; d < D; d++) {
-            const double L = lv[mlxn_tq_get_code(rows[j], d, 4)];
+            const double L = lv[mlxn_tq_get_code(k + j * kstride, d, 4)];
             exact += (double)x[d] * L * kn;
             bound += (dx * fabs(L) + fabs(x[d]) * dl + dx * dl) * kn;
             mag += fabs(x[d] * L) * kn;
@@ -94,15 +94,16 @@ static void check_model_accuracy(const uint8_t *const *rows, const float *kscale
 }
 
 static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscores_fn kernel) {
-    const int64_t Tq = nt + 1, rows_q = heads * Tq, M = heads * nt, lds = n + 3, rb = D / 2;
+    const int64_t Tq = nt + 1, rows_q = heads * Tq, M = heads * nt, lds = n + 3, rb = D / 2 + 5; /* rows 5 bytes apart */
     uint8_t *codes = malloc((size_t)(n * rb));
-    const uint8_t **rows = malloc(sizeof(uint8_t *) * (size_t)n);
-    float *kscale = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)(rows_q * D));
+    float *knorm = malloc(sizeof(float) * (size_t)n), *kscale = malloc(sizeof(float) * (size_t)n);
+    float *x = malloc(sizeof(float) * (size_t)(rows_q * D));
+    const float kfac = 1.0f / TQ_KS_LSCALE;
     int16_t *q16 = malloc(sizeof(int16_t) * (size_t)(rows_q * D));
     float *qs = malloc(sizeof(float) * (size_t)rows_q);
     float *s_ref = malloc(sizeof(float) * (size_t)(M * lds)), *s_fast = malloc(sizeof(float) * (size_t)(M * lds));
     for (int64_t i = 0; i < n * rb; i++) codes[i] = (uint8_t)t_rand_u64();
-    for (int64_t j = 0; j < n; j++) rows[j] = codes + ((j * 7) % n) * rb, kscale[j] = (0.5f + fabsf(t_randn())) / TQ_KS_LSCALE;
+    for (int64_t j = 0; j < n; j++) knorm[j] = 0.5f + fabsf(t_randn()), kscale[j] = knorm[j] * kfac;
     for (int64_t r = 0; r < rows_q; r++) {
         /* magnitudes from 1e-3 to 1e3; row 1 all zeros, row 2 NaN in one dim (when there are that many) */
         random_query(x + r * D, D, powf(10.0f, (float)(r % 7) - 3.0f));
@@ -118,7 +119,7 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
     const int64_t q0 = 1; /* the item's rows start one row in */
     if (q0 + (heads - 1) * Tq + nt - 1 >= rows_q) abort();
     for (int64_t i = 0; i < M * lds; i++) s_ref[i] = s_fast[i] = POISON;
-    tq_kscores4_scalar(rows, kscale, n, D, &q, q0, nt, Tq, M, s_ref, lds);
+    tq_kscores4_scalar(codes, rb, knorm, kfac, n, D, &q, q0, nt, Tq, M, s_ref, lds);
     /* the model against exact dots, for each row of the item with a finite, non-zero query */
     for (int64_t r = 0; r < M; r++) {
         const int64_t qr = q0 + (r / nt) * Tq + r % nt;
@@ -131,10 +132,10 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
         }
         tq_kq one = q;
         one.q = q16 + qr * D, one.qs = qs + qr;
-        check_model_accuracy(rows, kscale, n, D, x + qr * D, &one, s_ref + r * lds);
+        check_model_accuracy(codes, rb, kscale, n, D, x + qr * D, &one, s_ref + r * lds);
     }
     if (kernel) {
-        kernel(rows, kscale, n, D, &q, q0, nt, Tq, M, s_fast, lds);
+        kernel(codes, rb, knorm, kfac, n, D, &q, q0, nt, Tq, M, s_fast, lds);
         int64_t diff = 0, first = -1;
         for (int64_t i = 0; i < M * lds; i++)
             if (!same_bits(s_ref[i], s_fast[i])) diff++, first = first < 0 ? i : first;
@@ -142,7 +143,7 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
               (long long)D, (long long)n, (long long)heads, (long long)nt, (long long)diff, first < 0 ? 0LL : (long long)(first / lds),
               first < 0 ? 0LL : (long long)(first % lds), first < 0 ? 0.0 : (double)s_fast[first], first < 0 ? 0.0 : (double)s_ref[first]);
     }
-    free(codes), free(rows), free(kscale), free(x), free(q16), free(qs), free(s_ref), free(s_fast);
+    free(codes), free(knorm), free(kscale), free(x), free(q16), free(qs), free(s_ref), free(s_fast);
 }
 
 int main(int argc, char **argv) {

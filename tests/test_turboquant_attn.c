@@ -5,8 +5,9 @@
  *    rounding (NMSE < 1e-9);
  *  - the fast paths (AVX2, AVX-512; 1 to 3 threads) against the reference,
  *    NMSE < 1e-9 with float activations; by default, where 4-bit keys are
- *    scored in 16-bit integers (AVX2, tq_kernels.h), NMSE < 1e-5, and that
- *    path must then differ from the f32 one (it ran);
+ *    scored or 4-bit values summed in 16-bit integers (AVX2 decode,
+ *    tq_kernels.h), NMSE < 1e-5, and that path must then differ from the
+ *    f32 one (it ran);
  * over decode (Tq = 1, with the key-split path) and prefill chunks, GQA
  * ratios 1 to 16, head dims 64..512, every width on keys or values, causal
  * and not, sliding windows over a ring that has wrapped, softcap, the
@@ -43,6 +44,13 @@ static const tq_case cases[] = {
     {"decode d64 9/3 tq4", 3, 3, 64, 4, 4, 400, 2, {333, 1}, 1, 0, 0, 0},
     {"ring prefill d64 4/2 k4v2 window 24", 2, 2, 64, 4, 2, 70, 3, {50, 30, 5}, 1, 24, 0, 0},
     {"softcap d512 8/2 k4v8", 2, 4, 512, 4, 8, 128, 2, {90, 2}, 1, 0, 30.0f, 0},
+    /* 4-bit values in decode (summed from the codes): a window over a wrapped ring; 8-bit keys (f32 dots) */
+    {"ring decode d128 4/2 tq4 window 40", 2, 2, 128, 4, 4, 100, 3, {90, 30, 1}, 1, 40, 0, 0},
+    {"decode d64 8/2 k8v4", 2, 4, 64, 8, 4, 300, 2, {257, 1}, 1, 0, 0, 0},
+    /* the first decode steps: one key (the query's own), then a handful */
+    {"first step d64 9/3 tq4", 3, 3, 64, 4, 4, 64, 1, {1}, 1, 0, 0, 0},
+    {"short decode d64 9/3 tq4", 3, 3, 64, 4, 4, 64, 2, {4, 1}, 1, 0, 0, 0},
+    {"short decode d128 4/2 tq4", 2, 2, 128, 4, 4, 64, 2, {36, 1}, 1, 0, 0, 0},
 };
 
 typedef struct run_out {
@@ -146,14 +154,15 @@ static void one_case(const tq_case *tc) {
         for (int threads = 1; threads <= 3; threads += 2) {
             mlxn_device *dev = t_cpu_device(threads, isas[i]);
             run_out f = run(dev, tc, kx, vx, qx, threads == 3, 0);
-            /* the integer scores run where the device resolved to AVX2 */
-            const int int_scores = tc->kb == 4 && strstr(mlxn_device_name(dev), "avx2") != NULL;
+            /* the integer paths (4-bit keys' scores, 4-bit values' sums in decode) run where the device
+               resolved to AVX2 */
+            const int int_scores = (tc->kb == 4 || (tc->vb == 4 && Tq == 1)) && strstr(mlxn_device_name(dev), "avx2") != NULL;
             if (f.out && ref.out) {
                 double e = t_nmse(ref.out, f.out, no);
                 const double bound = int_scores ? 1e-5 : 1e-9;
                 CHECK(e < bound, "%s: %s vs the reference: NMSE %.3g (bound %g)", tc->name, mlxn_device_name(dev), e, bound);
             }
-            if (int_scores && i == 0) { /* the same device with f32 activations: the f32 scores, held to 1e-9 */
+            if (int_scores && i == 0) { /* the same device with f32 activations: the f32 paths, held to 1e-9 */
                 mlxn_device *ex = t_cpu_device_exact(threads);
                 run_out g = run(ex, tc, kx, vx, qx, threads == 3, 0);
                 if (g.out && ref.out) {
@@ -162,7 +171,7 @@ static void one_case(const tq_case *tc) {
                           mlxn_device_name(ex), e);
                 }
                 if (g.out && f.out) CHECK(memcmp(g.out, f.out, no * sizeof(float)) != 0,
-                                          "%s: the integer scores gave the f32 path's bits: did they run?", tc->name);
+                                          "%s: the integer paths gave the f32 path's bits: did they run?", tc->name);
                 free(g.out);
                 mlxn_device_free(ex);
             }

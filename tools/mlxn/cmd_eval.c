@@ -19,7 +19,7 @@
 
 typedef struct eval_opts {
     const char *model, *tokens, *tokens_file, *logits_out, *kv_cache;
-    int greedy, last, threads, chunk, quiet, compare_dense;
+    int greedy, last, threads, chunk, quiet, compare_dense, float_activations;
 } eval_opts;
 
 static const opt_spec eval_rows[] = {
@@ -40,6 +40,10 @@ static const opt_spec eval_rows[] = {
      OPT_NO_MAX, NULL},
     {"chunk", 0, OPT_INT, offsetof(eval_opts, chunk), "N", "Prefill chunk, in tokens (0: the default).", "2048",
      0, OPT_NO_MAX, NULL},
+    {"float-activations", 0, OPT_FLAG, offsetof(eval_opts, float_activations), NULL,
+     "CPU: keep every quantized matmul and TurboQuant attention in f32, as `mlxn generate --float-activations` "
+     "(to tell the integer paths' effect from a cache's).",
+     NULL, 0, 0, NULL},
     {"quiet", 0, OPT_FLAG, offsetof(eval_opts, quiet), NULL, "Print nothing but errors.", NULL, 0, 0, NULL},
     {"kv-cache", 0, OPT_STRING, offsetof(eval_opts, kv_cache), "KIND",
      "The KV cache: f32, f16, bf16, tq (tq8), tq2..tq8 or kXvY (TurboQuant keys X bits, values Y bits), as in "
@@ -258,7 +262,7 @@ int cmd_eval(int argc, char **argv) {
     mlxn_model *m = NULL;
     mlxn_session *s = NULL;
     float *logits = NULL;
-    mlxn_device_params dp = {.kind = MLXN_DEVICE_CPU, .n_threads = threads};
+    mlxn_device_params dp = {.kind = MLXN_DEVICE_CPU, .n_threads = threads, .float_activations = o.float_activations};
     /* the context the run needs, so a TurboQuant cache holds no more */
     mlxn_session_params sp = {.prefill_chunk = chunk, .max_context = n + (greedy > 0 ? greedy : 0)};
     if (o.kv_cache && mlxn_kv_cache_parse(o.kv_cache, &sp) != MLXN_OK) {

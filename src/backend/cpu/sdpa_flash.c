@@ -15,7 +15,12 @@
  * big ones first keeps threads from idling at the end). When there are too
  * few (batch, kv head, query block) groups for the threads, e.g. decode
  * with few kv heads, each group's keys are split into S ranges whose
- * partial (m, l, acc) are merged afterwards. */
+ * partial (m, l, acc) are merged afterwards.
+ *
+ * A problem may bring its own keys and values (the TurboQuant cache):
+ * fetch decodes K/V blocks to f32; kscores scores a block from its codes;
+ * vsum (decode) adds a block's weighted values from its codes, in 64-key
+ * blocks when both hooks are set (vsum_block). */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -34,6 +39,11 @@
  * heads take fewer keys per block to stay within the same 32 KiB
  * (block_keys). */
 #define SDPA_KB 32
+/* Keys per block where the problem scores and sums from its own codes
+ * (kscores and vsum: a TurboQuant decode): there is no f32 K/V block to keep
+ * in L1, so twice the keys spread each block's fixed costs (the hooks'
+ * setup, every row's softmax step) further. The scores' row stride (sc). */
+#define SDPA_KB_CODES 64
 #define SDPA_KV_BYTES (32 * 1024)
 /* Target query rows per item (G * QB): enough rows to amortize a block's
  * conversion, few enough that the per-row state stays in cache. */
@@ -77,13 +87,15 @@ typedef struct flash_scratch {
     float *vbuf;       /* [SDPA_KB][Dv] converted values */
     float *s, *s2;     /* [SDPA_KB] scores / weights of one or two rows */
     float *m, *l;      /* [max_rows] running max and denominator */
+    float *corr;       /* [max_rows] (vsum) each row's rescale for the block */
+    unsigned char *live; /* [max_rows] (vsum) whether the row sees a key of the block */
     int64_t *lo, *hi;  /* [max_rows] visible key range */
     float **acc;       /* [max_rows] output accumulators */
     const char **mask; /* [max_rows] mask rows */
     /* sdpa_block_gemm (prefill items): */
     float *kpk;        /* [SDPA_KB / 16][D][16] the block's keys, 16 to a panel (the micro-kernel's packed B) */
     float *vpk;        /* [ceil(Dv / 16)][n][16] its n values, 16 dims to a panel (room for SDPA_KB) */
-    float *sc;         /* [max_rows][SDPA_KB] scores, then weights */
+    float *sc;         /* [max_rows][SDPA_KB_CODES] scores, then weights */
     float *o;          /* [max_rows][Dv16] unnormalized outputs (Dv16: Dv rounded up to 16) */
 } flash_scratch;
 
@@ -102,13 +114,15 @@ static size_t scratch_layout(const sdpa_problem *p, int64_t rows, uintptr_t base
     TAKE(s2, SDPA_KB * 4);
     TAKE(m, rows * 4);
     TAKE(l, rows * 4);
+    TAKE(corr, rows * 4);
+    TAKE(live, rows);
     TAKE(lo, rows * 8);
     TAKE(hi, rows * 8);
     TAKE(acc, rows * sizeof(float *));
     TAKE(mask, rows * sizeof(char *));
     TAKE(kpk, SDPA_KB * p->D * 4);
     TAKE(vpk, SDPA_KB * dv16(p) * 4);
-    TAKE(sc, rows * SDPA_KB * 4);
+    TAKE(sc, rows * SDPA_KB_CODES * 4);
     TAKE(o, rows * dv16(p) * 4);
 #undef TAKE
     return off;
@@ -132,10 +146,11 @@ static const float *kv_block(const sdpa_kernels *kr, const sdpa_view *v, int64_t
  * problem's fetch (a TurboQuant cache), else the views themselves or
  * converted (kv_block). */
 static void block_kv(const sdpa_problem *p, const sdpa_kernels *kr, const flash_scratch *fs, int64_t b, int64_t hk,
-                     int64_t kb, int64_t n, int want_k, const float **kp, int64_t *ldk, const float **vp, int64_t *ldv) {
-    if (p->fetch) { /* keys only when asked (kscores scores them from the codes) */
+                     int64_t kb, int64_t n, int want_k, int want_v, const float **kp, int64_t *ldk, const float **vp,
+                     int64_t *ldv) {
+    if (p->fetch) { /* only what is asked (kscores and vsum work from the codes) */
         if (want_k) p->fetch(p->fetch_ctx, 0, b, hk, kb, n, fs->kbuf);
-        p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
+        if (want_v) p->fetch(p->fetch_ctx, 1, b, hk, kb, n, fs->vbuf);
         *kp = fs->kbuf, *vp = fs->vbuf, *ldk = p->D, *ldv = p->Dv;
         return;
     }
@@ -191,12 +206,12 @@ static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64
         for (int i = 0; i < mr; i++) a[i] = fs->q + (r + (i < mv ? i : mv - 1)) * D;
         for (int64_t pj = 0; pj < np; pj++) {
             const int nv = (int)(n - pj * 16 < 16 ? n - pj * 16 : 16);
-            mk->micro(D, a, fs->kpk + pj * D * 16, fs->sc + r * SDPA_KB + pj * 16, SDPA_KB, 0, mv, nv);
+            mk->micro(D, a, fs->kpk + pj * D * 16, fs->sc + r * SDPA_KB_CODES + pj * 16, SDPA_KB_CODES, 0, mv, nv);
         }
     }
     /* per row: the visible keys' softmax step; everything else a zero weight */
     for (int64_t r = 0; r < M; r++) {
-        float *s = fs->sc + r * SDPA_KB;
+        float *s = fs->sc + r * SDPA_KB_CODES;
         const int64_t lo = fs->lo[r] > kb ? fs->lo[r] : kb, hi = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
         float corr = 1.0f;
         if (lo >= hi || !row_softmax(p, job->kr, fs, r, lo, s + (lo - kb), hi - lo, &corr)) {
@@ -211,10 +226,38 @@ static void sdpa_block_gemm(const flash_job *job, const flash_scratch *fs, int64
     /* O += P V */
     for (int64_t r = 0; r < M; r += mr) {
         const int mv = (int)(M - r < mr ? M - r : mr);
-        for (int i = 0; i < mr; i++) a[i] = fs->sc + (r + (i < mv ? i : mv - 1)) * SDPA_KB;
+        for (int i = 0; i < mr; i++) a[i] = fs->sc + (r + (i < mv ? i : mv - 1)) * SDPA_KB_CODES;
         for (int64_t pv = 0; pv < nvp; pv++)
             mk->micro(n, a, fs->vpk + pv * n * 16, fs->o + r * DV16 + pv * 16, DV16, 1, mv, 16);
     }
+}
+
+/* One key block [kb, kb + n) of an item through p->vsum: every row's scores
+ * (kscores, or the kernels' dots over fetched keys), each visible row's
+ * softmax step with its weights zeroed outside what it sees, then the
+ * hook adds the weighted values to the rows it marks live. */
+static void vsum_block(const sdpa_problem *p, const sdpa_kernels *kr, const flash_scratch *fs, int64_t b, int64_t hk,
+                       int64_t t0, int64_t nt, int64_t M, int64_t kb, int64_t n) {
+    const float *kp = NULL, *vp = NULL;
+    int64_t ldk = 0, ldv = 0;
+    int loaded = 0, any = 0;
+    for (int64_t r = 0; r < M; r++) {
+        fs->live[r] = 0;
+        const int64_t a = fs->lo[r] > kb ? fs->lo[r] : kb, e = fs->hi[r] < kb + n ? fs->hi[r] : kb + n;
+        if (a >= e) continue;
+        if (!loaded) { /* on first use: a window may skip whole blocks */
+            if (p->kscores) p->kscores(p->fetch_ctx, b, hk, t0, nt, kb, n, fs->sc, SDPA_KB_CODES);
+            else block_kv(p, kr, fs, b, hk, kb, n, 1, 0, &kp, &ldk, &vp, &ldv);
+            loaded = 1;
+        }
+        float *s = fs->sc + r * SDPA_KB_CODES;
+        if (!p->kscores) kr->dots(fs->q + r * p->D, kp + (a - kb) * ldk, ldk, e - a, p->D, s + (a - kb));
+        if (!row_softmax(p, kr, fs, r, a, s + (a - kb), e - a, &fs->corr[r])) continue;
+        for (int64_t j = 0; j < a - kb; j++) s[j] = 0.0f;
+        for (int64_t j = e - kb; j < n; j++) s[j] = 0.0f;
+        fs->live[r] = 1, any = 1;
+    }
+    if (any) p->vsum(p->fetch_ctx, b, hk, kb, n, fs->sc, SDPA_KB_CODES, fs->corr, fs->live, M, fs->acc);
 }
 
 static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
@@ -226,7 +269,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
     const int64_t t0 = qb * job->QB, t1 = t0 + job->QB < p->Tq ? t0 + job->QB : p->Tq, nt = t1 - t0;
     const int64_t M = p->G * nt, Dv = p->Dv;
     const int use_sink = p->sinks && split == 0;
-    const int64_t KB = block_keys(p);
+    const int64_t KB = p->kscores && p->vsum ? SDPA_KB_CODES : block_keys(p);
     float *part = NULL;
     if (S > 1) {
         int64_t group = ((qb * p->B + b) * p->Hkv + hk);
@@ -262,7 +305,7 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
      * a decode item of one query position and a 16-head group measured
      * slower that way (tq4 D256 32 q / 2 kv at 4096 keys 2.2 -> 2.5-2.8 ms:
      * the packing is shared by too few rows) */
-    const int gemm = job->mk && nt > 1 && M >= SDPA_GEMM_ROWS;
+    const int gemm = job->mk && !p->vsum && nt > 1 && M >= SDPA_GEMM_ROWS;
     if (gemm) memset(fs->o, 0, (size_t)(M * dv16(p)) * sizeof(float));
 
     for (int64_t kb = ks; kb < ke; kb += KB) {
@@ -273,8 +316,12 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
             if (!seen) continue;
             const float *kp, *vp;
             int64_t ldk, ldv;
-            block_kv(p, kr, fs, b, hk, kb, n, 1, &kp, &ldk, &vp, &ldv);
+            block_kv(p, kr, fs, b, hk, kb, n, 1, 1, &kp, &ldk, &vp, &ldv);
             sdpa_block_gemm(job, fs, M, kb, n, kp, ldk, vp, ldv);
+            continue;
+        }
+        if (p->vsum) { /* decode with the values' side in the hook */
+            vsum_block(p, kr, fs, b, hk, t0, nt, M, kb, n);
             continue;
         }
         const float *kp = NULL, *vp = NULL;
@@ -284,21 +331,21 @@ static void run_item(flash_job *job, int64_t idx, const flash_scratch *fs) {
             if (a >= e) continue;
             /* on first use: a window may skip whole blocks */
             if (!vp) {
-                block_kv(p, kr, fs, b, hk, kb, n, !p->kscores, &kp, &ldk, &vp, &ldv);
-                if (p->kscores) p->kscores(p->fetch_ctx, b, hk, t0, nt, kb, n, fs->sc, SDPA_KB); /* every row's */
+                block_kv(p, kr, fs, b, hk, kb, n, !p->kscores, 1, &kp, &ldk, &vp, &ldv);
+                if (p->kscores) p->kscores(p->fetch_ctx, b, hk, t0, nt, kb, n, fs->sc, SDPA_KB_CODES); /* every row's */
             }
             const int64_t g = r / nt;
             if (kr->dots2 && g % 2 == 1) continue; /* done with its partner row r - nt */
             const int64_t n1 = e - a;
             const float *kj = kp + (a - kb) * ldk, *vj = vp + (a - kb) * ldv;
             float *s = fs->s, *s2 = fs->s2, c1 = 1.0f, c2 = 1.0f;
-            if (p->kscores) s = fs->sc + r * SDPA_KB + (a - kb); /* the scores of keys a .. e */
+            if (p->kscores) s = fs->sc + r * SDPA_KB_CODES + (a - kb); /* the scores of keys a .. e */
             if (kr->dots2 && g + 1 < p->G) {
                 /* heads g and g + 1 at the same position see the same keys:
                  * one pass over the block serves both (why: halves the K/V
                  * loads per FMA) */
                 const int64_t r2 = r + nt;
-                if (p->kscores) s2 = fs->sc + r2 * SDPA_KB + (a - kb);
+                if (p->kscores) s2 = fs->sc + r2 * SDPA_KB_CODES + (a - kb);
                 else kr->dots2(fs->q + r * p->D, fs->q + r2 * p->D, kj, ldk, n1, p->D, s, s2);
                 int ok1 = row_softmax(p, kr, fs, r, a, s, n1, &c1);
                 int ok2 = row_softmax(p, kr, fs, r2, a, s2, n1, &c2);
@@ -403,7 +450,13 @@ mlxn_status sdpa_flash(struct mlxn_threadpool *pool, const sdpa_problem *p, cons
     }
     /* one task per thread; each pulls items until none are left */
     mlxn_parallel_for(pool, threads < job.n_items ? threads : job.n_items, 1, flash_task, &job);
-    if (S > 1) mlxn_parallel_for(pool, groups, 1, combine_task, &job);
+    if (S > 1) {
+        /* groups per task: a decode's merge is a few microseconds of work, less than waking a worker (on the
+           2-core AVX2 VM: SmolLM2's heads at 64 keys, tq4 27 -> 20 us, f32 16 -> 10 us), so small merges run on
+           the calling thread */
+        const int64_t per_group = S * job.max_rows * (p->Dv + 2);
+        mlxn_parallel_for(pool, groups, per_group < 32768 ? 32768 / per_group : 1, combine_task, &job);
+    }
     free(job.scratch);
     free(job.part);
     return MLXN_OK;

@@ -73,6 +73,16 @@ typedef struct sdpa_problem {
      * path of prefill items still fetches keys). Called with fetch_ctx. */
     void (*kscores)(const void *ctx, int64_t b, int64_t hk, int64_t t0, int64_t nt, int64_t n0, int64_t n, float *s,
                     int64_t lds);
+    /* Optional, with fetch, for problems of one query position (decode):
+     * the values' side of keys n0 .. n0+n of (b, hk) instead of fetching
+     * values and the kernels' pv: for each row r < M with live[r],
+     * acc[r] = acc[r] * corr[r] + sum_j w[r * lds + j] * v_j (w is zero for
+     * keys the row does not see). The hook's accumulators may hold the dims
+     * in an order of its own; the problem's outputs (and key-split partials)
+     * are then in that order, and whoever set the hook restores it. Called
+     * with fetch_ctx. */
+    void (*vsum)(const void *ctx, int64_t b, int64_t hk, int64_t n0, int64_t n, const float *w, int64_t lds,
+                 const float *corr, const unsigned char *live, int64_t M, float *const *acc);
 } sdpa_problem;
 
 /* Keys [*lo, *hi) that causal/window leave visible to query row i

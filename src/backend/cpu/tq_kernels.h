@@ -61,22 +61,76 @@ typedef struct tq_kq {
     int16_t l16[16];  /* the 4-bit codebook as L16 (tq_kq_levels4) */
 } tq_kq;
 
-/* Where dim d sits in a kq row. */
-int64_t tq_kq_slot(int64_t d);
+/* Where dim d (>= 0) sits in a kq row. The kernel decodes a 64-dim
+ * segment's 32 code bytes as two byte vectors, the low nibbles (even dims)
+ * and the high ones (odd dims), and widens each to 16 bits with vpunpcklbw
+ * / vpunpckhbw, which work per 128-bit lane: vector 2p + h (p: 0 even, 1
+ * odd; h: 0 low, 1 high unpack) holds the code bytes b with (b % 16) / 8
+ * == h, element (b / 16) * 8 + b % 8. */
+static inline int64_t tq_kq_slot(int64_t d) { /* inline: called per dim per query */
+    const int64_t p = d & 1, b = (d & 63) >> 1;
+    return (d & ~(int64_t)63) + 16 * (2 * p + ((b & 15) >> 3)) + (b >> 4) * 8 + (b & 7);
+}
+
 /* Query x [D] (rotated, already times the attention scale) into q16 [D]
  * (tq_kq order) and *qs. */
 void tq_kq_prepare(const float *x, int64_t D, int16_t *q16, float *qs);
 /* The 16 levels of the 4-bit codebook as L16. */
 void tq_kq_levels4(int16_t out[16]);
-/* Scores of query rows r < M against keys j < n (4-bit code rows krows[j],
- * kscale[j]): s[r * lds + j]. Query row r is row q0 + (r / nt) * Tq + r % nt
- * of q (the layout of an attention item's rows: nt positions of each of its
- * heads). The scalar model, and the AVX2 kernel (NULL without x86 SIMD). */
-typedef void (*tq_kscores_fn)(const uint8_t *const *krows, const float *kscale, int64_t n, int64_t D,
+/* Scores of query rows r < M against keys j < n: s[r * lds + j]. Key j's
+ * 4-bit code row is at k + j * kstride, kscale_j = knorm[j] * kfac. Query
+ * row r is row q0 + (r / nt) * Tq + r % nt of q (the layout of an attention
+ * item's rows: nt positions of each of its heads). The scalar model, and
+ * the AVX2 kernel (NULL without x86 SIMD). */
+typedef void (*tq_kscores_fn)(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
                               const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds);
-void tq_kscores4_scalar(const uint8_t *const *krows, const float *kscale, int64_t n, int64_t D, const tq_kq *q,
-                        int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds);
+void tq_kscores4_scalar(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
+                        const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds);
 tq_kscores_fn tq_kscores4_avx2(void);
+
+/* ---- Integer weighted sums over 4-bit values (tq_vsum.c, tq_vsum_avx2.c) ----
+ * The values' side of a decode step's key block, for the same reason: the
+ * f32 decode (~55 operations per 64 codes) was the largest single cost of
+ * a small-head attention once the keys were scored from the codes. Per
+ * query row, over a block of n <= TQ_VSUM_KEYS keys:
+ *   u_j   = w_j * vscale_j              (vscale_j = vnorm[j] * vfac: norm / sqrt(D))
+ *   u16_j = round(u_j * 32767 / umax)    (umax = max_j u_j; 0 <= u16 <= 32767)
+ *   acc[pos(d)] = acc[pos(d)] * corr + (float)(sum_j u16_j * L16[code_jd])
+ *                 * (umax * TQ_VSUM_FAC),  TQ_VSUM_FAC = 1 / (32767 * TQ_KS_LSCALE)
+ * with L16 as for the keys. The integer sums are exact (|sum| <= 32 *
+ * 32767 * 2047 < 2^31, just): the kernel and the scalar model give the
+ * same bits. The weights' rounding is at most 1.5e-5 of the block's
+ * largest weight.
+ * pos(d) = tq_vsum_slot(d): the accumulator holds the dims in the kernel's
+ * order (what two keys' levels interleaved for vpmaddwd leave in its
+ * int32 lanes); whoever reads the output restores the natural order. A row
+ * whose weights are not finite gets NaN everywhere (as f32 sums would). */
+enum { TQ_VSUM_KEYS = 32 };
+#define TQ_VSUM_FAC (1.0f / (32767.0f * TQ_KS_LSCALE))
+/* Where dim d (>= 0) sits in an accumulator row. The kernel interleaves
+ * two keys' code bytes (vpunpcklbw / vpunpckhbw: bytes 0-7 and 16-23, then
+ * 8-15 and 24-31 of a 32-byte piece, per 128-bit lane), looks up 16-bit
+ * levels, and splits each interleaved vector into its low and high halves
+ * again; a vpmaddwd then leaves in int32 lane i of output vector (segment
+ * g, parity p, interleave il, half h) the dim whose code byte is
+ * b = 8 il + 4 h + i % 4 + 16 (i / 4). */
+static inline int64_t tq_vsum_slot(int64_t d) { /* inline: called per dim per output */
+    const int64_t r = d & 63, p = r & 1, b = r >> 1;
+    const int64_t il = (b & 15) >> 3, h = (b & 7) >> 2, i = (b & 3) + 4 * (b >> 4);
+    return (d & ~(int64_t)63) + 32 * p + 16 * il + 8 * h + i;
+}
+
+/* Rows r < M with live[r] (w [M][lds], corr [M] or NULL for 1, acc[r] [D]
+ * in tq_vsum_slot order) over values j < n, code row at v + j * vstride;
+ * longer than TQ_VSUM_KEYS keys, in blocks of that many, corr applied by
+ * the first. */
+typedef void (*tq_vsum_fn)(const uint8_t *v, int64_t vstride, const float *vnorm, float vfac, int64_t n, int64_t D,
+                           const int16_t l16[16], const float *w, int64_t lds, const float *corr,
+                           const unsigned char *live, int64_t M, float *const *acc);
+void tq_vsum4_scalar(const uint8_t *v, int64_t vstride, const float *vnorm, float vfac, int64_t n, int64_t D,
+                     const int16_t l16[16], const float *w, int64_t lds, const float *corr, const unsigned char *live,
+                     int64_t M, float *const *acc);
+tq_vsum_fn tq_vsum4_avx2(void);
 
 /* x = S H y / sqrt(D) in place: from the rotated domain back (signs [D]). */
 void tq_unrotate(float *y, int64_t D, const float *signs);

@@ -9,16 +9,6 @@
 #include "quant/tq_layout.h"
 #include "quant/tq_tables.h"
 
-/* The kernel decodes a 64-dim segment's 32 code bytes as two byte vectors,
- * the low nibbles (even dims) and the high ones (odd dims), and widens each
- * to 16 bits with vpunpcklbw / vpunpckhbw, which work per 128-bit lane:
- * vector 2p + h (p: 0 even, 1 odd; h: 0 low, 1 high unpack) holds the code
- * bytes b with (b % 16) / 8 == h, element (b / 16) * 8 + b % 8. */
-int64_t tq_kq_slot(int64_t d) {
-    const int64_t p = d % 2, b = (d % 64) / 2;
-    return d / 64 * 64 + 16 * (2 * p + (b % 16) / 8) + (b / 16) * 8 + b % 8;
-}
-
 void tq_kq_prepare(const float *x, int64_t D, int16_t *q16, float *qs) {
     float amax = 0.0f;
     int nan = 0;
@@ -49,15 +39,15 @@ void tq_kq_levels4(int16_t out[16]) {
     for (int i = 0; i < 16; i++) out[i] = (int16_t)rintf(lv[i] * TQ_KS_LSCALE);
 }
 
-void tq_kscores4_scalar(const uint8_t *const *krows, const float *kscale, int64_t n, int64_t D, const tq_kq *q,
-                        int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds) {
+void tq_kscores4_scalar(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
+                        const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds) {
     for (int64_t r = 0; r < M; r++) {
         const int64_t qr = q0 + (r / nt) * Tq + r % nt;
         const int16_t *qv = q->q + qr * D;
         for (int64_t j = 0; j < n; j++) {
             int32_t sum = 0;
-            for (int64_t d = 0; d < D; d++) sum += (int32_t)qv[tq_kq_slot(d)] * q->l16[mlxn_tq_get_code(krows[j], d, 4)];
-            s[r * lds + j] = ((float)sum * kscale[j]) * q->qs[qr];
+            for (int64_t d = 0; d < D; d++) sum += (int32_t)qv[tq_kq_slot(d)] * q->l16[mlxn_tq_get_code(k + j * kstride, d, 4)];
+            s[r * lds + j] = ((float)sum * (knorm[j] * kfac)) * q->qs[qr];
         }
     }
 }

@@ -34,10 +34,11 @@ TGT_AVX2 static inline __m256i hsum8x8(const __m256i a[8]) {
  * constant D, so the loops over D unroll and the eight keys' sums stay in
  * registers (with D a variable, GCC kept them in memory: 15.5 against 9 ns
  * per key at D = 64, 3 rows, in the 8-bit version). */
-TGT_AVX2 static inline __attribute__((always_inline)) void kscores4_d(const uint8_t *const *krows, const float *kscale,
-                                                                     int64_t n, const int64_t D, const tq_kq *q,
-                                                                     int64_t q0, int64_t nt, int64_t Tq, int64_t M,
-                                                                     float *s, int64_t lds) {
+TGT_AVX2 static inline __attribute__((always_inline)) void kscores4_d(const uint8_t *k, int64_t kstride,
+                                                                     const float *knorm, float kfac, int64_t n,
+                                                                     const int64_t D, const tq_kq *q, int64_t q0,
+                                                                     int64_t nt, int64_t Tq, int64_t M, float *s,
+                                                                     int64_t lds) {
     /* the levels' low and high bytes, one table per byte, in both 128-bit lanes */
     uint8_t lb[16], hb[16];
     for (int i = 0; i < 16; i++) lb[i] = (uint8_t)(q->l16[i] & 0xff), hb[i] = (uint8_t)((uint16_t)q->l16[i] >> 8);
@@ -50,8 +51,8 @@ TGT_AVX2 static inline __attribute__((always_inline)) void kscores4_d(const uint
         float ksb[8];
         for (int jj = 0; jj < 8; jj++) {
             const int64_t j = j0 + (jj < nj ? jj : nj - 1);
-            const uint8_t *row = krows[j];
-            ksb[jj] = kscale[j];
+            const uint8_t *row = k + j * kstride;
+            ksb[jj] = knorm[j] * kfac;
             for (int64_t g = 0; g < D / 64; g++) {
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(row + 32 * g));
                 const __m256i c[2] = {_mm256_and_si256(x, m4), _mm256_and_si256(_mm256_srli_epi16(x, 4), m4)};
@@ -86,13 +87,13 @@ TGT_AVX2 static inline __attribute__((always_inline)) void kscores4_d(const uint
     }
 }
 
-TGT_AVX2 static void kscores4(const uint8_t *const *krows, const float *kscale, int64_t n, int64_t D, const tq_kq *q,
-                              int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds) {
+TGT_AVX2 static void kscores4(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
+                              const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds) {
     switch (D) {
-    case 64: kscores4_d(krows, kscale, n, 64, q, q0, nt, Tq, M, s, lds); break;
-    case 128: kscores4_d(krows, kscale, n, 128, q, q0, nt, Tq, M, s, lds); break;
-    case 256: kscores4_d(krows, kscale, n, 256, q, q0, nt, Tq, M, s, lds); break;
-    default: kscores4_d(krows, kscale, n, 512, q, q0, nt, Tq, M, s, lds); break; /* head dims are 64..512 */
+    case 64: kscores4_d(k, kstride, knorm, kfac, n, 64, q, q0, nt, Tq, M, s, lds); break;
+    case 128: kscores4_d(k, kstride, knorm, kfac, n, 128, q, q0, nt, Tq, M, s, lds); break;
+    case 256: kscores4_d(k, kstride, knorm, kfac, n, 256, q, q0, nt, Tq, M, s, lds); break;
+    default: kscores4_d(k, kstride, knorm, kfac, n, 512, q, q0, nt, Tq, M, s, lds); break; /* head dims are 64..512 */
     }
 }
 

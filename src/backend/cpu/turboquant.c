@@ -14,6 +14,7 @@
  *  - dequantize: decode and un-rotate, one row per task. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/cpu_tensor.h"
@@ -133,6 +134,9 @@ typedef struct fast_ctx {
     /* the integer score path (4-bit keys at AVX2, tq_kernels.h), else NULL */
     tq_kscores_fn ks;
     tq_kq kq;  /* [Hq * Tq] rows: the rotated, scaled queries in 16 bits */
+    /* the integer weighted sums (4-bit values in decode at AVX2, tq_kernels.h), else NULL: the outputs
+       then come out of sdpa_flash in tq_vsum_slot order */
+    tq_vsum_fn vs;
 } fast_ctx;
 
 /* sdpa_flash's K/V source: keys (or values) of positions lo + n0 .. + n of
@@ -164,27 +168,69 @@ static void fetch(const void *ctx, int is_v, int64_t b, int64_t hk, int64_t n0, 
     }
 }
 
-/* sdpa_flash's kscores: the item's rows against keys of positions lo + n0 ..
- * + n of kv head hk, from the codes (tq_kscores_fn). */
+/* Keys of positions lo + n0 .. + n of kv head hk as runs of consecutive
+ * ring slots (one, or two where the ring wraps): calls fn(ctx, slot of
+ * the run's first key, its offset in the n keys, its length). */
+static void ring_runs(const tq_attn *a, int64_t hk, int64_t n0, int64_t n,
+                      void (*fn)(const void *ctx, int64_t slot, int64_t j0, int64_t m), const void *ctx) {
+    const int64_t at = (a->lo + n0) % a->cap, first = n < a->cap - at ? n : a->cap - at;
+    fn(ctx, hk * a->cap + at, 0, first);
+    if (first < n) fn(ctx, hk * a->cap, first, n - first);
+}
+
+typedef struct kscores_run {
+    const fast_ctx *f;
+    int64_t hk, t0, nt;
+    float *s;
+    int64_t lds;
+} kscores_run;
+
+static void kscores_of_run(const void *ctx, int64_t slot, int64_t j0, int64_t m) {
+    const kscores_run *k = ctx;
+    const tq_attn *a = k->f->a;
+    const float kfac = 1.0f / sqrtf((float)a->D) / TQ_KS_LSCALE;
+    k->f->ks(a->kc + slot * a->c->k_row, a->c->k_row, a->kn + slot, kfac, m, a->D, &k->f->kq,
+             k->hk * a->G * a->Tq + k->t0, k->nt, a->Tq, a->G * k->nt, k->s + j0, k->lds);
+}
+
+/* sdpa_flash's kscores: the item's rows against the keys of positions
+ * lo + n0 .. + n of kv head hk, from the codes (tq_kscores_fn). */
 static void kscores(const void *ctx, int64_t b, int64_t hk, int64_t t0, int64_t nt, int64_t n0, int64_t n, float *s,
                     int64_t lds) {
     (void)b;
+    const kscores_run k = {ctx, hk, t0, nt, s, lds};
+    ring_runs(((const fast_ctx *)ctx)->a, hk, n0, n, kscores_of_run, &k);
+}
+
+/* sdpa_flash's vsum: the item's rows' weights against the values of
+ * positions lo + n0 .. + n of kv head hk, from the codes (tq_vsum_fn), 64
+ * keys a call (the first applies corr). Where the ring wraps inside a call
+ * its codes and norms are copied in position order first: the kernel rounds
+ * the weights per block of TQ_VSUM_KEYS keys counted from the call's start,
+ * so the blocks must not depend on where the ring wraps (a fixed-layout
+ * session then gives the growing layout's bits, test_session_tq_fixed). */
+static void vsum(const void *ctx, int64_t b, int64_t hk, int64_t n0, int64_t n, const float *w, int64_t lds,
+                 const float *corr, const unsigned char *live, int64_t M, float *const *acc) {
+    (void)b;
+    enum { CH = 64 };
     const fast_ctx *f = ctx;
     const tq_attn *a = f->a;
-    const float kfac = 1.0f / sqrtf((float)a->D) / TQ_KS_LSCALE;
-    enum { CH = 64 };
-    const uint8_t *rows[CH];
-    float kscale[CH];
-    int64_t at = (a->lo + n0) % a->cap; /* the ring in position order, as in fetch */
+    const int64_t rb = a->c->v_row;
+    const float vfac = 1.0f / sqrtf((float)a->D);
     for (int64_t j0 = 0; j0 < n; j0 += CH) {
-        const int64_t m = n - j0 < CH ? n - j0 : CH;
-        for (int64_t j = 0; j < m; j++) {
-            const int64_t slot = hk * a->cap + at;
-            rows[j] = a->kc + slot * a->c->k_row;
-            kscale[j] = a->kn[slot] * kfac;
-            if (++at == a->cap) at = 0;
+        const int64_t m = n - j0 < CH ? n - j0 : CH, at = (a->lo + n0 + j0) % a->cap, slot = hk * a->cap + at;
+        const float *c = j0 == 0 ? corr : NULL;
+        if (at + m <= a->cap) {
+            f->vs(a->vc + slot * rb, rb, a->vn + slot, vfac, m, a->D, f->kq.l16, w + j0, lds, c, live, M, acc);
+            continue;
         }
-        f->ks(rows, kscale, m, a->D, &f->kq, hk * a->G * a->Tq + t0, nt, a->Tq, a->G * nt, s + j0, lds);
+        uint8_t codes[CH * MLXN_TQ_MAX_HEAD_DIM / 2]; /* [m][rb]: 4-bit rows of at most 256 bytes */
+        float norms[CH];
+        for (int64_t j = 0, s = at; j < m; j++, s = s + 1 == a->cap ? 0 : s + 1) {
+            memcpy(codes + j * rb, a->vc + (hk * a->cap + s) * rb, (size_t)rb);
+            norms[j] = a->vn[hk * a->cap + s];
+        }
+        f->vs(codes, rb, norms, vfac, m, a->D, f->kq.l16, w + j0, lds, c, live, M, acc);
     }
 }
 
@@ -205,14 +251,25 @@ static void rotate_task(void *arg, int64_t begin, int64_t end, int thread) {
 
 static void unrotate_task(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
-    const tq_attn *a = arg;
-    for (int64_t r = begin; r < end; r++) tq_unrotate(a->out + r * a->D, a->D, a->signs);
+    const fast_ctx *f = arg;
+    const tq_attn *a = f->a;
+    float tmp[MLXN_TQ_MAX_HEAD_DIM];
+    for (int64_t r = begin; r < end; r++) {
+        float *o = a->out + r * a->D;
+        if (f->vs) { /* back from the weighted sums' dim order */
+            for (int64_t d = 0; d < a->D; d++) tmp[d] = o[tq_vsum_slot(d)];
+            memcpy(o, tmp, (size_t)a->D * sizeof(float));
+        }
+        tq_unrotate(o, a->D, a->signs);
+    }
 }
 
 static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa_kernels *kr, tq_decode_fn dec,
-                             tq_kscores_fn ks) {
+                             tq_kscores_fn ks, tq_vsum_fn vs) {
     const size_t rows = (size_t)(a->Hq * a->Tq);
-    fast_ctx f = {.a = a, .dec = dec, .qr = malloc(rows * (size_t)a->D * sizeof(float)), .ks = ks};
+    /* the weighted sums only in decode (one position: no block-GEMM items, whose values keep f32 order) */
+    fast_ctx f = {.a = a, .dec = dec, .qr = malloc(rows * (size_t)a->D * sizeof(float)), .ks = ks,
+                  .vs = a->Tq == 1 ? vs : NULL};
     /* one block: [rows][D] q16, then [rows] scales */
     char *kqbuf = ks ? malloc(rows * (size_t)(2 * a->D + 4)) : NULL;
     if (!f.qr || (ks && !kqbuf)) {
@@ -220,15 +277,15 @@ static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa
         free(kqbuf);
         return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "tq_sdpa: no memory for the rotated queries");
     }
-    if (ks) {
-        f.kq.q = (const int16_t *)kqbuf, f.kq.qs = (const float *)(kqbuf + rows * 2 * a->D);
-        tq_kq_levels4(f.kq.l16);
-    }
-    mlxn_parallel_for(pool, a->Hq * a->Tq, 8, rotate_task, &f);
+    if (ks) f.kq.q = (const int16_t *)kqbuf, f.kq.qs = (const float *)(kqbuf + rows * 2 * a->D);
+    tq_kq_levels4(f.kq.l16); /* the 4-bit levels, for the keys' scores and the values' sums */
+    /* rows x D <= 4096 run on the calling thread: a decode's few rotations cost less than waking a worker
+       (docs/perf.md, CPU TurboQuant without AVX-512) */
+    mlxn_parallel_for(pool, a->Hq * a->Tq, 4096 / a->D, rotate_task, &f);
     sdpa_problem p = {
         .B = 1, .Hq = a->Hq, .Hkv = a->Hkv, .G = a->G, .Tq = a->Tq, .Tk = a->n_held, .D = a->D, .Dv = a->D,
         .scale = a->scale, .softcap = a->softcap, .causal = a->causal, .window = a->window, .out = a->out,
-        .fetch = fetch, .fetch_ctx = &f, .kscores = ks ? kscores : NULL,
+        .fetch = fetch, .fetch_ctx = &f, .kscores = ks ? kscores : NULL, .vsum = f.vs ? vsum : NULL,
     };
     p.q = (sdpa_view){.base = (const char *)f.qr, .dt = MLXN_DTYPE_F32,
                       .s = {a->Hq * a->Tq * a->D, a->Tq * a->D, a->D, 1}};
@@ -237,7 +294,7 @@ static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa
     free(f.qr);
     free(kqbuf);
     MLXN_TRY(st);
-    mlxn_parallel_for(pool, a->Hq * a->Tq, 8, unrotate_task, (void *)a);
+    mlxn_parallel_for(pool, a->Hq * a->Tq, 4096 / a->D, unrotate_task, &f);
     return MLXN_OK;
 }
 
@@ -265,9 +322,10 @@ mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tenso
     else if (dev->isa >= MLXN_CPU_ISA_AVX2) kr = sdpa_kernels_avx2(), dec = tq_decode_avx2();
     /* 4-bit keys at the AVX2 level: integer scores from the codes (tq_kernels.h; measured there, docs/perf.md),
        unless the device keeps activations in f32 */
-    tq_kscores_fn ks = kr && kr == sdpa_kernels_avx2() && c->p.k_bits == 4 && !dev->float_activations
-                           ? tq_kscores4_avx2() : NULL;
-    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar, ks);
+    const int int_path = kr && kr == sdpa_kernels_avx2() && !dev->float_activations;
+    tq_kscores_fn ks = int_path && c->p.k_bits == 4 ? tq_kscores4_avx2() : NULL;
+    tq_vsum_fn vs = int_path && c->p.v_bits == 4 ? tq_vsum4_avx2() : NULL;
+    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar, ks, vs);
 
     int threads = mlxn_threadpool_size(dev->pool);
     ref_job j = {&a, malloc((size_t)threads * (size_t)(a.n_held + 2 * a.D) * sizeof(float))};
