@@ -6,6 +6,8 @@
  *    (what the fast attention feeds the flash driver), AVX-512 and AVX2;
  *  - tq_kscores.c, tq_kscores_avx2.c: 4-bit keys' scores in 16-bit
  *    integers, the model and its AVX2 kernel (below);
+ *  - tq_vsum.c, tq_vsum_avx2.c: 4-bit values' weighted sums in 16-bit
+ *    integers, the model and its AVX2 kernel (below);
  *  - turboquant.c: the backend entry points (threads, ISA choice). */
 #ifndef MLXN_CPU_TQ_KERNELS_H
 #define MLXN_CPU_TQ_KERNELS_H
@@ -47,10 +49,11 @@ tq_decode_fn tq_decode_avx2(void);   /* NULL without x86 SIMD */
  * cost: at most 4e-4 on a level (~1e-3 of a code step) and 2.4e-4 of the
  * query's largest coordinate, against the 4-bit code's own squared error of
  * 0.0095 per coordinate. test_turboquant_attn measures attention outputs
- * within NMSE 2e-7 (head dim 128) and 8e-7 (256) of the f32 path and holds
- * this path to 1e-5 (the CUDA tensor-core path's bound is 5e-5). 8-bit
- * products (vpmaddubsw, half the multiplies) were measured at NMSE 2.5e-4
- * there and dropped. */
+ * (with the values' sums below) within NMSE 1e-7 to 8e-7 of the f32 path
+ * and holds these paths to 1e-5 (the CUDA tensor-core path's bound is
+ * 5e-5); docs/perf.md has the end-to-end runs. 8-bit products
+ * (vpmaddubsw, half the multiplies) were measured at NMSE 2.5e-4 there and
+ * dropped. */
 #define TQ_KS_LSCALE (2047.0f / 2.7325896f) /* the 4-bit codebook's largest level maps to 2047 */
 
 /* Queries in the score kernel's order (tq_kq_slot): per 64-dim segment,
