@@ -75,6 +75,12 @@ static inline int64_t tq_kq_slot(int64_t d) { /* inline: called per dim per quer
     return (d & ~(int64_t)63) + 16 * (2 * p + ((b & 15) >> 3)) + (b >> 4) * 8 + (b & 7);
 }
 
+/* The 16-bit levels' low and high bytes as two 16-entry tables: what the
+ * AVX2 kernels' vpshufb lookups (keys and values alike) take. */
+static inline void tq_l16_bytes(const int16_t l16[16], uint8_t lo[16], uint8_t hi[16]) {
+    for (int i = 0; i < 16; i++) lo[i] = (uint8_t)(l16[i] & 0xff), hi[i] = (uint8_t)((uint16_t)l16[i] >> 8);
+}
+
 /* Query x [D] (rotated, already times the attention scale) into q16 [D]
  * (tq_kq order) and *qs. */
 void tq_kq_prepare(const float *x, int64_t D, int16_t *q16, float *qs);

@@ -41,7 +41,7 @@ TGT_AVX2 static inline __attribute__((always_inline)) void kscores4_d(const uint
                                                                      int64_t lds) {
     /* the levels' low and high bytes, one table per byte, in both 128-bit lanes */
     uint8_t lb[16], hb[16];
-    for (int i = 0; i < 16; i++) lb[i] = (uint8_t)(q->l16[i] & 0xff), hb[i] = (uint8_t)((uint16_t)q->l16[i] >> 8);
+    tq_l16_bytes(q->l16, lb, hb);
     const __m256i plo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lb));
     const __m256i phi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)hb));
     const __m256i m4 = _mm256_set1_epi8(15);
