@@ -93,6 +93,8 @@ static void check_model_accuracy(const uint8_t *k, int64_t kstride, const float 
           (long long)D, worst);
 }
 
+static const char *kernel_name = ""; /* the kernel one_shape checks, for messages */
+
 static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscores_fn kernel) {
     const int64_t Tq = nt + 1, rows_q = heads * Tq, M = heads * nt, lds = n + 3, rb = D / 2 + 5; /* rows 5 bytes apart */
     uint8_t *codes = malloc((size_t)(n * rb));
@@ -139,8 +141,8 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
         int64_t diff = 0, first = -1;
         for (int64_t i = 0; i < M * lds; i++)
             if (!same_bits(s_ref[i], s_fast[i])) diff++, first = first < 0 ? i : first;
-        CHECK(diff == 0, "D %lld n %lld heads %lld nt %lld: %lld scores differ from the model (first at row %lld key %lld: %g, want %g)",
-              (long long)D, (long long)n, (long long)heads, (long long)nt, (long long)diff, first < 0 ? 0LL : (long long)(first / lds),
+        CHECK(diff == 0, "%s, D %lld n %lld heads %lld nt %lld: %lld scores differ from the model (first at row %lld key %lld: %g, want %g)",
+              kernel_name, (long long)D, (long long)n, (long long)heads, (long long)nt, (long long)diff, first < 0 ? 0LL : (long long)(first / lds),
               first < 0 ? 0LL : (long long)(first % lds), first < 0 ? 0.0 : (double)s_fast[first], first < 0 ? 0.0 : (double)s_ref[first]);
     }
     free(codes), free(knorm), free(kscale), free(x), free(q16), free(qs), free(s_ref), free(s_fast);
@@ -149,16 +151,28 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_tq_kscores");
     check_levels_and_order();
-    tq_kscores_fn kernel = NULL;
+    /* each kernel this processor runs (the model is checked on every pass) */
+    tq_kscores_fn kernels[2] = {NULL, NULL};
+    const char *names[2] = {"avx2", "avx512"};
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernel = tq_kscores4_avx2();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernels[0] = tq_kscores4_avx2();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        kernels[1] = tq_kscores4_avx512();
 #endif
-    if (!kernel) printf("test_tq_kscores: no AVX2 here: the model is checked, the kernel is not\n");
-    const int64_t ns[] = {1, 7, 8, 13, 32, 41};
-    for (int64_t D = 64; D <= 512; D *= 2)
-        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-            one_shape(D, ns[i], 3, 1, kernel);  /* decode: three heads of one kv head */
-            one_shape(D, ns[i], 2, 3, kernel);  /* a prefill item: 3 positions of 2 heads */
+    for (int k = 0; k < 2; k++) {
+        if (!kernels[k] && k > 0) {
+            printf("test_tq_kscores: no %s here: that kernel is not checked\n", names[k]);
+            continue;
         }
+        if (!kernels[k]) printf("test_tq_kscores: no %s here: the model is checked, the kernel is not\n", names[k]);
+        kernel_name = names[k];
+        const int64_t ns[] = {1, 7, 8, 13, 32, 41};
+        for (int64_t D = 64; D <= 512; D *= 2)
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+                one_shape(D, ns[i], 3, 1, kernels[k]); /* decode: three heads of one kv head */
+                one_shape(D, ns[i], 2, 3, kernels[k]); /* a prefill item: 3 positions of 2 heads */
+            }
+    }
     return t_finish();
 }

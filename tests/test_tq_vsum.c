@@ -65,6 +65,8 @@ static void check_accuracy(const uint8_t *v, int64_t vstride, const float *vscal
           (long long)D, (long long)n, worst);
 }
 
+static const char *kernel_name = ""; /* the kernel one_shape checks, for messages */
+
 static void one_shape(int64_t D, int64_t n, int with_corr, tq_vsum_fn kernel) {
     enum { M = 4 };
     const int64_t rb = D / 2 + 3, lds = n + 5; /* rows 3 bytes apart */
@@ -103,8 +105,8 @@ static void one_shape(int64_t D, int64_t n, int with_corr, tq_vsum_fn kernel) {
         int64_t diff = 0, first = -1;
         for (int64_t i = 0; i < M * D; i++)
             if (!same_bits(ar[i], af[i])) diff++, first = first < 0 ? i : first;
-        CHECK(diff == 0, "D %lld n %lld corr %d: %lld sums differ from the model (first row %lld slot %lld: %.9g, want %.9g)",
-              (long long)D, (long long)n, with_corr, (long long)diff, first < 0 ? 0LL : (long long)(first / D),
+        CHECK(diff == 0, "%s, D %lld n %lld corr %d: %lld sums differ from the model (first row %lld slot %lld: %.9g, want %.9g)",
+              kernel_name, (long long)D, (long long)n, with_corr, (long long)diff, first < 0 ? 0LL : (long long)(first / D),
               first < 0 ? 0LL : (long long)(first % D), first < 0 ? 0.0 : (double)af[first], first < 0 ? 0.0 : (double)ar[first]);
     }
     free(codes), free(vnorm), free(vscale), free(w), free(a0), free(ar), free(af);
@@ -128,22 +130,34 @@ static void check_inf_norm(tq_vsum_fn kernel) {
         (pass ? kernel : tq_vsum4_scalar)(codes, 32, vnorm, 0.125f, n, D, l16, w, n, NULL, live, 1, a);
         int nan = 1;
         for (int d = 0; d < 64; d++) nan &= isnan(acc[d]);
-        CHECK(nan, "%s: an infinite norm did not make the row NaN", pass ? "kernel" : "model");
+        CHECK(nan, "%s: an infinite norm did not make the row NaN", pass ? kernel_name : "model");
     }
 }
 
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_tq_vsum");
     check_order();
-    tq_vsum_fn kernel = NULL;
+    /* each kernel this processor runs (the model is checked on every pass) */
+    tq_vsum_fn kernels[2] = {NULL, NULL};
+    const char *names[2] = {"avx2", "avx512"};
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernel = tq_vsum4_avx2();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernels[0] = tq_vsum4_avx2();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni"))
+        kernels[1] = tq_vsum4_avx512();
 #endif
-    if (!kernel) printf("test_tq_vsum: no AVX2 here: the model is checked, the kernel is not\n");
-    const int64_t ns[] = {1, 2, 7, 31, 32, 33, 64, 70};
-    for (int64_t D = 64; D <= 512; D *= 2)
-        for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
-            for (int c = 0; c < 2; c++) one_shape(D, ns[i], c, kernel);
-    check_inf_norm(kernel);
+    for (int k = 0; k < 2; k++) {
+        if (!kernels[k] && k > 0) {
+            printf("test_tq_vsum: no %s here: that kernel is not checked\n", names[k]);
+            continue;
+        }
+        if (!kernels[k]) printf("test_tq_vsum: no %s here: the model is checked, the kernel is not\n", names[k]);
+        kernel_name = names[k];
+        const int64_t ns[] = {1, 2, 7, 31, 32, 33, 64, 70};
+        for (int64_t D = 64; D <= 512; D *= 2)
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+                for (int c = 0; c < 2; c++) one_shape(D, ns[i], c, kernels[k]);
+        check_inf_norm(kernels[k]);
+    }
     return t_finish();
 }

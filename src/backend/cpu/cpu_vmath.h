@@ -34,6 +34,8 @@
 #include <immintrin.h>
 #define TGT_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define TGT_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+/* The AVX512 ISA level also requires VNNI (cpu_backend.c); kernels that use it say so. */
+#define TGT_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #else
 #define CPU_VMATH_X86 0
 #endif

@@ -4,10 +4,11 @@
  *    attention rows), the oracle every fast path is tested against;
  *  - tq_decode_avx512.c: blocks of vectors' codes to rotated-domain f32
  *    (what the fast attention feeds the flash driver), AVX-512 and AVX2;
- *  - tq_kscores.c, tq_kscores_avx2.c: 4-bit keys' scores in 16-bit
- *    integers, the model and its AVX2 kernel (below);
- *  - tq_vsum.c, tq_vsum_avx2.c: 4-bit values' weighted sums in 16-bit
- *    integers, the model and its AVX2 kernel (below);
+ *  - tq_kscores.c, tq_kscores_avx2.c, tq_kscores_avx512.c: 4-bit keys'
+ *    scores in 16-bit integers, the model and its AVX2 and AVX-512 kernels
+ *    (below);
+ *  - tq_vsum.c, tq_vsum_avx2.c, tq_vsum_avx512.c: 4-bit values' weighted
+ *    sums in 16-bit integers, the model and its two kernels (below);
  *  - turboquant.c: the backend entry points (threads, ISA choice). */
 #ifndef MLXN_CPU_TQ_KERNELS_H
 #define MLXN_CPU_TQ_KERNELS_H
@@ -35,9 +36,9 @@ void tq_decode_rows_scalar(const uint8_t *const *rows, const float *scale, int64
 tq_decode_fn tq_decode_avx512(void); /* NULL without x86 SIMD */
 tq_decode_fn tq_decode_avx2(void);   /* NULL without x86 SIMD */
 
-/* ---- Integer scores over 4-bit keys (tq_kscores.c, tq_kscores_avx2.c) ----
+/* ---- Integer scores over 4-bit keys (tq_kscores.c, tq_kscores_avx*.c) ----
  * Where a score pass over decoded f32 keys cost most of the attention
- * (AVX2: decoding a key block to f32 and the dots over it), the keys'
+ * (decoding a key block to f32 and the dots over it), the keys'
  * scores come from the codes through 16-bit integer products instead:
  *   levels: L16[c] = round(level[c] * TQ_KS_LSCALE)      (|L16| <= 2047)
  *   query:  q16[d] = round(x[d] / qs), qs = max|x| / 2047 (|q16| <= 2047;
@@ -69,7 +70,8 @@ typedef struct tq_kq {
  * and the high ones (odd dims), and widens each to 16 bits with vpunpcklbw
  * / vpunpckhbw, which work per 128-bit lane: vector 2p + h (p: 0 even, 1
  * odd; h: 0 low, 1 high unpack) holds the code bytes b with (b % 16) / 8
- * == h, element (b / 16) * 8 + b % 8. */
+ * == h, element (b / 16) * 8 + b % 8. The AVX-512 kernel builds the same
+ * order (tq_kscores_avx512.c). */
 static inline int64_t tq_kq_slot(int64_t d) { /* inline: called per dim per query */
     const int64_t p = d & 1, b = (d & 63) >> 1;
     return (d & ~(int64_t)63) + 16 * (2 * p + ((b & 15) >> 3)) + (b >> 4) * 8 + (b & 7);
@@ -90,14 +92,15 @@ void tq_kq_levels4(int16_t out[16]);
  * 4-bit code row is at k + j * kstride, kscale_j = knorm[j] * kfac. Query
  * row r is row q0 + (r / nt) * Tq + r % nt of q (the layout of an attention
  * item's rows: nt positions of each of its heads). The scalar model, and
- * the AVX2 kernel (NULL without x86 SIMD). */
+ * the AVX2 and AVX-512 kernels (NULL without x86 SIMD). */
 typedef void (*tq_kscores_fn)(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
                               const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds);
 void tq_kscores4_scalar(const uint8_t *k, int64_t kstride, const float *knorm, float kfac, int64_t n, int64_t D,
                         const tq_kq *q, int64_t q0, int64_t nt, int64_t Tq, int64_t M, float *s, int64_t lds);
 tq_kscores_fn tq_kscores4_avx2(void);
+tq_kscores_fn tq_kscores4_avx512(void); /* AVX-512 with VNNI; NULL without x86 SIMD */
 
-/* ---- Integer weighted sums over 4-bit values (tq_vsum.c, tq_vsum_avx2.c) ----
+/* ---- Integer weighted sums over 4-bit values (tq_vsum.c, tq_vsum_avx*.c) ----
  * The values' side of a decode step's key block, for the same reason: the
  * f32 decode (~55 operations per 64 codes) was the largest single cost of
  * a small-head attention once the keys were scored from the codes. Per
@@ -122,7 +125,8 @@ enum { TQ_VSUM_KEYS = 32 };
  * levels, and splits each interleaved vector into its low and high halves
  * again; a vpmaddwd then leaves in int32 lane i of output vector (segment
  * g, parity p, interleave il, half h) the dim whose code byte is
- * b = 8 il + 4 h + i % 4 + 16 (i / 4). */
+ * b = 8 il + 4 h + i % 4 + 16 (i / 4). The AVX-512 kernel gathers its
+ * codes into the same order (tq_vsum_avx512.c). */
 static inline int64_t tq_vsum_slot(int64_t d) { /* inline: called per dim per output */
     const int64_t r = d & 63, p = r & 1, b = r >> 1;
     const int64_t il = (b & 15) >> 3, h = (b & 7) >> 2, i = (b & 3) + 4 * (b >> 4);
@@ -140,6 +144,7 @@ void tq_vsum4_scalar(const uint8_t *v, int64_t vstride, const float *vnorm, floa
                      const int16_t l16[16], const float *w, int64_t lds, const float *corr, const unsigned char *live,
                      int64_t M, float *const *acc);
 tq_vsum_fn tq_vsum4_avx2(void);
+tq_vsum_fn tq_vsum4_avx512(void); /* AVX-512 with VNNI; NULL without x86 SIMD */
 
 /* x = S H y / sqrt(D) in place: from the rotated domain back (signs [D]). */
 void tq_unrotate(float *y, int64_t D, const float *signs);

@@ -322,11 +322,15 @@ mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tenso
     tq_decode_fn dec = NULL;
     if (dev->isa >= MLXN_CPU_ISA_AVX512) kr = sdpa_kernels_avx512(), dec = tq_decode_avx512();
     else if (dev->isa >= MLXN_CPU_ISA_AVX2) kr = sdpa_kernels_avx2(), dec = tq_decode_avx2();
-    /* at the AVX2 level, 4-bit keys scored and 4-bit values (decode) summed in integers from the codes
-       (tq_kernels.h; measured there, docs/perf.md), unless the device keeps activations in f32 */
-    const int int_path = kr && kr == sdpa_kernels_avx2() && !dev->float_activations;
-    tq_kscores_fn ks = int_path && c->p.k_bits == 4 ? tq_kscores4_avx2() : NULL;
-    tq_vsum_fn vs = int_path && c->p.v_bits == 4 ? tq_vsum4_avx2() : NULL;
+    /* 4-bit keys scored and 4-bit values (decode) summed in integers from the codes (tq_kernels.h;
+       measured at both levels, docs/perf.md), unless the device keeps activations in f32 */
+    tq_kscores_fn ks = NULL;
+    tq_vsum_fn vs = NULL;
+    if (kr && !dev->float_activations) {
+        const int wide = kr == sdpa_kernels_avx512();
+        if (c->p.k_bits == 4) ks = wide ? tq_kscores4_avx512() : tq_kscores4_avx2();
+        if (c->p.v_bits == 4) vs = wide ? tq_vsum4_avx512() : tq_vsum4_avx2();
+    }
     if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar, ks, vs);
 
     int threads = mlxn_threadpool_size(dev->pool);
