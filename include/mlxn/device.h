@@ -45,8 +45,8 @@ typedef struct mlxn_device_params {
     /* CPU only. 0 (default): the quantized mat-vec of decode may quantize x
      * to 16-bit integers per weight group and multiply in integers where the
      * processor has a kernel for it (AVX-512 VNNI; AVX2 for affine 2..6- and 8-bit),
-     * 2-4x faster, ~1e-8 normalized error per product; and at the AVX2 level
-     * TurboQuant attention in decode scores 4-bit keys with the query, and
+     * 2-4x faster, ~1e-8 normalized error per product; and at the AVX2 and
+     * AVX-512 levels TurboQuant attention in decode scores 4-bit keys with the query, and
      * sums 4-bit values with the softmax weights, in 16-bit integers
      * (outputs within ~1e-6 NMSE of f32). 1: x stays f32 in every quantized matmul and
      * TurboQuant attention works in f32 (results match the float reference

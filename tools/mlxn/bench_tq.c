@@ -61,8 +61,8 @@ static const opt_spec tq_rows[] = {
     {"isa", 0, OPT_CHOICE, offsetof(tq_bench_opts, isa), "I", "Cap the CPU instruction set.", "auto", 0, 0,
      "auto|scalar|avx2|avx512"},
     {"float-activations", 0, OPT_FLAG, offsetof(tq_bench_opts, float_activations), NULL,
-     "CPU: TurboQuant attention in f32 (by default, without AVX-512, decode scores 4-bit keys and sums 4-bit "
-     "values in 16-bit integers).",
+     "CPU: TurboQuant attention in f32 (by default, with AVX2 or AVX-512, decode scores 4-bit keys and sums "
+     "4-bit values in 16-bit integers).",
      NULL, 0, 0, NULL},
     {"reps", 0, OPT_INT, offsetof(tq_bench_opts, reps), "R", "Timed calls of each attention.", "20", 1, 1 << 20,
      NULL},

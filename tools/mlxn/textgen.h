@@ -66,9 +66,9 @@ typedef struct tg_model_opts {
     {"float-activations", 0, OPT_FLAG, offsetof(T, M.float_activations), NULL,                                \
      "CPU: keep x in f32 in every quantized matmul, so products are float-exact as MLX computes them, and "  \
      "TurboQuant attention in f32. By default decode's mat-vecs round x to 16 bits per group and work in "    \
-     "integers (2-3x faster without AVX-512; relative error ~1e-5 to 1e-4 per product), and without "         \
-     "AVX-512 decode works on a TurboQuant cache's 4-bit keys and values in 16-bit integers (attention "      \
-     "output within ~1e-6 NMSE).",                                                                             \
+     "integers (2-3x faster without AVX-512; relative error ~1e-5 to 1e-4 per product), and decode works "   \
+     "on a TurboQuant cache's 4-bit keys and values in 16-bit integers (AVX2 or AVX-512; attention output "  \
+     "within ~1e-6 NMSE).",                                                                                    \
      NULL, 0, 0, NULL}
 
 /* The opened model. */

@@ -131,10 +131,10 @@ typedef struct fast_ctx {
     const tq_attn *a;
     tq_decode_fn dec;
     float *qr; /* [Hq, Tq, D] rotated queries */
-    /* the integer score path (4-bit keys at AVX2, tq_kernels.h), else NULL */
+    /* the integer score path (4-bit keys, AVX2 or AVX-512, tq_kernels.h), else NULL */
     tq_kscores_fn ks;
     tq_kq kq;  /* [Hq * Tq] rows: the rotated, scaled queries in 16 bits */
-    /* the integer weighted sums (4-bit values in decode at AVX2, tq_kernels.h), else NULL: the outputs
+    /* the integer weighted sums (4-bit values in decode, AVX2 or AVX-512, tq_kernels.h), else NULL: the outputs
        then come out of sdpa_flash in tq_vsum_slot order */
     tq_vsum_fn vs;
 } fast_ctx;
