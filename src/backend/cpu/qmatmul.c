@@ -48,6 +48,13 @@ typedef struct qm_job {
     qm_gemm *gemm;      /* the AVX2 prefill path's packed x and scratch, else NULL */
 } qm_job;
 
+float *qm_scratch_alloc(int n_threads, int64_t per_thread) {
+    const size_t bytes = (size_t)n_threads * (size_t)per_thread * sizeof(float); /* a multiple of 128 */
+    float *p = bytes ? aligned_alloc(128, bytes) : NULL;
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
 static void task_vnni(void *arg, int64_t r0, int64_t r1, int thread) {
     const qm_job *j = arg;
     qm_vnni_rows(j->w, j->xp, r0, r1, j->out, j->N, thread);

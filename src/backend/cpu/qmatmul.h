@@ -82,6 +82,19 @@ extern const qm_kernels qm_kernels_avx512;
 
 /* ---- the AVX-512 VNNI mat-vec (affine, transpose, few x rows) ------------ */
 
+/* The integer mat-vecs' per-thread scratch (a row's scales times x's
+ * scales, rewritten every weight row): each thread's part starts on its own
+ * 128-byte boundary (two cache lines, which the adjacent-line prefetcher
+ * fetches together), so no line is written by one thread and read by
+ * another. Why: with few groups a row (SmolLM2's 576 columns: 9) the parts
+ * were ~100 bytes apart, and the line two threads shared moved between
+ * their cores once per row (docs/perf.md: a 49152 x 576 product at two
+ * threads took ~2x as long as its bytes needed). qm_scratch_floats: a
+ * thread's part of `floats`, rounded up; qm_scratch_alloc: zeroed, 128-byte
+ * aligned, freed with free(). */
+static inline int64_t qm_scratch_floats(int64_t floats) { return (floats + 31) / 32 * 32; }
+float *qm_scratch_alloc(int n_threads, int64_t per_thread);
+
 /* x prepared once per call: per x row, quantized per weight group to
  * 16-bit integers split into two signed bytes (see qmatmul_avx512.c). */
 typedef struct qm_xprep qm_xprep;

@@ -69,7 +69,9 @@ struct qm_ixprep {
                     other widths: [M, nblk, 32] xi as int16 */
     float *xs;   /* [M, ngroups + SF_PAD]: x scale per group */
     float *sumx; /* [M, ngroups + SF_PAD]: sum of x per group */
-    float *sf;   /* [n_threads, M, ngroups + SF_PAD]: per-thread scratch, scale * xs per group */
+    float *sf;   /* [n_threads][sfs]: per-thread scratch (qm_scratch_alloc), [M, ngroups + SF_PAD] each:
+                    scale * xs per group */
+    int64_t sfs; /* floats per thread in sf */
 };
 
 int qm_imv_avx2_supported(const qmat *m, int64_t M) {
@@ -101,7 +103,8 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
     p->xq = calloc((size_t)(M * p->nblk * xblk), 1);
     p->xs = calloc((size_t)(M * ngp), sizeof(float));
     p->sumx = calloc((size_t)(M * ngp), sizeof(float));
-    p->sf = calloc((size_t)(n_threads * M * ngp), sizeof(float));
+    p->sfs = qm_scratch_floats(M * ngp);
+    p->sf = qm_scratch_alloc(n_threads, p->sfs);
     if (!p->xq || !p->xs || !p->sumx || !p->sf) {
         qm_imv_avx2_free(p);
         return NULL;
@@ -308,7 +311,7 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
 
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread) {
-    float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + SF_PAD);
+    float *sf = p->sf + (int64_t)thread * p->sfs;
     if (p->bits == 8) IMV_CASES(8) else if (p->bits == 4) IMV_CASES(4) else IMV_CASES(0)
 }
 

@@ -219,7 +219,9 @@ struct qm_xprep {
     int8_t *xq;      /* [M, nblk, nib ? 4 : 2, 64]: nib: xh_even, xh_odd, xl_even, xl_odd; else xh, xl */
     float *xs;       /* [M, ngroups]: x scale per group */
     float *sumx;     /* [M, ngroups + 16]: sum of x per group, zero padded */
-    float *sf;       /* [n_threads, M, ngroups + 16]: per-thread scratch, scale * xs per group */
+    float *sf;       /* [n_threads][sfs]: per-thread scratch (qm_scratch_alloc), [M, ngroups + 16] each:
+                        scale * xs per group */
+    int64_t sfs;     /* floats per thread in sf */
 };
 
 int qm_vnni_supported(const qmat *m, int64_t M) {
@@ -260,7 +262,8 @@ qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M,
     p->xq = calloc((size_t)(M * p->nblk * planes * 64), 1);
     p->xs = malloc((size_t)(M * ng) * sizeof(float));
     p->sumx = calloc((size_t)(M * (ng + 16)), sizeof(float));
-    p->sf = calloc((size_t)(n_threads * M * (ng + 16)), sizeof(float));
+    p->sfs = qm_scratch_floats(M * (ng + 16));
+    p->sf = qm_scratch_alloc(n_threads, p->sfs);
     if (!p->xq || !p->xs || !p->sumx || !p->sf) {
         qm_vnni_free(p);
         return NULL;
@@ -449,7 +452,7 @@ VBMI_TARGET static void rows_vbmi(const qmat *m, const qm_xprep *p, int64_t r0, 
 }
 
 void qm_vnni_rows(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo, int thread) {
-    float *sf = p->sf + (int64_t)thread * p->M * (p->ngroups + 16);
+    float *sf = p->sf + (int64_t)thread * p->sfs;
     if (p->nib) rows_nib(m, p, r0, r1, out, ldo, sf);
     else if (m->bits == 8) rows_u8(m, p, r0, r1, out, ldo, sf);
     else rows_vbmi(m, p, r0, r1, out, ldo, sf);
