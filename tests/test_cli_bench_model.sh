@@ -19,6 +19,10 @@ run "text" 0 bench model -m "$tmp/tied" -p 8 -n 4 -r 1 --warmup 0 -t 1
 has "text" '^shape: hidden 64, 4 heads \(2 KV\) of 16, FFN 128, vocab 256, tied embeddings' "$out"
 has "text" '^\| pp8 +\| +[0-9.]+ \|.*\| +[0-9.]+ \| +\| +\|$' "$out"
 has "text" '^\| tg4 +\| +[0-9.]+ \|.*\| +[0-9.]+ \| +[0-9.]+ \| +\|$' "$out"
+# --isa caps the CPU level (the device line names it); a name not among the choices is a usage error
+run "isa" 0 bench model -m "$tmp/tied" -p 0 -n 2 -r 1 --warmup 0 -t 1 --isa scalar
+has "isa" 'device: cpu \(1 threads?, scalar\)' "$out"
+run "isa bad" 2 bench model -m "$tmp/tied" -p 0 -n 2 -r 1 --isa avx9
 run "json" 0 bench model -m "$tmp/tied" -p 0 -n 3 -r 2 --warmup 0 -t 1 --json
 has "json" '"test": "tg3"' "$out"
 has "json" '"ms_per_token": [0-9.e+-]+' "$out"

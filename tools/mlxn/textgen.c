@@ -138,6 +138,7 @@ int tg_open(tg_ctx *c, const char *cmd, const tg_model_opts *o, int with_model) 
     }
     dp.n_threads = o->threads;
     dp.float_activations = o->float_activations;
+    dp.isa = (mlxn_cpu_isa)o->isa; /* the choices are listed in the enum's order */
     if (mlxn_device_new(&dp, &c->dev) != MLXN_OK) {
         const char *why = mlxn_last_error();
         fprintf(stderr, "mlxn %s: cannot open device '%s': %s%s\n", cmd, o->device ? o->device : "cpu", why,

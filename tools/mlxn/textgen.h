@@ -25,6 +25,7 @@ typedef struct tg_model_opts {
     int fuse;           /* index in TG_FUSE_CHOICES: mlxn_model_params.fuse_projections 0, 1, -1 */
     int kv_layout;      /* index in TG_LAYOUT_CHOICES: mlxn_session_params.kv_layout 0, 1, 2 */
     int float_activations; /* --float-activations: mlxn_device_params.float_activations */
+    int isa;            /* --isa: index in "auto|scalar|avx2|avx512" = mlxn_cpu_isa */
 } tg_model_opts;
 
 #define TG_LAYOUT_CHOICES "auto|growing|fixed"
@@ -42,6 +43,9 @@ typedef struct tg_model_opts {
      NULL},                                                                                                     \
     {"threads", 't', OPT_INT, offsetof(T, M.threads), "N", "CPU worker threads (0: one per core).", "0", 0,   \
      4096, NULL},                                                                                               \
+    {"isa", 0, OPT_CHOICE, offsetof(T, M.isa), "I",                                                           \
+     "CPU: cap the instruction set (auto: the best this processor has).", "auto", 0, 0,                       \
+     "auto|scalar|avx2|avx512"},                                                                                \
     {"ctx-size", 'c', OPT_INT, offsetof(T, M.ctx_size), "N",                                                  \
      "Context length: the most positions the KV cache may hold (0: the model's max_position_embeddings).",    \
      "0", 0, 1 << 24, NULL},                                                                                    \
