@@ -67,6 +67,12 @@ has "stats" '^prompt: 37 tokens, [0-9.]+ s, [0-9.]+ tok/s$' "$err"
 has "stats" '^generation: 3 tokens, [0-9.]+ s, [0-9.]+ tok/s \(stopped: max-tokens\)$' "$err"
 # KV cache: 2 (K and V) x 30 layers x 3 KV heads x 64 dims x 4 bytes = 46080 B = 45.0 KiB; 37 + 2 tokens held
 has "stats" '^memory: peak RSS [0-9.]+ MiB; KV cache 45\.0 KiB per token \(f32\), 1\.7 MiB for 39 tokens$' "$err"
+# a bare question to an instruct model ends at once: the hint names --chat (and only then)
+run "no chat" 0 generate -m "$model" "${T[@]}" -n 8 -p "What is the capital of France?"
+has "no chat" '^generation: 0 tokens, .*\(stopped: eos\)$' "$err"
+has "no chat" 'it has a chat template, so for an answer to the prompt add --chat$' "$err"
+run "chat, no hint" 0 generate -m "$model" "${T[@]}" -n 1 "${args[@]}"
+hasnt "chat, no hint" 'add --chat' "$err"
 run "stats bf16" 0 generate -m "$model" "${T[@]}" -n 1 --kv-dtype bf16 "${args[@]}"
 has "stats bf16" 'KV cache 22\.5 KiB per token \(bf16\)' "$err"
 run "quiet" 0 generate -m "$model" "${T[@]}" -n 1 -q "${args[@]}"

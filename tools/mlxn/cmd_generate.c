@@ -154,6 +154,10 @@ int cmd_generate(int argc, char **argv) {
     fputc('\n', stdout);
     fflush(stdout);
     if (!o.quiet) tg_print_stats(&c, &st, seed, o.so.temp > 0);
+    /* An instruct model given a bare question often ends the text at once: say what to do. */
+    if (!o.quiet && !o.chat && st.n_gen == 0 && !strcmp(st.stop, "eos") && c.chat != MLXN_CHAT_PLAIN)
+        fprintf(stderr, "mlxn generate: the model ended the text at once; it has a chat template, so for an "
+                        "answer to the prompt add --chat\n");
     rc = strcmp(st.stop, "interrupted") ? 0 : 130;
 done:
     mlxn_sampler_free(sampler);
