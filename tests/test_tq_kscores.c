@@ -93,6 +93,46 @@ static void check_model_accuracy(const uint8_t *k, int64_t kstride, const float 
           (long long)D, worst);
 }
 
+/* The rotations at every ISA level this CPU runs give the bits of the
+ * format's own FWHT (mlxn_tq_fwht, which the CUDA kernels match too):
+ * cpu_fwht's SIMD kernels only reorder memory visits. */
+static void check_rotations(void) {
+    mlxn_cpu_isa isas[3] = {MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_SCALAR};
+    int n_isa = 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas[n_isa++] = MLXN_CPU_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        isas[n_isa++] = MLXN_CPU_ISA_AVX512;
+#endif
+    for (int64_t D = 64; D <= 512; D *= 2) {
+        float x[2 * 512], signs[512], rot[512], back[512], got[512];
+        t_fill_randn(x, (size_t)(2 * D), 3.0f);
+        for (int64_t d = 0; d < D; d++) signs[d] = (t_rand_u64() & 1) ? 1.0f : -1.0f;
+        const float r = 1.0f / sqrtf((float)D);
+        for (int64_t d = 0; d < D; d++) rot[d] = x[2 * d] * signs[d]; /* x at stride 2 */
+        mlxn_tq_fwht(rot, D);
+        for (int64_t d = 0; d < D; d++) rot[d] *= r;
+        memcpy(back, rot, sizeof(float) * (size_t)D);
+        mlxn_tq_fwht(back, D);
+        for (int64_t d = 0; d < D; d++) back[d] *= r * signs[d];
+        for (int i = 0; i < n_isa; i++) {
+            for (int64_t d = 0; d < D; d++) got[d] = POISON;
+            tq_rotate(x, 2, D, signs, got, isas[i]);
+            int64_t diff = 0;
+            for (int64_t d = 0; d < D; d++) diff += !same_bits(got[d], rot[d]);
+            CHECK(diff == 0, "rotate, D %lld, ISA level %d: %lld of %lld dims differ from mlxn_tq_fwht's bits",
+                  (long long)D, (int)isas[i], (long long)diff, (long long)D);
+            memcpy(got, rot, sizeof(float) * (size_t)D);
+            tq_unrotate(got, D, signs, isas[i]);
+            diff = 0;
+            for (int64_t d = 0; d < D; d++) diff += !same_bits(got[d], back[d]);
+            CHECK(diff == 0, "unrotate, D %lld, ISA level %d: %lld of %lld dims differ from mlxn_tq_fwht's bits",
+                  (long long)D, (int)isas[i], (long long)diff, (long long)D);
+        }
+    }
+}
+
 static const char *kernel_name = ""; /* the kernel one_shape checks, for messages */
 
 static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscores_fn kernel) {
@@ -151,6 +191,7 @@ static void one_shape(int64_t D, int64_t n, int64_t heads, int64_t nt, tq_kscore
 int main(int argc, char **argv) {
     t_init(argc, argv, "test_tq_kscores");
     check_levels_and_order();
+    check_rotations();
     /* each kernel this processor runs (the model is checked on every pass) */
     tq_kscores_fn kernels[2] = {NULL, NULL};
     const char *names[2] = {"avx2", "avx512"};

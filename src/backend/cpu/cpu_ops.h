@@ -32,6 +32,9 @@ mlxn_status cpu_geglu(mlxn_stream *s, const mlxn_tensor *gate, const mlxn_tensor
                       mlxn_tensor *out);
 mlxn_status cpu_argmax(mlxn_stream *s, const mlxn_tensor *x, mlxn_tensor *out);
 mlxn_status cpu_hadamard(mlxn_stream *s, const mlxn_tensor *x, float scale, mlxn_tensor *out);
+/* One row in place: y = (H_n y) * scale (n a power of two), with the widest
+ * kernel isa allows; every level gives the same bits (hadamard.c). */
+void cpu_fwht(float *y, int64_t n, float scale, mlxn_cpu_isa isa);
 mlxn_status cpu_sample(mlxn_stream *s, const mlxn_tensor *logits, const mlxn_sample_params *p, mlxn_tensor *token);
 mlxn_status cpu_add(mlxn_stream *s, const mlxn_tensor *a, const mlxn_tensor *b, mlxn_tensor *out);
 mlxn_status cpu_scale(mlxn_stream *s, const mlxn_tensor *x, float alpha, mlxn_tensor *out);

@@ -107,6 +107,22 @@ TGT_AVX512 static void fwht_avx512(float *y, int64_t n, float scale) {
 }
 #endif
 
+void cpu_fwht(float *y, int64_t n, float scale, mlxn_cpu_isa isa) {
+#if CPU_VMATH_X86
+    if (n >= 16 && isa >= MLXN_CPU_ISA_AVX512) {
+        fwht_avx512(y, n, scale);
+        return;
+    }
+    if (n >= 8 && isa >= MLXN_CPU_ISA_AVX2) {
+        fwht_avx2(y, n, scale);
+        return;
+    }
+#else
+    (void)isa;
+#endif
+    fwht_scalar(y, n, scale);
+}
+
 static void fwht_task(void *arg, int64_t begin, int64_t end, int thread) {
     (void)thread;
     const fwht_job *j = arg;
@@ -119,17 +135,7 @@ static void fwht_task(void *arg, int64_t begin, int64_t end, int thread) {
         } else {
             for (int64_t i = 0; i < n; i++) y[i] = x[i * j->xs];
         }
-#if CPU_VMATH_X86
-        if (n >= 16 && j->isa >= MLXN_CPU_ISA_AVX512) {
-            fwht_avx512(y, n, j->scale);
-            continue;
-        }
-        if (n >= 8 && j->isa >= MLXN_CPU_ISA_AVX2) {
-            fwht_avx2(y, n, j->scale);
-            continue;
-        }
-#endif
-        fwht_scalar(y, n, j->scale);
+        cpu_fwht(y, n, j->scale, j->isa);
     }
 }
 

@@ -16,11 +16,13 @@
 #include <stdint.h>
 
 #include "backend/tq_cache.h"
+#include "mlxn/device.h"
 
 /* Rotate, normalize and quantize one vector: x [D] at element stride xs ->
- * code row [code_bytes] (fully written) and *norm. tmp: [D] scratch. */
+ * code row [code_bytes] (fully written) and *norm. tmp: [D] scratch. isa
+ * picks the FWHT's kernel (cpu_fwht: the same bits at every level). */
 void tq_encode_row(const float *x, int64_t xs, int64_t D, const float *signs, int bits, uint8_t *row, float *norm,
-                   float *tmp);
+                   float *tmp, mlxn_cpu_isa isa);
 
 /* y[d] = scale * levels[code d]: a row back to the rotated domain, with
  * scale = norm / sqrt(D). */
@@ -147,9 +149,10 @@ tq_vsum_fn tq_vsum4_avx2(void);
 tq_vsum_fn tq_vsum4_avx512(void); /* AVX-512 with VNNI; NULL without x86 SIMD */
 
 /* x = S H y / sqrt(D) in place: from the rotated domain back (signs [D]). */
-void tq_unrotate(float *y, int64_t D, const float *signs);
-/* y = H S x / sqrt(D): x [D] at stride xs into y [D]. */
-void tq_rotate(const float *x, int64_t xs, int64_t D, const float *signs, float *y);
+void tq_unrotate(float *y, int64_t D, const float *signs, mlxn_cpu_isa isa);
+/* y = H S x / sqrt(D): x [D] at stride xs into y [D]. Both: the FWHT by
+ * cpu_fwht at isa's widest kernel (every level gives mlxn_tq_fwht's bits). */
+void tq_rotate(const float *x, int64_t xs, int64_t D, const float *signs, float *y, mlxn_cpu_isa isa);
 
 /* The attention problem as the kernels see it (built by turboquant.c). */
 typedef struct tq_attn {

@@ -6,26 +6,28 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_ops.h"
 #include "backend/cpu/tq_kernels.h"
 #include "quant/tq_layout.h"
 #include "quant/tq_tables.h"
 
-void tq_rotate(const float *x, int64_t xs, int64_t D, const float *signs, float *y) {
+/* The FWHT of both rotations: mlxn_tq_fwht's stages (h = 1, 2, ..., D / 2)
+ * at every ISA level (cpu_fwht's SIMD kernels only reorder memory visits),
+ * with the 1 / sqrt(D) as its final scale. A sign flip is exact, so
+ * unrotate's (y * r) * s is y * (r * s), bit for bit. */
+void tq_rotate(const float *x, int64_t xs, int64_t D, const float *signs, float *y, mlxn_cpu_isa isa) {
     for (int64_t d = 0; d < D; d++) y[d] = x[d * xs] * signs[d];
-    mlxn_tq_fwht(y, D);
-    const float r = 1.0f / sqrtf((float)D);
-    for (int64_t d = 0; d < D; d++) y[d] *= r;
+    cpu_fwht(y, D, 1.0f / sqrtf((float)D), isa);
 }
 
-void tq_unrotate(float *y, int64_t D, const float *signs) {
-    mlxn_tq_fwht(y, D);
-    const float r = 1.0f / sqrtf((float)D);
-    for (int64_t d = 0; d < D; d++) y[d] *= r * signs[d];
+void tq_unrotate(float *y, int64_t D, const float *signs, mlxn_cpu_isa isa) {
+    cpu_fwht(y, D, 1.0f / sqrtf((float)D), isa);
+    for (int64_t d = 0; d < D; d++) y[d] *= signs[d];
 }
 
 void tq_encode_row(const float *x, int64_t xs, int64_t D, const float *signs, int bits, uint8_t *row, float *norm,
-                   float *tmp) {
-    tq_rotate(x, xs, D, signs, tmp);
+                   float *tmp, mlxn_cpu_isa isa) {
+    tq_rotate(x, xs, D, signs, tmp, isa);
     float ss = 0.0f;
     for (int64_t d = 0; d < D; d++) ss += tmp[d] * tmp[d];
     const float n = sqrtf(ss);
@@ -56,7 +58,7 @@ void tq_ref_attn_rows(const tq_attn *a, int64_t r0, int64_t r1, float *scratch) 
     for (int64_t row = r0; row < r1; row++) {
         const int64_t h = row / a->Tq, i = row % a->Tq, hk = h / a->G, qp = a->pos + i;
         float *o = a->out + row * D; /* [D] */
-        tq_rotate(a->q + h * a->qs[0] + i * a->qs[1], a->qs[2], D, a->signs, q);
+        tq_rotate(a->q + h * a->qs[0] + i * a->qs[1], a->qs[2], D, a->signs, q, MLXN_CPU_ISA_SCALAR);
         for (int64_t d = 0; d < D; d++) q[d] *= a->scale;
         /* visible positions [p0, p1) */
         int64_t p0 = a->lo, p1 = a->pos + a->Tq;
@@ -88,6 +90,6 @@ void tq_ref_attn_rows(const tq_attn *a, int64_t r0, int64_t r1, float *scratch) 
             const float w = sc[p - p0] * inv, vs = a->vn[slot] * r;
             for (int64_t d = 0; d < D; d++) o[d] += w * (vs * a->vlv[mlxn_tq_get_code(vr, d, vb)]);
         }
-        tq_unrotate(o, D, a->signs);
+        tq_unrotate(o, D, a->signs, MLXN_CPU_ISA_SCALAR);
     }
 }

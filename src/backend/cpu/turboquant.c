@@ -37,6 +37,7 @@ typedef struct append_job {
     mlxn_tq_cache *c;
     const mlxn_tensor *k, *v; /* f32 [Hkv, T, D] */
     int64_t T, pos;
+    mlxn_cpu_isa isa; /* the rotations' FWHT kernel */
 } append_job;
 
 static void append_task(void *arg, int64_t begin, int64_t end, int thread) {
@@ -51,15 +52,15 @@ static void append_task(void *arg, int64_t begin, int64_t end, int thread) {
     for (int64_t r = begin; r < end; r++) {
         const int64_t h = r / j->T, t = r % j->T, slot = h * cap + (j->pos + t) % cap;
         tq_encode_row(cpu_row_ptr(j->k, r), j->k->strides[2], D, signs, c->p.k_bits, kc + slot * c->k_row,
-                      kn + slot, tmp);
+                      kn + slot, tmp, j->isa);
         tq_encode_row(cpu_row_ptr(j->v, r), j->v->strides[2], D, signs, c->p.v_bits, vc + slot * c->v_row,
-                      vn + slot, tmp);
+                      vn + slot, tmp, j->isa);
     }
 }
 
 mlxn_status cpu_tq_append(mlxn_stream *s, mlxn_tq_cache *c, const mlxn_tensor *k, const mlxn_tensor *v, int64_t pos,
                           const mlxn_tensor *pos_tensor) {
-    append_job j = {.c = c, .k = k, .v = v, .T = k->shape[1]};
+    append_job j = {.c = c, .k = k, .v = v, .T = k->shape[1], .isa = cpu_dev(s)->isa};
     MLXN_TRY(read_pos("tq_append", pos, pos_tensor, &j.pos));
     /* ~4 vectors per chunk: each is a few microseconds of work */
     mlxn_parallel_for(cpu_dev(s)->pool, c->p.n_kv_heads * j.T, 4, append_task, &j);
@@ -90,6 +91,7 @@ typedef struct deq_job {
     int is_v;
     int64_t pos, n;
     float *out; /* [Hkv, n, D] */
+    mlxn_cpu_isa isa;
 } deq_job;
 
 static void deq_task(void *arg, int64_t begin, int64_t end, int thread) {
@@ -105,12 +107,13 @@ static void deq_task(void *arg, int64_t begin, int64_t end, int thread) {
         const int64_t h = r / j->n, t = r % j->n, slot = h * cap + (j->pos + t) % cap;
         float *y = j->out + r * D;
         tq_decode_scalar(codes + slot * rb, bits, lv, norms[slot] / sqrtf((float)D), D, y);
-        tq_unrotate(y, D, signs);
+        tq_unrotate(y, D, signs, j->isa);
     }
 }
 
 mlxn_status cpu_tq_dequantize(mlxn_stream *s, const mlxn_tq_cache *c, int which_v, int64_t pos, mlxn_tensor *out) {
-    deq_job j = {.c = c, .is_v = which_v, .pos = pos, .n = out->shape[1], .out = mlxn_tensor_host(out)};
+    deq_job j = {.c = c, .is_v = which_v, .pos = pos, .n = out->shape[1], .out = mlxn_tensor_host(out),
+                 .isa = cpu_dev(s)->isa};
     mlxn_parallel_for(cpu_dev(s)->pool, c->p.n_kv_heads * j.n, 8, deq_task, &j);
     return MLXN_OK;
 }
@@ -137,6 +140,7 @@ typedef struct fast_ctx {
     /* the integer weighted sums (4-bit values in decode, AVX2 or AVX-512, tq_kernels.h), else NULL: the outputs
        then come out of sdpa_flash in tq_vsum_slot order */
     tq_vsum_fn vs;
+    mlxn_cpu_isa isa; /* the rotations' FWHT kernel */
 } fast_ctx;
 
 /* sdpa_flash's K/V source: keys (or values) of positions lo + n0 .. + n of
@@ -240,7 +244,7 @@ static void rotate_task(void *arg, int64_t begin, int64_t end, int thread) {
     const tq_attn *a = f->a;
     for (int64_t r = begin; r < end; r++) {
         float *y = f->qr + r * a->D;
-        tq_rotate(a->q + (r / a->Tq) * a->qs[0] + (r % a->Tq) * a->qs[1], a->qs[2], a->D, a->signs, y);
+        tq_rotate(a->q + (r / a->Tq) * a->qs[0] + (r % a->Tq) * a->qs[1], a->qs[2], a->D, a->signs, y, f->isa);
         if (f->ks) { /* the query as the driver scales it (q * scale), then in 16 bits */
             float x[MLXN_TQ_MAX_HEAD_DIM];
             for (int64_t d = 0; d < a->D; d++) x[d] = y[d] * a->scale;
@@ -260,18 +264,19 @@ static void unrotate_task(void *arg, int64_t begin, int64_t end, int thread) {
             for (int64_t d = 0; d < a->D; d++) tmp[d] = o[tq_vsum_slot(d)];
             memcpy(o, tmp, (size_t)a->D * sizeof(float));
         }
-        tq_unrotate(o, a->D, a->signs);
+        tq_unrotate(o, a->D, a->signs, f->isa);
     }
 }
 
-static mlxn_status fast_attn(mlxn_threadpool *pool, const tq_attn *a, const sdpa_kernels *kr, tq_decode_fn dec,
-                             tq_kscores_fn ks, tq_vsum_fn vs) {
+static mlxn_status fast_attn(mlxn_threadpool *pool, mlxn_cpu_isa isa, const tq_attn *a, const sdpa_kernels *kr,
+                             tq_decode_fn dec, tq_kscores_fn ks, tq_vsum_fn vs) {
     const size_t rows = (size_t)(a->Hq * a->Tq);
     /* the integer paths in decode only: one position gives per-row items alone (no block-GEMM items,
        which would neither read the 16-bit queries nor keep the sums' dim order), and a prefill chunk's
        attention is the GEMM path's (the 16-bit queries of a 1024-token chunk were 1.75% of its time, unread) */
     if (a->Tq != 1) ks = NULL, vs = NULL;
-    fast_ctx f = {.a = a, .dec = dec, .qr = malloc(rows * (size_t)a->D * sizeof(float)), .ks = ks, .vs = vs};
+    fast_ctx f = {.a = a, .dec = dec, .qr = malloc(rows * (size_t)a->D * sizeof(float)), .ks = ks, .vs = vs,
+                  .isa = isa};
     /* one block: [rows][D] q16, then [rows] scales */
     char *kqbuf = ks ? malloc(rows * (size_t)(2 * a->D + 4)) : NULL;
     if (!f.qr || (ks && !kqbuf)) {
@@ -331,7 +336,7 @@ mlxn_status cpu_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tenso
         if (c->p.k_bits == 4) ks = wide ? tq_kscores4_avx512() : tq_kscores4_avx2();
         if (c->p.v_bits == 4) vs = wide ? tq_vsum4_avx512() : tq_vsum4_avx2();
     }
-    if (kr) return fast_attn(dev->pool, &a, kr, dec ? dec : tq_decode_rows_scalar, ks, vs);
+    if (kr) return fast_attn(dev->pool, dev->isa, &a, kr, dec ? dec : tq_decode_rows_scalar, ks, vs);
 
     int threads = mlxn_threadpool_size(dev->pool);
     ref_job j = {&a, malloc((size_t)threads * (size_t)(a.n_held + 2 * a.D) * sizeof(float))};
