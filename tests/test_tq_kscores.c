@@ -5,10 +5,12 @@
  *  - the model's scores against the exact dot products in double, within
  *    the bound its two roundings allow (computed per score, not a fixed
  *    tolerance), and exactly 0 / NaN for a zero / non-finite query;
- *  - the AVX2 kernel against the scalar model, bit for bit, for head dims
+ *  - the AVX2 and AVX-512 kernels against the scalar model, bit for bit, for head dims
  *    64..512, key counts around its 8-key blocks, an item's rows as nt
  *    positions of several heads, and a row stride wider than the keys:
- *    the scores are poisoned first, and the padding past n must stay so.
+ *    the scores are poisoned first, and the padding past n must stay so;
+ *  - the query and output rotations (tq_rotate, tq_unrotate) at every ISA
+ *    level this CPU runs, bit for bit against the format's FWHT.
  * Inputs are fresh seeded random codes, norms and queries. */
 #include <math.h>
 #include <stdlib.h>
