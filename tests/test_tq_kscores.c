@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/tq_kernels.h"
 #include "harness.h"
 #include "quant/tq_layout.h"
@@ -99,14 +100,9 @@ static void check_model_accuracy(const uint8_t *k, int64_t kstride, const float 
  * format's own FWHT (mlxn_tq_fwht, which the CUDA kernels match too):
  * cpu_fwht's SIMD kernels only reorder memory visits. */
 static void check_rotations(void) {
-    mlxn_cpu_isa isas[3] = {MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_SCALAR};
-    int n_isa = 1;
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isas[n_isa++] = MLXN_CPU_ISA_AVX2;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq"))
-        isas[n_isa++] = MLXN_CPU_ISA_AVX512;
-#endif
+    const mlxn_cpu_isa best = mlxn_cpu_detect_isa(MLXN_CPU_ISA_AUTO); /* the levels a device here can take */
+    mlxn_cpu_isa isas[3] = {MLXN_CPU_ISA_SCALAR, MLXN_CPU_ISA_AVX2, MLXN_CPU_ISA_AVX512};
+    const int n_isa = best == MLXN_CPU_ISA_AVX512 ? 3 : best == MLXN_CPU_ISA_AVX2 ? 2 : 1;
     for (int64_t D = 64; D <= 512; D *= 2) {
         float x[2 * 512], signs[512], rot[512], back[512], got[512];
         t_fill_randn(x, (size_t)(2 * D), 3.0f);
@@ -197,12 +193,9 @@ int main(int argc, char **argv) {
     /* each kernel this processor runs (the model is checked on every pass) */
     tq_kscores_fn kernels[2] = {NULL, NULL};
     const char *names[2] = {"avx2", "avx512"};
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernels[0] = tq_kscores4_avx2();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512vnni"))
-        kernels[1] = tq_kscores4_avx512();
-#endif
+    const mlxn_cpu_isa best = mlxn_cpu_detect_isa(MLXN_CPU_ISA_AUTO); /* the level a device here takes */
+    if (best >= MLXN_CPU_ISA_AVX2) kernels[0] = tq_kscores4_avx2();
+    if (best >= MLXN_CPU_ISA_AVX512) kernels[1] = tq_kscores4_avx512();
     for (int k = 0; k < 2; k++) {
         if (!kernels[k] && k > 0) {
             printf("test_tq_kscores: no %s here: that kernel is not checked\n", names[k]);

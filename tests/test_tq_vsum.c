@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/tq_kernels.h"
 #include "harness.h"
 #include "quant/tq_layout.h"
@@ -140,12 +141,9 @@ int main(int argc, char **argv) {
     /* each kernel this processor runs (the model is checked on every pass) */
     tq_vsum_fn kernels[2] = {NULL, NULL};
     const char *names[2] = {"avx2", "avx512"};
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) kernels[0] = tq_vsum4_avx2();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512vnni"))
-        kernels[1] = tq_vsum4_avx512();
-#endif
+    const mlxn_cpu_isa best = mlxn_cpu_detect_isa(MLXN_CPU_ISA_AUTO); /* the level a device here takes */
+    if (best >= MLXN_CPU_ISA_AVX2) kernels[0] = tq_vsum4_avx2();
+    if (best >= MLXN_CPU_ISA_AVX512) kernels[1] = tq_vsum4_avx512();
     for (int k = 0; k < 2; k++) {
         if (!kernels[k] && k > 0) {
             printf("test_tq_vsum: no %s here: that kernel is not checked\n", names[k]);
