@@ -4,8 +4,10 @@
  * error contract (status + message, nothing leaked). */
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/threadpool.h"
 #include "harness.h"
@@ -72,26 +74,82 @@ static void test_bf16(void) {
     CHECK(mism == 0, "bf16 rounding not nearest on %d inputs", mism);
 }
 
-static void sum_task(void *arg, int64_t b, int64_t e, int thread) {
-    int64_t *out = arg;
-    (void)thread;
-    for (int64_t i = b; i < e; i++) out[i] = i * 3;
+/* Records what parallel_for handed out: each item's visit count, and any
+   range that is not whole grains or names a thread the pool lacks. */
+typedef struct {
+    int64_t n, grain;
+    int threads;
+    _Atomic int *visits; /* [n] */
+    atomic_int bad_range, bad_thread;
+} pool_probe;
+
+static void probe_task(void *arg, int64_t b, int64_t e, int thread) {
+    pool_probe *pr = arg;
+    if (b < 0 || e > pr->n || b >= e || b % pr->grain || (e != pr->n && (e - b) % pr->grain))
+        atomic_fetch_add(&pr->bad_range, 1);
+    if (thread < 0 || thread >= pr->threads) atomic_fetch_add(&pr->bad_thread, 1);
+    for (int64_t i = b; i < e && i < pr->n && i >= 0; i++) atomic_fetch_add_explicit(&pr->visits[i], 1, memory_order_relaxed);
+}
+
+/* One job of n items: every item exactly once, in whole grains, on threads that exist. */
+static void check_pool_job(mlxn_threadpool *pool, int64_t n, int64_t grain, const char *when) {
+    pool_probe pr = {.n = n, .grain = grain, .threads = mlxn_threadpool_size(pool)};
+    pr.visits = calloc((size_t)n, sizeof *pr.visits);
+    atomic_init(&pr.bad_range, 0);
+    atomic_init(&pr.bad_thread, 0);
+    mlxn_parallel_for(pool, n, grain, probe_task, &pr);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += atomic_load_explicit(&pr.visits[i], memory_order_relaxed) != 1;
+    CHECK(wrong == 0 && !pr.bad_range && !pr.bad_thread,
+          "parallel_for %s, %d threads, n=%lld grain=%lld: %lld items not visited once, %d ranges not whole grains, "
+          "%d bad thread indices",
+          when, pr.threads, (long long)n, (long long)grain, (long long)wrong, atomic_load(&pr.bad_range),
+          atomic_load(&pr.bad_thread));
+    free(pr.visits);
+}
+
+/* A task that waits (up to 2 s) until a second thread has joined the job. */
+static void rendezvous_task(void *arg, int64_t b, int64_t e, int thread) {
+    (void)b, (void)e;
+    atomic_int *mask = arg;
+    atomic_fetch_or(mask, 1 << (thread % 30));
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        if (__builtin_popcount((unsigned)atomic_load(mask)) >= 2) return;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) < 2.0);
 }
 
 static void test_threadpool(void) {
-    mlxn_threadpool *pool = NULL;
-    CHECK_OK(mlxn_threadpool_new(3, &pool));
-    for (int rep = 0; rep < 200; rep++) {
-        int64_t n = 1 + (int64_t)(t_rand_u64() % 5000);
-        int64_t *v = malloc((size_t)n * sizeof *v);
-        memset(v, 0xff, (size_t)n * sizeof *v);
-        mlxn_parallel_for(pool, n, 1 + (int64_t)(t_rand_u64() % 8), sum_task, v);
-        int ok = 1;
-        for (int64_t i = 0; i < n; i++) ok &= v[i] == i * 3;
-        CHECK(ok, "parallel_for n=%lld wrote wrong values", (long long)n);
-        free(v);
+    const int sizes[] = {1, 3, 8};
+    for (int s = 0; s < 3; s++) {
+        mlxn_threadpool *pool = NULL;
+        CHECK_OK(mlxn_threadpool_new(sizes[s], &pool));
+        CHECK(mlxn_threadpool_size(pool) == sizes[s], "pool size");
+        /* back to back, as a decode step issues them: workers catch jobs while they spin */
+        for (int rep = 0; rep < 300; rep++)
+            check_pool_job(pool, 1 + (int64_t)(t_rand_u64() % 5000), 1 + (int64_t)(t_rand_u64() % 8), "back to back");
+        /* with pauses longer than the workers' spin: they sleep, and each job must wake them */
+        for (int rep = 0; rep < 4; rep++) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            check_pool_job(pool, 1 + (int64_t)(t_rand_u64() % 5000), 1 + (int64_t)(t_rand_u64() % 8), "after a sleep");
+        }
+        if (sizes[s] > 1) { /* a job wakes sleeping workers: the caller alone cannot finish this one early */
+            struct timespec ts = {0, 20 * 1000 * 1000}; /* longer than any worker spins or yields */
+            nanosleep(&ts, NULL);
+            atomic_int mask;
+            atomic_init(&mask, 0);
+            mlxn_parallel_for(pool, 2, 1, rendezvous_task, &mask);
+            CHECK(__builtin_popcount((unsigned)atomic_load(&mask)) >= 2,
+                  "parallel_for after a sleep: no worker joined the job in 2 s (%d threads)", sizes[s]);
+        }
+        /* more grains than the claim word counts chunks (2^19): chunks of several grains */
+        check_pool_job(pool, 1500007, 1, "with 1.5M grains");
+        mlxn_threadpool_free(pool);
     }
-    mlxn_threadpool_free(pool);
+    mlxn_threadpool *pool = NULL;
     CHECK_FAILS(mlxn_threadpool_new(0, &pool), MLXN_ERR_INVALID_ARGUMENT);
 }
 
