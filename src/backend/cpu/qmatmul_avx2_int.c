@@ -12,16 +12,17 @@
  *   - per group g of a weight row, dot(x, w) = s_g * dot(x, q) + b_g *
  *     sum(x); sum(x) per group is computed once per call in f32;
  *   - x is quantized once per call, per group, to xi = rint(x / xs) with
- *     xs = max|x| / 32639, and split into two signed bytes, xi = 256 * xh +
- *     xl (xh in [-127, 127], xl in [-128, 127]);
- *   - 4-bit: VPMADDUBSW multiplies unsigned code bytes (0..15) by signed x
- *     bytes and adds pairs into int16 (|pair| <= 2 * 15 * 128: never
- *     saturates; the even and odd codes' pairs added: <= 7680), VPMADDWD
- *     with ones widens to int32; 256 * dot(q, xh) + dot(q, xl) is exact in
- *     int32.
- *   - 8-bit: codes 0..255 would saturate VPMADDUBSW's pairs, so they are
- *     widened to int16 and VPMADDWD multiplies them by xi itself (kept
- *     whole, in int16): |pair| <= 2 * 255 * 32639, a 32-code block's lane
+ *     xs = max|x| / 32639, kept in int16;
+ *   - 4-bit: the codes are taken out of each 16-bit lane of the packed
+ *     words (four codes a lane) by shifts and masks, and VPMADDWD
+ *     multiplies them by xi in int16 and adds pairs into int32 (|pair| <=
+ *     2 * 15 * 32639; a lane's 8 codes < 2^22: exact). Why not the bytes'
+ *     VPMADDUBSW: x needs 16 bits, so bytes meant two byte planes (xh, xl
+ *     with xi = 256 * xh + xl) and 6 multiplies per 64 codes (4 VPMADDUBSW
+ *     and 2 VPMADDWD widening them) against 4 here, and the multiplies set
+ *     the pace (docs/perf.md: the AVX2 integer mat-vec with int16 codes).
+ *   - 8-bit: the codes are widened to int16 and VPMADDWD multiplies them
+ *     by xi: |pair| <= 2 * 255 * 32639, a 32-code block's lane
  *     sum < 2^26, exact.
  *   - 2, 3, 5, 6 bits: the codes of a 32-code block are unpacked from
  *     MLX's bit stream straight into int16 (qm_packed_avx2.h), then as 8-bit.
@@ -33,11 +34,13 @@
  * non-finite x falls back to the float path, so NaN/inf propagate as in
  * MLX.
  *
- * Layout, 4-bit: a block is 64 codes (32 bytes of a row). Its low nibbles
- * are the even codes and its high nibbles the odd ones; x is stored
- * pre-split the same way, as four 32-byte planes per block (xh of the even
- * codes, xh of the odd, xl even, xl odd), so int32 lane j of a block's sum
- * covers codes 8j .. 8j + 7 and never straddles a group (groups are 32, 64
+ * Layout, 4-bit: a block is 64 codes (32 bytes of a row: sixteen 16-bit
+ * lanes of four codes, lane m holding codes 4m .. 4m + 3, low bits first).
+ * x is stored to match, as four planes of 16 int16 per block: plane k,
+ * lane m holds xi of code 4m + k. VPMADDWD of plane k against the codes k
+ * of each lane adds codes 8j + k and 8j + 4 + k into int32 lane j, so
+ * lane j of a block's sum covers codes 8j .. 8j + 7 and never straddles a
+ * group (groups are 32, 64
  * or 128). 8-bit: a block is 32 codes (32 bytes), one group's or part of
  * one, and x is xi in int16 in code order; 2..6 bits: a block is 32 codes
  * (4 * bits bytes), x as for 8-bit. */
@@ -59,13 +62,13 @@
 
 #include "backend/cpu/qm_packed_avx2.h" /* inside the target region: its functions are AVX2 */
 
-#define XQ_MAX 32639 /* largest |xi|: keeps xh = (xi + 128) >> 8 within [-127, 127] */
+#define XQ_MAX 32639 /* largest |xi| (what an earlier two-byte-plane kernel needed; kept: the same integers) */
 #define SF_PAD 8     /* zero floats after each row's per-group arrays (8-wide loads past the last group) */
 
 struct qm_ixprep {
     int64_t M, K, ngroups, nblk;
     int bits;    /* 2, 3, 4, 5, 6 or 8 */
-    int8_t *xq;  /* 4-bit: [M, nblk, 4, 32] xh even codes, xh odd, xl even, xl odd;
+    int8_t *xq;  /* 4-bit: [M, nblk, 4 planes, 16] xi as int16, plane k lane m = code 4m + k;
                     other widths: [M, nblk, 32] xi as int16 */
     float *xs;   /* [M, ngroups + SF_PAD]: x scale per group */
     float *sumx; /* [M, ngroups + SF_PAD]: sum of x per group */
@@ -111,9 +114,8 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
     }
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 big = _mm256_set1_ps(0x1p127f);
-    /* int32 lanes -> bytes: the low byte of each lane, evens and odds apart */
-    const __m256i pick = _mm256_setr_epi8(0, 8, 4, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 8, 4, 12, -1,
-                                          -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    /* 8 int16 xi of codes c .. c + 7 -> the pairs (c + k, c + 4 + k), k = 0..3, one per plane */
+    const __m128i pairs = _mm_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
     for (int64_t i = 0; i < M; i++) {
         const float *xr = x + i * ldx;
         int8_t *xq = p->xq + i * p->nblk * xblk;
@@ -140,26 +142,16 @@ qm_ixprep *qm_imv_avx2_prepare(const qmat *m, const float *x, int64_t ldx, int64
                 /* cvtps rounds to nearest even (the default MXCSR mode), as rint */
                 __m256i xi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + c), inv));
                 xi = _mm256_max_epi32(_mm256_min_epi32(xi, _mm256_set1_epi32(XQ_MAX)), _mm256_set1_epi32(-XQ_MAX));
+                const __m128i x16 = _mm_packs_epi32(_mm256_castsi256_si128(xi), _mm256_extracti128_si256(xi, 1));
                 if (p->bits != 4) { /* xi as int16, in code order */
-                    const __m128i x16 = _mm_packs_epi32(_mm256_castsi256_si128(xi), _mm256_extracti128_si256(xi, 1));
                     _mm_storeu_si128((__m128i *)(xq + 2 * c), x16);
                     continue;
                 }
-                const __m256i xh = _mm256_srai_epi32(_mm256_add_epi32(xi, _mm256_set1_epi32(128)), 8);
-                const __m256i xl = _mm256_sub_epi32(xi, _mm256_slli_epi32(xh, 8));
-                /* codes c .. c + 7 (c a multiple of 8) are bytes (c % 64) / 2
-                 * .. + 3 of the even and the odd plane: per 128-bit half,
-                 * lanes 0, 2 (even) and 1, 3 (odd) */
-                const __m256i h = _mm256_shuffle_epi8(xh, pick), l = _mm256_shuffle_epi8(xl, pick);
-                int8_t *base = xq + (c / 64) * 128 + (c % 64) / 2;
-                const uint32_t he = (uint32_t)_mm256_extract_epi16(h, 0) | (uint32_t)_mm256_extract_epi16(h, 8) << 16;
-                const uint32_t ho = (uint32_t)_mm256_extract_epi16(h, 1) | (uint32_t)_mm256_extract_epi16(h, 9) << 16;
-                const uint32_t le = (uint32_t)_mm256_extract_epi16(l, 0) | (uint32_t)_mm256_extract_epi16(l, 8) << 16;
-                const uint32_t lo = (uint32_t)_mm256_extract_epi16(l, 1) | (uint32_t)_mm256_extract_epi16(l, 9) << 16;
-                memcpy(base, &he, 4);
-                memcpy(base + 32, &ho, 4);
-                memcpy(base + 64, &le, 4);
-                memcpy(base + 96, &lo, 4);
+                /* codes c .. c + 7 (c a multiple of 8) are lanes 2j, 2j + 1 of each plane, j = (c % 64) / 8 */
+                uint32_t pk[4];
+                _mm_storeu_si128((__m128i *)pk, _mm_shuffle_epi8(x16, pairs));
+                int8_t *base = xq + (c / 64) * 128 + ((c % 64) / 8) * 4;
+                for (int k = 0; k < 4; k++) memcpy(base + 32 * k, &pk[k], 4);
             }
         }
     }
@@ -220,35 +212,53 @@ static inline __attribute__((always_inline)) float row_setup(const qmat *m, cons
 /* One 4-bit block (64 codes, 32 bytes at w) against x row i's planes xb:
  * the int32 sums of its 8 lanes (codes 8j .. 8j + 7 in lane j). */
 static inline __m256i block4(__m256i w, const __m256i *xb) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-    const __m256i ev = _mm256_and_si256(w, low4);                       /* codes 0, 2, 4, ... */
-    const __m256i od = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
-    const __m256i h = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb)),
-                                       _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 1)));
-    const __m256i l = _mm256_add_epi16(_mm256_maddubs_epi16(ev, _mm256_loadu_si256(xb + 2)),
-                                       _mm256_maddubs_epi16(od, _mm256_loadu_si256(xb + 3)));
-    return _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(h, ones), 8), _mm256_madd_epi16(l, ones));
+    const __m256i low4 = _mm256_set1_epi16(0x000F);
+    const __m256i c0 = _mm256_and_si256(w, low4);                       /* codes 4m */
+    const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4); /* codes 4m + 1 */
+    const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(w, 8), low4); /* codes 4m + 2 */
+    const __m256i c3 = _mm256_srli_epi16(w, 12);                        /* codes 4m + 3 */
+    return _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(c0, _mm256_loadu_si256(xb)),
+                                             _mm256_madd_epi16(c1, _mm256_loadu_si256(xb + 1))),
+                            _mm256_add_epi32(_mm256_madd_epi16(c2, _mm256_loadu_si256(xb + 2)),
+                                             _mm256_madd_epi16(c3, _mm256_loadu_si256(xb + 3))));
 }
 
 /* One block b (its first group g0; 4-bit: codes w; else q0, q1 as int16)
- * against the MM x rows, into acc. */
+ * against the MM x rows, into acc. GS: the group size at 4 bits (32, 64,
+ * 128), else 0. */
 static inline __attribute__((always_inline)) void imv_step(const qm_ixprep *p, const float *sf, int64_t ngp, int64_t b,
                                                            int64_t g0, __m256i w, __m256i q0, __m256i q1, __m256i gidx,
-                                                           __m256 *acc, const int MM, const int BITS) {
+                                                           __m256 *acc, const int MM, const int BITS, const int GS) {
     const int64_t xbytes = BITS == 4 ? 128 : 64; /* x per block */
     for (int i = 0; i < MM; i++) {
         const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * xbytes);
         const __m256i d = BITS == 4 ? block4(w, xb)
                                     : _mm256_add_epi32(_mm256_madd_epi16(q0, _mm256_loadu_si256(xb)),
                                                        _mm256_madd_epi16(q1, _mm256_loadu_si256(xb + 1)));
-        /* 4-bit: the block's one or two groups, sf[g0] and sf[g0 + 1], spread over the lanes. An
-           8-byte load, where 32 bytes had been loaded: 3% faster on an AMD EPYC (Zen 3), likely
+        /* 4-bit, groups of 32: the block's two groups, sf[g0] and sf[g0 + 1], spread over the lanes.
+           An 8-byte load, where 32 bytes had been loaded: 3% faster on an AMD EPYC (Zen 3), likely
            because a 32-byte load straddles two of row_setup's recent stores and cannot take its
-           value from them */
-        const __m128i sf2 = _mm_loadl_epi64((const __m128i *)(sf + i * ngp + g0));
-        const __m256 lsf = BITS == 4 ? _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(sf2)), gidx)
-                                     : _mm256_set1_ps(sf[i * ngp + g0]);
+           value from them. One group: a broadcast load (a load alone, no shuffle) */
+        __m256 lsf;
+        if (BITS == 4 && GS == 32) {
+            const __m128i sf2 = _mm_loadl_epi64((const __m128i *)(sf + i * ngp + g0));
+            lsf = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(sf2)), gidx);
+        } else {
+            lsf = _mm256_broadcast_ss(sf + i * ngp + g0);
+        }
         acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), lsf, acc[i]);
+    }
+}
+
+/* 4-bit, groups of 128: blocks b and b + 1 (codes w0, w1), one group g0,
+ * summed in int32 before the one conversion and FMA they share. */
+static inline __attribute__((always_inline)) void imv_step128(const qm_ixprep *p, const float *sf, int64_t ngp,
+                                                              int64_t b, int64_t g0, __m256i w0, __m256i w1,
+                                                              __m256 *acc, const int MM) {
+    for (int i = 0; i < MM; i++) {
+        const __m256i *xb = (const __m256i *)(p->xq + (i * p->nblk + b) * 128);
+        const __m256i d = _mm256_add_epi32(block4(w0, xb), block4(w1, xb + 4));
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_broadcast_ss(sf + i * ngp + g0), acc[i]);
     }
 }
 
@@ -256,22 +266,24 @@ static inline __attribute__((always_inline)) void imv_step(const qm_ixprep *p, c
  * constants once inlined, so
  * the accumulators stay in registers and the block step is fixed).
  *   4-bit: a block is 64 codes; lane j's group is g0 + 8j / G (two groups
- *   per block at G = 32). The split into even and odd codes (and, shift,
- *   and) is the same for every x row; the compiler hoists it out of the
- *   x-row loop.
+ *   per block at G = 32). Taking the codes out of the 16-bit lanes
+ *   (shifts, masks) is the same for every x row; the compiler hoists it
+ *   out of the x-row loop.
  *   8-bit: a block is 32 codes (one group or part of one), widened to int16
  *   in two halves, each multiplied with 16 int16 x values by VPMADDWD. */
 static inline __attribute__((always_inline)) void imv_body(const qmat *m, const qm_ixprep *p, int64_t r0,
                                                            int64_t r1, float *out, int64_t ldo, float *sf,
-                                                           const int MM, const int BITS) {
+                                                           const int MM, const int BITS, const int GS) {
     const int64_t K = p->K, ngp = p->ngroups + SF_PAD, G = m->group;
     const int64_t codes = BITS == 4 ? 64 : 32; /* per block */
     const __m256i gidx = BITS == 4 && G == 32 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
     const qm_packed pu = qm_packed_for(BITS == 0 ? m->bits : 2); /* used by BITS 0 only */
     const int64_t bb = 4 * (int64_t)m->bits; /* BITS 0: bytes per 32-code block */
     /* log2 of the group (32, 64 or 128): a block's first group by a shift. Why: `b * codes / G`
-       compiled to a 64-bit idiv per block, which set the loop's pace on an AMD EPYC (Zen 3) */
-    const int gsh = G == 32 ? 5 : G == 64 ? 6 : 7;
+       compiled to a 64-bit idiv per block, which set the loop's pace on an AMD EPYC (Zen 3). At
+       4 bits the group is a constant (GS), so the shift folds into the block index: a variable
+       shift and its index arithmetic were a third of the loop's instructions */
+    const int gsh = GS ? (GS == 32 ? 5 : GS == 64 ? 6 : 7) : G == 32 ? 5 : G == 64 ? 6 : 7;
     const int64_t nfull = BITS == 4 ? K / 64 : p->nblk; /* blocks of a whole 64 codes (4-bit) */
     float bias[QM_MATVEC_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
@@ -283,6 +295,10 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
         }
         /* the full blocks without a per-block test, then 4-bit's 32-code tail block, if any */
         int64_t b = 0;
+        if (BITS == 4 && GS == 128) /* K is a multiple of 128: whole pairs */
+            for (; b + 2 <= nfull; b += 2)
+                imv_step128(p, sf, ngp, b, b >> 1, _mm256_loadu_si256((const __m256i *)(wrow + b * 32)),
+                            _mm256_loadu_si256((const __m256i *)(wrow + b * 32 + 32)), acc, MM);
         for (; b < nfull; b++) {
             __m256i w = _mm256_setzero_si256(), q0 = w, q1 = w;
             if (BITS == 4) w = _mm256_loadu_si256((const __m256i *)(wrow + b * 32));
@@ -291,28 +307,33 @@ static inline __attribute__((always_inline)) void imv_body(const qmat *m, const 
                 q1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(wrow + b * 32) + 1));
             else
                 qm_packed_codes32(&pu, wrow + b * bb, (p->nblk - b) * bb, &q0, &q1);
-            imv_step(p, sf, ngp, b, (b * codes) >> gsh, w, q0, q1, gidx, acc, MM, BITS);
+            imv_step(p, sf, ngp, b, (b * codes) >> gsh, w, q0, q1, gidx, acc, MM, BITS, GS);
         }
         for (; b < p->nblk; b++) /* its missing half: zero codes against zero x bytes */
             imv_step(p, sf, ngp, b, (b * codes) >> gsh,
                      _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(wrow + b * 32))), _mm256_setzero_si256(),
-                     _mm256_setzero_si256(), gidx, acc, MM, BITS);
+                     _mm256_setzero_si256(), gidx, acc, MM, BITS, GS);
         for (int i = 0; i < MM; i++) out[i * ldo + r] = v8_hsum(acc[i]) + bias[i];
     }
 }
 
-#define IMV_CASES(BITS)                                                    \
+#define IMV_CASES(BITS, GS)                                                \
     switch (p->M) {                                                        \
-    case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1, BITS); break;          \
-    case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2, BITS); break;          \
-    case 3: imv_body(m, p, r0, r1, out, ldo, sf, 3, BITS); break;          \
-    default: imv_body(m, p, r0, r1, out, ldo, sf, 4, BITS); break;         \
+    case 1: imv_body(m, p, r0, r1, out, ldo, sf, 1, BITS, GS); break;      \
+    case 2: imv_body(m, p, r0, r1, out, ldo, sf, 2, BITS, GS); break;      \
+    case 3: imv_body(m, p, r0, r1, out, ldo, sf, 3, BITS, GS); break;      \
+    default: imv_body(m, p, r0, r1, out, ldo, sf, 4, BITS, GS); break;     \
     }
 
 void qm_imv_avx2_rows(const qmat *m, const qm_ixprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                       int thread) {
     float *sf = p->sf + (int64_t)thread * p->sfs;
-    if (p->bits == 8) IMV_CASES(8) else if (p->bits == 4) IMV_CASES(4) else IMV_CASES(0)
+    if (p->bits == 8) IMV_CASES(8, 0)
+    else if (p->bits == 4) {
+        if (m->group == 32) IMV_CASES(4, 32)
+        else if (m->group == 64) IMV_CASES(4, 64)
+        else IMV_CASES(4, 128)
+    } else IMV_CASES(0, 0)
 }
 
 #if defined(__clang__)
