@@ -226,6 +226,7 @@ struct qm_xprep {
 
 int qm_vnni_supported(const qmat *m, int64_t M) {
     if (m->mode != MLXN_QUANT_AFFINE || M < 1 || M > VNNI_MAX_ROWS) return 0;
+    if (m->group != 32 && m->group != 64 && m->group != 128) return 0; /* the kernels' group sizes */
     return m->bits == 4 || m->bits == 8 || has_vbmi();
 }
 
@@ -317,22 +318,36 @@ qm_xprep *qm_vnni_prepare(const qmat *m, const float *x, int64_t ldx, int64_t M,
 }
 
 /* Per row and x row: sf[g] = scale_g * xs_g (so one FMA applies both), and
- * the bias term sum_g b_g * sum(x)_g. */
-static float row_setup(const qmat *m, const qm_xprep *p, int64_t r, int64_t i, float *sf) {
-    const int64_t ng = p->ngroups;
-    const char *srow = (const char *)m->scales + r * m->s_stride * (int64_t)mlxn_dtype_size(m->sdt);
-    const char *brow = (const char *)m->biases + r * m->b_stride * (int64_t)mlxn_dtype_size(m->sdt);
-    const size_t es = mlxn_dtype_size(m->sdt);
+ * the bias term sum_g b_g * sum(x)_g; SDT, the scales' dtype, a constant
+ * once inlined. */
+static inline __attribute__((always_inline)) float row_setup_t(const qmat *m, const qm_xprep *p, int64_t r,
+                                                                int64_t i, float *sf, const mlxn_dtype SDT) {
+    const int64_t ng = p->ngroups, es = SDT == MLXN_DTYPE_F32 ? 4 : 2;
+    const char *srow = (const char *)m->scales + r * m->s_stride * es;
+    const char *brow = (const char *)m->biases + r * m->b_stride * es;
     const float *xs = p->xs + i * ng, *sx = p->sumx + i * (ng + 16);
     __m512 bacc = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g += 16) {
         int64_t n = ng - g;
-        __m512 s = load_f16x(srow + g * (int64_t)es, m->sdt, n);
-        __m512 b = load_f16x(brow + g * (int64_t)es, m->sdt, n);
+        __m512 s = load_f16x(srow + g * es, SDT, n);
+        __m512 b = load_f16x(brow + g * es, SDT, n);
         _mm512_mask_storeu_ps(sf + g, mask16(n), _mm512_mul_ps(s, _mm512_maskz_loadu_ps(mask16(n), xs + g)));
         bacc = _mm512_fmadd_ps(b, _mm512_loadu_ps(sx + g), bacc);
     }
     return _mm512_reduce_add_ps(bacc);
+}
+
+/* row_setup_t for the matrix's scale dtype: one predictable branch per row.
+ * Why: it had been a function called per row and x row that asked the
+ * dtype's size and switched on the dtype for every 16 groups, as the AVX2
+ * kernel's once was (16% of a small model's decode there). */
+static inline __attribute__((always_inline)) float row_setup(const qmat *m, const qm_xprep *p, int64_t r, int64_t i,
+                                                              float *sf) {
+    switch (m->sdt) {
+    case MLXN_DTYPE_BF16: return row_setup_t(m, p, r, i, sf, MLXN_DTYPE_BF16);
+    case MLXN_DTYPE_F16: return row_setup_t(m, p, r, i, sf, MLXN_DTYPE_F16);
+    default: return row_setup_t(m, p, r, i, sf, MLXN_DTYPE_F32);
+    }
 }
 
 /* Lane j's group offset from its block's first group, when lane j covers
@@ -358,12 +373,42 @@ static inline __m512i lane_groups(int per_lane, int G) {
     default: fn(__VA_ARGS__, 8); break;                                                             \
     }
 
-/* 4-bit rows [r0, r1): 128 codes per 64-byte load. */
+/* One 128-code block b of a 4-bit row (codes ev, od: its even and odd
+ * nibbles; first group g0) against the MM x rows, into acc. GS: the group
+ * size, a constant. */
+static inline __attribute__((always_inline)) void nib_step(const qm_xprep *p, const float *sf, int64_t b, int64_t g0,
+                                                           __m512i ev, __m512i od, __m512i gidx, __m512 *acc,
+                                                           const int MM, const int GS) {
+    const int64_t ng = p->ngroups;
+    for (int i = 0; i < MM; i++) {
+        const int8_t *xb = p->xq + (i * p->nblk + b) * 256;
+        /* 256 * (q . xh) + (q . xl) as one chain: shift the high part's
+         * sum before the low products join it. Blocks are independent,
+         * so out-of-order execution overlaps the chains of
+         * consecutive blocks and the chain's latency is hidden. */
+        __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ev, _mm512_loadu_si512(xb));
+        d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 64));
+        d = _mm512_slli_epi32(d, 8);
+        d = _mm512_dpbusd_epi32(d, ev, _mm512_loadu_si512(xb + 128));
+        d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 192));
+        /* groups of 128: the block is one group, a broadcast load; else its 2 or 4 groups spread over
+           the lanes */
+        const __m512 lsf = GS == 128 ? _mm512_set1_ps(sf[i * (ng + 16) + g0])
+                                     : _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), lsf, acc[i]);
+    }
+}
+
+/* 4-bit rows [r0, r1): 128 codes per 64-byte load. The group size GS is a
+ * constant (one build per size): a block's first group is then its index
+ * times 128 / GS. Why: `b * 128 / G` with G read at run time was a 64-bit
+ * division per block. The whole blocks load without a mask; a tail block
+ * (K % 128 of 32, 64 or 96 codes), if any, with one. */
 static inline __attribute__((always_inline)) void nib_body(const qmat *m, const qm_xprep *p, int64_t r0,
                                                            int64_t r1, float *out, int64_t ldo, float *sf,
-                                                           const int MM) {
-    const int64_t K = p->K, ng = p->ngroups, G = m->group;
-    const __m512i low4 = _mm512_set1_epi8(0x0F), gidx = lane_groups(8, (int)G);
+                                                           const int GS, const int MM) {
+    const int64_t K = p->K, ng = p->ngroups, nfull = K / 128;
+    const __m512i low4 = _mm512_set1_epi8(0x0F), gidx = lane_groups(8, GS);
     float bias[VNNI_MAX_ROWS];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);
@@ -372,26 +417,16 @@ static inline __attribute__((always_inline)) void nib_body(const qmat *m, const 
             bias[i] = row_setup(m, p, r, i, sf + i * (ng + 16));
             acc[i] = _mm512_setzero_ps();
         }
-        for (int64_t b = 0; b < p->nblk; b++) {
-            int64_t left = K - b * 128;
-            __m512i w = _mm512_maskz_loadu_epi8(mask64(left < 128 ? left / 2 : 64), wrow + b * 64);
-            __m512i ev = _mm512_and_si512(w, low4);                       /* codes 0, 2, 4, ... */
-            __m512i od = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4); /* codes 1, 3, 5, ... */
-            int64_t g0 = b * 128 / G;
-            for (int i = 0; i < MM; i++) {
-                const int8_t *xb = p->xq + (i * p->nblk + b) * 256;
-                /* 256 * (q . xh) + (q . xl) as one chain: shift the high part's
-                 * sum before the low products join it. Blocks are independent,
-                 * so out-of-order execution overlaps the chains of
-                 * consecutive blocks and the chain's latency is hidden. */
-                __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ev, _mm512_loadu_si512(xb));
-                d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 64));
-                d = _mm512_slli_epi32(d, 8);
-                d = _mm512_dpbusd_epi32(d, ev, _mm512_loadu_si512(xb + 128));
-                d = _mm512_dpbusd_epi32(d, od, _mm512_loadu_si512(xb + 192));
-                __m512 lsf = _mm512_permutexvar_ps(gidx, _mm512_loadu_ps(sf + i * (ng + 16) + g0));
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), lsf, acc[i]);
-            }
+        int64_t b = 0;
+        for (; b < nfull; b++) {
+            const __m512i w = _mm512_loadu_si512(wrow + b * 64);
+            nib_step(p, sf, b, b * (128 / GS), _mm512_and_si512(w, low4) /* codes 0, 2, 4, ... */,
+                     _mm512_and_si512(_mm512_srli_epi16(w, 4), low4) /* codes 1, 3, 5, ... */, gidx, acc, MM, GS);
+        }
+        if (b < p->nblk) { /* K % 128 of 32, 64 or 96 codes; zero codes past them meet zero x bytes */
+            const __m512i w = _mm512_maskz_loadu_epi8(mask64((K - b * 128) / 2), wrow + b * 64);
+            nib_step(p, sf, b, b * (128 / GS), _mm512_and_si512(w, low4),
+                     _mm512_and_si512(_mm512_srli_epi16(w, 4), low4), gidx, acc, MM, GS);
         }
         for (int i = 0; i < MM; i++) out[i * ldo + r] = _mm512_reduce_add_ps(acc[i]) + bias[i];
     }
@@ -399,7 +434,11 @@ static inline __attribute__((always_inline)) void nib_body(const qmat *m, const 
 
 static void rows_nib(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, float *out, int64_t ldo,
                      float *sf) {
-    SWITCH_M(nib_body, m, p, r0, r1, out, ldo, sf)
+    switch (m->group) {
+    case 32: SWITCH_M(nib_body, m, p, r0, r1, out, ldo, sf, 32) break;
+    case 64: SWITCH_M(nib_body, m, p, r0, r1, out, ldo, sf, 64) break;
+    default: SWITCH_M(nib_body, m, p, r0, r1, out, ldo, sf, 128) break;
+    }
 }
 
 /* Rows of byte codes, 64 codes per block: 8-bit codes are loaded as they
@@ -414,6 +453,7 @@ static void rows_nib(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, f
         memset(&u, 0, sizeof u);                                                                          \
         if (bits != 8) u = vbmi_unpack_init(bits);                                                        \
         const __m512i gidx = lane_groups(4, (int)G);                                                      \
+        const int gsh = __builtin_ctz((unsigned)G); /* a block's group by a shift, not a division */      \
         float bias[VNNI_MAX_ROWS];                                                                        \
         for (int64_t r = r0; r < r1; r++) {                                                               \
             const uint8_t *wrow = (const uint8_t *)(m->wq + r * m->wq_stride);                            \
@@ -425,7 +465,7 @@ static void rows_nib(const qmat *m, const qm_xprep *p, int64_t r0, int64_t r1, f
             for (int64_t b = 0; b < p->nblk; b++) {                                                       \
                 int64_t left = K - b * 64, n = left < 64 ? left : 64;                                     \
                 __m512i q = LOAD_CODES;                                                                   \
-                int64_t g0 = b * 64 / G;                                                                  \
+                int64_t g0 = (b * 64) >> gsh;                                                             \
                 for (int i = 0; i < MM; i++) {                                                            \
                     const int8_t *xb = p->xq + (i * p->nblk + b) * 128;                                   \
                     __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, _mm512_loadu_si512(xb));   \
