@@ -1,7 +1,8 @@
 /* Core: dtype conversion (against the processor's own F16C/AVX512-BF16
  * conversions where present, and exhaustively for round trips), tensor
- * views, buffers, the thread pool, two devices in one process, and the
- * error contract (status + message, nothing leaked). */
+ * views, buffers, the thread pool, the samplers' float sorts (against
+ * qsort), two devices in one process, and the error contract (status +
+ * message, nothing leaked). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/sort.h"
 #include "core/threadpool.h"
 #include "harness.h"
 
@@ -153,6 +155,53 @@ static void test_threadpool(void) {
     CHECK_FAILS(mlxn_threadpool_new(0, &pool), MLXN_ERR_INVALID_ARGUMENT);
 }
 
+static int cmp_f32_asc(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_pair_desc(const void *a, const void *b) {
+    const mlxn_f32_id *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The radix sorts against qsort: the same values in the same order (the pairs bit for bit), on
+   vocabulary-sized inputs with -inf, both zeros, denormals, huge values and many ties. */
+static void test_sorts(void) {
+    const int32_t sizes[] = {0, 1, 2, 3, 17, 1000, 49152, 262147};
+    for (int si = 0; si < 8; si++) {
+        const int32_t n = sizes[si];
+        float *x = malloc((size_t)(n + 1) * sizeof *x), *ref = malloc((size_t)(n + 1) * sizeof *ref);
+        float *tmp = malloc((size_t)(n + 1) * sizeof *tmp);
+        mlxn_f32_id *a = malloc((size_t)(n + 1) * sizeof *a), *aref = malloc((size_t)(n + 1) * sizeof *aref);
+        mlxn_f32_id *atmp = malloc((size_t)(n + 1) * sizeof *atmp);
+        for (int64_t i = 0; i < n; i++) {
+            const uint64_t r = t_rand_u64() % 16;
+            float v = t_randn() * 8.0f;
+            if (r == 0) v = -INFINITY;
+            else if (r == 1) v = 0.0f;
+            else if (r == 2) v = -0.0f;
+            else if (r == 3) v = roundf(v); /* ties */
+            else if (r == 4) v = ldexpf(t_randn(), -140); /* denormal */
+            else if (r == 5) v = ldexpf(t_randn(), 120);
+            x[i] = ref[i] = v;
+            a[i] = aref[i] = (mlxn_f32_id){v, (int32_t)i};
+        }
+        mlxn_sort_f32_ascending(x, tmp, n);
+        qsort(ref, (size_t)n, sizeof *ref, cmp_f32_asc);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += !(x[i] == ref[i] || (x[i] != x[i] && ref[i] != ref[i]));
+        for (int64_t i = 1; i < n; i++) bad += x[i - 1] > x[i];
+        CHECK(bad == 0, "sort_f32_ascending, n=%lld: %lld positions differ from qsort's", (long long)n, (long long)bad);
+        mlxn_sort_f32_id_descending(a, atmp, n);
+        qsort(aref, (size_t)n, sizeof *aref, cmp_pair_desc);
+        CHECK(n == 0 || memcmp(a, aref, (size_t)n * sizeof *a) == 0,
+              "sort_f32_id_descending, n=%lld: not qsort's order (value descending, then id)", (long long)n);
+        free(x), free(ref), free(tmp), free(a), free(aref), free(atmp);
+    }
+}
+
 static void test_devices_and_tensors(void) {
     mlxn_device *a = t_cpu_device(2, MLXN_CPU_ISA_AUTO), *b = t_cpu_device(1, MLXN_CPU_ISA_SCALAR);
     CHECK(a && b && a != b, "two CPU devices");
@@ -215,6 +264,7 @@ int main(int argc, char **argv) {
     test_f16();
     test_bf16();
     test_threadpool();
+    test_sorts();
     test_devices_and_tensors();
     test_cuda_device();
     return t_finish();

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/sort.h"
 #include "mlxn/text.h"
 
 struct mlxn_sampler {
@@ -26,6 +27,7 @@ struct mlxn_sampler {
     float *bias_vals;
     uint64_t rng;
     float *scratch;      /* [vocab] */
+    float *scratch2;     /* [vocab]: the sort's */
     uint8_t *seen;       /* [vocab] */
 };
 
@@ -74,12 +76,13 @@ mlxn_status mlxn_sampler_new(const mlxn_sampler_params *p, int32_t vocab_size, m
     s->vocab = vocab_size;
     s->rng = p->seed;
     s->scratch = malloc((size_t)vocab_size * sizeof *s->scratch);
+    s->scratch2 = malloc((size_t)vocab_size * sizeof *s->scratch2);
     s->seen = calloc((size_t)vocab_size, 1);
     if (p->n_logit_bias) {
         s->bias_ids = malloc(p->n_logit_bias * sizeof *s->bias_ids);
         s->bias_vals = malloc(p->n_logit_bias * sizeof *s->bias_vals);
     }
-    if (!s->scratch || !s->seen || (p->n_logit_bias && (!s->bias_ids || !s->bias_vals))) {
+    if (!s->scratch || !s->scratch2 || !s->seen || (p->n_logit_bias && (!s->bias_ids || !s->bias_vals))) {
         mlxn_sampler_free(s);
         return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "sampler_new: out of memory");
     }
@@ -98,6 +101,7 @@ void mlxn_sampler_free(mlxn_sampler *s) {
     free(s->bias_ids);
     free(s->bias_vals);
     free(s->scratch);
+    free(s->scratch2);
     free(s->seen);
     free(s);
 }
@@ -143,21 +147,16 @@ mlxn_status mlxn_sampler_apply_penalties(const mlxn_sampler *s, float *logits, c
     return MLXN_OK;
 }
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* The k-th largest value (1-based) of x[0..n). */
-static float kth_largest(float *tmp, const float *x, int32_t n, int32_t k) {
+/* The k-th largest value (1-based) of x[0..n). tmp, tmp2: [n]. */
+static float kth_largest(float *tmp, float *tmp2, const float *x, int32_t n, int32_t k) {
     memcpy(tmp, x, (size_t)n * sizeof *tmp);
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_float);
+    mlxn_sort_f32_ascending(tmp, tmp2, n);
     return tmp[n - k];
 }
 
 /* Keep exactly the k largest entries; ties at the cut keep the lowest ids. */
-static void keep_top(float *x, int32_t n, int32_t k, float *tmp, uint8_t *keep) {
-    float kth = kth_largest(tmp, x, n, k);
+static void keep_top(float *x, int32_t n, int32_t k, float *tmp, float *tmp2, uint8_t *keep) {
+    float kth = kth_largest(tmp, tmp2, x, n, k);
     int32_t above = 0;
     for (int32_t i = 0; i < n; i++) above += x[i] > kth;
     int32_t ties = k - above;
@@ -175,13 +174,19 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
         /* apply_top_p: ascending sort, exclusive reverse cumulative sum. */
         memcpy(tmp, lp, (size_t)n * sizeof *tmp);
-        qsort(tmp, (size_t)n, sizeof *tmp, cmp_float);
+        mlxn_sort_f32_ascending(tmp, s->scratch2, n);
         double total = 0.0;
         for (int32_t i = 0; i < n; i++) total += exp((double)tmp[i]);
+        /* dropped: the positions whose mass strictly above reaches top_p * total. That mass only
+           grows going down, so they are position i and every one below it, i the first from the
+           top where it does: the walk stops there (the rest would be exps that change nothing) */
         double above = 0.0;
         int32_t dropped = 0;
         for (int32_t i = n - 1; i >= 0; i--) {
-            if (above >= (double)p->top_p * total) dropped++;
+            if (above >= (double)p->top_p * total) {
+                dropped = i + 1;
+                break;
+            }
             above += exp((double)tmp[i]);
         }
         float threshold = tmp[dropped < n ? dropped : n - 1];
@@ -196,7 +201,7 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
         int keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
         if (keep_n > n) keep_n = n;
         if (keep_n > 1) {
-            keep_top(lp, n, keep_n, tmp, s->seen);
+            keep_top(lp, n, keep_n, tmp, s->scratch2, s->seen);
             for (int32_t i = 0; i < n; i++) {
                 if (lp[i] < cut && !s->seen[i]) lp[i] = -INFINITY;
                 s->seen[i] = 0;
@@ -207,7 +212,7 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
         }
     }
     if (p->top_k > 0 && p->top_k < n) {
-        keep_top(lp, n, p->top_k, tmp, s->seen);
+        keep_top(lp, n, p->top_k, tmp, s->scratch2, s->seen);
         for (int32_t i = 0; i < n; i++) {
             if (!s->seen[i]) lp[i] = -INFINITY;
             s->seen[i] = 0;

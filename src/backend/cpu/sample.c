@@ -12,24 +12,15 @@
  * Each filter sees the previous ones' output, and the tokens they removed
  * are at the end of the order, so the kept set is the prefix of the
  * shortest length. The draw then walks ids in order, as the host does.
- * Scratch is allocated per call (4 x V bytes + 8 x V bytes). */
+ * The sort is core/sort.h's radix sort (qsort took milliseconds a token).
+ * Scratch is allocated per call (V bytes + 16 x V bytes). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/sample_draw.h"
 #include "core/internal.h"
-
-typedef struct lp_id {
-    float lp;
-    int32_t id;
-} lp_id;
-
-static int by_lp_desc(const void *a, const void *b) {
-    const lp_id *x = a, *y = b;
-    if (x->lp != y->lp) return x->lp < y->lp ? 1 : -1;
-    return (x->id > y->id) - (x->id < y->id);
-}
+#include "core/sort.h"
 
 /* logits f32 [V] (stride st); writes the token to *tok. */
 static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_sample_params *p, int32_t *tok) {
@@ -47,7 +38,7 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
         *tok = best;
         return MLXN_OK;
     }
-    lp_id *o = malloc((size_t)V * sizeof *o);
+    mlxn_f32_id *o = malloc((size_t)V * 2 * sizeof *o); /* [2, V]: the order, the sort's scratch */
     uint8_t *keep = calloc((size_t)V, 1);
     if (!o || !keep) {
         free(o), free(keep);
@@ -61,26 +52,26 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
     float lse = mx + (float)log(sum);
     for (int32_t i = 0; i < V; i++) {
         float v = x[i * st];
-        o[i] = (lp_id){v == v ? v - lse : -INFINITY, i};
+        o[i] = (mlxn_f32_id){v == v ? v - lse : -INFINITY, i};
     }
-    qsort(o, (size_t)V, sizeof *o, by_lp_desc);
+    mlxn_sort_f32_id_descending(o, o + V, V); /* ties: lower id first, as the pairs start in id order */
     int32_t L = V;
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
         double total = 0.0, above = 0.0, cut = 0.0;
-        for (int32_t j = V - 1; j >= 0; j--) total += exp((double)o[j].lp);
+        for (int32_t j = V - 1; j >= 0; j--) total += exp((double)o[j].v);
         cut = (double)p->top_p * total;
         for (int32_t j = 0; j < V; j++) {
-            if ((j == 0 || o[j].lp != o[j - 1].lp) && above >= cut) {
+            if ((j == 0 || o[j].v != o[j - 1].v) && above >= cut) {
                 L = j;
                 break;
             }
-            above += exp((double)o[j].lp);
+            above += exp((double)o[j].v);
         }
     }
     if (p->min_p != 0.0f) {
-        float cut = o[0].lp + logf(p->min_p);
+        float cut = o[0].v + logf(p->min_p);
         int32_t c = 0;
-        while (c < V && o[c].lp >= cut) c++;
+        while (c < V && o[c].v >= cut) c++;
         int32_t keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
         if (c < keep_n) c = keep_n > V ? V : keep_n;
         if (c < L) L = c;
@@ -88,7 +79,7 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
     if (p->top_k > 0 && p->top_k < L) L = p->top_k;
     for (int32_t j = 0; j < L; j++) keep[o[j].id] = 1;
     /* categorical(logprobs / T): inverse CDF over ids in order */
-    float top = o[0].lp;
+    float top = o[0].v;
     double inv_t = 1.0 / (double)p->temperature, total = 0.0;
     for (int32_t i = 0; i < V; i++) /* a kept token may be -inf (top_k past the finite ones): weight 0 */
         if (keep[i] && x[i * st] - lse > -INFINITY) total += exp(((double)(x[i * st] - lse) - top) * inv_t);
