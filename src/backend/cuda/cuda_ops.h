@@ -15,7 +15,7 @@
  *   cu_matmul.cu       matmul (cuBLAS)
  *   cu_sdpa.cu         sdpa (the exact fallback; bf16/f16 K/V go to the
  *                      tensor-core kernel of cu_attn_flash.cu)
- *   cu_sample.cu       sample (log-softmax, filters, draw; CUB sort)
+ *   cu_sample.cu       sample (greedy in one cluster; else log-softmax, filters on a CUB sort, draw, over chunks)
  * Only compiled with MLXN_HAVE_CUDA. */
 #ifndef MLXN_CUDA_OPS_H
 #define MLXN_CUDA_OPS_H
