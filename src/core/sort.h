@@ -2,7 +2,7 @@
  *
  * Why not qsort: a sampler's top-p and top-k filters order the whole
  * vocabulary every token (49152 to 262144 entries). qsort's comparator
- * calls made that 7 ms a token for SmolLM2-135M's vocabulary on a 2-core
+ * calls made that ~6 ms a token for SmolLM2-135M's vocabulary on a 2-core
  * AMD EPYC: more than the model's forward pass. These are LSD radix sorts
  * over the floats' bits mapped to order-preserving unsigned keys (three
  * passes of 11 bits): the same order a comparison sort gives. There, for
