@@ -24,17 +24,26 @@ static const sp_case cases[] = {
     {0, 0, 0, 1, 0},       {1, 0, 0, 1, 0},      {0.7f, 0, 0, 1, 0},    {1.5f, 0.9f, 0, 1, 0},
     {1, 0.5f, 0, 1, 0},    {1, 0.95f, 0, 1, 40}, {0.8f, 0, 0.05f, 1, 0}, {1, 0, 0.2f, 3, 0},
     {1, 0, 0, 1, 1},       {1, 0, 0, 1, 5},      {1.2f, 0.9f, 0.1f, 2, 7}, {0.6f, 0.3f, 0.5f, 4, 3},
-    {2, 0.99f, 0.01f, 1, 1000},
+    {2, 0.99f, 0.01f, 1, 1000}, {1, 0, 0, 1, 40},      {0.9f, 0, 0, 1, 20000}, {1, 0, 0.0001f, 1, 0},
+    {1, 0.999f, 0, 1, 0},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
 /* Random logits of one of several kinds: plain normal, rounded to halves
- * (many ties), a few -inf, one dominant token. */
+ * (many ties), a few -inf, one dominant token, spread over hundreds of
+ * nats, all equal (one tie group), all within a hundredth of a nat. The
+ * last three meet the CUDA op's bins (cu_sample.cu) at their edges: the
+ * open-ended bins far below the top, and every token in one bin. */
+enum { N_KINDS = 7 };
 static void fill_logits(float *x, int V, int kind) {
+    const float c = t_randn();
     for (int i = 0; i < V; i++) {
         float v = t_randn() * 3.0f;
         if (kind == 1) v = roundf(v * 2.0f) * 0.5f;
         if (kind == 2 && t_rand_u64() % 7 == 0) v = -INFINITY;
+        if (kind == 4) v *= 40.0f;
+        if (kind == 5) v = c;
+        if (kind == 6) v = c + v * 0.003f;
         x[i] = v;
     }
     if (kind == 2) x[t_rand_u64() % (uint64_t)V] = t_randn(); /* at least one finite logit */
@@ -83,7 +92,7 @@ static void test_vs_host(mlxn_device *cpu) {
             free(x), free(h);
             return;
         }
-        for (int kind = 0; kind < 4; kind++) {
+        for (int kind = 0; kind < N_KINDS; kind++) {
             fill_logits(x, V, kind);
             for (int ci = 0; ci < N_CASES; ci++) {
                 const sp_case *c = &cases[ci];
@@ -211,7 +220,7 @@ static void test_device(mlxn_device *dev, mlxn_device *cpu) {
             CHECK(0, "out of memory");
             return;
         }
-        for (int kind = 0; kind < 4; kind++) {
+        for (int kind = 0; kind < N_KINDS; kind++) {
             fill_logits(x, V, kind);
             for (int ci = 0; ci < N_CASES; ci++) {
                 uint64_t seed = t_rand_u64();

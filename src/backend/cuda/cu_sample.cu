@@ -1,21 +1,21 @@
 /* CUDA mlxn_sample (semantics in mlxn/ops.h; the CPU op, backend/cpu/
- * sample.c, is the reference and uses the same plan):
+ * sample.c, is the reference and keeps the same set):
  *   1. prep:   argmax (greedy ends here), log-sum-exp, logprobs lp [V]
- *   2. sort:   only when a filter is on: (lp, id) pairs descending with
- *              CUB's radix sort, which is stable, so equal logprobs stay in
- *              id order: the order in which the filters keep tokens ("the k
- *              best, lower ids first")
- *   3. cut:    every filter becomes a prefix length of that order (top_p:
- *              the first tie group whose preceding mass reaches top_p of the
- *              total; min_p: logprob >= max + log(min_p), at least
- *              min_tokens_to_keep; top_k: k); the kept set is the shortest
- *   4. draw:   the inverse CDF of softmax(lp / T) over the kept ids in id
+ *   2. filter: only when one is on. Every filter keeps a prefix of the
+ *              order "logprob descending, lower id first on ties" (top_p:
+ *              up to the first tie group whose preceding mass reaches top_p
+ *              of the total; min_p: logprob >= max + log(min_p), at least
+ *              min_tokens_to_keep; top_k: k), and the kept set is the
+ *              shortest prefix. Found without sorting: bins of the
+ *              logprobs, then a radix select inside the one bin where the
+ *              prefix ends ("the filters without a sort" below).
+ *   3. draw:   the inverse CDF of softmax(lp / T) over the kept ids in id
  *              order, as the host walks them.
  * Greedy (temperature 0) on sm_90 is instead one cluster of SC blocks
  * (sample_argmax_cluster): a block of one SM read a 128k vocabulary in
  * ~10 us on an H100, which a decode loop paid every token.
- * Sampling runs over chunks of CHUNK logits, one block each, and every
- * ordered walk (the draw, top_p's cut) in two steps: each block sums its
+ * Sampling runs over chunks of CHUNK logits, one block each, and the
+ * ordered walk of the draw in two steps: each block sums its
  * chunk, then one block adds the chunk sums in order, finds the chunk where
  * the walk ends and walks that chunk alone. Why: the walks had been one
  * block of 1024 threads over the whole vocabulary, each thread reading its
@@ -44,10 +44,15 @@ enum { SB = 1024 };                 /* threads of the greedy kernels */
 enum { MB = 256, PER = 16, CHUNK = MB * PER }; /* sampling: threads a block, logits a thread, logits a chunk */
 
 typedef struct sample_meta {
-    float mx;    /* the largest logit that is a number */
-    float lse;   /* log-sum-exp of the logits */
-    int32_t L;   /* kept prefix length of the sorted order */
-    int32_t ok;  /* 0: no logit above -inf (the token is -1) */
+    float mx;        /* the largest logit that is a number */
+    float lse;       /* log-sum-exp of the logits */
+    int32_t ok;      /* 0: no logit above -inf (the token is -1) */
+    int32_t bcut;    /* with a filter: b*, the bin where the kept prefix ends (bins below it are kept) */
+    int32_t need_p;  /* top_p's prefix ends inside b* */
+    int32_t r_o;     /* how many of b*'s tokens top_k and min_p keep (INT32_MAX: no limit inside b*) */
+    uint64_t base_n; /* finite tokens in the bins below b* */
+    uint64_t base_q; /* their mass (fixed point, see lp_mass) */
+    double cut;      /* top_p's mass target, top_p x the total mass (INFINITY: top_p off) */
 } sample_meta;
 
 struct arg_best { /* the larger value, the lower index on ties */
@@ -167,36 +172,98 @@ __device__ __forceinline__ double draw_weight(float l, float top, float inv_t) {
     return l > -INFINITY ? (double)expf((l - top) * inv_t) : 0.0;
 }
 
-/* The draw's term of id i: from lp f32 [V] and keep u8 [V] (a filter on), else from the logits x (stride
-   xs) with every finite token kept. One type, so chunk_crossing has one instance (and one set of shared
-   arrays) per kernel. */
+/* ---- the filters without a sort ----------------------------------------
+ * Every filter keeps a prefix of the order (logprob descending, lower id
+ * first on ties), and the kept set is the shortest prefix (see the top of
+ * the file). Instead of sorting V pairs (CUB's radix sort of a 128k
+ * vocabulary: ~50-70 us of a ~140 us draw on an H200), the finite logprobs
+ * go into NBIN bins by their distance d = top - lp from the top logprob:
+ * 1/64 nat wide below 30 nats, then 16 a doubling of d, the last bin open.
+ * Bins follow the order (d is monotone in lp), so one grid pass gives each
+ * bin's count and mass, a scan of the bins names the bin where the kept
+ * prefix ends (b*), every bin above it is kept whole, and only b*'s tokens
+ * (the candidates, usually a few dozen) are ordered, by a radix select in
+ * one block. A token is then kept when bin(lp) < b* or its keep flag is
+ * set. The masses are fixed point (exp(lp) * 2^QBITS, rounded), so their
+ * sums are exact integers whatever the order of the atomics: the same draw
+ * every run. exp(lp) is the f32 expf, as before; the logprobs' masses add
+ * up to ~1, so every sum of them stays below ~2^QBITS. */
+enum { NBIN = 2048, NLIN = 1920, BPT = NBIN / MB }; /* bins; linear ones (1/64 nat); bins a thread scans */
+enum { QBITS = 44, LO_BITS = 19 }; /* mass units 2^-44; the low part of a mass in chunk_hist's split */
+typedef unsigned long long u64;
+
+/* The bin of a finite logprob l (top: the largest). __fsub_rn/__fmul_rn: no contraction into an FMA, so
+   every kernel that recomputes a bin gets the same one. */
+__device__ __forceinline__ int lp_bin(float top, float l) {
+    const float d = __fsub_rn(top, l); /* >= 0 */
+    if (d < 30.0f) return min(NLIN - 1, (int)__fmul_rn(d, 64.0f));
+    const unsigned o = (__float_as_uint(d) - __float_as_uint(30.0f)) >> 19; /* 16 bins a doubling */
+    return NLIN + (int)min(o, (unsigned)(NBIN - NLIN - 1));
+}
+
+/* A finite logprob's mass, exp(l) in units of 2^-QBITS (l <= 0, so at most 2^QBITS). */
+__device__ __forceinline__ u64 lp_mass(float l) { return __float2ull_rn(__fmul_rn(expf(l), (float)(1ull << QBITS))); }
+
+/* An order-preserving key of a finite logprob (larger l, larger key), -0 as +0 as the CPU's sort has it. */
+__device__ __forceinline__ uint32_t lp_key(float l) {
+    const uint32_t u = l == 0.0f ? 0u : __float_as_uint(l);
+    return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+/* The draw's view of the vocabulary: whether id i is kept (and finite), and its logprob. With a filter from
+   lp f32 [V] (kept: bin below m->bcut, or the keep u8 [V] flag of a candidate of bin bcut); without one from
+   the logits x (stride xs), every finite token kept. */
+struct draw_in { /* what the draw reads of one id */
+    float l;
+    uint8_t flag;
+};
 struct draw_term {
     const float *x;
     int64_t xs;
     const float *lp;
     const uint8_t *keep;
     float lse, top, inv_t;
-    __device__ __forceinline__ double operator()(int i) const {
-        if (lp) return keep[i] ? draw_weight(lp[i], top, inv_t) : 0.0;
-        return draw_weight(logprob(x[(int64_t)i * xs], lse), top, inv_t);
+    int bcut;
+    __device__ __forceinline__ draw_in load(int i) const {
+        if (lp) return draw_in{lp[i], keep[i]};
+        return draw_in{logprob(x[(int64_t)i * xs], lse), 1};
+    }
+    /* The loads of a thread's PER ids of chunk lo..hi first, all in flight at once (one at a time, each
+       waited an L2 round trip: ~10 us a kernel); ids past hi read as -inf. */
+    __device__ __forceinline__ void load_chunk(int lo, int hi, draw_in *d) const {
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            const int i = lo + k * MB + (int)threadIdx.x;
+            d[k] = i < hi ? load(i) : draw_in{-INFINITY, 0};
+        }
+    }
+    __device__ __forceinline__ bool kept(const draw_in &d) const {
+        return d.l > -INFINITY && (d.flag || lp_bin(top, d.l) < bcut);
+    }
+    __device__ __forceinline__ double weight(const draw_in &d) const {
+        return kept(d) ? draw_weight(d.l, top, inv_t) : 0.0;
     }
 };
 
-/* top_p's term of sorted position j: exp(lp). */
-struct mass_term {
-    const float *lps;
-    __device__ __forceinline__ double operator()(int j) const { return (double)expf(lps[j]); }
-};
-
-/* x f32 [V] (stride xs) -> part_best [nb]: each chunk's argmax. */
-__global__ void __launch_bounds__(MB) sample_chunk_best(const float *x, int64_t xs, int V, arg_best *part_best) {
+/* x f32 [V] (stride xs) -> part_best [nb]: each chunk's argmax. With a filter, also clears zero u32 [nz] (the
+   bins and counters that sample_chunk_hist adds into). */
+__global__ void __launch_bounds__(MB) sample_chunk_best(const float *x, int64_t xs, int V, arg_best *part_best,
+                                                        uint32_t *zero, int nz) {
     typedef cub::BlockReduce<arg_best, MB> RA;
     __shared__ typename RA::TempStorage tmp;
+    for (int i = blockIdx.x * MB + threadIdx.x; i < nz; i += gridDim.x * MB) zero[i] = 0;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
     arg_best b = {-INFINITY, INT32_MAX};
-    for (int i = lo + threadIdx.x; i < hi; i += MB) {
-        const float v = x[(int64_t)i * xs];
-        if (v > b.v || (v == b.v && i < b.i)) b.v = v, b.i = i;
+    float v[PER]; /* every load first (see draw_term::load_chunk) */
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        v[k] = i < hi ? x[(int64_t)i * xs] : -INFINITY;
+    }
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        if (i < hi && (v[k] > b.v || (v[k] == b.v && i < b.i))) b.v = v[k], b.i = i;
     }
     b = RA(tmp).Reduce(b, arg_best_op());
     if (threadIdx.x == 0) part_best[blockIdx.x] = b;
@@ -220,7 +287,7 @@ __global__ void __launch_bounds__(MB) sample_chunk_expsum(const float *x, int64_
     if (threadIdx.x == 0) {
         mx_sh = b.v;
         if (blockIdx.x == 0) {
-            m->mx = b.v, m->ok = b.v > -INFINITY, m->L = V;
+            m->mx = b.v, m->ok = b.v > -INFINITY;
             if (!(b.v > -INFINITY)) *tok = -1;
         }
     }
@@ -229,10 +296,15 @@ __global__ void __launch_bounds__(MB) sample_chunk_expsum(const float *x, int64_
     if (!(mx > -INFINITY)) return;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
     double sum = 0.0;
-    for (int i = lo + threadIdx.x; i < hi; i += MB) {
-        const float v = x[(int64_t)i * xs];
-        if (v == v) sum += (double)expf(v - mx); /* f32 terms (FP64 exp is ~30x slower), f64 sum */
+    float v[PER]; /* every load first */
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        v[k] = i < hi ? x[(int64_t)i * xs] : NAN;
     }
+#pragma unroll
+    for (int k = 0; k < PER; k++)
+        if (v[k] == v[k]) sum += (double)expf(v[k] - mx); /* f32 terms (FP64 exp is ~30x slower), f64 sum */
     sum = RD(sh.d).Sum(sum);
     if (threadIdx.x == 0) part_sum[blockIdx.x] = sum;
 }
@@ -265,56 +337,391 @@ __device__ float chunk_lse(const double *part_sum_g, int nb, sample_meta *m) {
     return lse_sh;
 }
 
-/* With a filter: lp f32 [V] and ids i32 [V] for the sort, keep u8 [V] cleared. Without: no stores, but
-   each chunk's draw weight part_w [nb] and last finite id part_last [nb] (every finite token is kept). */
-__global__ void __launch_bounds__(MB) sample_chunk_lp(const float *x, int64_t xs, int V, const double *part_sum,
-                                                      int nb, sample_meta *m, float *lp, int32_t *ids, uint8_t *keep,
-                                                      float inv_t, double *part_w, int32_t *part_last) {
+/* This block's chunk -> part_w [blockIdx.x], the sum of its kept tokens' draw weights, and part_last
+   [blockIdx.x], its last kept finite id (-1: none). */
+__device__ void chunk_draw_parts(const draw_term &t, int V, double *part_w, int32_t *part_last) {
     typedef cub::BlockReduce<double, MB> RD;
     typedef cub::BlockReduce<int32_t, MB> RI;
     __shared__ union {
         typename RD::TempStorage d;
         typename RI::TempStorage i;
     } sh;
-    if (!m->ok) return;
-    const float lse = chunk_lse(part_sum, nb, m), top = m->mx - lse; /* top: the largest logprob */
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
     double w = 0.0;
     int32_t last = -1;
-    for (int i = lo + threadIdx.x; i < hi; i += MB) {
-        const float l = logprob(x[(int64_t)i * xs], lse);
-        if (lp) {
-            lp[i] = l, ids[i] = i, keep[i] = 0;
-        } else {
-            w += draw_weight(l, top, inv_t);
-            if (l > -INFINITY) last = i;
-        }
-    }
-    if (lp) return;
+    draw_in d[PER];
+    t.load_chunk(lo, hi, d);
+#pragma unroll
+    for (int k = 0; k < PER; k++)
+        if (t.kept(d[k])) w += draw_weight(d[k].l, t.top, t.inv_t), last = lo + k * MB + (int)threadIdx.x;
     w = RD(sh.d).Sum(w);
     __syncthreads();
     last = RI(sh.i).Reduce(last, max_op());
     if (threadIdx.x == 0) part_w[blockIdx.x] = w, part_last[blockIdx.x] = last;
 }
 
-/* top_p's terms: lps f32 [V] sorted descending -> part_c [nb], each chunk's sum of exp(lp). */
-__global__ void __launch_bounds__(MB) sample_chunk_mass(const float *lps, int V, const sample_meta *m,
-                                                        double *part_c) {
-    typedef cub::BlockReduce<double, MB> RD;
-    __shared__ typename RD::TempStorage tmp;
+/* No filter: every finite token kept, straight from the logits x (stride xs) -> part_w, part_last [nb]. */
+__global__ void __launch_bounds__(MB) sample_chunk_all(const float *x, int64_t xs, int V, const double *part_sum,
+                                                       int nb, sample_meta *m, float inv_t, double *part_w,
+                                                       int32_t *part_last) {
     if (!m->ok) return;
-    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
-    double s = 0.0;
-    for (int j = lo + threadIdx.x; j < hi; j += MB) s += (double)expf(lps[j]);
-    s = RD(tmp).Sum(s);
-    if (threadIdx.x == 0) part_c[blockIdx.x] = s;
+    const float lse = chunk_lse(part_sum, nb, m);
+    chunk_draw_parts(draw_term{x, xs, NULL, NULL, lse, m->mx - lse, inv_t, 0}, V, part_w, part_last);
 }
 
-/* The first position of chunk c whose inclusive running sum (from `before`, over the terms term(j))
-   exceeds `target` (strictly, `strict`, else reaches it); INT32_MAX when none. One block: the chunk's
-   terms staged in shared memory, each thread's run of PER summed, a block scan, then each run walked. */
-template <typename Term>
-__device__ int32_t chunk_crossing(int c, int V, double before, double target, bool strict, Term term) {
+/* With a filter: lp f32 [V] in id order, keep u8 [V] cleared, and into the bins hist_n u32 [NBIN] and
+   hist_q u64 [NBIN] each finite token's count and mass; *n_minp += the tokens with lp >= top + log_min_p
+   (min_p's kept count before min_tokens_to_keep). Each block bins its chunk in shared memory first, the
+   masses as two 32-bit parts (q >> LO_BITS, q's low LO_BITS): a shared 64-bit atomicAdd is a
+   compare-and-swap loop, slow where many tokens share a bin; a 32-bit one is native. Neither part
+   overflows: a chunk's 4096 low parts sum below 2^31, and its high parts to at most ~2^(QBITS-LO_BITS). */
+__global__ void __launch_bounds__(MB) sample_chunk_hist(const float *x, int64_t xs, int V, const double *part_sum,
+                                                        int nb, sample_meta *m, float log_min_p, float *lp,
+                                                        uint8_t *keep, uint32_t *hist_n, u64 *hist_q,
+                                                        uint32_t *n_minp) {
+    typedef cub::BlockReduce<uint32_t, MB> RU;
+    __shared__ typename RU::TempStorage tmp;
+    __shared__ uint32_t sh_n[NBIN], sh_hi[NBIN], sh_lo[NBIN];
+    if (!m->ok) return;
+    const float lse = chunk_lse(part_sum, nb, m), top = m->mx - lse, cut_minp = top + log_min_p;
+    for (int b = threadIdx.x; b < NBIN; b += MB) sh_n[b] = 0, sh_hi[b] = 0, sh_lo[b] = 0;
+    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
+    float v[PER]; /* every load first */
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        v[k] = i < hi ? x[(int64_t)i * xs] : NAN;
+    }
+    __syncthreads(); /* the bins are cleared */
+    uint32_t n_in = 0;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        if (i >= hi) continue;
+        const float l = logprob(v[k], lse);
+        lp[i] = l, keep[i] = 0;
+        if (l > -INFINITY) {
+            const int b = lp_bin(top, l);
+            const u64 q = lp_mass(l);
+            atomicAdd(&sh_n[b], 1u);
+            atomicAdd(&sh_hi[b], (uint32_t)(q >> LO_BITS));
+            atomicAdd(&sh_lo[b], (uint32_t)(q & ((1u << LO_BITS) - 1)));
+            n_in += l >= cut_minp;
+        }
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < NBIN; b += MB)
+        if (sh_n[b]) atomicAdd(&hist_n[b], sh_n[b]), atomicAdd(&hist_q[b], ((u64)sh_hi[b] << LO_BITS) + sh_lo[b]);
+    n_in = RU(tmp).Sum(n_in);
+    if (threadIdx.x == 0 && n_in) atomicAdd(n_minp, n_in);
+}
+
+/* A count and a mass, summed together in the scan of the bins. */
+struct nq {
+    u64 n, q;
+};
+struct nq_sum {
+    __device__ __forceinline__ nq operator()(const nq &a, const nq &b) const { return nq{a.n + b.n, a.q + b.q}; }
+};
+
+/* The filters' parameters as the kernels see them. */
+struct filt {
+    float top_p;     /* 0: off */
+    int top_k;       /* 0: off */
+    int use_min_p, keep_n;
+};
+
+/* Every block of sample_gather: from the bins, b* (returned) and, in m (block 0): bcut = b*; base_n and
+   base_q, the count and mass of the bins above b*; need_p, whether top_p's kept prefix ends inside b*;
+   cut, top_p's mass target; r_o, how many of b*'s tokens top_k and min_p keep (INT32_MAX: all). top_p ends
+   in the first bin whose running mass (inclusive) reaches top_p * total; top_k and min_p keep
+   L_o = min(k, max(min_p's count, min_tokens_to_keep)) tokens, which end in the first bin whose running
+   count reaches L_o. b* is the earlier of the two. */
+__device__ int pick_bin(const uint32_t *hist_n, const u64 *hist_q, int V, const filt &f, uint32_t n_minp,
+                        sample_meta *m) {
+    typedef cub::BlockScan<nq, MB> SQ;
+    typedef cub::BlockReduce<int, MB> RI;
+    __shared__ union {
+        typename SQ::TempStorage s;
+        typename RI::TempStorage r;
+    } sh;
+    __shared__ int bp_sh, bo_sh;
+    uint32_t hn[BPT]; /* this thread's bins */
+    u64 hq[BPT];
+    nq mine = {0, 0}, pre, all;
+#pragma unroll
+    for (int j = 0; j < BPT; j++) hn[j] = hist_n[threadIdx.x * BPT + j], hq[j] = hist_q[threadIdx.x * BPT + j];
+#pragma unroll
+    for (int j = 0; j < BPT; j++) mine.n += hn[j], mine.q += hq[j];
+    SQ(sh.s).ExclusiveScan(mine, pre, nq{0, 0}, nq_sum(), all);
+    const double cut = f.top_p > 0.0f ? (double)f.top_p * (double)all.q : INFINITY;
+    u64 L_o = all.n; /* every finite token */
+    if (f.top_k > 0 && (u64)f.top_k < L_o) L_o = (u64)f.top_k;
+    if (f.use_min_p) {
+        const u64 c = n_minp > (uint32_t)f.keep_n ? n_minp : (uint32_t)f.keep_n;
+        if (c < L_o) L_o = c;
+    }
+    int bp = INT32_MAX, bo = INT32_MAX;
+    nq run = pre, at_p = {0, 0}, at_o = {0, 0};
+#pragma unroll
+    for (int j = 0; j < BPT; j++) {
+        const int b = threadIdx.x * BPT + j;
+        const nq next = {run.n + hn[j], run.q + hq[j]};
+        if (bp == INT32_MAX && (double)next.q >= cut) bp = b, at_p = run;
+        if (bo == INT32_MAX && next.n >= L_o) bo = b, at_o = run;
+        run = next;
+    }
+    __syncthreads(); /* the scan's storage is reused */
+    const int bp_min = RI(sh.r).Reduce(bp, min_op());
+    if (threadIdx.x == 0) bp_sh = bp_min;
+    __syncthreads();
+    const int bo_min = RI(sh.r).Reduce(bo, min_op());
+    if (threadIdx.x == 0) bo_sh = bo_min;
+    __syncthreads();
+    const int bs = min(bp_sh, bo_sh);
+    if (blockIdx.x == 0 && (bp == bs || bo == bs)) { /* the thread whose bins hold b* */
+        const nq base = bp == bs ? at_p : at_o;
+        m->bcut = bs, m->base_n = base.n, m->base_q = base.q, m->cut = cut;
+        m->need_p = bp == bs;
+        m->r_o = bo == bs ? (int32_t)(L_o - base.n) : INT32_MAX;
+    }
+    return bs;
+}
+
+/* The candidates: b*'s tokens, appended as (cand_l f32, cand_id i32) [*cand_n] in no particular order (the
+   select in sample_resolve does not depend on it). Each block finds b* itself from the bins (~24 KB read
+   from the L2), which costs less than a kernel of its own. */
+__global__ void __launch_bounds__(MB) sample_gather(const float *lp, int V, const uint32_t *hist_n, const u64 *hist_q,
+                                                    const uint32_t *n_minp, filt f, sample_meta *m, float *cand_l,
+                                                    int32_t *cand_id, uint32_t *cand_n) {
+    if (!m->ok) return;
+    const int bs = pick_bin(hist_n, hist_q, V, f, *n_minp, m);
+    const float top = m->mx - m->lse;
+    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK), lane = threadIdx.x & 31;
+    for (int k = 0; k < PER; k++) { /* every thread runs every round: the ballot needs the whole warp */
+        const int i = lo + k * MB + (int)threadIdx.x;
+        float l = -INFINITY;
+        bool in = false;
+        if (i < hi) l = lp[i], in = l > -INFINITY && lp_bin(top, l) == bs;
+        const unsigned ball = __ballot_sync(0xffffffffu, in);
+        if (!ball) continue;
+        uint32_t base = 0;
+        if (lane == 0) base = atomicAdd(cand_n, (uint32_t)__popc(ball)); /* one atomic a warp */
+        base = __shfl_sync(0xffffffffu, base, 0);
+        if (in) {
+            const uint32_t at = base + (uint32_t)__popc(ball & ((1u << lane) - 1u));
+            cand_l[at] = l, cand_id[at] = i;
+        }
+    }
+}
+
+/* ---- the select among the candidates (one block of RB threads) ---------- */
+enum { RB = 1024 };
+
+/* Warp 0, after a histogram h [256] of one 8-bit digit: the first digit in walk order (descending keys, or
+   ascending when `up`) at which base + the running total (inclusive) reaches target. Sets *d, *before
+   (base + the total of the digits walked before it) and *here (the digit's own total). Lane j sums walk
+   positions 8j..8j+7, a warp scan finds the lane, which walks its eight. */
+__device__ void pick_digit(const u64 *h, bool up, u64 base, double target, int *d, u64 *before, u64 *here) {
+    const int lane = threadIdx.x & 31;
+    u64 s = 0;
+    for (int j = 0; j < 8; j++) s += h[up ? lane * 8 + j : 255 - (lane * 8 + j)];
+    u64 incl = s;
+    for (int o = 1; o < 32; o <<= 1) {
+        const u64 v = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += v;
+    }
+    const unsigned ball = __ballot_sync(0xffffffffu, (double)(base + incl) >= target);
+    const int f = ball ? __ffs(ball) - 1 : 31; /* none: rounding cannot cause it (exact sums); take the end */
+    if (lane == f) {
+        u64 run = base + incl - s;
+        int dd = up ? 255 : 0;
+        for (int j = 0; j < 8; j++) {
+            const int dj = up ? lane * 8 + j : 255 - (lane * 8 + j);
+            if ((double)(run + h[dj]) >= target || j == 7) {
+                dd = dj;
+                break;
+            }
+            run += h[dj];
+        }
+        *d = dd, *before = run, *here = h[dd];
+    }
+}
+
+/* The select's state, shared by the block. */
+struct sel_sh {
+    u64 h[256];
+    int d;
+    u64 before, here;
+};
+
+/* One pass of a select: each candidate c for which f(c, &digit, &value) holds adds value into h[digit].
+   Lanes of a warp with the same digit add up first (__match_any_sync) and their lowest lane adds for them:
+   a shared 64-bit atomicAdd is a compare-and-swap loop, and a bin's candidates often share a digit. */
+template <typename F>
+__device__ void add_digits(int N, u64 *h, F f) {
+    const int lane = threadIdx.x & 31;
+    for (int c0 = 0; c0 < N; c0 += RB) { /* the same rounds in every thread: the warp functions need them all */
+        const int c = c0 + (int)threadIdx.x;
+        int dg = 256; /* 256: nothing to add */
+        u64 v = 0;
+        if (c < N && !f(c, &dg, &v)) dg = 256;
+        const unsigned grp = __match_any_sync(0xffffffffu, dg);
+        u64 sum = 0;
+        for (int j = 0; j < 32; j++) {
+            const u64 o = __shfl_sync(0xffffffffu, v, j);
+            if ((grp >> j) & 1u) sum += o;
+        }
+        if (dg < 256 && lane == __ffs(grp) - 1) atomicAdd(&h[dg], sum);
+    }
+}
+
+/* The candidates' keys lie in [lo, lo ^ (bits below 2^(shift0 + 8))]: the bytes above shift0 are the same
+   in all, so a select starts at byte shift0 (shift0 < 0: one key). Found in one pass; a bin's keys
+   usually differ only in their lower two bytes. */
+struct key_range {
+    uint32_t lo;
+    int shift0;
+};
+
+/* The group (key, returned) of the candidates, walked from the largest key down, at which base + the running
+   total of each candidate's count (mass: lp_mass) reaches target; *before: base + the total of the larger
+   keys, *here: the group's own total (counts only). One pass over the candidates for each byte of the key
+   from kr.shift0 down. */
+__device__ uint32_t select_key(const float *cand_l, int N, bool mass, u64 base, double target, key_range kr,
+                               sel_sh &s, u64 *before, u64 *here) {
+    if (kr.shift0 < 0) { /* one key: every candidate is the group */
+        *before = base, *here = (u64)N;
+        return kr.lo;
+    }
+    const uint32_t high = kr.shift0 + 8 >= 32 ? 0u : ~0u << (kr.shift0 + 8); /* the common bytes */
+    uint32_t prefix = kr.lo & high, mask = high;
+    for (int shift = kr.shift0; shift >= 0; shift -= 8) {
+        for (int b = threadIdx.x; b < 256; b += RB) s.h[b] = 0;
+        __syncthreads();
+        add_digits(N, s.h, [&](int c, int *dg, u64 *v) {
+            const float l = cand_l[c];
+            const uint32_t k = lp_key(l);
+            *dg = (k >> shift) & 255, *v = mass ? lp_mass(l) : 1ull;
+            return (k & mask) == prefix;
+        });
+        __syncthreads();
+        if (threadIdx.x < 32) pick_digit(s.h, false, base, target, &s.d, &s.before, &s.here);
+        __syncthreads();
+        prefix |= (uint32_t)s.d << shift, mask |= 255u << shift, base = s.before;
+    }
+    *before = base, *here = s.here;
+    return prefix;
+}
+
+/* The need-th smallest id (1-based) among the candidates with key g: the same walk over the ids' bytes,
+   ascending. V > 1 (a group of two or more). */
+__device__ int32_t select_id(const float *cand_l, const int32_t *cand_id, int N, uint32_t g, int V, u64 need,
+                             sel_sh &s) {
+    const int bits = 32 - __clz(V - 1);
+    uint32_t prefix = 0, mask = 0;
+    u64 base = 0;
+    for (int shift = (bits - 1) / 8 * 8; shift >= 0; shift -= 8) {
+        for (int b = threadIdx.x; b < 256; b += RB) s.h[b] = 0;
+        __syncthreads();
+        add_digits(N, s.h, [&](int c, int *dg, u64 *v) {
+            const uint32_t id = (uint32_t)cand_id[c];
+            *dg = (id >> shift) & 255, *v = 1ull;
+            return lp_key(cand_l[c]) == g && (id & mask) == prefix;
+        });
+        __syncthreads();
+        if (threadIdx.x < 32) pick_digit(s.h, true, base, (double)need, &s.d, &s.before, &s.here);
+        __syncthreads();
+        prefix |= (uint32_t)s.d << shift, mask |= 255u << shift, base = s.before;
+    }
+    return (int32_t)prefix;
+}
+
+struct umin_op {
+    __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const { return a < b ? a : b; }
+};
+struct umax_op {
+    __device__ __forceinline__ uint32_t operator()(uint32_t a, uint32_t b) const { return a > b ? a : b; }
+};
+
+/* The candidates of bin b* (m->bcut) -> keep u8 [V]: the flags of those the filters keep, so that the kept
+   set is bins < b* plus these. top_p (m->need_p): the group at which the running mass from m->base_q
+   reaches m->cut is the last kept, with every group before it (the CPU's "first tie group whose mass above
+   reaches the cut ends the prefix"); top_k/min_p: the first r_o candidates in the order, a tie group
+   broken by the lower ids. The shorter wins. */
+__global__ void __launch_bounds__(RB) sample_resolve(const float *cand_l, const int32_t *cand_id,
+                                                     const uint32_t *cand_n, int V, const sample_meta *m,
+                                                     uint8_t *keep) {
+    typedef cub::BlockReduce<uint32_t, RB> RU;
+    __shared__ sel_sh s;
+    __shared__ typename RU::TempStorage tmp;
+    __shared__ uint32_t u_sh;
+    if (!m->ok) return;
+    const int N = (int)*cand_n;
+    key_range kr;
+    { /* the candidates' key range */
+        uint32_t kmin = UINT32_MAX, kmax = 0;
+        for (int c = threadIdx.x; c < N; c += RB) {
+            const uint32_t k = lp_key(cand_l[c]);
+            kmin = min(kmin, k), kmax = max(kmax, k);
+        }
+        kmin = RU(tmp).Reduce(kmin, umin_op());
+        if (threadIdx.x == 0) u_sh = kmin;
+        __syncthreads();
+        kr.lo = u_sh;
+        kmax = RU(tmp).Reduce(kmax, umax_op());
+        if (threadIdx.x == 0) u_sh = kmax;
+        __syncthreads();
+        const uint32_t diff = kr.lo ^ u_sh;
+        kr.shift0 = diff ? (31 - __clz(diff)) / 8 * 8 : -1;
+        __syncthreads(); /* u_sh is read by all before its next use */
+    }
+    u64 before, here;
+    int r = N, r_p = INT32_MAX;
+    uint32_t gp = 0;
+    if (m->need_p) {
+        gp = select_key(cand_l, N, true, m->base_q, m->cut, kr, s, &before, &here);
+        uint32_t n_ge = 0; /* r_p: the candidates up to the end of group gp */
+        for (int c = threadIdx.x; c < N; c += RB) n_ge += lp_key(cand_l[c]) >= gp;
+        n_ge = RU(tmp).Sum(n_ge);
+        if (threadIdx.x == 0) u_sh = n_ge;
+        __syncthreads();
+        r_p = (int)u_sh;
+    }
+    const int r_o = m->r_o;
+    if (r_p <= r_o) { /* top_p ends the prefix (at a group's end): keys >= gp */
+        for (int c = threadIdx.x; c < N; c += RB)
+            if (lp_key(cand_l[c]) >= gp) keep[cand_id[c]] = 1;
+        return;
+    }
+    r = min(r, r_o);
+    if (r >= N) { /* the whole bin */
+        for (int c = threadIdx.x; c < N; c += RB) keep[cand_id[c]] = 1;
+        return;
+    }
+    /* the first r: the group holding the r-th, then, inside it, the lowest ids */
+    const uint32_t g = select_key(cand_l, N, false, 0, (double)r, kr, s, &before, &here);
+    const u64 need = (u64)r - before;
+    const int32_t id_max = need == here ? INT32_MAX : select_id(cand_l, cand_id, N, g, V, need, s);
+    for (int c = threadIdx.x; c < N; c += RB) {
+        const uint32_t k = lp_key(cand_l[c]);
+        if (k > g || (k == g && cand_id[c] <= id_max)) keep[cand_id[c]] = 1;
+    }
+}
+
+/* With a filter: each chunk's draw weight over its kept ids, part_w [nb], and its last kept finite id,
+   part_last [nb]. lp f32 [V] in id order. */
+__global__ void __launch_bounds__(MB) sample_chunk_weights(const float *lp, const uint8_t *keep, int V,
+                                                           const sample_meta *m, float inv_t, double *part_w,
+                                                           int32_t *part_last) {
+    if (!m->ok) return;
+    chunk_draw_parts(draw_term{NULL, 0, lp, keep, m->lse, m->mx - m->lse, inv_t, m->bcut}, V, part_w, part_last);
+}
+
+/* The first position of chunk c whose inclusive running sum (from `before`, over the draw weights of
+   term) exceeds `target`; INT32_MAX when none. One block: the chunk's terms staged in shared memory, each
+   thread's run of PER summed, a block scan, then each run walked. */
+__device__ int32_t chunk_crossing(int c, int V, double before, double target, const draw_term &term) {
     typedef cub::BlockScan<double, MB> SD;
     typedef cub::BlockReduce<int32_t, MB> RI;
     __shared__ union {
@@ -323,9 +730,12 @@ __device__ int32_t chunk_crossing(int c, int V, double before, double target, bo
     } sh;
     __shared__ double t_sh[MB * (PER + 1)]; /* [MB][PER + 1]: a thread's run, padded against bank conflicts */
     const int lo = c * CHUNK, hi = min(V, lo + CHUNK);
+    draw_in d[PER];
+    term.load_chunk(lo, hi, d);
+#pragma unroll
     for (int k = 0; k < PER; k++) { /* coalesced: element lo + k * MB + t is run (k * MB + t) / PER's */
-        const int e = k * MB + threadIdx.x, j = lo + e;
-        t_sh[(e / PER) * (PER + 1) + e % PER] = j < hi ? term(j) : 0.0;
+        const int e = k * MB + threadIdx.x;
+        t_sh[(e / PER) * (PER + 1) + e % PER] = term.weight(d[k]);
     }
     __syncthreads();
     const double *run = t_sh + threadIdx.x * (PER + 1);
@@ -337,7 +747,7 @@ __device__ int32_t chunk_crossing(int c, int V, double before, double target, bo
     int32_t hit = INT32_MAX;
     for (int k = 0; k < PER; k++) {
         acc += run[k];
-        if (strict ? target < acc : target <= acc) {
+        if (target < acc) {
             hit = lo + threadIdx.x * PER + k;
             break;
         }
@@ -345,104 +755,10 @@ __device__ int32_t chunk_crossing(int c, int V, double before, double target, bo
     return RI(sh.r).Reduce(hit, min_op()); /* valid in thread 0 */
 }
 
-/* The cut: every filter as a prefix length of the sorted order (lps f32 [V] descending), m->L. top_p: L is
-   the first tie-group start j whose mass above (exclusive) reaches top_p * total; the positions with mass
-   above >= cut are [j0, V), j0 one past the first position whose inclusive mass reaches the cut. */
-__global__ void __launch_bounds__(MB) sample_cut(const float *lps, int V, const double *part_c_g, int nb, float top_p,
-                                                 int use_min_p, float log_min_p, int keep_n, int top_k,
-                                                 sample_meta *m) {
-    typedef cub::BlockReduce<int32_t, MB> RI;
-    __shared__ typename RI::TempStorage tmp;
-    __shared__ int c_sh;
-    __shared__ double before_sh, cut_sh;
-    __shared__ int32_t j0_sh;
-    if (!m->ok) return;
-    int L = V;
-    if (top_p > 0.0f && top_p < 1.0f) {
-        __shared__ double c_parts[STAGED];
-        const double *part_c = stage_parts(part_c_g, nb, c_parts);
-        if (threadIdx.x == 0) {
-            double total = 0.0, run = 0.0;
-            for (int c = 0; c < nb; c++) total += part_c[c];
-            const double cut = (double)top_p * total;
-            int c = 0;
-            while (c < nb && !(cut <= run + part_c[c])) run += part_c[c++];
-            c_sh = c, before_sh = run, cut_sh = cut;
-        }
-        __syncthreads();
-        int32_t j0 = V; /* no position's mass above reaches the cut: nothing dropped */
-        if (cut_sh <= 0.0) j0 = 0;
-        else if (c_sh < nb) {
-            const int32_t jin = chunk_crossing(c_sh, V, before_sh, cut_sh, false, mass_term{lps});
-            if (threadIdx.x == 0) j0_sh = jin == INT32_MAX ? V : jin + 1; /* rounding: none inside, none dropped */
-            __syncthreads();
-            j0 = j0_sh;
-        }
-        /* the first tie-group start at or after j0 */
-        int32_t start = V;
-        for (int32_t w0 = j0; w0 < V; w0 += MB) {
-            const int32_t j = w0 + (int32_t)threadIdx.x;
-            int32_t f = (j < V && (j == 0 || lps[j] != lps[j - 1])) ? j : V;
-            f = RI(tmp).Reduce(f, min_op());
-            if (threadIdx.x == 0) j0_sh = f;
-            __syncthreads();
-            start = j0_sh;
-            __syncthreads();
-            if (start < V) break;
-        }
-        L = start;
-    }
-    if (threadIdx.x != 0) return;
-    if (use_min_p) { /* the positions with lps >= max + log(min_p): a prefix, found by bisection */
-        const float cut = lps[0] + log_min_p;
-        int32_t lo = 0, hi = V; /* lps[< lo] >= cut, lps[>= hi] < cut */
-        while (lo < hi) {
-            const int32_t mid = lo + (hi - lo) / 2;
-            if (lps[mid] >= cut) lo = mid + 1;
-            else hi = mid;
-        }
-        int32_t first = lo;
-        if (first < keep_n) first = keep_n > V ? V : keep_n;
-        if (first < L) L = first;
-    }
-    if (top_k > 0 && top_k < L) L = top_k;
-    m->L = L;
-}
-
-/* keep u8 [V]: the first m->L ids of the sorted order (idss i32 [V]). */
-__global__ void sample_mark(const int32_t *idss, int V, const sample_meta *m, uint8_t *keep) {
-    const int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j < V && m->ok && j < m->L) keep[idss[j]] = 1;
-}
-
-/* With a filter: each chunk's draw weight over its kept ids, part_w [nb], and its last kept finite id,
-   part_last [nb]. lp f32 [V] in id order. */
-__global__ void __launch_bounds__(MB) sample_chunk_weights(const float *lp, const uint8_t *keep, int V,
-                                                           const sample_meta *m, float inv_t, double *part_w,
-                                                           int32_t *part_last) {
-    typedef cub::BlockReduce<double, MB> RD;
-    typedef cub::BlockReduce<int32_t, MB> RI;
-    __shared__ union {
-        typename RD::TempStorage d;
-        typename RI::TempStorage i;
-    } sh;
-    if (!m->ok) return;
-    const float top = m->mx - m->lse;
-    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
-    double w = 0.0;
-    int32_t last = -1;
-    for (int i = lo + threadIdx.x; i < hi; i += MB)
-        if (keep[i] && lp[i] > -INFINITY) w += draw_weight(lp[i], top, inv_t), last = i;
-    w = RD(sh.d).Sum(w);
-    __syncthreads();
-    last = RI(sh.i).Reduce(last, max_op());
-    if (threadIdx.x == 0) part_w[blockIdx.x] = w, part_last[blockIdx.x] = last;
-}
-
 /* The draw: the first kept id whose inclusive weight exceeds u * total, walking ids in order. One block:
    the chunk sums added in order find the chunk, which is then walked. The weights come from lp f32 [V]
-   and keep u8 [V] with a filter, else from the logits x (stride xs) themselves. When rounding leaves the
-   target at the top (no crossing), the last kept finite id, as the host does. */
+   (kept as draw_term says) with a filter, else from the logits x (stride xs) themselves. When rounding
+   leaves the target at the top (no crossing), the last kept finite id, as the host does. */
 __global__ void __launch_bounds__(MB) sample_draw(const float *x, int64_t xs, const float *lp, const uint8_t *keep,
                                                   int V, const double *part_w_g, const int32_t *part_last_g, int nb,
                                                   const sample_meta *m, float inv_t, double u, int32_t *tok) {
@@ -469,8 +785,8 @@ __global__ void __launch_bounds__(MB) sample_draw(const float *x, int64_t xs, co
         return;
     }
     const float lse = m->lse;
-    const int32_t pick = chunk_crossing(c_sh, V, before_sh, target_sh, true,
-                                        draw_term{x, xs, lp, keep, lse, m->mx - lse, inv_t});
+    const int32_t pick = chunk_crossing(c_sh, V, before_sh, target_sh,
+                                        draw_term{x, xs, lp, keep, lse, m->mx - lse, inv_t, lp ? m->bcut : 0});
     if (threadIdx.x == 0) *tok = pick != INT32_MAX ? pick : last_sh;
 }
 
@@ -495,21 +811,18 @@ extern "C" mlxn_status cu_op_sample(mlxn_stream *s, const mlxn_tensor *logits, c
         sample_argmax_block<<<1, SB, 0, st>>>(x, xs, V, tok);
         return cu_launched(s, op, "sample_argmax_block");
     }
-    /* a filter on: the sorted order is needed (else every finite token is kept, and no sort) */
+    /* a filter on: the bins and the select (else every finite token is kept) */
     const int use_top_p = p->top_p > 0.0f && p->top_p < 1.0f, use_min_p = p->min_p != 0.0f;
-    const int filter = use_top_p || use_min_p || (p->top_k > 0 && p->top_k < V);
+    const int use_top_k = p->top_k > 0 && p->top_k < V, filter = use_top_p || use_min_p || use_top_k;
     const int nb = (V + CHUNK - 1) / CHUNK;
-    size_t cub_bytes = 0;
-    if (filter &&
-        cub::DeviceRadixSort::SortPairsDescending(NULL, cub_bytes, (const float *)NULL, (float *)NULL,
-                                                  (const int32_t *)NULL, (int32_t *)NULL, V, 0, 32, st) != cudaSuccess)
-        return mlxn_fail(MLXN_ERR_DEVICE, "cuda: sample: sizing the sort's scratch failed");
-    /* scratch: per chunk [nb] best, exp sums, draw weights, top_p masses, last ids; the meta; with a filter
-       lp, ids, lps, idss f32/i32 [V], keep u8 [V] and the sort's own */
-    const size_t fv = align256((size_t)V * 4), bv = align256((size_t)V), pc = align256((size_t)nb * 8);
-    const size_t o_best = 0, o_sum = pc, o_w = 2 * pc, o_c = 3 * pc, o_last = 4 * pc, o_meta = 5 * pc,
-                 o_lp = o_meta + 256, o_ids = o_lp + fv, o_lps = o_ids + fv, o_idss = o_lps + fv, o_keep = o_idss + fv,
-                 o_cub = o_keep + bv, bytes = filter ? o_cub + cub_bytes : o_lp;
+    /* scratch: per chunk [nb] best, exp sums, draw weights, last ids; the meta; with a filter the bins
+       (hist_q u64, hist_n u32 [NBIN], then two u32 counters: min_p's count, the candidates'), lp f32 [V],
+       the candidates cand_l f32 / cand_id i32 [V] and keep u8 [V] */
+    const size_t fv = align256((size_t)V * 4), pc = align256((size_t)nb * 8);
+    const size_t hist_words = NBIN * 3 + 2; /* u32 words of the bins and counters, cleared together */
+    const size_t o_best = 0, o_sum = pc, o_w = 2 * pc, o_last = 3 * pc, o_meta = 4 * pc, o_hist = o_meta + 256,
+                 o_lp = o_hist + align256(hist_words * 4), o_cl = o_lp + fv, o_ci = o_cl + fv, o_keep = o_ci + fv,
+                 bytes = filter ? o_keep + align256((size_t)V) : o_hist;
     cudaMemPool_t pool;
     if (cudaDeviceGetDefaultMemPool(&pool, cu_ctx(s)->index) == cudaSuccess) {
         uint64_t keep_all = UINT64_MAX; /* see the top of the file */
@@ -518,43 +831,43 @@ extern "C" mlxn_status cu_op_sample(mlxn_stream *s, const mlxn_tensor *logits, c
     char *w = NULL;
     MLXN_TRY(cu_scratch(s, op, bytes, (void **)&w));
     arg_best *part_best = (arg_best *)(w + o_best);
-    double *part_sum = (double *)(w + o_sum), *part_w = (double *)(w + o_w), *part_c = (double *)(w + o_c);
+    double *part_sum = (double *)(w + o_sum), *part_w = (double *)(w + o_w);
     int32_t *part_last = (int32_t *)(w + o_last);
     sample_meta *m = (sample_meta *)(w + o_meta);
-    float *lp = filter ? (float *)(w + o_lp) : NULL, *lps = filter ? (float *)(w + o_lps) : NULL;
-    int32_t *ids = filter ? (int32_t *)(w + o_ids) : NULL, *idss = filter ? (int32_t *)(w + o_idss) : NULL;
+    u64 *hist_q = (u64 *)(w + o_hist);
+    uint32_t *hist_n = (uint32_t *)(hist_q + NBIN), *n_minp = hist_n + NBIN, *cand_n = n_minp + 1;
+    float *lp = filter ? (float *)(w + o_lp) : NULL, *cand_l = (float *)(w + o_cl);
+    int32_t *cand_id = (int32_t *)(w + o_ci);
     uint8_t *keep = filter ? (uint8_t *)(w + o_keep) : NULL;
     const float inv_t = (float)(1.0 / (double)p->temperature);
-    sample_chunk_best<<<nb, MB, 0, st>>>(x, xs, V, part_best);
+    const filt f = {use_top_p ? p->top_p : 0.0f, use_top_k ? p->top_k : 0, use_min_p,
+                    p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1};
+    sample_chunk_best<<<nb, MB, 0, st>>>(x, xs, V, part_best, filter ? (uint32_t *)hist_q : NULL,
+                                         filter ? (int)hist_words : 0);
     mlxn_status r = cu_launched(s, op, "sample_chunk_best");
     if (r == MLXN_OK) {
         sample_chunk_expsum<<<nb, MB, 0, st>>>(x, xs, V, part_best, nb, part_sum, m, tok);
         r = cu_launched(s, op, "sample_chunk_expsum");
     }
-    if (r == MLXN_OK) {
-        sample_chunk_lp<<<nb, MB, 0, st>>>(x, xs, V, part_sum, nb, m, lp, ids, keep, inv_t, part_w, part_last);
-        r = cu_launched(s, op, "sample_chunk_lp");
-    }
-    if (filter) {
+    if (!filter) {
         if (r == MLXN_OK) {
-            cudaError_t e = cub::DeviceRadixSort::SortPairsDescending(w + o_cub, cub_bytes, lp, lps, ids, idss, V, 0,
-                                                                      32, st);
-            r = cu_check(e, op, "cub::DeviceRadixSort", cu_ctx(s)->index);
+            sample_chunk_all<<<nb, MB, 0, st>>>(x, xs, V, part_sum, nb, m, inv_t, part_w, part_last);
+            r = cu_launched(s, op, "sample_chunk_all");
         }
-        if (r == MLXN_OK && use_top_p) {
-            sample_chunk_mass<<<nb, MB, 0, st>>>(lps, V, m, part_c);
-            r = cu_launched(s, op, "sample_chunk_mass");
-        }
+    } else {
         if (r == MLXN_OK) {
             const float log_min_p = use_min_p ? logf(p->min_p) : 0.0f;
-            const int keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
-            sample_cut<<<1, MB, 0, st>>>(lps, V, part_c, nb, use_top_p ? p->top_p : 0.0f, use_min_p, log_min_p,
-                                         keep_n, p->top_k, m);
-            r = cu_launched(s, op, "sample_cut");
+            sample_chunk_hist<<<nb, MB, 0, st>>>(x, xs, V, part_sum, nb, m, log_min_p, lp, keep, hist_n, hist_q,
+                                                 n_minp);
+            r = cu_launched(s, op, "sample_chunk_hist");
         }
         if (r == MLXN_OK) {
-            sample_mark<<<(V + MB - 1) / MB, MB, 0, st>>>(idss, V, m, keep);
-            r = cu_launched(s, op, "sample_mark");
+            sample_gather<<<nb, MB, 0, st>>>(lp, V, hist_n, hist_q, n_minp, f, m, cand_l, cand_id, cand_n);
+            r = cu_launched(s, op, "sample_gather");
+        }
+        if (r == MLXN_OK) {
+            sample_resolve<<<1, RB, 0, st>>>(cand_l, cand_id, cand_n, V, m, keep);
+            r = cu_launched(s, op, "sample_resolve");
         }
         if (r == MLXN_OK) {
             sample_chunk_weights<<<nb, MB, 0, st>>>(lp, keep, V, m, inv_t, part_w, part_last);
