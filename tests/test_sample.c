@@ -25,7 +25,7 @@ static const sp_case cases[] = {
     {1, 0.5f, 0, 1, 0},    {1, 0.95f, 0, 1, 40}, {0.8f, 0, 0.05f, 1, 0}, {1, 0, 0.2f, 3, 0},
     {1, 0, 0, 1, 1},       {1, 0, 0, 1, 5},      {1.2f, 0.9f, 0.1f, 2, 7}, {0.6f, 0.3f, 0.5f, 4, 3},
     {2, 0.99f, 0.01f, 1, 1000}, {1, 0, 0, 1, 40},      {0.9f, 0, 0, 1, 20000}, {1, 0, 0.0001f, 1, 0},
-    {1, 0.999f, 0, 1, 0},
+    {1, 0.999f, 0, 1, 0},   {1, 0, 1.0f, 1, 0},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
@@ -129,6 +129,7 @@ static void test_known(mlxn_device *dev) {
     const char *dn = mlxn_device_name(dev);
     float x[6] = {1.0f, 3.0f, 3.0f, -2.0f, 2.9f, 0.0f};
     sp_case c;
+    int seen_minp[6] = {0}; /* min_p 1's draws by id: both tied maxima must come up */
     for (uint64_t k = 1; k <= 50; k++) {
         c = (sp_case){1.0f, 0, 0, 1, 1}; /* top_k 1 through a tie: the lower id */
         mlxn_sample_params p = op_params(&c, 5, k);
@@ -137,6 +138,7 @@ static void test_known(mlxn_device *dev) {
         p = op_params(&c, 6, k);
         int32_t t = run_op(dev, x, 6, 1, &p);
         CHECK(t == 1 || t == 2, "%s: min_p 1 gave %d", dn, t);
+        if (t >= 0 && t < 6) seen_minp[t]++;
         c = (sp_case){1.0f, 0.01f, 0, 1, 0}; /* a tiny nucleus: the top tie group */
         p = op_params(&c, 7, k);
         t = run_op(dev, x, 6, 1, &p);
@@ -150,6 +152,9 @@ static void test_known(mlxn_device *dev) {
         t = run_op(dev, x, 6, 1, &p);
         CHECK(t == 1 || t == 2 || t == 4, "%s: top_k 3 gave %d", dn, t);
     }
+    /* each has probability 1/2 a draw: missing one in 50 draws is 2^-49 */
+    CHECK(seen_minp[1] > 0 && seen_minp[2] > 0, "%s: min_p 1 keeps both tied maxima (ids 1 / 2 drawn %d / %d times)",
+          dn, seen_minp[1], seen_minp[2]);
     c = (sp_case){0, 0, 0, 1, 0};
     mlxn_sample_params p = op_params(&c, 1, 1);
     CHECK(run_op(dev, x, 6, 1, &p) == 1, "%s: argmax takes the first of a tie", dn);

@@ -495,14 +495,20 @@ __global__ void __launch_bounds__(MB) sample_gather(const float *lp, int V, cons
                                                     const uint32_t *n_minp, filt f, sample_meta *m, float *cand_l,
                                                     int32_t *cand_id, uint32_t *cand_n) {
     if (!m->ok) return;
+    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK), lane = threadIdx.x & 31;
+    float lv[PER]; /* every load first, and before the bins' scan, which they do not need */
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        lv[k] = i < hi ? lp[i] : -INFINITY;
+    }
     const int bs = pick_bin(hist_n, hist_q, V, f, *n_minp, m);
     const float top = m->mx - m->lse;
-    const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK), lane = threadIdx.x & 31;
+#pragma unroll
     for (int k = 0; k < PER; k++) { /* every thread runs every round: the ballot needs the whole warp */
         const int i = lo + k * MB + (int)threadIdx.x;
-        float l = -INFINITY;
-        bool in = false;
-        if (i < hi) l = lp[i], in = l > -INFINITY && lp_bin(top, l) == bs;
+        const float l = lv[k];
+        const bool in = l > -INFINITY && lp_bin(top, l) == bs;
         const unsigned ball = __ballot_sync(0xffffffffu, in);
         if (!ball) continue;
         uint32_t base = 0;
