@@ -249,6 +249,8 @@ struct draw_term {
    bins and counters that sample_chunk_hist adds into). */
 __global__ void __launch_bounds__(MB) sample_chunk_best(const float *x, int64_t xs, int V, arg_best *part_best,
                                                         uint32_t *zero, int nz) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     typedef cub::BlockReduce<arg_best, MB> RA;
     __shared__ typename RA::TempStorage tmp;
     for (int i = blockIdx.x * MB + threadIdx.x; i < nz; i += gridDim.x * MB) zero[i] = 0;
@@ -274,6 +276,8 @@ __global__ void __launch_bounds__(MB) sample_chunk_best(const float *x, int64_t 
    logit is above -inf. */
 __global__ void __launch_bounds__(MB) sample_chunk_expsum(const float *x, int64_t xs, int V, const arg_best *part_best,
                                                           int nb, double *part_sum, sample_meta *m, int32_t *tok) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     typedef cub::BlockReduce<arg_best, MB> RA;
     typedef cub::BlockReduce<double, MB> RD;
     __shared__ union {
@@ -364,6 +368,8 @@ __device__ void chunk_draw_parts(const draw_term &t, int V, double *part_w, int3
 __global__ void __launch_bounds__(MB) sample_chunk_all(const float *x, int64_t xs, int V, const double *part_sum,
                                                        int nb, sample_meta *m, float inv_t, double *part_w,
                                                        int32_t *part_last) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     if (!m->ok) return;
     const float lse = chunk_lse(part_sum, nb, m);
     chunk_draw_parts(draw_term{x, xs, NULL, NULL, lse, m->mx - lse, inv_t, 0}, V, part_w, part_last);
@@ -379,6 +385,8 @@ __global__ void __launch_bounds__(MB) sample_chunk_hist(const float *x, int64_t 
                                                         int nb, sample_meta *m, float log_min_p, float *lp,
                                                         uint8_t *keep, uint32_t *hist_n, u64 *hist_q,
                                                         uint32_t *n_minp) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     typedef cub::BlockReduce<uint32_t, MB> RU;
     __shared__ typename RU::TempStorage tmp;
     __shared__ uint32_t sh_n[NBIN], sh_hi[NBIN], sh_lo[NBIN];
@@ -494,6 +502,8 @@ __device__ int pick_bin(const uint32_t *hist_n, const u64 *hist_q, int V, const 
 __global__ void __launch_bounds__(MB) sample_gather(const float *lp, int V, const uint32_t *hist_n, const u64 *hist_q,
                                                     const uint32_t *n_minp, filt f, sample_meta *m, float *cand_l,
                                                     int32_t *cand_id, uint32_t *cand_n) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     if (!m->ok) return;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK), lane = threadIdx.x & 31;
     float lv[PER]; /* every load first, and before the bins' scan, which they do not need */
@@ -658,6 +668,8 @@ struct umax_op {
 __global__ void __launch_bounds__(RB) sample_resolve(const float *cand_l, const int32_t *cand_id,
                                                      const uint32_t *cand_n, int V, const sample_meta *m,
                                                      uint8_t *keep) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     typedef cub::BlockReduce<uint32_t, RB> RU;
     __shared__ sel_sh s;
     __shared__ typename RU::TempStorage tmp;
@@ -720,6 +732,8 @@ __global__ void __launch_bounds__(RB) sample_resolve(const float *cand_l, const 
 __global__ void __launch_bounds__(MB) sample_chunk_weights(const float *lp, const uint8_t *keep, int V,
                                                            const sample_meta *m, float inv_t, double *part_w,
                                                            int32_t *part_last) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     if (!m->ok) return;
     chunk_draw_parts(draw_term{NULL, 0, lp, keep, m->lse, m->mx - m->lse, inv_t, m->bcut}, V, part_w, part_last);
 }
@@ -768,6 +782,8 @@ __device__ int32_t chunk_crossing(int c, int V, double before, double target, co
 __global__ void __launch_bounds__(MB) sample_draw(const float *x, int64_t xs, const float *lp, const uint8_t *keep,
                                                   int V, const double *part_w_g, const int32_t *part_last_g, int nb,
                                                   const sample_meta *m, float inv_t, double u, int32_t *tok) {
+    cu_pdl_wait(); /* launched programmatically (cu_launch): nothing is read before this */
+    cu_pdl_launch_dependents();
     __shared__ int c_sh;
     __shared__ double before_sh, target_sh;
     __shared__ int32_t last_sh;
@@ -848,41 +864,42 @@ extern "C" mlxn_status cu_op_sample(mlxn_stream *s, const mlxn_tensor *logits, c
     const float inv_t = (float)(1.0 / (double)p->temperature);
     const filt f = {use_top_p ? p->top_p : 0.0f, use_top_k ? p->top_k : 0, use_min_p,
                     p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1};
-    sample_chunk_best<<<nb, MB, 0, st>>>(x, xs, V, part_best, filter ? (uint32_t *)hist_q : NULL,
-                                         filter ? (int)hist_words : 0);
+    cu_launch(s, sample_chunk_best, dim3(nb), dim3(MB), 0, x, xs, V, part_best, filter ? (uint32_t *)hist_q : NULL,
+              filter ? (int)hist_words : 0);
     mlxn_status r = cu_launched(s, op, "sample_chunk_best");
     if (r == MLXN_OK) {
-        sample_chunk_expsum<<<nb, MB, 0, st>>>(x, xs, V, part_best, nb, part_sum, m, tok);
+        cu_launch(s, sample_chunk_expsum, dim3(nb), dim3(MB), 0, x, xs, V, part_best, nb, part_sum, m, tok);
         r = cu_launched(s, op, "sample_chunk_expsum");
     }
     if (!filter) {
         if (r == MLXN_OK) {
-            sample_chunk_all<<<nb, MB, 0, st>>>(x, xs, V, part_sum, nb, m, inv_t, part_w, part_last);
+            cu_launch(s, sample_chunk_all, dim3(nb), dim3(MB), 0, x, xs, V, part_sum, nb, m, inv_t, part_w, part_last);
             r = cu_launched(s, op, "sample_chunk_all");
         }
     } else {
         if (r == MLXN_OK) {
             const float log_min_p = use_min_p ? logf(p->min_p) : 0.0f;
-            sample_chunk_hist<<<nb, MB, 0, st>>>(x, xs, V, part_sum, nb, m, log_min_p, lp, keep, hist_n, hist_q,
-                                                 n_minp);
+            cu_launch(s, sample_chunk_hist, dim3(nb), dim3(MB), 0, x, xs, V, part_sum, nb, m, log_min_p, lp, keep,
+                      hist_n, hist_q, n_minp);
             r = cu_launched(s, op, "sample_chunk_hist");
         }
         if (r == MLXN_OK) {
-            sample_gather<<<nb, MB, 0, st>>>(lp, V, hist_n, hist_q, n_minp, f, m, cand_l, cand_id, cand_n);
+            cu_launch(s, sample_gather, dim3(nb), dim3(MB), 0, lp, V, hist_n, hist_q, n_minp, f, m, cand_l, cand_id,
+                      cand_n);
             r = cu_launched(s, op, "sample_gather");
         }
         if (r == MLXN_OK) {
-            sample_resolve<<<1, RB, 0, st>>>(cand_l, cand_id, cand_n, V, m, keep);
+            cu_launch(s, sample_resolve, dim3(1), dim3(RB), 0, cand_l, cand_id, cand_n, V, m, keep);
             r = cu_launched(s, op, "sample_resolve");
         }
         if (r == MLXN_OK) {
-            sample_chunk_weights<<<nb, MB, 0, st>>>(lp, keep, V, m, inv_t, part_w, part_last);
+            cu_launch(s, sample_chunk_weights, dim3(nb), dim3(MB), 0, lp, keep, V, m, inv_t, part_w, part_last);
             r = cu_launched(s, op, "sample_chunk_weights");
         }
     }
     if (r == MLXN_OK) {
         const double u = mlxn_sample_uniform(p->seed, p->counter);
-        sample_draw<<<1, MB, 0, st>>>(x, xs, lp, keep, V, part_w, part_last, nb, m, inv_t, u, tok);
+        cu_launch(s, sample_draw, dim3(1), dim3(MB), 0, x, xs, lp, keep, V, part_w, part_last, nb, m, inv_t, u, tok);
         r = cu_launched(s, op, "sample_draw");
     }
     cu_scratch_free(s, w);
