@@ -182,7 +182,7 @@ __device__ __forceinline__ double draw_weight(float l, float top, float inv_t) {
  * Bins follow the order (d is monotone in lp), so one grid pass gives each
  * bin's count and mass, a scan of the bins names the bin where the kept
  * prefix ends (b*), every bin above it is kept whole, and only b*'s tokens
- * (the candidates, usually a few dozen) are ordered, by a radix select in
+ * (the candidates, tens to hundreds) are ordered, by a radix select in
  * one block. A token is then kept when bin(lp) < b* or its keep flag is
  * set. The masses are fixed point (exp(lp) * 2^QBITS, rounded), so their
  * sums are exact integers whatever the order of the atomics: the same draw
@@ -210,13 +210,13 @@ __device__ __forceinline__ uint32_t lp_key(float l) {
     return (u & 0x80000000u) ? ~u : u | 0x80000000u;
 }
 
-/* The draw's view of the vocabulary: whether id i is kept (and finite), and its logprob. With a filter from
-   lp f32 [V] (kept: bin below m->bcut, or the keep u8 [V] flag of a candidate of bin bcut); without one from
-   the logits x (stride xs), every finite token kept. */
-struct draw_in { /* what the draw reads of one id */
+struct draw_in { /* what the draw reads of one id: its logprob, its keep flag */
     float l;
     uint8_t flag;
 };
+/* The draw's view of the vocabulary: whether id i is kept (and finite), and its logprob. With a filter from
+   lp f32 [V] (kept: bin below m->bcut, or the keep u8 [V] flag of a candidate of bin bcut); without one from
+   the logits x (stride xs), every finite token kept. */
 struct draw_term {
     const float *x;
     int64_t xs;
