@@ -6,8 +6,8 @@
  *   host    the logits read back to the host (vocab x 4 bytes), then the
  *           host sampler (mlxn_sampler_sample) on them.
  * On the CPU both run on host memory (the "read back" is a copy). Random
- * normal logits; after --warmup untimed rounds, --reps rounds are timed
- * with a host clock; medians, min and max are printed. */
+ * normal logits scaled by --spread; after --warmup untimed rounds, --reps
+ * rounds are timed with a host clock; medians, min and max are printed. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,7 +22,7 @@
 typedef struct bs_opts {
     const char *device;
     int vocab, top_k, reps, warmup, threads, json;
-    float temp, top_p, min_p;
+    float temp, top_p, min_p, spread;
 } bs_opts;
 
 static const opt_spec bs_rows[] = {
@@ -32,6 +32,9 @@ static const opt_spec bs_rows[] = {
     {"top-p", 0, OPT_FLOAT, offsetof(bs_opts, top_p), "P", "Nucleus filter (1: off).", "0.9", 0, 1, NULL},
     {"top-k", 0, OPT_INT, offsetof(bs_opts, top_k), "K", "Keep the K best (0: off).", "0", 0, 1 << 30, NULL},
     {"min-p", 0, OPT_FLOAT, offsetof(bs_opts, min_p), "P", "min_p filter (0: off).", "0", 0, 1, NULL},
+    {"spread", 0, OPT_FLOAT, offsetof(bs_opts, spread), "S",
+     "Scale of the random logits (0: all equal, one tie group; small: every logit within a hair of the others).",
+     "3", 0, OPT_NO_MAX, NULL},
     {"threads", 't', OPT_INT, offsetof(bs_opts, threads), "N", "CPU worker threads (0: one per core).", "0", 0,
      4096, NULL},
     {"reps", 0, OPT_INT, offsetof(bs_opts, reps), "R", "Timed rounds.", "200", 1, 1 << 24, NULL},
@@ -45,8 +48,8 @@ const opt_command bench_sample_command = {
     .synopsis = "[--device cuda] [--vocab V] [--temp T --top-p P --top-k K --min-p P]",
     .summary = "Time picking one token: the sampling op on the device vs the logits read back to the host sampler.",
     .description = "device: mlxn_sample on logits already on the device, then the 4-byte token read back; host: the "
-                   "logits read back (vocab x 4 bytes) and the host sampler. Random normal logits; medians of "
-                   "--reps rounds after --warmup, timed with a host clock.",
+                   "logits read back (vocab x 4 bytes) and the host sampler. Random normal logits (--spread); "
+                   "medians of --reps rounds after --warmup, timed with a host clock.",
     .opts = bs_rows,
     .examples = "mlxn bench sample --device cuda --vocab 128256 --temp 0.7 --top-p 0.9\n"
                 "mlxn bench sample --device cuda --temp 0 --json",
@@ -58,7 +61,8 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 int cmd_bench_sample(int argc, char **argv) {
-    bs_opts o = {.device = "cpu", .vocab = 128256, .temp = 1.0f, .top_p = 0.9f, .reps = 200, .warmup = 20};
+    bs_opts o = {.device = "cpu", .vocab = 128256, .temp = 1.0f, .top_p = 0.9f, .spread = 3.0f, .reps = 200,
+                 .warmup = 20};
     opt_args a;
     int pr = opt_parse(&bench_sample_command, argc, argv, 2, &o, &a, NULL);
     if (pr != OPT_OK) return pr == OPT_HELP ? 0 : 2;
@@ -92,7 +96,7 @@ int cmd_bench_sample(int argc, char **argv) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             u += (double)(r >> 11) * 0x1.0p-53;
         }
-        host[i] = (float)((u - 2.0) * 3.0);
+        host[i] = (float)((u - 2.0) * (double)o.spread);
     }
     if (mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 1, vshape, &lg) != MLXN_OK ||
         mlxn_tensor_alloc(dev, MLXN_DTYPE_I32, 1, one, &tok) != MLXN_OK ||
