@@ -379,8 +379,11 @@ __global__ void __launch_bounds__(MB) sample_chunk_all(const float *x, int64_t x
    hist_q u64 [NBIN] each finite token's count and mass; *n_minp += the tokens with lp >= top + log_min_p
    (min_p's kept count before min_tokens_to_keep). Each block bins its chunk in shared memory first, the
    masses as two 32-bit parts (q >> LO_BITS, q's low LO_BITS): a shared 64-bit atomicAdd is a
-   compare-and-swap loop, slow where many tokens share a bin; a 32-bit one is native. Neither part
-   overflows: a chunk's 4096 low parts sum below 2^31, and its high parts to at most ~2^(QBITS-LO_BITS). */
+   compare-and-swap loop, slow where many tokens share a bin; a 32-bit one is native. A chunk's 4096
+   low parts sum below 2^31; its high parts to ~2^(QBITS-LO_BITS) times the chunk's mass, ~1 at most.
+   Limit: the mass exceeds 1 only where lse's f32 rounding loses log(sum), logits beyond ~1e8 in
+   magnitude; a chunk holding more than 128 tokens tied at such a maximum overflows its high parts
+   (three parts of 19 bits would not, at one more atomic a token: not yet run on a card). */
 __global__ void __launch_bounds__(MB) sample_chunk_hist(const float *x, int64_t xs, int V, const double *part_sum,
                                                         int nb, sample_meta *m, float log_min_p, float *lp,
                                                         uint8_t *keep, uint32_t *hist_n, u64 *hist_q,
