@@ -50,7 +50,6 @@ typedef struct sample_meta {
     int32_t bcut;    /* with a filter: b*, the bin where the kept prefix ends (bins below it are kept) */
     int32_t need_p;  /* top_p's prefix ends inside b* */
     int32_t r_o;     /* how many of b*'s tokens top_k and min_p keep (INT32_MAX: no limit inside b*) */
-    uint64_t base_n; /* finite tokens in the bins below b* */
     uint64_t base_q; /* their mass (fixed point, see lp_mass) */
     double cut;      /* top_p's mass target, top_p x the total mass (INFINITY: top_p off) */
 } sample_meta;
@@ -442,8 +441,8 @@ struct filt {
     int use_min_p, keep_n;
 };
 
-/* Every block of sample_gather: from the bins, b* (returned) and, in m (block 0): bcut = b*; base_n and
-   base_q, the count and mass of the bins above b*; need_p, whether top_p's kept prefix ends inside b*;
+/* Every block of sample_gather: from the bins, b* (returned) and, in m (block 0): bcut = b*; base_q, the
+   mass of the bins above b*; need_p, whether top_p's kept prefix ends inside b*;
    cut, top_p's mass target; r_o, how many of b*'s tokens top_k and min_p keep (INT32_MAX: all). top_p ends
    in the first bin whose running mass (inclusive) reaches top_p * total; top_k and min_p keep
    L_o = min(k, max(min_p's count, min_tokens_to_keep)) tokens, which end in the first bin whose running
@@ -492,7 +491,7 @@ __device__ int pick_bin(const uint32_t *hist_n, const u64 *hist_q, int V, const 
     const int bs = min(bp_sh, bo_sh);
     if (blockIdx.x == 0 && (bp == bs || bo == bs)) { /* the thread whose bins hold b* */
         const nq base = bp == bs ? at_p : at_o;
-        m->bcut = bs, m->base_n = base.n, m->base_q = base.q, m->cut = cut;
+        m->bcut = bs, m->base_q = base.q, m->cut = cut;
         m->need_p = bp == bs;
         m->r_o = bo == bs ? (int32_t)(L_o - base.n) : INT32_MAX;
     }
