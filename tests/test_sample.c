@@ -31,10 +31,13 @@ static const sp_case cases[] = {
 
 /* Random logits of one of several kinds: plain normal, rounded to halves
  * (many ties), a few -inf, one dominant token, spread over hundreds of
- * nats, all equal (one tie group), all within a hundredth of a nat. The
- * last three meet the CUDA op's bins (cu_sample.cu) at their edges: the
- * open-ended bins far below the top, and every token in one bin. */
-enum { N_KINDS = 7 };
+ * nats, all equal (one tie group), all within a hundredth of a nat, and
+ * a third of them tied at 1e9 (the rest 64..256 below). Kinds 4-6 meet
+ * the CUDA op's bins (cu_sample.cu) at their edges: the open-ended bins
+ * far below the top, and every token in one bin. Kind 7 is where f32
+ * log-sum-exp rounds to the maximum, so every tied token has mass 1 and
+ * the masses of one chunk add up to thousands (its fixed-point sums). */
+enum { N_KINDS = 8 };
 static void fill_logits(float *x, int V, int kind) {
     const float c = t_randn();
     for (int i = 0; i < V; i++) {
@@ -44,6 +47,7 @@ static void fill_logits(float *x, int V, int kind) {
         if (kind == 4) v *= 40.0f;
         if (kind == 5) v = c;
         if (kind == 6) v = c + v * 0.003f;
+        if (kind == 7) v = t_rand_u64() % 3 ? 1e9f - 64.0f * (float)(1 + t_rand_u64() % 4) : 1e9f;
         x[i] = v;
     }
     if (kind == 2) x[t_rand_u64() % (uint64_t)V] = t_randn(); /* at least one finite logit */
