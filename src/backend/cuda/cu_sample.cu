@@ -600,11 +600,12 @@ struct sel_sh {
 /* One pass of a select: each candidate c for which f(c, &digit, &value) holds adds value (mass: a mass of
    at most 2^QBITS; else 1) into h[digit]. A thread takes up to UB candidates a round and issues their loads
    (inside f) before any is used: a bin can hold most of the vocabulary (every logit within a hundredth of
-   a nat), and one load a round cost each round an L2 round trip. Lanes of a warp with the same digit sum
-   first (__match_any_sync) and their lowest lane adds for them: a count is the group's size; a mass is
-   summed over the whole warp by one __reduce_add_sync where the warp's candidates share one digit, is the
-   lane's own where each has its own digit, and takes 32 shuffles otherwise. (__reduce_add_sync over each group's own mask
-   was measured on an H200 to run group by group: 1.4x the shuffles' time where the digits differ.) */
+   a nat), and one load a round cost each round an L2 round trip. Counts: the lanes of a warp with the
+   same digit (__match_any_sync) add their number once, by their lowest lane. Masses: where the warp's
+   candidates share one digit (every logit equal), one whole-warp __reduce_add_sync and one atomic, since
+   32 atomics on one word queue; else every lane adds its own. Both measured on an H200 against summing
+   each digit's group first (32 shuffles, or __reduce_add_sync over the group's own mask, which ran group
+   by group): docs/perf.md, the GPU sampler's worst cases. */
 enum { UB = 4 };
 template <typename F>
 __device__ void add_digits(int N, bool mass, sel_hist &h, F f) {
@@ -623,24 +624,19 @@ __device__ void add_digits(int N, bool mass, sel_hist &h, F f) {
             if (c0 + u * RB >= N) break; /* the same in every thread: no candidate of the block is left */
             const unsigned real = __ballot_sync(0xffffffffu, dg[u] < 256);
             if (!real) continue; /* the same in the whole warp */
-            const unsigned grp = __match_any_sync(0xffffffffu, dg[u]);
-            u64 sum = (u64)__popc(grp);
             if (mass) { /* (v is 0 where the digit is 256) */
-                const int d0 = __shfl_sync(0xffffffffu, dg[u], __ffs(real) - 1);
+                const int first = __ffs(real) - 1, d0 = __shfl_sync(0xffffffffu, dg[u], first);
                 if (!__any_sync(0xffffffffu, dg[u] < 256 && dg[u] != d0)) { /* one digit: a whole-warp sum */
-                    sum = ((u64)__reduce_add_sync(0xffffffffu, (uint32_t)(v[u] >> 23)) << 23) +
-                          __reduce_add_sync(0xffffffffu, (uint32_t)v[u] & 0x7fffffu);
-                } else if (!__any_sync(0xffffffffu, dg[u] < 256 && grp != (1u << lane))) { /* each its own */
-                    sum = v[u];
-                } else {
-                    sum = 0;
-                    for (int j = 0; j < 32; j++) {
-                        const u64 o = __shfl_sync(0xffffffffu, v[u], j);
-                        if ((grp >> j) & 1u) sum += o;
-                    }
+                    const u64 sum = ((u64)__reduce_add_sync(0xffffffffu, (uint32_t)(v[u] >> 23)) << 23) +
+                                    __reduce_add_sync(0xffffffffu, (uint32_t)v[u] & 0x7fffffu);
+                    if (lane == first) h.add(d0, sum, true);
+                } else if (dg[u] < 256) {
+                    h.add(dg[u], v[u], true); /* each its own: the atomics of one digit queue in hardware */
                 }
+            } else {
+                const unsigned grp = __match_any_sync(0xffffffffu, dg[u]);
+                if (dg[u] < 256 && lane == __ffs(grp) - 1) h.add(dg[u], (u64)__popc(grp), false);
             }
-            if (dg[u] < 256 && lane == __ffs(grp) - 1) h.add(dg[u], sum, mass);
         }
     }
 }
