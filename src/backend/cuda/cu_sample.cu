@@ -162,6 +162,18 @@ __global__ void __launch_bounds__(SB) sample_argmax_cluster(const float *x, int6
  * Chunk c is logits [c * CHUNK, min(V, (c + 1) * CHUNK)); a block reads it
  * with coalesced loads (element c * CHUNK + k * MB + threadIdx.x). */
 
+/* A thread's PER values of its block's chunk [lo, hi) of a (element stride st): element lo + k * MB +
+   threadIdx.x into v[k], pad past hi. Every load is issued before any value is used: one at a time, each
+   waited an L2 round trip (~10 us a kernel over 16 loads). */
+template <typename T>
+__device__ __forceinline__ void load_chunk_vals(const T *a, int64_t st, int lo, int hi, T pad, T (&v)[PER]) {
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        const int i = lo + k * MB + (int)threadIdx.x;
+        v[k] = i < hi ? a[(int64_t)i * st] : pad;
+    }
+}
+
 /* lp of one logit: NaN as -inf, as the host maps it. */
 __device__ __forceinline__ float logprob(float v, float lse) { return v == v ? v - lse : -INFINITY; }
 
@@ -227,8 +239,8 @@ struct draw_term {
         if (lp) return draw_in{lp[i], keep[i]};
         return draw_in{logprob(x[(int64_t)i * xs], lse), 1};
     }
-    /* The loads of a thread's PER ids of chunk lo..hi first, all in flight at once (one at a time, each
-       waited an L2 round trip: ~10 us a kernel); ids past hi read as -inf. */
+    /* A thread's PER ids of chunk lo..hi, every load issued first (as load_chunk_vals); ids past hi read
+       as -inf. */
     __device__ __forceinline__ void load_chunk(int lo, int hi, draw_in *d) const {
 #pragma unroll
         for (int k = 0; k < PER; k++) {
@@ -255,12 +267,8 @@ __global__ void __launch_bounds__(MB) sample_chunk_best(const float *x, int64_t 
     for (int i = blockIdx.x * MB + threadIdx.x; i < nz; i += gridDim.x * MB) zero[i] = 0;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
     arg_best b = {-INFINITY, INT32_MAX};
-    float v[PER]; /* every load first (see draw_term::load_chunk) */
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        const int i = lo + k * MB + (int)threadIdx.x;
-        v[k] = i < hi ? x[(int64_t)i * xs] : -INFINITY;
-    }
+    float v[PER];
+    load_chunk_vals(x, xs, lo, hi, -INFINITY, v);
 #pragma unroll
     for (int k = 0; k < PER; k++) {
         const int i = lo + k * MB + (int)threadIdx.x;
@@ -299,12 +307,8 @@ __global__ void __launch_bounds__(MB) sample_chunk_expsum(const float *x, int64_
     if (!(mx > -INFINITY)) return;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
     double sum = 0.0;
-    float v[PER]; /* every load first */
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        const int i = lo + k * MB + (int)threadIdx.x;
-        v[k] = i < hi ? x[(int64_t)i * xs] : NAN;
-    }
+    float v[PER];
+    load_chunk_vals(x, xs, lo, hi, NAN, v);
 #pragma unroll
     for (int k = 0; k < PER; k++)
         if (v[k] == v[k]) sum += (double)expf(v[k] - mx); /* f32 terms (FP64 exp is ~30x slower), f64 sum */
@@ -395,12 +399,8 @@ __global__ void __launch_bounds__(MB) sample_chunk_hist(const float *x, int64_t 
     const float lse = chunk_lse(part_sum, nb, m), top = m->mx - lse, cut_minp = top + log_min_p;
     for (int b = threadIdx.x; b < NBIN; b += MB) sh_n[b] = 0, sh_hi[b] = 0, sh_mid[b] = 0, sh_lo[b] = 0;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK);
-    float v[PER]; /* every load first */
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        const int i = lo + k * MB + (int)threadIdx.x;
-        v[k] = i < hi ? x[(int64_t)i * xs] : NAN;
-    }
+    float v[PER];
+    load_chunk_vals(x, xs, lo, hi, NAN, v);
     __syncthreads(); /* the bins are cleared */
     uint32_t n_in = 0;
 #pragma unroll
@@ -511,12 +511,8 @@ __global__ void __launch_bounds__(MB) sample_gather(const float *lp, int V, cons
     cu_pdl_launch_dependents();
     if (!m->ok) return;
     const int lo = blockIdx.x * CHUNK, hi = min(V, lo + CHUNK), lane = threadIdx.x & 31;
-    float lv[PER]; /* every load first, and before the bins' scan, which they do not need */
-#pragma unroll
-    for (int k = 0; k < PER; k++) {
-        const int i = lo + k * MB + (int)threadIdx.x;
-        lv[k] = i < hi ? lp[i] : -INFINITY;
-    }
+    float lv[PER]; /* loaded before the bins' scan, which they do not need */
+    load_chunk_vals(lp, 1, lo, hi, -INFINITY, lv);
     const int bs = pick_bin(hist_n, hist_q, V, f, *n_minp, m);
     const float top = m->mx - m->lse;
 #pragma unroll
