@@ -600,8 +600,8 @@ struct sel_sh {
    same digit (__match_any_sync) add their number once, by their lowest lane. Masses: where the warp's
    candidates share one digit (every logit equal), one whole-warp __reduce_add_sync and one atomic, since
    32 atomics on one word queue; else every lane adds its own. Both measured on an H200 against summing
-   each digit's group first (32 shuffles, or __reduce_add_sync over the group's own mask, which ran group
-   by group): docs/perf.md, the GPU sampler's worst cases. */
+   each digit's group first, by 32 shuffles or by __reduce_add_sync over the group's own mask (that one
+   1.5x slower than the shuffles where the digits differ): docs/perf.md, the GPU sampler's worst cases. */
 enum { UB = 4 };
 template <typename F>
 __device__ void add_digits(int N, bool mass, sel_hist &h, F f) {
