@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/exp_f64.h"
 #include "core/internal.h"
 #include "core/sort.h"
 #include "mlxn/text.h"
@@ -28,6 +29,7 @@ struct mlxn_sampler {
     uint64_t rng;
     float *scratch;      /* [vocab] */
     float *scratch2;     /* [vocab]: the sort's */
+    double *ex;          /* [vocab]: one pass's exps, computed together (core/exp_f64.h) and read in order */
     uint8_t *seen;       /* [vocab] */
 };
 
@@ -77,12 +79,13 @@ mlxn_status mlxn_sampler_new(const mlxn_sampler_params *p, int32_t vocab_size, m
     s->rng = p->seed;
     s->scratch = malloc((size_t)vocab_size * sizeof *s->scratch);
     s->scratch2 = malloc((size_t)vocab_size * sizeof *s->scratch2);
+    s->ex = malloc((size_t)vocab_size * sizeof *s->ex);
     s->seen = calloc((size_t)vocab_size, 1);
     if (p->n_logit_bias) {
         s->bias_ids = malloc(p->n_logit_bias * sizeof *s->bias_ids);
         s->bias_vals = malloc(p->n_logit_bias * sizeof *s->bias_vals);
     }
-    if (!s->scratch || !s->scratch2 || !s->seen || (p->n_logit_bias && (!s->bias_ids || !s->bias_vals))) {
+    if (!s->scratch || !s->scratch2 || !s->ex || !s->seen || (p->n_logit_bias && (!s->bias_ids || !s->bias_vals))) {
         mlxn_sampler_free(s);
         return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "sampler_new: out of memory");
     }
@@ -102,6 +105,7 @@ void mlxn_sampler_free(mlxn_sampler *s) {
     free(s->bias_vals);
     free(s->scratch);
     free(s->scratch2);
+    free(s->ex);
     free(s->seen);
     free(s);
 }
@@ -175,11 +179,13 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
         /* apply_top_p: ascending sort, exclusive reverse cumulative sum. */
         memcpy(tmp, lp, (size_t)n * sizeof *tmp);
         mlxn_sort_f32_ascending(tmp, s->scratch2, n);
-        double total = 0.0;
-        for (int32_t i = 0; i < n; i++) total += exp((double)tmp[i]);
+        double *ex = s->ex, total = 0.0;
+        for (int32_t i = 0; i < n; i++) ex[i] = (double)tmp[i];
+        mlxn_exp_f64(ex, (size_t)n);
+        for (int32_t i = 0; i < n; i++) total += ex[i];
         /* dropped: the positions whose mass strictly above reaches top_p * total. That mass only
            grows going down, so they are position i and every one below it, i the first from the
-           top where it does: the walk stops there (the rest would be exps that change nothing) */
+           top where it does: the walk stops there */
         double above = 0.0;
         int32_t dropped = 0;
         for (int32_t i = n - 1; i >= 0; i--) {
@@ -187,7 +193,7 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
                 dropped = i + 1;
                 break;
             }
-            above += exp((double)tmp[i]);
+            above += ex[i];
         }
         float threshold = tmp[dropped < n ? dropped : n - 1];
         for (int32_t i = 0; i < n; i++)
@@ -239,8 +245,10 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, float *logits, const int32_t *h
         return MLXN_OK;
     }
     /* log-softmax */
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; i++) sum += exp((double)logits[i] - (double)mx);
+    double *ex = s->ex, sum = 0.0;
+    for (int32_t i = 0; i < n; i++) ex[i] = (double)logits[i] - (double)mx;
+    mlxn_exp_f64(ex, (size_t)n);
+    for (int32_t i = 0; i < n; i++) sum += ex[i];
     float lse = mx + (float)log(sum);
     for (int32_t i = 0; i < n; i++) logits[i] -= lse;
     MLXN_TRY(mlxn_sampler_apply_filters(s, logits));
@@ -249,12 +257,14 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, float *logits, const int32_t *h
     for (int32_t i = 0; i < n; i++)
         if (logits[i] > top) top = logits[i];
     double inv_t = 1.0 / (double)s->p.temperature, total = 0.0;
-    for (int32_t i = 0; i < n; i++) total += logits[i] > -INFINITY ? exp(((double)logits[i] - top) * inv_t) : 0.0;
+    for (int32_t i = 0; i < n; i++) ex[i] = logits[i] > -INFINITY ? ((double)logits[i] - top) * inv_t : -INFINITY;
+    mlxn_exp_f64(ex, (size_t)n); /* the weights; -inf (and NaN) -> 0 */
+    for (int32_t i = 0; i < n; i++) total += ex[i];
     double u = (double)(next_u64(&s->rng) >> 11) * 0x1.0p-53 * total, acc = 0.0;
     int32_t pick = best, last = best;
     for (int32_t i = 0; i < n; i++) {
         if (!(logits[i] > -INFINITY)) continue;
-        acc += exp(((double)logits[i] - top) * inv_t);
+        acc += ex[i];
         last = i;
         if (u < acc) {
             pick = i;

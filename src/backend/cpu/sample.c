@@ -12,13 +12,16 @@
  * Each filter sees the previous ones' output, and the tokens they removed
  * are at the end of the order, so the kept set is the prefix of the
  * shortest length. The draw then walks ids in order, as the host does.
- * The sort is core/sort.h's radix sort (qsort took milliseconds a token).
- * Scratch is allocated per call (V bytes + 16 x V bytes). */
+ * The sort is core/sort.h's radix sort (qsort took milliseconds a token);
+ * each pass's exps are computed together by core/exp_f64.h and then read
+ * in the pass's order. Scratch is allocated per call (V bytes + 24 x V
+ * bytes). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "backend/cpu/cpu_ops.h"
 #include "backend/sample_draw.h"
+#include "core/exp_f64.h"
 #include "core/internal.h"
 #include "core/sort.h"
 
@@ -39,16 +42,19 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
         return MLXN_OK;
     }
     mlxn_f32_id *o = malloc((size_t)V * 2 * sizeof *o); /* [2, V]: the order, the sort's scratch */
+    double *ex = malloc((size_t)V * sizeof *ex);        /* [V]: one pass's exps */
     uint8_t *keep = calloc((size_t)V, 1);
-    if (!o || !keep) {
-        free(o), free(keep);
+    if (!o || !ex || !keep) {
+        free(o), free(ex), free(keep);
         return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "sample: out of memory for %d tokens", V);
     }
     double sum = 0.0;
     for (int32_t i = 0; i < V; i++) {
         float v = x[i * st];
-        if (v == v) sum += exp((double)v - (double)mx);
+        ex[i] = v == v ? (double)v - (double)mx : -INFINITY; /* NaN: no term (exp(-inf) = 0) */
     }
+    mlxn_exp_f64(ex, (size_t)V);
+    for (int32_t i = 0; i < V; i++) sum += ex[i];
     float lse = mx + (float)log(sum);
     for (int32_t i = 0; i < V; i++) {
         float v = x[i * st];
@@ -58,14 +64,16 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
     int32_t L = V;
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
         double total = 0.0, above = 0.0, cut = 0.0;
-        for (int32_t j = V - 1; j >= 0; j--) total += exp((double)o[j].v);
+        for (int32_t j = 0; j < V; j++) ex[j] = (double)o[j].v;
+        mlxn_exp_f64(ex, (size_t)V);
+        for (int32_t j = V - 1; j >= 0; j--) total += ex[j];
         cut = (double)p->top_p * total;
         for (int32_t j = 0; j < V; j++) {
             if ((j == 0 || o[j].v != o[j - 1].v) && above >= cut) {
                 L = j;
                 break;
             }
-            above += exp((double)o[j].v);
+            above += ex[j];
         }
     }
     if (p->min_p != 0.0f) {
@@ -82,17 +90,19 @@ static mlxn_status sample_row(const float *x, int64_t st, int32_t V, const mlxn_
     float top = o[0].v;
     double inv_t = 1.0 / (double)p->temperature, total = 0.0;
     for (int32_t i = 0; i < V; i++) /* a kept token may be -inf (top_k past the finite ones): weight 0 */
-        if (keep[i] && x[i * st] - lse > -INFINITY) total += exp(((double)(x[i * st] - lse) - top) * inv_t);
+        ex[i] = keep[i] && x[i * st] - lse > -INFINITY ? ((double)(x[i * st] - lse) - top) * inv_t : -INFINITY;
+    mlxn_exp_f64(ex, (size_t)V);
+    for (int32_t i = 0; i < V; i++) total += ex[i];
     double u = mlxn_sample_uniform(p->seed, p->counter) * total, acc = 0.0;
     int32_t pick = -1;
     for (int32_t i = 0; i < V && pick < 0; i++) {
         if (!keep[i] || !(x[i * st] - lse > -INFINITY)) continue;
-        acc += exp(((double)(x[i * st] - lse) - top) * inv_t);
+        acc += ex[i];
         best = i; /* the last kept id: the pick when rounding leaves u at the top */
         if (u < acc) pick = i;
     }
     *tok = pick >= 0 ? pick : best;
-    free(o), free(keep);
+    free(o), free(ex), free(keep);
     return MLXN_OK;
 }
 
