@@ -167,7 +167,9 @@ static int cmp_pair_desc(const void *a, const void *b) {
 }
 
 /* The radix sorts against qsort: the same values in the same order (the pairs bit for bit), on
-   vocabulary-sized inputs with -inf, both zeros, denormals, huge values and many ties. */
+   vocabulary-sized inputs with -inf, both zeros, denormals, huge values and many ties; and the radix
+   select's k-th largest against the sorted array's value at n - k, bit for bit, for k at both ends,
+   the middle and random places. */
 static void test_sorts(void) {
     const int32_t sizes[] = {0, 1, 2, 3, 17, 1000, 49152, 262147};
     for (int si = 0; si < 8; si++) {
@@ -188,8 +190,22 @@ static void test_sorts(void) {
             x[i] = ref[i] = v;
             a[i] = aref[i] = (mlxn_f32_id){v, (int32_t)i};
         }
+        float *orig = malloc((size_t)(n + 1) * sizeof *orig);
+        memcpy(orig, x, (size_t)n * sizeof *x);
         mlxn_sort_f32_ascending(x, tmp, n);
         qsort(ref, (size_t)n, sizeof *ref, cmp_f32_asc);
+        int32_t ks[8] = {1, 2, n / 2 + 1, n - 1, n, 0, 0, 0};
+        for (int j = 5; j < 8; j++) ks[j] = 1 + (int32_t)(t_rand_u64() % (uint64_t)(n > 0 ? n : 1));
+        int64_t sel_bad = 0;
+        for (int j = 0; j < 8 && n > 0; j++) {
+            if (ks[j] < 1 || ks[j] > n) continue;
+            for (int64_t i = 0; i < n; i++) tmp[i] = NAN; /* scratch poisoned */
+            const float v = mlxn_select_f32_kth_largest(orig, tmp, n, ks[j]);
+            sel_bad += memcmp(&v, &x[n - ks[j]], sizeof v) != 0;
+        }
+        CHECK(sel_bad == 0, "select_f32_kth_largest, n=%lld: %lld of 8 ranks differ from the sort's value",
+              (long long)n, (long long)sel_bad);
+        free(orig);
         int64_t bad = 0;
         for (int64_t i = 0; i < n; i++) bad += !(x[i] == ref[i] || (x[i] != x[i] && ref[i] != ref[i]));
         for (int64_t i = 1; i < n; i++) bad += x[i - 1] > x[i];

@@ -69,6 +69,43 @@ void mlxn_sort_f32_ascending(float *x, float *scratch, int32_t n) {
     }
 }
 
+/* The digit (from the top) in which the rank-th largest lies, walking a histogram h [nb] down from its
+   highest bucket; *rank becomes the rank inside that bucket. */
+static unsigned bucket_of_rank(const uint32_t *h, unsigned nb, uint32_t *rank) {
+    unsigned b = nb - 1;
+    while (h[b] < *rank) *rank -= h[b--]; /* a rank <= the total always ends in a bucket */
+    return b;
+}
+
+float mlxn_select_f32_kth_largest(const float *x, float *scratch, int32_t n, int32_t k) {
+    uint32_t h[BUCKETS], rank = (uint32_t)k;
+    /* digit 1: bits 21..31 of every key */
+    memset(h, 0, sizeof h);
+    for (int32_t i = 0; i < n; i++) h[ascending_key(x[i]) >> 21]++;
+    const uint32_t d1 = bucket_of_rank(h, BUCKETS, &rank);
+    /* digit 2: bits 10..20 of the keys in d1's bucket, which are kept (as keys) in scratch */
+    memset(h, 0, sizeof h);
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const uint32_t key = ascending_key(x[i]);
+        if (key >> 21 != d1) continue;
+        put_key(scratch, (uint32_t)m++, key);
+        h[(key >> 10) & (BUCKETS - 1)]++;
+    }
+    const uint32_t d2 = bucket_of_rank(h, BUCKETS, &rank);
+    /* digit 3: bits 0..9 */
+    memset(h, 0, 1024 * sizeof h[0]);
+    for (int32_t i = 0; i < m; i++) {
+        const uint32_t key = get_key(scratch, i);
+        if (((key >> 10) & (BUCKETS - 1)) == d2) h[key & 1023]++;
+    }
+    const uint32_t d3 = bucket_of_rank(h, 1024, &rank);
+    const uint32_t key = d1 << 21 | d2 << 10 | d3, u = (key & 0x80000000u) ? key & 0x7FFFFFFFu : ~key;
+    float v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 void mlxn_sort_f32_id_descending(mlxn_f32_id *a, mlxn_f32_id *scratch, int32_t n) {
     if (n < 2) return;
     /* descending = ascending on the complemented key; an LSD sort is stable, so ties keep input order */

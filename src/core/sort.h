@@ -28,6 +28,13 @@ typedef struct mlxn_f32_id {
 /* x[0..n) ascending. scratch: [n] floats. */
 void mlxn_sort_f32_ascending(float *x, float *scratch, int32_t n);
 
+/* The k-th largest (1 <= k <= n) of x[0..n) in mlxn_sort_f32_ascending's order: the value that sort
+   would leave at position n - k, bit for bit (-0 below +0, NaN by its bits). x is not changed. A radix
+   select over the same keys: a histogram of the top 11 bits, then of the next 11 and the last 10 over
+   only the values whose higher digits match, about two reads of x where the sort moves every value
+   three times (a top-k filter needs only its k-th value). scratch: [n] floats. */
+float mlxn_select_f32_kth_largest(const float *x, float *scratch, int32_t n, int32_t k);
+
 /* a[0..n) by v descending; equal v keep their input order (so pairs given in id order end up with
    ties by lower id first). scratch: [n] entries. */
 void mlxn_sort_f32_id_descending(mlxn_f32_id *a, mlxn_f32_id *scratch, int32_t n);

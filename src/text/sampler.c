@@ -151,16 +151,9 @@ mlxn_status mlxn_sampler_apply_penalties(const mlxn_sampler *s, float *logits, c
     return MLXN_OK;
 }
 
-/* The k-th largest value (1-based) of x[0..n). tmp, tmp2: [n]. */
-static float kth_largest(float *tmp, float *tmp2, const float *x, int32_t n, int32_t k) {
-    memcpy(tmp, x, (size_t)n * sizeof *tmp);
-    mlxn_sort_f32_ascending(tmp, tmp2, n);
-    return tmp[n - k];
-}
-
-/* Keep exactly the k largest entries; ties at the cut keep the lowest ids. */
-static void keep_top(float *x, int32_t n, int32_t k, float *tmp, float *tmp2, uint8_t *keep) {
-    float kth = kth_largest(tmp, tmp2, x, n, k);
+/* Keep exactly the k largest entries; ties at the cut keep the lowest ids. tmp: [n]. */
+static void keep_top(float *x, int32_t n, int32_t k, float *tmp, uint8_t *keep) {
+    const float kth = mlxn_select_f32_kth_largest(x, tmp, n, k);
     int32_t above = 0;
     for (int32_t i = 0; i < n; i++) above += x[i] > kth;
     int32_t ties = k - above;
@@ -207,7 +200,7 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
         int keep_n = p->min_tokens_to_keep > 1 ? p->min_tokens_to_keep : 1;
         if (keep_n > n) keep_n = n;
         if (keep_n > 1) {
-            keep_top(lp, n, keep_n, tmp, s->scratch2, s->seen);
+            keep_top(lp, n, keep_n, tmp, s->seen);
             for (int32_t i = 0; i < n; i++) {
                 if (lp[i] < cut && !s->seen[i]) lp[i] = -INFINITY;
                 s->seen[i] = 0;
@@ -218,7 +211,7 @@ mlxn_status mlxn_sampler_apply_filters(const mlxn_sampler *s, float *lp) {
         }
     }
     if (p->top_k > 0 && p->top_k < n) {
-        keep_top(lp, n, p->top_k, tmp, s->scratch2, s->seen);
+        keep_top(lp, n, p->top_k, tmp, s->seen);
         for (int32_t i = 0; i < n; i++) {
             if (!s->seen[i]) lp[i] = -INFINITY;
             s->seen[i] = 0;
