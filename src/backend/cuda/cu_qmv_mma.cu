@@ -61,7 +61,7 @@
  * on the GPU (quant_tiled.h: a tile's chunk is 1 KB in one piece, so a
  * warp's code load reads 512 contiguous bytes where by rows it reads 64
  * from each of 8 rows; decode measured 5-8% faster, docs/perf.md); the
- * kernels see either through qm_rows' row offsets and chunk steps.
+ * kernels see either through qm_rows' pointers (or offsets) and chunk steps.
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
  * both), K % 128 == 0, 16-byte aligned rows (and x, for one row), element
@@ -82,6 +82,16 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
     asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w >> (4 * m)), "r"(0x000F000Fu), "r"(0x43004300u));
     return r; /* 0xEA: (a & b) | c */
 }
+
+/* The parts of x: the top 16 bits of an f32 are a bf16, its leading 8
+ * significant bits (x truncated toward zero), and x minus them is exact and
+ * has at most 16 significant bits left; so three truncations take x apart
+ * exactly (the third holds what is left whole). A bf16x2 of the top halves
+ * of two f32 words is one byte permute, where rounding (cvt) took a convert
+ * and two unpacks per pair for the remainder: 188 -> 181 SASS instructions
+ * per chunk in the one-row kernel of 8 warps. (Truncation also cannot
+ * overflow: x rounded to bf16 near FLT_MAX could.) */
+__device__ __forceinline__ uint32_t qm_bf16_top2(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x7632); }
 
 /* A 16-bit scale picked out of a raw word by a byte permute (sel). */
 __device__ __forceinline__ float qm_scale(uint32_t raw, int sel, int sdt) {
@@ -109,40 +119,104 @@ __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, 
  * so parts sit on different banks), then 64 bytes of zeros. */
 enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BYTES = QM_ZEROS + 64 };
 
-/* Per lane of a 16-row tile: where its codes and its rows' scales and
- * biases are (32-bit element offsets; the caller checks they fit). Lane (g,
- * t) reads 16 bytes of each chunk (16 words per row) in rows g and g + 8;
- * scales and biases share one row stride (checked). */
-struct qm_rows {
+/* Per lane of a 16-row tile: where its next chunk's codes and its rows'
+ * scales and biases are. Lane (g, t) reads 16 bytes of each chunk (16
+ * words per row) in rows g and g + 8; scales and biases share one row
+ * stride (checked). A warp reads chunks c0, c0 + W, c0 + 2 W, ... in that
+ * order: load() reads the next one.
+ * Rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue). In the
+ * TILED16 layout r0 and r8 are multiples of 8, so the 8 lanes g of a half
+ * read 8 neighbouring rows of one tile's chunk: 512 contiguous bytes of
+ * codes; and where the two halves are one stored tile (every tile but the
+ * gated and rope ones, and not past the rows) a lane's scales of both rows
+ * are neighbours (quant_tiled.h).
+ * Two forms, by the registers the kernel may hold (PTR):
+ *   - running pointers (6 of them), where it may hold 128 a thread: a
+ *     load's address is then the pointer itself, one add after it. In the
+ *     one-row kernel of 8 warps, 181 -> 168 SASS instructions per chunk
+ *     (with the truncated x parts, 188 -> 168; 4096 x 14336 on an H200
+ *     13.36 -> 12.20 us back to back, docs/perf.md);
+ *   - 32-bit element offsets from the parameters' bases and a chunk
+ *     counter where it may hold fewer (blocks of 4 warps at 5 a SM, of 6
+ *     at 3; and the 2..4-row kernel, already spilling): the pointers
+ *     spilled there; and for blocks of two row tiles, where 12 pointers
+ *     took 358 -> 372 instructions per chunk pair. Each load costs a multiply-add, a
+ *     widening one and a reload of the base; rows g and g + 8's scales in
+ *     one stored tile are one load (the callers check the offsets fit). */
+template <bool PTR>
+struct qm_rows;
+
+template <>
+struct qm_rows<true> {
+    const uint32_t *wg, *wh;
+    const uint16_t *sg, *sh, *bg, *bh;
+    uint32_t stw, sts; /* bytes from one of this warp's chunks to its next: of codes, of scales */
+    __device__ qm_rows() {}
+    /* p advanced by n steps of st bytes */
+    template <class P>
+    static __device__ __forceinline__ const P *at(const P *p, uint32_t n, uint32_t st) {
+        return (const P *)((const char *)p + (size_t)(n * st));
+    }
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W) {
+        const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
+        const uint16_t *sc = (const uint16_t *)a.w.sc, *bi = (const uint16_t *)a.w.bi;
+        const int64_t cw = cu_qchunk_words(a.w) * (int64_t)c0, cs = cu_qchunk_scales(a.w) * (int64_t)c0;
+        wg = a.w.wq + cu_qrow_words(a.w, rg) + 4 * t + cw, wh = a.w.wq + cu_qrow_words(a.w, rh) + 4 * t + cw;
+        sg = sc + cu_qrow_scales(a.w, rg) + cs, sh = sc + cu_qrow_scales(a.w, rh) + cs;
+        bg = bi + cu_qrow_scales(a.w, rg) + cs, bh = bi + cu_qrow_scales(a.w, rh) + cs;
+        stw = 4 * W * (uint32_t)cu_qchunk_words(a.w), sts = 2 * W * (uint32_t)cu_qchunk_scales(a.w);
+    }
+    /* Programmatic launch (cu_launch): before the kernel ahead finishes,
+     * only L2 prefetches (the weights could in principle be an earlier
+     * kernel's output; a prefetch cannot leave a stale value in a register)
+     * of the chunk n loads ahead */
+    __device__ void prefetch(const qmv_args &, uint32_t n) const {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(at(wg, n, stw)));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(at(wh, n, stw)));
+    }
+    /* the next chunk: cw = words 0..3 of row g then of row g + 8; sw = the
+     * raw scales of the chunk's G groups in rows g, g + 8, then the biases
+     * (a group pair as one 32-bit word when G = 2) */
+    template <int G>
+    __device__ void load(const qmv_args &, uint32_t (&cw)[8], uint32_t (&sw)[4]) {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[0]), "=r"(cw[1]), "=r"(cw[2]), "=r"(cw[3])
+                     : "l"(wg));
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(cw[4]), "=r"(cw[5]), "=r"(cw[6]), "=r"(cw[7])
+                     : "l"(wh));
+        if (G == 2) {
+            sw[0] = __ldg((const unsigned int *)sg), sw[1] = __ldg((const unsigned int *)sh);
+            sw[2] = __ldg((const unsigned int *)bg), sw[3] = __ldg((const unsigned int *)bh);
+        } else {
+            sw[0] = __ldg(sg), sw[1] = __ldg(sh), sw[2] = __ldg(bg), sw[3] = __ldg(bh);
+        }
+        wg = at(wg, 1, stw), wh = at(wh, 1, stw);
+        sg = at(sg, 1, sts), sh = at(sh, 1, sts), bg = at(bg, 1, sts), bh = at(bh, 1, sts);
+    }
+};
+
+template <>
+struct qm_rows<false> {
     uint32_t owg, owh, osg, osh;
     uint32_t stw, sts; /* a chunk's step in words and in scale elements (the layout's: cu_qchunk_*) */
+    uint32_t c, W;     /* the next chunk, the step between this warp's chunks */
     bool paired;       /* tiled, rows g and g + 8 of one stored tile: their scales are neighbours */
     __device__ qm_rows() {}
-    /* rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue). In
-     * the TILED16 layout r0 and r8 are multiples of 8, so the 8 lanes g of a
-     * half read 8 neighbouring rows of one tile's chunk: 512 contiguous
-     * bytes of codes; and where the two halves are one stored tile (every
-     * tile but the gated and rope ones, and not past the rows) a lane's
-     * scales of both rows are one load (quant_tiled.h) */
-    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8) {
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W_) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
         owg = (uint32_t)cu_qrow_words(a.w, rg) + 4 * t, owh = (uint32_t)cu_qrow_words(a.w, rh) + 4 * t;
         osg = (uint32_t)cu_qrow_scales(a.w, rg), osh = (uint32_t)cu_qrow_scales(a.w, rh);
         stw = (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)cu_qchunk_scales(a.w);
+        c = (uint32_t)c0, W = (uint32_t)W_;
         paired = a.w.tiled && r8 == r0 + 8 && r0 % 16 == 0 && r0 + 16 <= a.N;
     }
-    /* Programmatic launch (cu_launch): before the kernel ahead finishes,
-     * only L2 prefetches (the weights could in principle be an earlier
-     * kernel's output; a prefetch cannot leave a stale value in a register) */
-    __device__ void prefetch(const qmv_args &a, uint32_t c) const {
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + stw * c)));
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + stw * c)));
+    __device__ void prefetch(const qmv_args &a, uint32_t n) const {
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + stw * (c + n * W))));
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + stw * (c + n * W))));
     }
-    /* chunk c: cw = words 0..3 of row g then of row g + 8; sw = the raw
-     * scales of the chunk's G groups in rows g, g + 8, then the biases (a
-     * group pair as one 32-bit word when G = 2) */
     template <int G>
-    __device__ void load(const qmv_args &a, uint32_t c, uint32_t (&cw)[8], uint32_t (&sw)[4]) const {
+    __device__ void load(const qmv_args &a, uint32_t (&cw)[8], uint32_t (&sw)[4]) {
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(cw[0]), "=r"(cw[1]), "=r"(cw[2]), "=r"(cw[3])
                      : "l"(a.w.wq + (owg + stw * c)));
@@ -166,8 +240,12 @@ struct qm_rows {
             sw[0] = __ldg(sc + (osg + sts * c)), sw[1] = __ldg(sc + (osh + sts * c));
             sw[2] = __ldg(bi + (osg + sts * c)), sw[3] = __ldg(bi + (osh + sts * c));
         }
+        c += W;
     }
 };
+
+/* Whether a kernel of W warps at MB blocks per SM may hold 128 registers a thread (qm_rows' form) */
+#define QM_ROOMY(W, MB) ((W) * 32 * (MB) <= 512)
 
 /* Whether lane (g, t) feeds its B column g = (group in chunk) * 3 + part:
  * only when lane t's codes lie in that group (other lanes feed zeros). */
@@ -383,16 +461,19 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     const int nch = a.K / QM_CHUNK;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     int64_t r0[T], r8[T]; /* each tile's two halves of 8 rows (qm_tile): tiles T b .. T b + T - 1 */
-    qm_rows rows[T];
+    constexpr bool ROOMY = QM_ROOMY(W, MB) && T == 1; /* (two tiles: 12 pointers, 358 -> 372 instructions a chunk pair) */
+    qm_rows<ROOMY> rows[T];
 #pragma unroll
     for (int u = 0; u < T; u++) {
         qm_tile(a, (int64_t)blockIdx.x * T + u, r0[u], r8[u]);
-        rows[u] = qm_rows(a, r0[u], g, t, r8[u]);
+        rows[u] = qm_rows<ROOMY>(a, r0[u], g, t, r8[u], warp, W);
     }
     /* the x this lane stages per chunk: word-group jw (8 codes) of the
      * chunk, codes 2h, 2h + 1 and 2h + 4, 2h + 5 of it (two code pairs) */
     const int jw = lane >> 1, h = lane & 1;
     const uint32_t ox = 8 * jw + 2 * h;
+    const float *xl = a.x + QM_CHUNK * warp + ox; /* the next chunk's (load advances it) */
+    const uint16_t *nl = NORM ? (const uint16_t *)a.nw + QM_CHUNK * warp + ox : nullptr; /* same, of the norm weight */
 
     uint32_t cw[D][T][8];  /* ring: codes (qm_rows::load), per tile */
     uint32_t sw[D][T][4];  /* ring: raw scales and biases */
@@ -400,20 +481,20 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
     auto load = [&](int d, uint32_t c) {
 #pragma unroll
-        for (int u = 0; u < T; u++) rows[u].template load<G>(a, c, cw[d][u], sw[d][u]);
-        xr[d][0] = *(const float2 *)(a.x + (QM_CHUNK * c + ox));
-        xr[d][1] = *(const float2 *)(a.x + (QM_CHUNK * c + ox + 4));
-        if (NORM) {
-            nh[d][0] = __ldg((const uint32_t *)((const uint16_t *)a.nw + (QM_CHUNK * c + ox)));
-            nh[d][1] = __ldg((const uint32_t *)((const uint16_t *)a.nw + (QM_CHUNK * c + ox + 4)));
-        }
+        for (int u = 0; u < T; u++) rows[u].template load<G>(a, cw[d][u], sw[d][u]);
+        /* x and the norm weight: running pointers, or offsets as qm_rows<false> */
+        const float *xc = ROOMY ? xl : a.x + (QM_CHUNK * c + ox);
+        const uint16_t *nc = ROOMY ? nl : (const uint16_t *)a.nw + (QM_CHUNK * c + ox);
+        xr[d][0] = *(const float2 *)xc, xr[d][1] = *(const float2 *)(xc + 4);
+        if (NORM) nh[d][0] = __ldg((const uint32_t *)nc), nh[d][1] = __ldg((const uint32_t *)(nc + 4));
+        if (ROOMY) xl += QM_CHUNK * W, nl += NORM ? QM_CHUNK * W : 0;
     };
     float ssq = 0.0f; /* NORM: this lane's sum of x^2 */
 #pragma unroll
     for (int d = 0; d < D; d++)
         if (warp + d * W < nch)
 #pragma unroll
-            for (int u = 0; u < T; u++) rows[u].prefetch(a, warp + d * W);
+            for (int u = 0; u < T; u++) rows[u].prefetch(a, d);
     cu_pdl_wait();
     cu_pdl_launch_dependents();
 #pragma unroll
@@ -455,10 +536,13 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
             __syncwarp(); /* the last chunk's B reads are done */
 #pragma unroll
             for (int p = 0; p < QM_PARTS; p++) {
-                const __nv_bfloat162 h0 = __floats2bfloat162_rn(rest[0], rest[1]), h1 = __floats2bfloat162_rn(rest[2], rest[3]);
-                *(uint2 *)(wb + p * QM_PART_BYTES + st_off) = make_uint2(*(const uint32_t *)&h0, *(const uint32_t *)&h1);
-                rest[0] -= __low2float(h0), rest[1] -= __high2float(h0);
-                rest[2] -= __low2float(h1), rest[3] -= __high2float(h1);
+                uint32_t u[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) u[e] = __float_as_uint(rest[e]);
+                *(uint2 *)(wb + p * QM_PART_BYTES + st_off) = make_uint2(qm_bf16_top2(u[0], u[1]), qm_bf16_top2(u[2], u[3]));
+                if (p + 1 < QM_PARTS)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) rest[e] -= __uint_as_float(u[e] & 0xffff0000u);
             }
 #pragma unroll
             for (int o = 1; o < 32 / G; o *= 2) xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
@@ -650,7 +734,7 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    const qm_rows rows(a, r0, g, t, r0 + 8);
+    qm_rows<false> rows(a, r0, g, t, r0 + 8, warp, W); /* (the pointers spilled here) */
     unsigned char *wb = (unsigned char *)qm_dsmem + warp * WBYTES;
     const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
 
@@ -669,12 +753,12 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
 #pragma unroll
     for (int d = 0; d < D; d++)
-        if (warp + d * W < nch) rows.prefetch(a, warp + d * W);
+        if (warp + d * W < nch) rows.prefetch(a, d);
     cu_pdl_wait(); /* the images are the kernel before's output */
     cu_pdl_launch_dependents();
 #pragma unroll
     for (int d = 0; d < D; d++) {
-        if (warp + d * W < nch) rows.load<G>(a, warp + d * W, cw[d], sw[d]), copy(d, warp + d * W);
+        if (warp + d * W < nch) rows.load<G>(a, cw[d], sw[d]), copy(d, warp + d * W);
         asm volatile("cp.async.commit_group;" ::);
     }
     if (lane < 4) ((uint4 *)(wb + D * SLOT))[lane] = make_uint4(0, 0, 0, 0);
@@ -727,7 +811,7 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
                 }
             }
             __syncwarp(); /* every lane is done with the slot before it is refilled */
-            if (c + D * W < nch) rows.load<G>(a, c + D * W, cw[d], sw[d]), copy(d, c + D * W);
+            if (c + D * W < nch) rows.load<G>(a, cw[d], sw[d]), copy(d, c + D * W);
             asm volatile("cp.async.commit_group;" ::);
         }
     }
