@@ -127,9 +127,11 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * Rows r0 + g and r8 + g (r8 = r0 + 8 but for the gated epilogue). In the
  * TILED16 layout r0 and r8 are multiples of 8, so the 8 lanes g of a half
  * read 8 neighbouring rows of one tile's chunk: 512 contiguous bytes of
- * codes; and where the two halves are one stored tile (every tile but the
- * gated and rope ones, and not past the rows) a lane's scales of both rows
- * are neighbours (quant_tiled.h).
+ * codes (quant_tiled.h). Where the two halves are one stored tile, a
+ * lane's scales of both rows are neighbours too, but each row's are loaded
+ * on their own: whether a tile is paired is known only at run time, and
+ * both forms, predicated, cost more instructions than one 8-byte load
+ * saves (the gated gate/up kernel, 357 -> 332 per chunk pair).
  * Two forms, by the registers the kernel may hold (PTR):
  *   - running pointers (6 of them), where it may hold 128 a thread: a
  *     load's address is then the pointer itself, one add after it. In the
@@ -140,9 +142,9 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  *     counter where it may hold fewer (blocks of 4 warps at 5 a SM, of 6
  *     at 3; and the 2..4-row kernel, already spilling): the pointers
  *     spilled there; and for blocks of two row tiles, where 12 pointers
- *     took 358 -> 372 instructions per chunk pair. Each load costs a multiply-add, a
- *     widening one and a reload of the base; rows g and g + 8's scales in
- *     one stored tile are one load (the callers check the offsets fit). */
+ *     took 358 -> 372 instructions per chunk pair. Each load costs a
+ *     multiply-add, a widening one and a reload of the base (the callers
+ *     check the offsets fit). */
 template <bool PTR>
 struct qm_rows;
 
@@ -201,7 +203,6 @@ struct qm_rows<false> {
     uint32_t owg, owh, osg, osh;
     uint32_t stw, sts; /* a chunk's step in words and in scale elements (the layout's: cu_qchunk_*) */
     uint32_t c, W;     /* the next chunk, the step between this warp's chunks */
-    bool paired;       /* tiled, rows g and g + 8 of one stored tile: their scales are neighbours */
     __device__ qm_rows() {}
     __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W_) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
@@ -209,7 +210,6 @@ struct qm_rows<false> {
         osg = (uint32_t)cu_qrow_scales(a.w, rg), osh = (uint32_t)cu_qrow_scales(a.w, rh);
         stw = (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)cu_qchunk_scales(a.w);
         c = (uint32_t)c0, W = (uint32_t)W_;
-        paired = a.w.tiled && r8 == r0 + 8 && r0 % 16 == 0 && r0 + 16 <= a.N;
     }
     __device__ void prefetch(const qmv_args &a, uint32_t n) const {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owg + stw * (c + n * W))));
@@ -224,14 +224,7 @@ struct qm_rows<false> {
                      : "=r"(cw[4]), "=r"(cw[5]), "=r"(cw[6]), "=r"(cw[7])
                      : "l"(a.w.wq + (owh + stw * c)));
         const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
-        if (paired && G == 2) { /* rows g, g + 8: two group-pair words side by side */
-            const uint2 s2 = __ldg((const uint2 *)(sc + (osg + sts * c))), b2 = __ldg((const uint2 *)(bi + (osg + sts * c)));
-            sw[0] = s2.x, sw[1] = s2.y, sw[2] = b2.x, sw[3] = b2.y;
-        } else if (paired) { /* G = 1: one 16-bit scale of each row in a word */
-            const uint32_t s2 = __ldg((const unsigned int *)(sc + (osg + sts * c)));
-            const uint32_t b2 = __ldg((const unsigned int *)(bi + (osg + sts * c)));
-            sw[0] = s2 & 0xffffu, sw[1] = s2 >> 16, sw[2] = b2 & 0xffffu, sw[3] = b2 >> 16;
-        } else if (G == 2) {
+        if (G == 2) {
             sw[0] = __ldg((const unsigned int *)(sc + (osg + sts * c)));
             sw[1] = __ldg((const unsigned int *)(sc + (osh + sts * c)));
             sw[2] = __ldg((const unsigned int *)(bi + (osg + sts * c)));
