@@ -15,7 +15,10 @@
  * in one warp; stored by rows, each of its loads touched 8 rows' lines
  * (codes 1 KB apart at K = 2048, scales 64 B apart), stored this way a
  * warp's 16-byte loads read 512 contiguous bytes, and a lane's scales of
- * both its rows are one 8- (or 4-) byte load. */
+ * both its rows sit in one 8- (or 4-) byte piece. (The mat-vecs now load
+ * each row's scales on their own: whether a tile's halves are one stored
+ * tile is known only at run time, and choosing the paired load there cost
+ * more instructions than it saved; cu_qmv_mma.cu.) */
 #ifndef MLXN_QUANT_TILED_H
 #define MLXN_QUANT_TILED_H
 
