@@ -88,9 +88,9 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * has at most 16 significant bits left; so three truncations take x apart
  * exactly (the third holds what is left whole). A bf16x2 of the top halves
  * of two f32 words is one byte permute, where rounding (cvt) took a convert
- * and two unpacks per pair for the remainder: 188 -> 181 SASS instructions
- * per chunk in the one-row kernel of 8 warps. (Truncation also cannot
- * overflow: x rounded to bf16 near FLT_MAX could.) */
+ * and two unpacks per pair for the remainder: 192 -> 184 SASS instructions
+ * per chunk in the one-row kernel of 8 warps (bench/sass_loops.py).
+ * (Truncation also cannot overflow: x rounded to bf16 near FLT_MAX could.) */
 __device__ __forceinline__ uint32_t qm_bf16_top2(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x7632); }
 
 /* A 16-bit scale picked out of a raw word by a byte permute (sel). */
@@ -135,8 +135,8 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * Two forms, by the registers the kernel may hold (PTR):
  *   - running pointers (6 of them), where it may hold 128 a thread: a
  *     load's address is then the pointer itself, one add after it. In the
- *     one-row kernel of 8 warps, 181 -> 168 SASS instructions per chunk
- *     (with the truncated x parts, 188 -> 168; 4096 x 14336 on an H200
+ *     one-row kernel of 8 warps, 184 -> 172 SASS instructions per chunk
+ *     (with the truncated x parts, 192 -> 172; 4096 x 14336 on an H200
  *     13.36 -> 12.20 us back to back, docs/perf.md);
  *   - 32-bit element offsets from the parameters' bases and a chunk
  *     counter where it may hold fewer (blocks of 4 warps at 5 a SM, of 6
