@@ -727,7 +727,7 @@ __global__ void __launch_bounds__(W * 32, 512 / (W * 32)) qmv_mma_nx_kernel(qmv_
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int64_t r0 = (int64_t)blockIdx.x * QM_ROWS;
-    qm_rows<false> rows(a, r0, g, t, r0 + 8, warp, W); /* (the pointers spilled here) */
+    qm_rows<false> rows(a, r0, g, t, r0 + 8, warp, W); /* (offsets: it spills with either form; pointers not timed here) */
     unsigned char *wb = (unsigned char *)qm_dsmem + warp * WBYTES;
     const uint32_t wbs = (uint32_t)__cvta_generic_to_shared(wb);
 
