@@ -33,10 +33,11 @@
  *     chunk an mma slot means does not matter to a dot product, as long as
  *     A and B agree: both use "lane t, word j, nibble pair m" (nibbles m
  *     and m + 4 of word j share one bf16x2 register after the LOP3).
- *   - B = 8 columns; column c = (group in chunk) * 3 + part. With groups
- *     of 64 a chunk holds 2 groups: lanes t = 0, 1 carry group 0's codes
- *     and t = 2, 3 group 1's, so column c is zero in the lanes whose codes
- *     are not in its group. The accumulator's columns then hold every
+ *   - B = 8 columns; column c = (group in chunk) * 3 + part (the one-row
+ *     kernel on offsets: 4 * group + part, part 3 zeros; qm1_bvalid). With
+ *     groups of 64 a chunk holds 2 groups: lanes t = 0, 1 carry group 0's
+ *     codes and t = 2, 3 group 1's, so column c is zero in the lanes whose
+ *     codes are not in its group. The accumulator's columns then hold every
  *     (group, part) sum separately, and the epilogue applies each group's
  *     scale: acc += s * (C - 128 sum x) + b * sum x.
  *   - x's parts are staged per chunk, by the warp that computes it: each
@@ -284,6 +285,39 @@ struct qm_epi {
     }
 };
 
+/* The one-row kernel's own column order: B column n = 4 * (group in
+ * chunk) + part, part 3 zeros. Lane (g, t)'s accumulator columns 2t, 2t + 1
+ * then belong to one group (t / 2 with groups of 64; 0, or none for t >= 2,
+ * with 128), so it unpacks that group's scale and bias of its two rows (4,
+ * not 8) and fetches one group sum (1 shuffle, not 2), and adds its two
+ * columns before scaling them once: the gated two-tile kernel 332 -> 314
+ * instructions per chunk pair, the heads' 283 -> 265 (bench/sass_loops.py).
+ * Taken where the kernel keeps offsets (qm_rows<false>); the 2..8-row
+ * kernels keep qm_bvalid's order (their x images are laid out by it). */
+template <int G>
+__device__ __forceinline__ bool qm1_bvalid(int g, int t) {
+    return (g & 3) < QM_PARTS && (g >> 2) == (G == 2 ? t >> 1 : 0);
+}
+template <int G, int SDT>
+struct qm1_epi {
+    int grp, ssel;
+    float eoff, ebias; /* column 2t is part 0 of its group: acc += s (C - 128 sum x) + b sum x */
+    __device__ explicit qm1_epi(int t) {
+        const bool live = G == 2 || t < 2, p0 = live && (t & 1) == 0;
+        grp = G == 2 ? t >> 1 : 0;
+        ssel = qm_scale_sel<SDT>(grp);
+        eoff = p0 ? -128.0f : 0.0f, ebias = p0 ? 1.0f : 0.0f;
+    }
+    /* cg, ch: the lane's two columns added, rows g and g + 8; sw: the raw scales and biases (qm_rows::load) */
+    __device__ void add(float sxv, float cg, float ch, const uint32_t (&sw)[4], float &accg, float &acch) const {
+        const float sg = qm_scale(sw[0], ssel, SDT), sh = qm_scale(sw[1], ssel, SDT);
+        const float bg = qm_scale(sw[2], ssel, SDT), bh = qm_scale(sw[3], ssel, SDT);
+        const float bsx = ebias * sxv;
+        accg = fmaf(bg, bsx, fmaf(sg, fmaf(eoff, sxv, cg), accg));
+        acch = fmaf(bh, bsx, fmaf(sh, fmaf(eoff, sxv, ch), acch));
+    }
+};
+
 /* Tile b's two 8-row halves, rows r0.. and r8..: 16 rows in a row (r8 =
  * r0 + 8); with glu, 8 gate rows and their up rows N / 2 further on; with
  * the rope_kv epilogue, in q and k, 8 rows of a head and their rope
@@ -505,10 +539,15 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
      * (swizzled), 8 bytes h */
     const int st_off = (jw >> 2) * 64 + 16 * ((jw & 3) ^ ((jw >> 3) & 1)) + 8 * h;
     /* this lane's B registers: its column's part, or zeros (no predicated loads, no register clears) */
-    const bool bvalid = qm_bvalid<G>(g, t);
-    const unsigned char *xb = bvalid ? wb + (g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
+    /* the column order (qm1_bvalid): the 4 + part one where the kernel keeps offsets; the one-tile
+     * pointer kernels keep (group) * 3 + part, where the other cost 6 instructions a chunk more (the
+     * compiler then recomputed the shared addresses every chunk) */
+    constexpr bool COL4 = !ROOMY;
+    const bool bvalid = COL4 ? qm1_bvalid<G>(g, t) : qm_bvalid<G>(g, t);
+    const unsigned char *xb = bvalid ? wb + (COL4 ? g & 3 : g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
     const int swz = bvalid ? (t >> 1) : 0;
     const qm_epi<G, SDT> epi(t);
+    const qm1_epi<G, SDT> epi1(t);
     float accg[T][1], acch[T][1];
 #pragma unroll
     for (int u = 0; u < T; u++) accg[u][0] = acch[u][0] = 0.0f;
@@ -555,17 +594,26 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                     qm_mma(acc[u][i & 1], qm_pair(cw[d][u][j], m), qm_pair(cw[d][u][4 + j], m), qm_pair(cw[d][u][j], m + 1),
                            qm_pair(cw[d][u][4 + j], m + 1), b[4 * j + m], b[4 * j + m + 1]);
             }
-            float xs[2];
+            if (COL4) {
+                const float xs = __shfl_sync(0xffffffffu, xsum, epi1.grp * 16);
 #pragma unroll
-            for (int e = 0; e < 2; e++) xs[e] = __shfl_sync(0xffffffffu, xsum, epi.egrp[e] * 16);
+                for (int u = 0; u < T; u++)
+                    epi1.add(xs, (acc[u][0][0] + acc[u][1][0]) + (acc[u][0][1] + acc[u][1][1]),
+                             (acc[u][0][2] + acc[u][1][2]) + (acc[u][0][3] + acc[u][1][3]), sw[d][u], accg[u][0],
+                             acch[u][0]);
+            } else {
+                float xs[2];
 #pragma unroll
-            for (int u = 0; u < T; u++) {
-                float sv[4], bv[4];
-                epi.scales(sw[d][u], sv, bv);
+                for (int e = 0; e < 2; e++) xs[e] = __shfl_sync(0xffffffffu, xsum, epi.egrp[e] * 16);
 #pragma unroll
-                for (int e = 0; e < 2; e++)
-                    epi.add(e, xs[e], acc[u][0][e] + acc[u][1][e], acc[u][0][2 + e] + acc[u][1][2 + e], sv, bv, accg[u][0],
-                            acch[u][0]);
+                for (int u = 0; u < T; u++) {
+                    float sv[4], bv[4];
+                    epi.scales(sw[d][u], sv, bv);
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                        epi.add(e, xs[e], acc[u][0][e] + acc[u][1][e], acc[u][0][2 + e] + acc[u][1][2 + e], sv, bv,
+                                accg[u][0], acch[u][0]);
+                }
             }
             /* refill the slot, D chunks ahead (refilling before the mmas, with the codes moved to operand
              * registers first, measured slower: 21.1 against 18.6 us at 4096 x 14336) */
