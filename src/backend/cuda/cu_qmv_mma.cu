@@ -538,8 +538,8 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     /* where this lane's two pairs go: lane region jw / 4, 16-byte slot jw % 4
      * (swizzled), 8 bytes h */
     const int st_off = (jw >> 2) * 64 + 16 * ((jw & 3) ^ ((jw >> 3) & 1)) + 8 * h;
-    /* this lane's B registers: its column's part, or zeros (no predicated loads, no register clears) */
-    /* the column order (qm1_bvalid): the 4 + part one where the kernel keeps offsets; the one-tile
+    /* this lane's B registers: its column's part, or zeros (no predicated loads, no register clears).
+     * The column order (qm1_bvalid): 4 * group + part where the kernel keeps offsets; the one-tile
      * pointer kernels keep (group) * 3 + part, where the other cost 6 instructions a chunk more (the
      * compiler then recomputed the shared addresses every chunk) */
     constexpr bool COL4 = !ROOMY;
