@@ -245,10 +245,11 @@ mlxn_status mlxn_sampler_sample(mlxn_sampler *s, float *logits, const int32_t *h
     float lse = mx + (float)log(sum);
     for (int32_t i = 0; i < n; i++) logits[i] -= lse;
     MLXN_TRY(mlxn_sampler_apply_filters(s, logits));
-    /* categorical(logprobs / T) by inverse CDF */
-    float top = -INFINITY;
-    for (int32_t i = 0; i < n; i++)
-        if (logits[i] > top) top = logits[i];
+    /* categorical(logprobs / T) by inverse CDF. top, the largest log-prob left, is the argmax's own
+       (mx - lse rounds as logits[best] did, and rounding keeps the order): no filter drops every token
+       of the largest value (top_p keeps the first, min_p its cut is at most top, top_k at least one).
+       Where lse is NaN no log-prob is kept (> -inf) and top is not read. */
+    const float top = mx - lse;
     double inv_t = 1.0 / (double)s->p.temperature, total = 0.0;
     for (int32_t i = 0; i < n; i++) ex[i] = logits[i] > -INFINITY ? ((double)logits[i] - top) * inv_t : -INFINITY;
     mlxn_exp_f64(ex, (size_t)n); /* the weights; -inf (and NaN) -> 0 */
