@@ -400,10 +400,14 @@ __global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) 
     const int d = blockIdx.y * 32 + lane;
     float *o = a.out + row * D;
     cu_pdl_wait(); /* programmatic launch: the partials are complete from here */
-    if (cu_tq_pos(a.pos_t, a.pos) < 0) { /* a bad device position: visibly wrong, never plausible */
-        if (grp == 0 && d < D) o[d] = NAN;
-        return;
-    }
+    /* The kernel after this one may be scheduled now (it waits for these
+     * stores in its own cu_pdl_wait). Why: without it that kernel's launch
+     * began only at this one's end, ~0.8 us on a decode step's path. */
+    cu_pdl_launch_dependents();
+    /* the position is read beside the partials, not before them (one
+     * round trip, not two): with a bad one the blocks wrote nothing, and
+     * the sums read here are dropped below */
+    const bool bad_pos = cu_tq_pos(a.pos_t, a.pos) < 0;
     const float *pm = a.pm + row * nc, *pl = a.pl + row * nc, *pa = a.pacc + row * nc * D + d;
     float m = -INFINITY, l = 0.0f, s = 0.0f; /* this group's running max, denominator, sum at dim d */
     for (int k0 = grp; k0 < nc; k0 += TQMC_GROUPS * TQMC_BATCH) {
@@ -443,7 +447,8 @@ __global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) 
             t = fmaf(f, gsum[j][lane], t);
         }
         const float y = L > 0.0f ? t * (1.0f / L) : 0.0f; /* no visible key: zeros */
-        o[d] = y * (cu_tq_rsqrt_d(D) * a.signs[d]);
+        /* a bad device position: visibly wrong, never plausible */
+        o[d] = bad_pos ? NAN : y * (cu_tq_rsqrt_d(D) * a.signs[d]);
     }
 }
 

@@ -13,10 +13,10 @@
  * were latency-bound at 2 warps per scheduler, and the block merge was
  * ~2.5 of ~19 us.
  *
- * Here a block of W = 8 warps (127-128 registers, so the merge kernel
- * can wait resident beside it; 108 KB of shared memory at KPW = 8, two
- * blocks a SM, 178 KB at 16, one) walks its chunk in
- * tiles of KPW W keys, in two phases per tile:
+ * Here a block of W = 8 warps (at most 128 registers, so the merge kernel
+ * can wait resident beside it; 140 KB of shared memory at KPW = 8, 206 KB
+ * at 16: one block a SM) walks its chunk in tiles of KPW W keys, in two
+ * phases per tile:
  *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
  *     8 or 16: one or two n-tiles; the query's A fragments and the
  *     key-code pieces exactly as in tq_attn_mma), scales, softcaps and
@@ -34,10 +34,10 @@
  * on an H100 against key codes loaded into registers one tile ahead (and
  * values copied one tile ahead): 20000 keys at 32 q / 2 kv heads 18.8 ->
  * 18.4 us, 32768 keys at 8 q / 4 kv 32.7 -> 29.5-29.8 us.
- * KPW = 8 leaves more, shorter blocks (2 per SM): the choice for short
- * spans; 16 reads the query fragments half as often per key and writes
- * half the partials: long spans (cu_tq_attn_split_pick has the rule and
- * the figures).
+ * KPW = 8 makes shorter tiles: the choice for short spans; 16 reads the
+ * query fragments half as often per key: long spans
+ * (cu_tq_attn_split_pick has the rule and the figures). The pair table's
+ * lookups are one byte permute and a load each (ts_pair).
  * At the end the W / 4 key groups' accumulators meet once in shared
  * memory (added in a fixed order), each row is rotated back and written as
  * the chunk's partial with the row's max and denominator.
@@ -70,6 +70,17 @@ __device__ __forceinline__ void ts_commit() { asm volatile("cp.async.commit_grou
 /* all but the newest group have landed (this thread's copies) */
 __device__ __forceinline__ void ts_wait_all_but_newest() { asm volatile("cp.async.wait_group 1;\n" ::); }
 
+/* The pair of byte k of w (tqm_fill_pairs' table with 64-word entries:
+ * entry b of this lane's copy at byte 256 b + 4 lane): one byte permute
+ * builds the address, byte k of w over the lane's 4 lane (< 256) in byte 0,
+ * zeros above. Why 256-byte entries: with 128 (the shared table's layout)
+ * each lookup was a shift, a mask and an add before its load, and the
+ * lookups (128 per warp and tile) were half of the kernel's instructions. */
+__device__ __forceinline__ uint32_t ts_pair(const uint32_t *pair, uint32_t lane4, uint32_t w, int k) {
+    const uint32_t off = __byte_perm(w, lane4, 0x5504u | ((uint32_t)k << 4));
+    return *(const uint32_t *)((const unsigned char *)pair + off);
+}
+
 /* Shared memory of the W-warp kernel, in bytes from the start. */
 template <int W, int KPW>
 struct ts_smem {
@@ -80,8 +91,8 @@ struct ts_smem {
     static constexpr int KG = W / 4;     /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
     static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
-    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][32] u32 pair table */
-    static constexpr int VBUF = PAIR + 256 * 32 * 4;               /* [NB][TK][144] bytes: value codes */
+    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][64] u32 pair table (ts_pair) */
+    static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][144] bytes: value codes */
     static constexpr int KBUF = VBUF + NB * TK * TS_VSTRIDE;       /* [NB][TK][192] bytes: key codes */
     static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
     static constexpr int PBUF = NBUF + NB * 2 * TK * 4;            /* [KSTEPS][32] uint4 weight fragments */
@@ -128,13 +139,17 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
     const float rd = cu_tq_rsqrt_d(TS_D);
 
     if (a.pf) tqm_prefetch_first(a, TK, tid, W * 32);
-    tqm_fill_pairs(pair, tid, W * 32);
-    const unsigned char *pair_lane = (const unsigned char *)pair + 4 * lane;
-    auto pair_of = [&](uint32_t w, int sh) -> uint32_t { return tqm_pair_of(pair_lane, w, sh); };
+    tqm_fill_pairs<64>(pair, tid, W * 32);
+    const uint32_t lane4 = 4 * lane;
+    auto pair_of = [&](uint32_t w, int sh) -> uint32_t { return ts_pair(pair, lane4, w, sh >> 3); };
     /* Programmatic launch: the table above reads only constants, so it is
      * filled while the kernel before this one finishes. */
     cu_pdl_wait();
     cu_pdl_launch_dependents();
+    /* the query rows' loads first: they need no position, so their round
+     * trip overlaps the position's and the span's barrier */
+    float qx[2][TS_D / 32];
+    if (warp < 8) tqm_query_load<TS_D>(a, hk, (int)(a.G * a.Tq), warp, lane, qx);
     tqm_span sp;
     if (!tqm_block_span(a, warp, lane, kr, vr, sp)) return;
     const int R = sp.R, cap = sp.cap, Tq = sp.Tq, lo_slot = sp.lo_slot, j0 = sp.j0, j1 = sp.j1;
@@ -192,8 +207,8 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
     ts_commit();
     if (ntiles > 1) copy_tile(j0 + TK, 1);
     ts_commit();
+    if (warp < 8) tqm_query_store<TS_D, TS_PK>(a, R, warp, lane, qx, qf);
     ts_wait_all_but_newest();
-    if (warp < 8) tqm_query_frags<TS_D, TS_PK>(a, hk, R, warp, lane, qf);
     __syncthreads();
 
     const int qd = warp & 3, kg = warp >> 2; /* the value phase: dim quarter, key group */
@@ -398,8 +413,10 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
 }
 
 int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {
-    /* blocks per SM: 2 (8 keys per score warp) or 1 (16); at least one tile of keys per block */
-    const int64_t per_sm = kpw == 8 ? 2 : 1, tk = (int64_t)kpw * TS_W;
+    /* one block per SM (the shared memory allows no more; with 2 at KPW = 8, before the pair table
+     * doubled, a block launched early behind the merge kernel could share a SM with another while SMs
+     * idled: 32 q / 2 kv at 4096 keys 11.4 -> 13.9 us); at least one tile of keys per block */
+    const int64_t per_sm = 1, tk = (int64_t)kpw * TS_W;
     int64_t want = (sms > 0 ? sms : 1) * per_sm / hkv;
     if (want < 1) want = 1;
     int64_t chunk = (span + want - 1) / want;

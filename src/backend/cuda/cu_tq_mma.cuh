@@ -94,7 +94,10 @@ __device__ __forceinline__ void tqm_load_pieces(const uint8_t *row, int idx, int
  * replays. Filled by all `nthreads` threads (whole warps), 16 bytes per
  * store: the 4 words of piece i are 4 copies of byte b = i / 8's pair (8
  * pieces per entry); the levels come from the lanes (lane i holds level
- * i % 16) by two shuffles. */
+ * i % 16) by two shuffles. EW: words per entry, 32, or 64 for the layout
+ * whose addresses a byte permute builds (tq_attn_split: entry b of copy l
+ * at word 64 b + l, words 64 b + 32 .. 63 unused). */
+template <int EW = 32>
 __device__ __forceinline__ void tqm_fill_pairs(uint32_t *pair, int tid, int nthreads) {
     const int lane = tid & 31;
     const unsigned short lv = __half_as_ushort(__float2half_rn(tqm_level(4, lane & 15)));
@@ -102,7 +105,7 @@ __device__ __forceinline__ void tqm_fill_pairs(uint32_t *pair, int tid, int nthr
     for (int i = tid; i < 256 * 8; i += nthreads) {
         const int b = i >> 3;
         const uint32_t v = tqm_pack_bits(__shfl_sync(0xffffffffu, lv, b & 15), __shfl_sync(0xffffffffu, lv, b >> 4));
-        pair4[i] = make_uint4(v, v, v, v);
+        pair4[(i >> 3) * (EW / 4) + (i & 7)] = make_uint4(v, v, v, v);
     }
 }
 
@@ -190,38 +193,46 @@ __device__ __forceinline__ bool tqm_block_span(const tqs_args &a, int warp, int 
  * score mma's A fragments: qf [D / 16][32 lanes] uint4, in the order of the
  * key codes' pieces (PK codes per piece: key code j of lane c is dim
  * ((j / PK) 4 + c) PK + j % PK, and k-step j / 4 takes it at position
- * j % 4). In registers, lane holding dims 32 k + lane. All loads are
- * issued before any use (why: one dependent global round trip per element
- * made the prologue alone several microseconds), the FWHT runs in
- * registers (strides < E) and across lanes by shuffles (cu_tq_fwht_warp);
- * when both rows are real their loads and transforms are one straight
- * stretch of code, so the two rows' shuffle chains overlap (a padding row,
- * 14 of 16 rows for Gemma-3-4B, is zeros without loads or transform). R:
- * the block's real rows. */
-template <int D, int PK>
-__device__ __forceinline__ void tqm_query_frags(const tqs_args &a, int64_t hk, int R, int warp, int lane, uint4 *qf) {
+ * j % 4). Two steps, so a kernel can put other work between them:
+ * tqm_query_load issues every load of both rows (why all before any use:
+ * one dependent global round trip per element made the prologue alone
+ * several microseconds) into x, lane holding dims 32 k + lane, times the
+ * signs; tqm_query_store rotates them in registers (strides < E) and
+ * across lanes by shuffles (cu_tq_fwht_warp) and stores the fragments.
+ * When both rows are real their transforms are one straight stretch of
+ * code, so the two rows' shuffle chains overlap (a padding row, 14 of 16
+ * rows for Gemma-3-4B, is zeros without loads or transform). R: the
+ * block's real rows. */
+template <int D>
+__device__ __forceinline__ void tqm_query_load(const tqs_args &a, int64_t hk, int R, int warp, int lane,
+                                               float (&x)[2][D / 32]) {
     constexpr int E = D / 32;
     const int Tq = (int)a.Tq;
-    const float qscale = cu_tq_rsqrt_d(D) * a.scale;
-    float x[2][E];
-    auto load_q = [&](int r, float *xr) {
-        const int64_t h = hk * a.G + r / Tq, i = r % Tq;
-        const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
 #pragma unroll
-        for (int k = 0; k < E; k++) xr[k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) * __ldg(a.signs + 32 * k + lane);
-    };
+    for (int hi = 0; hi < 2; hi++) {
+        const int r = warp + 8 * hi;
+        if (r < R) { /* warp-uniform */
+            const int64_t h = hk * a.G + r / Tq, i = r % Tq;
+            const float *qrow = a.q + h * a.qs[0] + i * a.qs[1];
+#pragma unroll
+            for (int k = 0; k < E; k++)
+                x[hi][k] = __ldg(qrow + (int64_t)(32 * k + lane) * a.qs[2]) * __ldg(a.signs + 32 * k + lane);
+        } else {
+#pragma unroll
+            for (int k = 0; k < E; k++) x[hi][k] = 0.0f;
+        }
+    }
+}
+template <int D, int PK>
+__device__ __forceinline__ void tqm_query_store(const tqs_args &a, int R, int warp, int lane, float (&x)[2][D / 32],
+                                                uint4 *qf) {
+    constexpr int E = D / 32;
+    const float qscale = cu_tq_rsqrt_d(D) * a.scale;
     if (warp + 8 < R) { /* warp-uniform */
-        load_q(warp, x[0]);
-        load_q(warp + 8, x[1]);
         cu_tq_fwht_warp<E>(x[0], lane);
         cu_tq_fwht_warp<E>(x[1], lane);
-    } else {
-#pragma unroll
-        for (int k = 0; k < E; k++) x[0][k] = x[1][k] = 0.0f;
-        if (warp < R) {
-            load_q(warp, x[0]);
-            cu_tq_fwht_warp<E>(x[0], lane);
-        }
+    } else if (warp < R) {
+        cu_tq_fwht_warp<E>(x[0], lane);
     }
     /* dims d, d + 1 (d even: this lane and the next) go to one register: d
      * lies in key piece d / PK of the row; lane cc = piece % 4 holds it as
@@ -238,6 +249,12 @@ __device__ __forceinline__ void tqm_query_frags(const tqs_args &a, int64_t hk, i
                 qw[((j >> 2) * 32 + warp * 4 + cc) * 4 + ((j & 3) >> 1) * 2 + hi] = tqm_pack(x[hi][k] * qscale, nb * qscale);
             }
         }
+}
+template <int D, int PK>
+__device__ __forceinline__ void tqm_query_frags(const tqs_args &a, int64_t hk, int R, int warp, int lane, uint4 *qf) {
+    float x[2][D / 32];
+    tqm_query_load<D>(a, hk, R, warp, lane, x);
+    tqm_query_store<D, PK>(a, R, warp, lane, x, qf);
 }
 
 /* Before the programmatic wait: an L2 prefetch of the block's first
