@@ -382,22 +382,27 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
 }
 
 /* The merge for tq_attn_mma's partials (already rotated back): grid
- * (rows, D / 32), TQMC_THREADS threads = 8 groups of 32 dims, group j
- * taking chunks j, j + 8, ... Every load of a thread's chunks is issued
+ * (rows, D / 64), TQMC_THREADS threads = 8 groups of 32 lanes, lane l of a
+ * group holding dims 2 l, 2 l + 1 of the block's 64 (8-byte loads), group
+ * j taking chunks j, j + 8, ... Every load of a thread's chunks is issued
  * first (its partials and their max and denominator), then each group
  * keeps an online-softmax sum of its chunks, and the 8 groups meet in
  * shared memory, added in a fixed order (deterministic). Why this shape:
  * the previous version read the maxima, then the denominators, then the
  * partials, three dependent global round trips and three block barriers
- * for a merge of a few kilobytes (4.8 us at 2 chunks, 6.8 us at 66).
+ * for a merge of a few kilobytes (4.8 us at 2 chunks, 6.8 us at 66). Why
+ * 64 dims a block: 32 q heads at head dim 256 are then 128 blocks, which
+ * wait resident beside the attention kernel's blocks (one each per SM);
+ * with 32 dims, 256 blocks, half of them launched only as the attention's
+ * blocks left.
  * Output dim d = sum / denominator times sign_d / sqrt(D). */
 enum { TQMC_THREADS = 256, TQMC_GROUPS = TQMC_THREADS / 32, TQMC_BATCH = 16 /* chunks per group per pass */ };
 __global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) {
     __shared__ float gm[TQMC_GROUPS], gl[TQMC_GROUPS];
-    __shared__ float gsum[TQMC_GROUPS][32];
+    __shared__ float2 gsum[TQMC_GROUPS][32];
     const int D = a.D, tid = threadIdx.x, nc = a.nchunks, grp = tid >> 5, lane = tid & 31;
     const int64_t row = blockIdx.x;
-    const int d = blockIdx.y * 32 + lane;
+    const int d = blockIdx.y * 64 + 2 * lane; /* D is a multiple of 64 (64, 128, 256) */
     float *o = a.out + row * D;
     cu_pdl_wait(); /* programmatic launch: the partials are complete from here */
     /* The kernel after this one may be scheduled now (it waits for these
@@ -409,51 +414,58 @@ __global__ void __launch_bounds__(TQMC_THREADS) tq_attn_mma_combine(tqs_args a) 
      * the sums read here are dropped below */
     const bool bad_pos = cu_tq_pos(a.pos_t, a.pos) < 0;
     const float *pm = a.pm + row * nc, *pl = a.pl + row * nc, *pa = a.pacc + row * nc * D + d;
-    float m = -INFINITY, l = 0.0f, s = 0.0f; /* this group's running max, denominator, sum at dim d */
+    float m = -INFINITY, l = 0.0f; /* this group's running max, denominator */
+    float2 s = make_float2(0.0f, 0.0f); /* its sums at dims d, d + 1 */
     for (int k0 = grp; k0 < nc; k0 += TQMC_GROUPS * TQMC_BATCH) {
-        float vm[TQMC_BATCH], vl[TQMC_BATCH], va[TQMC_BATCH];
+        float vm[TQMC_BATCH], vl[TQMC_BATCH];
+        float2 va[TQMC_BATCH];
 #pragma unroll
         for (int i = 0; i < TQMC_BATCH; i++) {
             const int k = k0 + i * TQMC_GROUPS;
             const bool ok = k < nc;
             vm[i] = ok ? pm[k] : -INFINITY;
             vl[i] = ok ? pl[k] : 0.0f;
-            va[i] = ok && d < D ? pa[(int64_t)k * D] : 0.0f;
+            va[i] = ok ? *(const float2 *)(pa + (int64_t)k * D) : make_float2(0.0f, 0.0f);
         }
         float mb = m;
 #pragma unroll
         for (int i = 0; i < TQMC_BATCH; i++) mb = fmaxf(mb, vm[i]);
         if (mb == -INFINITY) continue; /* nothing visible yet */
         const float f = m == -INFINITY ? 0.0f : __expf(m - mb);
-        l *= f, s *= f;
+        l *= f, s.x *= f, s.y *= f;
 #pragma unroll
         for (int i = 0; i < TQMC_BATCH; i++) {
             const float w = vm[i] == -INFINITY ? 0.0f : __expf(vm[i] - mb);
             l = fmaf(w, vl[i], l);
-            s = fmaf(w, va[i], s);
+            s.x = fmaf(w, va[i].x, s.x);
+            s.y = fmaf(w, va[i].y, s.y);
         }
         m = mb;
     }
     if (lane == 0) gm[grp] = m, gl[grp] = l;
     gsum[grp][lane] = s;
     __syncthreads();
-    if (grp == 0 && d < D) {
+    if (grp == 0) {
         float M = -INFINITY;
         for (int j = 0; j < TQMC_GROUPS; j++) M = fmaxf(M, gm[j]);
-        float L = 0.0f, t = 0.0f;
+        float L = 0.0f;
+        float2 t = make_float2(0.0f, 0.0f);
         for (int j = 0; j < TQMC_GROUPS; j++) {
             const float f = gm[j] == -INFINITY ? 0.0f : __expf(gm[j] - M);
             L = fmaf(f, gl[j], L);
-            t = fmaf(f, gsum[j][lane], t);
+            t.x = fmaf(f, gsum[j][lane].x, t.x);
+            t.y = fmaf(f, gsum[j][lane].y, t.y);
         }
-        const float y = L > 0.0f ? t * (1.0f / L) : 0.0f; /* no visible key: zeros */
+        const float r = L > 0.0f ? 1.0f / L : 0.0f; /* no visible key: zeros */
+        const float k = cu_tq_rsqrt_d(D);
         /* a bad device position: visibly wrong, never plausible */
-        o[d] = bad_pos ? NAN : y * (cu_tq_rsqrt_d(D) * a.signs[d]);
+        *(float2 *)(o + d) = bad_pos ? make_float2(NAN, NAN)
+                                     : make_float2(t.x * r * (k * a.signs[d]), t.y * r * (k * a.signs[d + 1]));
     }
 }
 
 mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int64_t rows) {
-    cu_launch(s, tq_attn_mma_combine, dim3((unsigned)rows, (unsigned)((a.D + 31) / 32)), dim3(TQMC_THREADS), 0, a);
+    cu_launch(s, tq_attn_mma_combine, dim3((unsigned)rows, (unsigned)(a.D / 64)), dim3(TQMC_THREADS), 0, a);
     return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");
 }
 
