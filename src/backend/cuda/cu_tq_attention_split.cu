@@ -402,12 +402,12 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
                       a.vrow == TS_ROW && a.cap < INT32_MAX / 2;
     if (!fits || knob == 0) return 0;
     if (knob == 1 || knob == 2) return 8 * knob;
-    /* Measured on an H100 (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per
-     * score warp at 2 blocks per SM (32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against 12.1 us
-     * with 16); beyond, 16 keys per score warp at 1 block per SM, which reads the query fragments half as
-     * often per key and leaves half the partials (32 q / 2 kv at 20000, 303 per SM: 18.2 against 20.2;
-     * 8 q / 4 kv heads at 4096 keys, 124 per SM: 11.2 against 12.5 in the kernel's first version, with
-     * the key codes loaded into registers) */
+    /* Measured (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per score warp
+     * (on an H100, then at 2 blocks per SM, 32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against
+     * 12.1 us with 16; on an H200 at one block per SM, 10.9 against 11.3-11.5); beyond, 16 keys per score
+     * warp, which reads the query fragments half as often per key (H100: 32 q / 2 kv at 20000, 303 per SM,
+     * 18.2 against 20.2; 8 q / 4 kv heads at 4096 keys, 124 per SM, 11.2 against 12.5 in the kernel's
+     * first version; H200 at one block per SM: 16.6 against 16.9 and, at 16384 keys, 17.4 against 20.1) */
     const int64_t per_sm = span * hkv / (sms > 0 ? sms : 1);
     return per_sm <= 96 ? 8 : 16;
 }
