@@ -13,7 +13,7 @@
  * were latency-bound at 2 warps per scheduler, and the block merge was
  * ~2.5 of ~19 us.
  *
- * Here a block of W = 8 warps (at most 128 registers, so the merge kernel
+ * Here a block of W = 8 warps (at most 160 registers, TS_MAXREG, so the merge kernel
  * can wait resident beside it; 140 KB of shared memory at KPW = 8, 206 KB
  * at 16: one block a SM) walks its chunk in tiles of KPW W keys, in two
  * phases per tile:
@@ -55,6 +55,11 @@ constexpr int TS_ROW = TS_D / 2;          /* bytes of a 4-bit code row */
 constexpr int TS_VSTRIDE = TS_ROW + 16;   /* a value row in shared memory (why 144: below) */
 constexpr int TS_NS = TS_D / 16;          /* k-steps of the score product */
 constexpr int TS_PK = 32;                 /* codes per 16-byte key piece (tqm_query_frags' PK) */
+/* Registers per thread: the 64 of the query's A fragments kept for the
+ * whole span (tq_attn_split) fit, and 160 x 256 threads leave 24K
+ * registers, what a block of the merge kernel (96 x 256) takes, so the
+ * merge's blocks still wait resident beside the attention's. */
+constexpr int TS_MAXREG = 160;
 
 /* 16 bytes global -> shared, not through L1 (each code is read once). */
 __device__ __forceinline__ void ts_cp16(void *dst, const void *src) {
@@ -119,7 +124,7 @@ struct ts_kregs {
 };
 
 template <int W, int KPW>
-__global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
+__global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     using L = ts_smem<W, KPW>;
     constexpr int NT = KPW / 8; /* score n-tiles per warp */
     constexpr int TK = L::TK;
@@ -211,6 +216,13 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
     ts_wait_all_but_newest();
     __syncthreads();
 
+    /* The query's A fragments in registers for the whole span. Why: read
+     * from shared memory per tile they were 512 of the ~1000 shared-memory
+     * wavefronts of a tile's score phase (16 keys a warp), which the
+     * shared-memory pipe, not the issue, bounded. */
+    uint4 qreg[TS_NS];
+#pragma unroll
+    for (int s = 0; s < TS_NS; s++) qreg[s] = qf[s * 32 + lane];
     const int qd = warp & 3, kg = warp >> 2; /* the value phase: dim quarter, key group */
     float acc[8][4];                         /* n-tile u, column n: value dim 64 qd + 8 n + u */
 #pragma unroll
@@ -230,7 +242,7 @@ __global__ void __launch_bounds__(W * 32, 16 / W) tq_attn_split(tqs_args a) {
             for (int e = 0; e < 4; e++) sc[t][e] = sc2[t][e] = 0.0f;
 #pragma unroll
         for (int s = 0; s < TS_NS; s++) {
-            const uint4 qa = qf[s * 32 + lane];
+            const uint4 qa = qreg[s];
             const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
 #pragma unroll
             for (int t = 0; t < NT; t++) {
