@@ -13,10 +13,10 @@
  * were latency-bound at 2 warps per scheduler, and the block merge was
  * ~2.5 of ~19 us.
  *
- * Here a block of W = 8 warps (at most 160 registers, TS_MAXREG, so the merge kernel
- * can wait resident beside it; 140 KB of shared memory at KPW = 8, 206 KB
- * at 16: one block a SM) walks its chunk in tiles of KPW W keys, in two
- * phases per tile:
+ * Here a block of W = 8 warps (at most TS_MAXREG = 160 registers, so the
+ * merge kernel can wait resident beside it; 140 KB of shared memory at
+ * KPW = 8, 206 KB at 16: one block a SM) walks its chunk in tiles of KPW W
+ * keys, in two phases per tile:
  *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
  *     8 or 16: one or two n-tiles; the query's A fragments and the
  *     key-code pieces exactly as in tq_attn_mma), scales, softcaps and
@@ -217,9 +217,11 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     __syncthreads();
 
     /* The query's A fragments in registers for the whole span. Why: read
-     * from shared memory per tile they were 512 of the ~1000 shared-memory
-     * wavefronts of a tile's score phase (16 keys a warp), which the
-     * shared-memory pipe, not the issue, bounded. */
+     * from shared memory per tile, they were by count 512 of the ~1000
+     * shared-memory wavefronts a SM spends on a tile's score phase (16 keys
+     * a warp), beside ~480 issued instructions per scheduler, so the pipe,
+     * not the issue, likely set that phase's pace; in registers the 16-key
+     * kernel took 0.6-0.7 us less at long spans (docs/perf.md). */
     uint4 qreg[TS_NS];
 #pragma unroll
     for (int s = 0; s < TS_NS; s++) qreg[s] = qf[s * 32 + lane];
