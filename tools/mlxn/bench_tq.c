@@ -20,9 +20,14 @@
  * enough copies of the cache to span 3x the L2 (every call reads its codes
  * from device memory), beside a device-to-device copy's bandwidth; the
  * same calls back to back (one interval over all of them: no event between
- * calls, as in a decode step); and the one-token append of a decode step
- * one by one. The dense f32 baseline is CPU-only (the CUDA dense attention
- * is the simple exact kernel, not a fair rival). */
+ * calls, as in a decode step); the one-token append of a decode step
+ * one by one; and "step": the append followed by the attention, those pairs
+ * back to back, as a decode step queues them. Why the last: back to back,
+ * each attention runs behind the previous one's merge, a long kernel its
+ * early (programmatic) start can overlap; in a decode step it runs behind
+ * the short append, and a change that helped the first cost 0.5-1.3% end to
+ * end (docs/perf.md). The dense f32 baseline is CPU-only (the CUDA dense
+ * attention is the simple exact kernel, not a fair rival). */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -93,7 +98,9 @@ const opt_command bench_tq_command = {
         "same process. With --device cuda the tq attention and a one-token append are timed on the GPU with "
         "device events, rotating through cache copies that span 3x the L2, beside a device-to-device copy's "
         "bandwidth; \"b2b us\" is the attention's time per call with --reps calls back to back (no event between "
-        "them, as a decode step's stream runs it), GB/s and % copy are from the one-by-one median.",
+        "them, as a decode step's stream runs it), \"step us\" the time per one-token append followed by the "
+        "attention, those pairs back to back (what a decode step pays for both: the attention there runs behind "
+        "the short append, not behind another attention), GB/s and % copy are from the one-by-one median.",
     .opts = tq_rows,
     .examples = "mlxn bench tq\nmlxn bench tq --head-dim 256 --q-heads 32 --kv-heads 2 --ctx 4096,20000\n"
                 "mlxn bench tq --quality --ctx 256,1024,4096,16384\n"
@@ -368,12 +375,13 @@ static void fill_seeded(float *p, int64_t n, uint64_t *seed) {
     }
 }
 
-/* One timed call (bench_time_calls): attention over cache copy i % n, or
- * the one-token append at apos into it. */
+/* One timed call (bench_time_calls) on cache copy i % n: the attention,
+ * the one-token append at apos, or both (TQ_STEP: a decode step's pair). */
+enum { TQ_ATTN, TQ_APPEND, TQ_STEP };
 typedef struct tq_call {
     mlxn_stream *s;
     mlxn_tq_cache **c;
-    int n, is_append;
+    int n, what;
     const mlxn_tensor *q;
     const mlxn_tq_sdpa_params *tp;
     mlxn_tensor *out;
@@ -383,8 +391,12 @@ typedef struct tq_call {
 
 static mlxn_status tq_once(void *ctx, int i) {
     const tq_call *a = ctx;
-    return a->is_append ? mlxn_tq_append(a->s, a->c[i % a->n], a->k1, a->v1, a->apos, NULL)
-                        : mlxn_tq_sdpa(a->s, a->c[i % a->n], a->q, a->tp, a->out);
+    mlxn_tq_cache *c = a->c[i % a->n];
+    if (a->what != TQ_ATTN) {
+        const mlxn_status st = mlxn_tq_append(a->s, c, a->k1, a->v1, a->apos, NULL);
+        if (st != MLXN_OK || a->what == TQ_APPEND) return st;
+    }
+    return mlxn_tq_sdpa(a->s, c, a->q, a->tp, a->out);
 }
 
 enum { TQ_MAX_SETS = 32 };
@@ -437,18 +449,21 @@ static int one_ctx_cuda(mlxn_device *dev, const tq_bench_opts *o, int64_t ctx, s
         if (i % 64 == 63 && mlxn_stream_sync(s) != MLXN_OK) goto fail;
     }
     if (mlxn_stream_sync(s) != MLXN_OK) goto fail;
-    double b2b = 0;
+    double b2b = 0, step = 0;
     /* the device waits 20 us per call while the host queues them */
-    tq_call att = {.s = s, .c = c, .n = nsets, .q = &q, .tp = &ap, .out = &out};
-    tq_call app = {.s = s, .c = c, .n = nsets, .is_append = 1, .k1 = &k1, .v1 = &v1, .apos = ctx - 1};
+    tq_call att = {.s = s, .c = c, .n = nsets, .what = TQ_ATTN, .q = &q, .tp = &ap, .out = &out};
+    tq_call app = {.s = s, .c = c, .n = nsets, .what = TQ_APPEND, .k1 = &k1, .v1 = &v1, .apos = ctx - 1};
+    tq_call both = att;
+    both.what = TQ_STEP, both.k1 = &k1, both.v1 = &v1, both.apos = ctx - 1;
     if (bench_time_calls(s, "tq", o->reps, 0, 20.0, tq_once, &att, t, NULL) != MLXN_OK ||
         bench_time_calls(s, "tq", o->reps, 1, 20.0, tq_once, &att, &b2b, NULL) != MLXN_OK ||
-        bench_time_calls(s, "tq", o->reps, 0, 20.0, tq_once, &app, ta, NULL) != MLXN_OK)
+        bench_time_calls(s, "tq", o->reps, 0, 20.0, tq_once, &app, ta, NULL) != MLXN_OK ||
+        bench_time_calls(s, "tq", o->reps, 1, 40.0, tq_once, &both, &step, NULL) != MLXN_OK)
         goto fail;
     double med = median_us(t, o->reps), tmin = t[0], amed = median_us(ta, o->reps);
     double gbs = cbytes / (med * 1e3);
-    printf("%7lld  %9.2f  %9.2f  %9.2f  %7.1f  %6.0f%%  %9.1f  %6d  %10.2f\n", (long long)ctx, med, tmin, b2b, gbs,
-           copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, cbytes / 1048576.0, nsets, amed);
+    printf("%7lld  %9.2f  %9.2f  %9.2f  %7.1f  %6.0f%%  %9.1f  %6d  %10.2f  %10.2f\n", (long long)ctx, med, tmin, b2b,
+           gbs, copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0, cbytes / 1048576.0, nsets, amed, step);
     rc = 0;
     goto done;
 fail:
@@ -482,8 +497,8 @@ static int bench_tq_cuda(const tq_bench_opts *o, const mlxn_device_params *dp, c
     printf("decode attention over tq k%d v%d, head_dim %d, %d q heads / %d kv heads (causal, one query); medians "
            "of %d device-timed calls after %d+ warm-up, cache copies rotated past 3x L2\n",
            o->k_bits, o->v_bits, o->head_dim, o->q_heads, o->kv_heads, o->reps, o->warmup);
-    printf("%7s  %9s  %9s  %9s  %7s  %7s  %9s  %6s  %10s\n", "ctx", "tq us", "min us", "b2b us", "GB/s", "% copy",
-           "tq MiB", "copies", "append us");
+    printf("%7s  %9s  %9s  %9s  %7s  %7s  %9s  %6s  %10s  %10s\n", "ctx", "tq us", "min us", "b2b us", "GB/s",
+           "% copy", "tq MiB", "copies", "append us", "step us");
     uint64_t seed = 0x5eed;
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) rc = one_ctx_cuda(dev, o, ctxs[i], l2, copy_gbs, &seed);
