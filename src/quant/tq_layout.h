@@ -9,7 +9,9 @@
  *   y = R x,  R = H_D S / sqrt(D)   (S = diag of +-1 signs, H_D the
  *                                    Sylvester Hadamard matrix: y is the
  *                                    normalized FWHT of S x, orthonormal)
- *   norm = ||y|| (= ||x||), one f32 per vector,
+ *   norm = ||y|| (= ||x||), one f32 per vector (the sum of squares in the
+ *          fixed order of mlxn_tq_sum_squares, so every backend stores
+ *          the same bits),
  *   u_d  = y_d * sqrt(D) / norm     (0 for a zero vector): the coordinates
  *          of the rotated unit vector scaled to ~N(0, 1),
  *   code_d = number of decision boundaries strictly below u_d, with the
@@ -72,6 +74,26 @@ static inline MLXN_HD int mlxn_tq_dim_ok(int64_t d) {
 
 /* Bytes of one vector's codes. */
 static inline MLXN_HD int64_t mlxn_tq_code_bytes(int64_t d, int bits) { return bits <= 4 ? d * bits / 8 : d; }
+
+/* sum_d y[d]^2 for D a multiple of 32, in this order: 32 partial sums,
+ * part l over d = l, l + 32, l + 64, ... in turn, then halved pairwise
+ * (part l += part l + h for h = 16, 8, 4, 2, 1), each square and add
+ * rounded on its own (no fused multiply-add: the CUDA kernel uses
+ * __fmul_rn / __fadd_rn). Why this order: a GPU warp holding dims
+ * 32 j + lane gets the same bits with one partial sum per lane and five
+ * shuffles; one sequential sum was D dependent adds by one lane on every
+ * decode step's append. */
+static inline MLXN_HD float mlxn_tq_sum_squares(const float *y, int64_t D) {
+    float part[32];
+    for (int l = 0; l < 32; l++) part[l] = 0.0f;
+    for (int64_t d = 0; d < D; d++) {
+        const float sq = y[d] * y[d];
+        part[d & 31] += sq;
+    }
+    for (int h = 16; h >= 1; h >>= 1)
+        for (int l = 0; l < h; l++) part[l] += part[l + h];
+    return part[0];
+}
 
 /* A 32-bit integer hash with good avalanche (the "lowbias32" mix: two
  * multiply-xorshift rounds). */

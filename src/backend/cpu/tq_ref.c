@@ -28,9 +28,7 @@ void tq_unrotate(float *y, int64_t D, const float *signs, mlxn_cpu_isa isa) {
 void tq_encode_row(const float *x, int64_t xs, int64_t D, const float *signs, int bits, uint8_t *row, float *norm,
                    float *tmp, mlxn_cpu_isa isa) {
     tq_rotate(x, xs, D, signs, tmp, isa);
-    float ss = 0.0f;
-    for (int64_t d = 0; d < D; d++) ss += tmp[d] * tmp[d];
-    const float n = sqrtf(ss);
+    const float n = sqrtf(mlxn_tq_sum_squares(tmp, D));
     const float inv = n > 0.0f ? sqrtf((float)D) / n : 0.0f; /* a zero (or NaN) vector codes as zeros */
     const float *bd = mlxn_tq_bounds(bits);
     const int64_t nbytes = mlxn_tq_code_bytes(D, bits); /* > 0 for a validated cache; the guard tells the compiler */

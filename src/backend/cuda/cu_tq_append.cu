@@ -14,9 +14,11 @@
  *     D/2; lane l holds dims 32 k + l, so strides 1..16 are shuffles
  *     between lanes and 32.. are inside a lane), each butterfly the same
  *     single rounded add or subtract;
- *   - the norm is the same sequential f32 sum of squares, d = 0, 1, ...,
- *     D - 1, done by one lane over the squares the lanes parked in shared
- *     memory (D dependent adds: the price of identical codes).
+ *   - the norm is the same f32 sum of squares in the same order
+ *     (mlxn_tq_sum_squares): lane l's dims l, l + 32, ... in turn, then
+ *     five xor shuffles, which give every lane the CPU's pairwise halving
+ *     bit for bit (an add is commutative, so lanes l and l ^ h compute the
+ *     same sum). Before, one lane added the D squares in dim order.
  * Why a warp per vector and not a block (the previous version): its FWHT
  * took log2(D) block barriers and its x loads waited behind the boundary
  * table; a decode step's append is 2 x kv heads vectors, so the whole
@@ -104,7 +106,6 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
                  int64_t cap, int64_t pos, const int32_t *pos_t, tqa_rope rope) {
     constexpr int D = 32 * E;
     __shared__ float bnd[2][255];          /* boundaries of the key width, the value width */
-    __shared__ float sq[TQA_WARPS][D];     /* a warp's squares y_d^2, in dim order */
     __shared__ uint8_t code[TQA_WARPS][D]; /* a warp's codes, in dim order */
     for (int i = threadIdx.x; i < (1 << kd.bits) - 1; i += blockDim.x) bnd[0][i] = cu_tq_bound(kd.bits, i);
     for (int i = threadIdx.x; i < (1 << vd.bits) - 1; i += blockDim.x) bnd[1][i] = cu_tq_bound(vd.bits, i);
@@ -164,20 +165,16 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
     for (int j = 0; j < E; j++) y[j] = __fmul_rn(y[j], sg[j]);
     cu_tq_fwht_warp<E>(y, lane); /* the CPU's stage order: bit-identical */
     const float rd = cu_tq_rsqrt_d(D);
+    /* the CPU's exact sum (mlxn_tq_sum_squares): this lane's dims in order, then the halving, no fusing */
+    float ss = 0.0f;
 #pragma unroll
     for (int j = 0; j < E; j++) {
         y[j] = __fmul_rn(y[j], rd);
-        sq[wl][32 * j + lane] = __fmul_rn(y[j], y[j]);
+        ss = __fadd_rn(ss, __fmul_rn(y[j], y[j]));
     }
-    __syncwarp();
-    /* the CPU's exact sum: one f32 accumulator, in order, no fusing */
-    float n = 0.0f;
-    if (lane == 0) {
-        float ss = 0.0f;
-        for (int d = 0; d < D; d++) ss = __fadd_rn(ss, sq[wl][d]);
-        n = __fsqrt_rn(ss);
-    }
-    n = __shfl_sync(0xffffffffu, n, 0);
+#pragma unroll
+    for (int h = 16; h >= 1; h >>= 1) ss = __fadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, h));
+    const float n = __fsqrt_rn(ss);
     const float inv = n > 0.0f ? __fdiv_rn(__fsqrt_rn((float)D), n) : 0.0f; /* zero or NaN vector: all codes 0 */
 #pragma unroll
     for (int j = 0; j < E; j++) code[wl][32 * j + lane] = (uint8_t)mlxn_tq_encode(bnd[is_v], dst.bits, __fmul_rn(y[j], inv));
