@@ -7,10 +7,10 @@
  *    the query step, the position as an int or an i32 [1] device tensor, a
  *    ring that wraps) the code and norm arrays of K and V must be
  *    BIT-IDENTICAL to the CPU's, never-written slots included. The CUDA
- *    kernel does the CPU's exact operations (same FWHT stages, same
- *    sequential f32 sum of squares, no fused multiply-adds), so identical
- *    inputs give identical codes; a difference is a bug, reported with its
- *    head, slot, byte and both values.
+ *    kernel does the CPU's exact operations (same FWHT stages, the f32
+ *    sum of squares in mlxn_tq_sum_squares' order, no fused multiply-
+ *    adds), so identical inputs give identical codes; a difference is a
+ *    bug, reported with its head, slot, byte and both values.
  *  - dequantize: every held position of K and V, bit-identical likewise.
  *  - attention: outputs poisoned with NaN on both devices first; normalized
  *    squared error <= 1e-8 against the CPU. Why that bound: both sides
