@@ -19,9 +19,10 @@
  *    (off-by-one causal / window / ring edge) at these shapes moves the
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
  *    Cases the tensor-core decode kernels take (cu_tq_attention_mma.cu,
- *    and for 4-bit K and V at head dim 256 cu_tq_attention_split.cu, the
- *    default there, and tq_attn_mma and both of its shapes again on
- *    streams made with MLXN_CUDA_TQ_SPLIT=0, 1, 2) run on them too, at
+ *    and at head dim 256 with 4-bit K and V, or byte codes (5..8 bits)
+ *    for both, cu_tq_attention_split.cu, the default there, and
+ *    tq_attn_mma and the split kernel's shapes again on streams made with
+ *    MLXN_CUDA_TQ_SPLIT=0, 1, 2) run on them too, at
  *    NMSE <= 5e-5: it rounds the rotated query and the
  *    softmax weights (times value norms) to f16. That costs ~1e-7..5e-6
  *    for most seeds, but the error of a score grows with the score, so a
@@ -227,11 +228,13 @@ static bool mma_path(const tcase *t) {
 }
 
 /* Whether the split-dims tensor-core kernel (cu_tq_attention_split.cu)
- * takes this case by default: 4-bit K and V at head dim 256, up to 16
- * query rows per kv head. Such cases also run on tq_attn_mma and on both
- * shapes of the split kernel (e->gs_split). */
+ * takes this case by default: at head dim 256, up to 16 query rows per kv
+ * head, 4-bit K and V or byte codes (5..8 bits) for both. Such cases also
+ * run on tq_attn_mma and on the split kernel's shapes (e->gs_split: both
+ * for 4-bit; byte codes have one, 8 keys a warp). */
+static bool split_nibbles(const tcase *t) { return t->kb == 4 && t->vb == 4; }
 static bool split_path(const tcase *t) {
-    return (int64_t)t->G * t->Tq <= 16 && t->D == 256 && t->kb == 4 && t->vb == 4;
+    return (int64_t)t->G * t->Tq <= 16 && t->D == 256 && (split_nibbles(t) || (t->kb >= 5 && t->vb >= 5));
 }
 
 enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
@@ -324,7 +327,7 @@ static void run_case(env *e, const tcase *t) {
     attn_both(e, t, cs, cc, gc, K_SIMPLE);
     if (mma_path(t)) attn_both(e, t, cs, cc, gc, K_DEFAULT);
     if (split_path(t))
-        for (int k = K_MMA; k <= K_SPLIT16; k++) attn_both(e, t, cs, cc, gc, k);
+        for (int k = K_MMA; k <= (split_nibbles(t) ? K_SPLIT16 : K_SPLIT8); k++) attn_both(e, t, cs, cc, gc, k);
     mlxn_tq_cache_free(cc);
     mlxn_tq_cache_free(gc);
 }
@@ -431,6 +434,15 @@ int main(int argc, char **argv) {
          * tensor-core bound */
         {2, 16, 256, 4, 4, 9700, 9615, 1, 1, 30, 0, 0, 0},
         {4, 2, 256, 4, 4, 1024, 3000, 1, 1, 1024, 0, 1, 0},
+        /* the split kernel for byte codes (tq8, the default width, and 5 / 6 bits): the decode shape, a
+         * short prefill chunk through a device position, a 30-key window across a chunk boundary, a
+         * wrapped ring with a window and softcap, and different K and V widths (its two level tables) */
+        {2, 16, 256, 8, 8, 3001, 3000, 1, 1, 0, 0, 0, 0},
+        {2, 2, 256, 8, 8, 900, 813, 7, 1, 0, 0, 1, 1},
+        {2, 16, 256, 8, 8, 9700, 9615, 1, 1, 30, 0, 1, 0},
+        {2, 16, 256, 8, 8, 260, 2500, 1, 1, 250, 50.0f, 0, 1},
+        {4, 2, 256, 6, 5, 1024, 3000, 1, 1, 1024, 0, 1, 0},
+        {2, 4, 256, 5, 8, 700, 650, 1, 1, 0, 0, 0, 1},
         /* rings that wrap: sliding windows (softcap too), and no window through a device position */
         {2, 4, 128, 4, 4, 300, 1000, 1, 1, 200, 0, 1, 1},
         {2, 4, 128, 3, 6, 300, 1000, 7, 1, 200, 30.0f, 1, 0},

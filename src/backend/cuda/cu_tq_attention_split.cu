@@ -1,7 +1,8 @@
 /* TurboQuant decode attention on the tensor cores with the value dims
- * split over the warps: the partial kernel of mlxn_tq_sdpa for 4-bit keys
- * and values at head dim 256 and up to 16 query rows per kv head (a
- * decode step of a GQA group up to 16), merged by tq_attn_mma_combine
+ * split over the warps: the partial kernel of mlxn_tq_sdpa at head dim 256
+ * for 4-bit keys and values, or byte codes (5..8 bits, tq8 the default
+ * width) for both, and up to 16 query rows per kv head (a decode step of a
+ * GQA group up to 16), merged by tq_attn_mma_combine
  * (cu_tq_attention_mma.cu), whose partials it writes in the same form.
  *
  * Why a second kernel: in tq_attn_mma every warp owns whole 16-key steps
@@ -38,6 +39,16 @@
  * query fragments half as often per key: long spans
  * (cu_tq_attn_split_pick has the rule and the figures). The pair table's
  * lookups are one byte permute and a load each (ts_pair).
+ * Byte codes (SB = 8): the same walk at KPW = 8 (16 would not fit the
+ * shared memory) with 256-byte code rows; a B register's two codes are
+ * two lookups in a level table of the pair table's layout (ts_fill_levels:
+ * key levels in one half of each entry, value levels in the other) and a
+ * byte permute that packs them: 5 instructions per register against the
+ * 4-bit pair's 2, 976 SASS instructions per warp and 64-key tile against
+ * 791 for nibbles (static counts, bench/sass_loops.py). Why here and not in
+ * tq_attn_mma: that kernel took 24.3 us at 20000 keys (32 q / 2 kv heads)
+ * for tq8 on an H200, at 255 registers and one block of 8 warps a SM
+ * (docs/perf.md).
  * At the end the W / 4 key groups' accumulators meet once in shared
  * memory (added in a fixed order), each row is rotated back and written as
  * the chunk's partial with the row's max and denominator.
@@ -51,10 +62,7 @@ namespace {
 
 constexpr int TS_W = 8;                   /* warps per block (16 measured no faster: docs/perf.md) */
 constexpr int TS_D = 256;                 /* head dim */
-constexpr int TS_ROW = TS_D / 2;          /* bytes of a 4-bit code row */
-constexpr int TS_VSTRIDE = TS_ROW + 16;   /* a value row in shared memory (why 144: below) */
 constexpr int TS_NS = TS_D / 16;          /* k-steps of the score product */
-constexpr int TS_PK = 32;                 /* codes per 16-byte key piece (tqm_query_frags' PK) */
 /* Registers per thread: the 64 of the query's A fragments kept for the
  * whole span (tq_attn_split) fit, and 160 x 256 threads leave 24K
  * registers, what a block of the merge kernel (96 x 256) takes, so the
@@ -86,19 +94,42 @@ __device__ __forceinline__ uint32_t ts_pair(const uint32_t *pair, uint32_t lane4
     return *(const uint32_t *)((const unsigned char *)pair + off);
 }
 
-/* Shared memory of the W-warp kernel, in bytes from the start. */
-template <int W, int KPW>
+/* Byte codes (5..8 bits): the level table, [256][64] u32 as the pair
+ * table's layout, so ts_pair's one byte permute builds a lookup's address:
+ * entry b holds code b's f16 level (key codebook) in every word of bytes
+ * 0..127 (lane l reads word l: no bank conflicts) and the value
+ * codebook's in bytes 128..255 (read with lane4 + 128), codes past the
+ * width 0. Filled by all `nthreads` threads, 16 bytes per store. */
+__device__ __forceinline__ void ts_fill_levels(uint32_t *tab, int kb, int vb, int tid, int nthreads) {
+    uint4 *tab4 = (uint4 *)tab; /* [256][16] */
+    for (int i = tid; i < 256 * 16; i += nthreads) {
+        const int b = i >> 4, bits = (i & 15) < 8 ? kb : vb;
+        const uint32_t h = __half_as_ushort(__float2half_rn(b < (1 << bits) ? tqm_level(bits, b) : 0.0f));
+        tab4[i] = make_uint4(h, h, h, h);
+    }
+}
+
+/* Two byte codes' levels (ts_pair's words, the level in the low half) as
+ * one f16 pair: a B fragment register. */
+__device__ __forceinline__ uint32_t ts_two(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x5410u); }
+
+/* Shared memory of the W-warp kernel for SB-bit stored codes (4: nibbles,
+ * 8: bytes), in bytes from the start. */
+template <int SB, int W, int KPW>
 struct ts_smem {
+    static constexpr int ROW = TS_D * SB / 8; /* bytes of a code row */
+    static constexpr int PK = 128 / SB;  /* codes per 16-byte key piece (tqm_query_frags' PK) */
     static constexpr int NB = 3;         /* tile buffers: the tile computed and two on their way */
-    static constexpr int KSTRIDE = TS_ROW + 64; /* a key row in shared memory (why 192: copy_tile) */
+    static constexpr int KSTRIDE = ROW + 64; /* a key row in shared memory (why 192 / 320: copy_tile) */
+    static constexpr int VSTRIDE = ROW + 16; /* a value row (why 144 / 272: copy_tile) */
     static constexpr int TK = KPW * W;   /* keys per tile */
     static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
     static constexpr int KG = W / 4;     /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
     static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
-    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][64] u32 pair table (ts_pair) */
-    static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][144] bytes: value codes */
-    static constexpr int KBUF = VBUF + NB * TK * TS_VSTRIDE;       /* [NB][TK][192] bytes: key codes */
+    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
+    static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][VSTRIDE] bytes: value codes */
+    static constexpr int KBUF = VBUF + NB * TK * VSTRIDE;          /* [NB][TK][KSTRIDE] bytes: key codes */
     static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
     static constexpr int PBUF = NBUF + NB * 2 * TK * 4;            /* [KSTEPS][32] uint4 weight fragments */
     static constexpr int WMAX = PBUF + KSTEPS * 32 * 16;           /* [16][W] f32 warp row maxima */
@@ -114,20 +145,22 @@ struct ts_smem {
 };
 
 /* A score warp's keys of a tile in registers (NT n-tiles of 8 keys): key
- * code pieces of n-tile t (lane (g, c): key KPW w + 8 t + g, pieces c and
- * c + 4), and both norms / sqrt(D) of keys KPW w + 8 t + 2 c + e at
- * [2 t + e]. */
-template <int NT>
+ * code pieces of n-tile t (lane (g, c): key KPW w + 8 t + g, pieces c,
+ * c + 4, ..., KW / 4 of them), and both norms / sqrt(D) of keys
+ * KPW w + 8 t + 2 c + e at [2 t + e]. */
+template <int NT, int KW>
 struct ts_kregs {
-    uint32_t k[NT][8];
+    uint32_t k[NT][KW];
     float kn[2 * NT], vn[2 * NT];
 };
 
-template <int W, int KPW>
+template <int SB, int W, int KPW>
 __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
-    using L = ts_smem<W, KPW>;
+    using L = ts_smem<SB, W, KPW>;
     constexpr int NT = KPW / 8; /* score n-tiles per warp */
-    constexpr int TK = L::TK;
+    constexpr int TK = L::TK, ROW = L::ROW, VSTRIDE = L::VSTRIDE;
+    constexpr int PPK = ROW / 16; /* 16-byte pieces of a code row */
+    constexpr int KW = ROW / 16;  /* words of a key row per score lane (a quarter row) */
     extern __shared__ __align__(16) unsigned char ts_sm[];
     uint4 *qf = (uint4 *)(ts_sm + L::QF);
     uint32_t *pair = (uint32_t *)(ts_sm + L::PAIR);
@@ -144,9 +177,15 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     const float rd = cu_tq_rsqrt_d(TS_D);
 
     if (a.pf) tqm_prefetch_first(a, TK, tid, W * 32);
-    tqm_fill_pairs<64>(pair, tid, W * 32);
+    if constexpr (SB == 4)
+        tqm_fill_pairs<64>(pair, tid, W * 32);
+    else
+        ts_fill_levels(pair, a.kb, a.vb, tid, W * 32);
     const uint32_t lane4 = 4 * lane;
+    /* 4-bit: the pair of the byte at bit sh of w; bytes: code k of w's level, key or value codebook */
     auto pair_of = [&](uint32_t w, int sh) -> uint32_t { return ts_pair(pair, lane4, w, sh >> 3); };
+    auto klev = [&](uint32_t w, int k) -> uint32_t { return ts_pair(pair, lane4, w, k); };
+    auto vlev = [&](uint32_t w, int k) -> uint32_t { return ts_pair(pair, lane4 + 128, w, k); };
     /* Programmatic launch: the table above reads only constants, so it is
      * filled while the kernel before this one finishes. */
     cu_pdl_wait();
@@ -161,7 +200,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     const int *rk0 = sp.rk0, *rk1 = sp.rk1;
     const int last = j1 - 1; /* keys past the chunk read a held row; their weights are 0 */
     const int ntiles = j1 > j0 ? (j1 - j0 + TK - 1) / TK : 0;
-    const uint8_t *kch = a.kc + hk * a.cap * TS_ROW, *vch = a.vc + hk * a.cap * TS_ROW;
+    const uint8_t *kch = a.kc + hk * a.cap * ROW, *vch = a.vc + hk * a.cap * ROW;
     const float *knh = a.kn + hk * a.cap, *vnh = a.vn + hk * a.cap;
     auto slot = [&](int j) -> unsigned { /* key j's ring slot in the head: the ring in position order */
         int sl = lo_slot + min(j, last);
@@ -169,18 +208,20 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
         return (unsigned)sl;
     };
     /* The tile at key kt into buffer b (cp.async: no registers held for
-     * bytes in flight; the codes are read once): 8 pieces of 16 bytes per
+     * bytes in flight; the codes are read once): PPK pieces of 16 bytes per
      * key of both code rows, piece i of the tile by thread i % (32 W), and
-     * the two norms of key tid. Value rows are 144 bytes apart, so a value
-     * lane's 32-bit reads (rows 2 keys apart per lane c, word g) fall on 32
-     * banks; key rows 192, so a quarter warp's 16-byte reads (2 keys x 4
-     * pieces) do. */
+     * the two norms of key tid. Value rows are 144 (4-bit) or 272 bytes
+     * apart: 2 keys apart (lane c) is 32 bytes mod 128, so a value lane's
+     * 32-bit reads (word g of a 32-byte quarter), or a half warp's 64-bit
+     * reads (8 bytes g of a 64-byte quarter), fall on 32 banks. Key rows
+     * are 192 or 320 (64 mod 128), so a quarter warp's 16-byte reads (2
+     * keys x 4 pieces) do. */
     auto copy_tile = [&](int kt, int b) {
 #pragma unroll
-        for (int i = tid; i < TK * 8; i += W * 32) {
-            const int key = i >> 3, piece = i & 7;
-            const size_t at = (size_t)slot(kt + key) * TS_ROW + 16 * piece;
-            ts_cp16(vbuf + (b * TK + key) * TS_VSTRIDE + 16 * piece, vch + at);
+        for (int i = tid; i < TK * PPK; i += W * 32) {
+            const int key = i >> (PPK == 8 ? 3 : 4), piece = i & (PPK - 1); /* i / PPK, i % PPK (i >= 0) */
+            const size_t at = (size_t)slot(kt + key) * ROW + 16 * piece;
+            ts_cp16(vbuf + (b * TK + key) * VSTRIDE + 16 * piece, vch + at);
             ts_cp16(kbuf + (b * TK + key) * L::KSTRIDE + 16 * piece, kch + at);
         }
         if (tid < TK) {
@@ -190,12 +231,12 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
         }
     };
     /* the score warp's keys of the tile in buffer b, into registers */
-    auto keys_from_smem = [&](int b, ts_kregs<NT> &r) {
+    auto keys_from_smem = [&](int b, ts_kregs<NT, KW> &r) {
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const unsigned char *row = kbuf + (b * TK + KPW * warp + 8 * t + g) * L::KSTRIDE;
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
+            for (int i = 0; i < KW / 4; i++) {
                 const uint4 u = *(const uint4 *)(row + 16 * (4 * i + c));
                 r.k[t][4 * i] = u.x, r.k[t][4 * i + 1] = u.y, r.k[t][4 * i + 2] = u.z, r.k[t][4 * i + 3] = u.w;
             }
@@ -212,7 +253,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     ts_commit();
     if (ntiles > 1) copy_tile(j0 + TK, 1);
     ts_commit();
-    if (warp < 8) tqm_query_store<TS_D, TS_PK>(a, R, warp, lane, qx, qf);
+    if (warp < 8) tqm_query_store<TS_D, L::PK>(a, R, warp, lane, qx, qf);
     ts_wait_all_but_newest();
     __syncthreads();
 
@@ -232,7 +273,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     float m[2] = {-INFINITY, -INFINITY}, lown[2] = {0.0f, 0.0f}; /* rows g, g + 8; lown: this lane's keys */
     for (int it = 0; it < ntiles; it++) {
         const int kt = j0 + it * TK, buf = it % L::NB;
-        ts_kregs<NT> cur;
+        ts_kregs<NT, KW> cur;
         keys_from_smem(buf, cur);
         /* scores of keys kt + KPW warp + 8t + 2c + e for rows g, g + 8:
          * sc[t][2h + e] (two mma chains: with one n-tile its even and odd
@@ -248,8 +289,16 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
             const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
 #pragma unroll
             for (int t = 0; t < NT; t++) {
-                const uint32_t w = cur.k[t][s >> 1], sh = (s & 1) * 16; /* dims 4s, 4s + 1: byte 2s; 4s + 2, 4s + 3: 2s + 1 */
-                tqm_mma(NT == 1 && (s & 1) ? sc2[t] : sc[t], A, pair_of(w, sh), pair_of(w, sh + 8));
+                /* the lane's codes 4s .. 4s + 3 (4-bit: bytes 2s, 2s + 1, low nibble first; bytes: word s) */
+                uint32_t b0, b1;
+                if constexpr (SB == 4) {
+                    const uint32_t w = cur.k[t][s >> 1], sh = (s & 1) * 16;
+                    b0 = pair_of(w, sh), b1 = pair_of(w, sh + 8);
+                } else {
+                    const uint32_t w = cur.k[t][s];
+                    b0 = ts_two(klev(w, 0), klev(w, 1)), b1 = ts_two(klev(w, 2), klev(w, 3));
+                }
+                tqm_mma(NT == 1 && (s & 1) ? sc2[t] : sc[t], A, b0, b1);
             }
         }
         float mx[2] = {-INFINITY, -INFINITY};
@@ -319,24 +368,37 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
                 acc[u][0] *= corr[0], acc[u][1] *= corr[0];
                 acc[u][2] *= corr[1], acc[u][3] *= corr[1];
             }
-        /* lane (g, c): word g of the quarter (dims 64 qd + 8 g ..) of keys 2c, 2c + 1, 2c + 8, 2c + 9 */
-        const unsigned char *vb = vbuf + buf * TK * TS_VSTRIDE + 32 * qd + 4 * g;
+        /* lane (g, c): the 8 codes g of the quarter (dims 64 qd + 8 g ..) of keys 2c, 2c + 1, 2c + 8,
+         * 2c + 9; n-tile u takes dim 64 qd + 8 g + u */
+        const unsigned char *vb = vbuf + buf * TK * VSTRIDE + (ROW / 4) * qd + SB * g;
 #pragma unroll
         for (int j = 0; j < L::KPG; j++) {
             const int ks = L::KPG * kg + j, k0 = 16 * ks + 2 * c;
             const uint4 pa = pbuf[ks * 32 + lane];
             const uint32_t P[4] = {pa.x, pa.y, pa.z, pa.w};
-            const uint32_t w0 = *(const uint32_t *)(vb + k0 * TS_VSTRIDE), w1 = *(const uint32_t *)(vb + (k0 + 1) * TS_VSTRIDE);
-            const uint32_t w2 = *(const uint32_t *)(vb + (k0 + 8) * TS_VSTRIDE),
-                           w3 = *(const uint32_t *)(vb + (k0 + 9) * TS_VSTRIDE);
-            /* the two keys of a B register interleaved into bytes (dims 8 g + 2k, 8 g + 2k + 1), one pair lookup each */
-            uint32_t ev0, od0, ev1, od1;
-            tqm_interleave(w0, w1, ev0, od0);
-            tqm_interleave(w2, w3, ev1, od1);
+            if constexpr (SB == 4) {
+                const uint32_t w0 = *(const uint32_t *)(vb + k0 * VSTRIDE), w1 = *(const uint32_t *)(vb + (k0 + 1) * VSTRIDE);
+                const uint32_t w2 = *(const uint32_t *)(vb + (k0 + 8) * VSTRIDE),
+                               w3 = *(const uint32_t *)(vb + (k0 + 9) * VSTRIDE);
+                /* the two keys of a B register interleaved into bytes (dims 8 g + 2k, 8 g + 2k + 1), one pair lookup each */
+                uint32_t ev0, od0, ev1, od1;
+                tqm_interleave(w0, w1, ev0, od0);
+                tqm_interleave(w2, w3, ev1, od1);
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                tqm_mma(acc[2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));
-                tqm_mma(acc[2 * k + 1], P, pair_of(od0, 8 * k), pair_of(od1, 8 * k));
+                for (int k = 0; k < 4; k++) {
+                    tqm_mma(acc[2 * k], P, pair_of(ev0, 8 * k), pair_of(ev1, 8 * k));
+                    tqm_mma(acc[2 * k + 1], P, pair_of(od0, 8 * k), pair_of(od1, 8 * k));
+                }
+            } else {
+                const uint2 w0 = *(const uint2 *)(vb + k0 * VSTRIDE), w1 = *(const uint2 *)(vb + (k0 + 1) * VSTRIDE);
+                const uint2 w2 = *(const uint2 *)(vb + (k0 + 8) * VSTRIDE), w3 = *(const uint2 *)(vb + (k0 + 9) * VSTRIDE);
+#pragma unroll
+                for (int u = 0; u < 8; u++) { /* byte u & 3 of word u / 4 */
+                    const int k = u & 3;
+                    const uint32_t x0 = u < 4 ? w0.x : w0.y, x1 = u < 4 ? w1.x : w1.y;
+                    const uint32_t x2 = u < 4 ? w2.x : w2.y, x3 = u < 4 ? w3.x : w3.y;
+                    tqm_mma(acc[u], P, ts_two(vlev(x0, k), vlev(x1, k)), ts_two(vlev(x2, k), vlev(x3, k)));
+                }
             }
         }
     }
@@ -399,10 +461,10 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     }
 }
 
-template <int KPW>
+template <int SB, int KPW>
 mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
-    constexpr size_t smem = ts_smem<TS_W, KPW>::BYTES;
-    auto k = tq_attn_split<TS_W, KPW>;
+    constexpr size_t smem = ts_smem<SB, TS_W, KPW>::BYTES;
+    auto k = tq_attn_split<SB, TS_W, KPW>;
     MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
     cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TS_W * 32), smem, a);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_split"));
@@ -412,9 +474,13 @@ mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
 } // namespace
 
 int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob) {
-    const bool fits = a.G * a.Tq <= 16 && a.D == TS_D && a.kb == 4 && a.vb == 4 && a.krow == TS_ROW &&
-                      a.vrow == TS_ROW && a.cap < INT32_MAX / 2;
+    /* 4-bit K and V (nibbles), or byte codes (5..8 bits) for both */
+    const bool nib = a.kb == 4 && a.vb == 4 && a.krow == TS_D / 2 && a.vrow == TS_D / 2;
+    const bool byt = a.kb >= 5 && a.kb <= 8 && a.vb >= 5 && a.vb <= 8 && a.krow == TS_D && a.vrow == TS_D;
+    const bool fits = a.G * a.Tq <= 16 && a.D == TS_D && (nib || byt) && a.cap < INT32_MAX / 2;
     if (!fits || knob == 0) return 0;
+    /* byte codes: 8 keys per score warp only (16 would need 2 x 128 x 592 bytes of tile buffers) */
+    if (byt) return 8;
     if (knob == 1 || knob == 2) return 8 * knob;
     /* Measured (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per score warp
      * (on an H100, then at 2 blocks per SM, 32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against
@@ -439,5 +505,6 @@ int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {
 }
 
 mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw) {
-    return kpw == 16 ? ts_launch<16>(s, a, hkv) : ts_launch<8>(s, a, hkv);
+    if (a.kb != 4) return ts_launch<8, 8>(s, a, hkv); /* byte codes (cu_tq_attn_split_pick) */
+    return kpw == 16 ? ts_launch<4, 16>(s, a, hkv) : ts_launch<4, 8>(s, a, hkv);
 }

@@ -51,9 +51,10 @@ mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv
 mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int64_t rows);
 
 /* The tensor-core decode kernel with the value dims split over the warps
- * (cu_tq_attention_split.cu), for 4-bit keys and values at head dim 256.
- * pick: 0 where it does not fit this call (or knob = 0), else its keys
- * per score warp, 8 or 16 (knob 1 / 2 force one; -1: the measured rule
+ * (cu_tq_attention_split.cu), at head dim 256 for 4-bit keys and values or
+ * byte codes (5..8 bits) for both. pick: 0 where it does not fit this call
+ * (or knob = 0), else its keys per score warp, 8 or 16 (byte codes: 8; for
+ * 4-bit, knob 1 / 2 force one; -1: the measured rule
  * for `span` keys over `hkv` kv heads on `sms` multiprocessors). chunk
  * and launch as above, for that choice (the merge is
  * tq_attn_mma_combine). */
