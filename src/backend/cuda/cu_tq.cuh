@@ -47,18 +47,6 @@ __device__ __forceinline__ float cu_tq_level(int bits, int i) {
     default: return cu_tq_cb.l8[i];
     }
 }
-/* Boundary i of width bits. */
-__device__ __forceinline__ float cu_tq_bound(int bits, int i) {
-    switch (bits) {
-    case 2: return cu_tq_cb.b2[i];
-    case 3: return cu_tq_cb.b3[i];
-    case 4: return cu_tq_cb.b4[i];
-    case 5: return cu_tq_cb.b5[i];
-    case 6: return cu_tq_cb.b6[i];
-    case 7: return cu_tq_cb.b7[i];
-    default: return cu_tq_cb.b8[i];
-    }
-}
 
 /* Copy width bits' levels into shared memory lv [2^bits] (whole block;
  * the caller syncs). Lookups by data-dependent codes go to shared memory:

@@ -48,6 +48,23 @@ extern "C" {
 
 enum { TQA_WARPS = 4, TQA_THREADS = 32 * TQA_WARPS };
 
+/* The boundaries again, in global memory (read through L1): the block
+ * fills its tables by 32 different indices per warp load, which the
+ * constant cache (cu_tq_cb) serves one address at a time; a warp's 32
+ * neighbouring floats from global memory are one or two lines. */
+static __device__ const cu_tq_books tqa_books = CU_TQ_BOOKS_INIT;
+__device__ __forceinline__ float tqa_bound(int bits, int i) {
+    switch (bits) {
+    case 2: return __ldg(&tqa_books.b2[i]);
+    case 3: return __ldg(&tqa_books.b3[i]);
+    case 4: return __ldg(&tqa_books.b4[i]);
+    case 5: return __ldg(&tqa_books.b5[i]);
+    case 6: return __ldg(&tqa_books.b6[i]);
+    case 7: return __ldg(&tqa_books.b7[i]);
+    default: return __ldg(&tqa_books.b8[i]);
+    }
+}
+
 typedef struct tqa_src {
     const float *p; /* f32 [Hkv, T, D] at element strides s */
     int64_t s[3];
@@ -107,8 +124,8 @@ tq_append_kernel(tqa_src k, tqa_src v, tqa_dst kd, tqa_dst vd, const float *sign
     constexpr int D = 32 * E;
     __shared__ float bnd[2][255];          /* boundaries of the key width, the value width */
     __shared__ uint8_t code[TQA_WARPS][D]; /* a warp's codes, in dim order */
-    for (int i = threadIdx.x; i < (1 << kd.bits) - 1; i += blockDim.x) bnd[0][i] = cu_tq_bound(kd.bits, i);
-    for (int i = threadIdx.x; i < (1 << vd.bits) - 1; i += blockDim.x) bnd[1][i] = cu_tq_bound(vd.bits, i);
+    for (int i = threadIdx.x; i < (1 << kd.bits) - 1; i += blockDim.x) bnd[0][i] = tqa_bound(kd.bits, i);
+    for (int i = threadIdx.x; i < (1 << vd.bits) - 1; i += blockDim.x) bnd[1][i] = tqa_bound(vd.bits, i);
     __syncthreads();
     cu_pdl_wait(); /* programmatic launch: the sources and the position are an earlier kernel's */
     cu_pdl_launch_dependents();
