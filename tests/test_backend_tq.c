@@ -19,8 +19,8 @@
  *    (off-by-one causal / window / ring edge) at these shapes moves the
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
  *    Cases the tensor-core decode kernels take (cu_tq_attention_mma.cu,
- *    and at head dim 256 with 4-bit K and V, or byte codes (5..8 bits)
- *    for both, cu_tq_attention_split.cu, the default there, and
+ *    and at head dim 128 or 256 with 4-bit K and V, or byte codes (5..8
+ *    bits) for both, cu_tq_attention_split.cu, the default there, and
  *    tq_attn_mma and the split kernel's shapes again on streams made with
  *    MLXN_CUDA_TQ_SPLIT=0, 1, 2) run on them too, at
  *    NMSE <= 5e-5: it rounds the rotated query and the
@@ -228,14 +228,16 @@ static bool mma_path(const tcase *t) {
 }
 
 /* Whether the split-dims tensor-core kernel (cu_tq_attention_split.cu)
- * takes this case by default: at head dim 256, up to 16 query rows per kv
- * head, 4-bit K and V or byte codes (5..8 bits) for both. Such cases also
- * run on tq_attn_mma and on the split kernel's shapes (e->gs_split: both
- * for 4-bit; byte codes have one, 8 keys a warp). */
-static bool split_nibbles(const tcase *t) { return t->kb == 4 && t->vb == 4; }
+ * takes this case by default: at head dim 128 or 256, up to 16 query rows
+ * per kv head, 4-bit K and V or byte codes (5..8 bits) for both. Such
+ * cases also run on tq_attn_mma and on the split kernel's shapes
+ * (e->gs_split: 8 and 16 keys a warp, except byte codes at head dim 256,
+ * which have only 8). */
 static bool split_path(const tcase *t) {
-    return (int64_t)t->G * t->Tq <= 16 && t->D == 256 && (split_nibbles(t) || (t->kb >= 5 && t->vb >= 5));
+    return (int64_t)t->G * t->Tq <= 16 && (t->D == 128 || t->D == 256) &&
+           ((t->kb == 4 && t->vb == 4) || (t->kb >= 5 && t->vb >= 5));
 }
+static bool split_has16(const tcase *t) { return t->kb == 4 || t->D == 128; }
 
 enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
 
@@ -327,7 +329,7 @@ static void run_case(env *e, const tcase *t) {
     attn_both(e, t, cs, cc, gc, K_SIMPLE);
     if (mma_path(t)) attn_both(e, t, cs, cc, gc, K_DEFAULT);
     if (split_path(t))
-        for (int k = K_MMA; k <= (split_nibbles(t) ? K_SPLIT16 : K_SPLIT8); k++) attn_both(e, t, cs, cc, gc, k);
+        for (int k = K_MMA; k <= (split_has16(t) ? K_SPLIT16 : K_SPLIT8); k++) attn_both(e, t, cs, cc, gc, k);
     mlxn_tq_cache_free(cc);
     mlxn_tq_cache_free(gc);
 }
@@ -443,6 +445,15 @@ int main(int argc, char **argv) {
         {2, 16, 256, 8, 8, 260, 2500, 1, 1, 250, 50.0f, 0, 1},
         {4, 2, 256, 6, 5, 1024, 3000, 1, 1, 1024, 0, 1, 0},
         {2, 4, 256, 5, 8, 700, 650, 1, 1, 0, 0, 0, 1},
+        /* the split kernel at head dim 128 (Llama-3-8B's decode shape, 32 q / 8 kv heads, at tq4 and tq8), a
+         * wrapped ring with a window, a short prefill chunk, a 30-key window across a chunk boundary with
+         * different byte widths, a wrapped ring with softcap */
+        {8, 4, 128, 4, 4, 5000, 4990, 1, 1, 0, 0, 1, 0},
+        {8, 4, 128, 8, 8, 5000, 4990, 1, 1, 0, 0, 0, 1},
+        {4, 4, 128, 4, 4, 4096, 9000, 1, 1, 4096, 0, 1, 0},
+        {2, 2, 128, 8, 8, 900, 813, 7, 1, 0, 0, 1, 1},
+        {2, 16, 128, 6, 5, 9700, 9615, 1, 1, 30, 0, 0, 0},
+        {2, 4, 128, 4, 4, 260, 2500, 1, 1, 250, 50.0f, 0, 1},
         /* rings that wrap: sliding windows (softcap too), and no window through a device position */
         {2, 4, 128, 4, 4, 300, 1000, 1, 1, 200, 0, 1, 1},
         {2, 4, 128, 3, 6, 300, 1000, 7, 1, 200, 30.0f, 1, 0},

@@ -61,8 +61,6 @@
 namespace {
 
 constexpr int TS_W = 8;                   /* warps per block (16 measured no faster: docs/perf.md) */
-constexpr int TS_D = 256;                 /* head dim */
-constexpr int TS_NS = TS_D / 16;          /* k-steps of the score product */
 /* Registers per thread: the 64 of the query's A fragments kept for the
  * whole span (tq_attn_split) fit, and 160 x 256 threads leave 24K
  * registers, what a block of the merge kernel (96 x 256) takes, so the
@@ -114,20 +112,26 @@ __device__ __forceinline__ void ts_fill_levels(uint32_t *tab, int kb, int vb, in
 __device__ __forceinline__ uint32_t ts_two(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x5410u); }
 
 /* Shared memory of the W-warp kernel for SB-bit stored codes (4: nibbles,
- * 8: bytes), in bytes from the start. */
-template <int SB, int W, int KPW>
+ * 8: bytes) at head dim D (128 or 256), in bytes from the start. */
+template <int SB, int D, int W, int KPW>
 struct ts_smem {
-    static constexpr int ROW = TS_D * SB / 8; /* bytes of a code row */
+    static constexpr int NS = D / 16;    /* k-steps of the score product */
+    static constexpr int ROW = D * SB / 8; /* bytes of a code row */
+    static constexpr int PPK = ROW / 16; /* 16-byte pieces of a code row (4 .. 16) */
+    static constexpr int PPK_SH = PPK == 4 ? 2 : PPK == 8 ? 3 : 4; /* log2 PPK */
     static constexpr int PK = 128 / SB;  /* codes per 16-byte key piece (tqm_query_frags' PK) */
     static constexpr int NB = 3;         /* tile buffers: the tile computed and two on their way */
-    static constexpr int KSTRIDE = ROW + 64; /* a key row in shared memory (why 192 / 320: copy_tile) */
-    static constexpr int VSTRIDE = ROW + 16; /* a value row (why 144 / 272: copy_tile) */
+    /* a key row in shared memory, 64 mod 128 bytes (64, 192 or 320; why: copy_tile) */
+    static constexpr int KSTRIDE = ROW % 128 == 64 ? ROW : ROW + 64;
+    static constexpr int VSTRIDE = ROW + 16; /* a value row, 16 mod 64 (80, 144 or 272; why: copy_tile) */
+    static constexpr int QD = D / 64;    /* the value phase's dim groups (64 dims each) */
+    static constexpr int QD_SH = QD == 2 ? 1 : 2; /* log2 QD */
     static constexpr int TK = KPW * W;   /* keys per tile */
     static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
-    static constexpr int KG = W / 4;     /* key groups of the value phase */
+    static constexpr int KG = W / QD;    /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
     static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
-    static constexpr int PAIR = QF + TS_NS * 32 * 16;              /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
+    static constexpr int PAIR = QF + NS * 32 * 16;                 /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
     static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][VSTRIDE] bytes: value codes */
     static constexpr int KBUF = VBUF + NB * TK * VSTRIDE;          /* [NB][TK][KSTRIDE] bytes: key codes */
     static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
@@ -141,7 +145,8 @@ struct ts_smem {
     /* after the tiles: [KG][16][D + 1] f32, each key group's sums in dim
      * order, over the pair table and the value buffers (both done by then) */
     static constexpr int NAT = PAIR;
-    static_assert(NAT + KG * 16 * (TS_D + 1) * 4 <= PBUF, "the sums must fit over the tables");
+    static_assert(NAT + KG * 16 * (D + 1) * 4 <= PBUF, "the sums must fit over the tables");
+    static_assert(KPG >= 1 && ROW % 64 == 0 && BYTES <= 227 * 1024, "a shape the kernel does not take");
 };
 
 /* A score warp's keys of a tile in registers (NT n-tiles of 8 keys): key
@@ -154,12 +159,11 @@ struct ts_kregs {
     float kn[2 * NT], vn[2 * NT];
 };
 
-template <int SB, int W, int KPW>
+template <int SB, int D, int W, int KPW>
 __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
-    using L = ts_smem<SB, W, KPW>;
+    using L = ts_smem<SB, D, W, KPW>;
     constexpr int NT = KPW / 8; /* score n-tiles per warp */
-    constexpr int TK = L::TK, ROW = L::ROW, VSTRIDE = L::VSTRIDE;
-    constexpr int PPK = ROW / 16; /* 16-byte pieces of a code row */
+    constexpr int TK = L::TK, ROW = L::ROW, VSTRIDE = L::VSTRIDE, NS = L::NS, PPK = L::PPK;
     constexpr int KW = ROW / 16;  /* words of a key row per score lane (a quarter row) */
     extern __shared__ __align__(16) unsigned char ts_sm[];
     uint4 *qf = (uint4 *)(ts_sm + L::QF);
@@ -174,7 +178,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
     const int64_t hk = blockIdx.y;
-    const float rd = cu_tq_rsqrt_d(TS_D);
+    const float rd = cu_tq_rsqrt_d(D);
 
     if (a.pf) tqm_prefetch_first(a, TK, tid, W * 32);
     if constexpr (SB == 4)
@@ -192,8 +196,8 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     cu_pdl_launch_dependents();
     /* the query rows' loads first: they need no position, so their round
      * trip overlaps the position's and the span's barrier */
-    float qx[2][TS_D / 32];
-    if (warp < 8) tqm_query_load<TS_D>(a, hk, (int)(a.G * a.Tq), warp, lane, qx);
+    float qx[2][D / 32];
+    if (warp < 8) tqm_query_load<D>(a, hk, (int)(a.G * a.Tq), warp, lane, qx);
     tqm_span sp;
     if (!tqm_block_span(a, warp, lane, kr, vr, sp)) return;
     const int R = sp.R, cap = sp.cap, Tq = sp.Tq, lo_slot = sp.lo_slot, j0 = sp.j0, j1 = sp.j1;
@@ -219,7 +223,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     auto copy_tile = [&](int kt, int b) {
 #pragma unroll
         for (int i = tid; i < TK * PPK; i += W * 32) {
-            const int key = i >> (PPK == 8 ? 3 : 4), piece = i & (PPK - 1); /* i / PPK, i % PPK (i >= 0) */
+            const int key = i >> L::PPK_SH, piece = i & (PPK - 1); /* i / PPK, i % PPK (i >= 0) */
             const size_t at = (size_t)slot(kt + key) * ROW + 16 * piece;
             ts_cp16(vbuf + (b * TK + key) * VSTRIDE + 16 * piece, vch + at);
             ts_cp16(kbuf + (b * TK + key) * L::KSTRIDE + 16 * piece, kch + at);
@@ -253,7 +257,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     ts_commit();
     if (ntiles > 1) copy_tile(j0 + TK, 1);
     ts_commit();
-    if (warp < 8) tqm_query_store<TS_D, L::PK>(a, R, warp, lane, qx, qf);
+    if (warp < 8) tqm_query_store<D, L::PK>(a, R, warp, lane, qx, qf);
     ts_wait_all_but_newest();
     __syncthreads();
 
@@ -263,10 +267,10 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
      * a warp), beside ~480 issued instructions per scheduler, so the pipe,
      * not the issue, likely set that phase's pace; in registers the 16-key
      * kernel took 0.6-0.7 us less at long spans (docs/perf.md). */
-    uint4 qreg[TS_NS];
+    uint4 qreg[NS];
 #pragma unroll
-    for (int s = 0; s < TS_NS; s++) qreg[s] = qf[s * 32 + lane];
-    const int qd = warp & 3, kg = warp >> 2; /* the value phase: dim quarter, key group */
+    for (int s = 0; s < NS; s++) qreg[s] = qf[s * 32 + lane];
+    const int qd = warp & (L::QD - 1), kg = warp >> L::QD_SH; /* the value phase: dim group, key group */
     float acc[8][4];                         /* n-tile u, column n: value dim 64 qd + 8 n + u */
 #pragma unroll
     for (int u = 0; u < 8; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
@@ -284,7 +288,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
 #pragma unroll
             for (int e = 0; e < 4; e++) sc[t][e] = sc2[t][e] = 0.0f;
 #pragma unroll
-        for (int s = 0; s < TS_NS; s++) {
+        for (int s = 0; s < NS; s++) {
             const uint4 qa = qreg[s];
             const uint32_t A[4] = {qa.x, qa.y, qa.z, qa.w};
 #pragma unroll
@@ -368,9 +372,9 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
                 acc[u][0] *= corr[0], acc[u][1] *= corr[0];
                 acc[u][2] *= corr[1], acc[u][3] *= corr[1];
             }
-        /* lane (g, c): the 8 codes g of the quarter (dims 64 qd + 8 g ..) of keys 2c, 2c + 1, 2c + 8,
+        /* lane (g, c): the 8 codes g of the dim group (dims 64 qd + 8 g ..) of keys 2c, 2c + 1, 2c + 8,
          * 2c + 9; n-tile u takes dim 64 qd + 8 g + u */
-        const unsigned char *vb = vbuf + buf * TK * VSTRIDE + (ROW / 4) * qd + SB * g;
+        const unsigned char *vb = vbuf + buf * TK * VSTRIDE + 8 * SB * qd + SB * g;
 #pragma unroll
         for (int j = 0; j < L::KPG; j++) {
             const int ks = L::KPG * kg + j, k0 = 16 * ks + 2 * c;
@@ -419,7 +423,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
         for (int h = 0; h < 2; h++)
 #pragma unroll
             for (int e = 0; e < 2; e++)
-                nat[(kg * 16 + g + 8 * h) * (TS_D + 1) + 64 * qd + 16 * c + 8 * e + u] = acc[u][2 * h + e];
+                nat[(kg * 16 + g + 8 * h) * (D + 1) + 64 * qd + 16 * c + 8 * e + u] = acc[u][2 * h + e];
     if (tid < 16 && tid < R) { /* row tid's partial max and denominator, the warps added in order */
         float Lr = 0.0f;
 #pragma unroll
@@ -433,7 +437,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
      * rotated-back partials is the rotated-back sum) and write it: rows
      * warp, warp + W, ..., the key groups added in order; lane l holds dims
      * 32 k + l. */
-    constexpr int E = TS_D / 32, NR = 16 / W;
+    constexpr int E = D / 32, NR = 16 / W;
     float x[NR][E];
 #pragma unroll
     for (int i = 0; i < NR; i++) {
@@ -442,7 +446,7 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
         for (int k = 0; k < E; k++) {
             float v = 0.0f;
 #pragma unroll
-            for (int q = 0; q < L::KG; q++) v += nat[(q * 16 + r) * (TS_D + 1) + 32 * k + lane];
+            for (int q = 0; q < L::KG; q++) v += nat[(q * 16 + r) * (D + 1) + 32 * k + lane];
             x[i][k] = v;
         }
     }
@@ -454,17 +458,17 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
         const int r = warp + W * i;
         if (r < R) {
             const int64_t row = (hk * a.G + r / Tq) * a.Tq + r % Tq;
-            float *dst = a.pacc + (row * a.nchunks + ch) * TS_D + lane;
+            float *dst = a.pacc + (row * a.nchunks + ch) * D + lane;
 #pragma unroll
             for (int k = 0; k < E; k++) dst[32 * k] = x[i][k];
         }
     }
 }
 
-template <int SB, int KPW>
+template <int SB, int D, int KPW>
 mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
-    constexpr size_t smem = ts_smem<SB, TS_W, KPW>::BYTES;
-    auto k = tq_attn_split<SB, TS_W, KPW>;
+    constexpr size_t smem = ts_smem<SB, D, TS_W, KPW>::BYTES;
+    auto k = tq_attn_split<SB, D, TS_W, KPW>;
     MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
     cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TS_W * 32), smem, a);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_split"));
@@ -474,13 +478,15 @@ mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
 } // namespace
 
 int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob) {
-    /* 4-bit K and V (nibbles), or byte codes (5..8 bits) for both */
-    const bool nib = a.kb == 4 && a.vb == 4 && a.krow == TS_D / 2 && a.vrow == TS_D / 2;
-    const bool byt = a.kb >= 5 && a.kb <= 8 && a.vb >= 5 && a.vb <= 8 && a.krow == TS_D && a.vrow == TS_D;
-    const bool fits = a.G * a.Tq <= 16 && a.D == TS_D && (nib || byt) && a.cap < INT32_MAX / 2;
+    /* head dim 128 or 256; 4-bit K and V (nibbles), or byte codes (5..8 bits) for both */
+    const int64_t D = a.D;
+    const bool nib = a.kb == 4 && a.vb == 4 && a.krow == D / 2 && a.vrow == D / 2;
+    const bool byt = a.kb >= 5 && a.kb <= 8 && a.vb >= 5 && a.vb <= 8 && a.krow == D && a.vrow == D;
+    const bool fits = a.G * a.Tq <= 16 && (D == 128 || D == 256) && (nib || byt) && a.cap < INT32_MAX / 2;
     if (!fits || knob == 0) return 0;
-    /* byte codes: 8 keys per score warp only (16 would need 2 x 128 x 592 bytes of tile buffers) */
-    if (byt) return 8;
+    /* byte codes at head dim 256: 8 keys per score warp only (16 would need 3 x 128 x 592 bytes of
+     * tile buffers) */
+    if (byt && D == 256) return 8;
     if (knob == 1 || knob == 2) return 8 * knob;
     /* Measured (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per score warp
      * (on an H100, then at 2 blocks per SM, 32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against
@@ -505,6 +511,11 @@ int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {
 }
 
 mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw) {
-    if (a.kb != 4) return ts_launch<8, 8>(s, a, hkv); /* byte codes (cu_tq_attn_split_pick) */
-    return kpw == 16 ? ts_launch<4, 16>(s, a, hkv) : ts_launch<4, 8>(s, a, hkv);
+    const bool bytes = a.kb != 4; /* byte codes (cu_tq_attn_split_pick) */
+    if (a.D == 128) {
+        if (bytes) return kpw == 16 ? ts_launch<8, 128, 16>(s, a, hkv) : ts_launch<8, 128, 8>(s, a, hkv);
+        return kpw == 16 ? ts_launch<4, 128, 16>(s, a, hkv) : ts_launch<4, 128, 8>(s, a, hkv);
+    }
+    if (bytes) return ts_launch<8, 256, 8>(s, a, hkv);
+    return kpw == 16 ? ts_launch<4, 256, 16>(s, a, hkv) : ts_launch<4, 256, 8>(s, a, hkv);
 }
