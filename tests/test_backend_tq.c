@@ -228,15 +228,17 @@ static bool mma_path(const tcase *t) {
 }
 
 /* Whether the split-dims tensor-core kernel (cu_tq_attention_split.cu)
- * takes this case by default: at head dim 128 or 256, up to 16 query rows
- * per kv head, 4-bit K and V or byte codes (5..8 bits) for both. Such
- * cases also run on tq_attn_mma and on the split kernel's shapes
- * (e->gs_split: 8 and 16 keys a warp, except byte codes at head dim 256,
- * which have only 8). */
+ * can take this case: at head dim 128 or 256, up to 16 query rows per kv
+ * head, 4-bit K and V or byte codes (5..8 bits) for both. Such cases also
+ * run on tq_attn_mma and on the split kernel's shapes (e->gs_split: 8 and
+ * 16 keys a warp, except byte codes at head dim 256, which have only 8).
+ * By default it takes them all but byte codes at head dim 128
+ * (split_default; those stay on tq_attn_mma). */
 static bool split_path(const tcase *t) {
     return (int64_t)t->G * t->Tq <= 16 && (t->D == 128 || t->D == 256) &&
            ((t->kb == 4 && t->vb == 4) || (t->kb >= 5 && t->vb >= 5));
 }
+static bool split_default(const tcase *t) { return split_path(t) && (t->kb == 4 || t->D == 256); }
 static bool split_has16(const tcase *t) { return t->kb == 4 || t->D == 128; }
 
 enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
@@ -248,7 +250,7 @@ enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
 static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc, mlxn_tq_cache *gc, int kernel) {
     const bool simple = kernel == K_SIMPLE;
     const char *kname = simple ? "f32" : kernel == K_MMA ? "tq_attn_mma" : kernel == K_SPLIT8 ? "split (8 keys a warp)"
-                        : kernel == K_SPLIT16 ? "split (16 keys a warp)" : split_path(t) ? "split (rule)" : "tensor-core";
+                        : kernel == K_SPLIT16 ? "split (16 keys a warp)" : split_default(t) ? "split (rule)" : "tensor-core";
     const int64_t Hq = (int64_t)t->Hkv * t->G, D = t->D, Tq = t->Tq;
     int64_t qshape[4] = {1, Hq, Tq, D}, qst[4] = {Hq * Tq * D, Tq * D, D, 1};
     if (t->strided) qst[1] = D, qst[2] = Hq * D; /* a view of [1, Tq, Hq, D] */

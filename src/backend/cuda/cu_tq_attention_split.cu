@@ -1,9 +1,11 @@
 /* TurboQuant decode attention on the tensor cores with the value dims
- * split over the warps: the partial kernel of mlxn_tq_sdpa at head dim 256
- * for 4-bit keys and values, or byte codes (5..8 bits, tq8 the default
- * width) for both, and up to 16 query rows per kv head (a decode step of a
- * GQA group up to 16), merged by tq_attn_mma_combine
+ * split over the warps: the partial kernel of mlxn_tq_sdpa at head dim 128
+ * or 256 for 4-bit keys and values, or byte codes (5..8 bits, tq8 the
+ * default width) for both, and up to 16 query rows per kv head (a decode
+ * step of a GQA group up to 16), merged by tq_attn_mma_combine
  * (cu_tq_attention_mma.cu), whose partials it writes in the same form.
+ * (Byte codes at head dim 128 run here only when forced:
+ * cu_tq_attn_split_pick says why.)
  *
  * Why a second kernel: in tq_attn_mma every warp owns whole 16-key steps
  * and the whole [16, 256] output, 128 f32 accumulators per lane, so it
@@ -26,7 +28,8 @@
  *     running max), and warp w writes the weights of its keys times their
  *     value norms, in f16, as its part of the value product's A fragments;
  *   values: after a second barrier warp w owns the 64 value dims of
- *     quarter w % 4 for the tile's key group w / 4 (KPW / 8 k-steps of 16
+ *     group w % (D / 64) for the tile's key group w / (D / 64) (at head
+ *     dim 256: quarter w % 4, key group w / 4, KPW / 4 k-steps of 16
  *     keys): 8 n-tiles, 32 accumulators per lane. A lane reads one 32-bit
  *     word (8 dims) of each of its 4 keys per k-step for its B fragments.
  * Both phases read the tile from shared memory: the block copies each
@@ -49,7 +52,11 @@
  * tq_attn_mma: that kernel took 24.3 us at 20000 keys (32 q / 2 kv heads)
  * for tq8 on an H200, at 255 registers and one block of 8 warps a SM
  * (docs/perf.md).
- * At the end the W / 4 key groups' accumulators meet once in shared
+ * Head dim 128: the same walk with 64-byte (4-bit) or 128-byte rows, two
+ * dim groups and four key groups in the value phase (KPW / 8 k-steps
+ * each), 661 / 1038 SASS instructions per warp and tile at KPW = 8 / 16
+ * (4-bit).
+ * At the end the W / (D / 64) key groups' accumulators meet once in shared
  * memory (added in a fixed order), each row is rotated back and written as
  * the chunk's partial with the row's max and denominator.
  *
@@ -488,6 +495,11 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
      * tile buffers) */
     if (byt && D == 256) return 8;
     if (knob == 1 || knob == 2) return 8 * knob;
+    /* byte codes at head dim 128 stay on tq_attn_mma unless forced: measured on an H200 (docs/perf.md),
+     * Llama-3-8B-shaped random model at depth 4096, tq8, tg64: 409.3 / 409.4 tok/s there against 401.8 /
+     * 403.2 on this kernel at 16 keys a warp and 408.4 at 8, although `bench tq` timed this kernel
+     * faster at that shape (append + attention 18.1 -> 16.4 us) */
+    if (byt && D == 128) return 0;
     /* Measured (docs/perf.md), back to back: up to ~96 keys per SM (all kv heads), 8 keys per score warp
      * (on an H100, then at 2 blocks per SM, 32 q / 2 kv heads at 4096 keys: 62 keys per SM, 11.1 against
      * 12.1 us with 16; on an H200 at one block per SM, 10.9 against 11.3-11.5); beyond, 16 keys per score
