@@ -66,7 +66,8 @@ typedef struct cu_knobs {
                              tensor-core kernel) prefetches no cache rows into the L2 before its
                              programmatic wait (comparisons) */
     int tq_split;         /* MLXN_CUDA_TQ_SPLIT: TurboQuant's split-dims decode kernel (cu_tq_attention_split.cu)
-                             where it fits: 1 / 2 = 8 / 16 keys per score warp always; 0 (=0) = tq_attn_mma
+                             where it fits: 1 / 2 = 8 / 16 keys per score warp always (byte codes at head
+                             dim 256: 8), and byte codes at head dim 128 only so; 0 (=0) = tq_attn_mma
                              instead (comparisons, tests); -1 (unset) = the measured rule */
     int reader_copy;      /* MLXN_CUDA_READER_COPY=1: mlxn_reader reads every size with a device-to-host
                              copy, not small ones with a kernel (comparisons) */
