@@ -221,12 +221,12 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     /* The tile at key kt into buffer b (cp.async: no registers held for
      * bytes in flight; the codes are read once): PPK pieces of 16 bytes per
      * key of both code rows, piece i of the tile by thread i % (32 W), and
-     * the two norms of key tid. Value rows are 144 (4-bit) or 272 bytes
-     * apart: 2 keys apart (lane c) is 32 bytes mod 128, so a value lane's
-     * 32-bit reads (word g of a 32-byte quarter), or a half warp's 64-bit
-     * reads (8 bytes g of a 64-byte quarter), fall on 32 banks. Key rows
-     * are 192 or 320 (64 mod 128), so a quarter warp's 16-byte reads (2
-     * keys x 4 pieces) do. */
+     * the two norms of key tid. Value rows are VSTRIDE bytes apart (16 mod
+     * 64: 80, 144 or 272): 2 keys apart (lane c) is 32 bytes mod 128, so a
+     * value lane's 32-bit reads (4-bit: word g of a dim group's 32 bytes),
+     * or a half warp's 64-bit reads (bytes: 8 bytes g of its 64), fall on
+     * 32 banks. Key rows are KSTRIDE apart (64 mod 128: 64, 192 or 320),
+     * so a quarter warp's 16-byte reads (2 keys x 4 pieces) do. */
     auto copy_tile = [&](int kt, int b) {
 #pragma unroll
         for (int i = tid; i < TK * PPK; i += W * 32) {
