@@ -20,8 +20,9 @@
  *    output by ~1/visible keys, NMSE >= ~1e-7. NaN or inf never passes.
  *    Cases the tensor-core decode kernels take (cu_tq_attention_mma.cu,
  *    and at head dim 128 or 256 with 4-bit K and V, or byte codes (5..8
- *    bits) for both, cu_tq_attention_split.cu, the default there, and
- *    tq_attn_mma and the split kernel's shapes again on streams made with
+ *    bits) for both, cu_tq_attention_split.cu, the default there but for
+ *    byte codes at 128, and tq_attn_mma and the split kernel's shapes
+ *    again on streams made with
  *    MLXN_CUDA_TQ_SPLIT=0, 1, 2) run on them too, at
  *    NMSE <= 5e-5: it rounds the rotated query and the
  *    softmax weights (times value norms) to f16. That costs ~1e-7..5e-6

@@ -51,10 +51,11 @@ mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv
 mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int64_t rows);
 
 /* The tensor-core decode kernel with the value dims split over the warps
- * (cu_tq_attention_split.cu), at head dim 256 for 4-bit keys and values or
- * byte codes (5..8 bits) for both. pick: 0 where it does not fit this call
- * (or knob = 0), else its keys per score warp, 8 or 16 (byte codes: 8; for
- * 4-bit, knob 1 / 2 force one; -1: the measured rule
+ * (cu_tq_attention_split.cu), at head dim 128 or 256 for 4-bit keys and
+ * values or byte codes (5..8 bits) for both. pick: 0 where it does not fit
+ * this call (or knob = 0; byte codes at head dim 128 unless knob 1 / 2),
+ * else its keys per score warp, 8 or 16 (byte codes at head dim 256: 8;
+ * otherwise knob 1 / 2 force one; -1: the measured rule
  * for `span` keys over `hkv` kv heads on `sms` multiprocessors). chunk
  * and launch as above, for that choice (the merge is
  * tq_attn_mma_combine). */
