@@ -18,7 +18,9 @@
  *      before q is staged; three buffers at D 256, measured, were 1-8%
  *      slower than two). A one-buffer variant of the loop serves shapes
  *      whose two buffers do not fit (D 512; its first version reused the
- *      first tile; test_backend_attn's D 512 cases pass on an H100). D 256
+ *      first tile; test_backend_attn's D 512 cases pass on an H100), and D 256
+ *      on a card with less shared memory a block (99 KB on sm_86 / sm_89;
+ *      D 512 does not fit there and runs the simple kernel). D 256
  *      keeps 16-row tiles. Fragments come from shared memory through
  *      ldmatrix (V's transposed).
  *      Keys outside the block's range are zero-filled: a row of NaN
@@ -71,22 +73,26 @@ constexpr size_t fa_smem_bytes(int D, int ROWS, int ST) {
     return (size_t)ROWS * (D + 8) * 2 + 2 * (size_t)ST * FA_KT * (D + 8) * 2 + (size_t)ROWS * (FA_KT + 8) * 4 +
            (size_t)ROWS * (FA_KT + 8) * 2 + 5 * (size_t)ROWS * 4;
 }
-/* Two K/V buffers when they fit the smallest opt-in limit of the built
- * targets (163 KB on sm_80; 227 KB on sm_90). */
-constexpr int fa_stages(int D, int MT) { return fa_smem_bytes(D, 16 * MT, 2) <= 160 * 1024 ? 2 : 1; }
+/* K/V buffers of the D, MT kernel on a card that allows `optin` bytes of
+ * shared memory a block: two where they fit (sm_90's 227 KB: every shape
+ * but D 512; an A100's 163 KB too; 99 KB on sm_86 / sm_89: D 64 and 128),
+ * else one, else 0 (nothing fits: the simple kernel's call). */
+static int fa_stages(int D, int MT, int optin) {
+    return fa_smem_bytes(D, 16 * MT, 2) <= (size_t)optin ? 2 : fa_smem_bytes(D, 16 * MT, 1) <= (size_t)optin ? 1 : 0;
+}
 
 /* NW warps per block: 4, or 8 for decode (one query position: a block has
  * one 16-row tile and, with one block per SM at D 256, 4 warps left each
  * scheduler a single warp, stalled on every latency: ncu had 19% of issue
  * slots busy). KW keys of each tile per warp in S = Q K^T, D / NW output
  * columns per warp in P V. */
-template <int D, int MT, bool BF, int NW>
+template <int D, int MT, bool BF, int NW, int ST>
 __global__ void __launch_bounds__(NW * 32) fa_kernel(fa_args a) {
     constexpr int NTH = NW * 32, KW = FA_KT / NW, NBS = KW / 8;
     if (a.pf) fa_prefetch_keys<D>(a, NTH, FA_KT);
     cu_pdl_wait(); /* programmatic launch (cu_launch): inputs come from the kernel before */
     cu_pdl_launch_dependents();
-    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW), ST = fa_stages(D, MT);
+    constexpr int ROWS = 16 * MT, LD = D + 8, LS = FA_KT + 8, LP = FA_KT + 8, NB = D / (8 * NW);
     constexpr int TPR = NTH / ROWS, KPT = FA_KT / TPR; /* softmax: threads per row, keys per thread */
     extern __shared__ __align__(16) unsigned char fa_smem[];
     uint16_t *Qs = (uint16_t *)fa_smem;                  /* [ROWS][LD] scaled q */
@@ -479,9 +485,13 @@ mlxn_status fa_combine_launch(mlxn_stream *s, const fa_args &a, int D, int ROWS)
     return cu_launched(s, "sdpa", "fa_combine");
 }
 
-bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p) {
+bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_tensor *v, const mlxn_sdpa_params *p,
+                      int smem_optin) {
     const int64_t D = q->shape[3];
     if (p->mask || p->sinks) return false;
+    /* the smallest launch of this head dim (fa_dispatch: two buffers at D 64 and 128, built only so) */
+    if (D <= 128 ? fa_smem_bytes((int)D, 16, 2) > (size_t)smem_optin : fa_stages((int)D, 1, smem_optin) == 0)
+        return false;
     if (k->dtype != v->dtype || (k->dtype != MLXN_DTYPE_BF16 && k->dtype != MLXN_DTYPE_F16)) return false;
     /* D 512 runs the single-buffer variant of the tile loop (two 64-key
      * K/V buffers of 512 do not fit in shared memory) */
@@ -500,14 +510,14 @@ bool cu_attn_mma_fits(const mlxn_tensor *q, const mlxn_tensor *k, const mlxn_ten
     return true;
 }
 
-template <int D, int MT, bool BF, int NW>
+template <int D, int MT, bool BF, int NW, int ST>
 static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
     const char *op = "sdpa";
-    const size_t smem = fa_smem_bytes(D, 16 * MT, fa_stages(D, MT));
-    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW>, smem));
+    const size_t smem = fa_smem_bytes(D, 16 * MT, ST);
+    MLXN_TRY(cu_smem_allow(s, op, fa_kernel<D, MT, BF, NW, ST>, smem));
     const int sms = cu_ctx(s)->sms;
     int per_sm = 0;
-    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW>, NW * 32, smem, &per_sm));
+    MLXN_TRY(cu_occupancy(s, op, fa_kernel<D, MT, BF, NW, ST>, NW * 32, smem, &per_sm));
     a.NT = (int)((R + 16 * MT - 1) / (16 * MT));
     /* splits: when the row tiles leave multiprocessors idle, cut the keys
      * into whole 64-key tiles so that the blocks fill one wave (a second,
@@ -533,7 +543,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
         const int64_t CH = ((a.Tk + S - 1) / S + FA_KT - 1) / FA_KT * FA_KT;
         const int64_t SC = (a.Tk + CH - 1) / CH;
         /* and only where such a cluster fits the GPU (a partition may have too few multiprocessors per GPC) */
-        if (CH <= ckeys && SC > 1 && cu_cluster_occupancy(s, fa_kernel<D, MT, BF, NW>, NW * 32, smem, (int)SC) > 0)
+        if (CH <= ckeys && SC > 1 && cu_cluster_occupancy(s, fa_kernel<D, MT, BF, NW, ST>, NW * 32, smem, (int)SC) > 0)
             a.CH = (int)CH, a.S = (int)SC, a.cl = 1;
     }
     const int64_t gx = (int64_t)a.NT * a.S;
@@ -548,7 +558,7 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
     bool taken = false;
     mlxn_status st = MT == 1 && NW == 8 ? fa_decode_launch(s, a, D, BF, &taken) : MLXN_OK;
     if (st == MLXN_OK && !taken) {
-        cu_launch_cluster(s, a.cl ? (unsigned)a.S : 1u, fa_kernel<D, MT, BF, NW>, dim3((unsigned)gx, (unsigned)groups),
+        cu_launch_cluster(s, a.cl ? (unsigned)a.S : 1u, fa_kernel<D, MT, BF, NW, ST>, dim3((unsigned)gx, (unsigned)groups),
                           dim3(NW * 32), smem, a);
         st = cu_launched(s, op, "fa_kernel");
     }
@@ -560,25 +570,35 @@ static mlxn_status fa_launch(mlxn_stream *s, fa_args &a, int64_t groups, int64_t
 /* The 16-row tiles per block for R rows per kv head (see the top). Only
  * shapes whose two K/V buffers fit are dispatched (D 256 takes one 16-row
  * tile: with two, the buffers no longer fit; see cu_attn_mma_fits). */
-static int fa_mt(int D, int64_t R) {
+static int fa_mt(int D, int64_t R, int optin) {
     int mt = 1;
-    while (mt < 512 / D && mt < 2 && 16 * mt < R && fa_stages(D, 2 * mt) == 2) mt *= 2;
+    while (mt < 512 / D && mt < 2 && 16 * mt < R && fa_stages(D, 2 * mt, optin) == 2) mt *= 2;
     return mt;
+}
+
+/* D 256 with one or two K/V buffers (fa_stages), 4 or 8 warps. */
+template <bool BF, int NW>
+static mlxn_status fa_launch_256(mlxn_stream *s, fa_args &a, int64_t groups, int64_t R) {
+    return fa_stages(256, 1, cu_ctx(s)->smem_optin) == 2 ? fa_launch<256, 1, BF, NW, 2>(s, a, groups, R)
+                                                         : fa_launch<256, 1, BF, NW, 1>(s, a, groups, R);
 }
 
 template <bool BF>
 static mlxn_status fa_dispatch(mlxn_stream *s, fa_args &a, int D, int64_t groups, int64_t R) {
-    const int mt = fa_mt(D, R);
+    const int mt = fa_mt(D, R, cu_ctx(s)->smem_optin);
     const bool dec = a.Tq == 1; /* decode: 8 warps (see fa_kernel) */
+    /* two K/V buffers at D 64 and 128 (every card: cu_attn_mma_fits), one at D 512 (two would take 283 KB) */
     switch (D) {
     case 64:
-        return mt == 2 ? fa_launch<64, 2, BF, 4>(s, a, groups, R)
-                       : dec ? fa_launch<64, 1, BF, 8>(s, a, groups, R) : fa_launch<64, 1, BF, 4>(s, a, groups, R);
+        return mt == 2 ? fa_launch<64, 2, BF, 4, 2>(s, a, groups, R)
+                       : dec ? fa_launch<64, 1, BF, 8, 2>(s, a, groups, R) : fa_launch<64, 1, BF, 4, 2>(s, a, groups, R);
     case 128:
-        return mt == 2 ? fa_launch<128, 2, BF, 4>(s, a, groups, R)
-                       : dec ? fa_launch<128, 1, BF, 8>(s, a, groups, R) : fa_launch<128, 1, BF, 4>(s, a, groups, R);
-    case 256: return dec ? fa_launch<256, 1, BF, 8>(s, a, groups, R) : fa_launch<256, 1, BF, 4>(s, a, groups, R);
-    default: return dec ? fa_launch<512, 1, BF, 8>(s, a, groups, R) : fa_launch<512, 1, BF, 4>(s, a, groups, R);
+        return mt == 2 ? fa_launch<128, 2, BF, 4, 2>(s, a, groups, R)
+                       : dec ? fa_launch<128, 1, BF, 8, 2>(s, a, groups, R)
+                             : fa_launch<128, 1, BF, 4, 2>(s, a, groups, R);
+    case 256: return dec ? fa_launch_256<BF, 8>(s, a, groups, R) : fa_launch_256<BF, 4>(s, a, groups, R);
+    default:
+        return dec ? fa_launch<512, 1, BF, 8, 1>(s, a, groups, R) : fa_launch<512, 1, BF, 4, 1>(s, a, groups, R);
     }
 }
 

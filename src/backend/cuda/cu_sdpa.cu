@@ -137,7 +137,7 @@ extern "C" mlxn_status cu_op_sdpa(mlxn_stream *s, const mlxn_tensor *q, const ml
     a.B = q->shape[0], a.Hq = q->shape[1], a.Tq = q->shape[2], a.D = q->shape[3];
     a.Tk = k->shape[2], a.Dv = v->shape[3];
     if (a.B == 0 || a.Hq == 0 || a.Tq == 0 || a.Dv == 0) return MLXN_OK;
-    if (!cu_ctx(s)->knobs.sdpa_simple && cu_attn_mma_fits(q, k, v, p)) return cu_attn_mma(s, q, k, v, p, out);
+    if (!cu_ctx(s)->knobs.sdpa_simple && cu_attn_mma_fits(q, k, v, p, cu_ctx(s)->smem_optin)) return cu_attn_mma(s, q, k, v, p, out);
     if (a.D > 32 * SD_MAXC || a.Dv > 32 * SD_MAXC)
         return mlxn_fail(MLXN_ERR_NOT_IMPLEMENTED, "cuda: sdpa with head dims %lld/%lld (over %d) is not built yet",
                          (long long)a.D, (long long)a.Dv, 32 * SD_MAXC);

@@ -467,12 +467,16 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
         const int64_t end = prm->pos + Tq;
         span = end > cap ? cap : end;
     }
-    const int sms = cu_ctx(s)->sms;
-    /* The tensor-core kernel takes what it fits (decode; MLXN_CUDA_TQ_SIMPLE=1
-     * keeps everything on the f32 kernel, for tests and comparisons). */
-    const bool mma = !cu_ctx(s)->knobs.tq_simple && cu_tq_attn_mma_fits(a);
-    /* the split-dims kernel where it fits (MLXN_CUDA_TQ_SPLIT: 0 tq_attn_mma, 1 / 2 one of its shapes) */
-    const int split = mma ? cu_tq_attn_split_pick(a, span, Hkv, sms, cu_ctx(s)->knobs.tq_split) : 0;
+    const int sms = cu_ctx(s)->sms, optin = cu_ctx(s)->smem_optin;
+    /* The tensor-core kernels take what they fit (decode; MLXN_CUDA_TQ_SIMPLE=1
+     * keeps everything on the f32 kernel, for tests and comparisons): the
+     * split-dims kernel where its rule and the shared memory allow
+     * (MLXN_CUDA_TQ_SPLIT: 0 tq_attn_mma, 1 / 2 one of its shapes), else
+     * tq_attn_mma where it fits, else the f32 kernel (a card with less
+     * shared memory a block than the tensor-core kernels want). */
+    const bool tc = !cu_ctx(s)->knobs.tq_simple;
+    const int split = tc ? cu_tq_attn_split_pick(a, span, Hkv, sms, cu_ctx(s)->knobs.tq_split, optin) : 0;
+    const bool mma = tc && !split && cu_tq_attn_mma_fits(a, optin);
     int64_t chunk;
     if (split) {
         chunk = cu_tq_attn_split_chunk(span, Hkv, sms, split);
@@ -506,7 +510,7 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
                      : RT == 1 ? launch_partial_d<1>(s, a, Hkv, tiles)
                      : RT == 4 ? launch_partial_d<4>(s, a, Hkv, tiles)
                                : launch_partial_d<16>(s, a, Hkv, tiles);
-    if (st == MLXN_OK && !mma) { /* the tensor-core path merges its own partials */
+    if (st == MLXN_OK && !split && !mma) { /* the tensor-core paths merge their own partials */
         const size_t smem = sizeof(float) * ((size_t)D + (size_t)nchunks + TQC_THREADS);
         if (smem > 48 * 1024) st = cu_smem_allow(s, op, tq_attn_combine, smem);
         if (st == MLXN_OK) {

@@ -469,9 +469,11 @@ mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int
     return cu_launched(s, "tq_sdpa", "tq_attn_mma_combine");
 }
 
-bool cu_tq_attn_mma_fits(const tqs_args &a) {
+bool cu_tq_attn_mma_fits(const tqs_args &a, int smem_optin) {
     const int sb_k = a.kb <= 4 ? 4 : 8, sb_v = a.vb <= 4 ? 4 : 8;
-    return a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
+    /* 74 / 113 / 191 KB at head dim 64 / 128 / 256: more than an A100 allows at 256, more than sm_86 /
+     * sm_89 allow at 128 (those calls run the f32 kernel) */
+    return tqm_smem(a.D) <= (size_t)smem_optin && a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
            a.vb <= 8 && a.krow == (int64_t)a.D * sb_k / 8 && a.vrow == (int64_t)a.D * sb_v / 8 &&
            a.cap < INT32_MAX / 2;
 }

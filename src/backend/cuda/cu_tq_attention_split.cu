@@ -484,7 +484,8 @@ mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
 
 } // namespace
 
-int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob) {
+/* The kernel's shape by the measured rule (see cu_tq_attn_split_pick), before the shared memory is asked. */
+static int split_rule(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob) {
     /* head dim 128 or 256; 4-bit K and V (nibbles), or byte codes (5..8 bits) for both */
     const int64_t D = a.D;
     const bool nib = a.kb == 4 && a.vb == 4 && a.krow == D / 2 && a.vrow == D / 2;
@@ -508,6 +509,27 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
      * first version; H200 at one block per SM: 16.6 against 16.9 and, at 16384 keys, 17.4 against 20.1) */
     const int64_t per_sm = span * hkv / (sms > 0 ? sms : 1);
     return per_sm <= 96 ? 8 : 16;
+}
+
+/* Shared memory of the shape the launch below runs for (byte codes or nibbles, D, kpw), bytes. */
+static size_t ts_bytes(bool bytes, int64_t D, int kpw) {
+    if (D == 128) {
+        if (bytes) return kpw == 16 ? ts_smem<8, 128, TS_W, 16>::BYTES : ts_smem<8, 128, TS_W, 8>::BYTES;
+        return kpw == 16 ? ts_smem<4, 128, TS_W, 16>::BYTES : ts_smem<4, 128, TS_W, 8>::BYTES;
+    }
+    if (bytes) return ts_smem<8, 256, TS_W, 8>::BYTES;
+    return kpw == 16 ? ts_smem<4, 256, TS_W, 16>::BYTES : ts_smem<4, 256, TS_W, 8>::BYTES;
+}
+
+int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob, int smem_optin) {
+    const int kpw = split_rule(a, span, hkv, sms, knob);
+    if (!kpw) return 0;
+    const bool byt = a.kb != 4;
+    /* a card with less shared memory a block (an A100's 163 KB, 99 KB on sm_86 / sm_89): 8 keys a
+     * score warp where 16 do not fit, else not this kernel (4-bit at head dim 256: 143 KB at 8, 211
+     * KB at 16; bytes at 256: 192 KB; at 128: 102 / 133 KB for nibbles, 139 / 207 KB for bytes) */
+    if (ts_bytes(byt, a.D, kpw) <= (size_t)smem_optin) return kpw;
+    return kpw == 16 && ts_bytes(byt, a.D, 8) <= (size_t)smem_optin ? 8 : 0;
 }
 
 int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {

@@ -39,11 +39,12 @@ typedef struct tqs_args {
 
 /* The tensor-core decode kernel (cu_tq_attention_mma.cu). fits: whether
  * it takes this call (up to 16 query rows per kv head, head dim 64/128/256,
- * widths 4..8 for K and V; 2- and 3-bit codes stay on the f32 kernel).
+ * widths 4..8 for K and V; 2- and 3-bit codes stay on the f32 kernel) with
+ * smem_optin bytes of shared memory a block (the device's opt-in limit).
  * chunk: keys per block for `span` keys over `hkv` kv heads on `sms`
  * multiprocessors. launch: grid (a.nchunks, hkv), writing a.pm/pl/pacc
  * (rotated back per chunk), then its own merge into a.out. */
-bool cu_tq_attn_mma_fits(const tqs_args &a);
+bool cu_tq_attn_mma_fits(const tqs_args &a, int smem_optin);
 int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms);
 mlxn_status cu_tq_attn_mma_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv);
 /* tq_attn_mma_combine alone (programmatic launch): the merge of a.nchunks
@@ -56,10 +57,11 @@ mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int
  * this call (or knob = 0; byte codes at head dim 128 unless knob 1 / 2),
  * else its keys per score warp, 8 or 16 (byte codes at head dim 256: 8;
  * otherwise knob 1 / 2 force one; -1: the measured rule
- * for `span` keys over `hkv` kv heads on `sms` multiprocessors). chunk
- * and launch as above, for that choice (the merge is
- * tq_attn_mma_combine). */
-int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob);
+ * for `span` keys over `hkv` kv heads on `sms` multiprocessors), 8 where
+ * 16 would need more than smem_optin bytes of shared memory a block, 0
+ * where 8 would too. chunk and launch as above, for that choice (the
+ * merge is tq_attn_mma_combine). */
+int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob, int smem_optin);
 int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw);
 mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw);
 

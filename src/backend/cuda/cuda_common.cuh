@@ -77,6 +77,9 @@ typedef struct cu_knobs {
                              MLX's row layout (cu_quant_tile.cu; comparisons) */
     int upload_copy;      /* MLXN_CUDA_UPLOAD_COPY=1: staged uploads of every size by a host-to-device copy,
                              not small ones by a kernel (cuda_runtime.cu; comparisons) */
+    int like;             /* MLXN_CUDA_LIKE=80 / 86 / 89 (or sm80 ...): choose kernels as on that older
+                             card (tests on a newer one): its shared memory limits, no programmatic
+                             launch, no clusters (mlxn_cuda_stream_create); 0 (unset) = the card itself */
 } cu_knobs;
 
 /* Kernels whose dynamic shared memory limit a stream remembers (more are

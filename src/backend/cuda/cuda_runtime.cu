@@ -37,6 +37,28 @@ static mlxn_status cuda_check(cudaError_t e, const char *what, int index) {
                      "cuda:%d: %s failed: %s", index, what, cudaGetErrorString(e));
 }
 
+/* A kernel of this library, asked which architecture its loaded code was
+ * compiled for. */
+__global__ void cu_arch_probe() {}
+
+/* The current device's kernels' architecture, major * 10 + minor (90: the
+ * sm_90a build; 80: sm_80, as SASS on Ampere / Ada or as PTX the driver
+ * compiled for a newer card), 0 when the build has nothing the device can
+ * run (the error is left for the caller to read). Why asked, not derived
+ * from the card: the sm_90-only paths (programmatic launch, cluster
+ * merges) are compiled out of the sm_80 code, which a Blackwell card
+ * runs. */
+static int code_arch(cudaError_t *err) {
+    cudaFuncAttributes fa;
+    const cudaError_t e = cudaFuncGetAttributes(&fa, cu_arch_probe);
+    if (err) *err = e;
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* not left for the next check to find */
+        return 0;
+    }
+    return fa.ptxVersion;
+}
+
 extern "C" mlxn_status mlxn_cuda_open(int index, char *name, size_t name_cap) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -47,8 +69,25 @@ extern "C" mlxn_status mlxn_cuda_open(int index, char *name, size_t name_cap) {
         return mlxn_fail(MLXN_ERR_DEVICE, "cuda:%d: only %d CUDA device(s) present", index, count);
     cudaDeviceProp prop;
     MLXN_TRY(cuda_check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties", index));
-    snprintf(name, name_cap, "cuda:%d (%s, sm_%d%d)", index, prop.name, prop.major, prop.minor);
-    return cuda_check(cudaSetDevice(index), "cudaSetDevice", index);
+    /* the kernels use bf16 tensor-core products and cp.async, and are built for sm_90a and sm_80 (whose
+     * PTX the driver compiles for a newer card): an older card would fail at its first launch */
+    if (prop.major < 8)
+        return mlxn_fail(MLXN_ERR_DEVICE,
+                         "cuda:%d (%s) has compute capability %d.%d; the CUDA backend needs 8.0 or newer (Ampere, "
+                         "Ada, Hopper, Blackwell); use --device cpu",
+                         index, prop.name, prop.major, prop.minor);
+    MLXN_TRY(cuda_check(cudaSetDevice(index), "cudaSetDevice", index));
+    cudaError_t e_code = cudaSuccess;
+    const int code = code_arch(&e_code);
+    if (code <= 0)
+        return mlxn_fail(MLXN_ERR_DEVICE, "cuda:%d (%s, sm_%d%d): this build has no kernels for it (%s); use --device cpu",
+                         index, prop.name, prop.major, prop.minor, cudaGetErrorString(e_code));
+    if (code / 10 == prop.major)
+        snprintf(name, name_cap, "cuda:%d (%s, sm_%d%d)", index, prop.name, prop.major, prop.minor);
+    else /* a newer card running the sm_80 build's PTX, compiled by the driver */
+        snprintf(name, name_cap, "cuda:%d (%s, sm_%d%d, kernels from sm_%d code)", index, prop.name, prop.major,
+                 prop.minor, code);
+    return MLXN_OK;
 }
 
 extern "C" mlxn_status mlxn_cuda_malloc(int index, size_t bytes, void **ptr) {
@@ -150,6 +189,28 @@ static void read_knobs(cu_knobs *k) {
     k->tiled_off = tl && tl[0] == '0';
     const char *uc = getenv("MLXN_CUDA_UPLOAD_COPY");
     k->upload_copy = uc && uc[0] == '1';
+    const char *like = getenv("MLXN_CUDA_LIKE");
+    if (like && (like[0] == 's' || like[0] == 'S') && (like[1] == 'm' || like[1] == 'M')) like += like[2] == '_' ? 3 : 2;
+    k->like = like ? atoi(like) : 0;
+}
+
+/* MLXN_CUDA_LIKE: an older card's limits (cu_knobs.like), so that a test on
+ * a newer one runs the kernels that card would run. Only ever lowers what
+ * the card has; an unknown value changes nothing. Shared memory figures
+ * are the CUDA programming guide's per compute capability (opt-in per
+ * block / per multiprocessor): 8.0 163 / 164 KB, 8.6 and 8.9 99 / 100 KB. */
+static void apply_like(cu_stream *c) {
+    int optin = 0, per_sm = 0;
+    switch (c->knobs.like) {
+    case 80: optin = 163 * 1024, per_sm = 164 * 1024; break;
+    case 86:
+    case 89: optin = 99 * 1024, per_sm = 100 * 1024; break;
+    default: return;
+    }
+    if (optin < c->smem_optin) c->smem_optin = optin;
+    if (per_sm < c->smem_per_sm) c->smem_per_sm = per_sm;
+    c->pdl = 0;      /* sm_90+ */
+    c->clusters = 0; /* sm_90+ */
 }
 
 extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
@@ -158,10 +219,11 @@ extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
     if (!c) return mlxn_fail(MLXN_ERR_OUT_OF_MEMORY, "cuda:%d: out of host memory for a stream", index);
     c->index = index;
     read_knobs(&c->knobs);
-    int major = 0;
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
-    c->pdl = major >= 9 && !c->knobs.pdl_off;
-    c->clusters = major >= 9;
+    const int code = code_arch(NULL);
+    /* by the code loaded, not the card: sm_80 code run on a newer card (its PTX compiled by the driver, as
+     * on Blackwell) has no programmatic waits and no cluster merges in its kernels */
+    c->pdl = code >= 90 && !c->knobs.pdl_off;
+    c->clusters = code >= 90;
     mlxn_status st = cuda_check(cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, index),
                                 "cudaDeviceGetAttribute (multiprocessors)", index);
     if (st == MLXN_OK)
@@ -174,6 +236,7 @@ extern "C" mlxn_status mlxn_cuda_stream_create(int index, void **stream) {
         free(c);
         return st;
     }
+    apply_like(c);
     st = cuda_check(cudaStreamCreateWithFlags(&c->s, cudaStreamNonBlocking), "cudaStreamCreate", index);
     if (st == MLXN_OK) {
         st = cuda_check(cudaHostAlloc((void **)&c->err_host, 4 * sizeof(long long), cudaHostAllocMapped),
@@ -218,6 +281,11 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
 
 mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, size_t smem) {
     cu_stream *c = cu_ctx(s);
+    /* every dispatcher checks the limit first and picks a kernel that fits; this is the net under them */
+    if (smem > (size_t)c->smem_optin)
+        return mlxn_fail(MLXN_ERR_UNSUPPORTED,
+                         "%s: a kernel needs %zu bytes of shared memory per block; cuda:%d allows %d (%s)", op, smem,
+                         c->index, c->smem_optin, c->knobs.like ? "MLXN_CUDA_LIKE" : "the device's limit");
     int i = 0;
     while (i < c->smem_n && c->smem_fn[i] != fn) i++;
     if (i < c->smem_n && (size_t)c->smem_max[i] >= smem) return MLXN_OK;
