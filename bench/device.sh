@@ -2,7 +2,8 @@
 # One run on a GPU machine: build with nvcc for sm_90a (Hopper), run the
 # whole test suite (the CUDA op tests among it), compute-sanitizer
 # (memcheck, then racecheck) over tests/test_backend_ops and
-# tests/test_backend_attn, the CUDA quantized mat-vec and mat-mat benchmarks
+# tests/test_backend_attn, the sm_80 build's PTX and its CUDA tests (the
+# code older and newer cards run), the CUDA quantized mat-vec and mat-mat benchmarks
 # with PyTorch's dense bf16 matmul of the same shape (bench/peer_torch_mm.py),
 # the attention benchmarks (mlxn bench sdpa beside PyTorch's SDPA on the same
 # shapes, bench/peer_torch_sdpa.py), then end-to-end model benchmarks: random
@@ -15,7 +16,8 @@
 # The kernel stage also times a kernel boundary (bench/handoff.cu).
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
-# MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_SANITIZER=1 /
+# MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_OLDER=1 (the sm_80 PTX build's tests) /
+# MLXN_SKIP_SANITIZER=1 /
 # MLXN_SKIP_KERNELS=1 (qmv/qmm and sampling benchmarks; MLXN_SAMPLE_BENCH=1
 # keeps the sampling one) / MLXN_SKIP_SDPA=1 / MLXN_SKIP_NCU=1 /
 # MLXN_SKIP_MODELS=1 to skip a stage; MLXN_QMM_SWEEP=1 to time the mat-mat
@@ -79,6 +81,33 @@ if [ "${MLXN_SKIP_CTEST:-0}" != 1 ]; then
   ctest --test-dir "$B" -j "$JOBS" --timeout 600 --output-on-failure > "$OUT/ctest.log" 2>&1
   note "ctest: exit $? in $(($(date +%s) - t0)) s, $(grep -E 'tests passed' "$OUT/ctest.log")"
   grep -E "\*\*\*|Failed|Not Run" "$OUT/ctest.log" | head -20
+fi
+
+# older cards: the sm_80 build's PTX alone, compiled by the driver for this card, is the code an
+# A100 or an sm_86 / sm_89 card runs (as SASS) and what a Blackwell card runs; its CUDA test programs
+# here as they stand (this card's limits: the newer card's case) and with an sm_86 card's limits
+# (MLXN_CUDA_LIKE=86: 99 KB of shared memory a block). ctest's test_cuda_older_cards covers the
+# sm_90a build with those limits.
+if [ "${MLXN_SKIP_OLDER:-0}" != 1 ]; then
+  t0=$(date +%s)
+  B80=$B-sm80
+  progs="test_backend_ops test_backend_attn test_backend_tq test_session_tq_fixed test_session_fixed test_models_cuda test_sample"
+  if { cmake -S "$ROOT" -B "$B80" -DMLXN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=80-virtual -DCMAKE_BUILD_TYPE=Release &&
+       cmake --build "$B80" -j "$JOBS" --target $progs; } > "$OUT/build_sm80.log" 2>&1; then
+    for like in none 86; do
+      pass=0; failed=""
+      for p in $progs; do
+        if [ $like = none ]; then "$B80/tests/$p" > "$OUT/sm80_${like}_$p.log" 2>&1
+        else MLXN_CUDA_LIKE=$like "$B80/tests/$p" > "$OUT/sm80_${like}_$p.log" 2>&1; fi
+        if [ $? = 0 ]; then pass=$((pass + 1)); else failed="$failed $p"; fi
+      done
+      note "sm_80 PTX build, MLXN_CUDA_LIKE=$like: $pass programs passed${failed:+, failed:$failed}"
+    done
+    note "older cards stage: $(($(date +%s) - t0)) s"
+  else
+    tail -20 "$OUT/build_sm80.log"
+    note "sm_80 PTX build failed (log: $OUT/build_sm80.log)"
+  fi
 fi
 
 if [ "${MLXN_SKIP_SANITIZER:-0}" != 1 ]; then
