@@ -292,7 +292,7 @@ static mlxn_status fd_launch(mlxn_stream *s, fa_args &a, bool *taken) {
     const size_t smem = fd_smem(D, a.dch);
     /* a GPU with less shared memory per block (e.g. 99 KB on sm_86 / sm_89, which run the sm_80 build):
      * the tile kernel */
-    if (smem > (size_t)cu_ctx(s)->smem_optin) return MLXN_OK;
+    if (!cu_smem_fits(s, fa_decode_kernel<D, BF>, smem)) return MLXN_OK;
     MLXN_TRY(cu_smem_allow(s, "sdpa", fa_decode_kernel<D, BF>, smem));
     /* a cluster of these larger blocks may not fit where the tile kernel's did: then that one runs */
     if (a.cl && cu_cluster_occupancy(s, fa_decode_kernel<D, BF>, FD_NW * 32, smem, a.S) <= 0) return MLXN_OK;

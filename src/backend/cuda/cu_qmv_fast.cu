@@ -229,9 +229,9 @@ static bool qf_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int nch = (a.K / CPL + 32 * V - 1) / (32 * V);
     const size_t smem = (size_t)nch * V * 32 * (CPL + 4) * sizeof(float) +
                         (MODE == MLXN_QUANT_AFFINE ? (size_t)nch * V * CPL * sizeof(float) : 0);
-    const int sms = cu_ctx(s)->sms, optin = cu_ctx(s)->smem_optin, smsm = cu_ctx(s)->smem_per_sm;
-    if (smem > (size_t)optin) return false;
+    const int sms = cu_ctx(s)->sms, smsm = cu_ctx(s)->smem_per_sm;
     auto k = qmv_fast_kernel<MODE, BITS, SDT, V, D, MAXT>;
+    if (!cu_smem_fits(s, k, smem)) return false;
     if (smem > 48 * 1024) {
         *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;
@@ -451,18 +451,18 @@ static bool qfn_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     cudaStream_t cs = cu_ctx(s)->s;
     const int nch = (a.K / CPL + 31) / 32;
     const size_t chunk_bytes = (size_t)NX * 32 * (CPL + 4) * sizeof(float); /* x of one chunk, NX rows */
-    const int sms = cu_ctx(s)->sms, optin = cu_ctx(s)->smem_optin;
+    const int sms = cu_ctx(s)->sms;
     /* slices of up to ~100 KB of x (two blocks per SM), at least one chunk */
     int nchs = (int)((100 * 1024) / chunk_bytes);
     if (nchs < 1) nchs = 1;
     if (nchs > nch) nchs = nch;
     const size_t smem = (size_t)nchs * chunk_bytes;
-    if (smem > (size_t)optin) return false;
+    auto k = qmv_fastn_kernel<MODE, BITS, SDT, NX>;
+    if (!cu_smem_fits(s, k, smem)) return false;
     const int S = (nch + nchs - 1) / nchs;
     /* Several slices: partial sums in scratch, added by qf_sum_slices in a
      * fixed order (test_backend_ops' K = 6208 cases at n = 3 and 8 take this
      * path; they pass on an H100, docs/perf.md). */
-    auto k = qmv_fastn_kernel<MODE, BITS, SDT, NX>;
     if (smem > 48 * 1024) {
         *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;

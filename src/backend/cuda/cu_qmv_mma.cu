@@ -1073,7 +1073,7 @@ static bool qm_launch_imaged(const qmv_args &a, mlxn_stream *s, mlxn_status *st,
                              int rows, int threads, size_t smem) {
     const char *op = "quantized_matmul";
     const int nch = a.K / QM_CHUNK;
-    if (smem > (size_t)cu_ctx(s)->smem_optin) return false;
+    if (!cu_smem_fits(s, k, smem)) return false; /* e.g. 5..8 x rows on a 99 KB card (sm_86 / sm_89) */
     if (smem > 48 * 1024) {
         *st = cu_smem_allow(s, op, k, smem);
         if (*st != MLXN_OK) return true;
@@ -1101,12 +1101,13 @@ static bool qmx_launch1(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
                             QM_ROWS, W * 32, (size_t)W * (D * (NX * QM_PARTS * QM_PART_BYTES + 64) + 64));
 }
 
-/* 8 warps per block where K is long or the row tiles do not fill the SMs (as for one row), else 4 */
+/* 8 warps per block where K is long or the row tiles do not fill the SMs (as for one row), else 4; 4
+ * also where 8 do not fit the card's shared memory (8 x rows on 99 KB: sm_86 / sm_89) */
 template <int G, int SDT, int NX>
 static bool qmx_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int v = cu_ctx(s)->knobs.qmv_mma;
     if (v == 2 || (v != 3 && (a.K / QM_CHUNK >= 64 || (a.N + QM_ROWS - 1) / QM_ROWS <= cu_ctx(s)->sms)))
-        return qmx_launch1<G, SDT, NX, 8>(a, s, st);
+        if (qmx_launch1<G, SDT, NX, 8>(a, s, st)) return true;
     return qmx_launch1<G, SDT, NX, 4>(a, s, st);
 }
 
@@ -1179,9 +1180,12 @@ bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
      * stay on the one-row layout's kernel (24 against 30 us there), as do 3..8 rows with MLXN_CUDA_QMV_MMA = 4
      * (comparisons) */
     if (a.M > 2 && variant != 4) {
-        if (a.w.group == 64)
-            return a.w.sdt == MLXN_DTYPE_BF16 ? qm8_launch<2, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<2, MLXN_DTYPE_F16>(a, s, st);
-        return a.w.sdt == MLXN_DTYPE_BF16 ? qm8_launch<1, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<1, MLXN_DTYPE_F16>(a, s, st);
+        const bool bf = a.w.sdt == MLXN_DTYPE_BF16;
+        const bool went = a.w.group == 64 ? (bf ? qm8_launch<2, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<2, MLXN_DTYPE_F16>(a, s, st))
+                                          : (bf ? qm8_launch<1, MLXN_DTYPE_BF16>(a, s, st) : qm8_launch<1, MLXN_DTYPE_F16>(a, s, st));
+        /* its blocks (97 KB of images, 8 KB of sums) do not fit a 99 KB card (sm_86 / sm_89): the one-row
+         * layout's kernel below */
+        if (went) return true;
     }
     if (a.M > 1) {
         /* 5..8 rows over a short K: the f32 kernel (cu_qmv_fast.cu) measured faster (62 against 68-72 us at

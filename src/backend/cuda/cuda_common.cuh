@@ -112,6 +112,7 @@ typedef struct cu_stream {
      * have (cu_smem_allow) */
     const void *smem_fn[CU_SMEM_SLOTS];
     int smem_max[CU_SMEM_SLOTS];
+    int smem_static[CU_SMEM_SLOTS]; /* and each one's static shared memory (bytes) */
     int smem_n;
     /* [occ_n] occupancy answers (cu_occupancy, cu_cluster_occupancy):
      * kernel, threads, dynamic shared memory, cluster size (0: blocks per
@@ -227,6 +228,14 @@ mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, siz
 template <typename... KArgs>
 static inline mlxn_status cu_smem_allow(mlxn_stream *s, const char *op, void (*kernel)(KArgs...), size_t smem) {
     return cu_smem_allow_fn(s, op, (const void *)kernel, smem);
+}
+/* Whether `fn` with `smem` bytes of dynamic shared memory fits the card's
+ * opt-in limit a block, its static shared memory counted (a dispatcher's
+ * question before it picks a kernel). */
+bool cu_smem_fits_fn(mlxn_stream *s, const void *fn, size_t smem);
+template <typename... KArgs>
+static inline bool cu_smem_fits(mlxn_stream *s, void (*kernel)(KArgs...), size_t smem) {
+    return cu_smem_fits_fn(s, (const void *)kernel, smem);
 }
 
 /* How many blocks of `fn` (a kernel) one multiprocessor holds at

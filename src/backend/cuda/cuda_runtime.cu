@@ -279,26 +279,51 @@ extern "C" void mlxn_cuda_stream_destroy(int index, void *stream) {
     free(c);
 }
 
-mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, size_t smem) {
-    cu_stream *c = cu_ctx(s);
-    /* every dispatcher checks the limit first and picks a kernel that fits; this is the net under them */
-    if (smem > (size_t)c->smem_optin)
-        return mlxn_fail(MLXN_ERR_UNSUPPORTED,
-                         "%s: a kernel needs %zu bytes of shared memory per block; cuda:%d allows %d (%s)", op, smem,
-                         c->index, c->smem_optin, c->knobs.like ? "MLXN_CUDA_LIKE" : "the device's limit");
+/* fn's entry in the stream's table (index, or c->smem_n when the table is
+ * full), made with one cudaFuncGetAttributes the first time: the dynamic
+ * limit fn has on the device, and its static shared memory. */
+static mlxn_status smem_entry(cu_stream *c, const char *op, const void *fn, int *slot, int *have, int *stat) {
     int i = 0;
     while (i < c->smem_n && c->smem_fn[i] != fn) i++;
-    if (i < c->smem_n && (size_t)c->smem_max[i] >= smem) return MLXN_OK;
+    if (i < c->smem_n) {
+        *slot = i, *have = c->smem_max[i], *stat = c->smem_static[i];
+        return MLXN_OK;
+    }
     cudaFuncAttributes fa;
     MLXN_TRY(cu_check(cudaFuncGetAttributes(&fa, fn), op, "cudaFuncGetAttributes", c->index));
-    int have = fa.maxDynamicSharedSizeBytes;
-    if (have < 0 || (size_t)have < smem) {
-        MLXN_TRY(cu_check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
-                          "cudaFuncSetAttribute", c->index));
-        have = (int)smem;
+    *have = fa.maxDynamicSharedSizeBytes < 0 ? 0 : fa.maxDynamicSharedSizeBytes;
+    *stat = (int)fa.sharedSizeBytes;
+    if (c->smem_n < CU_SMEM_SLOTS) {
+        c->smem_fn[c->smem_n] = fn, c->smem_max[c->smem_n] = *have, c->smem_static[c->smem_n] = *stat;
+        c->smem_n++;
     }
-    if (i == c->smem_n && c->smem_n < CU_SMEM_SLOTS) c->smem_fn[c->smem_n++] = fn;
-    if (i < c->smem_n) c->smem_max[i] = have;
+    *slot = i;
+    return MLXN_OK;
+}
+
+bool cu_smem_fits_fn(mlxn_stream *s, const void *fn, size_t smem) {
+    cu_stream *c = cu_ctx(s);
+    int slot = 0, have = 0, stat = 0;
+    if (smem_entry(c, "shared memory", fn, &slot, &have, &stat) != MLXN_OK) return false;
+    return smem + (size_t)stat <= (size_t)c->smem_optin;
+}
+
+mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, size_t smem) {
+    cu_stream *c = cu_ctx(s);
+    int slot = 0, have = 0, stat = 0;
+    MLXN_TRY(smem_entry(c, op, fn, &slot, &have, &stat));
+    if ((size_t)have >= smem) return MLXN_OK;
+    /* every dispatcher checks the limit first and picks a kernel that fits; this is the net under them
+     * (a block's static and dynamic shared memory together are held to the opt-in limit) */
+    if (smem + (size_t)stat > (size_t)c->smem_optin)
+        return mlxn_fail(MLXN_ERR_UNSUPPORTED,
+                         "%s: a kernel needs %zu bytes of shared memory per block (%zu dynamic, %d static); cuda:%d "
+                         "allows %d (%s)",
+                         op, smem + (size_t)stat, smem, stat, c->index, c->smem_optin,
+                         c->knobs.like ? "MLXN_CUDA_LIKE" : "the device's limit");
+    MLXN_TRY(cu_check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
+                      "cudaFuncSetAttribute", c->index));
+    if (slot < c->smem_n) c->smem_max[slot] = (int)smem;
     return MLXN_OK;
 }
 
