@@ -27,9 +27,11 @@
  *    NMSE <= 5e-5: it rounds the rotated query and the
  *    softmax weights (times value norms) to f16. That costs ~1e-7..5e-6
  *    for most seeds, but the error of a score grows with the score, so a
- *    seed whose softmax is peaky costs more: seed 1795735933422391415 gives
- *    2.9e-5 on the head-dim-128 k5/v5 case, where the f32 kernel gets
- *    2e-12 on the same data (the rounding, not a slip). Its masking edges
+ *    seed whose softmax is peaky costs more (once 2.9e-5 on a head-dim-128
+ *    k5/v5 case, once 6.7e-5 on a head-dim-256 k8/v4 one, where the f32
+ *    kernel got ~1e-12 on the same data: the rounding, not a slip). So
+ *    the bound is 20 times the case's measured sensitivity to that
+ *    rounding where that is more than 5e-5 (f16_sensitivity). Its masking edges
  *    are covered by the window / causal cases with a few hundred visible
  *    keys, where a slip costs far more.
  *  - a negative position in the device tensor: append writes nothing,
@@ -244,6 +246,32 @@ static bool split_has16(const tcase *t) { return t->kb == 4 || t->D == 128; }
 
 enum { K_SIMPLE, K_DEFAULT, K_MMA, K_SPLIT8, K_SPLIT16 };
 
+/* How much this case's data amplifies the tensor-core kernels' f16
+ * rounding: the CPU reference again with every query element moved by a
+ * random relative step of up to 2^-11 (half an f16 step, what rounding
+ * the rotated query moves it by), as NMSE against the unmoved output
+ * `ref`. Why: the error of a score grows with the score, so keys of large
+ * norm make a peaky softmax that amplifies the rounding; measured over
+ * runs, the f16 kernels' NMSE on one case ranged 2.5e-7..7.8e-6 and once
+ * 6.7e-5 (D 256, k8/v4, 3000 keys), past a fixed 5e-5. */
+static double f16_sensitivity(env *e, mlxn_tq_cache *cc, const mlxn_tensor *q, const mlxn_tq_sdpa_params *sp,
+                              const float *ref) {
+    const int64_t *sh = q->shape, *st = q->strides;
+    mlxn_tensor qp = t_tensor_contig(e->cpu, MLXN_DTYPE_F32, 4, sh), op = t_tensor_contig(e->cpu, MLXN_DTYPE_F32, 4, sh);
+    const float *src = mlxn_tensor_host(q);
+    float *dst = mlxn_tensor_host(&qp);
+    int64_t i = 0;
+    for (int64_t h = 0; h < sh[1]; h++)
+        for (int64_t t = 0; t < sh[2]; t++)
+            for (int64_t d = 0; d < sh[3]; d++, i++)
+                dst[i] = src[h * st[1] + t * st[2] + d * st[3]] * (1.0f + t_uniform(-1.0f, 1.0f) * 0x1p-11f);
+    double nmse = INFINITY;
+    if (mlxn_tq_sdpa(e->cs, cc, &qp, sp, &op) == MLXN_OK) nmse = t_nmse(ref, mlxn_tensor_host(&op), (size_t)i);
+    t_tensor_free(&qp);
+    t_tensor_free(&op);
+    return nmse;
+}
+
 /* The query step's attention on the CPU and on one CUDA kernel: K_SIMPLE
  * the f32 kernel (on e->gs_simple, MLXN_CUDA_TQ_SIMPLE=1), K_DEFAULT the
  * default dispatch, K_MMA tq_attn_mma, K_SPLIT8 / 16 the split kernel's
@@ -265,6 +293,7 @@ static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc,
                               .softcap = t->softcap, .pos = t->pos_tensor ? 0 : t->hist};
     sp.pos_tensor = t->pos_tensor ? &pt.c : NULL;
     CHECK_OK(mlxn_tq_sdpa(e->cs, cc, &q.c, &sp, &out.c));
+    const double sens = simple ? 0.0 : f16_sensitivity(e, cc, &q.c, &sp, mlxn_tensor_host(&out.c));
     sp.pos_tensor = t->pos_tensor ? &pt.g : NULL;
     mlxn_stream *gs = simple ? e->gs_simple : kernel >= K_MMA ? e->gs_split[kernel - K_MMA] : e->gs;
     if (gs != e->gs) CHECK_OK(mlxn_stream_sync(e->gs)); /* the cache was written on e->gs */
@@ -286,11 +315,16 @@ static void attn_both(env *e, const tcase *t, const char *cs, mlxn_tq_cache *cc,
         }
         if (s > wv) wv = s, worst = r;
     }
-    const double bound = simple ? 1e-8 : 5e-5; /* tensor cores: f16 rounding, see the top */
-    CHECK(nmse <= bound, "%s: %s attention NMSE %.3g (max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g cuda[0] %.6g)",
-          cs, kname, nmse, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
+    /* tensor cores: f16 rounding (see the top), 5e-5, or 20 times this case's measured sensitivity to it
+     * where that is more (a peaky softmax) */
+    const double bound = simple ? 1e-8 : fmax(5e-5, 20.0 * sens);
+    CHECK(nmse <= bound,
+          "%s: %s attention NMSE %.3g (bound %.3g; max |diff| %.3g), worst row: head %lld query %lld (cpu[0] %.6g "
+          "cuda[0] %.6g)",
+          cs, kname, nmse, bound, mad, (long long)(worst / Tq), (long long)(worst % Tq), g ? (double)c[worst * D] : 0.0,
           g ? (double)g[worst * D] : 0.0);
-    printf("  %s: codes/norms/dequant compared, %s attention NMSE %.3g max |diff| %.3g\n", cs, kname, nmse, mad);
+    printf("  %s: codes/norms/dequant compared, %s attention NMSE %.3g max |diff| %.3g (f16 sensitivity %.3g)\n", cs,
+           kname, nmse, mad, sens);
     free(g);
     if (t->pos_tensor) twin_free(&pt);
     twin_free(&q);
