@@ -44,7 +44,7 @@ __global__ void cu_arch_probe() {}
 /* The current device's kernels' architecture, major * 10 + minor (90: the
  * sm_90a build; 80: sm_80, as SASS on Ampere / Ada or as PTX the driver
  * compiled for a newer card), 0 when the build has nothing the device can
- * run (the error is left for the caller to read). Why asked, not derived
+ * run (the CUDA error in *err when err is given). Why asked, not derived
  * from the card: the sm_90-only paths (programmatic launch, cluster
  * merges) are compiled out of the sm_80 code, which a Blackwell card
  * runs. */
@@ -312,15 +312,16 @@ mlxn_status cu_smem_allow_fn(mlxn_stream *s, const char *op, const void *fn, siz
     cu_stream *c = cu_ctx(s);
     int slot = 0, have = 0, stat = 0;
     MLXN_TRY(smem_entry(c, op, fn, &slot, &have, &stat));
-    if ((size_t)have >= smem) return MLXN_OK;
     /* every dispatcher checks the limit first and picks a kernel that fits; this is the net under them
-     * (a block's static and dynamic shared memory together are held to the opt-in limit) */
+     * (a block's static and dynamic shared memory together are held to the opt-in limit; asked before the
+     * kernel's remembered limit, which a stream without MLXN_CUDA_LIKE may have raised past it) */
     if (smem + (size_t)stat > (size_t)c->smem_optin)
         return mlxn_fail(MLXN_ERR_UNSUPPORTED,
                          "%s: a kernel needs %zu bytes of shared memory per block (%zu dynamic, %d static); cuda:%d "
                          "allows %d (%s)",
                          op, smem + (size_t)stat, smem, stat, c->index, c->smem_optin,
                          c->knobs.like ? "MLXN_CUDA_LIKE" : "the device's limit");
+    if ((size_t)have >= smem) return MLXN_OK;
     MLXN_TRY(cu_check(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op,
                       "cudaFuncSetAttribute", c->index));
     if (slot < c->smem_n) c->smem_max[slot] = (int)smem;
