@@ -20,12 +20,15 @@ grep -q '^MLXN_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" && san="-fsanitize=addr
 fails=0 passes=0
 check() { if [ "$1" = ok ]; then passes=$((passes + 1)); else fails=$((fails + 1)); echo "FAIL: $2"; fi; }
 
+# the compiler the library was built with (tests/CMakeLists.txt passes it):
+# a cross build's library does not link with the host's cc
+cc=${MLXN_TEST_CC:-cc}
 libdir=$(pkg-config --variable=libdir mlxn)
 # static: the archive itself, then what it needs (Libs.private + Requires.private)
-cc -std=c11 -Wall -Werror $san "$src/examples/hello.c" $(pkg-config --cflags mlxn) "$libdir/libmlxn.a" \
+"$cc" -std=c11 -Wall -Werror $san "$src/examples/hello.c" $(pkg-config --cflags mlxn) "$libdir/libmlxn.a" \
    $(pkg-config --libs --static mlxn | sed 's/-lmlxn//') -o "$tmp/hello_static" || true
 [ -x "$tmp/hello_static" ] && check ok "" || check no "static build against the installed library"
-cc -std=c11 -Wall -Werror $san "$src/examples/hello.c" $(pkg-config --cflags --libs mlxn) -o "$tmp/hello_shared"
+"$cc" -std=c11 -Wall -Werror $san "$src/examples/hello.c" $(pkg-config --cflags --libs mlxn) -o "$tmp/hello_shared"
 [ -x "$tmp/hello_shared" ] && check ok "" || check no "shared build"
 
 for exe in hello_static hello_shared; do
