@@ -496,6 +496,7 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     a.chunk = chunk;
     a.nchunks = (int)nchunks;
     a.pf = !cu_ctx(s)->knobs.attn_pf_off; /* MLXN_CUDA_ATTN_PREFETCH=0: none (comparisons) */
+    a.compact = 0;                        /* tq_attn_mma's launch sets its own */
 
     const int64_t rows = Hq * Tq;
     float *scratch = NULL;

@@ -50,11 +50,21 @@ enum {
     TQM_STEP = 16, /* keys per warp step: two n-tiles of scores, one k-step of values */
 };
 
-/* Dynamic shared memory of tq_attn_mma at head dim D (bytes). */
-static size_t tqm_smem(int D) {
-    return (size_t)D * 32                      /* qf: [D/16][32] uint4 */
-           + sizeof(uint32_t) * 256 * 32       /* pair: [256][32] */
-           + sizeof(float) * TQM_WARPS * 16 * (size_t)D /* red: a [16][D] slot per warp */
+/* Dynamic shared memory of tq_attn_mma at head dim D (bytes). compact
+ * (a.compact): the merge slots over the query fragments and the pair
+ * table, which no warp reads after its steps; a barrier then stands before
+ * the first warp parks. Why: at head dim 128 the block fits 99 KB (sm_86 /
+ * sm_89) only so, and at 256 an A100's 163 KB (KB of 1024 bytes: 110 ->
+ * 74 at 128, 186 -> 146 at 256). A card that holds the whole block keeps
+ * the separate slots (no barrier: a warp parks while others still step). */
+static size_t tqm_front(int D, bool compact) {
+    const size_t tables = (size_t)D * 32               /* qf: [D/16][32] uint4 */
+                          + sizeof(uint32_t) * 256 * 32; /* pair: [256][32] */
+    const size_t slots = sizeof(float) * TQM_WARPS * 16 * (size_t)D; /* red: a [16][D] slot per warp */
+    return compact ? (tables > slots ? tables : slots) : tables + slots;
+}
+static size_t tqm_smem(int D, bool compact) {
+    return tqm_front(D, compact)
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
            + sizeof(unsigned short) * 512      /* lvk, lvv */
@@ -90,8 +100,10 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     extern __shared__ __align__(16) unsigned char tqm_sm[];
     uint4 *qf = (uint4 *)tqm_sm;                          /* [NS][32] query A fragments, f16 */
     uint32_t *pair = (uint32_t *)(qf + NS * 32);          /* [256][32] 4-bit pair table, one copy per bank (below) */
-    float *red = (float *)(pair + 256 * 32);              /* [8][16 * D] merge slots, a warp's accumulators */
-    float *nat = red + TQM_WARPS * 16 * D;                /* [16][D + 1] the block's sums in dim order */
+    constexpr int TABLES = NS * 32 * 16 + 256 * 32 * 4, SLOTS = 4 * TQM_WARPS * 16 * D; /* bytes (tqm_front) */
+    /* [8][16 * D] merge slots, a warp's accumulators: after the tables, or over them (a.compact) */
+    float *red = (float *)(tqm_sm + (a.compact ? 0 : TABLES));
+    float *nat = (float *)(tqm_sm + (a.compact ? (TABLES > SLOTS ? TABLES : SLOTS) : TABLES + SLOTS)); /* [16][D + 1] the block's sums in dim order */
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
     unsigned short *lvk = (unsigned short *)(lw + TQM_WARPS * 16); /* [256] key levels, f16 bits */
@@ -100,8 +112,9 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     int *vr = kr + 32;                                    /* [3] keys some row sees [vr0, vr1); the first key's ring slot */
     /* pair: the 4-bit pair table (tqm_fill_pairs). Keys and values share
      * it: both 4-bit sides use the one 4-bit codebook. Its own 32 KB, not
-     * the merge slots': a warp parks its accumulators while others may
-     * still be in their steps. */
+     * the merge slots', where the block fits (a warp parks its
+     * accumulators while others may still be in their steps); a.compact:
+     * under them, after a barrier (tqm_front). */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
     const int ch = blockIdx.x;
@@ -305,6 +318,7 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
     }
     float4 *rb = (float4 *)red; /* [8][NU][32] */
+    if (a.compact) __syncthreads(); /* the slots lie over the tables: every warp is past its last lookup */
     if (g < R) /* a lane whose rows g, g + 8 are both padding has nothing to add (its slots are never read) */
 #pragma unroll
         for (int u = 0; u < NU; u++)
@@ -471,9 +485,9 @@ mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int
 
 bool cu_tq_attn_mma_fits(const tqs_args &a, int smem_optin) {
     const int sb_k = a.kb <= 4 ? 4 : 8, sb_v = a.vb <= 4 ? 4 : 8;
-    /* 74 / 113 / 191 KB at head dim 64 / 128 / 256: more than an A100 allows at 256, more than sm_86 /
-     * sm_89 allow at 128 (those calls run the f32 kernel) */
-    return tqm_smem(a.D) <= (size_t)smem_optin && a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
+    /* compact (tqm_smem): 40 / 74 / 146 KB at head dim 64 / 128 / 256, more than sm_86 / sm_89 allow
+     * at 256 (those calls run the f32 kernel) */
+    return tqm_smem(a.D, true) <= (size_t)smem_optin && a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
            a.vb <= 8 && a.krow == (int64_t)a.D * sb_k / 8 && a.vrow == (int64_t)a.D * sb_v / 8 &&
            a.cap < INT32_MAX / 2;
 }
@@ -490,12 +504,14 @@ int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms) {
 
 template <int KS, int VS, int D>
 static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
-    const size_t smem = tqm_smem(D);
+    tqs_args b = a;
+    b.compact = tqm_smem(D, false) > (size_t)cu_ctx(s)->smem_optin; /* cu_tq_attn_mma_fits took the compact size */
+    const size_t smem = tqm_smem(D, b.compact);
     auto k = tq_attn_mma<KS, VS, D>;
     if (smem > 48 * 1024) MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
     /* both with programmatic dependent launch (cu_launch): the partial's
      * level tables and the combine's launch overlap the kernel before */
-    cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TQM_THREADS), smem, a);
+    cu_launch(s, k, dim3((unsigned)b.nchunks, (unsigned)hkv), dim3(TQM_THREADS), smem, b);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_mma"));
     return cu_tq_attn_mma_combine_launch(s, a, a.G * a.Tq * hkv);
 }

@@ -17,8 +17,8 @@
  * ~2.5 of ~19 us.
  *
  * Here a block of W = 8 warps (at most TS_MAXREG = 160 registers, so the
- * merge kernel can wait resident beside it; 140 KB of shared memory at
- * KPW = 8, 206 KB at 16: one block a SM) walks its chunk in tiles of KPW W
+ * merge kernel can wait resident beside it; 132 KB of shared memory at
+ * KPW = 8, 198 KB at 16: one block a SM) walks its chunk in tiles of KPW W
  * keys, in two phases per tile:
  *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
  *     8 or 16: one or two n-tiles; the query's A fragments and the
@@ -137,8 +137,7 @@ struct ts_smem {
     static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
     static constexpr int KG = W / QD;    /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
-    static constexpr int QF = 0;                                   /* [NS][32] uint4 query A fragments */
-    static constexpr int PAIR = QF + NS * 32 * 16;                 /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
+    static constexpr int PAIR = 0;                                 /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
     static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][VSTRIDE] bytes: value codes */
     static constexpr int KBUF = VBUF + NB * TK * VSTRIDE;          /* [NB][TK][KSTRIDE] bytes: key codes */
     static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
@@ -149,6 +148,13 @@ struct ts_smem {
     static constexpr int KR = MROW + 16 * 4;                       /* [32] i32 visible keys of each row */
     static constexpr int VR = KR + 32 * 4;                         /* [4] i32 keys some row sees, first slot */
     static constexpr int BYTES = VR + 4 * 4;
+    /* [NS][32] uint4 query A fragments, over buffer 2's value rows. Why
+     * there: every thread reads them into registers before its first
+     * tile's scores, and buffer 2 is first written by the copy issued
+     * after that tile's barrier (1); the 4 / 8 KB this saves let the
+     * 4-bit kernel at head dim 128 fit a 99 KB block (sm_86 / sm_89). */
+    static constexpr int QF = VBUF + 2 * TK * VSTRIDE;
+    static_assert(NB == 3 && NS * 32 * 16 <= TK * VSTRIDE, "the query fragments must fit buffer 2's value rows");
     /* after the tiles: [KG][16][D + 1] f32, each key group's sums in dim
      * order, over the pair table and the value buffers (both done by then) */
     static constexpr int NAT = PAIR;
@@ -526,8 +532,8 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
     if (!kpw) return 0;
     const bool byt = a.kb != 4;
     /* a card with less shared memory a block (an A100's 163 KB, 99 KB on sm_86 / sm_89): 8 keys a
-     * score warp where 16 do not fit, else not this kernel (4-bit at head dim 256: 143 KB at 8, 211
-     * KB at 16; bytes at 256: 192 KB; at 128: 102 / 133 KB for nibbles, 139 / 207 KB for bytes) */
+     * score warp where 16 do not fit, else not this kernel (KB of 1024 bytes: 4-bit at head dim 256
+     * 132 at 8, 198 at 16; bytes at 256: 180; at 128: 96 / 126 for nibbles, 132 / 198 for bytes) */
     if (ts_bytes(byt, a.D, kpw) <= (size_t)smem_optin) return kpw;
     return kpw == 16 && ts_bytes(byt, a.D, 8) <= (size_t)smem_optin ? 8 : 0;
 }
