@@ -50,20 +50,24 @@ enum {
     TQM_STEP = 16, /* keys per warp step: two n-tiles of scores, one k-step of values */
 };
 
-/* Dynamic shared memory of tq_attn_mma at head dim D (bytes). compact
- * (a.compact): the merge slots over the query fragments and the pair
- * table, which no warp reads after its steps; a barrier then stands before
- * the first warp parks. Why: at head dim 128 the block fits 99 KB (sm_86 /
- * sm_89) only so, and at 256 an A100's 163 KB (KB of 1024 bytes: 110 ->
- * 74 at 128, 186 -> 146 at 256). A card that holds the whole block keeps
- * the separate slots (no barrier: a warp parks while others still step). */
-static size_t tqm_front(int D, bool compact) {
+/* Dynamic shared memory of tq_attn_mma at head dim D (bytes), by its
+ * merge's layout (a.compact): 0, a slot per warp after the tables; 1, the
+ * slots over the query fragments and the pair table, which no warp reads
+ * after its steps (a barrier then stands before the first warp parks); 2,
+ * half as many slots over the tables, filled and summed in two rounds.
+ * Why: at head dim 128 the block fits 99 KB (sm_86 / sm_89) only with 1,
+ * at 256 an A100's 163 KB only with 1 and 99 KB only with 2 (KB of 1024
+ * bytes: 110 -> 74 at 128, 186 -> 146 -> 82 at 256). A card that holds the
+ * whole block keeps 0 (no barrier: a warp parks while others still step);
+ * tqm_launch picks the first that fits. */
+static size_t tqm_front(int D, int compact) {
     const size_t tables = (size_t)D * 32               /* qf: [D/16][32] uint4 */
                           + sizeof(uint32_t) * 256 * 32; /* pair: [256][32] */
-    const size_t slots = sizeof(float) * TQM_WARPS * 16 * (size_t)D; /* red: a [16][D] slot per warp */
+    /* red: a [16][D] slot per warp, or per warp of a round */
+    const size_t slots = sizeof(float) * (compact == 2 ? TQM_WARPS / 2 : TQM_WARPS) * 16 * (size_t)D;
     return compact ? (tables > slots ? tables : slots) : tables + slots;
 }
-static size_t tqm_smem(int D, bool compact) {
+static size_t tqm_smem(int D, int compact) {
     return tqm_front(D, compact)
            + sizeof(float) * 16 * ((size_t)D + 1)      /* nat: the block's sum, [16][D + 1] */
            + sizeof(float) * 2 * TQM_WARPS * 16 /* mw, lw */
@@ -80,6 +84,12 @@ struct tqm_regs {
     uint32_t k[2][KW];
     uint32_t v[4][VW];
     float kn[4], vn[4];
+};
+
+/* a compile-time count as an argument (tq_attn_mma's merge) */
+template <int N>
+struct tqm_count {
+    static constexpr int value = N;
 };
 
 template <int KS, int VS, int D>
@@ -100,10 +110,12 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
     extern __shared__ __align__(16) unsigned char tqm_sm[];
     uint4 *qf = (uint4 *)tqm_sm;                          /* [NS][32] query A fragments, f16 */
     uint32_t *pair = (uint32_t *)(qf + NS * 32);          /* [256][32] 4-bit pair table, one copy per bank (below) */
-    constexpr int TABLES = NS * 32 * 16 + 256 * 32 * 4, SLOTS = 4 * TQM_WARPS * 16 * D; /* bytes (tqm_front) */
-    /* [8][16 * D] merge slots, a warp's accumulators: after the tables, or over them (a.compact) */
+    /* bytes of the tables and of the 8 merge slots (tqm_front; 4 slots when a.compact == 2) */
+    constexpr int TABLES = NS * 32 * 16 + 256 * 32 * 4, SLOTS = 4 * TQM_WARPS * 16 * D;
+    const int slots = a.compact == 2 ? SLOTS / 2 : SLOTS;
+    /* [8 or 4][16 * D] merge slots, a warp's accumulators: after the tables, or over them (a.compact) */
     float *red = (float *)(tqm_sm + (a.compact ? 0 : TABLES));
-    float *nat = (float *)(tqm_sm + (a.compact ? (TABLES > SLOTS ? TABLES : SLOTS) : TABLES + SLOTS)); /* [16][D + 1] the block's sums in dim order */
+    float *nat = (float *)(tqm_sm + (a.compact ? (TABLES > slots ? TABLES : slots) : TABLES + slots)); /* [16][D + 1] the block's sums in dim order */
     float *mw = nat + 16 * (D + 1);                       /* [8][16] per warp: running max of each row */
     float *lw = mw + TQM_WARPS * 16;                      /* [8][16] per warp: denominator of each row */
     unsigned short *lvk = (unsigned short *)(lw + TQM_WARPS * 16); /* [256] key levels, f16 bits */
@@ -317,49 +329,64 @@ __global__ void __launch_bounds__(TQM_THREADS, 1) tq_attn_mma(tqs_args a) {
         mw[warp * 16 + g] = m[0], mw[warp * 16 + g + 8] = m[1];
         lw[warp * 16 + g] = l[0], lw[warp * 16 + g + 8] = l[1];
     }
-    float4 *rb = (float4 *)red; /* [8][NU][32] */
-    if (a.compact) __syncthreads(); /* the slots lie over the tables: every warp is past its last lookup */
-    if (g < R) /* a lane whose rows g, g + 8 are both padding has nothing to add (its slots are never read) */
+    float4 *rb = (float4 *)red; /* [slots][NU][32] */
+    /* Warps parked per round (PER, a compile-time count: the merge is on
+     * every block's serial path): all 8 in one, or 4 and 4 (a.compact ==
+     * 2: half the slots; the second round's sums start from the first's,
+     * so each element is summed in the same order either way) */
+    const int ln = tid & 31, gg = ln >> 2, cc = ln & 3; /* the same for every element e = tid + 256 i */
+    auto merge = [&](auto per_tag) {
+        constexpr int PER = decltype(per_tag)::value;
+        float f[2][TQM_WARPS] = {};
 #pragma unroll
-        for (int u = 0; u < NU; u++)
-            rb[(warp * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
-    __syncthreads();
-    {
-        const int ln = tid & 31, gg = ln >> 2, cc = ln & 3; /* the same for every element e = tid + 256 i */
-        if (gg < R) { /* else padding rows only (a group of fewer than 8 rows) */
-            float f[2][TQM_WARPS];
+        for (int w0 = 0; w0 < TQM_WARPS; w0 += PER) {
+            /* the slots lie over the tables: every warp is past its last lookup (and, in a second round,
+             * every thread past its reads of the first round's slots) */
+            if (a.compact) __syncthreads();
+            if (g < R && warp >= w0 && warp < w0 + PER) /* a lane whose rows g, g + 8 are both padding has nothing to add (its slots are never read) */
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int row = gg + 8 * h;
-                float M = -INFINITY, L = 0.0f;
+                for (int u = 0; u < NU; u++)
+                    rb[((warp - w0) * NU + u) * 32 + lane] = make_float4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
+            __syncthreads();
+            if (gg < R) { /* else padding rows only (a group of fewer than 8 rows) */
+                if (w0 == 0)
 #pragma unroll
-                for (int w = 0; w < TQM_WARPS; w++) M = fmaxf(M, mw[w * 16 + row]);
+                    for (int h = 0; h < 2; h++) {
+                        const int row = gg + 8 * h;
+                        float M = -INFINITY, L = 0.0f;
 #pragma unroll
-                for (int w = 0; w < TQM_WARPS; w++) {
-                    const float mv = mw[w * 16 + row];
-                    f[h][w] = mv == -INFINITY ? 0.0f : __expf(mv - M);
-                    L += f[h][w] * lw[w * 16 + row];
+                        for (int w = 0; w < TQM_WARPS; w++) M = fmaxf(M, mw[w * 16 + row]);
+#pragma unroll
+                        for (int w = 0; w < TQM_WARPS; w++) {
+                            const float mv = mw[w * 16 + row];
+                            f[h][w] = mv == -INFINITY ? 0.0f : __expf(mv - M);
+                            L += f[h][w] * lw[w * 16 + row];
+                        }
+                        if (tid < 32 && cc == 0 && row < R) { /* one thread per row writes the row's partial max, denominator */
+                            const int64_t orow = (hk * a.G + row / Tq) * a.Tq + row % Tq;
+                            a.pm[orow * a.nchunks + ch] = M;
+                            a.pl[orow * a.nchunks + ch] = L;
+                        }
+                    }
+                for (int e = tid; e < NU * 32; e += TQM_THREADS) {
+                    const int u = e >> 5;
+                    const int d0 = ((u / PV) * 8 + 2 * cc) * PV + u % PV, d1 = d0 + PV; /* columns 2cc, 2cc + 1 */
+                    float *n0 = nat + gg * (D + 1), *n1 = nat + (gg + 8) * (D + 1);
+                    float4 t = w0 == 0 ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : make_float4(n0[d0], n0[d1], n1[d0], n1[d1]);
+#pragma unroll
+                    for (int w = w0; w < w0 + PER; w++) {
+                        const float4 o = rb[(w - w0) * NU * 32 + e];
+                        t.x += f[0][w] * o.x, t.y += f[0][w] * o.y, t.z += f[1][w] * o.z, t.w += f[1][w] * o.w;
+                    }
+                    n0[d0] = t.x, n0[d1] = t.y, n1[d0] = t.z, n1[d1] = t.w;
                 }
-                if (tid < 32 && cc == 0 && row < R) { /* one thread per row writes the row's partial max, denominator */
-                    const int64_t orow = (hk * a.G + row / Tq) * a.Tq + row % Tq;
-                    a.pm[orow * a.nchunks + ch] = M;
-                    a.pl[orow * a.nchunks + ch] = L;
-                }
-            }
-            for (int e = tid; e < NU * 32; e += TQM_THREADS) {
-                const int u = e >> 5;
-                float4 t = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-                for (int w = 0; w < TQM_WARPS; w++) {
-                    const float4 o = rb[w * NU * 32 + e];
-                    t.x += f[0][w] * o.x, t.y += f[0][w] * o.y, t.z += f[1][w] * o.z, t.w += f[1][w] * o.w;
-                }
-                const int d0 = ((u / PV) * 8 + 2 * cc) * PV + u % PV, d1 = d0 + PV; /* columns 2cc, 2cc + 1 */
-                nat[gg * (D + 1) + d0] = t.x, nat[gg * (D + 1) + d1] = t.y;
-                nat[(gg + 8) * (D + 1) + d0] = t.z, nat[(gg + 8) * (D + 1) + d1] = t.w;
             }
         }
-    }
+    };
+    if (a.compact == 2)
+        merge(tqm_count<TQM_WARPS / 2>{});
+    else
+        merge(tqm_count<TQM_WARPS>{});
     __syncthreads();
     /* Un-rotate the partial here (the FWHT is linear, so the combine's
      * weighted sum of rotated-back partials is the rotated-back sum; why:
@@ -485,9 +512,8 @@ mlxn_status cu_tq_attn_mma_combine_launch(mlxn_stream *s, const tqs_args &a, int
 
 bool cu_tq_attn_mma_fits(const tqs_args &a, int smem_optin) {
     const int sb_k = a.kb <= 4 ? 4 : 8, sb_v = a.vb <= 4 ? 4 : 8;
-    /* compact (tqm_smem): 40 / 74 / 146 KB at head dim 64 / 128 / 256, more than sm_86 / sm_89 allow
-     * at 256 (those calls run the f32 kernel) */
-    return tqm_smem(a.D, true) <= (size_t)smem_optin && a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
+    /* the smallest layout (tqm_smem): 40 / 46 / 82 KB at head dim 64 / 128 / 256 */
+    return tqm_smem(a.D, 2) <= (size_t)smem_optin && a.G * a.Tq <= 16 && (a.D == 64 || a.D == 128 || a.D == 256) && a.kb >= 4 && a.kb <= 8 && a.vb >= 4 &&
            a.vb <= 8 && a.krow == (int64_t)a.D * sb_k / 8 && a.vrow == (int64_t)a.D * sb_v / 8 &&
            a.cap < INT32_MAX / 2;
 }
@@ -505,7 +531,8 @@ int64_t cu_tq_attn_mma_chunk(int64_t span, int64_t hkv, int sms) {
 template <int KS, int VS, int D>
 static mlxn_status tqm_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
     tqs_args b = a;
-    b.compact = tqm_smem(D, false) > (size_t)cu_ctx(s)->smem_optin; /* cu_tq_attn_mma_fits took the compact size */
+    const size_t optin = (size_t)cu_ctx(s)->smem_optin;
+    b.compact = tqm_smem(D, 0) <= optin ? 0 : tqm_smem(D, 1) <= optin ? 1 : 2; /* cu_tq_attn_mma_fits took 2 */
     const size_t smem = tqm_smem(D, b.compact);
     auto k = tq_attn_mma<KS, VS, D>;
     if (smem > 48 * 1024) MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));

@@ -17,8 +17,8 @@
  * ~2.5 of ~19 us.
  *
  * Here a block of W = 8 warps (at most TS_MAXREG = 160 registers, so the
- * merge kernel can wait resident beside it; 132 KB of shared memory at
- * KPW = 8, 198 KB at 16: one block a SM) walks its chunk in tiles of KPW W
+ * merge kernel can wait resident beside it; 140 KB of shared memory at
+ * KPW = 8, 206 KB at 16: one block a SM) walks its chunk in tiles of KPW W
  * keys, in two phases per tile:
  *   scores: warp w takes the tile's keys KPW w .. KPW w + KPW - 1 (KPW =
  *     8 or 16: one or two n-tiles; the query's A fragments and the
@@ -119,8 +119,10 @@ __device__ __forceinline__ void ts_fill_levels(uint32_t *tab, int kb, int vb, in
 __device__ __forceinline__ uint32_t ts_two(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x5410u); }
 
 /* Shared memory of the W-warp kernel for SB-bit stored codes (4: nibbles,
- * 8: bytes) at head dim D (128 or 256), in bytes from the start. */
-template <int SB, int D, int W, int KPW>
+ * 8: bytes) at head dim D (128 or 256), in bytes from the start. QA: the
+ * query fragments over tile buffer 2 (QF below), for a card whose block
+ * must fit 99 KB. */
+template <int SB, int D, int W, int KPW, bool QA>
 struct ts_smem {
     static constexpr int NS = D / 16;    /* k-steps of the score product */
     static constexpr int ROW = D * SB / 8; /* bytes of a code row */
@@ -137,7 +139,7 @@ struct ts_smem {
     static constexpr int KSTEPS = TK / 16; /* value k-steps per tile */
     static constexpr int KG = W / QD;    /* key groups of the value phase */
     static constexpr int KPG = KSTEPS / KG; /* k-steps per key group */
-    static constexpr int PAIR = 0;                                 /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
+    static constexpr int PAIR = QA ? 0 : NS * 32 * 16;              /* [256][64] u32 pair (4-bit) or level table (ts_pair) */
     static constexpr int VBUF = PAIR + 256 * 64 * 4;               /* [NB][TK][VSTRIDE] bytes: value codes */
     static constexpr int KBUF = VBUF + NB * TK * VSTRIDE;          /* [NB][TK][KSTRIDE] bytes: key codes */
     static constexpr int NBUF = KBUF + NB * TK * KSTRIDE;          /* [NB][2][TK] f32 key, value norms */
@@ -148,13 +150,16 @@ struct ts_smem {
     static constexpr int KR = MROW + 16 * 4;                       /* [32] i32 visible keys of each row */
     static constexpr int VR = KR + 32 * 4;                         /* [4] i32 keys some row sees, first slot */
     static constexpr int BYTES = VR + 4 * 4;
-    /* [NS][32] uint4 query A fragments, over buffer 2's value rows. Why
-     * there: every thread reads them into registers before its first
-     * tile's scores, and buffer 2 is first written by the copy issued
-     * after that tile's barrier (1); the 4 / 8 KB this saves let the
-     * 4-bit kernel at head dim 128 fit a 99 KB block (sm_86 / sm_89). */
-    static constexpr int QF = VBUF + 2 * TK * VSTRIDE;
-    static_assert(NB == 3 && NS * 32 * 16 <= TK * VSTRIDE, "the query fragments must fit buffer 2's value rows");
+    /* [NS][32] uint4 query A fragments: first, or (QA) over buffer 2's
+     * value rows. Why that may be: every thread reads them into registers
+     * before its first tile's scores, and buffer 2 is first written by the
+     * copy issued after that tile's barrier (1); the 4 KB this saves let
+     * the 4-bit kernel at head dim 128 fit a 99 KB block (sm_86 / sm_89).
+     * Only there: on an H200 that layout took 0.4-0.7 us longer at head
+     * dim 128 (32 q / 8 kv heads, 4096 and 32768 keys: 10.35 -> 10.77,
+     * 32.7 -> 33.35 us back to back; cause not found). */
+    static constexpr int QF = QA ? VBUF + 2 * TK * VSTRIDE : 0;
+    static_assert(!QA || (NB == 3 && NS * 32 * 16 <= TK * VSTRIDE), "the query fragments must fit buffer 2's value rows");
     /* after the tiles: [KG][16][D + 1] f32, each key group's sums in dim
      * order, over the pair table and the value buffers (both done by then) */
     static constexpr int NAT = PAIR;
@@ -172,9 +177,9 @@ struct ts_kregs {
     float kn[2 * NT], vn[2 * NT];
 };
 
-template <int SB, int D, int W, int KPW>
+template <int SB, int D, int W, int KPW, bool QA>
 __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
-    using L = ts_smem<SB, D, W, KPW>;
+    using L = ts_smem<SB, D, W, KPW, QA>;
     constexpr int NT = KPW / 8; /* score n-tiles per warp */
     constexpr int TK = L::TK, ROW = L::ROW, VSTRIDE = L::VSTRIDE, NS = L::NS, PPK = L::PPK;
     constexpr int KW = ROW / 16;  /* words of a key row per score lane (a quarter row) */
@@ -478,10 +483,10 @@ __global__ void __maxnreg__(TS_MAXREG) tq_attn_split(tqs_args a) {
     }
 }
 
-template <int SB, int D, int KPW>
+template <int SB, int D, int KPW, bool QA = false>
 mlxn_status ts_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv) {
-    constexpr size_t smem = ts_smem<SB, D, TS_W, KPW>::BYTES;
-    auto k = tq_attn_split<SB, D, TS_W, KPW>;
+    constexpr size_t smem = ts_smem<SB, D, TS_W, KPW, QA>::BYTES;
+    auto k = tq_attn_split<SB, D, TS_W, KPW, QA>;
     MLXN_TRY(cu_smem_allow(s, "tq_sdpa", k, smem));
     cu_launch(s, k, dim3((unsigned)a.nchunks, (unsigned)hkv), dim3(TS_W * 32), smem, a);
     MLXN_TRY(cu_launched(s, "tq_sdpa", "tq_attn_split"));
@@ -520,12 +525,14 @@ static int split_rule(const tqs_args &a, int64_t span, int64_t hkv, int sms, int
 /* Shared memory of the shape the launch below runs for (byte codes or nibbles, D, kpw), bytes. */
 static size_t ts_bytes(bool bytes, int64_t D, int kpw) {
     if (D == 128) {
-        if (bytes) return kpw == 16 ? ts_smem<8, 128, TS_W, 16>::BYTES : ts_smem<8, 128, TS_W, 8>::BYTES;
-        return kpw == 16 ? ts_smem<4, 128, TS_W, 16>::BYTES : ts_smem<4, 128, TS_W, 8>::BYTES;
+        if (bytes) return kpw == 16 ? ts_smem<8, 128, TS_W, 16, false>::BYTES : ts_smem<8, 128, TS_W, 8, false>::BYTES;
+        return kpw == 16 ? ts_smem<4, 128, TS_W, 16, false>::BYTES : ts_smem<4, 128, TS_W, 8, false>::BYTES;
     }
-    if (bytes) return ts_smem<8, 256, TS_W, 8>::BYTES;
-    return kpw == 16 ? ts_smem<4, 256, TS_W, 16>::BYTES : ts_smem<4, 256, TS_W, 8>::BYTES;
+    if (bytes) return ts_smem<8, 256, TS_W, 8, false>::BYTES;
+    return kpw == 16 ? ts_smem<4, 256, TS_W, 16, false>::BYTES : ts_smem<4, 256, TS_W, 8, false>::BYTES;
 }
+/* the one shape with the query over a tile buffer (ts_smem's QA) */
+constexpr size_t TS_QA_BYTES = ts_smem<4, 128, TS_W, 8, true>::BYTES;
 
 int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms, int knob, int smem_optin) {
     const int kpw = split_rule(a, span, hkv, sms, knob);
@@ -533,9 +540,11 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
     const bool byt = a.kb != 4;
     /* a card with less shared memory a block (an A100's 163 KB, 99 KB on sm_86 / sm_89): 8 keys a
      * score warp where 16 do not fit, else not this kernel (KB of 1024 bytes: 4-bit at head dim 256
-     * 132 at 8, 198 at 16; bytes at 256: 180; at 128: 96 / 126 for nibbles, 132 / 198 for bytes) */
+     * 140 at 8, 206 at 16; bytes at 256: 188; at 128: 100 / 130 for nibbles, 136 / 202 for bytes;
+     * 4-bit at head dim 128 and 8 keys with the query over a tile buffer: 96) */
     if (ts_bytes(byt, a.D, kpw) <= (size_t)smem_optin) return kpw;
-    return kpw == 16 && ts_bytes(byt, a.D, 8) <= (size_t)smem_optin ? 8 : 0;
+    if (kpw == 16 && ts_bytes(byt, a.D, 8) <= (size_t)smem_optin) return 8;
+    return !byt && a.D == 128 && TS_QA_BYTES <= (size_t)smem_optin ? 8 : 0;
 }
 
 int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw) {
@@ -554,7 +563,9 @@ mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t h
     const bool bytes = a.kb != 4; /* byte codes (cu_tq_attn_split_pick) */
     if (a.D == 128) {
         if (bytes) return kpw == 16 ? ts_launch<8, 128, 16>(s, a, hkv) : ts_launch<8, 128, 8>(s, a, hkv);
-        return kpw == 16 ? ts_launch<4, 128, 16>(s, a, hkv) : ts_launch<4, 128, 8>(s, a, hkv);
+        if (kpw == 16) return ts_launch<4, 128, 16>(s, a, hkv);
+        return ts_bytes(false, 128, 8) <= (size_t)cu_ctx(s)->smem_optin ? ts_launch<4, 128, 8>(s, a, hkv)
+                                                                        : ts_launch<4, 128, 8, true>(s, a, hkv);
     }
     if (bytes) return ts_launch<8, 256, 8>(s, a, hkv);
     return kpw == 16 ? ts_launch<4, 256, 16>(s, a, hkv) : ts_launch<4, 256, 8>(s, a, hkv);

@@ -32,7 +32,7 @@ typedef struct tqs_args {
     int64_t chunk;       /* keys per block */
     int nchunks;
     int pf;              /* the tensor-core kernel prefetches its first codes before the programmatic wait */
-    int compact;         /* tq_attn_mma: its merge slots over its tables (set by its launch; tqm_front) */
+    int compact;         /* tq_attn_mma: its merge's layout, 0..2 (set by its launch; tqm_front) */
     float *pm, *pl;      /* [Hq * Tq, nchunks]: chunk max, chunk denominator */
     float *pacc;         /* [Hq * Tq, nchunks, D]: chunk's unnormalized weighted value sum */
     float *out;          /* [Hq * Tq, D] contiguous */
