@@ -452,6 +452,18 @@ extern "C" mlxn_status cu_op_tq_sdpa(mlxn_stream *s, const mlxn_tq_cache *c, con
     a.pos_t = prm->pos_tensor ? (const int32_t *)cu_ptr(prm->pos_tensor) : NULL;
     a.out = (float *)cu_ptr(out);
 
+    /* Prefill chunks (at least 16 query tokens, more rows a kv head than
+     * the tensor-core decode kernels take) on the dense flash kernel over
+     * the cache dequantized in bf16 (cu_tq_prefill.cu: 3.6x the f32
+     * kernel's tok/s on a 4096-token prefill of a Llama-3-8B-shaped model;
+     * MLXN_CUDA_TQ_SIMPLE=1 keeps the f32 kernel). Why not shorter chunks:
+     * each call decodes every held key, which a few query rows do not
+     * repay. */
+    if (Tq >= 16 && G * Tq > 16 && !cu_ctx(s)->knobs.tq_simple) {
+        bool taken = false;
+        MLXN_TRY(cu_tq_sdpa_dense(s, c, q, prm, out, &taken));
+        if (taken) return MLXN_OK;
+    }
     /* Row tile: the smallest of 1, 4, 16 that holds the group's rows (a
      * decode step's G rows in one block), 16 rows per tile beyond. */
     const int64_t R = G * Tq;

@@ -66,4 +66,13 @@ int cu_tq_attn_split_pick(const tqs_args &a, int64_t span, int64_t hkv, int sms,
 int64_t cu_tq_attn_split_chunk(int64_t span, int64_t hkv, int sms, int kpw);
 mlxn_status cu_tq_attn_split_launch(mlxn_stream *s, const tqs_args &a, int64_t hkv, int kpw);
 
+/* TurboQuant attention for prefill chunks (cu_tq_prefill.cu): the held
+ * keys and values dequantized into bf16 in the rotated domain and the
+ * dense tensor-core flash attention over them, for the op's whole call
+ * (q, prm, out as mlxn_tq_sdpa). *taken false, and nothing queued, where
+ * it does not apply: a device position, a head dim past 64..512, or a card
+ * whose shared memory the flash kernel does not fit. */
+mlxn_status cu_tq_sdpa_dense(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_tensor *q,
+                             const mlxn_tq_sdpa_params *prm, mlxn_tensor *out, bool *taken);
+
 #endif
