@@ -134,10 +134,13 @@ mlxn_status cu_tq_sdpa_dense(mlxn_stream *s, const mlxn_tq_cache *c, const mlxn_
     mlxn_sdpa_params sp;
     memset(&sp, 0, sizeof sp);
     sp.scale = prm->scale, sp.causal = prm->causal, sp.window = prm->window, sp.softcap = prm->softcap;
-    if (!cu_attn_mma_fits(&qt, &kt, &vt, &sp, cu_ctx(s)->smem_optin)) return MLXN_OK; /* the f32 kernel takes it */
-    if (Hkv * n > INT32_MAX || Hq * Tq > INT32_MAX)
+    /* else the f32 kernel takes the call */
+    if (!cu_attn_mma_fits(&qt, &kt, &vt, &sp, cu_ctx(s)->smem_optin) || Hkv * n > INT32_MAX || Hq * Tq > INT32_MAX)
         return MLXN_OK;
-    MLXN_TRY(cu_scratch(s, op, 2 * kv_bytes + q_bytes, (void **)&scratch));
+    /* No room for the decoded positions (bf16 K and V of every held one:
+     * 32 MB at 8192 positions of Llama-3-8B): the f32 kernel too, which
+     * needs only its partials, rather than a failed prefill. */
+    if (cu_scratch(s, op, 2 * kv_bytes + q_bytes, (void **)&scratch) != MLXN_OK) return MLXN_OK;
     bk.ptr = scratch, bv.ptr = scratch + kv_bytes, bq.ptr = scratch + 2 * kv_bytes;
     const int64_t rows = Hkv * n;
     tq_rows_dense<<<dim3((unsigned)((rows + TQP_WARPS - 1) / TQP_WARPS), 2), TQP_WARPS * 32, 0, cu_ctx(s)->s>>>(
