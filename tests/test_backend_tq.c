@@ -523,7 +523,8 @@ int main(int argc, char **argv) {
         /* prefill chunks on the dense flash kernel (and the f32 kernel): tq4 and tq8 (a strided query, an
          * odd length), a wrapped ring with its window, an 8-key window (a one-key slip costs ~1/8), 3-bit
          * codes, head dim 512 with softcap, the first chunk of an empty cache with mixed widths, non-causal,
-         * 16 query heads a kv head */
+         * 16 query heads a kv head, a 16-key window over a wrapped 100-slot ring (a one-key slip in the
+         * ring's order costs ~1/16) */
         {2, 4, 128, 4, 4, 2000, 1500, 64, 1, 0, 0, 0, 0},
         {2, 4, 128, 8, 8, 2000, 1500, 33, 1, 0, 0, 0, 1},
         {4, 2, 256, 4, 4, 1100, 3000, 64, 1, 1024, 0, 0, 0},
@@ -532,6 +533,7 @@ int main(int argc, char **argv) {
         {2, 4, 128, 2, 5, 900, 0, 128, 1, 0, 0, 0, 0},
         {2, 4, 64, 4, 4, 500, 400, 20, 0, 0, 0, 0, 1},
         {1, 16, 128, 6, 6, 700, 600, 16, 1, 0, 0, 0, 0},
+        {2, 4, 128, 4, 4, 100, 1000, 32, 1, 16, 0, 0, 1},
         /* edges: the first token, a prefill from empty, a window of 1, non-causal prefill */
         {1, 1, 64, 4, 4, 1, 0, 1, 1, 0, 0, 0, 0},
         {2, 4, 128, 4, 4, 16, 0, 7, 1, 0, 0, 0, 1},
