@@ -9,11 +9,13 @@
 # shapes, bench/peer_torch_sdpa.py), then end-to-end model benchmarks: random
 # 4-bit models of real shapes (`mlxn convert --random PRESET -q`) timed by
 # `mlxn bench model --device cuda` (and its tg with --overlap-reads, as
-# `mlxn generate` decodes: "mlxn-ovl") beside the same shapes in PyTorch
+# `mlxn generate` decodes: "mlxn-ovl"; pp4096 with a tq4 cache beside the
+# bf16 cache's) beside the same shapes in PyTorch
 # (bench/peer_torch_model.py, bf16, torch.compile + CUDA graphs) when
 # python3 has torch; full logs go to OUTDIR and a short table is printed last.
 #   bash bench/device.sh OUTDIR
-# The kernel stage also times a kernel boundary (bench/handoff.cu).
+# The kernel stage also times a kernel boundary (bench/handoff.cu) and
+# TurboQuant decode with an sm_89 card's limits (MLXN_CUDA_LIKE=89).
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_OLDER=1 (the sm_80 PTX build's tests) /
@@ -196,6 +198,19 @@ fi
 # TurboQuant decode attention, the issue's shape: head dim 256, 32 q / 2 kv heads, 4-bit K and V, 20000 tokens
 "$B/mlxn" bench tq --device cuda --head-dim 256 --q-heads 32 --kv-heads 2 --k-bits 4 --v-bits 4 --ctx 20000 \
   --reps "$REPS" --warmup 10 > "$OUT/bench_tq.log" 2>&1 || echo "bench tq failed: $(tail -1 "$OUT/bench_tq.log")"
+# ... and with an sm_86 / sm_89 card's limits (99 KB a block), the tensor-core kernels' smaller layouts against the
+# f32 kernel (MLXN_CUDA_TQ_SIMPLE=1) those cards ran before: Llama-3-8B's heads and Gemma-3-4B's, tq4, b2b us
+for shape in "128 32 8" "256 8 4"; do
+  read -r d hq hkv <<<"$shape"
+  line="tq4 D$d $hq/$hkv at 4096 keys under MLXN_CUDA_LIKE=89, b2b us:"
+  for simple in 0 1; do
+    log="$OUT/bench_tq_like89_${d}_$simple.log"
+    MLXN_CUDA_LIKE=89 MLXN_CUDA_TQ_SIMPLE=$simple "$B/mlxn" bench tq --device cuda --head-dim "$d" --q-heads "$hq" \
+      --kv-heads "$hkv" --ctx 4096 --reps "$REPS" --warmup 10 > "$log" 2>&1
+    line="$line $([ $simple = 1 ] && echo "f32 kernel" || echo "tensor cores") $(awk '$1 == 4096 {print $4}' "$log")"
+  done
+  note "$line"
+done
 # what a kernel boundary costs in a captured graph (bench/handoff.cu, built on its own)
 if nvcc -O3 -arch=sm_90a -o "$B/handoff" "$ROOT/bench/handoff.cu" > "$OUT/handoff_build.log" 2>&1; then
   "$B/handoff" > "$OUT/handoff.log" 2>&1
@@ -306,6 +321,13 @@ for r in json.load(open(sys.argv[1])): r["peer"] = "mlxn"; r["preset"] = sys.arg
     else
       note "model $preset: mlxn bench model failed (exit $?): $(tail -1 "$OUT/model_$preset.err")"
     fi
+    # prefill with a TurboQuant cache (the dense flash kernel over the decoded cache) beside the bf16 cache's
+    line="model $preset: pp4096 tok/s:"
+    for kv in bf16 tq4; do
+      line="$line $kv $(timeout "$MT" "$B/mlxn" bench model -m "$MD/$preset" --device cuda --kv-cache $kv -p 4096 \
+        -c 4096 -n 0 -r 2 2>> "$OUT/model_$preset.err" | awk -F'|' '$2 ~ /pp4096/ {gsub(/ /, "", $3); print $3}')"
+    done
+    note "$line"
     # generation as `mlxn generate` runs it on a GPU: each token's read overlapping the next step
     if timeout "$MT" "$B/mlxn" bench model -m "$MD/$preset" --device cuda --kv-dtype bf16 -p 0 -n 128 \
          -r "$MREPS" --warmup 1 --overlap-reads --json > "$OUT/model_${preset}_overlap.json" 2>> "$OUT/model_$preset.err"; then
