@@ -474,14 +474,15 @@ static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R
 
 /* The NMSE bound of a quantized product against the CPU: 1e-10 (f32
  * rounding), but 1e-9 for the formats CUDA's tensor-core mat-vec takes
- * (4-bit affine, groups of 64 or 128, 16-bit scales; cu_qmv_mma.cu). It
- * sums x * (128 + q) in f32 and subtracts 128 * sum(x) per group, so its
- * rounding is that of a sum ~30x larger than the result's terms: seeds
+ * (affine 4-bit, and for one x row 3-, 6- and 8-bit, groups of 64 or 128,
+ * 16-bit scales; cu_qmv_mma.cuh). It sums x * (offset + q) in f32 and
+ * subtracts offset * sum(x) per group, so its rounding is that of a sum
+ * up to ~30x larger than the result's terms (4-bit: offset 128): seeds
  * gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight, scale or
  * row gives > 1e-6. */
 static double qmv_bound(const mlxn_quant_params *q, mlxn_dtype sdt) {
-    const int tc = q->mode == MLXN_QUANT_AFFINE && q->bits == 4 && (q->group_size == 64 || q->group_size == 128) &&
-                   (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
+    const int tc = q->mode == MLXN_QUANT_AFFINE && (q->bits == 3 || q->bits == 4 || q->bits == 6 || q->bits == 8) &&
+                   (q->group_size == 64 || q->group_size == 128) && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
     return tc ? 1e-9 : 1e-10;
 }
 
@@ -531,8 +532,11 @@ static void case_qmatmul(bk *b) {
         {MLXN_QUANT_AFFINE, 6, 64, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 8, 128, MLXN_DTYPE_BF16, 0},
         {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0},
         {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
-        /* the tensor-core one-row kernel's other formats (cu_qmv_mma.cu) */
+        /* the tensor-core one-row kernel's other formats (cu_qmv_mma.cuh): 4-bit, and 3-, 6- and 8-bit by
+         * both group sizes and scale dtypes */
         {MLXN_QUANT_AFFINE, 4, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 3, 128, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 6, 128, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 8, 64, MLXN_DTYPE_F16, 0},
     };
     const int64_t nxs[5] = {1, 2, 3, 8, 13};
     setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
@@ -608,16 +612,18 @@ static void case_qmatmul(bk *b) {
 }
 
 /* quantized_matmul_fused: the one-row kernel with the norm before it and
- * the residual add or the gated activation after it (CUDA: MLX 4-bit,
- * groups of 64 / 128) against the CPU's parts run apart; its fuses()
- * answer is asserted, so the kernel under test is the fused one; gate
- * halves of 333 rows leave the last 8-row tile partly past them. An 8-bit
- * weight, two x rows and an f32 norm weight run the parts apart on the
- * device too. NMSE qmv_bound (the fused kernel also scales the sums by
+ * the residual add or the gated activation after it (CUDA: MLX affine 3-,
+ * 4-, 6- and 8-bit, groups of 64 / 128) against the CPU's parts run apart;
+ * its fuses() answer is asserted, so the kernel under test is the fused
+ * one; gate halves of 333 rows leave the last 8-row tile partly past them.
+ * A 5-bit weight, two x rows and an f32 norm weight run the parts apart on
+ * the device too. NMSE qmv_bound (the fused kernel also scales the sums by
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
     const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
         {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256},
+        {3, 128, MLXN_DTYPE_F16, 666, 4096},  {6, 64, MLXN_DTYPE_BF16, 2000, 2176}, {8, 128, MLXN_DTYPE_F16, 1330, 3072},
+        {5, 64, MLXN_DTYPE_BF16, 130, 256},
         /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
         {4, 64, MLXN_DTYPE_BF16, 1330, 3072}};
     const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
@@ -645,7 +651,7 @@ static void case_qmatmul_fused(bk *b) {
             mlxn_qmm_fusion fg = fc;
             fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
             fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
-            const int want_fused = ws[i].bits == 4 && M == 1;
+            const int want_fused = ws[i].bits != 5 && M == 1;
             CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, M) == want_fused,
                   "%s: quantized_matmul_fuses %d-bit g%d M=%lld should be %d", b->name, q.bits, q.group_size, (long long)M,
                   want_fused);
@@ -668,8 +674,9 @@ static void case_qmatmul_fused(bk *b) {
  * on the device against the parts run apart there (MLXN_CUDA_FUSE=0: the
  * plain product, then rope_kv_write): bit for bit without a norm (each row's
  * sum is the same wherever its tile puts it), and with one within the
- * norm's rounding. Head dim 48 has 3 tiles per head; traditional pairs,
- * rotary dims short of the head and 8-bit weights run apart anyway. */
+ * norm's rounding. Head dim 48 has 3 tiles per head; traditional pairs and
+ * rotary dims short of the head run apart anyway; 3-, 6- and 8-bit
+ * weights take the epilogue too. */
 static void case_qmatmul_rope_kv(bk *b) {
     const mlxn_dtype BF = MLXN_DTYPE_BF16, F16 = MLXN_DTYPE_F16, F32 = MLXN_DTYPE_F32;
     const struct { int64_t Hq, Hk, D, K; int bits, group; mlxn_dtype sdt, cdt; int norm, freqs, trad, short_dims; } cs[] = {
@@ -677,6 +684,7 @@ static void case_qmatmul_rope_kv(bk *b) {
         {2, 1, 48, 384, 4, 64, BF, BF, 0, 0, 0, 0},   {2, 1, 64, 256, 4, 64, BF, F16, 1, 1, 0, 0},
         {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1},
         {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0},
+        {2, 1, 64, 384, 3, 64, BF, BF, 0, 1, 0, 0},   {3, 1, 128, 512, 6, 128, F16, F32, 1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;
@@ -1119,6 +1127,13 @@ static void run_backend(bk *b) {
     env_stream(b);
     case_qmatmul_rope_kv(b);
     unsetenv("MLXN_CUDA_QMV_MMA");
+    default_stream(b);
+    /* and 3-, 6- and 8-bit one-row products on the f32 kernels, which still take them where K is not a
+     * multiple of 128 */
+    printf("backend %s: the mat-vecs again with MLXN_CUDA_QMV_BITS=0\n", b->name);
+    setenv("MLXN_CUDA_QMV_BITS", "0", 1);
+    case_qmatmul(b);
+    unsetenv("MLXN_CUDA_QMV_BITS");
     default_stream(b);
     case_qmm(b);
     case_matmul(b);

@@ -138,9 +138,12 @@ __device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&
  * then the caller runs the general kernel. *st receives launch errors. */
 bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
-/* The 4-bit mat-vec of 1..8 x rows on the tensor cores (cu_qmv_mma.cu);
- * false (nothing launched) outside its formats and shapes. */
+/* The mat-vec on the tensor cores (cu_qmv_mma.cu): 1..8 x rows of affine
+ * 4-bit weights, one x row of 3-, 6- or 8-bit ones; false (nothing
+ * launched) outside its formats and shapes. */
 bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
+/* The one-row launch for 3-, 6- and 8-bit weights (cu_qmv_mma_bits.cu). */
+bool cu_qmv_mma_bits(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 /* Whether cu_qmv_mma takes these weights (N rows of K codes) for one x row. */
 bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s);
 /* The one-row kernel with a.nw / a.res (the fused op); false (nothing

@@ -71,7 +71,7 @@ __host__ __device__ __forceinline__ int64_t cu_qrow_scales(const cu_qmat &m, int
     return m.tiled ? mlxn_tiled_scale(r, 0, m.cols, m.group) : r * m.sc_st;
 }
 __host__ __device__ __forceinline__ int cu_qchunk_words(const cu_qmat &m) {
-    return m.tiled ? MLXN_TILE_ROWS * MLXN_TILE_WORDS : MLXN_TILE_WORDS;
+    return m.tiled ? MLXN_TILE_ROWS * MLXN_TILE_WORDS : 4 * m.bits; /* by rows: 128 codes of m.bits bits */
 }
 __host__ __device__ __forceinline__ int cu_qchunk_scales(const cu_qmat &m) {
     return (m.tiled ? MLXN_TILE_ROWS : 1) * (MLXN_TILE_CODES / m.group);

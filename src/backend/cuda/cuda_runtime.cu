@@ -166,6 +166,8 @@ static void read_knobs(cu_knobs *k) {
     const char *qmv = getenv("MLXN_CUDA_QMV_MMA");
     const int64_t qv = env_count("MLXN_CUDA_QMV_MMA");
     k->qmv_mma = qmv && qmv[0] == '0' ? 0 : qv ? (int)qv : 1;
+    const char *qb = getenv("MLXN_CUDA_QMV_BITS");
+    k->qmv_bits_off = qb && qb[0] == '0';
     const char *fuse = getenv("MLXN_CUDA_FUSE");
     k->fuse_off = fuse && fuse[0] == '0';
     const char *fc = getenv("MLXN_CUDA_FA_CLUSTER");
