@@ -1,12 +1,16 @@
-/* The 4-bit mat-vec of decode on the bf16 tensor cores: out[m, n] =
- * sum_k x[m, k] * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit
- * with bf16 or f16 scales and biases, groups of 64 or 128. docs/perf.md
- * (CUDA mat-vec log, v8, and the 3..8-row section) has the measurements;
- * it replaced the f32 streaming kernels (cu_qmv_fast.cu) for these formats,
- * which every other case keeps.
- * The one-row kernel comes first; the two-row one reuses its layout, and
- * 3..8 rows take the x rows as the mma's B columns (qmv_mma8_kernel); each
- * is described where it starts.
+/* The mat-vec of decode on the bf16 tensor cores: out[m, n] = sum_k x[m, k]
+ * * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit with bf16 or f16
+ * scales and biases, groups of 64 or 128; and for one x row the same with
+ * 3-, 6- and 8-bit codes (qm_apair says how; instances in
+ * cu_qmv_mma_bits.cu). docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
+ * section and "Other widths") has the measurements; it replaced the f32
+ * streaming kernels (cu_qmv_fast.cu) for these formats, which every other
+ * case keeps.
+ * This header holds the one-row kernel and its launch (shared by
+ * cu_qmv_mma.cu and cu_qmv_mma_bits.cu); cu_qmv_mma.cu has the two-row
+ * kernel, which reuses its layout, and the 3..8-row one, which takes the x
+ * rows as the mma's B columns (qmv_mma8_kernel); each is described where it
+ * starts. The design below is told for 4-bit codes.
  *
  * Why tensor cores for a mat-vec: the f32 kernel spent ~5 instructions per
  * weight per lane (decode, convert, FMA) and could not keep the issue slots
@@ -64,9 +68,9 @@
  * from each of 8 rows; decode measured 5-8% faster, docs/perf.md); the
  * kernels see either through qm_rows' pointers (or offsets) and chunk steps.
  * Conditions (else the caller runs the f32 kernels): affine
- * 4-bit, group 64 or 128, bf16/f16 scales with biases (one row stride for
- * both), K % 128 == 0, 16-byte aligned rows (and x, for one row), element
- * offsets under 2^31. */
+ * 4-bit (or, one x row by rows, 3-, 6- or 8-bit), group 64 or 128, bf16/f16
+ * scales with biases (one row stride for both), K % 128 == 0, 16-byte
+ * aligned rows (and x, for one row), element offsets under 2^31. */
 #ifndef MLXN_CU_QMV_MMA_CUH
 #define MLXN_CU_QMV_MMA_CUH
 
