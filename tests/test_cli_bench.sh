@@ -16,6 +16,11 @@ run text 0 bench qmv "${small[@]}"
 has text '^time: median [0-9.]+ us' "$out"
 has text 'GB/s effective' "$out"
 has text '^cpu: ' "$out"
+# --json prints the JSON object and nothing else on stdout (on a GPU it once printed the weights' layout
+# first, which bench/device.sh's tables then could not parse)
+run "qmv json" 0 bench qmv "${small[@]}" --json
+has "qmv json" '^\{.*"median_us": ?[0-9.e+-]+.*\}$' "$out"
+hasnt "qmv json: nothing but JSON" '^[^{]' "$out"
 for args in "--mode affine --bits 3 --group-size 32" "--mode mxfp4" "--mode mxfp8" "--mode nvfp4"; do
   for t in 0 1; do
     # shellcheck disable=SC2086

@@ -246,7 +246,7 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
         else if (ts != MLXN_ERR_NOT_IMPLEMENTED) goto fail;
     }
     q = &qq;
-    printf("weights: %s layout\n", qq.layout == MLXN_QUANT_TILED16 ? "tiled (TILED16)" : "MLX's row");
+    if (!o->json) printf("weights: %s layout\n", qq.layout == MLXN_QUANT_TILED16 ? "tiled (TILED16)" : "MLX's row");
     if (mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, xshape, &x) != MLXN_OK ||
         mlxn_tensor_alloc(dev, MLXN_DTYPE_F32, 2, oshape, &out) != MLXN_OK ||
         mlxn_buffer_write(x.buf, 0, hx, (size_t)(o->n * o->cols) * sizeof(float)) != MLXN_OK)
@@ -294,6 +294,7 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
                               (json_int_t)l2, "sms", sms);
         if (j) json_object_set_new(j, "back_to_back_us", json_real(b2b[0]));
         if (j) json_object_set_new(j, "same_weights_us", json_real(b2b[1]));
+        if (j) json_object_set_new(j, "layout", json_string(qq.layout == MLXN_QUANT_TILED16 ? "tiled16" : "rows"));
         char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
         if (!txt) {
