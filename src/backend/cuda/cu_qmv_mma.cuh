@@ -211,22 +211,32 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  *     check the offsets fit). */
 /* A lane's BITS words of one row's chunk at p (4-byte aligned, and
  * 16-byte aligned for 4 and 8 bits, 8-byte for 6): the widest loads the
- * lane's offset allows (3-bit lanes sit 12 bytes apart). */
+ * lane's offset allows (3-bit lanes sit 12 bytes apart). 4-bit: one load
+ * per row, whose 4 lanes t read 64 contiguous bytes, not kept in L1 (each
+ * byte is read once). Other widths: BITS / 4 .. BITS loads per row, each
+ * touching every 32-byte sector of the row's piece (3-bit: load i reads
+ * bytes 12 t + 4 i), so they go through L1, where the row's later loads
+ * find the sectors the first one brought (not L1: 2-3 fetches from L2 for
+ * each sector). */
 template <int BITS>
 __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
-    if constexpr (BITS % 4 == 0) {
+    if constexpr (BITS == 4) {
+        asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                     : "l"(p));
+    } else if constexpr (BITS % 4 == 0) {
 #pragma unroll
         for (int i = 0; i < BITS / 4; i++)
-            asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+            asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
                          : "=r"(c[4 * i]), "=r"(c[4 * i + 1]), "=r"(c[4 * i + 2]), "=r"(c[4 * i + 3])
                          : "l"(p + 4 * i));
     } else if constexpr (BITS % 2 == 0) {
 #pragma unroll
         for (int i = 0; i < BITS / 2; i++)
-            asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(c[2 * i]), "=r"(c[2 * i + 1]) : "l"(p + 2 * i));
+            asm volatile("ld.global.nc.v2.u32 {%0, %1}, [%2];" : "=r"(c[2 * i]), "=r"(c[2 * i + 1]) : "l"(p + 2 * i));
     } else {
 #pragma unroll
-        for (int i = 0; i < BITS; i++) asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(c[i]) : "l"(p + i));
+        for (int i = 0; i < BITS; i++) asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(c[i]) : "l"(p + i));
     }
 }
 
