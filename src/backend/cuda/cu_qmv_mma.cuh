@@ -93,12 +93,12 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
 
 /* Other widths (one x row; cu_qmv_mma_bits.cu). A lane's 32 codes of a row
  * are BITS words (MLX's packing: code i at bit BITS * i of the row), and
- * its pair P (0..15) is codes lo(P) and lo(P) + QM_PD, lo(P) = 2 QM_PD
- * (P / QM_PD) + P % QM_PD: the partners sit 16 bits apart in a word (8-bit:
+ * its pair P (0..15) is codes lo(P) and lo(P) + PD, lo(P) = 2 PD (P / PD)
+ * + P % PD with PD = qm_pd<BITS>: the partners sit 16 bits apart in a word (8-bit:
  * bytes k, k + 2) or one 3-byte pack apart (3-bit: 8 codes a pack, 6-bit:
  * 4), so one shift (after a byte permute that gathers both packs' bytes)
  * moves both into place. The 4-bit pairs (nibbles m, m + 4) are this rule
- * with QM_PD = 4, so the x staging below serves every width.
+ * with PD = 4, so the x staging below serves every width.
  * Each code sits under a smaller exponent than 4-bit's 128, 2^BITS + q
  * (3-bit: 8 + q, bits 4..6; 6-bit: 64 + q, bits 1..6), because the
  * subtracted offset * sum(x) is what rounds: the rounding is that of a sum
@@ -121,7 +121,7 @@ __device__ __forceinline__ uint32_t qm_field(uint32_t w, int sh, uint32_t mask, 
     return r;
 }
 
-/* Pair P's A operand of a row whose lane words are c[0..BITS) (3 or 6
+/* Pair P's A operand of a row whose lane words are c[0..BITS) (3, 4 or 6
  * bits), or the low nibbles' one (8 bits; qm_apair_hi the high ones'). */
 template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {

@@ -3,15 +3,16 @@
  * other common widths, with the same fused norm, residual, gated
  * activation and rope_kv epilogues as 4-bit. Why: these widths ran the f32
  * streaming kernel (cu_qmv_fast.cu), which decodes 3- and 6-bit codes one
- * at a time (13-43% of the copy rate on an H200, docs/perf.md), and their
+ * at a time (8-43% of the copy rate on an H200, docs/perf.md), and their
  * models lost every fusion of the decode step.
  * Its own file so that nvcc builds these 72 instances beside cu_qmv_mma.cu
  * (the two are the longest compiles of the library).
  * Launch: the 4-bit rule's two main shapes (qm_launch_one): 8 warps where
  * K has 64 chunks or more or the row tiles need at most two blocks per SM,
- * else 4 warps; both at 128 registers a thread (a 3- or 6-bit chunk is 1.5
- * times a 4-bit one's words, an 8-bit one twice: 8-bit keeps 2 chunks in
- * flight per warp where 4-bit keeps 3). No blocks of two row tiles. */
+ * else 4 warps; both at 128 registers a thread (a 6-bit chunk is 1.5 times
+ * a 4-bit one's words, an 8-bit one twice: 8-bit keeps 2 chunks in flight
+ * per warp where 4-bit keeps 3; ptxas: 96-128 registers, no spills). No
+ * blocks of two row tiles, no 16- or 6-warp launch (compile time). */
 #include "backend/cuda/cu_qmv_mma.cuh"
 
 namespace {
