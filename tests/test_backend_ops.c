@@ -607,25 +607,47 @@ static void case_qmatmul(bk *b) {
             cmp_f32(b, "quantized_matmul 1024x4096 unaligned x", &o, 1e-10);
         reset(b);
     }
+    {   /* mxfp4's one-row tensor-core kernel scales x by a power of two per group of 32 (qm_fp4_stage): x rows
+         * of one magnitude far from 1 (the scale's clamp: 2^-120), and one whose groups span 2^-60 .. 2^64 */
+        mlxn_quant_params q = {.mode = MLXN_QUANT_MXFP4, .bits = 4, .group_size = 32};
+        const int64_t R = 300, C = 1024;
+        qm m = quantized(b, &q, MLXN_DTYPE_F32, R, C);
+        const float mags[6] = {0x1p-120f, 0x1p-100f, 0x1p-30f, 0x1p40f, 0x1p100f, 0.0f};
+        for (int k = 0; k < 6; k++) {
+            float *xv = rnd(b, MLXN_DTYPE_F32, C, 1);
+            for (int64_t i = 0; i < C; i++) xv[i] *= mags[k] != 0.0f ? mags[k] : ldexpf(1.0f, -60 + 4 * (int)(i / 32));
+            tp x = tp_make(b, MLXN_DTYPE_F32, 2, SHAPE(1, C), xv, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, R));
+            char label[96];
+            snprintf(label, sizeof label, "quantized_matmul mxfp4 %lldx%lld x * %g%s", (long long)R, (long long)C,
+                     (double)mags[k], mags[k] != 0.0f ? "" : " (2^-60 .. 2^64 by group)");
+            if (ran(b, "quantized_matmul", mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, NULL, &q, true, &o.c),
+                    mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, NULL, &q, true, &o.g)))
+                cmp_f32(b, label, &o, 1e-10);
+        }
+        reset(b);
+    }
     unsetenv("MLXN_CUDA_QMM_MIN_ROWS");
     default_stream(b);
 }
 
 /* quantized_matmul_fused: the one-row kernel with the norm before it and
  * the residual add or the gated activation after it (CUDA: MLX affine 3-,
- * 4-, 6- and 8-bit, groups of 64 / 128) against the CPU's parts run apart;
+ * 4-, 6- and 8-bit, groups of 64 / 128, and mxfp4) against the CPU's parts run apart;
  * its fuses() answer is asserted, so the kernel under test is the fused
  * one; gate halves of 333 rows leave the last 8-row tile partly past them.
  * A 5-bit weight, two x rows and an f32 norm weight run the parts apart on
  * the device too. NMSE qmv_bound (the fused kernel also scales the sums by
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
-    const struct { int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
-        {4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {4, 128, MLXN_DTYPE_F16, 666, 4096}, {8, 64, MLXN_DTYPE_BF16, 130, 256},
-        {3, 128, MLXN_DTYPE_F16, 666, 4096},  {6, 64, MLXN_DTYPE_BF16, 2000, 2176}, {8, 128, MLXN_DTYPE_F16, 1330, 3072},
-        {5, 64, MLXN_DTYPE_BF16, 130, 256},
+    const mlxn_quant_mode AF = MLXN_QUANT_AFFINE, MX = MLXN_QUANT_MXFP4;
+    const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
+        {AF, 4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {AF, 4, 128, MLXN_DTYPE_F16, 666, 4096}, {AF, 8, 64, MLXN_DTYPE_BF16, 130, 256},
+        {AF, 3, 128, MLXN_DTYPE_F16, 666, 4096},  {AF, 6, 64, MLXN_DTYPE_BF16, 2000, 2176}, {AF, 8, 128, MLXN_DTYPE_F16, 1330, 3072},
+        {AF, 5, 64, MLXN_DTYPE_BF16, 130, 256},
         /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
-        {4, 64, MLXN_DTYPE_BF16, 1330, 3072}};
+        {AF, 4, 64, MLXN_DTYPE_BF16, 1330, 3072},
+        /* mxfp4 (f32 weights quantized; no biases) */
+        {MX, 4, 32, MLXN_DTYPE_F32, 2000, 2176}, {MX, 4, 32, MLXN_DTYPE_F32, 1330, 3072}};
     const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_NONE},
         {MLXN_DTYPE_F32, 0, 1, 0, 0, 1, MLXN_GLU_NONE},  {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1, MLXN_GLU_NONE},
@@ -635,9 +657,10 @@ static void case_qmatmul_fused(bk *b) {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 2, MLXN_GLU_SWIGLU},
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = ws[i].bits, .group_size = ws[i].group};
+        mlxn_quant_params q = {.mode = ws[i].mode, .bits = ws[i].bits, .group_size = ws[i].group};
         const int64_t N = ws[i].N, K = ws[i].K;
         qm m = quantized(b, &q, ws[i].sdt, N, K);
+        const mlxn_tensor *bic = m.has_bi ? &m.bi.c : NULL, *big = m.has_bi ? &m.bi.g : NULL;
         for (size_t j = 0; j < sizeof fs / sizeof fs[0]; j++) {
             const int64_t M = fs[j].M, NO = fs[j].glu ? N / 2 : N;
             tp x = tp_rand(b, MLXN_DTYPE_F32, 2, SHAPE(M, K), 2, CONTIG);
@@ -652,16 +675,16 @@ static void case_qmatmul_fused(bk *b) {
             fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
             fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
             const int want_fused = ws[i].bits != 5 && M == 1;
-            CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, M) == want_fused,
-                  "%s: quantized_matmul_fuses %d-bit g%d M=%lld should be %d", b->name, q.bits, q.group_size, (long long)M,
-                  want_fused);
+            CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, big, &q, M) == want_fused,
+                  "%s: quantized_matmul_fuses %s %d-bit g%d M=%lld should be %d", b->name, mlxn_quant_mode_name(q.mode),
+                  q.bits, q.group_size, (long long)M, want_fused);
             char label[160];
             snprintf(label, sizeof label,
-                     "quantized_matmul_fused %d-bit g%d %lldx%lld M=%lld norm %d (%s, +%g) residual %d%s glu %d", q.bits,
-                     q.group_size, (long long)N, (long long)K, (long long)M, fs[j].norm, mlxn_dtype_name(fs[j].nw),
+                     "quantized_matmul_fused %s %d-bit g%d %lldx%lld M=%lld norm %d (%s, +%g) residual %d%s glu %d",
+                     mlxn_quant_mode_name(q.mode), q.bits, q.group_size, (long long)N, (long long)K, (long long)M, fs[j].norm, mlxn_dtype_name(fs[j].nw),
                      fs[j].off, fs[j].res, fs[j].in_place ? " in place" : "", (int)fs[j].glu);
-            if (ran(b, "quantized_matmul_fused", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &dst->c),
-                    mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &dst->g)))
+            if (ran(b, "quantized_matmul_fused", mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, bic, &q, &fc, &dst->c),
+                    mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, big, &q, &fg, &dst->g)))
                 cmp_f32(b, label, dst, qmv_bound(&q, ws[i].sdt));
         }
         reset(b);
@@ -679,17 +702,26 @@ static void case_qmatmul_fused(bk *b) {
  * weights take the epilogue too. */
 static void case_qmatmul_rope_kv(bk *b) {
     const mlxn_dtype BF = MLXN_DTYPE_BF16, F16 = MLXN_DTYPE_F16, F32 = MLXN_DTYPE_F32;
-    const struct { int64_t Hq, Hk, D, K; int bits, group; mlxn_dtype sdt, cdt; int norm, freqs, trad, short_dims; } cs[] = {
-        {4, 2, 64, 512, 4, 64, BF, F32, 1, 0, 0, 0},  {3, 1, 128, 256, 4, 128, F16, F32, 0, 1, 0, 0},
-        {2, 1, 48, 384, 4, 64, BF, BF, 0, 0, 0, 0},   {2, 1, 64, 256, 4, 64, BF, F16, 1, 1, 0, 0},
-        {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1},
-        {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0},
-        {2, 1, 64, 384, 3, 64, BF, BF, 0, 1, 0, 0},   {3, 1, 128, 512, 6, 128, F16, F32, 1, 0, 0, 0},
+    const mlxn_quant_mode AF = MLXN_QUANT_AFFINE;
+    const struct {
+        int64_t Hq, Hk, D, K;
+        int bits, group;
+        mlxn_dtype sdt, cdt;
+        int norm, freqs, trad, short_dims;
+        mlxn_quant_mode mode;
+    } cs[] = {
+        {4, 2, 64, 512, 4, 64, BF, F32, 1, 0, 0, 0, AF},  {3, 1, 128, 256, 4, 128, F16, F32, 0, 1, 0, 0, AF},
+        {2, 1, 48, 384, 4, 64, BF, BF, 0, 0, 0, 0, AF},   {2, 1, 64, 256, 4, 64, BF, F16, 1, 1, 0, 0, AF},
+        {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0, AF},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1, AF},
+        {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0, AF},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0, AF},
+        {2, 1, 64, 384, 3, 64, BF, BF, 0, 1, 0, 0, AF},   {3, 1, 128, 512, 6, 128, F16, F32, 1, 0, 0, 0, AF},
+        {4, 2, 64, 512, 4, 32, F32, BF, 1, 0, 0, 0, MLXN_QUANT_MXFP4},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;
-        mlxn_quant_params q = {.mode = MLXN_QUANT_AFFINE, .bits = cs[i].bits, .group_size = cs[i].group};
+        mlxn_quant_params q = {.mode = cs[i].mode, .bits = cs[i].bits, .group_size = cs[i].group};
         qm m = quantized(b, &q, cs[i].sdt, N, K);
+        const mlxn_tensor *bic = m.has_bi ? &m.bi.c : NULL, *big = m.has_bi ? &m.bi.g : NULL;
         tp x = tp_rand(b, F32, 2, SHAPE(1, K), 2, CONTIG), nw = tp_rand(b, BF, 1, SHAPE(K), 0.5f, CONTIG);
         const int32_t slot_v = 5, pos_v = 37;
         tp slot = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &slot_v, CONTIG), pos = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &pos_v, CONTIG);
@@ -727,10 +759,10 @@ static void case_qmatmul_rope_kv(bk *b) {
                 setenv("MLXN_CUDA_FUSE", "0", 1);
                 env_stream(b);
             }
-            mlxn_status sc = r ? MLXN_OK : mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, &m.bi.c, &q, &fc, &o[0].c);
-            mlxn_status sd = mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, &m.bi.g, &q, &fg, &o[r].g);
+            mlxn_status sc = r ? MLXN_OK : mlxn_quantized_matmul_fused(b->cs, &x.c, &m.wq.c, &m.sc.c, bic, &q, &fc, &o[0].c);
+            mlxn_status sd = mlxn_quantized_matmul_fused(b->ds, &x.g, &m.wq.g, &m.sc.g, big, &q, &fg, &o[r].g);
             if (r == 2) {
-                CHECK(!mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, &m.bi.g, &q, 1), "%s: MLXN_CUDA_FUSE=0 still fuses", b->name);
+                CHECK(!mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, big, &q, 1), "%s: MLXN_CUDA_FUSE=0 still fuses", b->name);
                 mlxn_stream_sync(b->ds);
                 unsetenv("MLXN_CUDA_FUSE");
                 /* back on a stream with the caller's switches (MLXN_CUDA_QMV_T2 ...), so the next case's

@@ -1,8 +1,8 @@
 /* The mat-vec of decode on the bf16 tensor cores: out[m, n] = sum_k x[m, k]
  * * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit with bf16 or f16
  * scales and biases, groups of 64 or 128; and for one x row the same with
- * 3-, 6- and 8-bit codes (qm_apair says how; instances in
- * cu_qmv_mma_bits.cu). docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
+ * 3-, 6- and 8-bit codes (qm_apair says how), and mxfp4 weights on the f16
+ * tensor cores (QM_MXFP4 says how); instances in cu_qmv_mma_bits.cu. docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
  * section and "Other widths") has the measurements; it replaced the f32
  * streaming kernels (cu_qmv_fast.cu) for these formats, which every other
  * case keeps.
@@ -69,10 +69,13 @@
  * kernels see either through qm_rows' pointers (or offsets) and chunk steps.
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit (or, one x row by rows, 3-, 6- or 8-bit), group 64 or 128, bf16/f16
- * scales with biases (one row stride for both), K % 128 == 0, 16-byte
+ * scales with biases (one row stride for both), or (one x row by rows)
+ * mxfp4, K % 128 == 0, 16-byte
  * aligned rows (and x, for one row), element offsets under 2^31. */
 #ifndef MLXN_CU_QMV_MMA_CUH
 #define MLXN_CU_QMV_MMA_CUH
+
+#include <type_traits>
 
 #include "backend/cuda/cu_qmv.cuh"
 
@@ -108,10 +111,29 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * same B: 16 + lo (low nibble, bits 3..6) and 256 + 16 hi (high nibble,
  * 16 times 16 + hi, bits 3..6 under 256's exponent): the products stay
  * exact, and the offset is 272. */
+/* The BITS value that means MLX mxfp4 weights (one x row, by rows;
+ * cu_qmv_mma_bits.cu): 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa
+ * bit; MLX's nibble order), one e8m0 scale byte per group of 32, no
+ * biases. A chunk then holds 4 groups, lane t's 32 codes being group t.
+ * The codes are f16 operands, not bf16: e2m1 code bits placed under an
+ * f16's exponent and mantissa are the value times 2^-14 exactly, the
+ * codes with a zero exponent (0 and 0.5) landing on f16's subnormals as
+ * they are e2m1's (bf16's would be f32's, which the tensor cores' sums
+ * flush). So x's B operand is f16 too: two parts hi + lo (22 significant
+ * bits) of x scaled per group by a power of two that puts the group's
+ * largest |x| in [2^14, 2^15), which the epilogue undoes (qm_fp4_stage).
+ * Its B columns are 2 * group + part, so lane (g, t)'s accumulator columns
+ * 2t, 2t + 1 are both parts of its own codes' group t. */
+enum { QM_MXFP4 = 0x104 };
+/* a lane's words of one row's chunk (32 codes) */
 template <int BITS>
-__host__ __device__ constexpr int qm_pd() { return BITS == 8 ? 2 : BITS == 4 || BITS == 6 ? 4 : 8; }
+__host__ __device__ constexpr int qm_words() { return BITS == QM_MXFP4 ? 4 : BITS; }
 template <int BITS>
-__host__ __device__ constexpr float qm_offset() { return BITS == 4 ? 128.0f : BITS == 8 ? 272.0f : (float)(1 << BITS); }
+__host__ __device__ constexpr int qm_pd() { return BITS == 8 ? 2 : BITS == 4 || BITS == 6 || BITS == QM_MXFP4 ? 4 : 8; }
+template <int BITS>
+__host__ __device__ constexpr float qm_offset() {
+    return BITS == 4 ? 128.0f : BITS == 8 ? 272.0f : BITS < 8 ? (float)(1 << BITS) : 0.0f; /* (mxfp4: none) */
+}
 
 /* (w >> sh) & mask | bias as one LOP3 after the shift (a negative sh shifts left) */
 __device__ __forceinline__ uint32_t qm_field(uint32_t w, int sh, uint32_t mask, uint32_t bias) {
@@ -122,13 +144,19 @@ __device__ __forceinline__ uint32_t qm_field(uint32_t w, int sh, uint32_t mask, 
 }
 
 /* Pair P's A operand of a row whose lane words are c[0..BITS) (3, 4 or 6
- * bits), or the low nibbles' one (8 bits; qm_apair_hi the high ones'). */
+ * bits), or the low nibbles' one (8 bits; qm_apair_hi the high ones'), or
+ * mxfp4's f16x2 (c[0..4)). */
 template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
     constexpr int PD = qm_pd<BITS>();
     const int j = P / PD, m = P % PD;
     if constexpr (BITS == 4) {
         return qm_pair(c[j], m);
+    } else if constexpr (BITS == QM_MXFP4) {
+        /* nibbles m, m + 4 of word j: bits 0..2 (mantissa, exponent) -> 9..11 and the sign bit 3 -> 15 of
+         * each half; two shifts, since no packing puts all four at one shift (4 instructions, 3 for m = 3) */
+        const uint32_t sign = (m == 3 ? c[j] : c[j] << (12 - 4 * m)) & 0x80008000u;
+        return qm_field(c[j], 4 * m - 9, 0x0E000E00u, sign);
     } else if constexpr (BITS == 8) { /* bytes m, m + 2 of word j: nibble bits 8m..8m+3 -> 3..6 */
         return qm_field(c[j], 8 * m - 3, 0x00780078u, 0x41804180u);
     } else { /* packs 2j, 2j + 1 (bytes 6j .. 6j + 5 of the lane's words, in two of them), code m of each */
@@ -177,6 +205,40 @@ __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, 
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
+/* the same with f16 operands (mxfp4) */
+__device__ __forceinline__ void qm_mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                           uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* mxfp4's x staging (QM_MXFP4): this lane's 4 values y of the chunk (pairs
+ * as the bf16 parts') as f16 hi and lo parts, pairs packed (h0, h1: part
+ * 0; l0, l1: part 1), after scaling by 2^k, k picked per group of 32 (the
+ * 8 lanes 8 t' .. 8 t' + 7 hold group t') so the group's largest |x|,
+ * 2^(E - 127) <= m < 2^(E - 126), lands in [2^14, 2^15): k = 141 - E, at
+ * most 127 (a group under 2^-113 keeps 2^127). The products of codes
+ * (value * 2^-14) and parts are then exact and far from f16's limits; a
+ * part under 2^-14 loses bits only 2^-39 below the group's largest term.
+ * Returns 2^(14 - k), what the epilogue multiplies the group's sums by. */
+__device__ __forceinline__ float qm_fp4_stage(float (&y)[4], uint32_t (&hl)[4]) {
+    uint32_t mx = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++) mx = max(mx, __float_as_uint(y[e]) & 0x7fffffffu);
+#pragma unroll
+    for (int o = 1; o < 8; o *= 2) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    const int k = min(141 - (int)(mx >> 23), 127); /* -114 (inf / NaN) .. 127 */
+    const float up = __uint_as_float((uint32_t)(k + 127) << 23);
+#pragma unroll
+    for (int e = 0; e < 4; e++) y[e] *= up; /* exact: a power of two, and no f32 subnormal but 2^-140 below m */
+    const __half2 h0 = __floats2half2_rn(y[0], y[1]), h1 = __floats2half2_rn(y[2], y[3]);
+    const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
+    const __half2 l0 = __floats2half2_rn(y[0] - f0.x, y[1] - f0.y), l1 = __floats2half2_rn(y[2] - f1.x, y[3] - f1.y);
+    hl[0] = *(const uint32_t *)&h0, hl[1] = *(const uint32_t *)&h1, hl[2] = *(const uint32_t *)&l0, hl[3] = *(const uint32_t *)&l1;
+    return __uint_as_float((uint32_t)(141 - k) << 23);
+}
 
 /* Bytes of one warp's staging buffer: x's parts of one chunk ([3 parts][4
  * lanes t][4 slots] of 16 bytes, part p starting p * 32 bytes further on
@@ -220,7 +282,7 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * each sector). */
 template <int BITS>
 __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
-    if constexpr (BITS == 4) {
+    if constexpr (BITS == 4 || BITS == QM_MXFP4) {
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
                      : "l"(p));
@@ -243,10 +305,14 @@ __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
 template <bool PTR, int BITS = 4>
 struct qm_rows;
 
+/* mxfp4 (QM_MXFP4): a lane reads its own group's scale byte of each row, no biases */
 template <int BITS>
 struct qm_rows<true, BITS> {
+    static constexpr bool FP4 = BITS == QM_MXFP4;
+    using sc_t = typename std::conditional<FP4, uint8_t, uint16_t>::type;
     const uint32_t *wg, *wh;
-    const uint16_t *sg, *sh, *bg, *bh;
+    const sc_t *sg, *sh;
+    const uint16_t *bg, *bh;
     uint32_t stw, sts; /* bytes from one of this warp's chunks to its next: of codes, of scales */
     __device__ qm_rows() {}
     /* p advanced by n steps of st bytes */
@@ -256,12 +322,16 @@ struct qm_rows<true, BITS> {
     }
     __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
-        const uint16_t *sc = (const uint16_t *)a.w.sc, *bi = (const uint16_t *)a.w.bi;
-        const int64_t cw = cu_qchunk_words(a.w) * (int64_t)c0, cs = cu_qchunk_scales(a.w) * (int64_t)c0;
-        wg = a.w.wq + cu_qrow_words(a.w, rg) + BITS * t + cw, wh = a.w.wq + cu_qrow_words(a.w, rh) + BITS * t + cw;
+        const sc_t *sc = (const sc_t *)a.w.sc;
+        const int64_t cw = cu_qchunk_words(a.w) * (int64_t)c0, cs = cu_qchunk_scales(a.w) * (int64_t)c0 + (FP4 ? t : 0);
+        constexpr int NW = qm_words<BITS>();
+        wg = a.w.wq + cu_qrow_words(a.w, rg) + NW * t + cw, wh = a.w.wq + cu_qrow_words(a.w, rh) + NW * t + cw;
         sg = sc + cu_qrow_scales(a.w, rg) + cs, sh = sc + cu_qrow_scales(a.w, rh) + cs;
-        bg = bi + cu_qrow_scales(a.w, rg) + cs, bh = bi + cu_qrow_scales(a.w, rh) + cs;
-        stw = 4 * W * (uint32_t)cu_qchunk_words(a.w), sts = 2 * W * (uint32_t)cu_qchunk_scales(a.w);
+        if (!FP4) {
+            const uint16_t *bi = (const uint16_t *)a.w.bi;
+            bg = bi + cu_qrow_scales(a.w, rg) + cs, bh = bi + cu_qrow_scales(a.w, rh) + cs;
+        }
+        stw = 4 * W * (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)sizeof(sc_t) * W * (uint32_t)cu_qchunk_scales(a.w);
     }
     /* Programmatic launch (cu_launch): before the kernel ahead finishes,
      * only L2 prefetches (the weights could in principle be an earlier
@@ -275,9 +345,15 @@ struct qm_rows<true, BITS> {
      * sw = the raw scales of the chunk's G groups in rows g, g + 8, then the
      * biases (a group pair as one 32-bit word when G = 2) */
     template <int G>
-    __device__ void load(const qmv_args &, uint32_t (&cw)[2 * BITS], uint32_t (&sw)[4]) {
+    __device__ void load(const qmv_args &, uint32_t (&cw)[2 * qm_words<BITS>()], uint32_t (&sw)[4]) {
         qm_ldrow<BITS>(wg, cw);
-        qm_ldrow<BITS>(wh, cw + BITS);
+        qm_ldrow<BITS>(wh, cw + qm_words<BITS>());
+        if (FP4) { /* sw[0], sw[1]: the scale bytes of rows g, g + 8 */
+            sw[0] = __ldg(sg), sw[1] = __ldg(sh);
+            wg = at(wg, 1, stw), wh = at(wh, 1, stw);
+            sg = at(sg, 1, sts), sh = at(sh, 1, sts);
+            return;
+        }
         if (G == 2) {
             sw[0] = __ldg((const unsigned int *)sg), sw[1] = __ldg((const unsigned int *)sh);
             sw[2] = __ldg((const unsigned int *)bg), sw[3] = __ldg((const unsigned int *)bh);
@@ -297,8 +373,10 @@ struct qm_rows<false, BITS> {
     __device__ qm_rows() {}
     __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W_) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
-        owg = (uint32_t)cu_qrow_words(a.w, rg) + BITS * t, owh = (uint32_t)cu_qrow_words(a.w, rh) + BITS * t;
+        constexpr int NW = qm_words<BITS>();
+        owg = (uint32_t)cu_qrow_words(a.w, rg) + NW * t, owh = (uint32_t)cu_qrow_words(a.w, rh) + NW * t;
         osg = (uint32_t)cu_qrow_scales(a.w, rg), osh = (uint32_t)cu_qrow_scales(a.w, rh);
+        if (BITS == QM_MXFP4) osg += t, osh += t; /* the lane's group's scale byte */
         stw = (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)cu_qchunk_scales(a.w);
         c = (uint32_t)c0, W = (uint32_t)W_;
     }
@@ -307,9 +385,15 @@ struct qm_rows<false, BITS> {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(a.w.wq + (owh + stw * (c + n * W))));
     }
     template <int G>
-    __device__ void load(const qmv_args &a, uint32_t (&cw)[2 * BITS], uint32_t (&sw)[4]) {
+    __device__ void load(const qmv_args &a, uint32_t (&cw)[2 * qm_words<BITS>()], uint32_t (&sw)[4]) {
         qm_ldrow<BITS>(a.w.wq + (owg + stw * c), cw);
-        qm_ldrow<BITS>(a.w.wq + (owh + stw * c), cw + BITS);
+        qm_ldrow<BITS>(a.w.wq + (owh + stw * c), cw + qm_words<BITS>());
+        if (BITS == QM_MXFP4) {
+            const uint8_t *sc = (const uint8_t *)a.w.sc;
+            sw[0] = __ldg(sc + (osg + sts * c)), sw[1] = __ldg(sc + (osh + sts * c));
+            c += W;
+            return;
+        }
         const unsigned short *sc = (const unsigned short *)a.w.sc, *bi = (const unsigned short *)a.w.bi;
         if (G == 2) {
             sw[0] = __ldg((const unsigned int *)(sc + (osg + sts * c)));
@@ -569,7 +653,8 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 template <int G, int SDT, int W, int D, int NDT, int T, int MB = QM_MIN_BLOCKS_T(W, T), int BITS = 4>
 __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
-    constexpr int PD = qm_pd<BITS>(); /* a pair's partner code (qm_apair) */
+    constexpr bool FP4 = BITS == QM_MXFP4;
+    constexpr int PD = qm_pd<BITS>(), NW = qm_words<BITS>(); /* a pair's partner code (qm_apair), a lane's words a row */
     static_assert(BITS == 4 || T == 1, "other widths: one row tile a block");
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
     __shared__ float red[T][W][1][QM_ROWS];       /* each warp's row sums, per tile */
@@ -593,7 +678,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     const float *xl = a.x + QM_CHUNK * warp + ox; /* the next chunk's (load advances it) */
     const uint16_t *nl = NORM ? (const uint16_t *)a.nw + QM_CHUNK * warp + ox : nullptr; /* same, of the norm weight */
 
-    uint32_t cw[D][T][2 * BITS]; /* ring: codes (qm_rows::load), per tile */
+    uint32_t cw[D][T][2 * NW]; /* ring: codes (qm_rows::load), per tile */
     uint32_t sw[D][T][4];  /* ring: raw scales and biases */
     float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
     uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
@@ -634,8 +719,10 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
      * pointer kernels keep (group) * 3 + part, where the other cost 6 instructions a chunk more (the
      * compiler then recomputed the shared addresses every chunk) */
     constexpr bool COL4 = !ROOMY;
-    const bool bvalid = COL4 ? qm1_bvalid<G>(g, t) : qm_bvalid<G>(g, t);
-    const unsigned char *xb = bvalid ? wb + (COL4 ? g & 3 : g % QM_PARTS) * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
+    /* (mxfp4: column 2 * group + part; lane t's codes are group t) */
+    const bool bvalid = FP4 ? g >> 1 == t : COL4 ? qm1_bvalid<G>(g, t) : qm_bvalid<G>(g, t);
+    const int bpart = FP4 ? g & 1 : COL4 ? g & 3 : g % QM_PARTS;
+    const unsigned char *xb = bvalid ? wb + bpart * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
     const int swz = bvalid ? (t >> 1) : 0;
     const qm_epi<G, SDT> epi(t, qm_offset<BITS>());
     const qm1_epi<G, SDT> epi1(t, qm_offset<BITS>());
@@ -655,20 +742,29 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int e = 0; e < 4; e++) ssq = fmaf(rest[e], rest[e], ssq);
                 rest[0] *= w0.x, rest[1] *= w1.x, rest[2] *= w0.y, rest[3] *= w1.y;
             }
-            float xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);
-            __syncwarp(); /* the last chunk's B reads are done */
+            float xsum = 0.0f, fgrp = 0.0f; /* the group's sum of x; mxfp4: its epilogue factor */
+            if constexpr (FP4) {
+                uint32_t hl[4];
+                fgrp = qm_fp4_stage(rest, hl);
+                __syncwarp(); /* the last chunk's B reads are done */
+                *(uint2 *)(wb + st_off) = make_uint2(hl[0], hl[1]);
+                *(uint2 *)(wb + QM_PART_BYTES + st_off) = make_uint2(hl[2], hl[3]);
+            } else {
+                xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);
+                __syncwarp(); /* the last chunk's B reads are done */
 #pragma unroll
-            for (int p = 0; p < QM_PARTS; p++) {
-                uint32_t u[4];
+                for (int p = 0; p < QM_PARTS; p++) {
+                    uint32_t u[4];
 #pragma unroll
-                for (int e = 0; e < 4; e++) u[e] = __float_as_uint(rest[e]);
-                *(uint2 *)(wb + p * QM_PART_BYTES + st_off) = make_uint2(qm_bf16_top2(u[0], u[1]), qm_bf16_top2(u[2], u[3]));
-                if (p + 1 < QM_PARTS)
+                    for (int e = 0; e < 4; e++) u[e] = __float_as_uint(rest[e]);
+                    *(uint2 *)(wb + p * QM_PART_BYTES + st_off) = make_uint2(qm_bf16_top2(u[0], u[1]), qm_bf16_top2(u[2], u[3]));
+                    if (p + 1 < QM_PARTS)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) rest[e] -= __uint_as_float(u[e] & 0xffff0000u);
+                        for (int e = 0; e < 4; e++) rest[e] -= __uint_as_float(u[e] & 0xffff0000u);
+                }
+#pragma unroll
+                for (int o = 1; o < 32 / G; o *= 2) xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
             }
-#pragma unroll
-            for (int o = 1; o < 32 / G; o *= 2) xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
             __syncwarp();
             uint32_t b[16];
 #pragma unroll
@@ -684,9 +780,13 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
             for (int i = 0; i < 8; i++) {
 #pragma unroll
                 for (int u = 0; u < T; u++) {
-                    const uint32_t *cg = cw[d][u], *ch = cw[d][u] + BITS; /* rows g, g + 8; mma i: pairs 2i, 2i + 1 */
-                    qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i), qm_apair<BITS>(cg, 2 * i + 1),
-                           qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
+                    const uint32_t *cg = cw[d][u], *ch = cw[d][u] + NW; /* rows g, g + 8; mma i: pairs 2i, 2i + 1 */
+                    if constexpr (FP4)
+                        qm_mma_f16(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
+                                   qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
+                    else
+                        qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
+                               qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                     if constexpr (BITS == 8)
                         qm_mma(acc[u][2 + (i & 1)], qm_apair_hi(cg, 2 * i), qm_apair_hi(ch, 2 * i), qm_apair_hi(cg, 2 * i + 1),
                                qm_apair_hi(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
@@ -697,7 +797,18 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int u = 0; u < T; u++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) acc[u][0][e] += acc[u][2][e], acc[u][1][e] += acc[u][3][e];
-            if (COL4) {
+            if constexpr (FP4) {
+                /* columns 2t, 2t + 1: group t's two parts, times 2^(14 - k) (its staging lanes' factor) and the
+                 * rows' e8m0 scales (powers of two: the sums' one rounding is the mma's) */
+                const float f = __shfl_sync(0xffffffffu, fgrp, 8 * t);
+#pragma unroll
+                for (int u = 0; u < T; u++) {
+                    const float cgs = (acc[u][0][0] + acc[u][1][0]) + (acc[u][0][1] + acc[u][1][1]);
+                    const float chs = (acc[u][0][2] + acc[u][1][2]) + (acc[u][0][3] + acc[u][1][3]);
+                    accg[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sw[d][u][0]), f * cgs, accg[u][0]);
+                    acch[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sw[d][u][1]), f * chs, acch[u][0]);
+                }
+            } else if (COL4) {
                 const float xs = __shfl_sync(0xffffffffu, xsum, epi1.grp * 16);
 #pragma unroll
                 for (int u = 0; u < T; u++)

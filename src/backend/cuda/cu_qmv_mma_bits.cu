@@ -1,11 +1,13 @@
 /* The one-row tensor-core mat-vec (qmv_mma_kernel, cu_qmv_mma.cuh) for
- * MLX affine 3-, 6- and 8-bit weights by rows: decode's product for the
- * other common widths, with the same fused norm, residual, gated
+ * MLX affine 3-, 6- and 8-bit weights and mxfp4 ones by rows: decode's
+ * product for the other common formats, with the same fused norm, residual, gated
  * activation and rope_kv epilogues as 4-bit. Why: these widths ran the f32
- * streaming kernel (cu_qmv_fast.cu), which decodes 3- and 6-bit codes one
- * at a time (8-43% of the copy rate on an H200, docs/perf.md), and their
- * models lost every fusion of the decode step.
- * Its own file so that nvcc builds these 72 instances beside cu_qmv_mma.cu
+ * streaming kernel (cu_qmv_fast.cu), which decodes 3- and 6-bit codes (and
+ * mxfp4's, through a byte-permute table) one at a time (8-43% of the copy
+ * rate on an H200, docs/perf.md), and their models lost every fusion of
+ * the decode step. mxfp4 (QM_MXFP4): 4 words a lane like 4-bit, so 3
+ * chunks in flight with 8 warps (93-117 registers).
+ * Its own file so that nvcc builds these 78 instances beside cu_qmv_mma.cu
  * (the two are the longest compiles of the library).
  * Launch: the 4-bit rule's two main shapes (qm_launch_one): 8 warps where
  * K has 64 chunks or more or the row tiles need at most two blocks per SM,
@@ -27,10 +29,14 @@ bool qb_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 
 template <int BITS, int W, int D, int MB>
 bool qb_pick(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    const bool bf = a.w.sdt == MLXN_DTYPE_BF16;
-    if (a.w.group == 64)
-        return bf ? qb_launch<BITS, 2, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 2, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
-    return bf ? qb_launch<BITS, 1, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 1, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
+    if constexpr (BITS == QM_MXFP4) {
+        return qb_launch<BITS, 4, MLXN_DTYPE_U8, W, D, MB>(a, s, st); /* 4 groups a chunk, byte scales */
+    } else {
+        const bool bf = a.w.sdt == MLXN_DTYPE_BF16;
+        if (a.w.group == 64)
+            return bf ? qb_launch<BITS, 2, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 2, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
+        return bf ? qb_launch<BITS, 1, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 1, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
+    }
 }
 
 template <int BITS>
@@ -45,6 +51,7 @@ bool cu_qmv_mma_bits(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int variant = cu_ctx(s)->knobs.qmv_mma;
     const int64_t tiles = (a.N + QM_ROWS - 1) / QM_ROWS;
     const bool wide = variant == 2 || (variant != 3 && (a.K / QM_CHUNK >= 64 || tiles <= 2 * cu_ctx(s)->sms));
+    if (a.w.mode == MLXN_QUANT_MXFP4) return qb_width<QM_MXFP4>(a, s, st, wide);
     switch (a.w.bits) {
     case 3: return qb_width<3>(a, s, st, wide);
     case 6: return qb_width<6>(a, s, st, wide);
