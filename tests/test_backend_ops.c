@@ -475,14 +475,16 @@ static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R
 /* The NMSE bound of a quantized product against the CPU: 1e-10 (f32
  * rounding), but 1e-9 for the formats CUDA's tensor-core mat-vec takes
  * (affine 4-bit, and for one x row 3-, 6- and 8-bit, groups of 64 or 128,
- * 16-bit scales; cu_qmv_mma.cuh). It sums x * (offset + q) in f32 and
+ * and 4-bit groups of 32, 16-bit scales; cu_qmv_mma.cuh; mxfp4 and nvfp4
+ * on it carry no offset and keep 1e-10). It sums x * (offset + q) in f32 and
  * subtracts offset * sum(x) per group, so its rounding is that of a sum
  * up to ~30x larger than the result's terms (4-bit: offset 128): seeds
  * gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight, scale or
  * row gives > 1e-6. */
 static double qmv_bound(const mlxn_quant_params *q, mlxn_dtype sdt) {
+    const int g32 = q->bits == 4 && q->group_size == 32; /* (the f16 path: offset 16) */
     const int tc = q->mode == MLXN_QUANT_AFFINE && (q->bits == 3 || q->bits == 4 || q->bits == 6 || q->bits == 8) &&
-                   (q->group_size == 64 || q->group_size == 128) && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
+                   (q->group_size == 64 || q->group_size == 128 || g32) && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
     return tc ? 1e-9 : 1e-10;
 }
 
@@ -607,22 +609,28 @@ static void case_qmatmul(bk *b) {
             cmp_f32(b, "quantized_matmul 1024x4096 unaligned x", &o, 1e-10);
         reset(b);
     }
-    {   /* mxfp4's one-row tensor-core kernel scales x by a power of two per group of 32 (qm_fp4_stage): x rows
-         * of one magnitude far from 1 (the scale's clamp: 2^-120), and one whose groups span 2^-60 .. 2^64 */
-        mlxn_quant_params q = {.mode = MLXN_QUANT_MXFP4, .bits = 4, .group_size = 32};
+    /* the f16 path of the one-row tensor-core kernel (mxfp4, nvfp4, 4-bit groups of 32) scales x by a power of
+     * two per 32 codes (qm_h16_stage): x rows of one magnitude far from 1 (the scale's clamp: 2^-120), and
+     * one whose groups span 2^-60 .. 2^64 */
+    const struct { mlxn_quant_mode mode; int group; float gs; mlxn_dtype sdt; } h16[] = {
+        {MLXN_QUANT_MXFP4, 32, 0, MLXN_DTYPE_F32}, {MLXN_QUANT_NVFP4, 16, 3.5f, MLXN_DTYPE_F32},
+        {MLXN_QUANT_AFFINE, 32, 0, MLXN_DTYPE_BF16}};
+    for (int f = 0; f < 3; f++) {
+        mlxn_quant_params q = {.mode = h16[f].mode, .bits = 4, .group_size = h16[f].group, .global_scale = h16[f].gs};
         const int64_t R = 300, C = 1024;
-        qm m = quantized(b, &q, MLXN_DTYPE_F32, R, C);
+        qm m = quantized(b, &q, h16[f].sdt, R, C);
         const float mags[6] = {0x1p-120f, 0x1p-100f, 0x1p-30f, 0x1p40f, 0x1p100f, 0.0f};
         for (int k = 0; k < 6; k++) {
             float *xv = rnd(b, MLXN_DTYPE_F32, C, 1);
             for (int64_t i = 0; i < C; i++) xv[i] *= mags[k] != 0.0f ? mags[k] : ldexpf(1.0f, -60 + 4 * (int)(i / 32));
             tp x = tp_make(b, MLXN_DTYPE_F32, 2, SHAPE(1, C), xv, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, R));
-            char label[96];
-            snprintf(label, sizeof label, "quantized_matmul mxfp4 %lldx%lld x * %g%s", (long long)R, (long long)C,
-                     (double)mags[k], mags[k] != 0.0f ? "" : " (2^-60 .. 2^64 by group)");
-            if (ran(b, "quantized_matmul", mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, NULL, &q, true, &o.c),
-                    mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, NULL, &q, true, &o.g)))
-                cmp_f32(b, label, &o, 1e-10);
+            char label[112];
+            snprintf(label, sizeof label, "quantized_matmul %s 4-bit g%d %lldx%lld x * %g%s", mlxn_quant_mode_name(q.mode),
+                     q.group_size, (long long)R, (long long)C, (double)mags[k], mags[k] != 0.0f ? "" : " (2^-60 .. 2^64 by 32)");
+            if (ran(b, "quantized_matmul",
+                    mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, true, &o.c),
+                    mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, true, &o.g)))
+                cmp_f32(b, label, &o, qmv_bound(&q, h16[f].sdt));
         }
         reset(b);
     }
@@ -646,8 +654,10 @@ static void case_qmatmul_fused(bk *b) {
         {AF, 5, 64, MLXN_DTYPE_BF16, 130, 256},
         /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
         {AF, 4, 64, MLXN_DTYPE_BF16, 1330, 3072},
-        /* mxfp4 (f32 weights quantized; no biases) */
-        {MX, 4, 32, MLXN_DTYPE_F32, 2000, 2176}, {MX, 4, 32, MLXN_DTYPE_F32, 1330, 3072}};
+        /* the f16 path: mxfp4 and nvfp4 (f32 weights quantized; no biases), 4-bit groups of 32 */
+        {MX, 4, 32, MLXN_DTYPE_F32, 2000, 2176}, {MX, 4, 32, MLXN_DTYPE_F32, 1330, 3072},
+        {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_F32, 666, 4096}, {AF, 4, 32, MLXN_DTYPE_F16, 2000, 2176},
+        {AF, 4, 32, MLXN_DTYPE_BF16, 1330, 3072}};
     const struct { mlxn_dtype nw; float off; int norm, res, in_place, M; mlxn_glu glu; } fs[] = {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_NONE},
         {MLXN_DTYPE_F32, 0, 1, 0, 0, 1, MLXN_GLU_NONE},  {MLXN_DTYPE_BF16, 0, 0, 1, 1, 1, MLXN_GLU_NONE},
@@ -657,7 +667,8 @@ static void case_qmatmul_fused(bk *b) {
         {MLXN_DTYPE_BF16, 0, 1, 0, 0, 2, MLXN_GLU_SWIGLU},
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-        mlxn_quant_params q = {.mode = ws[i].mode, .bits = ws[i].bits, .group_size = ws[i].group};
+        mlxn_quant_params q = {.mode = ws[i].mode, .bits = ws[i].bits, .group_size = ws[i].group,
+                               .global_scale = ws[i].mode == MLXN_QUANT_NVFP4 ? 2.5f : 0.0f};
         const int64_t N = ws[i].N, K = ws[i].K;
         qm m = quantized(b, &q, ws[i].sdt, N, K);
         const mlxn_tensor *bic = m.has_bi ? &m.bi.c : NULL, *big = m.has_bi ? &m.bi.g : NULL;
@@ -715,7 +726,8 @@ static void case_qmatmul_rope_kv(bk *b) {
         {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 1, 0, AF},  {2, 2, 64, 256, 4, 64, BF, F32, 0, 0, 0, 1, AF},
         {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0, AF},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0, AF},
         {2, 1, 64, 384, 3, 64, BF, BF, 0, 1, 0, 0, AF},   {3, 1, 128, 512, 6, 128, F16, F32, 1, 0, 0, 0, AF},
-        {4, 2, 64, 512, 4, 32, F32, BF, 1, 0, 0, 0, MLXN_QUANT_MXFP4},
+        {4, 2, 64, 512, 4, 32, F32, BF, 1, 0, 0, 0, MLXN_QUANT_MXFP4}, {2, 1, 64, 384, 4, 16, F32, F32, 0, 1, 0, 0, MLXN_QUANT_NVFP4},
+        {3, 1, 128, 512, 4, 32, BF, F32, 1, 0, 0, 0, AF},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;

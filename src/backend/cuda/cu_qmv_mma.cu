@@ -418,16 +418,25 @@ static bool qmx_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     return qmx_launch1<G, SDT, NX, 4>(a, s, st);
 }
 
+/* Formats the tensor cores take for one x row only (cu_qmv_mma_bits.cu): all but affine 4-bit with groups
+ * of 64 or 128 */
+static bool qm_one_row_only(const cu_qmat &w) { return w.bits != 4 || w.mode != MLXN_QUANT_AFFINE || w.group == 32; }
+
 bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s) {
-    /* mxfp4 by rows (groups of 32, e8m0 byte scales, no biases): one x row (cu_qmv_mma_bits.cu) */
-    if (w.mode == MLXN_QUANT_MXFP4)
-        return cu_ctx(s)->knobs.qmv_mma != 0 && !cu_ctx(s)->knobs.qmv_bits_off && w.bits == 4 && w.group == 32 &&
-               !w.tiled && K % QM_CHUNK == 0 && K <= INT32_MAX / 2 && !((uintptr_t)w.wq & 15) && (w.wq_st * 4) % 16 == 0 &&
+    /* mxfp4 (groups of 32, e8m0 byte scales) and nvfp4 (groups of 16, e4m3 bytes, read in pairs) by rows,
+     * no biases: one x row (cu_qmv_mma_bits.cu) */
+    if (w.mode == MLXN_QUANT_MXFP4 || w.mode == MLXN_QUANT_NVFP4) {
+        const bool nv = w.mode == MLXN_QUANT_NVFP4;
+        return cu_ctx(s)->knobs.qmv_mma != 0 && !cu_ctx(s)->knobs.qmv_bits_off && w.bits == 4 &&
+               w.group == (nv ? 16 : 32) && !(nv && (((uintptr_t)w.sc & 1) || (w.sc_st & 1))) && !w.tiled &&
+               K % QM_CHUNK == 0 && K <= INT32_MAX / 2 && !((uintptr_t)w.wq & 15) && (w.wq_st * 4) % 16 == 0 &&
                N * w.wq_st < ((int64_t)1 << 31) && N * w.sc_st < ((int64_t)1 << 31);
-    /* 3-, 6- and 8-bit weights by rows: one x row (cu_qmv_mma_bits.cu) */
-    const bool other = (w.bits == 3 || w.bits == 6 || w.bits == 8) && !w.tiled && !cu_ctx(s)->knobs.qmv_bits_off;
-    if (cu_ctx(s)->knobs.qmv_mma == 0 || w.mode != MLXN_QUANT_AFFINE || (w.bits != 4 && !other) || !w.bi ||
-        (w.group != 64 && w.group != 128) || (w.sdt != MLXN_DTYPE_BF16 && w.sdt != MLXN_DTYPE_F16) || K % QM_CHUNK ||
+    }
+    /* 3-, 6- and 8-bit weights, and 4-bit with groups of 32, by rows: one x row (cu_qmv_mma_bits.cu) */
+    const bool g32 = w.bits == 4 && w.group == 32;
+    const bool other = (w.bits == 3 || w.bits == 6 || w.bits == 8 || g32) && !w.tiled && !cu_ctx(s)->knobs.qmv_bits_off;
+    if (cu_ctx(s)->knobs.qmv_mma == 0 || w.mode != MLXN_QUANT_AFFINE || (w.bits != 4 && !other) || (g32 && !other) ||
+        !w.bi || (w.group != 64 && w.group != 128 && !g32) || (w.sdt != MLXN_DTYPE_BF16 && w.sdt != MLXN_DTYPE_F16) || K % QM_CHUNK ||
         K > INT32_MAX / 2 || ((uintptr_t)w.wq & 15) || (w.wq_st * 4) % 16)
         return false;
     /* the G = 2 path reads a group pair as one 32-bit word */
@@ -445,7 +454,7 @@ bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s) {
  * shape (timing runs compare them, tests cover them). Measured on an H100:
  * docs/perf.md, v8 and later sections. */
 static bool qm_launch_one(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
-    if (a.w.bits != 4 || a.w.mode != MLXN_QUANT_AFFINE) return cu_qmv_mma_bits(a, s, st);
+    if (qm_one_row_only(a.w)) return cu_qmv_mma_bits(a, s, st);
     const int variant = cu_ctx(s)->knobs.qmv_mma;
 #define QM_PICK(W, D)                                                                                    \
     if (a.w.group == 64)                                                                                 \
@@ -491,8 +500,7 @@ bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int variant = cu_ctx(s)->knobs.qmv_mma;
     if (a.M < 1 || a.M > 8 || (a.M == 1 && ((uintptr_t)a.x & 15)) || !cu_qmv_mma_takes(a.w, a.N, a.K, s))
         return false;
-    /* other widths and mxfp4: one x row only (the f32 kernels take more) */
-    if ((a.w.bits != 4 || a.w.mode != MLXN_QUANT_AFFINE) && a.M > 1) return false;
+    if (qm_one_row_only(a.w) && a.M > 1) return false; /* (the f32 kernels take more rows) */
     /* 3..8 rows: x rows as B columns (qmv_mma8_kernel; 4096 x 14336 at 8 rows 58 -> 32 us on an H100). 2 rows
      * stay on the one-row layout's kernel (24 against 30 us there), as do 3..8 rows with MLXN_CUDA_QMV_MMA = 4
      * (comparisons) */

@@ -111,25 +111,36 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * same B: 16 + lo (low nibble, bits 3..6) and 256 + 16 hi (high nibble,
  * 16 times 16 + hi, bits 3..6 under 256's exponent): the products stay
  * exact, and the offset is 272. */
-/* The BITS value that means MLX mxfp4 weights (one x row, by rows;
- * cu_qmv_mma_bits.cu): 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa
- * bit; MLX's nibble order), one e8m0 scale byte per group of 32, no
- * biases. A chunk then holds 4 groups, lane t's 32 codes being group t.
- * The codes are f16 operands, not bf16: e2m1 code bits placed under an
- * f16's exponent and mantissa are the value times 2^-14 exactly, the
- * codes with a zero exponent (0 and 0.5) landing on f16's subnormals as
- * they are e2m1's (bf16's would be f32's, which the tensor cores' sums
- * flush). So x's B operand is f16 too: two parts hi + lo (22 significant
- * bits) of x scaled per group by a power of two that puts the group's
- * largest |x| in [2^14, 2^15), which the epilogue undoes (qm_fp4_stage).
- * Its B columns are 2 * group + part, so lane (g, t)'s accumulator columns
- * 2t, 2t + 1 are both parts of its own codes' group t. */
-enum { QM_MXFP4 = 0x104 };
+/* The f16 path (one x row, by rows; cu_qmv_mma_bits.cu), for the formats
+ * whose lane groups are 32 codes or less: MLX mxfp4 and nvfp4 weights
+ * (the BITS values QM_MXFP4, QM_NVFP4) and affine 4-bit with groups of 32
+ * (BITS 4, G 4).
+ *   - mxfp4: 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa bit;
+ *     MLX's nibble order), one e8m0 scale byte per group of 32, no biases.
+ *     nvfp4: the same codes, an e4m3 scale byte per group of 16 times the
+ *     matrix's global scale.
+ *   - e2m1 codes are f16 operands, not bf16: their bits placed under an
+ *     f16's exponent and mantissa are the value times 2^-14 exactly, the
+ *     codes with a zero exponent (0 and 0.5) landing on f16's subnormals as
+ *     they are e2m1's (bf16's would be f32's, which the tensor cores' sums
+ *     flush). An affine code is the f16 16 + q (offset 16).
+ *   - So x's B operand is f16 too: two parts hi + lo (22 significant bits)
+ *     of x scaled per 32 codes by a power of two that puts their largest
+ *     |x| in [2^14, 2^15), which the epilogue undoes (qm_h16_stage).
+ *   - A chunk holds 4 groups of 32 codes (lane t's 32 codes are group t),
+ *     so 2 parts fit the 8 B columns: column 2 * group + part, and lane
+ *     (g, t)'s accumulator columns 2t, 2t + 1 are both parts of its own
+ *     codes' group t. (The bf16 path's 3 parts would need 12.) nvfp4's
+ *     lane holds two groups of 16, words 0-1 and 2-3: mmas 0-3 and 4-7,
+ *     each its own accumulator chain. */
+enum { QM_MXFP4 = 0x104, QM_NVFP4 = 0x105 };
+template <int BITS>
+__host__ __device__ constexpr bool qm_fp4() { return BITS == QM_MXFP4 || BITS == QM_NVFP4; }
 /* a lane's words of one row's chunk (32 codes) */
 template <int BITS>
-__host__ __device__ constexpr int qm_words() { return BITS == QM_MXFP4 ? 4 : BITS; }
+__host__ __device__ constexpr int qm_words() { return qm_fp4<BITS>() ? 4 : BITS; }
 template <int BITS>
-__host__ __device__ constexpr int qm_pd() { return BITS == 8 ? 2 : BITS == 4 || BITS == 6 || BITS == QM_MXFP4 ? 4 : 8; }
+__host__ __device__ constexpr int qm_pd() { return BITS == 8 ? 2 : BITS == 4 || BITS == 6 || qm_fp4<BITS>() ? 4 : 8; }
 template <int BITS>
 __host__ __device__ constexpr float qm_offset() {
     return BITS == 4 ? 128.0f : BITS == 8 ? 272.0f : BITS < 8 ? (float)(1 << BITS) : 0.0f; /* (mxfp4: none) */
@@ -152,7 +163,7 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
     const int j = P / PD, m = P % PD;
     if constexpr (BITS == 4) {
         return qm_pair(c[j], m);
-    } else if constexpr (BITS == QM_MXFP4) {
+    } else if constexpr (qm_fp4<BITS>()) {
         /* nibbles m, m + 4 of word j: bits 0..2 (mantissa, exponent) -> 9..11 and the sign bit 3 -> 15 of
          * each half; two shifts, since no packing puts all four at one shift (4 instructions, 3 for m = 3) */
         const uint32_t sign = (m == 3 ? c[j] : c[j] << (12 - 4 * m)) & 0x80008000u;
@@ -169,6 +180,11 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
         /* the code at bits s.. of each 16-bit half -> bits (7 - BITS).. under 2^BITS's exponent */
         return BITS == 3 ? qm_field(x, s - 4, 0x00700070u, 0x41004100u) : qm_field(x, s - 1, 0x007E007Eu, 0x42804280u);
     }
+}
+/* affine 4-bit on the f16 path (groups of 32): nibbles m, m + 4 of word
+ * P / 4 as the f16 16 + q (bits 6..9 under 16's exponent) */
+__device__ __forceinline__ uint32_t qm_apair_h16(const uint32_t *c, int P) {
+    return qm_field(c[P / 4], 4 * (P % 4) - 6, 0x03C003C0u, 0x4C004C00u);
 }
 /* 8-bit: pair P's high nibbles, bits 8m+4..8m+7 -> 3..6 under 256's exponent (256 + 16 hi) */
 __device__ __forceinline__ uint32_t qm_apair_hi(const uint32_t *c, int P) {
@@ -214,22 +230,24 @@ __device__ __forceinline__ void qm_mma_f16(float (&c)[4], uint32_t a0, uint32_t 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-/* mxfp4's x staging (QM_MXFP4): this lane's 4 values y of the chunk (pairs
- * as the bf16 parts') as f16 hi and lo parts, pairs packed (h0, h1: part
- * 0; l0, l1: part 1), after scaling by 2^k, k picked per group of 32 (the
- * 8 lanes 8 t' .. 8 t' + 7 hold group t') so the group's largest |x|,
+/* The f16 path's x staging: this lane's 4 values y of the chunk (pairs as
+ * the bf16 parts') as f16 hi and lo parts, pairs packed (h0, h1: part 0;
+ * l0, l1: part 1), after scaling by 2^k, k picked per 32 codes (the 8
+ * lanes 8 t' .. 8 t' + 7 hold lane t's codes' x) so their largest |x|,
  * 2^(E - 127) <= m < 2^(E - 126), lands in [2^14, 2^15): k = 141 - E, at
- * most 127 (a group under 2^-113 keeps 2^127). The products of codes
- * (value * 2^-14) and parts are then exact and far from f16's limits; a
- * part under 2^-14 loses bits only 2^-39 below the group's largest term.
- * Returns 2^(14 - k), what the epilogue multiplies the group's sums by. */
-__device__ __forceinline__ float qm_fp4_stage(float (&y)[4], uint32_t (&hl)[4]) {
+ * most 126 (x under 2^-112 keeps 2^126). The products of codes (e2m1:
+ * value * 2^-14, < 8; affine: 16 + q) and parts are then exact and far
+ * from f16's limits; a part under 2^-14 loses bits only 2^-39 below the
+ * largest term. Returns 2^(E0 - k), what the epilogue multiplies the sums
+ * by (E0: 14 for e2m1 codes, 0 for affine ones). */
+template <int E0>
+__device__ __forceinline__ float qm_h16_stage(float (&y)[4], uint32_t (&hl)[4]) {
     uint32_t mx = 0;
 #pragma unroll
     for (int e = 0; e < 4; e++) mx = max(mx, __float_as_uint(y[e]) & 0x7fffffffu);
 #pragma unroll
     for (int o = 1; o < 8; o *= 2) mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    const int k = min(141 - (int)(mx >> 23), 127); /* -114 (inf / NaN) .. 127 */
+    const int k = min(141 - (int)(mx >> 23), 126); /* -114 (inf / NaN: the sums are too) .. 126 */
     const float up = __uint_as_float((uint32_t)(k + 127) << 23);
 #pragma unroll
     for (int e = 0; e < 4; e++) y[e] *= up; /* exact: a power of two, and no f32 subnormal but 2^-140 below m */
@@ -237,7 +255,7 @@ __device__ __forceinline__ float qm_fp4_stage(float (&y)[4], uint32_t (&hl)[4]) 
     const float2 f0 = __half22float2(h0), f1 = __half22float2(h1);
     const __half2 l0 = __floats2half2_rn(y[0] - f0.x, y[1] - f0.y), l1 = __floats2half2_rn(y[2] - f1.x, y[3] - f1.y);
     hl[0] = *(const uint32_t *)&h0, hl[1] = *(const uint32_t *)&h1, hl[2] = *(const uint32_t *)&l0, hl[3] = *(const uint32_t *)&l1;
-    return __uint_as_float((uint32_t)(141 - k) << 23);
+    return __uint_as_float((uint32_t)(127 + E0 - k) << 23);
 }
 
 /* Bytes of one warp's staging buffer: x's parts of one chunk ([3 parts][4
@@ -282,7 +300,7 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  * each sector). */
 template <int BITS>
 __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
-    if constexpr (BITS == 4 || BITS == QM_MXFP4) {
+    if constexpr (BITS == 4 || qm_fp4<BITS>()) {
         asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
                      : "l"(p));
@@ -305,10 +323,12 @@ __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
 template <bool PTR, int BITS = 4>
 struct qm_rows;
 
-/* mxfp4 (QM_MXFP4): a lane reads its own group's scale byte of each row, no biases */
+/* The f16 path: a lane reads its own group's scale (and bias) of each row,
+ * lsc elements into the chunk's (qm_lane_scale); fp4's are bytes (nvfp4's
+ * two groups as one 16-bit load), with no biases. */
 template <int BITS>
 struct qm_rows<true, BITS> {
-    static constexpr bool FP4 = BITS == QM_MXFP4;
+    static constexpr bool FP4 = qm_fp4<BITS>();
     using sc_t = typename std::conditional<FP4, uint8_t, uint16_t>::type;
     const uint32_t *wg, *wh;
     const sc_t *sg, *sh;
@@ -320,10 +340,10 @@ struct qm_rows<true, BITS> {
     static __device__ __forceinline__ const P *at(const P *p, uint32_t n, uint32_t st) {
         return (const P *)((const char *)p + (size_t)(n * st));
     }
-    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W) {
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W, int lsc = 0) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
         const sc_t *sc = (const sc_t *)a.w.sc;
-        const int64_t cw = cu_qchunk_words(a.w) * (int64_t)c0, cs = cu_qchunk_scales(a.w) * (int64_t)c0 + (FP4 ? t : 0);
+        const int64_t cw = cu_qchunk_words(a.w) * (int64_t)c0, cs = cu_qchunk_scales(a.w) * (int64_t)c0 + lsc;
         constexpr int NW = qm_words<BITS>();
         wg = a.w.wq + cu_qrow_words(a.w, rg) + NW * t + cw, wh = a.w.wq + cu_qrow_words(a.w, rh) + NW * t + cw;
         sg = sc + cu_qrow_scales(a.w, rg) + cs, sh = sc + cu_qrow_scales(a.w, rh) + cs;
@@ -348,8 +368,9 @@ struct qm_rows<true, BITS> {
     __device__ void load(const qmv_args &, uint32_t (&cw)[2 * qm_words<BITS>()], uint32_t (&sw)[4]) {
         qm_ldrow<BITS>(wg, cw);
         qm_ldrow<BITS>(wh, cw + qm_words<BITS>());
-        if (FP4) { /* sw[0], sw[1]: the scale bytes of rows g, g + 8 */
-            sw[0] = __ldg(sg), sw[1] = __ldg(sh);
+        if (FP4) { /* sw[0], sw[1]: the scale byte(s) of rows g, g + 8 */
+            if (BITS == QM_NVFP4) sw[0] = __ldg((const unsigned short *)sg), sw[1] = __ldg((const unsigned short *)sh);
+            else sw[0] = __ldg(sg), sw[1] = __ldg(sh);
             wg = at(wg, 1, stw), wh = at(wh, 1, stw);
             sg = at(sg, 1, sts), sh = at(sh, 1, sts);
             return;
@@ -371,12 +392,11 @@ struct qm_rows<false, BITS> {
     uint32_t stw, sts; /* a chunk's step in words and in scale elements (the layout's: cu_qchunk_*) */
     uint32_t c, W;     /* the next chunk, the step between this warp's chunks */
     __device__ qm_rows() {}
-    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W_) {
+    __device__ qm_rows(const qmv_args &a, int64_t r0, int g, int t, int64_t r8, int c0, int W_, int lsc = 0) {
         const int64_t rg = r0 + g < a.N ? r0 + g : a.N - 1, rh = r8 + g < a.N ? r8 + g : a.N - 1;
         constexpr int NW = qm_words<BITS>();
         owg = (uint32_t)cu_qrow_words(a.w, rg) + NW * t, owh = (uint32_t)cu_qrow_words(a.w, rh) + NW * t;
-        osg = (uint32_t)cu_qrow_scales(a.w, rg), osh = (uint32_t)cu_qrow_scales(a.w, rh);
-        if (BITS == QM_MXFP4) osg += t, osh += t; /* the lane's group's scale byte */
+        osg = (uint32_t)cu_qrow_scales(a.w, rg) + lsc, osh = (uint32_t)cu_qrow_scales(a.w, rh) + lsc;
         stw = (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)cu_qchunk_scales(a.w);
         c = (uint32_t)c0, W = (uint32_t)W_;
     }
@@ -388,9 +408,12 @@ struct qm_rows<false, BITS> {
     __device__ void load(const qmv_args &a, uint32_t (&cw)[2 * qm_words<BITS>()], uint32_t (&sw)[4]) {
         qm_ldrow<BITS>(a.w.wq + (owg + stw * c), cw);
         qm_ldrow<BITS>(a.w.wq + (owh + stw * c), cw + qm_words<BITS>());
-        if (BITS == QM_MXFP4) {
+        if (qm_fp4<BITS>()) {
             const uint8_t *sc = (const uint8_t *)a.w.sc;
-            sw[0] = __ldg(sc + (osg + sts * c)), sw[1] = __ldg(sc + (osh + sts * c));
+            if (BITS == QM_NVFP4)
+                sw[0] = __ldg((const unsigned short *)(sc + (osg + sts * c))), sw[1] = __ldg((const unsigned short *)(sc + (osh + sts * c)));
+            else
+                sw[0] = __ldg(sc + (osg + sts * c)), sw[1] = __ldg(sc + (osh + sts * c));
             c += W;
             return;
         }
@@ -653,7 +676,9 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
 template <int G, int SDT, int W, int D, int NDT, int T, int MB = QM_MIN_BLOCKS_T(W, T), int BITS = 4>
 __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
-    constexpr bool FP4 = BITS == QM_MXFP4;
+    constexpr bool FP4 = qm_fp4<BITS>(), NV = BITS == QM_NVFP4;
+    constexpr bool H16 = FP4 || G == 4; /* the f16 path (QM_MXFP4 says how) */
+    static_assert(!H16 || T == 1, "the f16 path: one row tile a block");
     constexpr int PD = qm_pd<BITS>(), NW = qm_words<BITS>(); /* a pair's partner code (qm_apair), a lane's words a row */
     static_assert(BITS == 4 || T == 1, "other widths: one row tile a block");
     __shared__ uint4 xbuf[W][QM_WARP_BYTES / 16]; /* per warp: the chunk being computed, x as B operands */
@@ -667,7 +692,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
 #pragma unroll
     for (int u = 0; u < T; u++) {
         qm_tile(a, (int64_t)blockIdx.x * T + u, r0[u], r8[u]);
-        rows[u] = qm_rows<ROOMY, BITS>(a, r0[u], g, t, r8[u], warp, W);
+        rows[u] = qm_rows<ROOMY, BITS>(a, r0[u], g, t, r8[u], warp, W, H16 ? (NV ? 2 * t : t) : 0);
     }
     /* the x this lane stages per chunk: pairs 4 (jw % 4) + 2h and the next
      * of lane t = jw / 4 (qm_apair), codes ox, ox + 1 and their partners
@@ -719,9 +744,9 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
      * pointer kernels keep (group) * 3 + part, where the other cost 6 instructions a chunk more (the
      * compiler then recomputed the shared addresses every chunk) */
     constexpr bool COL4 = !ROOMY;
-    /* (mxfp4: column 2 * group + part; lane t's codes are group t) */
-    const bool bvalid = FP4 ? g >> 1 == t : COL4 ? qm1_bvalid<G>(g, t) : qm_bvalid<G>(g, t);
-    const int bpart = FP4 ? g & 1 : COL4 ? g & 3 : g % QM_PARTS;
+    /* (the f16 path: column 2 * group + part; lane t's codes are group t) */
+    const bool bvalid = H16 ? g >> 1 == t : COL4 ? qm1_bvalid<G>(g, t) : qm_bvalid<G>(g, t);
+    const int bpart = H16 ? g & 1 : COL4 ? g & 3 : g % QM_PARTS;
     const unsigned char *xb = bvalid ? wb + bpart * QM_PART_BYTES + t * 64 : wb + QM_ZEROS;
     const int swz = bvalid ? (t >> 1) : 0;
     const qm_epi<G, SDT> epi(t, qm_offset<BITS>());
@@ -742,10 +767,15 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int e = 0; e < 4; e++) ssq = fmaf(rest[e], rest[e], ssq);
                 rest[0] *= w0.x, rest[1] *= w1.x, rest[2] *= w0.y, rest[3] *= w1.y;
             }
-            float xsum = 0.0f, fgrp = 0.0f; /* the group's sum of x; mxfp4: its epilogue factor */
-            if constexpr (FP4) {
+            float xsum = 0.0f, fgrp = 0.0f; /* the group's sum of x; the f16 path: its epilogue factor */
+            if constexpr (H16) {
+                if (!FP4) { /* (x before its scaling) */
+                    xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);
+#pragma unroll
+                    for (int o = 1; o < 8; o *= 2) xsum += __shfl_xor_sync(0xffffffffu, xsum, o);
+                }
                 uint32_t hl[4];
-                fgrp = qm_fp4_stage(rest, hl);
+                fgrp = qm_h16_stage<FP4 ? 14 : 0>(rest, hl);
                 __syncwarp(); /* the last chunk's B reads are done */
                 *(uint2 *)(wb + st_off) = make_uint2(hl[0], hl[1]);
                 *(uint2 *)(wb + QM_PART_BYTES + st_off) = make_uint2(hl[2], hl[3]);
@@ -774,7 +804,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
             }
             /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times); 8-bit: the high
              * nibbles' 8 in two more */
-            constexpr int NC = BITS == 8 ? 4 : 2;
+            constexpr int NC = BITS == 8 ? 4 : 2; /* (nvfp4: chain 0 group 2t, chain 1 group 2t + 1) */
             float acc[T][NC][4] = {};
 #pragma unroll
             for (int i = 0; i < 8; i++) {
@@ -782,8 +812,11 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int u = 0; u < T; u++) {
                     const uint32_t *cg = cw[d][u], *ch = cw[d][u] + NW; /* rows g, g + 8; mma i: pairs 2i, 2i + 1 */
                     if constexpr (FP4)
-                        qm_mma_f16(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
+                        qm_mma_f16(acc[u][NV ? i >> 2 : i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
                                    qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
+                    else if constexpr (H16)
+                        qm_mma_f16(acc[u][i & 1], qm_apair_h16(cg, 2 * i), qm_apair_h16(ch, 2 * i), qm_apair_h16(cg, 2 * i + 1),
+                                   qm_apair_h16(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                     else
                         qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
                                qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
@@ -797,16 +830,29 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int u = 0; u < T; u++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) acc[u][0][e] += acc[u][2][e], acc[u][1][e] += acc[u][3][e];
-            if constexpr (FP4) {
-                /* columns 2t, 2t + 1: group t's two parts, times 2^(14 - k) (its staging lanes' factor) and the
-                 * rows' e8m0 scales (powers of two: the sums' one rounding is the mma's) */
+            if constexpr (H16) {
+                /* columns 2t, 2t + 1: lane group t's two parts, times its staging lanes' factor 2^(E0 - k) */
                 const float f = __shfl_sync(0xffffffffu, fgrp, 8 * t);
+                const float xs = FP4 ? 0.0f : __shfl_sync(0xffffffffu, xsum, 8 * t);
 #pragma unroll
                 for (int u = 0; u < T; u++) {
-                    const float cgs = (acc[u][0][0] + acc[u][1][0]) + (acc[u][0][1] + acc[u][1][1]);
-                    const float chs = (acc[u][0][2] + acc[u][1][2]) + (acc[u][0][3] + acc[u][1][3]);
-                    accg[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sw[d][u][0]), f * cgs, accg[u][0]);
-                    acch[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sw[d][u][1]), f * chs, acch[u][0]);
+                    float cg0 = acc[u][0][0] + acc[u][0][1], ch0 = acc[u][0][2] + acc[u][0][3];
+                    float cg1 = acc[u][1][0] + acc[u][1][1], ch1 = acc[u][1][2] + acc[u][1][3];
+                    const uint32_t *sv = sw[d][u];
+                    if (NV) { /* two groups (chains), e4m3 scales times the global one */
+                        accg[u][0] = fmaf(e4m3_f32(sv[0] & 0xff) * a.w.gscale, f * cg0, accg[u][0]);
+                        accg[u][0] = fmaf(e4m3_f32(sv[0] >> 8) * a.w.gscale, f * cg1, accg[u][0]);
+                        acch[u][0] = fmaf(e4m3_f32(sv[1] & 0xff) * a.w.gscale, f * ch0, acch[u][0]);
+                        acch[u][0] = fmaf(e4m3_f32(sv[1] >> 8) * a.w.gscale, f * ch1, acch[u][0]);
+                    } else if (FP4) { /* e8m0 scales: powers of two, so the sums' one rounding is the mma's */
+                        accg[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sv[0]), f * (cg0 + cg1), accg[u][0]);
+                        acch[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sv[1]), f * (ch0 + ch1), acch[u][0]);
+                    } else { /* affine: acc += s (C - 16 sum x) + b sum x, the group's 16-bit scale and bias */
+                        const float sg = qm_scale(sv[0], qm_scale_sel<SDT>(0), SDT), sh = qm_scale(sv[1], qm_scale_sel<SDT>(0), SDT);
+                        const float bg = qm_scale(sv[2], qm_scale_sel<SDT>(0), SDT), bh = qm_scale(sv[3], qm_scale_sel<SDT>(0), SDT);
+                        accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-16.0f, xs, f * (cg0 + cg1)), accg[u][0]));
+                        acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-16.0f, xs, f * (ch0 + ch1)), acch[u][0]));
+                    }
                 }
             } else if (COL4) {
                 const float xs = __shfl_sync(0xffffffffu, xsum, epi1.grp * 16);
