@@ -16,7 +16,8 @@
 #   bash bench/device.sh OUTDIR
 # The kernel stage also times a kernel boundary (bench/handoff.cu) and
 # TurboQuant decode with an sm_89 card's limits (MLXN_CUDA_LIKE=89), and the
-# one-row 3-, 6- and 8-bit products against the f32 kernels (MLXN_CUDA_QMV_BITS=0).
+# one-row 3-, 6-, 8-bit, 4-bit g32, mxfp4 and nvfp4 products against the f32
+# kernels (MLXN_CUDA_QMV_BITS=0).
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_OLDER=1 (the sm_80 PTX build's tests) /
@@ -212,16 +213,19 @@ for shape in "128 32 8" "256 8 4"; do
   done
   note "$line"
 done
-# one-row 3-, 6- and 8-bit products on the tensor cores against the f32 kernels they ran before
-# (MLXN_CUDA_QMV_BITS=0), same binary, b2b us
+# one-row 3-, 6- and 8-bit, 4-bit g32, mxfp4 and nvfp4 products on the tensor cores against the f32
+# kernels they ran before (MLXN_CUDA_QMV_BITS=0), same binary, b2b us
 line="one-row 4096 x 14336 b2b us, tensor cores / f32 kernels:"
-for b in 3 6 8; do
+for fmt in "3-bit:--bits 3" "6-bit:--bits 6" "8-bit:--bits 8" "4-bit g32:--bits 4 --group-size 32" \
+           "mxfp4:--mode mxfp4" "nvfp4:--mode nvfp4"; do
+  name=${fmt%%:*} tag=$(echo "${fmt%%:*}" | tr -d ' -')
   for on in 1 0; do
-    MLXN_CUDA_QMV_BITS=$on "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 --bits "$b" --reps "$REPS" \
-      --warmup 10 --mem-mib 0 > "$OUT/bench_qmv_bits_${b}_$on.log" 2>&1
+    # shellcheck disable=SC2086
+    MLXN_CUDA_QMV_BITS=$on "$B/mlxn" bench qmv --device cuda --rows 4096 --cols 14336 ${fmt#*:} --reps "$REPS" \
+      --warmup 10 --mem-mib 0 > "$OUT/bench_qmv_bits_${tag}_$on.log" 2>&1
   done
-  line="$line ${b}-bit $(sed -nE 's/^back to back: ([0-9.]+) us.*/\1/p' "$OUT/bench_qmv_bits_${b}_1.log") / $(sed -nE \
-    's/^back to back: ([0-9.]+) us.*/\1/p' "$OUT/bench_qmv_bits_${b}_0.log");"
+  line="$line $name $(sed -nE 's/^back to back: ([0-9.]+) us.*/\1/p' "$OUT/bench_qmv_bits_${tag}_1.log") / $(sed -nE \
+    's/^back to back: ([0-9.]+) us.*/\1/p' "$OUT/bench_qmv_bits_${tag}_0.log");"
 done
 note "$line"
 # what a kernel boundary costs in a captured graph (bench/handoff.cu, built on its own)

@@ -709,8 +709,8 @@ static void case_qmatmul_fused(bk *b) {
  * plain product, then rope_kv_write): bit for bit without a norm (each row's
  * sum is the same wherever its tile puts it), and with one within the
  * norm's rounding. Head dim 48 has 3 tiles per head; traditional pairs and
- * rotary dims short of the head run apart anyway; 3-, 6- and 8-bit
- * weights take the epilogue too. */
+ * rotary dims short of the head run apart anyway; 3-, 6- and 8-bit,
+ * 4-bit groups of 32, mxfp4 and nvfp4 weights take the epilogue too. */
 static void case_qmatmul_rope_kv(bk *b) {
     const mlxn_dtype BF = MLXN_DTYPE_BF16, F16 = MLXN_DTYPE_F16, F32 = MLXN_DTYPE_F32;
     const mlxn_quant_mode AF = MLXN_QUANT_AFFINE;
@@ -760,8 +760,8 @@ static void case_qmatmul_rope_kv(bk *b) {
         fg.norm_w = cs[i].norm ? &nw.g : NULL, fg.x_scratch = &xs.g;
         mlxn_qmm_rope_kv rg[3];
         char label[160];
-        snprintf(label, sizeof label, "quantized_matmul_fused rope_kv %d-bit g%d Hq %lld Hk %lld D %lld norm %d freqs %d%s%s",
-                 q.bits, q.group_size, (long long)Hq, (long long)Hk, (long long)D, cs[i].norm, cs[i].freqs,
+        snprintf(label, sizeof label, "quantized_matmul_fused rope_kv %s %d-bit g%d Hq %lld Hk %lld D %lld norm %d freqs %d%s%s",
+                 mlxn_quant_mode_name(q.mode), q.bits, q.group_size, (long long)Hq, (long long)Hk, (long long)D, cs[i].norm, cs[i].freqs,
                  cs[i].trad ? " traditional" : "", cs[i].short_dims ? " dims D/2" : "");
         for (int r = 0; r < 3; r++) {
             rg[r] = (mlxn_qmm_rope_kv){.q_heads = Hq, .kv_heads = Hk, .rope = &pg, .slot = &slot.g, .q_out = &qo[r].g,
