@@ -54,7 +54,7 @@ typedef struct cu_knobs {
                              4 = 3..8 x rows on the one-row layout's kernel (comparisons); 6 / 8 = the
                              measured choice without the 16- / 6-warp one-row launch (comparisons);
                              1 (unset) = measured choice */
-    int qmv_bits_off;     /* MLXN_CUDA_QMV_BITS=0: 3-, 6-, 8-bit and mxfp4 one-row mat-vecs on the f32 kernels, not
+    int qmv_bits_off;     /* MLXN_CUDA_QMV_BITS=0: one-row mat-vecs but 4-bit g64 / g128 on the f32 kernels, not
                              the tensor cores (cu_qmv_mma_bits.cu; comparisons) */
     int fuse_off;         /* MLXN_CUDA_FUSE=0: quantized_matmul_fused runs its parts apart (comparisons) */
     int64_t fa_cluster;   /* MLXN_CUDA_FA_CLUSTER: the most keys per block for which split decode attention
