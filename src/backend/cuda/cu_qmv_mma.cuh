@@ -181,9 +181,17 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
         return BITS == 3 ? qm_field(x, s - 4, 0x00700070u, 0x41004100u) : qm_field(x, s - 1, 0x007E007Eu, 0x42804280u);
     }
 }
-/* affine 4-bit on the f16 path (groups of 32): nibbles m, m + 4 of word
- * P / 4 as the f16 16 + q (bits 6..9 under 16's exponent) */
+/* Affine codes on the f16 path: 4-bit (groups of 32), nibbles m, m + 4 of
+ * word P / 4, as the f16 16 + q (bits 6..9 under 16's exponent); 8-bit,
+ * bytes k, k + 2 of word P / 2, as 256 + q (bits 2..9 under 256's): one
+ * shift and one LOP3 a pair, where the bf16 path splits an 8-bit code into
+ * two operands for two mmas. The offset (qm_h16_offset) is 2^BITS, the
+ * smallest exponent over the codes (its rounding: qm_offset). */
+template <int BITS>
+__host__ __device__ constexpr float qm_h16_offset() { return BITS == 8 ? 256.0f : 16.0f; }
+template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair_h16(const uint32_t *c, int P) {
+    if constexpr (BITS == 8) return qm_field(c[P / 2], 8 * (P % 2) - 2, 0x03FC03FCu, 0x5C005C00u);
     return qm_field(c[P / 4], 4 * (P % 4) - 6, 0x03C003C0u, 0x4C004C00u);
 }
 /* 8-bit: pair P's high nibbles, bits 8m+4..8m+7 -> 3..6 under 256's exponent (256 + 16 hi) */
@@ -677,7 +685,7 @@ template <int G, int SDT, int W, int D, int NDT, int T, int MB = QM_MIN_BLOCKS_T
 __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
     constexpr bool FP4 = qm_fp4<BITS>(), NV = BITS == QM_NVFP4;
-    constexpr bool H16 = FP4 || G == 4; /* the f16 path (QM_MXFP4 says how) */
+    constexpr bool H16 = FP4 || G == 4 || BITS == 8; /* the f16 path (QM_MXFP4 says how) */
     static_assert(!H16 || T == 1, "the f16 path: one row tile a block");
     constexpr int PD = qm_pd<BITS>(), NW = qm_words<BITS>(); /* a pair's partner code (qm_apair), a lane's words a row */
     static_assert(BITS == 4 || T == 1, "other widths: one row tile a block");
@@ -692,7 +700,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
 #pragma unroll
     for (int u = 0; u < T; u++) {
         qm_tile(a, (int64_t)blockIdx.x * T + u, r0[u], r8[u]);
-        rows[u] = qm_rows<ROOMY, BITS>(a, r0[u], g, t, r8[u], warp, W, H16 ? (NV ? 2 * t : t) : 0);
+        rows[u] = qm_rows<ROOMY, BITS>(a, r0[u], g, t, r8[u], warp, W, H16 ? (NV ? 2 * t : FP4 ? t : t * G / 4) : 0);
     }
     /* the x this lane stages per chunk: pairs 4 (jw % 4) + 2h and the next
      * of lane t = jw / 4 (qm_apair), codes ox, ox + 1 and their partners
@@ -709,7 +717,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
     auto load = [&](int d, uint32_t c) {
 #pragma unroll
-        for (int u = 0; u < T; u++) rows[u].template load<G>(a, cw[d][u], sw[d][u]);
+        for (int u = 0; u < T; u++) rows[u].template load<H16 ? 1 : G>(a, cw[d][u], sw[d][u]); /* (f16 path: the lane's group) */
         /* x and the norm weight: running pointers, or offsets as qm_rows<false> */
         const float *xc = ROOMY ? xl : a.x + (QM_CHUNK * c + ox);
         const uint16_t *nc = ROOMY ? nl : (const uint16_t *)a.nw + (QM_CHUNK * c + ox);
@@ -802,9 +810,9 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 const uint4 v = *(const uint4 *)(xb + 16 * (j ^ swz));
                 b[4 * j] = v.x, b[4 * j + 1] = v.y, b[4 * j + 2] = v.z, b[4 * j + 3] = v.w;
             }
-            /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times); 8-bit: the high
-             * nibbles' 8 in two more */
-            constexpr int NC = BITS == 8 ? 4 : 2; /* (nvfp4: chain 0 group 2t, chain 1 group 2t + 1) */
+            /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times); 8-bit on the bf16
+             * path: the high nibbles' 8 in two more (nvfp4: chain 0 group 2t, chain 1 group 2t + 1) */
+            constexpr int NC = BITS == 8 && !H16 ? 4 : 2;
             float acc[T][NC][4] = {};
 #pragma unroll
             for (int i = 0; i < 8; i++) {
@@ -815,12 +823,12 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                         qm_mma_f16(acc[u][NV ? i >> 2 : i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
                                    qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                     else if constexpr (H16)
-                        qm_mma_f16(acc[u][i & 1], qm_apair_h16(cg, 2 * i), qm_apair_h16(ch, 2 * i), qm_apair_h16(cg, 2 * i + 1),
-                                   qm_apair_h16(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
+                        qm_mma_f16(acc[u][i & 1], qm_apair_h16<BITS>(cg, 2 * i), qm_apair_h16<BITS>(ch, 2 * i),
+                                   qm_apair_h16<BITS>(cg, 2 * i + 1), qm_apair_h16<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                     else
                         qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
                                qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
-                    if constexpr (BITS == 8)
+                    if constexpr (BITS == 8 && !H16)
                         qm_mma(acc[u][2 + (i & 1)], qm_apair_hi(cg, 2 * i), qm_apair_hi(ch, 2 * i), qm_apair_hi(cg, 2 * i + 1),
                                qm_apair_hi(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                 }
@@ -847,11 +855,13 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                     } else if (FP4) { /* e8m0 scales: powers of two, so the sums' one rounding is the mma's */
                         accg[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sv[0]), f * (cg0 + cg1), accg[u][0]);
                         acch[u][0] = fmaf(mlxn_e8m0_to_f32((uint8_t)sv[1]), f * (ch0 + ch1), acch[u][0]);
-                    } else { /* affine: acc += s (C - 16 sum x) + b sum x, the group's 16-bit scale and bias */
+                    } else { /* affine: acc += s (C - off sum x) + b sum x, the lane's group's scale and bias (a
+                              * group of 64 or 128 is 2 or 4 lanes': each adds its own codes' part, with its own sum x) */
+                        constexpr float off = qm_h16_offset<BITS>();
                         const float sg = qm_scale(sv[0], qm_scale_sel<SDT>(0), SDT), sh = qm_scale(sv[1], qm_scale_sel<SDT>(0), SDT);
                         const float bg = qm_scale(sv[2], qm_scale_sel<SDT>(0), SDT), bh = qm_scale(sv[3], qm_scale_sel<SDT>(0), SDT);
-                        accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-16.0f, xs, f * (cg0 + cg1)), accg[u][0]));
-                        acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-16.0f, xs, f * (ch0 + ch1)), acch[u][0]));
+                        accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-off, xs, f * (cg0 + cg1)), accg[u][0]));
+                        acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-off, xs, f * (ch0 + ch1)), acch[u][0]));
                     }
                 }
             } else if (COL4) {
