@@ -1,8 +1,9 @@
 /* The mat-vec of decode on the bf16 tensor cores: out[m, n] = sum_k x[m, k]
  * * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit with bf16 or f16
  * scales and biases, groups of 64 or 128; and for one x row the same with
- * 3-, 6- and 8-bit codes (qm_apair says how), and mxfp4 weights on the f16
- * tensor cores (QM_MXFP4 says how); instances in cu_qmv_mma_bits.cu. docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
+ * 3- and 6-bit codes (qm_apair says how), and 8-bit, 4-bit groups of 32,
+ * mxfp4 and nvfp4 weights on the f16 tensor cores (the f16 path, at
+ * QM_MXFP4); instances in cu_qmv_mma_bits.cu. docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
  * section and "Other widths") has the measurements; it replaced the f32
  * streaming kernels (cu_qmv_fast.cu) for these formats, which every other
  * case keeps.
@@ -107,14 +108,10 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * subtracted offset * sum(x) is what rounds: the rounding is that of a sum
  * (offset + mean q) / mean q times the result's terms (4-bit: 18, 3-bit
  * with 128 it would be 37, with 8 it is 3.3). 8-bit codes do not fit a
- * bf16's 8 significant bits, so each is two operands for two mmas with the
- * same B: 16 + lo (low nibble, bits 3..6) and 256 + 16 hi (high nibble,
- * 16 times 16 + hi, bits 3..6 under 256's exponent): the products stay
- * exact, and the offset is 272. */
-/* The f16 path (one x row, by rows; cu_qmv_mma_bits.cu), for the formats
- * whose lane groups are 32 codes or less: MLX mxfp4 and nvfp4 weights
- * (the BITS values QM_MXFP4, QM_NVFP4) and affine 4-bit with groups of 32
- * (BITS 4, G 4).
+ * bf16's 8 significant bits: they take the f16 path below (256 + q). */
+/* The f16 path (one x row, by rows; cu_qmv_mma_bits.cu): MLX mxfp4 and
+ * nvfp4 weights (the BITS values QM_MXFP4, QM_NVFP4), affine 4-bit with
+ * groups of 32 (BITS 4, G 4) and affine 8-bit (any group).
  *   - mxfp4: 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa bit;
  *     MLX's nibble order), one e8m0 scale byte per group of 32, no biases.
  *     nvfp4: the same codes, an e4m3 scale byte per group of 16 times the
@@ -123,7 +120,7 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  *     f16's exponent and mantissa are the value times 2^-14 exactly, the
  *     codes with a zero exponent (0 and 0.5) landing on f16's subnormals as
  *     they are e2m1's (bf16's would be f32's, which the tensor cores' sums
- *     flush). An affine code is the f16 16 + q (offset 16).
+ *     flush). An affine code is the f16 2^BITS + q (qm_apair_h16).
  *   - So x's B operand is f16 too: two parts hi + lo (22 significant bits)
  *     of x scaled per 32 codes by a power of two that puts their largest
  *     |x| in [2^14, 2^15), which the epilogue undoes (qm_h16_stage).
@@ -132,7 +129,9 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  *     (g, t)'s accumulator columns 2t, 2t + 1 are both parts of its own
  *     codes' group t. (The bf16 path's 3 parts would need 12.) nvfp4's
  *     lane holds two groups of 16, words 0-1 and 2-3: mmas 0-3 and 4-7,
- *     each its own accumulator chain. */
+ *     each its own accumulator chain. A group of 64 or 128 (8-bit) is 2 or
+ *     4 lanes': each lane adds its own codes' part of it, with the sum of
+ *     its own codes' x (the epilogue is linear in both). */
 enum { QM_MXFP4 = 0x104, QM_NVFP4 = 0x105 };
 template <int BITS>
 __host__ __device__ constexpr bool qm_fp4() { return BITS == QM_MXFP4 || BITS == QM_NVFP4; }
@@ -143,7 +142,7 @@ template <int BITS>
 __host__ __device__ constexpr int qm_pd() { return BITS == 8 ? 2 : BITS == 4 || BITS == 6 || qm_fp4<BITS>() ? 4 : 8; }
 template <int BITS>
 __host__ __device__ constexpr float qm_offset() {
-    return BITS == 4 ? 128.0f : BITS == 8 ? 272.0f : BITS < 8 ? (float)(1 << BITS) : 0.0f; /* (mxfp4: none) */
+    return BITS == 4 ? 128.0f : BITS < 8 ? (float)(1 << BITS) : 0.0f; /* (3, 4, 6 bits: the bf16 path's) */
 }
 
 /* (w >> sh) & mask | bias as one LOP3 after the shift (a negative sh shifts left) */
@@ -155,8 +154,7 @@ __device__ __forceinline__ uint32_t qm_field(uint32_t w, int sh, uint32_t mask, 
 }
 
 /* Pair P's A operand of a row whose lane words are c[0..BITS) (3, 4 or 6
- * bits), or the low nibbles' one (8 bits; qm_apair_hi the high ones'), or
- * mxfp4's f16x2 (c[0..4)). */
+ * bits), or fp4's f16x2 (c[0..4)). */
 template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
     constexpr int PD = qm_pd<BITS>();
@@ -168,8 +166,6 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
          * each half; two shifts, since no packing puts all four at one shift (4 instructions, 3 for m = 3) */
         const uint32_t sign = (m == 3 ? c[j] : c[j] << (12 - 4 * m)) & 0x80008000u;
         return qm_field(c[j], 4 * m - 9, 0x0E000E00u, sign);
-    } else if constexpr (BITS == 8) { /* bytes m, m + 2 of word j: nibble bits 8m..8m+3 -> 3..6 */
-        return qm_field(c[j], 8 * m - 3, 0x00780078u, 0x41804180u);
     } else { /* packs 2j, 2j + 1 (bytes 6j .. 6j + 5 of the lane's words, in two of them), code m of each */
         constexpr int PER = BITS == 3 ? 8 : 4; /* codes per 3-byte pack */
         const int w0 = (6 * j) / 4, o = (6 * j) % 4;             /* first word, the packs' byte offset in it */
@@ -184,19 +180,16 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
 /* Affine codes on the f16 path: 4-bit (groups of 32), nibbles m, m + 4 of
  * word P / 4, as the f16 16 + q (bits 6..9 under 16's exponent); 8-bit,
  * bytes k, k + 2 of word P / 2, as 256 + q (bits 2..9 under 256's): one
- * shift and one LOP3 a pair, where the bf16 path splits an 8-bit code into
- * two operands for two mmas. The offset (qm_h16_offset) is 2^BITS, the
- * smallest exponent over the codes (its rounding: qm_offset). */
+ * shift and one LOP3 a pair (an 8-bit code on the bf16 path took two
+ * operands for two mmas: 270 -> 202.5 SASS instructions a chunk). The
+ * offset (qm_h16_offset) is 2^BITS, the smallest exponent over the codes
+ * (why: qm_offset). */
 template <int BITS>
 __host__ __device__ constexpr float qm_h16_offset() { return BITS == 8 ? 256.0f : 16.0f; }
 template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair_h16(const uint32_t *c, int P) {
     if constexpr (BITS == 8) return qm_field(c[P / 2], 8 * (P % 2) - 2, 0x03FC03FCu, 0x5C005C00u);
     return qm_field(c[P / 4], 4 * (P % 4) - 6, 0x03C003C0u, 0x4C004C00u);
-}
-/* 8-bit: pair P's high nibbles, bits 8m+4..8m+7 -> 3..6 under 256's exponent (256 + 16 hi) */
-__device__ __forceinline__ uint32_t qm_apair_hi(const uint32_t *c, int P) {
-    return qm_field(c[P / 2], 8 * (P % 2) + 1, 0x00780078u, 0x43804380u);
 }
 
 /* The parts of x: the top 16 bits of an f32 are a bf16, its leading 8
@@ -810,10 +803,9 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 const uint4 v = *(const uint4 *)(xb + 16 * (j ^ swz));
                 b[4 * j] = v.x, b[4 * j + 1] = v.y, b[4 * j + 2] = v.z, b[4 * j + 3] = v.w;
             }
-            /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times); 8-bit on the bf16
-             * path: the high nibbles' 8 in two more (nvfp4: chain 0 group 2t, chain 1 group 2t + 1) */
-            constexpr int NC = BITS == 8 && !H16 ? 4 : 2;
-            float acc[T][NC][4] = {};
+            /* per tile two chains of 4 mmas (one of 8 waits on the mma latency 8 times; nvfp4: chain 0
+             * group 2t, chain 1 group 2t + 1) */
+            float acc[T][2][4] = {};
 #pragma unroll
             for (int i = 0; i < 8; i++) {
 #pragma unroll
@@ -828,16 +820,8 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                     else
                         qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
                                qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
-                    if constexpr (BITS == 8 && !H16)
-                        qm_mma(acc[u][2 + (i & 1)], qm_apair_hi(cg, 2 * i), qm_apair_hi(ch, 2 * i), qm_apair_hi(cg, 2 * i + 1),
-                               qm_apair_hi(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                 }
             }
-            if constexpr (NC == 4)
-#pragma unroll
-                for (int u = 0; u < T; u++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[u][0][e] += acc[u][2][e], acc[u][1][e] += acc[u][3][e];
             if constexpr (H16) {
                 /* columns 2t, 2t + 1: lane group t's two parts, times its staging lanes' factor 2^(E0 - k) */
                 const float f = __shfl_sync(0xffffffffu, fgrp, 8 * t);
