@@ -191,6 +191,12 @@ __device__ __forceinline__ uint32_t qm_apair_h16(const uint32_t *c, int P) {
     if constexpr (BITS == 8) return qm_field(c[P / 2], 8 * (P % 2) - 2, 0x03FC03FCu, 0x5C005C00u);
     return qm_field(c[P / 4], 4 * (P % 4) - 6, 0x03C003C0u, 0x4C004C00u);
 }
+/* Pair P's A operand on the kernel's path (H16: the f16 path) */
+template <int BITS, bool H16>
+__device__ __forceinline__ uint32_t qm_a(const uint32_t *c, int P) {
+    if constexpr (H16 && !qm_fp4<BITS>()) return qm_apair_h16<BITS>(c, P);
+    else return qm_apair<BITS>(c, P);
+}
 
 /* The parts of x: the top 16 bits of an f32 are a bf16, its leading 8
  * significant bits (x truncated toward zero), and x minus them is exact and
@@ -215,20 +221,18 @@ __device__ __forceinline__ int qm_scale_sel(int gi) {
     return SDT == MLXN_DTYPE_BF16 ? (gi ? 0x3244 : 0x1044) : (gi ? 0x4432 : 0x4410);
 }
 
+/* One mma.m16n8k16 into c, bf16 operands (F16: f16 ones, the f16 path) */
+template <bool F16 = false>
 __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-/* the same with f16 operands (mxfp4) */
-__device__ __forceinline__ void qm_mma_f16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                           uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+#define QM_MMA(T)                                                                                          \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." T "." T ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, " \
+        "{%0, %1, %2, %3};"                                                                                \
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                                   \
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1))
+    if constexpr (F16) QM_MMA("f16");
+    else QM_MMA("bf16");
+#undef QM_MMA
 }
 
 /* The f16 path's x staging: this lane's 4 values y of the chunk (pairs as
@@ -811,15 +815,8 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
 #pragma unroll
                 for (int u = 0; u < T; u++) {
                     const uint32_t *cg = cw[d][u], *ch = cw[d][u] + NW; /* rows g, g + 8; mma i: pairs 2i, 2i + 1 */
-                    if constexpr (FP4)
-                        qm_mma_f16(acc[u][NV ? i >> 2 : i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
-                                   qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
-                    else if constexpr (H16)
-                        qm_mma_f16(acc[u][i & 1], qm_apair_h16<BITS>(cg, 2 * i), qm_apair_h16<BITS>(ch, 2 * i),
-                                   qm_apair_h16<BITS>(cg, 2 * i + 1), qm_apair_h16<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
-                    else
-                        qm_mma(acc[u][i & 1], qm_apair<BITS>(cg, 2 * i), qm_apair<BITS>(ch, 2 * i),
-                               qm_apair<BITS>(cg, 2 * i + 1), qm_apair<BITS>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
+                    qm_mma<H16>(acc[u][NV ? i >> 2 : i & 1], qm_a<BITS, H16>(cg, 2 * i), qm_a<BITS, H16>(ch, 2 * i),
+                                qm_a<BITS, H16>(cg, 2 * i + 1), qm_a<BITS, H16>(ch, 2 * i + 1), b[2 * i], b[2 * i + 1]);
                 }
             }
             if constexpr (H16) {
