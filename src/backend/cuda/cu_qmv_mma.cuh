@@ -71,7 +71,7 @@
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit (or, one x row by rows, 3-, 6- or 8-bit), group 64 or 128, bf16/f16
  * scales with biases (one row stride for both), or (one x row by rows)
- * mxfp4, K % 128 == 0, 16-byte
+ * the f16 path's formats, K % 128 == 0, 16-byte
  * aligned rows (and x, for one row), element offsets under 2^31. */
 #ifndef MLXN_CU_QMV_MMA_CUH
 #define MLXN_CU_QMV_MMA_CUH
@@ -329,8 +329,8 @@ template <bool PTR, int BITS = 4>
 struct qm_rows;
 
 /* The f16 path: a lane reads its own group's scale (and bias) of each row,
- * lsc elements into the chunk's (qm_lane_scale); fp4's are bytes (nvfp4's
- * two groups as one 16-bit load), with no biases. */
+ * lsc elements into the chunk's (the kernel passes it); fp4's are bytes
+ * (nvfp4's two groups as one 16-bit load), with no biases. */
 template <int BITS>
 struct qm_rows<true, BITS> {
     static constexpr bool FP4 = qm_fp4<BITS>();
@@ -772,7 +772,7 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                 for (int e = 0; e < 4; e++) ssq = fmaf(rest[e], rest[e], ssq);
                 rest[0] *= w0.x, rest[1] *= w1.x, rest[2] *= w0.y, rest[3] *= w1.y;
             }
-            float xsum = 0.0f, fgrp = 0.0f; /* the group's sum of x; the f16 path: its epilogue factor */
+            float xsum = 0.0f, fgrp = 0.0f; /* the group's sum of x (f16 path: the lane's 32 codes'), their factor */
             if constexpr (H16) {
                 if (!FP4) { /* (x before its scaling) */
                     xsum = (rest[0] + rest[1]) + (rest[2] + rest[3]);

@@ -1,13 +1,14 @@
 /* The one-row tensor-core mat-vec (qmv_mma_kernel, cu_qmv_mma.cuh) for
  * MLX affine 3-, 6- and 8-bit weights, 4-bit ones with groups of 32, and
- * mxfp4 and nvfp4 ones, by rows: decode's product for the other formats, with the same fused norm, residual, gated
- * activation and rope_kv epilogues as 4-bit. Why: these widths ran the f32
+ * mxfp4 and nvfp4 ones, by rows: decode's product for the other formats,
+ * with the same fused norm, residual, gated activation and rope_kv
+ * epilogues as 4-bit. Why: these widths ran the f32
  * streaming kernel (cu_qmv_fast.cu), which decodes 3- and 6-bit codes (and
  * mxfp4's, through a byte-permute table) one at a time (8-43% of the copy
  * rate on an H200, docs/perf.md), and their models lost every fusion of
- * the decode step. The f16 path (QM_MXFP4 says why: mxfp4, nvfp4, 4-bit
- * groups of 32): 4 words a lane like 4-bit, so 3 chunks in flight with 8
- * warps.
+ * the decode step. The f16 path (at QM_MXFP4: 8-bit, 4-bit groups of 32,
+ * mxfp4, nvfp4): the 4-bit formats read 4 words a lane, so 3 chunks in
+ * flight with 8 warps.
  * Its own file so that nvcc builds these 90 instances beside cu_qmv_mma.cu
  * (the two are the longest compiles of the library).
  * Launch: the 4-bit rule's two main shapes (qm_launch_one): 8 warps where
