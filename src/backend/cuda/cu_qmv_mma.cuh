@@ -839,8 +839,9 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                     } else { /* affine: acc += s (C - off sum x) + b sum x, the lane's group's scale and bias (a
                               * group of 64 or 128 is 2 or 4 lanes': each adds its own codes' part, with its own sum x) */
                         constexpr float off = qm_h16_offset<BITS>();
-                        const float sg = qm_scale(sv[0], qm_scale_sel<SDT>(0), SDT), sh = qm_scale(sv[1], qm_scale_sel<SDT>(0), SDT);
-                        const float bg = qm_scale(sv[2], qm_scale_sel<SDT>(0), SDT), bh = qm_scale(sv[3], qm_scale_sel<SDT>(0), SDT);
+                        const int sel = qm_scale_sel<SDT>(0); /* (one 16-bit value a word) */
+                        const float sg = qm_scale(sv[0], sel, SDT), sh = qm_scale(sv[1], sel, SDT);
+                        const float bg = qm_scale(sv[2], sel, SDT), bh = qm_scale(sv[3], sel, SDT);
                         accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-off, xs, f * (cg0 + cg1)), accg[u][0]));
                         acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-off, xs, f * (ch0 + ch1)), acch[u][0]));
                     }
