@@ -473,18 +473,16 @@ static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R
 }
 
 /* The NMSE bound of a quantized product against the CPU: 1e-10 (f32
- * rounding), but 1e-9 for the formats CUDA's tensor-core mat-vec takes
- * (affine 4-bit, and for one x row 3-, 6- and 8-bit, groups of 64 or 128,
- * and 4-bit groups of 32, 16-bit scales; cu_qmv_mma.cuh; mxfp4 and nvfp4
- * on it carry no offset and keep 1e-10). It sums x * (offset + q) in f32 and
- * subtracts offset * sum(x) per group, so its rounding is that of a sum
- * up to ~30x larger than the result's terms (4-bit: offset 128): seeds
- * gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight, scale or
- * row gives > 1e-6. */
+ * rounding), but 1e-9 for the affine formats with 16-bit scales, which
+ * CUDA's tensor-core mat-vec takes (every width and group size for one x
+ * row, 4-bit groups of 64 / 128 for up to 8; cu_qmv_mma.cuh; mxfp4 and
+ * nvfp4 on it carry no offset and keep 1e-10). It sums x * (offset + q) in
+ * f32 and subtracts offset * sum(x) per group, so its rounding is that of
+ * a sum up to ~30x larger than the result's terms (4-bit g64: offset 128):
+ * seeds gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight,
+ * scale or row gives > 1e-6. */
 static double qmv_bound(const mlxn_quant_params *q, mlxn_dtype sdt) {
-    const int g32 = q->bits == 4 && q->group_size == 32; /* (the f16 path: offset 16) */
-    const int tc = q->mode == MLXN_QUANT_AFFINE && (q->bits == 3 || q->bits == 4 || q->bits == 6 || q->bits == 8) &&
-                   (q->group_size == 64 || q->group_size == 128 || g32) && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
+    const int tc = q->mode == MLXN_QUANT_AFFINE && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
     return tc ? 1e-9 : 1e-10;
 }
 
@@ -534,11 +532,14 @@ static void case_qmatmul(bk *b) {
         {MLXN_QUANT_AFFINE, 6, 64, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 8, 128, MLXN_DTYPE_BF16, 0},
         {MLXN_QUANT_MXFP4, 4, 32, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_U8, 0},
         {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 0},    {MLXN_QUANT_NVFP4, 4, 16, MLXN_DTYPE_U8, 2.5f},
-        /* the tensor-core one-row kernel's other formats (cu_qmv_mma.cuh): 4-bit, and 3-, 6- and 8-bit by
-         * both group sizes and scale dtypes */
+        /* the tensor-core one-row kernel's other formats (cu_qmv_mma.cuh): every width by every group size,
+         * both scale dtypes among them */
         {MLXN_QUANT_AFFINE, 4, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 4, 64, MLXN_DTYPE_F16, 0},
         {MLXN_QUANT_AFFINE, 3, 128, MLXN_DTYPE_F16, 0},  {MLXN_QUANT_AFFINE, 6, 128, MLXN_DTYPE_BF16, 0},
-        {MLXN_QUANT_AFFINE, 8, 64, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 8, 64, MLXN_DTYPE_F16, 0},   {MLXN_QUANT_AFFINE, 2, 32, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 2, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 5, 64, MLXN_DTYPE_F16, 0},
+        {MLXN_QUANT_AFFINE, 5, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 3, 32, MLXN_DTYPE_BF16, 0},
+        {MLXN_QUANT_AFFINE, 6, 32, MLXN_DTYPE_F16, 0},   {MLXN_QUANT_AFFINE, 8, 32, MLXN_DTYPE_BF16, 0},
     };
     const int64_t nxs[5] = {1, 2, 3, 8, 13};
     setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
@@ -609,14 +610,15 @@ static void case_qmatmul(bk *b) {
             cmp_f32(b, "quantized_matmul 1024x4096 unaligned x", &o, 1e-10);
         reset(b);
     }
-    /* the f16 path of the one-row tensor-core kernel (mxfp4, nvfp4, 4-bit groups of 32) scales x by a power of
-     * two per 32 codes (qm_h16_stage): x rows of one magnitude far from 1 (the scale's clamp: 2^-120), and
-     * one whose groups span 2^-60 .. 2^64 */
-    const struct { mlxn_quant_mode mode; int group; float gs; mlxn_dtype sdt; } h16[] = {
-        {MLXN_QUANT_MXFP4, 32, 0, MLXN_DTYPE_F32}, {MLXN_QUANT_NVFP4, 16, 3.5f, MLXN_DTYPE_F32},
-        {MLXN_QUANT_AFFINE, 32, 0, MLXN_DTYPE_BF16}};
-    for (int f = 0; f < 3; f++) {
-        mlxn_quant_params q = {.mode = h16[f].mode, .bits = 4, .group_size = h16[f].group, .global_scale = h16[f].gs};
+    /* the f16 path of the one-row tensor-core kernel (mxfp4, nvfp4, groups of 32, 2-, 5- and 8-bit) scales x by
+     * a power of two per 32 codes (qm_h16_stage): x rows of one magnitude far from 1 (the scale's clamp:
+     * 2^-120), and one whose groups span 2^-60 .. 2^64 */
+    const struct { mlxn_quant_mode mode; int bits, group; float gs; mlxn_dtype sdt; } h16[] = {
+        {MLXN_QUANT_MXFP4, 4, 32, 0, MLXN_DTYPE_F32}, {MLXN_QUANT_NVFP4, 4, 16, 3.5f, MLXN_DTYPE_F32},
+        {MLXN_QUANT_AFFINE, 4, 32, 0, MLXN_DTYPE_BF16}, {MLXN_QUANT_AFFINE, 2, 64, 0, MLXN_DTYPE_F16},
+        {MLXN_QUANT_AFFINE, 5, 128, 0, MLXN_DTYPE_BF16}};
+    for (size_t f = 0; f < sizeof h16 / sizeof h16[0]; f++) {
+        mlxn_quant_params q = {.mode = h16[f].mode, .bits = h16[f].bits, .group_size = h16[f].group, .global_scale = h16[f].gs};
         const int64_t R = 300, C = 1024;
         qm m = quantized(b, &q, h16[f].sdt, R, C);
         const float mags[6] = {0x1p-120f, 0x1p-100f, 0x1p-30f, 0x1p40f, 0x1p100f, 0.0f};
@@ -625,8 +627,8 @@ static void case_qmatmul(bk *b) {
             for (int64_t i = 0; i < C; i++) xv[i] *= mags[k] != 0.0f ? mags[k] : ldexpf(1.0f, -60 + 4 * (int)(i / 32));
             tp x = tp_make(b, MLXN_DTYPE_F32, 2, SHAPE(1, C), xv, CONTIG), o = tp_out(b, MLXN_DTYPE_F32, 2, SHAPE(1, R));
             char label[112];
-            snprintf(label, sizeof label, "quantized_matmul %s 4-bit g%d %lldx%lld x * %g%s", mlxn_quant_mode_name(q.mode),
-                     q.group_size, (long long)R, (long long)C, (double)mags[k], mags[k] != 0.0f ? "" : " (2^-60 .. 2^64 by 32)");
+            snprintf(label, sizeof label, "quantized_matmul %s %d-bit g%d %lldx%lld x * %g%s", mlxn_quant_mode_name(q.mode),
+                     q.bits, q.group_size, (long long)R, (long long)C, (double)mags[k], mags[k] != 0.0f ? "" : " (2^-60 .. 2^64 by 32)");
             if (ran(b, "quantized_matmul",
                     mlxn_quantized_matmul(b->cs, &x.c, &m.wq.c, &m.sc.c, m.has_bi ? &m.bi.c : NULL, &q, true, &o.c),
                     mlxn_quantized_matmul(b->ds, &x.g, &m.wq.g, &m.sc.g, m.has_bi ? &m.bi.g : NULL, &q, true, &o.g)))
@@ -639,11 +641,11 @@ static void case_qmatmul(bk *b) {
 }
 
 /* quantized_matmul_fused: the one-row kernel with the norm before it and
- * the residual add or the gated activation after it (CUDA: MLX affine 3-,
- * 4-, 6- and 8-bit, groups of 64 / 128, and mxfp4) against the CPU's parts run apart;
+ * the residual add or the gated activation after it (CUDA: every MLX affine
+ * width and group size, mxfp4 and nvfp4) against the CPU's parts run apart;
  * its fuses() answer is asserted, so the kernel under test is the fused
  * one; gate halves of 333 rows leave the last 8-row tile partly past them.
- * A 5-bit weight, two x rows and an f32 norm weight run the parts apart on
+ * An mxfp8 weight, two x rows and an f32 norm weight run the parts apart on
  * the device too. NMSE qmv_bound (the fused kernel also scales the sums by
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
@@ -651,7 +653,9 @@ static void case_qmatmul_fused(bk *b) {
     const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
         {AF, 4, 64, MLXN_DTYPE_BF16, 2000, 2176}, {AF, 4, 128, MLXN_DTYPE_F16, 666, 4096}, {AF, 8, 64, MLXN_DTYPE_BF16, 130, 256},
         {AF, 3, 128, MLXN_DTYPE_F16, 666, 4096},  {AF, 6, 64, MLXN_DTYPE_BF16, 2000, 2176}, {AF, 8, 128, MLXN_DTYPE_F16, 1330, 3072},
-        {AF, 5, 64, MLXN_DTYPE_BF16, 130, 256},
+        {AF, 5, 64, MLXN_DTYPE_BF16, 130, 256}, {AF, 5, 128, MLXN_DTYPE_F16, 1330, 3072}, {AF, 2, 32, MLXN_DTYPE_F16, 666, 2048},
+        {AF, 2, 128, MLXN_DTYPE_BF16, 130, 512}, {AF, 3, 32, MLXN_DTYPE_BF16, 130, 256}, {AF, 6, 32, MLXN_DTYPE_F16, 666, 1024},
+        {AF, 8, 32, MLXN_DTYPE_BF16, 130, 512}, {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_F32, 130, 256},
         /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
         {AF, 4, 64, MLXN_DTYPE_BF16, 1330, 3072},
         /* the f16 path: mxfp4 and nvfp4 (f32 weights quantized; no biases), 4-bit groups of 32 */
@@ -685,7 +689,7 @@ static void case_qmatmul_fused(bk *b) {
             mlxn_qmm_fusion fg = fc;
             fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
             fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
-            const int want_fused = ws[i].bits != 5 && M == 1;
+            const int want_fused = ws[i].mode != MLXN_QUANT_MXFP8 && M == 1;
             CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, big, &q, M) == want_fused,
                   "%s: quantized_matmul_fuses %s %d-bit g%d M=%lld should be %d", b->name, mlxn_quant_mode_name(q.mode),
                   q.bits, q.group_size, (long long)M, want_fused);
@@ -709,8 +713,8 @@ static void case_qmatmul_fused(bk *b) {
  * plain product, then rope_kv_write): bit for bit without a norm (each row's
  * sum is the same wherever its tile puts it), and with one within the
  * norm's rounding. Head dim 48 has 3 tiles per head; traditional pairs and
- * rotary dims short of the head run apart anyway; 3-, 6- and 8-bit,
- * 4-bit groups of 32, mxfp4 and nvfp4 weights take the epilogue too. */
+ * rotary dims short of the head run apart anyway; every other affine width
+ * and group size, mxfp4 and nvfp4 weights take the epilogue too. */
 static void case_qmatmul_rope_kv(bk *b) {
     const mlxn_dtype BF = MLXN_DTYPE_BF16, F16 = MLXN_DTYPE_F16, F32 = MLXN_DTYPE_F32;
     const mlxn_quant_mode AF = MLXN_QUANT_AFFINE;
@@ -727,7 +731,9 @@ static void case_qmatmul_rope_kv(bk *b) {
         {2, 1, 64, 256, 8, 64, BF, F32, 1, 0, 0, 0, AF},  {4, 2, 64, 1024, 4, 64, BF, F32, 1, 0, 0, 0, AF},
         {2, 1, 64, 384, 3, 64, BF, BF, 0, 1, 0, 0, AF},   {3, 1, 128, 512, 6, 128, F16, F32, 1, 0, 0, 0, AF},
         {4, 2, 64, 512, 4, 32, F32, BF, 1, 0, 0, 0, MLXN_QUANT_MXFP4}, {2, 1, 64, 384, 4, 16, F32, F32, 0, 1, 0, 0, MLXN_QUANT_NVFP4},
-        {3, 1, 128, 512, 4, 32, BF, F32, 1, 0, 0, 0, AF},
+        {3, 1, 128, 512, 4, 32, BF, F32, 1, 0, 0, 0, AF}, {2, 1, 64, 256, 2, 32, F16, F32, 1, 0, 0, 0, AF},
+        {2, 1, 64, 384, 5, 64, BF, BF, 0, 1, 0, 0, AF},   {3, 1, 128, 512, 8, 32, BF, F32, 1, 0, 0, 0, AF},
+        {2, 2, 64, 256, 3, 32, F16, F32, 0, 0, 0, 0, AF}, {2, 1, 128, 256, 6, 32, BF, F32, 1, 0, 0, 0, AF},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;

@@ -135,6 +135,11 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
 enum { QM_MXFP4 = 0x104, QM_NVFP4 = 0x105 };
 template <int BITS>
 __host__ __device__ constexpr bool qm_fp4() { return BITS == QM_MXFP4 || BITS == QM_NVFP4; }
+/* Whether the kernel for these codes (G groups a chunk) takes the f16 path:
+ * fp4, groups of 32 (4 a chunk), and 2-, 5- and 8-bit codes at any group
+ * (the bf16 path keeps 4-bit, and 3- and 6-bit, at groups of 64 and 128) */
+template <int BITS, int G>
+__host__ __device__ constexpr bool qm_h16() { return qm_fp4<BITS>() || G == 4 || BITS == 2 || BITS == 5 || BITS == 8; }
 /* a lane's words of one row's chunk (32 codes) */
 template <int BITS>
 __host__ __device__ constexpr int qm_words() { return qm_fp4<BITS>() ? 4 : BITS; }
@@ -153,6 +158,22 @@ __device__ __forceinline__ uint32_t qm_field(uint32_t w, int sh, uint32_t mask, 
     return r;
 }
 
+/* 3- and 6-bit pair P's gather: packs 2j, 2j + 1 (3 bytes each, bytes 6j ..
+ * 6j + 5 of the lane's words, in two of them; j = P / PD), code m = P % PD
+ * of each: one byte permute puts the bytes holding each code at the same
+ * place of the two 16-bit halves; *s: the code's first bit there. */
+template <int BITS>
+__device__ __forceinline__ uint32_t qm_gather24(const uint32_t *c, int P, int *s) {
+    constexpr int PD = qm_pd<BITS>();
+    const int j = P / PD, m = P % PD;
+    const int w0 = (6 * j) / 4, o = (6 * j) % 4;            /* first word, the packs' byte offset in it */
+    const int bit = BITS * m, b = o + bit / 8;              /* the code's first byte in the window */
+    const int b1 = b + 1 > 7 ? 7 : b + 1, b4 = b + 4 > 7 ? 7 : b + 4; /* (past the window: bits not used) */
+    static_assert(qm_pd<BITS>() * BITS == 24, "a pack is 3 bytes");
+    *s = bit % 8;
+    return __byte_perm(c[w0], c[w0 + 1 < BITS ? w0 + 1 : w0], b | (b1 << 4) | ((b + 3) << 8) | (b4 << 12));
+}
+
 /* Pair P's A operand of a row whose lane words are c[0..BITS) (3, 4 or 6
  * bits), or fp4's f16x2 (c[0..4)). */
 template <int BITS>
@@ -166,30 +187,63 @@ __device__ __forceinline__ uint32_t qm_apair(const uint32_t *c, int P) {
          * each half; two shifts, since no packing puts all four at one shift (4 instructions, 3 for m = 3) */
         const uint32_t sign = (m == 3 ? c[j] : c[j] << (12 - 4 * m)) & 0x80008000u;
         return qm_field(c[j], 4 * m - 9, 0x0E000E00u, sign);
-    } else { /* packs 2j, 2j + 1 (bytes 6j .. 6j + 5 of the lane's words, in two of them), code m of each */
-        constexpr int PER = BITS == 3 ? 8 : 4; /* codes per 3-byte pack */
-        const int w0 = (6 * j) / 4, o = (6 * j) % 4;             /* first word, the packs' byte offset in it */
-        const int bit = BITS * m, b = o + bit / 8, s = bit % 8;  /* the code's first byte in the window, its bit */
-        const int b1 = b + 1 > 7 ? 7 : b + 1, b4 = b + 4 > 7 ? 7 : b + 4; /* (past the window: bits not used) */
-        const uint32_t x = __byte_perm(c[w0], c[w0 + 1 < BITS ? w0 + 1 : w0], b | (b1 << 4) | ((b + 3) << 8) | (b4 << 12));
-        static_assert(PER * BITS == 24, "a pack is 3 bytes");
+    } else {
+        int s;
+        const uint32_t x = qm_gather24<BITS>(c, P, &s);
         /* the code at bits s.. of each 16-bit half -> bits (7 - BITS).. under 2^BITS's exponent */
         return BITS == 3 ? qm_field(x, s - 4, 0x00700070u, 0x41004100u) : qm_field(x, s - 1, 0x007E007Eu, 0x42804280u);
     }
 }
-/* Affine codes on the f16 path: 4-bit (groups of 32), nibbles m, m + 4 of
- * word P / 4, as the f16 16 + q (bits 6..9 under 16's exponent); 8-bit,
- * bytes k, k + 2 of word P / 2, as 256 + q (bits 2..9 under 256's): one
- * shift and one LOP3 a pair (an 8-bit code on the bf16 path took two
- * operands for two mmas: 270 -> 202.5 SASS instructions a chunk). The
- * offset (qm_h16_offset) is 2^BITS, the smallest exponent over the codes
- * (why: qm_offset). */
+/* 5-bit pair P's gather (f16 path only): packs of 8 codes in 5 bytes; pair
+ * P is code m = P % 8 of packs 2j and 2j + 1 (j = P / 8: bytes 10j .. 10j + 9
+ * of the lane's 5 words), the same bit of bytes 5 apart, so one shift
+ * serves both once a byte permute has put their bytes A, A + 1 and B = A +
+ * 5, B + 1 at the halves' bytes 0, 1. Where those 4 bytes lie in 3 words
+ * (a code across a word's end: 4 of the 16 pairs; never both codes of a
+ * pair, since A % 4 = 3 makes B % 4 = 0) a second permute brings the third
+ * word's in: 3.25 instructions a pair on average (3-bit: 3). *s: the
+ * code's first bit in its half. */
+__device__ __forceinline__ uint32_t qm_gather40(const uint32_t *c, int P, int *s) {
+    const int j = P / 8, m = P % 8;
+    const int A = 10 * j + (5 * m) / 8, B = A + 5;
+    const bool span = (5 * m) % 8 > 3; /* the code's 5 bits reach into byte A + 1 */
+    *s = (5 * m) % 8;
+    const int ia = A % 4, ib = B % 4;
+    if (span && ia == 3) { /* A's code across words A / 4, A / 4 + 1; B's in A / 4 + 2 at byte 0 */
+        const uint32_t lo = __byte_perm(c[A / 4], c[A / 4 + 1], 0x0043);
+        return __byte_perm(lo, c[B / 4], 0x0010 | ((4 + ib) << 8) | ((5 + ib) << 12));
+    }
+    if (span && ib == 3) { /* B's code across words B / 4, B / 4 + 1; A's in B / 4 - 1 at byte 2 */
+        const uint32_t hi = __byte_perm(c[B / 4], c[B / 4 + 1], 0x4300);
+        return __byte_perm(c[A / 4], hi, 0x7600 | ia | ((ia + 1) << 4));
+    }
+    /* both codes within one word each (bytes past a one-byte code: bits not used) */
+    const int ia1 = ia + 1 > 3 ? 3 : ia + 1, ib1 = ib + 1 > 3 ? 3 : ib + 1;
+    return __byte_perm(c[A / 4], c[B / 4], ia | (ia1 << 4) | ((4 + ib) << 8) | ((4 + ib1) << 12));
+}
+/* Affine codes on the f16 path, each pair as the f16x2 of 2^BITS + q: the
+ * code's bits under the mantissa's top (bits 10 - BITS .. 9) and 2^BITS's
+ * exponent (15 + BITS) above them. Pairs: 2-bit, codes m, m + 8 of word P /
+ * 8 (16 bits apart: PD 8); 4-bit (groups of 32), nibbles m, m + 4 of word
+ * P / 4; 8-bit, bytes k, k + 2 of word P / 2: one shift and one LOP3 a
+ * pair (an 8-bit code on the bf16 path took two operands for two mmas: 270
+ * -> 202.5 SASS instructions a chunk). 3-, 5- and 6-bit: a byte permute or
+ * two first (qm_gather24, qm_gather40). The offset (qm_h16_offset) is
+ * 2^BITS, the smallest exponent over the codes (why: qm_offset). */
 template <int BITS>
-__host__ __device__ constexpr float qm_h16_offset() { return BITS == 8 ? 256.0f : 16.0f; }
+__host__ __device__ constexpr float qm_h16_offset() { return qm_fp4<BITS>() ? 0.0f : (float)(1 << BITS); }
 template <int BITS>
 __device__ __forceinline__ uint32_t qm_apair_h16(const uint32_t *c, int P) {
-    if constexpr (BITS == 8) return qm_field(c[P / 2], 8 * (P % 2) - 2, 0x03FC03FCu, 0x5C005C00u);
-    return qm_field(c[P / 4], 4 * (P % 4) - 6, 0x03C003C0u, 0x4C004C00u);
+    constexpr uint32_t top = 10 - BITS, half_mask = ((1u << BITS) - 1) << top, half_exp = (15u + BITS) << 10;
+    constexpr uint32_t mask = half_mask * 0x10001u, exp = half_exp * 0x10001u;
+    int s = 0;
+    uint32_t x;
+    if constexpr (BITS == 8) x = c[P / 2], s = 8 * (P % 2);
+    else if constexpr (BITS == 4) x = c[P / 4], s = 4 * (P % 4);
+    else if constexpr (BITS == 2) x = c[P / 8], s = 2 * (P % 8);
+    else if constexpr (BITS == 5) x = qm_gather40(c, P, &s);
+    else x = qm_gather24<BITS>(c, P, &s);
+    return qm_field(x, s - (int)top, mask, exp); /* (the code at bit s of each half) */
 }
 /* Pair P's A operand on the kernel's path (H16: the f16 path) */
 template <int BITS, bool H16>
@@ -682,7 +736,7 @@ template <int G, int SDT, int W, int D, int NDT, int T, int MB = QM_MIN_BLOCKS_T
 __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     constexpr bool NORM = NDT != 0;
     constexpr bool FP4 = qm_fp4<BITS>(), NV = BITS == QM_NVFP4;
-    constexpr bool H16 = FP4 || G == 4 || BITS == 8; /* the f16 path (QM_MXFP4 says how) */
+    constexpr bool H16 = qm_h16<BITS, G>(); /* the f16 path (QM_MXFP4 says how) */
     static_assert(!H16 || T == 1, "the f16 path: one row tile a block");
     constexpr int PD = qm_pd<BITS>(), NW = qm_words<BITS>(); /* a pair's partner code (qm_apair), a lane's words a row */
     static_assert(BITS == 4 || T == 1, "other widths: one row tile a block");
