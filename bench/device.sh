@@ -16,8 +16,8 @@
 #   bash bench/device.sh OUTDIR
 # The kernel stage also times a kernel boundary (bench/handoff.cu) and
 # TurboQuant decode with an sm_89 card's limits (MLXN_CUDA_LIKE=89), and the
-# one-row 3-, 6-, 8-bit, 4-bit g32, mxfp4 and nvfp4 products against the f32
-# kernels (MLXN_CUDA_QMV_BITS=0).
+# one-row products of the other formats (2..8 bits, 4- and 8-bit g32, mxfp4,
+# nvfp4) against the f32 kernels (MLXN_CUDA_QMV_BITS=0).
 # Environment: MLXN_BUILD_DIR (default build-device), MLXN_JOBS (16),
 # MLXN_BUILD_TARGETS (build only these, e.g. "mlxn test_backend_ops"),
 # MLXN_BENCH_REPS (200), MLXN_SKIP_CTEST=1 / MLXN_SKIP_OLDER=1 (the sm_80 PTX build's tests) /
@@ -213,11 +213,11 @@ for shape in "128 32 8" "256 8 4"; do
   done
   note "$line"
 done
-# one-row 3-, 6- and 8-bit, 4-bit g32, mxfp4 and nvfp4 products on the tensor cores against the f32
+# one-row products of the formats but 4-bit g64 / g128 on the tensor cores against the f32
 # kernels they ran before (MLXN_CUDA_QMV_BITS=0), same binary, b2b us
 line="one-row 4096 x 14336 b2b us, tensor cores / f32 kernels:"
-for fmt in "3-bit:--bits 3" "6-bit:--bits 6" "8-bit:--bits 8" "4-bit g32:--bits 4 --group-size 32" \
-           "mxfp4:--mode mxfp4" "nvfp4:--mode nvfp4"; do
+for fmt in "2-bit:--bits 2" "3-bit:--bits 3" "5-bit:--bits 5" "6-bit:--bits 6" "8-bit:--bits 8" \
+           "4-bit g32:--bits 4 --group-size 32" "8-bit g32:--bits 8 --group-size 32" "mxfp4:--mode mxfp4" "nvfp4:--mode nvfp4"; do
   name=${fmt%%:*} tag=$(echo "${fmt%%:*}" | tr -d ' -')
   for on in 1 0; do
     # shellcheck disable=SC2086

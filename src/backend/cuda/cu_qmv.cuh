@@ -139,11 +139,11 @@ __device__ __forceinline__ void codes8(const uint32_t (&w)[WPL], int c, float (&
 bool cu_qmv_fast(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 
 /* The mat-vec on the tensor cores (cu_qmv_mma.cu): 1..8 x rows of affine
- * 4-bit weights with groups of 64 or 128, one x row of affine 3-, 6- or
- * 8-bit ones, 4-bit with groups of 32, mxfp4 or nvfp4; false (nothing
- * launched) outside its formats and shapes. */
+ * 4-bit weights with groups of 64 or 128, one x row of every other affine
+ * width (2..8 bits) and group size (32, 64, 128), mxfp4 or nvfp4; false
+ * (nothing launched) outside its formats and shapes. */
 bool cu_qmv_mma(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
-/* The one-row launch for every format but 4-bit g64 / g128 (cu_qmv_mma_bits.cu). */
+/* The one-row launch for every format but 4-bit g64 / g128 (cu_qmv_mma_bits.cu, cu_qmv_mma_bits.cuh). */
 bool cu_qmv_mma_bits(const qmv_args &a, mlxn_stream *s, mlxn_status *st);
 /* Whether cu_qmv_mma takes these weights (N rows of K codes) for one x row. */
 bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s);

@@ -1,7 +1,7 @@
 /* The 4-bit mat-vec of decode on the bf16 tensor cores for 2..8 x rows,
  * and the entry points of every tensor-core mat-vec (cu_qmv_mma.cuh has
- * the design, the one-row kernel and its launch; cu_qmv_mma_bits.cu the
- * one-row kernel's instances for 3-, 6- and 8-bit weights). */
+ * the design, the one-row kernel and its launch; cu_qmv_mma_bits*.cu the
+ * one-row kernel's instances for every other format). */
 #include "backend/cuda/cu_qmv_mma.cuh"
 
 /* ---- 2..8 x rows ----
@@ -418,7 +418,7 @@ static bool qmx_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     return qmx_launch1<G, SDT, NX, 4>(a, s, st);
 }
 
-/* Formats the tensor cores take for one x row only (cu_qmv_mma_bits.cu): all but affine 4-bit with groups
+/* Formats the tensor cores take for one x row only (cu_qmv_mma_bits*.cu): all but affine 4-bit with groups
  * of 64 or 128 */
 static bool qm_one_row_only(const cu_qmat &w) { return w.bits != 4 || w.mode != MLXN_QUANT_AFFINE || w.group == 32; }
 

@@ -1,14 +1,15 @@
 /* The mat-vec of decode on the bf16 tensor cores: out[m, n] = sum_k x[m, k]
  * * W[n, k] for 1..8 f32 x rows, W [N, K] MLX affine 4-bit with bf16 or f16
  * scales and biases, groups of 64 or 128; and for one x row the same with
- * 3- and 6-bit codes (qm_apair says how), and 8-bit, 4-bit groups of 32,
- * mxfp4 and nvfp4 weights on the f16 tensor cores (the f16 path, at
- * QM_MXFP4); instances in cu_qmv_mma_bits.cu. docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
- * section and "Other widths") has the measurements; it replaced the f32
- * streaming kernels (cu_qmv_fast.cu) for these formats, which every other
- * case keeps.
+ * 3- and 6-bit codes (qm_apair says how), and every other affine format
+ * (2-, 5-, 8-bit, and groups of 32), mxfp4 and nvfp4 weights on the f16
+ * tensor cores (the f16 path, at QM_MXFP4); instances in
+ * cu_qmv_mma_bits*.cu. docs/perf.md (CUDA mat-vec log, v8, the 3..8-row
+ * section, "Other widths" and later) has the measurements; it replaced the
+ * f32 streaming kernels (cu_qmv_fast.cu) for these formats, which every
+ * other case keeps (1-bit, mxfp8, 2..8 x rows but of 4-bit g64 / g128).
  * This header holds the one-row kernel and its launch (shared by
- * cu_qmv_mma.cu and cu_qmv_mma_bits.cu); cu_qmv_mma.cu has the two-row
+ * cu_qmv_mma.cu and cu_qmv_mma_bits*.cu); cu_qmv_mma.cu has the two-row
  * kernel, which reuses its layout, and the 3..8-row one, which takes the x
  * rows as the mma's B columns (qmv_mma8_kernel); each is described where it
  * starts. The design below is told for 4-bit codes.
@@ -69,9 +70,9 @@
  * from each of 8 rows; decode measured 5-8% faster, docs/perf.md); the
  * kernels see either through qm_rows' pointers (or offsets) and chunk steps.
  * Conditions (else the caller runs the f32 kernels): affine
- * 4-bit (or, one x row by rows, 3-, 6- or 8-bit), group 64 or 128, bf16/f16
- * scales with biases (one row stride for both), or (one x row by rows)
- * the f16 path's formats, K % 128 == 0, 16-byte
+ * 4-bit with groups of 64 or 128 (or, one x row by rows, 2- to 8-bit with
+ * groups of 32, 64 or 128), bf16/f16 scales with biases (one row stride
+ * for both), or (one x row by rows) mxfp4 / nvfp4, K % 128 == 0, 16-byte
  * aligned rows (and x, for one row), element offsets under 2^31. */
 #ifndef MLXN_CU_QMV_MMA_CUH
 #define MLXN_CU_QMV_MMA_CUH
@@ -95,13 +96,14 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
     return r; /* 0xEA: (a & b) | c */
 }
 
-/* Other widths (one x row; cu_qmv_mma_bits.cu). A lane's 32 codes of a row
+/* Other widths (one x row; cu_qmv_mma_bits*.cu). A lane's 32 codes of a row
  * are BITS words (MLX's packing: code i at bit BITS * i of the row), and
  * its pair P (0..15) is codes lo(P) and lo(P) + PD, lo(P) = 2 PD (P / PD)
  * + P % PD with PD = qm_pd<BITS>: the partners sit 16 bits apart in a word (8-bit:
- * bytes k, k + 2) or one 3-byte pack apart (3-bit: 8 codes a pack, 6-bit:
- * 4), so one shift (after a byte permute that gathers both packs' bytes)
- * moves both into place. The 4-bit pairs (nibbles m, m + 4) are this rule
+ * bytes k, k + 2; 2-bit: codes m, m + 8) or one pack apart (3-bit: 8 codes a
+ * 3-byte pack, 6-bit: 4; 5-bit: 8 a 5-byte pack, the f16 path's), so one
+ * shift (after a byte permute that gathers both packs' bytes) moves both
+ * into place. The 4-bit pairs (nibbles m, m + 4) are this rule
  * with PD = 4, so the x staging below serves every width.
  * Each code sits under a smaller exponent than 4-bit's 128, 2^BITS + q
  * (3-bit: 8 + q, bits 4..6; 6-bit: 64 + q, bits 1..6), because the
@@ -109,9 +111,9 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * (offset + mean q) / mean q times the result's terms (4-bit: 18, 3-bit
  * with 128 it would be 37, with 8 it is 3.3). 8-bit codes do not fit a
  * bf16's 8 significant bits: they take the f16 path below (256 + q). */
-/* The f16 path (one x row, by rows; cu_qmv_mma_bits.cu): MLX mxfp4 and
- * nvfp4 weights (the BITS values QM_MXFP4, QM_NVFP4), affine 4-bit with
- * groups of 32 (BITS 4, G 4) and affine 8-bit (any group).
+/* The f16 path (one x row, by rows; cu_qmv_mma_bits*.cu): MLX mxfp4 and
+ * nvfp4 weights (the BITS values QM_MXFP4, QM_NVFP4), affine groups of 32
+ * (G 4) and affine 2-, 5- and 8-bit (any group; qm_h16).
  *   - mxfp4: 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa bit;
  *     MLX's nibble order), one e8m0 scale byte per group of 32, no biases.
  *     nvfp4: the same codes, an e4m3 scale byte per group of 16 times the
@@ -349,8 +351,8 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  *     multiply-add, a widening one and a reload of the base (the callers
  *     check the offsets fit). */
 /* A lane's BITS words of one row's chunk at p (4-byte aligned, and
- * 16-byte aligned for 4 and 8 bits, 8-byte for 6): the widest loads the
- * lane's offset allows (3-bit lanes sit 12 bytes apart). 4-bit: one load
+ * 16-byte aligned for 4 and 8 bits, 8-byte for 2 and 6): the widest loads
+ * the lane's offset allows (3-bit lanes sit 12 bytes apart, 5-bit 20). 4-bit: one load
  * per row, whose 4 lanes t read 64 contiguous bytes, not kept in L1 (each
  * byte is read once). Other widths: BITS / 4 .. BITS loads per row, each
  * touching every 32-byte sector of the row's piece (3-bit: load i reads
