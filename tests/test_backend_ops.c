@@ -473,16 +473,18 @@ static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R
 }
 
 /* The NMSE bound of a quantized product against the CPU: 1e-10 (f32
- * rounding), but 1e-9 for the affine formats with 16-bit scales, which
- * CUDA's tensor-core mat-vec takes (every width and group size for one x
- * row, 4-bit groups of 64 / 128 for up to 8; cu_qmv_mma.cuh; mxfp4 and
+ * rounding), but 1e-9 for the affine formats with 16-bit scales (or f32
+ * ones with groups of 32), which CUDA's tensor-core mat-vec takes (every
+ * width and group size for one x row, 4-bit groups of 64 / 128 for up to
+ * 8; cu_qmv_mma.cuh; mxfp4 and
  * nvfp4 on it carry no offset and keep 1e-10). It sums x * (offset + q) in
  * f32 and subtracts offset * sum(x) per group, so its rounding is that of
  * a sum up to ~30x larger than the result's terms (4-bit g64: offset 128):
  * seeds gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight,
  * scale or row gives > 1e-6. */
 static double qmv_bound(const mlxn_quant_params *q, mlxn_dtype sdt) {
-    const int tc = q->mode == MLXN_QUANT_AFFINE && (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16);
+    const int tc = q->mode == MLXN_QUANT_AFFINE &&
+                   (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16 || (sdt == MLXN_DTYPE_F32 && q->group_size == 32));
     return tc ? 1e-9 : 1e-10;
 }
 
@@ -540,6 +542,9 @@ static void case_qmatmul(bk *b) {
         {MLXN_QUANT_AFFINE, 2, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 5, 64, MLXN_DTYPE_F16, 0},
         {MLXN_QUANT_AFFINE, 5, 128, MLXN_DTYPE_BF16, 0}, {MLXN_QUANT_AFFINE, 3, 32, MLXN_DTYPE_BF16, 0},
         {MLXN_QUANT_AFFINE, 6, 32, MLXN_DTYPE_F16, 0},   {MLXN_QUANT_AFFINE, 8, 32, MLXN_DTYPE_BF16, 0},
+        /* f32 scales with groups of 32 (GGUF Q4_K / Q5_K imports): the f16 path too */
+        {MLXN_QUANT_AFFINE, 4, 32, MLXN_DTYPE_F32, 0},   {MLXN_QUANT_AFFINE, 5, 32, MLXN_DTYPE_F32, 0},
+        {MLXN_QUANT_AFFINE, 3, 32, MLXN_DTYPE_F32, 0},
     };
     const int64_t nxs[5] = {1, 2, 3, 8, 13};
     setenv("MLXN_CUDA_QMM_MIN_ROWS", "1000000", 1); /* the mat-vec kernels (f32 exact) at every n; case_qmm tests the rest */
@@ -645,8 +650,8 @@ static void case_qmatmul(bk *b) {
  * width and group size, mxfp4 and nvfp4) against the CPU's parts run apart;
  * its fuses() answer is asserted, so the kernel under test is the fused
  * one; gate halves of 333 rows leave the last 8-row tile partly past them.
- * An mxfp8 weight, two x rows and an f32 norm weight run the parts apart on
- * the device too. NMSE qmv_bound (the fused kernel also scales the sums by
+ * An mxfp8 weight, 4-bit with f32 scales and groups of 64, two x rows and
+ * an f32 norm weight run the parts apart on the device too. NMSE qmv_bound (the fused kernel also scales the sums by
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
     const mlxn_quant_mode AF = MLXN_QUANT_AFFINE, MX = MLXN_QUANT_MXFP4;
@@ -656,6 +661,7 @@ static void case_qmatmul_fused(bk *b) {
         {AF, 5, 64, MLXN_DTYPE_BF16, 130, 256}, {AF, 5, 128, MLXN_DTYPE_F16, 1330, 3072}, {AF, 2, 32, MLXN_DTYPE_F16, 666, 2048},
         {AF, 2, 128, MLXN_DTYPE_BF16, 130, 512}, {AF, 3, 32, MLXN_DTYPE_BF16, 130, 256}, {AF, 6, 32, MLXN_DTYPE_F16, 666, 1024},
         {AF, 8, 32, MLXN_DTYPE_BF16, 130, 512}, {MLXN_QUANT_MXFP8, 8, 32, MLXN_DTYPE_F32, 130, 256},
+        {AF, 4, 32, MLXN_DTYPE_F32, 1330, 3072}, {AF, 5, 32, MLXN_DTYPE_F32, 666, 2048}, {AF, 4, 64, MLXN_DTYPE_F32, 130, 256},
         /* gate halves of 665 rows again, over K = 3072 (24 chunks: whole rounds of the 4-warp ring) */
         {AF, 4, 64, MLXN_DTYPE_BF16, 1330, 3072},
         /* the f16 path: mxfp4 and nvfp4 (f32 weights quantized; no biases), 4-bit groups of 32 */
@@ -689,7 +695,7 @@ static void case_qmatmul_fused(bk *b) {
             mlxn_qmm_fusion fg = fc;
             fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
             fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
-            const int want_fused = ws[i].mode != MLXN_QUANT_MXFP8 && M == 1;
+            const int want_fused = ws[i].mode != MLXN_QUANT_MXFP8 && (ws[i].sdt != MLXN_DTYPE_F32 || ws[i].mode != AF || ws[i].group == 32) && M == 1;
             CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, big, &q, M) == want_fused,
                   "%s: quantized_matmul_fuses %s %d-bit g%d M=%lld should be %d", b->name, mlxn_quant_mode_name(q.mode),
                   q.bits, q.group_size, (long long)M, want_fused);
@@ -734,6 +740,7 @@ static void case_qmatmul_rope_kv(bk *b) {
         {3, 1, 128, 512, 4, 32, BF, F32, 1, 0, 0, 0, AF}, {2, 1, 64, 256, 2, 32, F16, F32, 1, 0, 0, 0, AF},
         {2, 1, 64, 384, 5, 64, BF, BF, 0, 1, 0, 0, AF},   {3, 1, 128, 512, 8, 32, BF, F32, 1, 0, 0, 0, AF},
         {2, 2, 64, 256, 3, 32, F16, F32, 0, 0, 0, 0, AF}, {2, 1, 128, 256, 6, 32, BF, F32, 1, 0, 0, 0, AF},
+        {2, 1, 64, 512, 4, 32, F32, BF, 1, 0, 0, 0, AF},  {2, 1, 64, 256, 5, 32, F32, F32, 0, 1, 0, 0, AF},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         const int64_t Hq = cs[i].Hq, Hk = cs[i].Hk, D = cs[i].D, K = cs[i].K, N = (Hq + 2 * Hk) * D, cap = 9;

@@ -46,11 +46,12 @@ typedef struct bench_opts {
     int bits, group, transpose, threads, reps, warmup, json, mem_mib;
     int64_t rows, cols, n;
     mlxn_quant_mode mode;
+    mlxn_dtype sdt; /* affine: the scales' and biases' dtype */
     mlxn_cpu_isa isa;
 } bench_opts;
 
 typedef struct kernel_opts {
-    int bits, group, transpose, threads, reps, warmup, json, mem_mib, rows, cols, n, isa;
+    int bits, group, transpose, threads, reps, warmup, json, mem_mib, rows, cols, n, isa, sdt;
     const char *mode, *device;
 } kernel_opts;
 
@@ -61,6 +62,8 @@ static const opt_spec kernel_rows[] = {
      "64 (mxfp*: 32, nvfp4: 16)", 1, 1 << 20, NULL},
     {"mode", 0, OPT_STRING, offsetof(kernel_opts, mode), "M", "affine, mxfp4, mxfp8 or nvfp4.", "affine", 0, 0,
      NULL},
+    {"scale-dtype", 0, OPT_CHOICE, offsetof(kernel_opts, sdt), "T",
+     "Affine scales' and biases' dtype (f32: what GGUF Q4_K / Q5_K imports carry).", "bf16", 0, 0, "bf16|f16|f32"},
     {"rows", 0, OPT_INT, offsetof(kernel_opts, rows), "N", "Output features (rows of W).", "4096", 1, 1 << 30,
      NULL},
     {"cols", 0, OPT_INT, offsetof(kernel_opts, cols), "K", "Input features.", "14336", 1, 1 << 30, NULL},
@@ -142,6 +145,8 @@ static int parse(int argc, char **argv, bench_opts *o) {
                       .transpose = k.transpose, .threads = k.threads, .reps = k.reps, .warmup = k.warmup,
                       .json = k.json, .mem_mib = k.mem_mib, .rows = k.rows, .cols = k.cols, .n = k.n,
                       .isa = (mlxn_cpu_isa)k.isa};
+    static const mlxn_dtype sdts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32}; /* (--scale-dtype's order) */
+    o->sdt = o->mode == MLXN_QUANT_AFFINE ? sdts[k.sdt] : MLXN_DTYPE_U8;
     if (mlxn_quant_mode_parse(k.mode, &o->mode) != MLXN_OK) {
         opt_error(c, "--mode must be affine, mxfp4, mxfp8 or nvfp4, got '%s'", k.mode);
         return OPT_ERROR;
@@ -165,8 +170,10 @@ static void fill_inputs(const bench_opts *o, uint64_t *seed, uint32_t *w, int64_
             if ((((uint8_t *)w)[i] & 0x7f) == 0x7f) ((uint8_t *)w)[i] = 0x30;
     for (int64_t i = 0; i < ng; i++) {
         if (affine) {
-            ((uint16_t *)sc)[i] = mlxn_f32_to_bf16(0.01f + (float)(rng_next(seed) % 100) * 1e-4f);
-            ((uint16_t *)bi)[i] = mlxn_f32_to_bf16(-0.08f);
+            const float sv = 0.01f + (float)(rng_next(seed) % 100) * 1e-4f, bv = -0.08f;
+            if (o->sdt == MLXN_DTYPE_F32) ((float *)sc)[i] = sv, ((float *)bi)[i] = bv;
+            else if (o->sdt == MLXN_DTYPE_F16) ((uint16_t *)sc)[i] = mlxn_f32_to_f16(sv), ((uint16_t *)bi)[i] = mlxn_f32_to_f16(bv);
+            else ((uint16_t *)sc)[i] = mlxn_f32_to_bf16(sv), ((uint16_t *)bi)[i] = mlxn_f32_to_bf16(bv);
         } else {
             ((uint8_t *)sc)[i] = (uint8_t)(o->mode == MLXN_QUANT_NVFP4 ? 0x30 : 120);
         }
@@ -205,7 +212,7 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
     enum { MAX_SETS = 64 };
     int rc = 1, affine = o->mode == MLXN_QUANT_AFFINE, nsets = 0, sms = 0;
     size_t l2 = 0;
-    mlxn_dtype sdt = affine ? MLXN_DTYPE_BF16 : MLXN_DTYPE_U8;
+    mlxn_dtype sdt = o->sdt;
     int64_t wshape[2] = {qrows, mlxn_quant_words_per_row(q, qcols)}, sshape[2] = {qrows, qcols / o->group};
     int64_t xshape[2] = {o->n, o->cols}, oshape[2] = {o->n, o->rows};
     int64_t nw = wshape[0] * wshape[1], ng = sshape[0] * sshape[1];
@@ -284,9 +291,10 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
     double gbs = (double)bytes / (med * 1e3), pct = copy_gbs > 0 ? 100.0 * gbs / copy_gbs : 0.0;
     const char *dname = mlxn_device_name(dev);
     if (o->json) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, "
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, "
                               "s:f, s:i, s:I, s:i}",
-                              "bench", o->what, "device", dname, "mode", mlxn_quant_mode_name(o->mode), "bits", o->bits,
+                              "bench", o->what, "device", dname, "mode", mlxn_quant_mode_name(o->mode), "scale_dtype",
+                              mlxn_dtype_name(o->sdt), "bits", o->bits,
                               "group_size", o->group, "rows", (json_int_t)o->rows, "cols", (json_int_t)o->cols, "n",
                               (json_int_t)o->n, "transpose", o->transpose, "reps", o->reps, "median_us", med, "mean_us",
                               mean, "min_us", tmin, "max_us", tmax, "bytes", (json_int_t)bytes, "gb_s", gbs,
@@ -304,8 +312,9 @@ static int bench_cuda(const bench_opts *o, const mlxn_quant_params *q, const mlx
         printf("%s\n", txt);
         free(txt);
     } else {
-        printf("%s: %s %d-bit group %d, W %lld x %lld (%s), x %lld x %lld, %s\n", o->what,
-               mlxn_quant_mode_name(o->mode), o->bits, o->group, (long long)o->rows, (long long)o->cols,
+        printf("%s: %s %d-bit group %d%s%s, W %lld x %lld (%s), x %lld x %lld, %s\n", o->what,
+               mlxn_quant_mode_name(o->mode), o->bits, o->group, o->mode == MLXN_QUANT_AFFINE ? " scales " : "",
+               o->mode == MLXN_QUANT_AFFINE ? mlxn_dtype_name(o->sdt) : "", (long long)o->rows, (long long)o->cols,
                o->transpose ? "out = x @ W^T" : "out = x @ W", (long long)o->n, (long long)o->cols, dname);
         printf("time: median %.2f us (mean %.2f, min %.2f, max %.2f) over %d device-timed calls after %d warm-up, "
                "rotating %d weight copies (L2 %.0f MB, %d SMs)\n",
@@ -374,7 +383,7 @@ int cmd_bench(int argc, char **argv) {
     }
     int rc = 1;
     int affine = o.mode == MLXN_QUANT_AFFINE;
-    mlxn_dtype sdt = affine ? MLXN_DTYPE_BF16 : MLXN_DTYPE_U8;
+    mlxn_dtype sdt = o.sdt;
     int64_t wshape[2] = {qrows, mlxn_quant_words_per_row(&q, qcols)}, sshape[2] = {qrows, qcols / o.group};
     int64_t xshape[2] = {o.n, o.cols}, oshape[2] = {o.n, o.rows};
     mlxn_tensor wq = {0}, sc = {0}, bi = {0}, x = {0}, out = {0};
@@ -426,9 +435,10 @@ int cmd_bench(int argc, char **argv) {
     bench_cpu_model(model, sizeof model);
     const char *dname = mlxn_device_name(dev);
     if (o.json) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, "
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:b, s:i, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, "
                               "s:f, s:s, s:s}",
-                              "bench", o.what, "mode", mlxn_quant_mode_name(o.mode), "bits", o.bits, "group_size",
+                              "bench", o.what, "mode", mlxn_quant_mode_name(o.mode), "scale_dtype", mlxn_dtype_name(o.sdt),
+                              "bits", o.bits, "group_size",
                               o.group, "rows", (json_int_t)o.rows, "cols", (json_int_t)o.cols, "n",
                               (json_int_t)o.n, "transpose", o.transpose, "reps", o.reps, "median_us", med,
                               "min_us", tmin, "max_us", tmax, "median_caller_cpu_us", med_cpu, "bytes", (json_int_t)bytes, "gb_s", gbs, "gflop_s",
@@ -445,8 +455,9 @@ int cmd_bench(int argc, char **argv) {
         free(txt);
         json_decref(j);
     } else {
-        printf("%s: %s %d-bit group %d, W %lld x %lld (%s), x %lld x %lld, %s\n", o.what,
-               mlxn_quant_mode_name(o.mode), o.bits, o.group, (long long)o.rows, (long long)o.cols,
+        printf("%s: %s %d-bit group %d%s%s, W %lld x %lld (%s), x %lld x %lld, %s\n", o.what,
+               mlxn_quant_mode_name(o.mode), o.bits, o.group, o.mode == MLXN_QUANT_AFFINE ? " scales " : "",
+               o.mode == MLXN_QUANT_AFFINE ? mlxn_dtype_name(o.sdt) : "", (long long)o.rows, (long long)o.cols,
                o.transpose ? "out = x @ W^T" : "out = x @ W", (long long)o.n, (long long)o.cols, dname);
         printf("cpu: %s\n", model);
         printf("time: median %.1f us (min %.1f, max %.1f) over %d reps after %d warm-up; calling thread's CPU "

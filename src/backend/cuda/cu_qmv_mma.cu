@@ -437,9 +437,12 @@ bool cu_qmv_mma_takes(const cu_qmat &w, int64_t N, int64_t K, mlxn_stream *s) {
     const bool g32 = w.bits == 4 && w.group == 32;
     const bool other = (w.bits == 2 || w.bits == 3 || w.bits == 5 || w.bits == 6 || w.bits == 8 || g32) && !w.tiled &&
                        !cu_ctx(s)->knobs.qmv_bits_off;
+    /* scales and biases bf16 or f16, or f32 with groups of 32 (GGUF Q4_K / Q5_K imports; the f16 path) */
+    const bool f32s = w.sdt == MLXN_DTYPE_F32 && w.group == 32 && other && !(((uintptr_t)w.sc | (uintptr_t)w.bi) & 3);
     if (cu_ctx(s)->knobs.qmv_mma == 0 || w.mode != MLXN_QUANT_AFFINE || (w.bits != 4 && !other) || (g32 && !other) ||
-        !w.bi || (w.group != 32 && w.group != 64 && w.group != 128) || (w.sdt != MLXN_DTYPE_BF16 && w.sdt != MLXN_DTYPE_F16) ||
-        K % QM_CHUNK || K > INT32_MAX / 2 || ((uintptr_t)w.wq & 15) || (w.wq_st * 4) % 16)
+        !w.bi || (w.group != 32 && w.group != 64 && w.group != 128) ||
+        (w.sdt != MLXN_DTYPE_BF16 && w.sdt != MLXN_DTYPE_F16 && !f32s) || K % QM_CHUNK || K > INT32_MAX / 2 ||
+        ((uintptr_t)w.wq & 15) || (w.wq_st * 4) % 16)
         return false;
     /* the G = 2 path reads a group pair as one 32-bit word */
     if (w.group == 64 && (((uintptr_t)w.sc | (uintptr_t)w.bi) & 3 || (w.sc_st | w.bi_st) & 1)) return false;

@@ -381,19 +381,22 @@ __device__ __forceinline__ void qm_ldrow(const uint32_t *p, uint32_t *c) {
     }
 }
 
-template <bool PTR, int BITS = 4>
+/* SB: bytes of a scale (and bias): 2 (bf16, f16), 4 (f32: the f16 path's
+ * groups of 32) or, for fp4's, the default 2 */
+template <bool PTR, int BITS = 4, int SB = 2>
 struct qm_rows;
 
 /* The f16 path: a lane reads its own group's scale (and bias) of each row,
  * lsc elements into the chunk's (the kernel passes it); fp4's are bytes
  * (nvfp4's two groups as one 16-bit load), with no biases. */
-template <int BITS>
-struct qm_rows<true, BITS> {
+template <int BITS, int SB>
+struct qm_rows<true, BITS, SB> {
     static constexpr bool FP4 = qm_fp4<BITS>();
-    using sc_t = typename std::conditional<FP4, uint8_t, uint16_t>::type;
+    using bi_t = typename std::conditional<SB == 4, uint32_t, uint16_t>::type;
+    using sc_t = typename std::conditional<FP4, uint8_t, bi_t>::type;
     const uint32_t *wg, *wh;
     const sc_t *sg, *sh;
-    const uint16_t *bg, *bh;
+    const bi_t *bg, *bh;
     uint32_t stw, sts; /* bytes from one of this warp's chunks to its next: of codes, of scales */
     __device__ qm_rows() {}
     /* p advanced by n steps of st bytes */
@@ -409,7 +412,7 @@ struct qm_rows<true, BITS> {
         wg = a.w.wq + cu_qrow_words(a.w, rg) + NW * t + cw, wh = a.w.wq + cu_qrow_words(a.w, rh) + NW * t + cw;
         sg = sc + cu_qrow_scales(a.w, rg) + cs, sh = sc + cu_qrow_scales(a.w, rh) + cs;
         if (!FP4) {
-            const uint16_t *bi = (const uint16_t *)a.w.bi;
+            const bi_t *bi = (const bi_t *)a.w.bi;
             bg = bi + cu_qrow_scales(a.w, rg) + cs, bh = bi + cu_qrow_scales(a.w, rh) + cs;
         }
         stw = 4 * W * (uint32_t)cu_qchunk_words(a.w), sts = (uint32_t)sizeof(sc_t) * W * (uint32_t)cu_qchunk_scales(a.w);
@@ -447,8 +450,9 @@ struct qm_rows<true, BITS> {
     }
 };
 
-template <int BITS>
-struct qm_rows<false, BITS> {
+template <int BITS, int SB>
+struct qm_rows<false, BITS, SB> {
+    static_assert(SB == 2, "f32 scales: the pointer form only");
     uint32_t owg, owh, osg, osh;
     uint32_t stw, sts; /* a chunk's step in words and in scale elements (the layout's: cu_qchunk_*) */
     uint32_t c, W;     /* the next chunk, the step between this warp's chunks */
@@ -749,11 +753,13 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     int64_t r0[T], r8[T]; /* each tile's two halves of 8 rows (qm_tile): tiles T b .. T b + T - 1 */
     constexpr bool ROOMY = QM_ROOMY(W, MB) && T == 1; /* (two tiles: 12 pointers, 358 -> 372 instructions a chunk pair) */
-    qm_rows<ROOMY, BITS> rows[T];
+    constexpr int SB = SDT == MLXN_DTYPE_F32 ? 4 : 2; /* (f32 scales: the f16 path) */
+    static_assert(SB == 2 || (H16 && !FP4), "f32 scales: affine, on the f16 path");
+    qm_rows<ROOMY, BITS, SB> rows[T];
 #pragma unroll
     for (int u = 0; u < T; u++) {
         qm_tile(a, (int64_t)blockIdx.x * T + u, r0[u], r8[u]);
-        rows[u] = qm_rows<ROOMY, BITS>(a, r0[u], g, t, r8[u], warp, W, H16 ? (NV ? 2 * t : FP4 ? t : t * G / 4) : 0);
+        rows[u] = qm_rows<ROOMY, BITS, SB>(a, r0[u], g, t, r8[u], warp, W, H16 ? (NV ? 2 * t : FP4 ? t : t * G / 4) : 0);
     }
     /* the x this lane stages per chunk: pairs 4 (jw % 4) + 2h and the next
      * of lane t = jw / 4 (qm_apair), codes ox, ox + 1 and their partners
@@ -895,9 +901,11 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                     } else { /* affine: acc += s (C - off sum x) + b sum x, the lane's group's scale and bias (a
                               * group of 64 or 128 is 2 or 4 lanes': each adds its own codes' part, with its own sum x) */
                         constexpr float off = qm_h16_offset<BITS>();
-                        const int sel = qm_scale_sel<SDT>(0); /* (one 16-bit value a word) */
-                        const float sg = qm_scale(sv[0], sel, SDT), sh = qm_scale(sv[1], sel, SDT);
-                        const float bg = qm_scale(sv[2], sel, SDT), bh = qm_scale(sv[3], sel, SDT);
+                        const int sel = qm_scale_sel<SDT>(0); /* (one 16-bit value a word, or an f32) */
+                        const float sg = SB == 4 ? __uint_as_float(sv[0]) : qm_scale(sv[0], sel, SDT);
+                        const float sh = SB == 4 ? __uint_as_float(sv[1]) : qm_scale(sv[1], sel, SDT);
+                        const float bg = SB == 4 ? __uint_as_float(sv[2]) : qm_scale(sv[2], sel, SDT);
+                        const float bh = SB == 4 ? __uint_as_float(sv[3]) : qm_scale(sv[3], sel, SDT);
                         accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-off, xs, f * (cg0 + cg1)), accg[u][0]));
                         acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-off, xs, f * (ch0 + ch1)), acch[u][0]));
                     }

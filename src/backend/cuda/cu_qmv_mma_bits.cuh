@@ -26,15 +26,18 @@ static bool qb_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
 }
 
 /* G, the groups a chunk holds, from the group size: 32 -> 4 (the f16
- * path), 64 -> 2, 128 -> 1; 16-bit scales (fp4: bytes) */
+ * path), 64 -> 2, 128 -> 1; 16-bit scales (fp4: bytes), or f32 ones with
+ * groups of 32 (what GGUF Q4_K / Q5_K imports become) */
 template <int BITS, int W, int D, int MB>
 static bool qb_pick(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if constexpr (qm_fp4<BITS>()) {
         return qb_launch<BITS, 4, MLXN_DTYPE_U8, W, D, MB>(a, s, st); /* the f16 path (G 4), byte scales */
     } else {
         const bool bf = a.w.sdt == MLXN_DTYPE_BF16;
-        if (a.w.group == 32)
+        if (a.w.group == 32) {
+            if (a.w.sdt == MLXN_DTYPE_F32) return qb_launch<BITS, 4, MLXN_DTYPE_F32, W, D, MB>(a, s, st);
             return bf ? qb_launch<BITS, 4, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 4, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
+        }
         if constexpr (BITS != 4) { /* (4-bit groups of 64 and 128: cu_qmv_mma.cu) */
             if (a.w.group == 64)
                 return bf ? qb_launch<BITS, 2, MLXN_DTYPE_BF16, W, D, MB>(a, s, st) : qb_launch<BITS, 2, MLXN_DTYPE_F16, W, D, MB>(a, s, st);
