@@ -72,7 +72,8 @@
  * Conditions (else the caller runs the f32 kernels): affine
  * 4-bit with groups of 64 or 128 (or, one x row by rows, 2- to 8-bit with
  * groups of 32, 64 or 128), bf16/f16 scales with biases (one row stride
- * for both), or (one x row by rows) mxfp4 / nvfp4, K % 128 == 0, 16-byte
+ * for both; f32 ones too with groups of 32, on the f16 path), or (one x
+ * row by rows) mxfp4 / nvfp4, K % 128 == 0, 16-byte
  * aligned rows (and x, for one row), element offsets under 2^31. */
 #ifndef MLXN_CU_QMV_MMA_CUH
 #define MLXN_CU_QMV_MMA_CUH
@@ -113,7 +114,8 @@ __device__ __forceinline__ uint32_t qm_pair(uint32_t w, int m) {
  * bf16's 8 significant bits: they take the f16 path below (256 + q). */
 /* The f16 path (one x row, by rows; cu_qmv_mma_bits*.cu): MLX mxfp4 and
  * nvfp4 weights (the BITS values QM_MXFP4, QM_NVFP4), affine groups of 32
- * (G 4) and affine 2-, 5- and 8-bit (any group; qm_h16).
+ * (G 4; bf16, f16 or f32 scales and biases) and affine 2-, 5- and 8-bit
+ * (any group; qm_h16).
  *   - mxfp4: 4-bit e2m1 codes (sign, 2 exponent bits, 1 mantissa bit;
  *     MLX's nibble order), one e8m0 scale byte per group of 32, no biases.
  *     nvfp4: the same codes, an e4m3 scale byte per group of 16 times the
