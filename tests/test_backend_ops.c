@@ -651,7 +651,8 @@ static void case_qmatmul(bk *b) {
  * its fuses() answer is asserted, so the kernel under test is the fused
  * one; gate halves of 333 rows leave the last 8-row tile partly past them.
  * An mxfp8 weight, 4-bit with f32 scales and groups of 64, two x rows and
- * an f32 norm weight run the parts apart on the device too. NMSE qmv_bound (the fused kernel also scales the sums by
+ * an f32 norm weight (but with groups of 32: the f16 path takes it) run
+ * the parts apart on the device too. NMSE qmv_bound (the fused kernel also scales the sums by
  * the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
     const mlxn_quant_mode AF = MLXN_QUANT_AFFINE, MX = MLXN_QUANT_MXFP4;
@@ -674,7 +675,8 @@ static void case_qmatmul_fused(bk *b) {
         {MLXN_DTYPE_BF16, 0, 0, 1, 0, 1, MLXN_GLU_NONE}, {MLXN_DTYPE_BF16, 1, 1, 1, 1, 1, MLXN_GLU_NONE},
         {MLXN_DTYPE_BF16, 0, 1, 1, 0, 2, MLXN_GLU_NONE}, {MLXN_DTYPE_BF16, 0, 1, 0, 0, 1, MLXN_GLU_SWIGLU},
         {MLXN_DTYPE_F16, 1, 1, 0, 0, 1, MLXN_GLU_GEGLU_TANH}, {MLXN_DTYPE_BF16, 0, 0, 0, 0, 1, MLXN_GLU_GEGLU_ERF},
-        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 2, MLXN_GLU_SWIGLU},
+        {MLXN_DTYPE_BF16, 0, 1, 0, 0, 2, MLXN_GLU_SWIGLU}, {MLXN_DTYPE_F32, 1, 1, 0, 0, 1, MLXN_GLU_SWIGLU},
+        {MLXN_DTYPE_F32, 0, 1, 1, 0, 1, MLXN_GLU_NONE},
     };
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         mlxn_quant_params q = {.mode = ws[i].mode, .bits = ws[i].bits, .group_size = ws[i].group,
@@ -747,7 +749,9 @@ static void case_qmatmul_rope_kv(bk *b) {
         mlxn_quant_params q = {.mode = cs[i].mode, .bits = cs[i].bits, .group_size = cs[i].group};
         qm m = quantized(b, &q, cs[i].sdt, N, K);
         const mlxn_tensor *bic = m.has_bi ? &m.bi.c : NULL, *big = m.has_bi ? &m.bi.g : NULL;
-        tp x = tp_rand(b, F32, 2, SHAPE(1, K), 2, CONTIG), nw = tp_rand(b, BF, 1, SHAPE(K), 0.5f, CONTIG);
+        /* (f32 scales: an f32 norm weight too, as a GGUF import has) */
+        const mlxn_dtype nwdt = cs[i].sdt == F32 && cs[i].mode == AF ? F32 : BF;
+        tp x = tp_rand(b, F32, 2, SHAPE(1, K), 2, CONTIG), nw = tp_rand(b, nwdt, 1, SHAPE(K), 0.5f, CONTIG);
         const int32_t slot_v = 5, pos_v = 37;
         tp slot = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &slot_v, CONTIG), pos = tp_make(b, MLXN_DTYPE_I32, 1, SHAPE(1), &pos_v, CONTIG);
         float *fr = hmem(b, (size_t)(D / 2) * sizeof(float));
@@ -773,8 +777,9 @@ static void case_qmatmul_rope_kv(bk *b) {
         fg.norm_w = cs[i].norm ? &nw.g : NULL, fg.x_scratch = &xs.g;
         mlxn_qmm_rope_kv rg[3];
         char label[160];
-        snprintf(label, sizeof label, "quantized_matmul_fused rope_kv %s %d-bit g%d Hq %lld Hk %lld D %lld norm %d freqs %d%s%s",
-                 mlxn_quant_mode_name(q.mode), q.bits, q.group_size, (long long)Hq, (long long)Hk, (long long)D, cs[i].norm, cs[i].freqs,
+        snprintf(label, sizeof label, "quantized_matmul_fused rope_kv %s %d-bit g%d Hq %lld Hk %lld D %lld norm %d (%s) freqs %d%s%s",
+                 mlxn_quant_mode_name(q.mode), q.bits, q.group_size, (long long)Hq, (long long)Hk, (long long)D, cs[i].norm,
+                 mlxn_dtype_name(nwdt), cs[i].freqs,
                  cs[i].trad ? " traditional" : "", cs[i].short_dims ? " dims D/2" : "");
         for (int r = 0; r < 3; r++) {
             rg[r] = (mlxn_qmm_rope_kv){.q_heads = Hq, .kv_heads = Hk, .rope = &pg, .slot = &slot.g, .q_out = &qo[r].g,

@@ -496,8 +496,12 @@ bool cu_qmv_mma_fused(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     if (a.glu && (a.res || a.N % 2)) return false;
     /* rope_kv: whole tiles of a head (qm_tile), no other epilogue */
     if (a.rk && (a.glu || a.res || a.rk_d % QM_ROWS || a.rk_qk % QM_ROWS || a.N % QM_ROWS)) return false;
-    /* the norm weight: 16-bit (read as pairs: 4-byte aligned) */
-    if (a.nw && ((a.nw_dt != MLXN_DTYPE_BF16 && a.nw_dt != MLXN_DTYPE_F16) || ((uintptr_t)a.nw & 3))) return false;
+    /* the norm weight: 16-bit (read as pairs: 4-byte aligned), or f32 (pairs: 8-byte aligned) with the one-row
+     * kernel's groups of 32 (4 a chunk: fp4, affine g32; qb_launch builds that variant) */
+    const bool g4 = qm_one_row_only(a.w) && (a.w.mode != MLXN_QUANT_AFFINE || a.w.group == 32);
+    const bool nw16 = (a.nw_dt == MLXN_DTYPE_BF16 || a.nw_dt == MLXN_DTYPE_F16) && !((uintptr_t)a.nw & 3);
+    const bool nw32 = a.nw_dt == MLXN_DTYPE_F32 && g4 && !((uintptr_t)a.nw & 7);
+    if (a.nw && !nw16 && !nw32) return false;
     return qm_launch_one(a, s, st);
 }
 

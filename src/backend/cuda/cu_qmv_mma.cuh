@@ -713,6 +713,12 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
     return v;
 }
 
+/* The same from two f32 values (an f32 norm weight): off + w in f32, as
+ * rms_norm's. */
+__device__ __forceinline__ float2 qm_norm_wf(uint32_t lo, uint32_t hi, float off) {
+    return make_float2(off + __uint_as_float(lo), off + __uint_as_float(hi));
+}
+
 /* Blocks per SM the one-row kernel's registers must allow: 16 warps (a
  * 128-register cap: 2 blocks of 8 warps, 1 of 16), 3 blocks of 6 warps
  * (one wave of ~18 warps per SM, qm_launch_one), and 5 blocks of 4 warps,
@@ -729,8 +735,8 @@ __device__ __forceinline__ float2 qm_norm_w2(uint32_t raw, float off) {
  * registers then serve both tiles); MB the blocks per SM the registers must
  * allow (QM_MIN_BLOCKS_T; qm_launch also builds two-tile blocks of 4 warps
  * at 5). At least 16 warps per SM (a 128-register cap).
- * NDT (0, or bf16 / f16: the fused op's rms_norm of x with the weight
- * a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
+ * NDT (0, or bf16 / f16, or f32 on the f16 path's groups of 32: the fused
+ * op's rms_norm of x with the weight a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
  * projections, without a kernel of its own. The norm is linear up to its
  * scale, so each lane stages x * w instead of x, sums x^2 as it goes, and
  * the tile's sums are scaled once by 1 / sqrt(mean(x^2) + eps) at the end
@@ -770,20 +776,29 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     const int jw = lane >> 1, h = lane & 1, p0 = 4 * (jw & 3) + 2 * h;
     const uint32_t ox = 32 * (jw >> 2) + 2 * PD * (p0 / PD) + p0 % PD;
     const float *xl = a.x + QM_CHUNK * warp + ox; /* the next chunk's (load advances it) */
-    const uint16_t *nl = NORM ? (const uint16_t *)a.nw + QM_CHUNK * warp + ox : nullptr; /* same, of the norm weight */
+    /* NF32: an f32 norm weight (GGUF files store norms in f32), the f16 path's groups of 32 only (qm_kernel_for) */
+    constexpr bool NF32 = NDT == MLXN_DTYPE_F32;
+    static_assert(!NF32 || (H16 && G == 4), "f32 norm weights: the f16 path's groups of 32");
+    using nw_t = typename std::conditional<NF32, uint32_t, uint16_t>::type;
+    const nw_t *nl = NORM ? (const nw_t *)a.nw + QM_CHUNK * warp + ox : nullptr; /* same, of the norm weight */
 
     uint32_t cw[D][T][2 * NW]; /* ring: codes (qm_rows::load), per tile */
     uint32_t sw[D][T][4];  /* ring: raw scales and biases */
     float2 xr[D][2];    /* ring: this lane's 4 x values of the chunk */
-    uint32_t nh[NORM ? D : 1][2]; /* NORM ring: the norm weights of those x, two per word */
+    uint32_t nh[NORM ? D : 1][NF32 ? 4 : 2]; /* NORM ring: the norm weights of those x, two per word (f32: one) */
     auto load = [&](int d, uint32_t c) {
 #pragma unroll
         for (int u = 0; u < T; u++) rows[u].template load<H16 ? 1 : G>(a, cw[d][u], sw[d][u]); /* (f16 path: the lane's group) */
         /* x and the norm weight: running pointers, or offsets as qm_rows<false> */
         const float *xc = ROOMY ? xl : a.x + (QM_CHUNK * c + ox);
-        const uint16_t *nc = ROOMY ? nl : (const uint16_t *)a.nw + (QM_CHUNK * c + ox);
+        const nw_t *nc = ROOMY ? nl : (const nw_t *)a.nw + (QM_CHUNK * c + ox);
         xr[d][0] = *(const float2 *)xc, xr[d][1] = *(const float2 *)(xc + PD);
-        if (NORM) nh[d][0] = __ldg((const uint32_t *)nc), nh[d][1] = __ldg((const uint32_t *)(nc + PD));
+        if constexpr (NORM && NF32) { /* (8-byte aligned: ox is even; cu_qmv_mma_fused checks the base) */
+            const uint2 v0 = __ldg((const uint2 *)nc), v1 = __ldg((const uint2 *)(nc + PD));
+            nh[d][0] = v0.x, nh[d][1] = v0.y, nh[d][2] = v1.x, nh[d][3] = v1.y;
+        } else if constexpr (NORM) {
+            nh[d][0] = __ldg((const uint32_t *)nc), nh[d][1] = __ldg((const uint32_t *)(nc + PD));
+        }
         if (ROOMY) xl += QM_CHUNK * W, nl += NORM ? QM_CHUNK * W : 0;
     };
     float ssq = 0.0f; /* NORM: this lane's sum of x^2 */
@@ -831,7 +846,9 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
             /* stage the chunk's x as three bf16 parts (pairs: codes m, m + 4) and its group sums */
             float rest[4] = {xr[d][0].x, xr[d][1].x, xr[d][0].y, xr[d][1].y}; /* pair 2h, then pair 2h + 1 */
             if (NORM) {
-                const float2 w0 = qm_norm_w2<NDT>(nh[d][0], a.nw_off), w1 = qm_norm_w2<NDT>(nh[d][1], a.nw_off);
+                float2 w0, w1;
+                if constexpr (NF32) w0 = qm_norm_wf(nh[d][0], nh[d][1], a.nw_off), w1 = qm_norm_wf(nh[d][2], nh[d][3], a.nw_off);
+                else w0 = qm_norm_w2<NDT>(nh[d][0], a.nw_off), w1 = qm_norm_w2<NDT>(nh[d][1], a.nw_off);
 #pragma unroll
                 for (int e = 0; e < 4; e++) ssq = fmaf(rest[e], rest[e], ssq);
                 rest[0] *= w0.x, rest[1] *= w1.x, rest[2] *= w0.y, rest[3] *= w1.y;
@@ -947,11 +964,15 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
     for (int u = 0; u < T; u++) qm_finish<W, 1>(a, r0[u], accg[u], acch[u], red[u], NORM ? red_ss : nullptr, resv[u], r8[u]);
 }
 
-/* qmv_mma_kernel for this product's norm variant (NDT), as a plain function pointer */
-template <int G, int SDT, int W, int D, int T, int MB = QM_MIN_BLOCKS_T(W, T), int BITS = 4>
+/* qmv_mma_kernel for this product's norm variant (NDT), as a plain function
+ * pointer; NF32: also built for an f32 norm weight (the f16 path's groups
+ * of 32: cu_qmv_mma_fused takes one only there) */
+template <int G, int SDT, int W, int D, int T, int MB = QM_MIN_BLOCKS_T(W, T), int BITS = 4, bool NF32 = false>
 static void (*qm_kernel_for(const qmv_args &a))(qmv_args) {
     if (!a.nw) return qmv_mma_kernel<G, SDT, W, D, 0, T, MB, BITS>;
     if (a.nw_dt == MLXN_DTYPE_BF16) return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_BF16, T, MB, BITS>;
+    if constexpr (NF32)
+        if (a.nw_dt == MLXN_DTYPE_F32) return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F32, T, MB, BITS>;
     return qmv_mma_kernel<G, SDT, W, D, MLXN_DTYPE_F16, T, MB, BITS>;
 }
 

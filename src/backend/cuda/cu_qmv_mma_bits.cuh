@@ -20,7 +20,8 @@
 template <int BITS, int G, int SDT, int W, int D, int MB>
 static bool qb_launch(const qmv_args &a, mlxn_stream *s, mlxn_status *st) {
     const int64_t tiles = a.glu ? (a.N / 2 + QM_ROWS / 2 - 1) / (QM_ROWS / 2) : (a.N + QM_ROWS - 1) / QM_ROWS;
-    cu_launch(s, qm_kernel_for<G, SDT, W, D, 1, MB, BITS>(a), dim3((unsigned)tiles), dim3(W * 32), 0, a);
+    /* (groups of 32, 4 a chunk: an f32 norm weight's variant too; GGUF imports carry f32 norms) */
+    cu_launch(s, qm_kernel_for<G, SDT, W, D, 1, MB, BITS, G == 4>(a), dim3((unsigned)tiles), dim3(W * 32), 0, a);
     *st = MLXN_OK;
     return true;
 }
