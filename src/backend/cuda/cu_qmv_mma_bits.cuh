@@ -2,8 +2,9 @@
  * cu_qmv_mma.cuh) for every format but affine 4-bit with groups of 64 or
  * 128: its instances, by code width, in cu_qmv_mma_bits.cu (mxfp4, nvfp4,
  * 4-bit groups of 32, 8-bit), cu_qmv_mma_bits36.cu (3-, 6-bit) and
- * cu_qmv_mma_bits25.cu (2-, 5-bit). Why three files: each holds 60-72
- * kernel instances, the longest compiles of the library, and a parallel
+ * cu_qmv_mma_bits25.cu (2-, 5-bit). Why three files: each holds 88-96
+ * kernel instances (groups of 32 also with f32 scales, and an f32 norm
+ * weight's variant), the longest compiles of the library, and a parallel
  * build runs them side by side.
  * Launch: the 4-bit rule's two main shapes (qm_launch_one): 8 warps where
  * K has 64 chunks or more or the row tiles need at most two blocks per SM
