@@ -217,7 +217,8 @@ done
 # kernels they ran before (MLXN_CUDA_QMV_BITS=0), same binary, b2b us
 line="one-row 4096 x 14336 b2b us, tensor cores / f32 kernels:"
 for fmt in "2-bit:--bits 2" "3-bit:--bits 3" "5-bit:--bits 5" "6-bit:--bits 6" "8-bit:--bits 8" \
-           "4-bit g32:--bits 4 --group-size 32" "8-bit g32:--bits 8 --group-size 32" "mxfp4:--mode mxfp4" "nvfp4:--mode nvfp4"; do
+           "4-bit g32:--bits 4 --group-size 32" "8-bit g32:--bits 8 --group-size 32" \
+           "4-bit g32 f32 scales:--bits 4 --group-size 32 --scale-dtype f32" "mxfp4:--mode mxfp4" "nvfp4:--mode nvfp4"; do
   name=${fmt%%:*} tag=$(echo "${fmt%%:*}" | tr -d ' -')
   for on in 1 0; do
     # shellcheck disable=SC2086

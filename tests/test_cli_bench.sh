@@ -28,6 +28,14 @@ for args in "--mode affine --bits 3 --group-size 32" "--mode mxfp4" "--mode mxfp
     has "json $args t=$t" '^\{.*"median_us": ?[0-9.e+-]+.*"gb_s": ?[0-9.e+-]+.*\}$' "$out"
   done
 done
+# --scale-dtype: the affine scales' dtype, named in the text and the JSON (f32: GGUF Q4_K / Q5_K imports)
+for sd in f16 f32; do
+  run "scale dtype $sd" 0 bench qmv --bits 4 --group-size 32 --scale-dtype $sd "${small[@]}"
+  has "scale dtype $sd" "^qmv: affine 4-bit group 32 scales $sd," "$out"
+  run "scale dtype $sd json" 0 bench qmv --bits 5 --group-size 32 --scale-dtype $sd "${small[@]}" --json
+  has "scale dtype $sd json" "^\{.*\"scale_dtype\": ?\"$sd\".*\"median_us\"" "$out"
+done
+run "bad scale dtype" 2 bench qmv --scale-dtype f64 "${small[@]}"
 run "bad mode" 2 bench qmv --mode q4_0
 run "bad option" 2 bench qmv --frobnicate 1
 run "bad group" 2 bench qmv --group-size 48 "${small[@]}"

@@ -145,12 +145,12 @@ static int parse(int argc, char **argv, bench_opts *o) {
                       .transpose = k.transpose, .threads = k.threads, .reps = k.reps, .warmup = k.warmup,
                       .json = k.json, .mem_mib = k.mem_mib, .rows = k.rows, .cols = k.cols, .n = k.n,
                       .isa = (mlxn_cpu_isa)k.isa};
-    static const mlxn_dtype sdts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32}; /* (--scale-dtype's order) */
-    o->sdt = o->mode == MLXN_QUANT_AFFINE ? sdts[k.sdt] : MLXN_DTYPE_U8;
     if (mlxn_quant_mode_parse(k.mode, &o->mode) != MLXN_OK) {
         opt_error(c, "--mode must be affine, mxfp4, mxfp8 or nvfp4, got '%s'", k.mode);
         return OPT_ERROR;
     }
+    static const mlxn_dtype sdts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32}; /* (--scale-dtype's order) */
+    o->sdt = o->mode == MLXN_QUANT_AFFINE ? sdts[k.sdt] : MLXN_DTYPE_U8; /* (the fp modes: byte scales) */
     if (o->mode != MLXN_QUANT_AFFINE) { /* the fp modes fix both */
         if (!opt_was_given(c, &given, "bits")) o->bits = o->mode == MLXN_QUANT_MXFP8 ? 8 : 4;
         if (!opt_was_given(c, &given, "group-size")) o->group = o->mode == MLXN_QUANT_NVFP4 ? 16 : 32;
