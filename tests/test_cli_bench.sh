@@ -36,6 +36,8 @@ for sd in f16 f32; do
   has "scale dtype $sd json" "^\{.*\"scale_dtype\": ?\"$sd\".*\"median_us\"" "$out"
 done
 run "bad scale dtype" 2 bench qmv --scale-dtype f64 "${small[@]}"
+run "scale dtype of fp4" 2 bench qmv --mode mxfp4 --scale-dtype f16 "${small[@]}"
+has "scale dtype of fp4" 'is for affine weights' "$err"
 run "bad mode" 2 bench qmv --mode q4_0
 run "bad option" 2 bench qmv --frobnicate 1
 run "bad group" 2 bench qmv --group-size 48 "${small[@]}"

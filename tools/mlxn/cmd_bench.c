@@ -151,6 +151,10 @@ static int parse(int argc, char **argv, bench_opts *o) {
     }
     static const mlxn_dtype sdts[3] = {MLXN_DTYPE_BF16, MLXN_DTYPE_F16, MLXN_DTYPE_F32}; /* (--scale-dtype's order) */
     o->sdt = o->mode == MLXN_QUANT_AFFINE ? sdts[k.sdt] : MLXN_DTYPE_U8; /* (the fp modes: byte scales) */
+    if (o->mode != MLXN_QUANT_AFFINE && opt_was_given(c, &given, "scale-dtype")) {
+        opt_error(c, "--scale-dtype is for affine weights (%s scales are bytes)", k.mode);
+        return OPT_ERROR;
+    }
     if (o->mode != MLXN_QUANT_AFFINE) { /* the fp modes fix both */
         if (!opt_was_given(c, &given, "bits")) o->bits = o->mode == MLXN_QUANT_MXFP8 ? 8 : 4;
         if (!opt_was_given(c, &given, "group-size")) o->group = o->mode == MLXN_QUANT_NVFP4 ? 16 : 32;
