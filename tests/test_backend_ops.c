@@ -476,12 +476,11 @@ static qm quantized(bk *b, const mlxn_quant_params *q, mlxn_dtype sdt, int64_t R
  * rounding), but 1e-9 for the affine formats with 16-bit scales (or f32
  * ones with groups of 32), which CUDA's tensor-core mat-vec takes (every
  * width and group size for one x row, 4-bit groups of 64 / 128 for up to
- * 8; cu_qmv_mma.cuh; mxfp4 and
- * nvfp4 on it carry no offset and keep 1e-10). It sums x * (offset + q) in
- * f32 and subtracts offset * sum(x) per group, so its rounding is that of
- * a sum up to ~30x larger than the result's terms (4-bit g64: offset 128):
- * seeds gave up to 1.34e-10 (6001 x 128, g128), while a wrong weight,
- * scale or row gives > 1e-6. */
+ * 8; cu_qmv_mma.cuh; mxfp4 and nvfp4 on it carry no offset and keep
+ * 1e-10). It sums x * (offset + q) in f32 and subtracts offset * sum(x)
+ * per group, so its rounding is that of a sum up to ~30x larger than the
+ * result's terms (4-bit g64: offset 128): seeds gave up to 1.34e-10 (6001
+ * x 128, g128), while a wrong weight, scale or row gives > 1e-6. */
 static double qmv_bound(const mlxn_quant_params *q, mlxn_dtype sdt) {
     const int tc = q->mode == MLXN_QUANT_AFFINE &&
                    (sdt == MLXN_DTYPE_BF16 || sdt == MLXN_DTYPE_F16 || (sdt == MLXN_DTYPE_F32 && q->group_size == 32));
@@ -652,8 +651,8 @@ static void case_qmatmul(bk *b) {
  * one; gate halves of 333 rows leave the last 8-row tile partly past them.
  * An mxfp8 weight, 4-bit with f32 scales and groups of 64, two x rows and
  * an f32 norm weight (but with groups of 32: the f16 path takes it) run
- * the parts apart on the device too. NMSE qmv_bound (the fused kernel also scales the sums by
- * the norm instead of x: f32 rounding apart). */
+ * the parts apart on the device too. NMSE qmv_bound (the fused kernel also
+ * scales the sums by the norm instead of x: f32 rounding apart). */
 static void case_qmatmul_fused(bk *b) {
     const mlxn_quant_mode AF = MLXN_QUANT_AFFINE, MX = MLXN_QUANT_MXFP4;
     const struct { mlxn_quant_mode mode; int bits, group; mlxn_dtype sdt; int64_t N, K; } ws[] = {
