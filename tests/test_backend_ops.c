@@ -696,7 +696,9 @@ static void case_qmatmul_fused(bk *b) {
             mlxn_qmm_fusion fg = fc;
             fg.norm_w = fs[j].norm ? &nw.g : NULL, fg.residual = fs[j].res ? &r.g : NULL;
             fg.x_scratch = &xs.g, fg.y_scratch = &ys.g;
-            const int want_fused = ws[i].mode != MLXN_QUANT_MXFP8 && (ws[i].sdt != MLXN_DTYPE_F32 || ws[i].mode != AF || ws[i].group == 32) && M == 1;
+            /* (f32 scales: with groups of 32 only) */
+            const int f32s_ok = ws[i].sdt != MLXN_DTYPE_F32 || ws[i].mode != AF || ws[i].group == 32;
+            const int want_fused = ws[i].mode != MLXN_QUANT_MXFP8 && f32s_ok && M == 1;
             CHECK(mlxn_quantized_matmul_fuses(b->ds, &m.wq.g, &m.sc.g, big, &q, M) == want_fused,
                   "%s: quantized_matmul_fuses %s %d-bit g%d M=%lld should be %d", b->name, mlxn_quant_mode_name(q.mode),
                   q.bits, q.group_size, (long long)M, want_fused);
