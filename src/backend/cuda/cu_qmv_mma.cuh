@@ -266,8 +266,10 @@ __device__ __forceinline__ uint32_t qm_a(const uint32_t *c, int P) {
  * (Truncation also cannot overflow: x rounded to bf16 near FLT_MAX could.) */
 __device__ __forceinline__ uint32_t qm_bf16_top2(uint32_t lo, uint32_t hi) { return __byte_perm(lo, hi, 0x7632); }
 
-/* A 16-bit scale picked out of a raw word by a byte permute (sel). */
+/* A 16-bit scale picked out of a raw word by a byte permute (sel); an f32
+ * one (the f16 path's groups of 32) is the word itself. */
 __device__ __forceinline__ float qm_scale(uint32_t raw, int sel, int sdt) {
+    if (sdt == MLXN_DTYPE_F32) return __uint_as_float(raw);
     const uint32_t v = __byte_perm(raw, 0, sel);
     return sdt == MLXN_DTYPE_BF16 ? __uint_as_float(v) : __half2float(__ushort_as_half((unsigned short)v));
 }
@@ -299,7 +301,7 @@ __device__ __forceinline__ void qm_mma(float (&c)[4], uint32_t a0, uint32_t a1, 
  * lanes 8 t' .. 8 t' + 7 hold lane t's codes' x) so their largest |x|,
  * 2^(E - 127) <= m < 2^(E - 126), lands in [2^14, 2^15): k = 141 - E, at
  * most 126 (x under 2^-112 keeps 2^126). The products of codes (e2m1:
- * value * 2^-14, < 8; affine: 16 + q) and parts are then exact and far
+ * value * 2^-14, < 8; affine: 2^BITS + q) and parts are then exact and far
  * from f16's limits; a part under 2^-14 loses bits only 2^-39 below the
  * largest term. Returns 2^(E0 - k), what the epilogue multiplies the sums
  * by (E0: 14 for e2m1 codes, 0 for affine ones). */
@@ -354,9 +356,9 @@ enum { QM_PART_BYTES = 256 + 32, QM_ZEROS = QM_PARTS * QM_PART_BYTES, QM_WARP_BY
  *     check the offsets fit). */
 /* A lane's BITS words of one row's chunk at p (4-byte aligned, and
  * 16-byte aligned for 4 and 8 bits, 8-byte for 2 and 6): the widest loads
- * the lane's offset allows (3-bit lanes sit 12 bytes apart, 5-bit 20). 4-bit: one load
- * per row, whose 4 lanes t read 64 contiguous bytes, not kept in L1 (each
- * byte is read once). Other widths: BITS / 4 .. BITS loads per row, each
+ * the lane's offset allows (3-bit lanes sit 12 bytes apart, 5-bit 20).
+ * 4-bit: one load per row, whose 4 lanes t read 64 contiguous bytes, not
+ * kept in L1 (each byte is read once). Other widths: BITS / 4 .. BITS loads per row, each
  * touching every 32-byte sector of the row's piece (3-bit: load i reads
  * bytes 12 t + 4 i), so they go through L1, where the row's later loads
  * find the sectors the first one brought (not L1: 2-3 fetches from L2 for
@@ -736,8 +738,9 @@ __device__ __forceinline__ float2 qm_norm_wf(uint32_t lo, uint32_t hi, float off
  * allow (QM_MIN_BLOCKS_T; qm_launch also builds two-tile blocks of 4 warps
  * at 5). At least 16 warps per SM (a 128-register cap).
  * NDT (0, or bf16 / f16, or f32 on the f16 path's groups of 32: the fused
- * op's rms_norm of x with the weight a.nw of that dtype): a decode step's norm before its q/k/v and gate/up
- * projections, without a kernel of its own. The norm is linear up to its
+ * op's rms_norm of x with the weight a.nw of that dtype): a decode step's
+ * norm before its q/k/v and gate/up projections, without a kernel of its
+ * own. The norm is linear up to its
  * scale, so each lane stages x * w instead of x, sums x^2 as it goes, and
  * the tile's sums are scaled once by 1 / sqrt(mean(x^2) + eps) at the end
  * (every block sees all of x, so each computes the scale itself). The
@@ -843,7 +846,8 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
         for (int d = 0; d < D; d++) {
             const int c = c0 + d * W;
             if (c >= nch) break;
-            /* stage the chunk's x as three bf16 parts (pairs: codes m, m + 4) and its group sums */
+            /* stage the chunk's x as three bf16 parts (the f16 path: two f16 ones, scaled; pairs: codes m,
+             * m + PD) and its group sums */
             float rest[4] = {xr[d][0].x, xr[d][1].x, xr[d][0].y, xr[d][1].y}; /* pair 2h, then pair 2h + 1 */
             if (NORM) {
                 float2 w0, w1;
@@ -921,10 +925,8 @@ __global__ void __launch_bounds__(W * 32, MB) qmv_mma_kernel(qmv_args a) {
                               * group of 64 or 128 is 2 or 4 lanes': each adds its own codes' part, with its own sum x) */
                         constexpr float off = qm_h16_offset<BITS>();
                         const int sel = qm_scale_sel<SDT>(0); /* (one 16-bit value a word, or an f32) */
-                        const float sg = SB == 4 ? __uint_as_float(sv[0]) : qm_scale(sv[0], sel, SDT);
-                        const float sh = SB == 4 ? __uint_as_float(sv[1]) : qm_scale(sv[1], sel, SDT);
-                        const float bg = SB == 4 ? __uint_as_float(sv[2]) : qm_scale(sv[2], sel, SDT);
-                        const float bh = SB == 4 ? __uint_as_float(sv[3]) : qm_scale(sv[3], sel, SDT);
+                        const float sg = qm_scale(sv[0], sel, SDT), sh = qm_scale(sv[1], sel, SDT);
+                        const float bg = qm_scale(sv[2], sel, SDT), bh = qm_scale(sv[3], sel, SDT);
                         accg[u][0] = fmaf(bg, xs, fmaf(sg, fmaf(-off, xs, f * (cg0 + cg1)), accg[u][0]));
                         acch[u][0] = fmaf(bh, xs, fmaf(sh, fmaf(-off, xs, f * (ch0 + ch1)), acch[u][0]));
                     }
